@@ -1,0 +1,215 @@
+"""The API bus: routes each API message through its interceptors to its service.
+
+One call goes: parameters checked (types and rules by the message class, then
+every resource uuid looked up with its type) -> interceptors in order -> the
+per-resource queue of the message's sync signature -> the service's handler,
+under a timeout.  A call whose timeout passes gets a timeout error at once;
+the operation itself goes on to its end (so its rollback is never cut short)
+and holds its resource's queue until then, as ZStack's dropped late replies do.
+
+The bus is also the one list of operations: ``zcli`` verbs and the local
+socket API are generated from :meth:`ApiBus.messages`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from core.kernel.api import ApiMessage, ApiReply, QueryResult
+from core.kernel.db import Database, resource_model
+from core.kernel.errors import ErrorCode, OperationError, SysErrors, error_from_exception
+from core.kernel.query import QueryMessage, run_query
+from core.kernel.service import ApiInterceptor, GlobalApiInterceptor, Service
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Route:
+    service: Service
+    handler: Callable[[Any], Awaitable[Any]]
+    interceptors: list[ApiInterceptor]
+
+
+class _KeyedLocks:
+    """One asyncio.Lock per sync signature, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    async def run(self, key: str | None, fn: Callable[[], Awaitable[Any]]) -> Any:
+        if key is None:
+            return await fn()
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await fn()
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def busy(self) -> list[str]:
+        return sorted(self._locks)
+
+
+class ApiBus:
+    def __init__(self, db: Database, default_timeout: float) -> None:
+        self.db = db
+        self.default_timeout = default_timeout
+        self._routes: dict[type[ApiMessage], _Route] = {}
+        self._by_name: dict[str, type[ApiMessage]] = {}
+        self._global: list[GlobalApiInterceptor] = []
+        self._locks = _KeyedLocks()
+        self._running: set[asyncio.Task[Any]] = set()
+
+    # -- registration -------------------------------------------------------
+
+    def register_service(self, service: Service) -> None:
+        if not getattr(service, "service_id", ""):
+            raise ValueError(f"service {type(service).__qualname__} has no service_id")
+        handlers: dict[type[ApiMessage], Callable[[Any], Awaitable[Any]]] = dict(
+            service.api_handlers()
+        )
+        for query_type in service.queries:
+            handlers[query_type] = self._query_handler
+        interceptors = service.api_interceptors()
+        for msg_type, handler in handlers.items():
+            if msg_type in self._routes:
+                other = self._routes[msg_type].service.service_id
+                raise ValueError(
+                    f"{msg_type.api_name} is declared by both service {other} "
+                    f"and service {service.service_id}"
+                )
+            self._routes[msg_type] = _Route(service, handler, interceptors)
+            self._by_name[msg_type.api_name] = msg_type
+
+    def add_global_interceptor(self, interceptor: GlobalApiInterceptor) -> None:
+        self._global.append(interceptor)
+
+    def messages(self) -> dict[str, type[ApiMessage]]:
+        """Every API message some service handles, by API name, sorted."""
+        return dict(sorted(self._by_name.items()))
+
+    def service_of(self, msg_type: type[ApiMessage]) -> Service:
+        return self._routes[msg_type].service
+
+    def interceptors_for(self, msg: ApiMessage) -> list[ApiInterceptor]:
+        route = self._routes[type(msg)]
+        chosen: list[ApiInterceptor] = [i for i in self._global if i.applies_to(msg)]
+        chosen.extend(route.interceptors)
+        return sorted(chosen, key=ApiInterceptor.sort_key)
+
+    # -- calls --------------------------------------------------------------
+
+    async def call_by_name(
+        self, api_name: str, params: Mapping[str, Any], timeout: float | None = None
+    ) -> ApiReply:
+        """Build the message from raw parameters and call it; every error becomes a reply."""
+        msg_type = self._by_name.get(api_name)
+        if msg_type is None:
+            return ApiReply.failure(
+                ErrorCode(SysErrors.INVALID_ARGUMENT, f"no API named {api_name}")
+            )
+        try:
+            msg = msg_type.from_params(params)
+        except OperationError as exc:
+            return ApiReply.failure(exc.error)
+        return await self.call(msg, timeout)
+
+    async def call(self, msg: ApiMessage, timeout: float | None = None) -> ApiReply:
+        route = self._routes.get(type(msg))
+        if route is None:
+            return ApiReply.failure(
+                ErrorCode(SysErrors.INVALID_ARGUMENT, f"no service handles {msg.api_name}")
+            )
+        try:
+            msg.validate()
+            await self._check_resources(msg)
+            for interceptor in self.interceptors_for(msg):
+                msg = await interceptor.intercept(msg)
+        except Exception as exc:
+            return ApiReply.failure(error_from_exception(exc))
+
+        limit = timeout or msg.timeout or self.default_timeout
+        task = asyncio.create_task(
+            self._locks.run(msg.sync_signature(), lambda: route.handler(msg)),
+            name=f"api:{msg.api_name}",
+        )
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(task), limit)
+        except TimeoutError:
+            return ApiReply.failure(
+                ErrorCode(
+                    SysErrors.TIMEOUT,
+                    f"{msg.api_name} timed out after {limit:g}s",
+                    "the operation goes on in the background and rolls back if it fails",
+                )
+            )
+        except Exception as exc:
+            if not isinstance(exc, OperationError):
+                log.exception("%s failed", msg.api_name)
+            return ApiReply.failure(error_from_exception(exc))
+        return _reply(result)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            task.exception()  # retrieved: the caller (or its timeout reply) reported it
+
+    async def drain(self) -> None:
+        """Wait for operations still running (e.g. after their callers timed out)."""
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _check_resources(self, msg: ApiMessage) -> None:
+        wanted = msg.resource_uuids()
+        if not wanted:
+            return
+
+        def lookup(session: Any) -> tuple[str, str, str] | None:
+            for name, rtype, uuid in wanted:
+                model = resource_model(rtype)
+                if session.scalar(select(model.uuid).where(model.uuid == uuid)) is None:
+                    return name, rtype, uuid
+            return None
+
+        missing = await self.db.run(lookup)
+        if missing is not None:
+            name, rtype, uuid = missing
+            raise OperationError(
+                ErrorCode(
+                    SysErrors.RESOURCE_NOT_FOUND,
+                    f"parameter {name} of {msg.api_name}: {rtype}[uuid:{uuid}] does not exist",
+                )
+            )
+
+    async def _query_handler(self, msg: QueryMessage) -> QueryResult:
+        return await self.db.run(lambda session: run_query(session, msg))
+
+
+def _reply(result: Any) -> ApiReply:
+    if isinstance(result, ApiReply):
+        return result
+    if isinstance(result, QueryResult):
+        return ApiReply(inventories=result.inventories, total=result.total)
+    if isinstance(result, list):
+        return ApiReply(inventories=result)
+    if isinstance(result, dict) or result is None:
+        return ApiReply(inventory=result)
+    return ApiReply.failure(
+        ErrorCode(SysErrors.INTERNAL, f"handler returned {type(result).__name__}, not an inventory")
+    )

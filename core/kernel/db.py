@@ -1,0 +1,157 @@
+"""Persistence: SQLAlchemy 2.x models, sessions and Alembic migrations.
+
+The database is the source of truth; everything on the host is derived from it.
+SQLite in WAL mode under the data dir is the default; any SQLAlchemy URL (e.g.
+PostgreSQL) works too.  The schema is created and upgraded only by the Alembic
+migrations in ``core/migrations``.
+
+Async code reaches the database through :meth:`Database.run`, which runs a
+function with a fresh session in the database's worker thread(s) and commits
+when it returns (rolls back when it raises).  With SQLite there is a single
+worker, so writes never contend for the file lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid as uuid_mod
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from sqlalchemy import DateTime, String, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+T = TypeVar("T")
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+
+
+def new_uuid() -> str:
+    """ZStack's resource uuids: 32 lower-case hex characters, no dashes."""
+    return uuid_mod.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def camel(name: str) -> str:
+    """``last_op_date`` -> ``lastOpDate``: inventory field names are ZStack's camelCase."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+class Base(DeclarativeBase):
+    """Base of every model.  ``to_inventory()`` gives the camelCase view the API returns."""
+
+    inventory_exclude: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def inventory_fields(cls) -> dict[str, str]:
+        """camelCase inventory field -> model attribute."""
+        return {
+            camel(col.key): col.key
+            for col in cls.__mapper__.column_attrs
+            if col.key not in cls.inventory_exclude
+        }
+
+    def to_inventory(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for field, attr in self.inventory_fields().items():
+            value = getattr(self, attr)
+            out[field] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+# resource type name (ZStack's VO name, e.g. "ZoneVO") -> model class
+RESOURCE_TYPES: dict[str, type[Base]] = {}
+
+
+class ResourceMixin:
+    """Columns every resource carries: uuid, name, description, createDate, lastOpDate."""
+
+    resource_type: ClassVar[str]
+
+    uuid: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(2048), default=None)
+    create_date: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_op_date: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        rtype = cls.__dict__.get("resource_type")
+        if rtype:
+            RESOURCE_TYPES[rtype] = cls  # type: ignore[assignment]
+
+
+def resource_model(resource_type: str) -> type[Base]:
+    try:
+        return RESOURCE_TYPES[resource_type]
+    except KeyError:
+        known = ", ".join(sorted(RESOURCE_TYPES))
+        raise KeyError(f"unknown resource type {resource_type} (known: {known})") from None
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._executor = ThreadPoolExecutor(
+            max_workers=1 if self.is_sqlite else 8, thread_name_prefix="db"
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def run_sync(self, fn: Callable[[Session], T]) -> T:
+        with self.session() as session:
+            return fn(session)
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn(session)`` in a transaction, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_sync, fn)
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest migration."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

@@ -1,0 +1,728 @@
+"""The flow engine: ZStack's FlowChain, asyncio-native.
+
+A :class:`Flow` is one step of an operation with ``run`` and ``rollback``.  A
+:class:`FlowChain` runs flows in order over one shared ``data`` dict.  When a
+flow fails, the chain rolls back the failing flow first (it may have done part
+of its work), then every completed flow in reverse order, then calls the error
+handler; on success it calls the done handler; the finally handler runs either
+way.  Skipped flows are neither run nor rolled back.
+
+Differences from OpenStack TaskFlow, on purpose (ZStack's choices):
+
+* a rollback that raises does not stop the unwinding: the step is recorded as
+  ``REVERT_FAILURE`` and the chain goes on rolling back the earlier steps, so
+  one broken rollback leaks one resource instead of all of them; the outcome
+  (``ROLLBACK_FAILED``) says so;
+* flows share one dict instead of declaring requires/provides.
+
+From TaskFlow we take the step state names and per-step records.
+
+Chains are declared in configuration as ordered lists of dotted class paths and
+built by :class:`FlowChainBuilder`, so a plugin can insert a flow into a chain
+without touching the code that runs it.  Every chain and step emits
+:class:`FlowTraceEvent` s on the chain's :class:`EventBus` at
+:data:`FLOW_TRACE_PATH` when someone listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, NoReturn, Self, TypeVar
+
+from core.kernel.errors import ErrorCode, OperationError, SysErrors, error_from_exception
+from core.kernel.events import EventBus
+
+__all__ = [
+    "FLOW_TRACE_PATH",
+    "Flow",
+    "FlowChain",
+    "FlowChainBuilder",
+    "FlowChainStatus",
+    "FlowConfigError",
+    "FlowOutcome",
+    "FlowTraceEvent",
+    "NoRollbackFlow",
+    "StepRecord",
+    "StepState",
+    "current_chain",
+]
+
+log = logging.getLogger(__name__)
+
+FLOW_TRACE_PATH = "/flowchain/trace"
+"""The one event path every :class:`FlowTraceEvent` is published on."""
+
+_perf = time.perf_counter
+_now = time.time
+_T = TypeVar("_T")
+
+DoneHandler = Callable[[dict[str, Any]], Awaitable[None] | None]
+ErrorHandler = Callable[[ErrorCode, dict[str, Any]], Awaitable[None] | None]
+FinallyHandler = Callable[[], Awaitable[None] | None]
+
+
+class StepState(StrEnum):
+    """The state of one step (TaskFlow's atom state names)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    SKIPPED = "SKIPPED"
+    REVERTING = "REVERTING"
+    REVERTED = "REVERTED"
+    REVERT_FAILURE = "REVERT_FAILURE"
+
+
+class FlowChainStatus(StrEnum):
+    """How a chain run ended."""
+
+    SUCCEEDED = "SUCCEEDED"
+    ROLLED_BACK = "ROLLED_BACK"
+    """A flow failed and every rollback succeeded: the system is as it was."""
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"
+    """A flow failed and at least one rollback failed: resources may be left behind."""
+    FAILED = "FAILED"
+    """A flow failed and nothing was rolled back, because of :meth:`FlowChain.no_rollback`."""
+
+
+_SUCCESS = StepState.SUCCESS
+_FAILURE = StepState.FAILURE
+
+
+class FlowConfigError(ValueError):
+    """A chain declaration names a flow that cannot be used."""
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """What happened to one step of one chain run."""
+
+    name: str
+    index: int
+    """1-based position in the chain."""
+    state: StepState = StepState.PENDING
+    started_at: float | None = None
+    """Wall-clock time (``time.time()``) the step started running."""
+    duration: float | None = None
+    """Seconds ``run()`` took."""
+    error: ErrorCode | None = None
+    """The run error (FAILURE) or, for REVERT_FAILURE, the rollback error."""
+    revert_duration: float | None = None
+    """Seconds ``rollback()`` took, if it was rolled back."""
+
+
+@dataclass(slots=True)
+class FlowOutcome:
+    """The result of one :meth:`FlowChain.start`."""
+
+    chain_name: str
+    chain_id: str
+    status: FlowChainStatus
+    error: ErrorCode | None = None
+    """The original error, located at the failing step."""
+    rollback_errors: list[tuple[str, ErrorCode]] = field(default_factory=list)
+    """(step name, error) for every rollback that failed, in the order they ran."""
+    steps: list[StepRecord] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    duration: float = 0.0
+    """Seconds from start to the end of the unwinding (handlers excluded)."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is FlowChainStatus.SUCCEEDED
+
+    def raise_for_error(self) -> None:
+        """Raise the failure as an :class:`OperationError`; do nothing on success.
+
+        When a rollback failed too, the raised error is ``SYS.1010`` (the user must
+        know resources may be left behind) with the original error as its cause.
+        """
+        if self.error is None:
+            return
+        if self.rollback_errors:
+            raise OperationError(
+                _rollback_failed_error(self.chain_name, self.error, self.rollback_errors)
+            )
+        raise OperationError(self.error)
+
+
+def _rollback_failed_error(
+    chain_name: str, original: ErrorCode | None, failures: list[tuple[str, ErrorCode]]
+) -> ErrorCode:
+    count = len(failures)
+    names = ", ".join(name for name, _ in failures)
+    details = "; ".join(f"{name}: {err}" for name, err in failures)
+    if original is not None:
+        description = (
+            f"the operation failed and {count} rollback(s) failed, so resources may be "
+            f"left behind: {names}"
+        )
+        cause = original
+    else:
+        description = (
+            f"rolling back flow chain {chain_name}: {count} rollback(s) failed, so "
+            f"resources may be left behind: {names}"
+        )
+        cause = failures[0][1]
+    return ErrorCode(SysErrors.ROLLBACK_FAILED, description, details, cause, chain_name)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowTraceEvent:
+    """One trace point of a chain run, published on :data:`FLOW_TRACE_PATH`.
+
+    Kinds: ``chain-start``, ``step-start``, ``step-done``, ``step-skipped``,
+    ``step-failed``, ``rollback-start`` (one per step being rolled back),
+    ``step-reverted``, ``step-revert-failed``, ``chain-done`` (with the chain
+    status and total duration).
+    """
+
+    kind: str
+    chain_name: str
+    chain_id: str
+    parent_chain_id: str | None
+    step: str | None
+    index: int | None
+    """1-based step index, or None for chain events."""
+    total: int
+    at: float
+    """Wall-clock time (``time.time()``)."""
+    duration: float | None
+    """Seconds, for step-done/failed/reverted/revert-failed and chain-done."""
+    state: str | None
+    """A :class:`StepState` or :class:`FlowChainStatus` (both are ``str``)."""
+    error: ErrorCode | None
+
+
+class Flow(ABC):
+    """One step of an operation.
+
+    ``run`` returns to go on and raises to fail: an :class:`OperationError`
+    carries its ErrorCode, any other exception becomes an internal error.
+    ``rollback`` undoes ``run``; it is also called when ``run`` itself failed,
+    so it must cope with a half-done run.  Keep per-run state in ``data``: a
+    flow built by :class:`FlowChainBuilder` is shared by every run of its chain.
+    """
+
+    name: ClassVar[str | None] = None
+    """Display name in logs, traces and error locations; default: the class name."""
+
+    _frozen_by: str | None = None  # chain name, once FlowChainBuilder shares the instance
+
+    @abstractmethod
+    async def run(self, data: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def rollback(self, data: dict[str, Any]) -> None: ...
+
+    def skip(self, data: dict[str, Any]) -> bool:
+        """True to neither run nor roll back this flow in this run."""
+        return False
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        if self._frozen_by is not None:
+            _raise_frozen(self, attr)
+        object.__setattr__(self, attr, value)
+
+    def __delattr__(self, attr: str) -> None:
+        if self._frozen_by is not None:
+            _raise_frozen(self, attr)
+        object.__delattr__(self, attr)
+
+
+def _raise_frozen(flow: Flow, attr: str) -> NoReturn:
+    raise TypeError(
+        f"cannot set {attr!r} on flow {_flow_name(flow)}: it is shared by every run of "
+        f"chain {flow._frozen_by!r} and must keep per-run state in `data`"
+    )
+
+
+def _flow_name(flow: Flow) -> str:
+    return flow.name or type(flow).__name__
+
+
+class NoRollbackFlow(Flow):
+    """A flow with nothing to undo."""
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        return None
+
+
+_current_chain: ContextVar[FlowChain | None] = ContextVar("zstack_lite_flow_chain", default=None)
+
+
+def current_chain() -> FlowChain | None:
+    """The chain whose flows are running in this context (innermost), if any."""
+    return _current_chain.get()
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task has a pending cancel() (vs a stray CancelledError)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _shielded(aw: Awaitable[_T]) -> _T:
+    """Await ``aw`` to its end even if the current task is cancelled (again)."""
+    task = asyncio.ensure_future(aw)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                continue  # the caller was cancelled; the work goes on
+            if task.cancelled():
+                raise
+            return task.result()
+
+
+def _cancel_error(what: str) -> ErrorCode:
+    return ErrorCode(SysErrors.TIMEOUT, "cancelled", what)
+
+
+class FlowChain(Flow):
+    """Flows run in order over one shared dict, rolled back in reverse on failure.
+
+    A chain is a per-run object: build it, :meth:`start` it once.  It is itself a
+    :class:`Flow`, so it can be a step of another chain (or be awaited through
+    :meth:`run` inside a flow's ``run``, ZStack's nesting style); it then runs over
+    the outer chain's ``data``, inherits its event bus and records it as parent.
+    """
+
+    # Per-run object: never frozen, so skip Flow's check on the hot path.
+    __setattr__ = object.__setattr__  # type: ignore[assignment]
+    __delattr__ = object.__delattr__  # type: ignore[assignment]
+
+    def __init__(
+        self, name: str, flows: Iterable[Flow] = (), *, events: EventBus | None = None
+    ) -> None:
+        self.name = name  # type: ignore[misc]
+        self.id = f"FCID_{random.getrandbits(32):08x}"
+        self.parent_id: str | None = None
+        self.outcome: FlowOutcome | None = None
+        self._events = events
+        self._flows: list[Flow] = []
+        for flow in flows:
+            self._flows.append(_check_flow(flow))
+        self._done: DoneHandler | None = None
+        self._error: ErrorHandler | None = None
+        self._finally: FinallyHandler | None = None
+        self._no_rollback = False
+        self._started = False
+        self._trace = False
+        self._cancel_exc: asyncio.CancelledError | None = None
+        self._records: list[StepRecord] = []
+
+    def __repr__(self) -> str:
+        return f"<FlowChain {self.name} {self.id} ({len(self._flows)} flows)>"
+
+    # -- building -------------------------------------------------------
+
+    @property
+    def flows(self) -> tuple[Flow, ...]:
+        return tuple(self._flows)
+
+    @property
+    def events(self) -> EventBus | None:
+        return self._events
+
+    def then(self, flow: Flow) -> Self:
+        self._check_not_started()
+        self._flows.append(_check_flow(flow))
+        return self
+
+    def insert(self, index: int, flow: Flow) -> Self:
+        self._check_not_started()
+        self._flows.insert(index, _check_flow(flow))
+        return self
+
+    def done(self, cb: DoneHandler) -> Self:
+        """Call ``cb(data)`` (sync or async) once, when every flow succeeded."""
+        self._check_not_started()
+        if self._done is not None:
+            raise RuntimeError(f"flow chain {self.name}: done handler is already set")
+        self._done = cb
+        return self
+
+    def error(self, cb: ErrorHandler) -> Self:
+        """Call ``cb(error, data)`` (sync or async) once, after the rollbacks of a failure."""
+        self._check_not_started()
+        if self._error is not None:
+            raise RuntimeError(f"flow chain {self.name}: error handler is already set")
+        self._error = cb
+        return self
+
+    def finally_(self, cb: FinallyHandler) -> Self:
+        """Call ``cb()`` (sync or async) once, after the done or error handler."""
+        self._check_not_started()
+        if self._finally is not None:
+            raise RuntimeError(f"flow chain {self.name}: finally handler is already set")
+        self._finally = cb
+        return self
+
+    def no_rollback(self) -> Self:
+        """On failure, roll nothing back (the outcome is FAILED)."""
+        self._check_not_started()
+        self._no_rollback = True
+        return self
+
+    def _check_not_started(self) -> None:
+        if self._started:
+            raise RuntimeError(f"flow chain {self.name} ({self.id}) has already started")
+
+    # -- running --------------------------------------------------------
+
+    async def start(self, data: dict[str, Any] | None = None) -> FlowOutcome:
+        """Run the chain once; a flow failure ends in the outcome, never raises.
+
+        If the task is cancelled while a flow runs, the chain rolls back (shielded
+        from further cancels), calls its handlers, then re-raises CancelledError.
+        """
+        if self._started:
+            raise RuntimeError(
+                f"flow chain {self.name} ({self.id}) has already been started; "
+                "a FlowChain runs once, build a new one"
+            )
+        self._started = True
+        if data is None:
+            data = {}
+        parent = _current_chain.get()
+        if parent is not None:
+            self.parent_id = parent.id
+            if self._events is None:
+                self._events = parent._events
+        events = self._events
+        trace = self._trace = events is not None and events.has_subscribers(FLOW_TRACE_PATH)
+
+        records = self._records = [
+            StepRecord(_flow_name(flow), i) for i, flow in enumerate(self._flows, 1)
+        ]
+        outcome = self.outcome = FlowOutcome(
+            self.name, self.id, FlowChainStatus.SUCCEEDED, None, [], records, data
+        )
+        t0 = _perf()
+        if trace:
+            self._emit("chain-start", None, None, None, None)
+
+        token = _current_chain.set(self)
+        try:
+            error = await self._run_flows(data, records)
+            if error is not None:
+                outcome.error = error
+                if log.isEnabledFor(logging.INFO):
+                    log.info("[FlowChain(%s): %s] failed: %s", self.id, self.name, error)
+                if self._no_rollback:
+                    outcome.status = FlowChainStatus.FAILED
+                else:
+                    failures = await self._unwind(data)
+                    if failures:
+                        outcome.rollback_errors.extend(failures)
+                        outcome.status = FlowChainStatus.ROLLBACK_FAILED
+                    else:
+                        outcome.status = FlowChainStatus.ROLLED_BACK
+        finally:
+            _current_chain.reset(token)
+
+        outcome.duration = _perf() - t0
+        if trace:
+            self._emit("chain-done", None, outcome.duration, outcome.status, outcome.error)
+
+        if outcome.error is None:
+            if self._done is not None:
+                await self._call_handler("done", self._done, data)
+        elif self._error is not None:
+            await self._call_handler("error", self._error, outcome.error, data)
+        if self._finally is not None:
+            await self._call_handler("finally", self._finally)
+
+        if self._cancel_exc is not None:
+            raise self._cancel_exc
+        return outcome
+
+    async def _run_flows(self, data: dict[str, Any], records: list[StepRecord]) -> ErrorCode | None:
+        """Run the flows in order; return the located error of the one that failed."""
+        trace = self._trace
+        debug = log.isEnabledFor(logging.DEBUG)
+        rec: StepRecord | None = None
+        for flow, rec in zip(self._flows, records, strict=True):
+            t0 = _perf()
+            try:
+                if flow.skip(data):
+                    rec.state = StepState.SKIPPED
+                    if debug:
+                        log.debug("[FlowChain(%s): %s] skip flow[%s]", self.id, self.name, rec.name)
+                    if trace:
+                        self._emit("step-skipped", rec, None, rec.state, None)
+                    continue
+                rec.state = StepState.RUNNING
+                rec.started_at = _now()
+                if debug:
+                    log.debug(
+                        "[FlowChain(%s): %s] start executing flow[%s]", self.id, self.name, rec.name
+                    )
+                if trace:
+                    self._emit("step-start", rec, None, rec.state, None)
+                await flow.run(data)
+            except asyncio.CancelledError as exc:
+                if _being_cancelled():
+                    self._cancel_exc = exc
+                    error = _cancel_error(f"the task running flow chain {self.name} was cancelled")
+                else:
+                    error = _cancel_error(f"flow {rec.name} was cancelled")
+                break
+            except Exception as exc:
+                error = error_from_exception(exc)
+                if debug:
+                    log.debug(
+                        "[FlowChain(%s): %s] flow[%s] failed",
+                        self.id,
+                        self.name,
+                        rec.name,
+                        exc_info=True,
+                    )
+                break
+            rec.duration = _perf() - t0
+            rec.state = _SUCCESS
+            if trace:
+                self._emit("step-done", rec, rec.duration, _SUCCESS, None)
+        else:
+            return None
+
+        assert rec is not None
+        rec.duration = _perf() - t0
+        rec.state = _FAILURE
+        error = rec.error = error.with_location(
+            f"{self.name}: {rec.name} ({rec.index}/{len(records)})"
+        )
+        if trace:
+            self._emit("step-failed", rec, rec.duration, _FAILURE, error)
+        return error
+
+    async def _unwind(self, data: dict[str, Any]) -> list[tuple[str, ErrorCode]]:
+        """Roll back every run (SUCCESS or FAILURE) step, last first; go on past failures."""
+        failures: list[tuple[str, ErrorCode]] = []
+        flows = self._flows
+        trace = self._trace
+        total = len(flows)
+        for rec in reversed(self._records):
+            state = rec.state
+            if state is not _SUCCESS and state is not _FAILURE:
+                continue
+            flow = flows[rec.index - 1]
+            rec.state = StepState.REVERTING
+            if trace:
+                self._emit("rollback-start", rec, None, rec.state, None)
+            t0 = _perf()
+            try:
+                if self._cancel_exc is None:
+                    await flow.rollback(data)
+                else:
+                    await _shielded(flow.rollback(data))
+            except asyncio.CancelledError as exc:
+                if self._cancel_exc is None and _being_cancelled():
+                    self._cancel_exc = exc  # cancelled mid-rollback: the rest runs shielded
+                err = _cancel_error(f"the rollback of flow {rec.name} was cancelled")
+            except Exception as exc:
+                err = error_from_exception(exc)
+            else:
+                rec.revert_duration = _perf() - t0
+                rec.state = StepState.REVERTED
+                if trace:
+                    self._emit("step-reverted", rec, rec.revert_duration, rec.state, None)
+                continue
+            rec.revert_duration = _perf() - t0
+            rec.state = StepState.REVERT_FAILURE
+            err = rec.error = err.with_location(f"{self.name}: {rec.name} ({rec.index}/{total})")
+            failures.append((rec.name, err))
+            log.warning(
+                "[FlowChain(%s): %s] rollback of flow[%s] failed, continuing with the next "
+                "rollback: %s",
+                self.id,
+                self.name,
+                rec.name,
+                err,
+            )
+            if trace:
+                self._emit("step-revert-failed", rec, rec.revert_duration, rec.state, err)
+        return failures
+
+    async def _call_handler(self, kind: str, cb: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = cb(*args)
+            if inspect.isawaitable(result):
+                if self._cancel_exc is None:
+                    await result
+                else:
+                    await _shielded(result)
+        except asyncio.CancelledError as exc:
+            if self._cancel_exc is None and _being_cancelled():
+                self._cancel_exc = exc
+            log.error("[FlowChain(%s): %s] %s handler was cancelled", self.id, self.name, kind)
+        except Exception:
+            log.exception("[FlowChain(%s): %s] %s handler failed", self.id, self.name, kind)
+
+    def _emit(
+        self,
+        kind: str,
+        rec: StepRecord | None,
+        duration: float | None,
+        state: str | None,
+        error: ErrorCode | None,
+    ) -> None:
+        assert self._events is not None
+        self._events.publish(
+            FLOW_TRACE_PATH,
+            FlowTraceEvent(
+                kind,
+                self.name,
+                self.id,
+                self.parent_id,
+                None if rec is None else rec.name,
+                None if rec is None else rec.index,
+                len(self._flows),
+                _now(),
+                duration,
+                state,
+                error,
+            ),
+        )
+
+    # -- as a step of an outer chain -------------------------------------
+
+    async def run(self, data: dict[str, Any]) -> None:
+        """Run as a nested chain over ``data``; on failure (already rolled back) raise."""
+        outcome = await self.start(data)
+        if outcome.error is not None:
+            cause = outcome.error
+            if outcome.rollback_errors:
+                cause = _rollback_failed_error(self.name, cause, outcome.rollback_errors)
+            raise OperationError(
+                ErrorCode(SysErrors.OPERATION_ERROR, f"flow chain {self.name} failed", cause=cause)
+            )
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        """Undo a nested chain that succeeded, its steps in reverse.
+
+        A no-op if it failed (it rolled itself back) or never ran.  Raises
+        ``SYS.1010`` if any step's rollback failed, after trying them all.
+        """
+        outcome = self.outcome
+        if outcome is None or outcome.status is not FlowChainStatus.SUCCEEDED:
+            return
+        if self._no_rollback:
+            return
+        failures = await self._unwind(data)
+        outcome.rollback_errors.extend(failures)
+        outcome.status = (
+            FlowChainStatus.ROLLBACK_FAILED if failures else FlowChainStatus.ROLLED_BACK
+        )
+        if self._cancel_exc is not None:
+            raise self._cancel_exc
+        if failures:
+            raise OperationError(_rollback_failed_error(self.name, None, failures))
+
+
+def _check_flow(flow: Any) -> Flow:
+    if not isinstance(flow, Flow):
+        raise TypeError(f"a flow chain step must be a Flow, got {flow!r}")
+    return flow
+
+
+class FlowChainBuilder:
+    """Builds chains from a declared list of dotted flow class paths (ZStack's builder).
+
+    Each class is imported and instantiated once, with no arguments; every
+    :meth:`build` makes a new chain over the same instances.  The instances are
+    therefore frozen: setting an attribute on one raises ``TypeError``.
+    """
+
+    __slots__ = ("_flow_paths", "_flows", "_name")
+
+    def __init__(self, name: str, flow_paths: Sequence[str]) -> None:
+        if isinstance(flow_paths, str):
+            raise FlowConfigError(
+                f"flow chain {name!r}: flow_paths must be a list of dotted paths, not a string"
+            )
+        self._name = name
+        self._flow_paths = tuple(flow_paths)
+        flows = [_instantiate_flow(name, path) for path in self._flow_paths]
+        for flow in flows:
+            object.__setattr__(flow, "_frozen_by", name)
+        self._flows = tuple(flows)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def flow_paths(self) -> tuple[str, ...]:
+        return self._flow_paths
+
+    @property
+    def flows(self) -> tuple[Flow, ...]:
+        return self._flows
+
+    def build(self, *, events: EventBus | None = None) -> FlowChain:
+        """A new chain over the shared flow instances."""
+        return FlowChain(self._name, self._flows, events=events)
+
+    def __repr__(self) -> str:
+        return f"<FlowChainBuilder {self._name} ({len(self._flows)} flows)>"
+
+
+def _instantiate_flow(chain: str, path: str) -> Flow:
+    def fail(reason: str) -> FlowConfigError:
+        return FlowConfigError(f"flow chain {chain!r}: flow {path!r} {reason}")
+
+    if not isinstance(path, str) or "." not in path.strip("."):
+        raise fail("is not a dotted path 'package.module.ClassName'")
+    try:
+        cls = _import_dotted(path)
+    except Exception as exc:
+        raise fail(f"cannot be imported: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(cls, type) or not issubclass(cls, Flow):
+        raise fail(f"is not a Flow subclass (it is {cls!r})")
+    if issubclass(cls, FlowChain):
+        raise fail(
+            "is a FlowChain, which is a per-run object and cannot be shared; "
+            "declare a Flow whose run() builds and awaits the chain"
+        )
+    try:
+        return cls()
+    except Exception as exc:
+        raise fail(
+            f"cannot be instantiated with no arguments: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _import_dotted(path: str) -> Any:
+    """Import ``pkg.module.Name`` (or ``pkg.module.Outer.Inner``)."""
+    parts = path.split(".")
+    missing: ModuleNotFoundError | None = None
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            obj = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # Only "this prefix is not a module" moves on to a shorter prefix; a
+            # module that exists but imports something missing is a real error.
+            if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                missing = missing or exc
+                continue
+            raise
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    assert missing is not None
+    raise missing

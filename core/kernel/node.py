@@ -1,0 +1,229 @@
+"""The management node: one process that owns a data dir and runs every service.
+
+Start-up: take the data dir's lock (one node per data dir) -> open the
+database and migrate it -> load the plugins -> register their services and
+interceptors -> build every declared flow chain (so a typo in config.toml
+stops start-up) -> start the components in order -> serve the local socket.
+Any failure undoes what was done so far, in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.kernel.api import ApiMessage, ApiReply
+from core.kernel.bus import ApiBus
+from core.kernel.db import Database
+from core.kernel.events import EventBus
+from core.kernel.extensions import Component, ExtensionRegistry, PluginError
+from core.kernel.flow import FlowChain, FlowChainBuilder, FlowConfigError
+from core.kernel.local_api import SOCKET_NAME, LocalApiServer
+from core.kernel.properties import Properties
+from core.kernel.service import GlobalApiInterceptor, Service
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+LOCK_NAME = "node.lock"
+
+
+class NodeError(RuntimeError):
+    """The node cannot start; the message says why."""
+
+
+class NodeAlreadyRunning(NodeError):
+    def __init__(self, data_dir: Path, pid: str) -> None:
+        super().__init__(f"a management node (pid {pid or '?'}) already runs on {data_dir}")
+        self.data_dir = data_dir
+        self.pid = pid
+
+
+class DataDirLock:
+    """An exclusive flock on ``<data_dir>/node.lock``, released when the process exits."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise NodeAlreadyRunning(self.path.parent, pid) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class ManagementNode:
+    def __init__(
+        self,
+        props: Properties,
+        *,
+        plugin_classes: Mapping[str, type] | None = None,
+        serve_socket: bool = True,
+    ) -> None:
+        """``plugin_classes`` replaces entry-point discovery (tests use it)."""
+        self.props = props
+        self.data_dir: Path = props.data_dir
+        self.events = EventBus()
+        self.registry = ExtensionRegistry()
+        self.db: Database | None = None
+        self.bus: ApiBus | None = None
+        self._plugin_classes = plugin_classes
+        self._serve_socket = serve_socket
+        self._lock = DataDirLock(self.data_dir)
+        self._socket: LocalApiServer | None = None
+        self._started: list[Component] = []
+        self._chain_defaults: dict[str, list[str]] = {}
+        self._builders: dict[str, FlowChainBuilder] = {}
+        self.running = False
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / SOCKET_NAME
+
+    # -- life cycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise NodeError(f"cannot create data dir {self.data_dir}: {exc}") from exc
+        self._lock.acquire()
+        try:
+            await self._start_locked()
+        except BaseException:
+            await self._teardown()
+            raise
+        self.running = True
+        log.info("management node started on %s", self.data_dir)
+
+    async def _start_locked(self) -> None:
+        self.db = Database(self.props.db_url)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.db.migrate)
+        except Exception as exc:
+            raise NodeError(f"cannot open or migrate the database {self.props.db_url}: {exc}") \
+                from exc
+        self.bus = ApiBus(self.db, self.props["api.timeout"])
+
+        classes = self._plugin_classes
+        if classes is None:
+            classes = self.registry.discover(
+                self.props["plugins.enabled"], self.props["plugins.disabled"]
+            )
+        self.registry.load(dict(classes), self)
+        for service in self.registry.extensions(Service):
+            try:
+                self.bus.register_service(service)
+            except ValueError as exc:
+                raise PluginError(str(exc)) from exc
+        for interceptor in self.registry.extensions(GlobalApiInterceptor):
+            self.bus.add_global_interceptor(interceptor)
+        self._build_chains()
+
+        for component in self.registry.extensions(Component):
+            await component.start()
+            self._started.append(component)
+        if self._serve_socket:
+            self._socket = LocalApiServer(self.bus, self.socket_path)
+            await self._socket.start()
+
+    async def stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        if self.bus is not None:
+            await self.bus.drain()
+        await self._teardown()
+        log.info("management node stopped")
+
+    async def _teardown(self) -> None:
+        if self._socket is not None:
+            await self._socket.stop()
+            self._socket = None
+        while self._started:
+            component = self._started.pop()
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("component %s failed to stop", type(component).__qualname__)
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        self._lock.release()
+
+    async def __aenter__(self) -> ManagementNode:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    # -- API ------------------------------------------------------------------
+
+    async def call(
+        self, api: str | ApiMessage, params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> ApiReply:
+        """Call an API by name with raw parameters, or with a message object."""
+        assert self.bus is not None, "the node is not started"
+        if isinstance(api, ApiMessage):
+            return await self.bus.call(api, timeout)
+        return await self.bus.call_by_name(api, params or {}, timeout)
+
+    def plugin(self, cls: type[T]) -> T:
+        return self.registry.get(cls)
+
+    # -- flow chains declared in configuration ----------------------------------
+
+    def declare_chain(self, name: str, default_flows: Sequence[str]) -> None:
+        """Declare a chain a service runs; config.toml's [chains] may replace its list."""
+        if name in self._chain_defaults:
+            raise PluginError(f"flow chain {name} is declared twice")
+        self._chain_defaults[name] = list(default_flows)
+
+    def chain_flows(self, name: str) -> list[str]:
+        configured: dict[str, Any] = self.props["chains"]
+        return list(configured.get(name, self._chain_defaults[name]))
+
+    def _build_chains(self) -> None:
+        configured: dict[str, Any] = self.props["chains"]
+        for name, flows in configured.items():
+            if name not in self._chain_defaults:
+                declared = ", ".join(sorted(self._chain_defaults)) or "none"
+                raise NodeError(
+                    f"config.toml [chains] sets chain {name}, which no plugin declares "
+                    f"(declared chains: {declared})"
+                )
+            if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
+                raise NodeError(f"config.toml [chains] {name} must be a list of class paths")
+        for name in self._chain_defaults:
+            try:
+                self._builders[name] = FlowChainBuilder(name, self.chain_flows(name))
+            except FlowConfigError as exc:
+                raise NodeError(str(exc)) from exc
+
+    def chain(self, name: str) -> FlowChain:
+        """A new run of a declared chain, tracing to the node's event bus."""
+        return self._builders[name].build(events=self.events)
+
+    def new_chain(self, name: str) -> FlowChain:
+        """An ad-hoc chain (flows added in code with ``then``), tracing to the event bus."""
+        return FlowChain(name, events=self.events)
