@@ -93,9 +93,11 @@ async def connect(props: Properties, *, wait: float = 30.0) -> NodeClient:
             last_error = exc
             await client.close()
         if time.monotonic() > deadline:
-            raise OperationError(ErrorCode(
-                SysErrors.OPERATION_ERROR,
-                f"cannot reach the management node on {props.data_dir}",
-                str(last_error),
-            ))
+            raise OperationError(
+                ErrorCode(
+                    SysErrors.OPERATION_ERROR,
+                    f"cannot reach the management node on {props.data_dir}",
+                    str(last_error),
+                )
+            )
         await asyncio.sleep(0.05)

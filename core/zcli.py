@@ -30,8 +30,15 @@ from core.kernel.properties import PropertyError, load
 from core.kernel.query import Condition
 
 EXIT_OK, EXIT_API_ERROR, EXIT_USAGE = 0, 1, 2
-QUERY_PARAMS = ("limit", "start", "count", "replyWithCount", "sortBy", "sortDirection",
-                "conditions")
+QUERY_PARAMS = (
+    "limit",
+    "start",
+    "count",
+    "replyWithCount",
+    "sortBy",
+    "sortDirection",
+    "conditions",
+)
 
 
 class UsageError(Exception):
@@ -40,10 +47,13 @@ class UsageError(Exception):
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="zcli", description="Call ZStack Lite APIs. 'zcli help' lists them.",
+        prog="zcli",
+        description="Call ZStack Lite APIs. 'zcli help' lists them.",
     )
-    parser.add_argument("--config", help="config.toml to use (default: $ZSTACK_LITE_CONFIG "
-                        "or the repository's config.toml)")
+    parser.add_argument(
+        "--config",
+        help="config.toml to use (default: $ZSTACK_LITE_CONFIG or the repository's config.toml)",
+    )
     parser.add_argument("api", help="an API name, or 'help'")
     parser.add_argument("args", nargs="*", help="key=value parameters")
     return parser.parse_args(argv)
@@ -109,9 +119,11 @@ def print_help(apis: list[dict[str, Any]], name: str | None) -> int:
         print(f"  {pname:<{width}}  {text}")
     print(f"\n  {'systemTags':<{width}}  list: system tags for the resource this creates")
     if api["name"].startswith("Query"):
-        print("\nOther arguments are conditions: field=value, field!=value, field>value, "
-              "field>=value,\nfield<value, field<=value, field?=a,b (in), field!?=a,b (not in), "
-              "field~=pat% (like),\nfield!~=pat%, 'field is null', 'field not null'.")
+        print(
+            "\nOther arguments are conditions: field=value, field!=value, field>value, "
+            "field>=value,\nfield<value, field<=value, field?=a,b (in), field!?=a,b (not in), "
+            "field~=pat% (like),\nfield!~=pat%, 'field is null', 'field not null'."
+        )
     return EXIT_OK
 
 

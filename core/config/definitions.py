@@ -70,17 +70,21 @@ class GlobalConfigDef:
         try:
             typed = self.typed(value)
         except ValueError:
-            kind = {"Size": "a size like 512M or 2G", "Integer": "an integer",
-                    "Float": "a number", "Boolean": "true or false"}.get(self.type, self.type)
+            kind = {
+                "Size": "a size like 512M or 2G",
+                "Integer": "an integer",
+                "Float": "a number",
+                "Boolean": "true or false",
+            }.get(self.type, self.type)
             raise argerr(f"{what} is not {kind}") from None
         if self.valid_values is not None and value not in self.valid_values:
-            raise argerr(f"{what} breaks the rule: valid values are "
-                         f"[{', '.join(self.valid_values)}]")
+            raise argerr(
+                f"{what} breaks the rule: valid values are [{', '.join(self.valid_values)}]"
+            )
         if self.number_range is not None:
             low, high = self.number_range
             if not low <= typed <= high:
-                raise argerr(f"{what} breaks the rule: number in range "
-                             f"[{_num(low)}, {_num(high)}]")
+                raise argerr(f"{what} breaks the rule: number in range [{_num(low)}, {_num(high)}]")
         if self.regex is not None and not re.fullmatch(self.regex, value):
             raise argerr(f"{what} breaks the rule: must match {self.regex}")
 

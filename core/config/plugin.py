@@ -64,8 +64,9 @@ class GlobalConfigPlugin(Plugin, Service, Component):
         try:
             return self._defs[(category, name)]
         except KeyError:
-            raise argerr(f"unable to find GlobalConfig[category: {category}, name: {name}]") \
-                from None
+            raise argerr(
+                f"unable to find GlobalConfig[category: {category}, name: {name}]"
+            ) from None
 
     def definitions(self) -> list[GlobalConfigDef]:
         return sorted(self._defs.values(), key=lambda d: (d.category, d.name))
@@ -99,8 +100,13 @@ class GlobalConfigPlugin(Plugin, Service, Component):
         for key, d in self._defs.items():
             row = rows.get(key)
             if row is None:
-                row = GlobalConfigVO(category=d.category, name=d.name, description=d.description,
-                                     default_value=d.default, value=d.default)
+                row = GlobalConfigVO(
+                    category=d.category,
+                    name=d.name,
+                    description=d.description,
+                    default_value=d.default,
+                    value=d.default,
+                )
                 session.add(row)
             else:
                 if row.default_value != d.default:
@@ -111,8 +117,13 @@ class GlobalConfigPlugin(Plugin, Service, Component):
                 try:
                     d.validate(row.value)
                 except Exception:
-                    log.warning("global config %s: stored value %r is no longer valid; "
-                                "back to the default %r", d.identity, row.value, d.default)
+                    log.warning(
+                        "global config %s: stored value %r is no longer valid; "
+                        "back to the default %r",
+                        d.identity,
+                        row.value,
+                        d.default,
+                    )
                     row.value = d.default
             values[key] = row.value
         return values
@@ -139,8 +150,12 @@ class GlobalConfigPlugin(Plugin, Service, Component):
     async def options(self, msg: GetGlobalConfigOptions) -> dict[str, Any]:
         d = self.definition(msg.category, msg.name)
         return {
-            "category": d.category, "name": d.name, "description": d.description,
-            "type": d.type, "defaultValue": d.default, "rules": d.rules(),
+            "category": d.category,
+            "name": d.name,
+            "description": d.description,
+            "type": d.type,
+            "defaultValue": d.default,
+            "rules": d.rules(),
             "validValues": list(d.valid_values or []),
             "numberGreaterThanOrEqual": d.number_range[0] if d.number_range else None,
             "numberLessThanOrEqual": d.number_range[1] if d.number_range else None,
@@ -155,9 +170,12 @@ class GlobalConfigPlugin(Plugin, Service, Component):
                 await ext.before_update_global_config(definition, old_value, new_value)
 
         def save(session: Session) -> dict[str, Any]:
-            row = session.scalars(select(GlobalConfigVO).where(
-                GlobalConfigVO.category == definition.category,
-                GlobalConfigVO.name == definition.name)).one()
+            row = session.scalars(
+                select(GlobalConfigVO).where(
+                    GlobalConfigVO.category == definition.category,
+                    GlobalConfigVO.name == definition.name,
+                )
+            ).one()
             row.value = new_value
             session.flush()
             return row.to_inventory()
@@ -170,8 +188,11 @@ class GlobalConfigPlugin(Plugin, Service, Component):
             try:
                 await ext.after_update_global_config(definition, old_value, new_value)
             except Exception:
-                log.exception("after-update extension %s of %s failed",
-                              type(ext).__qualname__, definition.identity)
+                log.exception(
+                    "after-update extension %s of %s failed",
+                    type(ext).__qualname__,
+                    definition.identity,
+                )
         self.node.events.publish(
             f"/globalConfig/update/{definition.category}/{definition.name}",
             GlobalConfigUpdated(definition.category, definition.name, old_value, new_value),

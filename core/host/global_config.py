@@ -5,14 +5,20 @@ from core.config.definitions import GlobalConfigDef
 CATEGORY = "host"
 
 CPU_OVER_PROVISIONING_RATIO = GlobalConfigDef(
-    CATEGORY, "cpu.overProvisioning.ratio",
+    CATEGORY,
+    "cpu.overProvisioning.ratio",
     "how many virtual CPUs may be allocated per physical CPU thread",
-    default="10", type="Integer", number_range=(1, 1000),
+    default="10",
+    type="Integer",
+    number_range=(1, 1000),
 )
 PING_INTERVAL = GlobalConfigDef(
-    CATEGORY, "ping.interval",
+    CATEGORY,
+    "ping.interval",
     "seconds between two pings of every host's agent",
-    default="60", type="Integer", number_range=(1, 86400),
+    default="60",
+    type="Integer",
+    number_range=(1, 86400),
 )
 
 ALL = [CPU_OVER_PROVISIONING_RATIO, PING_INTERVAL]

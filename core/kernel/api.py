@@ -18,6 +18,7 @@ message, so bad parameters never reach a service.
 
 from __future__ import annotations
 
+import inspect
 import re
 import types
 import typing
@@ -98,8 +99,14 @@ class ParamSpec:
         return f"{text}: {p.description}" if p.description else text
 
 
-_KIND_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean",
-               list: "list", dict: "map"}
+_KIND_NAMES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "list",
+    dict: "map",
+}
 
 
 def _num(x: float) -> str:
@@ -138,7 +145,7 @@ class ApiMessage:
         hints = typing.get_type_hints(cls)
         specs: dict[str, ParamSpec] = {}
         for klass in reversed(cls.__mro__):
-            for attr in klass.__dict__.get("__annotations__", {}):
+            for attr in inspect.get_annotations(klass):
                 value = getattr(cls, attr, _MISSING)
                 if isinstance(value, Param):
                     spec = ParamSpec(attr, camel(attr), _kind_of(hints[attr]), value)
@@ -225,8 +232,13 @@ class ApiMessage:
 
 
 def _copy_default(default: Any) -> Any:
-    return list(default) if isinstance(default, list) else dict(default) if isinstance(
-        default, dict) else default
+    return (
+        list(default)
+        if isinstance(default, list)
+        else dict(default)
+        if isinstance(default, dict)
+        else default
+    )
 
 
 def _string_list(value: Any, api: str, name: str) -> list[str]:
@@ -342,4 +354,3 @@ class ApiReply:
             error=ErrorCode.from_dict(raw["error"]) if raw.get("error") else None,
             extra={k: v for k, v in raw.items() if k not in known},
         )
-

@@ -48,7 +48,9 @@ class ErrorCode:
         return self.causes()[-1]
 
     def with_location(self, location: str) -> ErrorCode:
-        return ErrorCode(self.code, self.description, self.details, self.cause, location, self.extra)
+        return ErrorCode(
+            self.code, self.description, self.details, self.cause, location, self.extra
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "description": self.description}

@@ -16,8 +16,13 @@ from core.kernel.errors import ErrorCode, OperationError, SysErrors
 
 
 class JsonHttpClient:
-    def __init__(self, base_url: str, *, unix_socket: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        unix_socket: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.unix_socket = unix_socket
         self.headers = dict(headers or {})
@@ -29,13 +34,16 @@ class JsonHttpClient:
             self._session = aiohttp.ClientSession(connector=connector, headers=self.headers)
         return self._session
 
-    async def request(self, method: str, path: str, body: Any = None,
-                      timeout: float | None = None) -> Any:
+    async def request(
+        self, method: str, path: str, body: Any = None, timeout: float | None = None
+    ) -> Any:
         url = self.base_url + path
         where = f"{method} {url}" + (f" (via {self.unix_socket})" if self.unix_socket else "")
         try:
             async with self._client().request(
-                method, url, json=body,
+                method,
+                url,
+                json=body,
                 timeout=aiohttp.ClientTimeout(total=timeout) if timeout else None,
             ) as resp:
                 text = await resp.text()

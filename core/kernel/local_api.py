@@ -68,8 +68,10 @@ class LocalApiServer:
             params = None
         if not isinstance(params, dict):
             return web.json_response(
-                {"success": False, "error": {"code": "SYS.1007",
-                                             "description": "the body must be a JSON object"}},
+                {
+                    "success": False,
+                    "error": {"code": "SYS.1007", "description": "the body must be a JSON object"},
+                },
                 status=400,
             )
         reply = await self.bus.call_by_name(request.match_info["name"], params)

@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 
 from core.kernel.api import ApiMessage, ApiReply
 from core.kernel.bus import ApiBus
+from core.kernel.chains import ChainCatalog, ChainConfigError, FlowChainContributor
 from core.kernel.db import Database
 from core.kernel.events import EventBus
 from core.kernel.extensions import Component, ExtensionRegistry, PluginError
-from core.kernel.flow import FlowChain, FlowChainBuilder, FlowConfigError
+from core.kernel.flow import FlowChain
 from core.kernel.local_api import SOCKET_NAME, LocalApiServer
 from core.kernel.properties import Properties
 from core.kernel.service import GlobalApiInterceptor, Service
@@ -90,8 +91,7 @@ class ManagementNode:
         self._lock = DataDirLock(self.data_dir)
         self._socket: LocalApiServer | None = None
         self._started: list[Component] = []
-        self._chain_defaults: dict[str, list[str]] = {}
-        self._builders: dict[str, FlowChainBuilder] = {}
+        self.chains = ChainCatalog()
         self.running = False
 
     @property
@@ -119,8 +119,9 @@ class ManagementNode:
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.db.migrate)
         except Exception as exc:
-            raise NodeError(f"cannot open or migrate the database {self.props.db_url}: {exc}") \
-                from exc
+            raise NodeError(
+                f"cannot open or migrate the database {self.props.db_url}: {exc}"
+            ) from exc
         self.bus = ApiBus(self.db, self.props["api.timeout"])
 
         classes = self._plugin_classes
@@ -136,7 +137,15 @@ class ManagementNode:
                 raise PluginError(str(exc)) from exc
         for interceptor in self.registry.extensions(GlobalApiInterceptor):
             self.bus.add_global_interceptor(interceptor)
-        self._build_chains()
+        insertions = [
+            ins
+            for contributor in self.registry.extensions(FlowChainContributor)
+            for ins in contributor.flow_insertions()
+        ]
+        try:
+            self.chains.build_all(self.props["chains"], insertions)
+        except ChainConfigError as exc:
+            raise NodeError(str(exc)) from exc
 
         for component in self.registry.extensions(Component):
             await component.start()
@@ -179,7 +188,9 @@ class ManagementNode:
     # -- API ------------------------------------------------------------------
 
     async def call(
-        self, api: str | ApiMessage, params: Mapping[str, Any] | None = None,
+        self,
+        api: str | ApiMessage,
+        params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> ApiReply:
         """Call an API by name with raw parameters, or with a message object."""
@@ -194,35 +205,15 @@ class ManagementNode:
     # -- flow chains declared in configuration ----------------------------------
 
     def declare_chain(self, name: str, default_flows: Sequence[str]) -> None:
-        """Declare a chain a service runs; config.toml's [chains] may replace its list."""
-        if name in self._chain_defaults:
-            raise PluginError(f"flow chain {name} is declared twice")
-        self._chain_defaults[name] = list(default_flows)
-
-    def chain_flows(self, name: str) -> list[str]:
-        configured: dict[str, Any] = self.props["chains"]
-        return list(configured.get(name, self._chain_defaults[name]))
-
-    def _build_chains(self) -> None:
-        configured: dict[str, Any] = self.props["chains"]
-        for name, flows in configured.items():
-            if name not in self._chain_defaults:
-                declared = ", ".join(sorted(self._chain_defaults)) or "none"
-                raise NodeError(
-                    f"config.toml [chains] sets chain {name}, which no plugin declares "
-                    f"(declared chains: {declared})"
-                )
-            if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
-                raise NodeError(f"config.toml [chains] {name} must be a list of class paths")
-        for name in self._chain_defaults:
-            try:
-                self._builders[name] = FlowChainBuilder(name, self.chain_flows(name))
-            except FlowConfigError as exc:
-                raise NodeError(str(exc)) from exc
+        """Declare a chain a service runs (call from a plugin's __init__)."""
+        try:
+            self.chains.declare(name, default_flows)
+        except ChainConfigError as exc:
+            raise PluginError(str(exc)) from exc
 
     def chain(self, name: str) -> FlowChain:
         """A new run of a declared chain, tracing to the node's event bus."""
-        return self._builders[name].build(events=self.events)
+        return self.chains.chain(name, self.events)
 
     def new_chain(self, name: str) -> FlowChain:
         """An ad-hoc chain (flows added in code with ``then``), tracing to the event bus."""

@@ -69,10 +69,18 @@ def definitions() -> dict[str, Property]:
     return dict(_DEFINITIONS)
 
 
-define("core.data_dir", Path, Path("/var/lib/zstack-lite"),
-       "directory that holds the database, the node lock, its socket and logs")
-define("core.db_url", str, "",
-       "SQLAlchemy URL of the database; empty means SQLite (WAL) at <data_dir>/zstack.db")
+define(
+    "core.data_dir",
+    Path,
+    Path("/var/lib/zstack-lite"),
+    "directory that holds the database, the node lock, its socket and logs",
+)
+define(
+    "core.db_url",
+    str,
+    "",
+    "SQLAlchemy URL of the database; empty means SQLite (WAL) at <data_dir>/zstack.db",
+)
 define("core.log_level", str, "INFO", "log level of the management node")
 define("api.timeout", float, 300.0, "seconds an API call may take before it times out")
 define("plugins.enabled", list, ["*"], "plugins (entry-point names) to load; '*' loads all")
@@ -190,34 +198,30 @@ def _from_env(prop: Property, text: str) -> Any:
 
 
 def _coerce(prop: Property, value: Any, file: Path) -> Any:
-    where = f"global property {prop.key}"
+    t = prop.type
+    numeric = {int: int | str, float: int | float | str}
     try:
-        if prop.type is bool:
-            if isinstance(value, bool):
-                return value
-        elif prop.type is list:
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                return list(value)
-        elif prop.type is dict:
-            if isinstance(value, dict):
-                return dict(value)
-        elif prop.type is Path:
-            if isinstance(value, str | Path) and str(value):
-                path = Path(value).expanduser()
-                return path if path.is_absolute() else (file.parent / path).resolve()
-        elif prop.type in (int, float):
-            if not isinstance(value, bool):
-                return prop.type(value)
-        elif prop.type is str:
-            if isinstance(value, str):
-                return value
+        if t in numeric and isinstance(value, numeric[t]) and not isinstance(value, bool):
+            return t(value)
+        if t is Path and isinstance(value, str | Path) and str(value):
+            path = Path(value).expanduser()
+            return path if path.is_absolute() else (file.parent / path).resolve()
+        if t is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        if t in (bool, dict, str) and isinstance(value, t):
+            return dict(value) if t is dict else value
     except (TypeError, ValueError):
         pass
-    raise PropertyError(f"{where} must be {_type_name(prop.type)}, got {value!r}")
+    raise PropertyError(f"global property {prop.key} must be {_type_name(t)}, got {value!r}")
 
 
 def _type_name(t: type) -> str:
     return {
-        str: "a string", int: "an integer", float: "a number", bool: "true or false",
-        Path: "a path", list: "a list of strings", dict: "a table",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        Path: "a path",
+        list: "a list of strings",
+        dict: "a table",
     }.get(t, t.__name__)

@@ -148,8 +148,12 @@ def _clause(msg: QueryMessage, column: Any, cond: Condition) -> ColumnElement[bo
         return column.like(cond.value) if op == "~=" else column.not_like(cond.value)
     value = _value(msg, column, cond, cond.value)
     return {
-        "=": column.__eq__, "!=": column.__ne__, ">": column.__gt__,
-        ">=": column.__ge__, "<": column.__lt__, "<=": column.__le__,
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        ">": column.__gt__,
+        ">=": column.__ge__,
+        "<": column.__lt__,
+        "<=": column.__le__,
     }[op](value)
 
 

@@ -45,11 +45,18 @@ class ManagementNodePlugin(Plugin, Service, Component, SystemTagProvider):
             row.state = "Running"
             row.started = utcnow()
             session.flush()
-            for definition, value in ((VERSION_TAG, version("zstack-lite")),
-                                      (PYTHON_VERSION_TAG, platform.python_version())):
-                tags.create_system_tag(session, ManagementNodeVO.resource_type, row.uuid,
-                                       definition.instantiate(version=value),
-                                       inherent=True, recreate=True)
+            for definition, value in (
+                (VERSION_TAG, version("zstack-lite")),
+                (PYTHON_VERSION_TAG, platform.python_version()),
+            ):
+                tags.create_system_tag(
+                    session,
+                    ManagementNodeVO.resource_type,
+                    row.uuid,
+                    definition.instantiate(version=value),
+                    inherent=True,
+                    recreate=True,
+                )
             return row.uuid
 
         self.uuid = await self.node.db.run(record)

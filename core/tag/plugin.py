@@ -45,8 +45,10 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
             for definition in provider.system_tags():
                 bucket = self._defs.setdefault(definition.resource_type, [])
                 if definition in bucket:
-                    raise PluginError(f"system tag {definition.pattern} on "
-                                      f"{definition.resource_type} is defined twice")
+                    raise PluginError(
+                        f"system tag {definition.pattern} on "
+                        f"{definition.resource_type} is defined twice"
+                    )
                 bucket.append(definition)
 
     async def stop(self) -> None:
@@ -69,8 +71,14 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
     # -- the Python API services use ------------------------------------------------
 
     def create_system_tag(
-        self, session: Session, resource_type: str, resource_uuid: str, tag: str,
-        *, inherent: bool = False, recreate: bool = False,
+        self,
+        session: Session,
+        resource_type: str,
+        resource_uuid: str,
+        tag: str,
+        *,
+        inherent: bool = False,
+        recreate: bool = False,
     ) -> SystemTagVO:
         """Attach ``tag``; ``recreate`` first removes tags of the same pattern
         (a host's new libvirt version replaces the old one)."""
@@ -79,19 +87,28 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
             for row in self.system_tags(session, resource_uuid, definition):
                 if row.tag != tag:
                     session.delete(row)
-        existing = session.scalars(select(SystemTagVO).where(
-            SystemTagVO.resource_uuid == resource_uuid, SystemTagVO.tag == tag)).first()
+        existing = session.scalars(
+            select(SystemTagVO).where(
+                SystemTagVO.resource_uuid == resource_uuid, SystemTagVO.tag == tag
+            )
+        ).first()
         if existing is not None:
             existing.inherent = existing.inherent or inherent
             return existing
-        row = SystemTagVO(resource_uuid=resource_uuid, resource_type=resource_type, tag=tag,
-                          type=SYSTEM, inherent=inherent)
+        row = SystemTagVO(
+            resource_uuid=resource_uuid,
+            resource_type=resource_type,
+            tag=tag,
+            type=SYSTEM,
+            inherent=inherent,
+        )
         session.add(row)
         session.flush()
         return row
 
-    def system_tags(self, session: Session, resource_uuid: str,
-                    definition: SystemTagDef | None = None) -> list[SystemTagVO]:
+    def system_tags(
+        self, session: Session, resource_uuid: str, definition: SystemTagDef | None = None
+    ) -> list[SystemTagVO]:
         stmt = select(SystemTagVO).where(SystemTagVO.resource_uuid == resource_uuid)
         if definition is not None:
             stmt = stmt.where(SystemTagVO.tag.like(definition.sql_like(), escape="\\"))
@@ -100,22 +117,27 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
             return list(rows)
         return [row for row in rows if definition.matches(row.tag)]
 
-    def tokens(self, session: Session, resource_uuid: str,
-               definition: SystemTagDef) -> list[dict[str, str]]:
+    def tokens(
+        self, session: Session, resource_uuid: str, definition: SystemTagDef
+    ) -> list[dict[str, str]]:
         """The token values of every tag of ``definition`` on the resource."""
-        return [definition.parse(row.tag) or {} for row in
-                self.system_tags(session, resource_uuid, definition)]
+        return [
+            definition.parse(row.tag) or {}
+            for row in self.system_tags(session, resource_uuid, definition)
+        ]
 
-    def delete_system_tags(self, session: Session, resource_uuid: str,
-                           definition: SystemTagDef | None = None) -> int:
+    def delete_system_tags(
+        self, session: Session, resource_uuid: str, definition: SystemTagDef | None = None
+    ) -> int:
         """Delete a resource's system tags (inherent ones too: the system may)."""
         rows = self.system_tags(session, resource_uuid, definition)
         for row in rows:
             session.delete(row)
         return len(rows)
 
-    def create_tags_from_message(self, session: Session, msg: ApiMessage,
-                                 resource_type: str, resource_uuid: str) -> None:
+    def create_tags_from_message(
+        self, session: Session, msg: ApiMessage, resource_type: str, resource_uuid: str
+    ) -> None:
         """After a Create message made its resource, attach the tags it carried."""
         for tag in msg.system_tags:
             self.create_system_tag(session, resource_type, resource_uuid, tag)
@@ -142,7 +164,8 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
         def create(session: Session) -> dict[str, Any]:
             _check_resource(session, msg.resource_type, msg.resource_uuid)
             return self.create_system_tag(
-                session, msg.resource_type, msg.resource_uuid, msg.tag).to_inventory()
+                session, msg.resource_type, msg.resource_uuid, msg.tag
+            ).to_inventory()
 
         return await self.node.db.run(create)
 
@@ -150,8 +173,9 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
     async def api_create_user_tag(self, msg: CreateUserTag) -> dict[str, Any]:
         def create(session: Session) -> dict[str, Any]:
             _check_resource(session, msg.resource_type, msg.resource_uuid)
-            return _add_user_tag(session, msg.resource_type, msg.resource_uuid,
-                                 msg.tag).to_inventory()
+            return _add_user_tag(
+                session, msg.resource_type, msg.resource_uuid, msg.tag
+            ).to_inventory()
 
         return await self.node.db.run(create)
 
@@ -160,12 +184,14 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
         def delete(session: Session) -> None:
             row: SystemTagVO | UserTagVO | None = session.get(SystemTagVO, msg.uuid)
             if isinstance(row, SystemTagVO) and row.inherent:
-                raise OperationError(ErrorCode(
-                    SysErrors.OPERATION_ERROR,
-                    f"tag[uuid:{msg.uuid}] is an inherent system tag, can not be removed",
-                    f"{row.tag} on {row.resource_type}[uuid:{row.resource_uuid}] is written "
-                    "by the system",
-                ))
+                raise OperationError(
+                    ErrorCode(
+                        SysErrors.OPERATION_ERROR,
+                        f"tag[uuid:{msg.uuid}] is an inherent system tag, can not be removed",
+                        f"{row.tag} on {row.resource_type}[uuid:{row.resource_uuid}] is written "
+                        "by the system",
+                    )
+                )
             if row is None:
                 row = session.get(UserTagVO, msg.uuid)
             if row is None:
@@ -184,10 +210,10 @@ def _check_resource(session: Session, resource_type: str, resource_uuid: str) ->
         raise not_found(resource_type, resource_uuid)
 
 
-def _add_user_tag(session: Session, resource_type: str, resource_uuid: str,
-                  tag: str) -> UserTagVO:
-    existing = session.scalars(select(UserTagVO).where(
-        UserTagVO.resource_uuid == resource_uuid, UserTagVO.tag == tag)).first()
+def _add_user_tag(session: Session, resource_type: str, resource_uuid: str, tag: str) -> UserTagVO:
+    existing = session.scalars(
+        select(UserTagVO).where(UserTagVO.resource_uuid == resource_uuid, UserTagVO.tag == tag)
+    ).first()
     if existing is not None:
         return existing
     row = UserTagVO(resource_uuid=resource_uuid, resource_type=resource_type, tag=tag, type=USER)
