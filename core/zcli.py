@@ -20,11 +20,14 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 from core.client import NodeClient, connect
 from core.kernel.errors import ErrorCode, OperationError
 from core.kernel.extensions import PluginError
+from core.kernel.http import UnreachableError
+from core.kernel.logs import configure_logging
 from core.kernel.node import NodeError
 from core.kernel.properties import PropertyError, load
 from core.kernel.query import Condition
@@ -129,6 +132,7 @@ def print_help(apis: list[dict[str, Any]], name: str | None) -> int:
 
 async def run(ns: argparse.Namespace) -> int:
     props = load(ns.config)
+    configure_logging(props, stderr_level=logging.WARNING)
     client: NodeClient = await connect(props)
     try:
         apis = await client.apis()
@@ -150,11 +154,26 @@ async def run(ns: argparse.Namespace) -> int:
         await client.close()
 
 
+async def run_until_reached(ns: argparse.Namespace, wait: float = 30.0) -> int:
+    """:func:`run`, again if the node it attached to was gone before a request reached it.
+
+    Another zcli's in-process node lives only as long as that zcli's call, so a zcli
+    attached to it may find it gone.  Nothing was sent then: connecting again (perhaps
+    becoming the node) and repeating is safe.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return await run(ns)
+        except UnreachableError:
+            if time.monotonic() > deadline:
+                raise
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ns = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        return asyncio.run(run(ns))
+        return asyncio.run(run_until_reached(ns))
     except UsageError as exc:
         print(f"zcli: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CanonicalEvent:
+    """One published event; subscribers must treat it as read-only (it is shared)."""
+
     path: str
     data: Any
     tokens: dict[str, str] = field(default_factory=dict)
@@ -117,7 +119,7 @@ class EventBus:
         for sub, tokens in route:
             try:
                 result = sub.callback(CanonicalEvent(path, data, tokens))
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     _schedule(result, path)
             except Exception:
                 log.exception("subscriber %s of %s failed", sub.pattern.text, path)
