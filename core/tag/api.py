@@ -5,26 +5,21 @@ from core.kernel.query import QueryMessage
 from core.tag.models import SystemTagVO, UserTagVO
 
 
-class CreateSystemTag(ApiMessage):
+class _CreateTag(ApiMessage):
+    resource_type: str = param(required=True, max_length=64, description="e.g. ZoneVO")
+    resource_uuid: str = param(required=True, max_length=32)
+    tag: str = param(required=True, max_length=256, non_empty=True)
+
+    def sync_signature(self) -> str:
+        return f"Tag-{self.resource_uuid}"
+
+
+class CreateSystemTag(_CreateTag):
     """Attach a system tag to a resource; the tag must match a defined pattern."""
 
-    resource_type: str = param(required=True, max_length=64, description="e.g. ZoneVO")
-    resource_uuid: str = param(required=True, max_length=32)
-    tag: str = param(required=True, max_length=256, non_empty=True)
 
-    def sync_signature(self) -> str:
-        return f"Tag-{self.resource_uuid}"
-
-
-class CreateUserTag(ApiMessage):
+class CreateUserTag(_CreateTag):
     """Attach a free-form user tag to a resource."""
-
-    resource_type: str = param(required=True, max_length=64, description="e.g. ZoneVO")
-    resource_uuid: str = param(required=True, max_length=32)
-    tag: str = param(required=True, max_length=256, non_empty=True)
-
-    def sync_signature(self) -> str:
-        return f"Tag-{self.resource_uuid}"
 
 
 class DeleteTag(ApiMessage):

@@ -1,0 +1,119 @@
+"""The app's link to one management node: connect, call, reconnect, close."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from core.client import NodeClient, connect
+from core.kernel.api import ApiReply
+from core.kernel.errors import ErrorCode, OperationError, SysErrors
+from core.kernel.extensions import PluginError
+from core.kernel.node import NodeError
+from core.kernel.properties import Properties
+
+Connector = Callable[[Properties], Awaitable[NodeClient]]
+CONNECT_ERRORS = (NodeError, PluginError, OperationError, OSError)
+READ_ONLY_PREFIXES = ("Query", "Get")
+
+
+class NotConnected(RuntimeError):
+    """The session is closed: nothing may connect any more."""
+
+
+def is_read_only(api: str) -> bool:
+    """Whether calling ``api`` twice is harmless (queries and getters)."""
+    return api.startswith(READ_ONLY_PREFIXES)
+
+
+class NodeSession:
+    """Owns the :class:`NodeClient` of the app, from :meth:`open` to :meth:`close`.
+
+    :meth:`call` never raises for an API failure: an error reaching the node
+    comes back as a failed :class:`ApiReply`, so the UI has one kind of error
+    to show.  When an attached node has gone away (another process's node
+    stopped), a read-only call connects again, perhaps becoming the node
+    itself, and is repeated once.
+    """
+
+    def __init__(self, props: Properties, connector: Connector = connect) -> None:
+        self.props = props
+        self._connector = connector
+        self._client: NodeClient | None = None
+        self._closed = False
+        self._reconnecting = asyncio.Lock()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.props.data_dir
+
+    @property
+    def in_process(self) -> bool | None:
+        """True: this process runs the node; False: attached to another; None: no node."""
+        return None if self._client is None else self._client.in_process
+
+    async def open(self) -> None:
+        """Become the data dir's node or attach to it; raises what ``connect`` raises."""
+        if self._closed:
+            raise NotConnected("the session is closed")
+        if self._client is None:
+            await self._reconnect(None)
+
+    async def call(self, api: str, params: Mapping[str, Any] | None = None) -> ApiReply:
+        """Call an API; an error reaching the node becomes a failed reply."""
+        args = dict(params or {})
+        client = self._client
+        failure: ErrorCode | None = None
+        if client is not None:
+            try:
+                return await client.call(api, args)
+            except OperationError as exc:
+                if client.in_process or not is_read_only(api):
+                    return ApiReply.failure(exc.error)
+                failure = exc.error
+        try:
+            client = await self._reconnect(client)
+        except CONNECT_ERRORS as exc:
+            return ApiReply.failure(_connect_error(failure, exc))
+        except NotConnected as exc:
+            return ApiReply.failure(ErrorCode(SysErrors.OPERATION_ERROR, str(exc)))
+        try:
+            return await client.call(api, args)
+        except OperationError as exc:
+            return ApiReply.failure(exc.error)
+
+    async def close(self) -> None:
+        """Stop the in-process node, or drop the socket to the attached one (idempotent)."""
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def _reconnect(self, failed: NodeClient | None) -> NodeClient:
+        """Replace ``failed`` (or no client) with a new one, once for all calls that saw it."""
+        async with self._reconnecting:
+            if self._closed:
+                raise NotConnected("the session is closed")
+            if self._client is failed:
+                self._client = None
+                if failed is not None:
+                    await failed.close()
+                client = await self._connector(self.props)
+                if self._closed:  # closed while connecting: do not keep a node running
+                    await client.close()
+                    raise NotConnected("the session is closed")
+                self._client = client
+            assert self._client is not None
+            return self._client
+
+
+def _connect_error(first: ErrorCode | None, exc: Exception) -> ErrorCode:
+    """Why connecting failed, as the cause of the error that made us reconnect."""
+    error = exc.error if isinstance(exc, OperationError) else ErrorCode(
+        SysErrors.OPERATION_ERROR, f"cannot connect to the management node: {exc}"
+    )
+    if first is None:
+        return error
+    return ErrorCode(first.code, first.description, first.details, error)

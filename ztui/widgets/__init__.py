@@ -1,0 +1,1 @@
+"""Custom widgets of ztui, one per module."""
