@@ -120,7 +120,10 @@ def print_help(apis: list[dict[str, Any]], name: str | None) -> int:
     width = max((len(p) for p in api["params"]), default=0)
     for pname, text in api["params"].items():
         print(f"  {pname:<{width}}  {text}")
-    print(f"\n  {'systemTags':<{width}}  list: system tags for the resource this creates")
+    if api["name"].startswith(("Create", "Add")):
+        width = max(width, len("systemTags"))
+        print(f"  {'systemTags':<{width}}  list: system tags for the resource this creates")
+        print(f"  {'userTags':<{width}}  list: user tags for the resource this creates")
     if api["name"].startswith("Query"):
         print(
             "\nOther arguments are conditions: field=value, field!=value, field>value, "

@@ -103,12 +103,17 @@ class ZtuiApp(App[None]):
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="ztui", description="The ZStack Lite terminal UI (a read-only overview for now).",
+        prog="ztui",
+        description="The ZStack Lite terminal UI (a read-only overview for now).",
     )
-    parser.add_argument("--config", metavar="PATH", help="config.toml to use (default: "
-                        "$ZSTACK_LITE_CONFIG or the repository's config.toml)")
-    parser.add_argument("--read-only", action="store_true",
-                        help="change nothing (the overview is read-only anyway)")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config.toml to use (default: $ZSTACK_LITE_CONFIG or the repository's config.toml)",
+    )
+    parser.add_argument(
+        "--read-only", action="store_true", help="change nothing (the overview is read-only anyway)"
+    )
     return parser.parse_args(argv)
 
 

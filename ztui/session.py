@@ -111,8 +111,10 @@ class NodeSession:
 
 def _connect_error(first: ErrorCode | None, exc: Exception) -> ErrorCode:
     """Why connecting failed, as the cause of the error that made us reconnect."""
-    error = exc.error if isinstance(exc, OperationError) else ErrorCode(
-        SysErrors.OPERATION_ERROR, f"cannot connect to the management node: {exc}"
+    error = (
+        exc.error
+        if isinstance(exc, OperationError)
+        else ErrorCode(SysErrors.OPERATION_ERROR, f"cannot connect to the management node: {exc}")
     )
     if first is None:
         return error

@@ -4,6 +4,9 @@ from core.config.models import GlobalConfigVO
 from core.kernel.api import ApiMessage, param
 from core.kernel.query import QueryMessage
 
+GLOBAL_CONFIG_QUEUE = "GlobalConfig"
+"""Changes to global configs run one at a time: they are rare, and a reset touches many."""
+
 
 class UpdateGlobalConfig(ApiMessage):
     """Change a global config; the value must pass the config's rules."""
@@ -13,13 +16,16 @@ class UpdateGlobalConfig(ApiMessage):
     value: str = param(required=True, max_length=2048)
 
     def sync_signature(self) -> str:
-        return f"GlobalConfig-{self.category}.{self.name}"
+        return GLOBAL_CONFIG_QUEUE
 
 
 class ResetGlobalConfig(ApiMessage):
     """Set every global config (or one category) back to its default."""
 
     category: str = param(max_length=64, description="only this category")
+
+    def sync_signature(self) -> str:
+        return GLOBAL_CONFIG_QUEUE
 
 
 class GetGlobalConfigOptions(ApiMessage):

@@ -109,6 +109,9 @@ _KIND_NAMES = {
 }
 
 
+_ARTICLE = {str: "a", int: "an", float: "a", bool: "a", list: "a", dict: "a"}
+
+
 def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
@@ -252,7 +255,9 @@ def _string_list(value: Any, api: str, name: str) -> list[str]:
 def _coerce(api: str, spec: ParamSpec, value: Any) -> Any:
     """Values arrive typed (JSON) or as strings (zcli); both are accepted."""
     kind, name = spec.kind, spec.api_name
-    bad = argerr(f"parameter {name} of {api} must be a {_KIND_NAMES[kind]}, got {value!r}")
+    bad = argerr(
+        f"parameter {name} of {api} must be {_ARTICLE[kind]} {_KIND_NAMES[kind]}, got {value!r}"
+    )
     if kind is str:
         if isinstance(value, str):
             return value

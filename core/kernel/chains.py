@@ -62,15 +62,21 @@ class ChainCatalog:
         """The flow class paths a run of ``name`` uses."""
         return list(self._builders[name].flow_paths)
 
-    def build_all(self, configured: Mapping[str, Any], insertions: Iterable[FlowInsertion]) -> None:
+    def build_all(
+        self,
+        configured: Mapping[str, Any],
+        insertions: Iterable[FlowInsertion],
+        source: str = "config.toml",
+    ) -> None:
+        """Build every declared chain; ``source`` names the config file in errors."""
         for name, flows in configured.items():
             if name not in self._defaults:
                 raise ChainConfigError(
-                    f"config.toml [chains] sets chain {name}, which no plugin declares "
+                    f"{source} [chains] sets chain {name}, which no plugin declares "
                     f"(declared chains: {', '.join(self.declared()) or 'none'})"
                 )
             if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
-                raise ChainConfigError(f"config.toml [chains] {name} must be a list of class paths")
+                raise ChainConfigError(f"{source} [chains] {name} must be a list of class paths")
         lists = {
             name: list(configured.get(name, default)) for name, default in self._defaults.items()
         }

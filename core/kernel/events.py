@@ -132,9 +132,13 @@ def _schedule(awaitable: Any, path: str) -> None:
         except Exception:
             log.exception("async subscriber of %s failed", path)
 
+    coro = guarded()
     try:
-        task = asyncio.get_running_loop().create_task(guarded())
+        task = asyncio.get_running_loop().create_task(coro)
     except RuntimeError:
+        coro.close()  # never run: close both, or Python warns they were never awaited
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
         log.error("async subscriber of %s dropped: no running event loop", path)
         return
     _background.add(task)  # keep a reference until done, or the task may be collected

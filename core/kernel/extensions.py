@@ -17,6 +17,7 @@ cannot be loaded, or when a plugin declares an interface it does not implement.
 from __future__ import annotations
 
 import inspect
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from importlib.metadata import entry_points
@@ -62,7 +63,10 @@ def missing_members(cls: type, interface: type) -> list[str]:
     """The members of ``interface`` that ``cls`` does not implement."""
     required: set[str] = set(getattr(interface, "__abstractmethods__", ()))
     if getattr(interface, "_is_protocol", False):
-        required |= set(getattr(interface, "__protocol_attrs__", ()))
+        attrs = getattr(interface, "__protocol_attrs__", None)
+        if attrs is None:  # Python 3.11 computes them on demand only
+            attrs = typing._get_protocol_attrs(interface)  # type: ignore[attr-defined]
+        required |= set(attrs)
     missing = []
     for member in sorted(required):
         impl = inspect.getattr_static(cls, member, None)
@@ -126,6 +130,7 @@ class ExtensionRegistry:
         if name in self._plugins:
             raise PluginError(f"two plugins are named {name}")
         self._check(name, type(plugin))
+        plugin.name = name  # ties in extensions() are broken by this name
         self._plugins[name] = plugin
         for iface in type(plugin).implements:
             bucket = self._by_interface.setdefault(iface, [])

@@ -15,6 +15,10 @@ import aiohttp
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 
 
+class UnreachableError(OperationError):
+    """The endpoint could not be connected to, so the request was never sent (safe to retry)."""
+
+
 class JsonHttpClient:
     def __init__(
         self,
@@ -30,7 +34,14 @@ class JsonHttpClient:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.UnixConnector(path=self.unix_socket) if self.unix_socket else None
+            # A fresh connection per request on a Unix socket: a kept-alive connection the
+            # peer closed while stopping would fail a request it may or may not have read;
+            # a new one either connects (and is served to the end) or cannot connect at all.
+            connector = (
+                aiohttp.UnixConnector(path=self.unix_socket, force_close=True)
+                if self.unix_socket
+                else None
+            )
             self._session = aiohttp.ClientSession(connector=connector, headers=self.headers)
         return self._session
 
@@ -53,6 +64,14 @@ class JsonHttpClient:
                     return await resp.json(content_type=None)
                 except ValueError:
                     raise _error(f"{where} did not answer JSON", text[:500]) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UnreachableError(
+                ErrorCode(
+                    SysErrors.OPERATION_ERROR,
+                    f"cannot reach {where}",
+                    f"{type(exc).__name__}: {exc}",
+                )
+            ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise _error(f"cannot reach {where}", f"{type(exc).__name__}: {exc}") from None
         except TimeoutError:

@@ -10,6 +10,7 @@ Routes: ``GET /v1/apis`` lists every API with its parameters;
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from core.kernel.bus import ApiBus
 
 SOCKET_NAME = "node.sock"
+STOP_GRACE = 5.0
+"""Seconds a stopping node keeps serving the connections it already has (bounded, as the
+data dir stays locked meanwhile)."""
 
 
 def describe_api(msg_type: type[ApiMessage]) -> dict[str, Any]:
@@ -43,7 +47,7 @@ class LocalApiServer:
         app = web.Application()
         app.router.add_get("/v1/apis", self._apis)
         app.router.add_post("/v1/api/{name}", self._call)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         self.path.unlink(missing_ok=True)  # left by a node that died; we hold the lock now
         old_umask = os.umask(0o177)
@@ -53,10 +57,21 @@ class LocalApiServer:
             os.umask(old_umask)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        # First the path: a client that comes from now on finds no socket and reconnects
+        # (perhaps becoming the node).  A client that connected before gets its answer:
+        # closing its connection unread would leave it unsure whether its call was made.
         self.path.unlink(missing_ok=True)
+        if self._runner is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE
+        await asyncio.sleep(0.01)  # accept the connections waiting in the listen backlog
+        while (server := self._runner.server) is not None and server.connections:
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        await self._runner.cleanup()
+        self._runner = None
 
     async def _apis(self, _request: web.Request) -> web.Response:
         return web.json_response([describe_api(m) for m in self.bus.messages().values()])

@@ -143,7 +143,9 @@ class ManagementNode:
             for ins in contributor.flow_insertions()
         ]
         try:
-            self.chains.build_all(self.props["chains"], insertions)
+            self.chains.build_all(
+                self.props["chains"], insertions, str(self.props.source or "config.toml")
+            )
         except ChainConfigError as exc:
             raise NodeError(str(exc)) from exc
 
@@ -158,6 +160,9 @@ class ManagementNode:
         if not self.running:
             return
         self.running = False
+        if self._socket is not None:  # no new calls; then wait for those under way
+            await self._socket.stop()
+            self._socket = None
         if self.bus is not None:
             await self.bus.drain()
         await self._teardown()

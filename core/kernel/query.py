@@ -12,7 +12,7 @@ op    meaning            example
 < <=  less (or equal)    ``createDate<2026-01-01``
 ?=    in                 ``state?=Running,Stopped``
 !?=   not in             ``uuid!?=a,b``
-~=    like (``%``, ``_``) ``name~=web%``
+~=    like (``%``, ``_``) ``name~=web%`` (``\\%`` is a literal %)
 !~=   not like           ``name!~=%test%``
 ====  =================  ==========================
 
@@ -145,7 +145,8 @@ def _clause(msg: QueryMessage, column: Any, cond: Condition) -> ColumnElement[bo
         values = [_value(msg, column, cond, v.strip()) for v in cond.value.split(",")]
         return column.in_(values) if op == "?=" else column.not_in(values)
     if op in ("~=", "!~="):
-        return column.like(cond.value) if op == "~=" else column.not_like(cond.value)
+        like = column.like if op == "~=" else column.not_like
+        return like(cond.value, escape="\\")
     value = _value(msg, column, cond, cond.value)
     return {
         "=": column.__eq__,

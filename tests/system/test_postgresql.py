@@ -22,8 +22,9 @@ PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 
 
 def _as_postgres(*cmd: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, text=True
+    )
 
 
 @pytest.fixture
@@ -36,8 +37,17 @@ def pg_socket_dir() -> Iterator[Path]:
     try:
         shutil.chown(base, "postgres")
         _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w",
-                     "-o", f"-k {base} -c listen_addresses=''", "start")
+        _as_postgres(
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "log"),
+            "-w",
+            "-o",
+            f"-k {base} -c listen_addresses=''",
+            "start",
+        )
         started = True
         yield base
     finally:
@@ -55,19 +65,22 @@ async def test_node_runs_on_postgresql(pg_socket_dir: Path, tmp_path: Path) -> N
     props = load(config, env={})
     async with ManagementNode(props, serve_socket=False) as node:
         assert node.db is not None and node.db.engine.dialect.name == "postgresql"
-        reply = await node.call("UpdateGlobalConfig", {
-            "category": "kvm", "name": "vm.migrationQuantity", "value": "7"})
+        reply = await node.call(
+            "UpdateGlobalConfig", {"category": "kvm", "name": "vm.migrationQuantity", "value": "7"}
+        )
         assert reply.success, reply.error
-        refused = await node.call("UpdateGlobalConfig", {
-            "category": "kvm", "name": "vm.migrationQuantity", "value": "0"})
+        refused = await node.call(
+            "UpdateGlobalConfig", {"category": "kvm", "name": "vm.migrationQuantity", "value": "0"}
+        )
         assert not refused.success
         zone = await node.call("CreateZone", {"name": "pg-zone"})
         assert zone.success, zone.error
 
     # A second start re-runs the migrations (a no-op) and keeps every value.
     async with ManagementNode(props, serve_socket=False) as node:
-        reply = await node.call("QueryGlobalConfig", {
-            "conditions": ["category=kvm", "name=vm.migrationQuantity"]})
+        reply = await node.call(
+            "QueryGlobalConfig", {"conditions": ["category=kvm", "name=vm.migrationQuantity"]}
+        )
         assert [c["value"] for c in reply.inventories or []] == ["7"]
         zones = await node.call("QueryZone", {"conditions": ["name~=pg-%"], "count": True})
         assert zones.total == 1

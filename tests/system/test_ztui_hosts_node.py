@@ -23,8 +23,9 @@ class Tmux:
         self.base = ["tmux", "-L", name]
 
     def run(self, *args: str) -> str:
-        return subprocess.run([*self.base, *args], check=True, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(
+            [*self.base, *args], check=True, capture_output=True, text=True
+        ).stdout
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "ztui")
@@ -60,23 +61,35 @@ def tmux() -> Iterator[Tmux]:
 def zcli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTACK_LITE_")}
     env["ZSTACK_LITE_CONFIG"] = str(config)
-    return subprocess.run([str(BIN / "zcli"), *args], capture_output=True, text=True, env=env,
-                          timeout=60)
+    return subprocess.run(
+        [str(BIN / "zcli"), *args], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_zcli_goes_through_the_node_ztui_hosts(config: Path, tmux: Tmux) -> None:
     data = config.parent / "data"
-    tmux.run("new-session", "-d", "-s", "ztui", "-x", "80", "-y", "24",
-             f"{BIN / 'ztui'} --config {config}")
+    tmux.run(
+        "new-session",
+        "-d",
+        "-s",
+        "ztui",
+        "-x",
+        "80",
+        "-y",
+        "24",
+        f"{BIN / 'ztui'} --config {config}",
+    )
     wait_for(lambda: (data / "node.sock").exists(), "ztui's node socket")
     ztui_pid = (data / "node.lock").read_text().strip()
     wait_for(lambda: "in-process" in tmux.screen(), "the overview")
 
-    done = zcli(config, "UpdateGlobalConfig", "category=kvm", "name=vm.migrationQuantity",
-                "value=4")
+    done = zcli(
+        config, "UpdateGlobalConfig", "category=kvm", "name=vm.migrationQuantity", "value=4"
+    )
     assert done.returncode == 0, done.stderr
-    refused = zcli(config, "UpdateGlobalConfig", "category=kvm", "name=vm.migrationQuantity",
-                   "value=0")
+    refused = zcli(
+        config, "UpdateGlobalConfig", "category=kvm", "name=vm.migrationQuantity", "value=0"
+    )
     assert refused.returncode == 1
     assert "number in range [1, 2147483647]" in refused.stderr
 
@@ -87,8 +100,12 @@ def test_zcli_goes_through_the_node_ztui_hosts(config: Path, tmux: Tmux) -> None
 
     tmux.run("send-keys", "-t", "ztui", "3")
     tmux.run("send-keys", "-t", "ztui", "r")
-    wait_for(lambda: any("vm.migrationQuantity" in line and " 4 " in line
-                         for line in tmux.screen().splitlines()), "the new value on screen")
+    wait_for(
+        lambda: any(
+            "vm.migrationQuantity" in line and " 4 " in line for line in tmux.screen().splitlines()
+        ),
+        "the new value on screen",
+    )
 
     tmux.run("send-keys", "-t", "ztui", "q")
     wait_for(lambda: not (data / "node.sock").exists(), "ztui to stop its node")

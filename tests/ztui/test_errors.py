@@ -134,7 +134,7 @@ def test_main_reports_a_node_start_failure_after_the_ui_ends(
     monkeypatch.setattr(ZtuiApp, "run", lambda self: run(self, headless=True, size=SIZE))
     assert main(["--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("ztui: config.toml [chains] sets chain no-such-chain")
+    assert err.startswith(f"ztui: {config} [chains] sets chain no-such-chain")
     assert err.count("\n") == 1
 
 

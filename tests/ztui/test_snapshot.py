@@ -34,6 +34,4 @@ def test_overview_snapshot(props: Properties, snap_compare: Callable[..., bool])
 
 def test_global_configs_snapshot(props: Properties, snap_compare: Callable[..., bool]) -> None:
     app = ZtuiApp(props, mask_volatile=True)
-    assert snap_compare(
-        app, press=["3"], terminal_size=(80, 24), run_before=_wait_for_first_load
-    )
+    assert snap_compare(app, press=["3"], terminal_size=(80, 24), run_before=_wait_for_first_load)

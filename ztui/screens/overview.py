@@ -126,8 +126,10 @@ class OverviewScreen(Screen[None]):
         self.query_one(NodeSummary).show_node(
             self._session.in_process, records[0] if records else None
         )
-        for result, table_id in ((overview.zones, "#zones-table"),
-                                 (overview.global_configs, "#global-configs-table")):
+        for result, table_id in (
+            (overview.zones, "#zones-table"),
+            (overview.global_configs, "#global-configs-table"),
+        ):
             if result.ok:
                 self.query_one(table_id, ResourceTable).show(result.inventories, self._fmt)
         self.loads_completed += 1

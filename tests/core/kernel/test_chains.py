@@ -67,8 +67,9 @@ def _props(tmp_path: Path, chains: str = "") -> Any:
 
 
 def _node(tmp_path: Path, chains: str = "", **plugins: type) -> ManagementNode:
-    return ManagementNode(_props(tmp_path, chains), plugin_classes={"demo": DemoPlugin, **plugins},
-                          serve_socket=False)
+    return ManagementNode(
+        _props(tmp_path, chains), plugin_classes={"demo": DemoPlugin, **plugins}, serve_socket=False
+    )
 
 
 async def test_declared_chain_runs_its_default_flows(tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ async def test_plugin_inserts_a_flow_without_config(tmp_path: Path) -> None:
 
 
 async def test_unknown_chain_in_config_stops_start(tmp_path: Path) -> None:
-    node = _node(tmp_path, 'nosuch = []')
+    node = _node(tmp_path, "nosuch = []")
     with pytest.raises(NodeError, match="chain nosuch, which no plugin declares"):
         await node.start()
     # Nothing is left held: a node starts on the same data dir afterwards.

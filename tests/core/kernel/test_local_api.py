@@ -1,0 +1,157 @@
+"""The node's local socket API, and how a stopping node treats clients already connected."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from typing import Any, ClassVar
+
+import pytest
+
+from core.client import SocketClient
+from core.kernel.api import ApiMessage, param
+from core.kernel.errors import SysErrors
+from core.kernel.extensions import Plugin
+from core.kernel.http import JsonHttpClient, UnreachableError
+from core.kernel.node import ManagementNode
+from core.kernel.properties import Properties
+from core.kernel.service import Service, handles
+from tests.conftest import make_node
+
+
+class Hold(ApiMessage):
+    """Wait until the test lets go."""
+
+    label: str = param(default="")
+
+
+class HoldPlugin(Plugin, Service):
+    implements = (Service,)
+    service_id = "hold"
+    entered: ClassVar[asyncio.Event]
+    release: ClassVar[asyncio.Event]
+    finished: ClassVar[list[str]]
+
+    @handles(Hold)
+    async def hold(self, msg: Hold) -> dict[str, Any]:
+        self.entered.set()
+        await self.release.wait()
+        # the database is still open: the node waits for calls under way before closing it
+        assert self.node.db is not None
+        await self.node.db.run(lambda s: None)
+        self.finished.append(msg.label)
+        return {"label": msg.label}
+
+
+@pytest.fixture
+def hold() -> type[HoldPlugin]:
+    HoldPlugin.entered = asyncio.Event()
+    HoldPlugin.release = asyncio.Event()
+    HoldPlugin.finished = []
+    return HoldPlugin
+
+
+async def test_socket_lists_and_calls_apis(node: ManagementNode) -> None:
+    mode = node.socket_path.stat().st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    client = SocketClient(str(node.socket_path))
+    try:
+        apis = {a["name"]: a for a in await client.apis()}
+        assert set(apis) == set(node.bus.messages())  # type: ignore[union-attr]
+        update = apis["UpdateGlobalConfig"]
+        assert update["readOnly"] is False
+        assert (
+            update["description"]
+            == "Change a global config; the value must pass the config's rules."
+        )
+        assert update["params"]["value"] == "string, required, max length 2048"
+        assert apis["QueryZone"]["readOnly"] is True
+
+        reply = await client.call(
+            "UpdateGlobalConfig", {"category": "kvm", "name": "vm.migrationQuantity", "value": 3}
+        )
+        assert reply.success and reply.inventory is not None
+        assert reply.inventory["value"] == "3"
+        bad = await client.call(
+            "UpdateGlobalConfig", {"category": "kvm", "name": "vm.migrationQuantity", "value": "0"}
+        )
+        assert bad.error is not None and bad.error.code == SysErrors.INVALID_ARGUMENT
+        assert "number in range" in bad.error.description
+        unknown = await client.call("Nope", {})
+        assert unknown.error is not None and unknown.error.description == "no API named Nope"
+    finally:
+        await client.close()
+
+
+async def test_body_must_be_a_json_object(node: ManagementNode) -> None:
+    http = JsonHttpClient("http://node", unix_socket=str(node.socket_path))
+    try:
+        answer = await http.post("/v1/api/QueryZone", ["not", "an", "object"])
+        assert answer["success"] is False
+        assert answer["error"]["code"] == SysErrors.INVALID_ARGUMENT
+        assert "JSON object" in answer["error"]["description"]
+    finally:
+        await http.close()
+
+
+async def test_no_socket_is_unreachable(tmp_path: Any) -> None:
+    client = SocketClient(str(tmp_path / "nobody.sock"))
+    try:
+        with pytest.raises(UnreachableError) as info:
+            await client.apis()
+        assert info.value.error.code == SysErrors.OPERATION_ERROR
+        assert "cannot reach GET http://node/v1/apis" in info.value.error.description
+    finally:
+        await client.close()
+
+
+async def test_node_without_socket(props: Properties) -> None:
+    async with ManagementNode(props, serve_socket=False) as node:
+        assert not node.socket_path.exists()
+        assert (await node.call("QueryZone")).success
+
+
+async def test_stopping_node_answers_a_client_that_connected_before(props: Properties) -> None:
+    node = ManagementNode(props)
+    await node.start()
+    reader, writer = await asyncio.open_unix_connection(str(node.socket_path))
+    stopping = asyncio.create_task(node.stop())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # new clients no longer find the socket while the node finishes with the old ones
+    assert not node.socket_path.exists()
+    assert not stopping.done()
+    writer.write(b"GET /v1/apis HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b"UpdateGlobalConfig" in answer
+    await asyncio.wait_for(stopping, 10)
+    assert not node.running
+    assert (props.data_dir / "node.lock").read_text() == ""
+
+
+async def test_call_under_way_when_the_node_stops_is_answered(
+    props: Properties, hold: type[HoldPlugin]
+) -> None:
+    node = make_node(props, {"hold": HoldPlugin})
+    await node.start()
+    client = SocketClient(str(node.socket_path))
+    try:
+        call = asyncio.create_task(client.call("Hold", {"label": "x"}))
+        await asyncio.wait_for(hold.entered.wait(), 10)
+        stopping = asyncio.create_task(node.stop())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not stopping.done()  # waits for the call
+        assert not node.socket_path.exists()
+        hold.release.set()
+        reply = await asyncio.wait_for(call, 10)
+        assert reply.success and reply.inventory == {"label": "x"}
+        await asyncio.wait_for(stopping, 10)
+        assert hold.finished == ["x"]
+    finally:
+        await client.close()
+        hold.release.set()
+        await node.stop()
