@@ -29,7 +29,7 @@ from core.kernel.extensions import PluginError
 from core.kernel.http import UnreachableError
 from core.kernel.logs import configure_logging
 from core.kernel.node import NodeError
-from core.kernel.properties import PropertyError, load
+from core.kernel.properties import PropertyError, add_config_argument, load
 from core.kernel.query import Condition
 
 EXIT_OK, EXIT_API_ERROR, EXIT_USAGE = 0, 1, 2
@@ -53,10 +53,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="zcli",
         description="Call ZStack Lite APIs. 'zcli help' lists them.",
     )
-    parser.add_argument(
-        "--config",
-        help="config.toml to use (default: $ZSTACK_LITE_CONFIG or the repository's config.toml)",
-    )
+    add_config_argument(parser)
     parser.add_argument("api", help="an API name, or 'help'")
     parser.add_argument("args", nargs="*", help="key=value parameters")
     return parser.parse_args(argv)

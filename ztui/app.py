@@ -26,7 +26,7 @@ from core.kernel.errors import OperationError
 from core.kernel.extensions import PluginError
 from core.kernel.logs import configure_logging
 from core.kernel.node import NodeError
-from core.kernel.properties import Properties, PropertyError, load
+from core.kernel.properties import Properties, PropertyError, add_config_argument, load
 from ztui.formatting import Formatter
 from ztui.messages import NodeConnected
 from ztui.screens.overview import OverviewScreen
@@ -106,11 +106,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="ztui",
         description="The ZStack Lite terminal UI (a read-only overview for now).",
     )
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="config.toml to use (default: $ZSTACK_LITE_CONFIG or the repository's config.toml)",
-    )
+    add_config_argument(parser)
     parser.add_argument(
         "--read-only", action="store_true", help="change nothing (the overview is read-only anyway)"
     )

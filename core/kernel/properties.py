@@ -16,6 +16,7 @@ Run-time settings that users change while the node runs are global *configs*
 
 from __future__ import annotations
 
+import argparse
 import os
 import tomllib
 from collections.abc import Mapping
@@ -113,6 +114,15 @@ class Properties:
     @property
     def db_url(self) -> str:
         return self["core.db_url"] or f"sqlite:///{self.data_dir / 'zstack.db'}"
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--config PATH`` option every entry point takes."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"config.toml to use (default: ${CONFIG_ENV} or {DEFAULT_CONFIG})",
+    )
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
