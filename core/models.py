@@ -1,9 +1,38 @@
 """Every model of the core, imported so that Base.metadata is complete
 (the migrations test compares it with the migrated schema)."""
 
+from core.cluster.models import ClusterVO
 from core.config.models import GlobalConfigVO
+from core.host.models import HostVO
+from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.management_node.models import ManagementNodeVO
+from core.offering.models import InstanceOfferingVO
+from core.storage.models import (
+    BackupStorageVO,
+    ImageCacheVO,
+    PrimaryStorageClusterRefVO,
+    PrimaryStorageVO,
+)
 from core.tag.models import SystemTagVO, UserTagVO
+from core.vm.models import VmInstanceVO
+from core.volume.models import VolumeVO
 from core.zone.models import ZoneVO
 
-__all__ = ["GlobalConfigVO", "ManagementNodeVO", "SystemTagVO", "UserTagVO", "ZoneVO"]
+__all__ = [
+    "BackupStorageVO",
+    "ClusterVO",
+    "GlobalConfigVO",
+    "HostVO",
+    "ImageBackupStorageRefVO",
+    "ImageCacheVO",
+    "ImageVO",
+    "InstanceOfferingVO",
+    "ManagementNodeVO",
+    "PrimaryStorageClusterRefVO",
+    "PrimaryStorageVO",
+    "SystemTagVO",
+    "UserTagVO",
+    "VmInstanceVO",
+    "VolumeVO",
+    "ZoneVO",
+]

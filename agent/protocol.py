@@ -1,0 +1,110 @@
+"""The KVM host agent's HTTP contract, in ZStack kvmagent's shape.
+
+Every command is ``POST <path>`` with a JSON object, authenticated by the
+header ``Authorization: Bearer <token>`` (the token lives in the agent's data
+dir, mode 0600; the core reads the same file for a local agent).  Every answer
+is a JSON object with ``success`` (bool) and ``error`` (a string, empty on
+success) plus the command's own fields.  An unauthenticated request gets 401;
+an unknown path 404; a body that is not a JSON object 400.
+
+Asynchronous commands (marked ASYNC below): the caller sends the headers
+``taskuuid`` and ``callbackurl``; the agent answers ``{"success": true}`` at
+once, runs the command, then POSTs the command's JSON answer to
+``callbackurl`` with the header ``taskuuid`` (and the same bearer token),
+retrying for up to a minute until the callback answers 2xx or 404 (404 means
+the caller no longer waits).  Without those headers an ASYNC command is run
+synchronously and answered in the body.
+
+Reports (agent -> core): the agent POSTs to ``<reportUrl><path>`` (the URL
+given at host connect) with the bearer token:
+
+* ``REPORT_VM_STATE`` ``{hostUuid, vmUuid, vmState}`` whenever a domain the
+  project owns changes state (libvirt lifecycle events), including changes made
+  outside the project (``virsh destroy``);
+* ``REPORT_PROGRESS`` ``{taskUuid, stage, progress, total}`` during image downloads.
+
+Field names are ZStack's camelCase.  States are ZStack's: ``Running``,
+``Stopped``, ``Paused``, ``Crashed``, ``Unknown``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+AGENT_PORT: Final = 7070
+TOKEN_FILE: Final = "agent.token"
+DOMAIN_PREFIX: Final = "zsl-"
+"""Every libvirt domain the project owns is named ``zsl-<vmUuid>``; nothing else is touched."""
+
+# -- host -------------------------------------------------------------------
+HOST_CONNECT: Final = "/host/connect"
+"""{hostUuid, reportUrl} -> {hostUuid, hostname, libvirtVersion, qemuImgVersion,
+cpuNum, cpuSockets, cpuModelName, cpuFlags: [str], totalMemory (bytes),
+acceleration: "kvm"|"tcg", hypervisorType: "KVM"|"Simulator"}.
+``acceleration`` comes from a real boot probe (a tiny KVM guest must reach its
+first instruction within a timeout), never from /dev/kvm existing; the result
+is cached for the agent's lifetime."""
+
+HOST_PING: Final = "/host/ping"
+"""{hostUuid} -> {hostUuid}: the uuid given at the last connect ("" after an agent
+restart, so the core notices and reconnects)."""
+
+HOST_CAPACITY: Final = "/host/capacity"
+"""{} -> {cpuNum, totalMemory, usedMemory (bytes, by host programs), freeMemory}."""
+
+# -- VMs ---------------------------------------------------------------------
+VM_START: Final = "/vm/start"
+"""ASYNC {vmUuid, vmName, cpuNum, memorySize (bytes), rootVolume: {installPath,
+format}, nics: [{mac, bridgeName, deviceName}], consoleLogPath,
+acceleration, timeout (s)} -> {vmUuid, state}.  Defines (or redefines) the
+domain ``zsl-<vmUuid>`` and starts it; idempotent for a running domain."""
+
+VM_STOP: Final = "/vm/stop"
+"""ASYNC {vmUuid, type: "grace"|"cold"|"force", timeout (s)} -> {vmUuid, state}.
+grace: ACPI shutdown, waiting up to ``timeout``, then destroy; cold: destroy
+(power off); force: destroy without waiting for anything.  The domain stays
+defined.  Stopping a stopped domain succeeds."""
+
+VM_REBOOT: Final = "/vm/reboot"
+"""ASYNC {vmUuid, timeout} -> {vmUuid, state}."""
+
+VM_PAUSE: Final = "/vm/pause"
+"""{vmUuid} -> {vmUuid, state}."""
+
+VM_RESUME: Final = "/vm/resume"
+"""{vmUuid} -> {vmUuid, state}."""
+
+VM_DESTROY: Final = "/vm/destroy"
+"""ASYNC {vmUuid} -> {vmUuid}: power off and undefine; succeeds if it does not exist."""
+
+VM_SYNC: Final = "/vm/vmsync"
+"""{} -> {states: {vmUuid: state}} for every domain the project owns."""
+
+VM_CONSOLE: Final = "/vm/console"
+"""{vmUuid} -> {vmUuid, pty, consoleLogPath}: the serial console's pty and its log file."""
+
+# -- volumes and images ------------------------------------------------------
+VOLUME_CREATE: Final = "/volume/create"
+"""{installPath, backingFile, format: "qcow2", size (bytes, 0 = the backing size)}
+-> {installPath, actualSize, size}: a qcow2 overlay on a cached image."""
+
+VOLUME_DELETE: Final = "/volume/delete"
+"""{installPath} -> {}: succeeds if the file does not exist."""
+
+IMAGE_DOWNLOAD: Final = "/image/download"
+"""ASYNC {url (http(s) or file path), installPath, checksum ("sha256:<hex>"|"md5:<hex>"|""),
+taskUuid} -> {installPath, format, size (virtual), actualSize, md5sum}: fetches
+to a temporary file beside ``installPath``, checks the checksum and the format
+with ``qemu-img info``, then renames; on any failure nothing is left."""
+
+IMAGE_INFO: Final = "/image/info"
+"""{installPath} -> {format, size, actualSize}: ``qemu-img info`` of a file."""
+
+FILE_DELETE: Final = "/file/delete"
+"""{path} -> {}: delete a file the project made (image cache, volume); missing is fine."""
+
+# -- reports (agent -> core) --------------------------------------------------
+REPORT_VM_STATE: Final = "/kvm/reportvmstate"
+REPORT_PROGRESS: Final = "/kvm/reportprogress"
+
+VM_STATES: Final = ("Running", "Stopped", "Paused", "Crashed", "Unknown")
