@@ -12,9 +12,10 @@ BENCH_STAMP := $(VENV)/.installed-bench
 # backend (the tests run a private server; none is started for the product).
 DEBIAN_PACKAGES := libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base \
 	nftables openvswitch-switch busybox-static libvirt-dev pkg-config \
-	postgresql python3 python3-venv python3-dev gcc tmux
+	postgresql python3 python3-venv python3-dev gcc tmux \
+	syslinux syslinux-common mtools dosfstools fdisk
 
-.PHONY: run test bench lint system-deps services
+.PHONY: run test bench lint system-deps services guest-image
 
 run: $(STAMP) services
 	$(VENV)/bin/ztui
@@ -63,3 +64,15 @@ services: system-deps
 	@for i in $$(seq 1 60); do \
 	  virsh -c qemu:///system version >/dev/null 2>&1 && exit 0; sleep 0.5; \
 	done; echo "libvirtd does not answer on qemu:///system" >&2; exit 1
+
+# The tiny guest image (kernel + busybox from Debian packages, SYSLINUX on a FAT
+# partition): rebuilt when the builder or its guest scripts change; the builder
+# itself skips the work when its inputs digest is unchanged.
+GUEST_IMAGE := build/tiny-guest.qcow2
+GUEST_IMAGE_SOURCES := $(wildcard agent/guest_image/*.py) agent/guest_image/init.sh \
+	agent/guest_image/udhcpc.script agent/guest_image/inittab agent/guest_image/syslinux.cfg
+
+guest-image: $(STAMP) system-deps $(GUEST_IMAGE)
+
+$(GUEST_IMAGE): $(GUEST_IMAGE_SOURCES) | $(STAMP) system-deps
+	$(VENV)/bin/python -m agent.guest_image.build --output $@

@@ -21,4 +21,13 @@ PING_INTERVAL = GlobalConfigDef(
     number_range=(1, 86400),
 )
 
-ALL = [CPU_OVER_PROVISIONING_RATIO, PING_INTERVAL]
+PING_MAX_FAILURE = GlobalConfigDef(
+    CATEGORY,
+    "ping.maxFailure",
+    "failed pings in a row after which a host is marked Disconnected",
+    default="3",
+    type="Integer",
+    number_range=(1, 100),
+)
+
+ALL = [CPU_OVER_PROVISIONING_RATIO, PING_INTERVAL, PING_MAX_FAILURE]

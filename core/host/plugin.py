@@ -1,13 +1,339 @@
-"""The host area.  So far it defines its global configs; zones, clusters and hosts'
-life cycle come with the compute work."""
+"""The host service: add, connect, reconnect, ping and delete hosts.
 
+Every host is driven through its agent (a KVM agent over libvirt, or a
+simulator agent with the same contract).  Connecting runs the declared chain
+``hostConnect``.  A ping tracker pings every host each ``host.ping.interval``
+seconds: an answer with another host uuid means the agent restarted (so the
+host is reconnected); ``host.ping.maxFailure`` failures in a row mark it
+Disconnected, and it is reconnected as soon as its agent answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from agent import protocol
+from core.cluster.models import ClusterVO
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
+from core.config.plugin import GlobalConfigPlugin
 from core.host import global_config
-from core.kernel.extensions import Plugin
+from core.host.api import AddKVMHost, AddSimulatorHost, DeleteHost, QueryHost, ReconnectHost
+from core.host.connect import CHAIN, DEFAULT_FLOWS
+from core.host.local_agent import LocalAgent, free_port, is_local
+from core.host.models import HostVO
+from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found, operr
+from core.kernel.extensions import Component, Plugin
+from core.kernel.rest import AgentClient
+from core.kernel.service import Service, handles
+from core.tag.plugin import TagPlugin, delete_all_tags
+from core.vm.models import VmInstanceVO
+
+log = logging.getLogger(__name__)
+STATUS_EVENT = "/host/status/change"
 
 
-class HostPlugin(Plugin, GlobalConfigProvider):
-    implements = (GlobalConfigProvider,)
+class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
+    implements = (GlobalConfigProvider, Service, Component)
+    order = 500
+    service_id = "host"
+    queries = (QueryHost,)
+
+    def __init__(self, node: Any) -> None:
+        super().__init__(node)
+        node.declare_chain(CHAIN, DEFAULT_FLOWS)
+        self._agents: dict[str, AgentClient] = {}
+        self._simulators: dict[str, LocalAgent] = {}
+        self._failures: dict[str, int] = {}
+        self._tracker: asyncio.Task[None] | None = None
+        self._reconnecting: set[asyncio.Task[Any]] = set()
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
+
+    # -- life cycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        hosts = await self.node.db.run(
+            lambda s: [
+                h.to_inventory() | {"agentToken": h.agent_token} for h in s.scalars(select(HostVO))
+            ]
+        )
+        for host in hosts:
+            task = asyncio.create_task(self._revive(host), name=f"revive-host-{host['uuid']}")
+            self._reconnecting.add(task)
+            task.add_done_callback(self._reconnecting.discard)
+        self._tracker = asyncio.create_task(self._track(), name="host-ping-tracker")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._tracker, *self._reconnecting) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for client in self._agents.values():
+            await client.close()
+        self._agents.clear()
+        for sim in self._simulators.values():
+            await asyncio.to_thread(sim.stop)
+        self._simulators.clear()
+
+    async def _revive(self, host: dict[str, Any]) -> None:
+        """At node start: make sure a local agent runs, then reconnect."""
+        try:
+            if host["hypervisorType"] == "Simulator":
+                await self._start_simulator(
+                    host["uuid"], host["agentPort"], host["cpuNum"], host["totalPhysicalMemory"]
+                )
+            elif is_local(host["managementIp"]):
+                await self._local_kvm_agent(host["agentPort"]).ensure_running()
+            await self.connect(host["uuid"], new_host=False)
+        except OperationError as exc:
+            log.warning("host %s could not be reconnected at start: %s", host["name"], exc.error)
+
+    # -- agents -----------------------------------------------------------------------
+
+    def _local_kvm_agent(self, port: int) -> LocalAgent:
+        return LocalAgent(self.node.data_dir / "agent", port, "libvirt", detached=True)
+
+    async def _start_simulator(self, host_uuid: str, port: int, cpu: int, memory: int) -> str:
+        sim = LocalAgent(
+            self.node.data_dir / "simulators" / host_uuid,
+            port,
+            "simulator",
+            ["--sim-cpu", str(cpu or 8), "--sim-memory", str(memory or 32 << 30)],
+            detached=False,
+        )
+        token = await sim.ensure_running()
+        self._simulators[host_uuid] = sim
+        return token
+
+    def agent(self, host_uuid: str, host: HostVO | None = None) -> AgentClient:
+        """The client of a host's agent (for services that drive hosts)."""
+        client = self._agents.get(host_uuid)
+        if client is None:
+            if host is None:
+                raise not_found("HostVO", host_uuid)
+            client = AgentClient(
+                f"http://{host.management_ip}:{host.agent_port}",
+                host.agent_token,
+                self.node.rest,
+                f"host {host.name} ({host.management_ip}:{host.agent_port})",
+            )
+            self._agents[host_uuid] = client
+        return client
+
+    # -- connecting ---------------------------------------------------------------------
+
+    async def connect(self, host_uuid: str, *, new_host: bool) -> dict[str, Any]:
+        """Run the connect chain; Connected on success, else Disconnected (or raise)."""
+        host = await self.node.db.run(lambda s: _detached(s, host_uuid))
+        client = self.agent(host_uuid, host)
+        await self._set_status(host_uuid, "Connecting")
+        outcome = await self.node.chain(CHAIN).start(
+            {
+                "node": self.node,
+                "host_uuid": host_uuid,
+                "agent": client,
+                "new_host": new_host,
+                "hypervisor_type": host.hypervisor_type,
+            }
+        )
+        if not outcome.succeeded:
+            await self._set_status(host_uuid, "Disconnected")
+            assert outcome.error is not None
+            raise OperationError(
+                ErrorCode(
+                    SysErrors.OPERATION_ERROR,
+                    f"cannot connect host {host.name}",
+                    cause=outcome.error,
+                )
+            )
+        self._failures.pop(host_uuid, None)
+        return await self._set_status(host_uuid, "Connected")
+
+    async def _set_status(self, host_uuid: str, status: str) -> dict[str, Any]:
+        def change(session: Session) -> tuple[str, dict[str, Any]]:
+            host = session.get(HostVO, host_uuid)
+            if host is None:
+                raise not_found("HostVO", host_uuid)
+            old, host.status = host.status, status
+            session.flush()
+            return old, host.to_inventory()
+
+        old, inventory = await self.node.db.run(change)
+        if old != status:
+            self.node.events.publish(
+                STATUS_EVENT,
+                {
+                    "hostUuid": host_uuid,
+                    "oldStatus": old,
+                    "newStatus": status,
+                    "inventory": inventory,
+                },
+            )
+        return inventory
+
+    # -- the ping tracker -----------------------------------------------------------------
+
+    async def _track(self) -> None:
+        configs = self.node.plugin(GlobalConfigPlugin)
+        while True:
+            interval = configs.value(global_config.CATEGORY, global_config.PING_INTERVAL.name)
+            await asyncio.sleep(interval)
+            uuids = await self.node.db.run(lambda s: list(s.scalars(select(HostVO.uuid))))
+            await asyncio.gather(*(self.ping(u) for u in uuids), return_exceptions=True)
+
+    async def ping(self, host_uuid: str) -> None:
+        """Ping one host's agent and act on the answer (reconnect, or count a failure)."""
+        configs = self.node.plugin(GlobalConfigPlugin)
+        host = await self.node.db.run(lambda s: _detached(s, host_uuid))
+        try:
+            answer = await self.agent(host_uuid, host).call(
+                protocol.HOST_PING, {"hostUuid": host_uuid}, timeout=10
+            )
+        except OperationError as exc:
+            failures = self._failures[host_uuid] = self._failures.get(host_uuid, 0) + 1
+            limit = configs.value(global_config.CATEGORY, global_config.PING_MAX_FAILURE.name)
+            log.info("ping of host %s failed (%d/%d): %s", host.name, failures, limit, exc.error)
+            if failures >= limit and host.status != "Disconnected":
+                await self._set_status(host_uuid, "Disconnected")
+            return
+        self._failures.pop(host_uuid, None)
+        if answer.get("hostUuid") != host_uuid or host.status != "Connected":
+            log.info(
+                "host %s needs a reconnect (agent restarted or host was %s)", host.name, host.status
+            )
+            with contextlib.suppress(OperationError):
+                await self.connect(host_uuid, new_host=False)
+
+    # -- API -------------------------------------------------------------------------------
+
+    @handles(AddKVMHost)
+    async def add_kvm_host(self, msg: AddKVMHost) -> dict[str, Any]:
+        token = msg.agent_token
+        if not token:
+            if not is_local(msg.management_ip):
+                raise argerr(
+                    f"agentToken is needed for the remote host {msg.management_ip} "
+                    "(it is in the agent's data dir, file agent.token)"
+                )
+            token = await self._local_kvm_agent(msg.agent_port).ensure_running()
+        return await self._add(msg, "KVM", msg.management_ip, msg.agent_port, token)
+
+    @handles(AddSimulatorHost)
+    async def add_simulator_host(self, msg: AddSimulatorHost) -> dict[str, Any]:
+        port = free_port()
+        host_uuid = await self._create_row(msg, "Simulator", "127.0.0.1", port, "")
+        try:
+            token = await self._start_simulator(host_uuid, port, msg.cpu_num, msg.memory_size)
+            await self.node.db.run(
+                lambda s: setattr(s.get(HostVO, host_uuid), "agent_token", token)
+            )
+            return await self.connect(host_uuid, new_host=True)
+        except BaseException:
+            await self._forget(host_uuid)
+            raise
+
+    async def _add(
+        self, msg: Any, hypervisor: str, ip: str, port: int, token: str
+    ) -> dict[str, Any]:
+        host_uuid = await self._create_row(msg, hypervisor, ip, port, token)
+        try:
+            return await self.connect(host_uuid, new_host=True)
+        except BaseException:
+            await self._forget(host_uuid)
+            raise
+
+    async def _create_row(self, msg: Any, hypervisor: str, ip: str, port: int, token: str) -> str:
+        tags = self.node.plugin(TagPlugin)
+
+        def create(session: Session) -> str:
+            cluster = session.get(ClusterVO, msg.cluster_uuid)
+            assert cluster is not None  # the bus checked the uuid
+            if cluster.hypervisor_type != hypervisor:
+                raise argerr(
+                    f"cluster {cluster.name} is a {cluster.hypervisor_type} cluster; "
+                    f"a {hypervisor} host cannot join it"
+                )
+            clash = session.scalars(
+                select(HostVO).where(HostVO.management_ip == ip, HostVO.agent_port == port)
+            ).first()
+            if clash is not None:
+                raise argerr(f"host {clash.name} already uses the agent at {ip}:{port}")
+            host = HostVO(
+                name=msg.name,
+                description=msg.description,
+                zone_uuid=cluster.zone_uuid,
+                cluster_uuid=cluster.uuid,
+                management_ip=ip,
+                agent_port=port,
+                agent_token=token,
+                hypervisor_type=hypervisor,
+                status="Connecting",
+            )
+            session.add(host)
+            session.flush()
+            tags.create_tags_from_message(session, msg, HostVO.resource_type, host.uuid)
+            return host.uuid
+
+        return await self.node.db.run(create)
+
+    async def _forget(self, host_uuid: str) -> None:
+        """Remove every trace of a host: row, tags, agent client, simulator process."""
+
+        def delete(session: Session) -> None:
+            host = session.get(HostVO, host_uuid)
+            if host is not None:
+                session.delete(host)
+            delete_all_tags(session, [host_uuid])
+
+        await self.node.db.run(delete)
+        self._failures.pop(host_uuid, None)
+        client = self._agents.pop(host_uuid, None)
+        if client is not None:
+            await client.close()
+        sim = self._simulators.pop(host_uuid, None)
+        if sim is not None:
+            await asyncio.to_thread(sim.stop)
+
+    @handles(ReconnectHost)
+    async def reconnect(self, msg: ReconnectHost) -> dict[str, Any]:
+        host = await self.node.db.run(lambda s: _detached(s, msg.uuid))
+        if host.hypervisor_type == "Simulator" and msg.uuid not in self._simulators:
+            await self._start_simulator(
+                msg.uuid, host.agent_port, host.cpu_num, host.total_physical_memory
+            )
+        elif host.hypervisor_type == "KVM" and is_local(host.management_ip):
+            await self._local_kvm_agent(host.agent_port).ensure_running()
+        return await self.connect(msg.uuid, new_host=False)
+
+    @handles(DeleteHost)
+    async def delete(self, msg: DeleteHost) -> None:
+        def check(session: Session) -> None:
+            vms = session.scalar(
+                select(func.count())
+                .select_from(VmInstanceVO)
+                .where(VmInstanceVO.host_uuid == msg.uuid)
+            )
+            if vms:
+                raise operr(
+                    f"host[uuid:{msg.uuid}] still runs {vms} VM(s); stop or migrate them first"
+                )
+
+        await self.node.db.run(check)
+        await self._forget(msg.uuid)
+
+
+def _detached(session: Session, uuid: str) -> HostVO:
+    host = session.get(HostVO, uuid)
+    if host is None:
+        raise not_found("HostVO", uuid)
+    session.expunge(host)
+    return host

@@ -46,7 +46,12 @@ class JsonHttpClient:
         return self._session
 
     async def request(
-        self, method: str, path: str, body: Any = None, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         url = self.base_url + path
         where = f"{method} {url}" + (f" (via {self.unix_socket})" if self.unix_socket else "")
@@ -55,6 +60,7 @@ class JsonHttpClient:
                 method,
                 url,
                 json=body,
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout) if timeout else None,
             ) as resp:
                 text = await resp.text()

@@ -26,6 +26,7 @@ from core.kernel.extensions import Component, ExtensionRegistry, PluginError
 from core.kernel.flow import FlowChain
 from core.kernel.local_api import SOCKET_NAME, LocalApiServer
 from core.kernel.properties import Properties
+from core.kernel.rest import RestFacade
 from core.kernel.service import GlobalApiInterceptor, Service
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class ManagementNode:
         self.registry = ExtensionRegistry()
         self.db: Database | None = None
         self.bus: ApiBus | None = None
+        self.rest = RestFacade(props["rest.host"], props["rest.port"])
         self._plugin_classes = plugin_classes
         self._serve_socket = serve_socket
         self._lock = DataDirLock(self.data_dir)
@@ -149,6 +151,7 @@ class ManagementNode:
         except ChainConfigError as exc:
             raise NodeError(str(exc)) from exc
 
+        await self.rest.start()
         for component in self.registry.extensions(Component):
             await component.start()
             self._started.append(component)
@@ -178,6 +181,7 @@ class ManagementNode:
                 await component.stop()
             except Exception:
                 log.exception("component %s failed to stop", type(component).__qualname__)
+        await self.rest.stop()
         if self.db is not None:
             self.db.close()
             self.db = None

@@ -84,6 +84,17 @@ define(
 )
 define("core.log_level", str, "INFO", "log level of the management node")
 define("api.timeout", float, 300.0, "seconds an API call may take before it times out")
+define(
+    "rest.host", str, "127.0.0.1", "address the node listens on for agents' callbacks and reports"
+)
+define("rest.port", int, 0, "port of that endpoint; 0 picks a free one at each start")
+define(
+    "bootstrap.local_host",
+    str,
+    "none",
+    "at first start, add this machine as a host: kvm, simulator or none",
+)
+define("agent.port", int, 7070, "port of the local KVM host agent the node starts")
 define("plugins.enabled", list, ["*"], "plugins (entry-point names) to load; '*' loads all")
 define("plugins.disabled", list, [], "plugins not to load even when installed")
 define("chains", dict, {}, "flow chains declared as ordered lists of dotted class paths")

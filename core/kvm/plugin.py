@@ -1,17 +1,29 @@
-"""The KVM hypervisor area.  So far it defines its global configs and system tags;
-the host agent and VM life cycle come with the compute work."""
+"""The KVM hypervisor area: its global configs, system tags and reserved capacity.
+The host agent and VM life cycle over libvirt are driven through the host service."""
 
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
+from core.config.plugin import GlobalConfigPlugin
+from core.host.extension_points import HostReservedCapacityExtensionPoint, ReservedHostCapacity
 from core.kernel.extensions import Plugin
 from core.kvm import global_config, system_tags
 from core.tag.definitions import SystemTagDef, SystemTagProvider
 
 
-class KvmPlugin(Plugin, GlobalConfigProvider, SystemTagProvider):
-    implements = (GlobalConfigProvider, SystemTagProvider)
+class KvmPlugin(
+    Plugin, GlobalConfigProvider, SystemTagProvider, HostReservedCapacityExtensionPoint
+):
+    implements = (GlobalConfigProvider, SystemTagProvider, HostReservedCapacityExtensionPoint)
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
 
     def system_tags(self) -> list[SystemTagDef]:
         return list(system_tags.ALL)
+
+    def reserved_host_capacity(self, hypervisor_type: str) -> ReservedHostCapacity:
+        """kvm.reservedMemory on every KVM host (ZStack's KvmHostReserveExtension)."""
+        if hypervisor_type != "KVM":
+            return ReservedHostCapacity()
+        configs = self.node.plugin(GlobalConfigPlugin)
+        memory = configs.value(global_config.CATEGORY, global_config.RESERVED_MEMORY.name)
+        return ReservedHostCapacity(memory=int(memory))

@@ -1,0 +1,153 @@
+"""The host connect chain (ZStack's KVMHost connect flows), declared as ``hostConnect``.
+
+Data keys: ``node``, ``host_uuid``, ``agent`` (AgentClient), ``new_host``;
+``ConnectAgentFlow`` adds ``facts``.  Every flow is stateless (shared by all
+runs).  Nothing here undoes a host row: adding a host deletes it when the
+chain fails, reconnecting marks it Disconnected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from agent import protocol
+from core.config.plugin import GlobalConfigPlugin
+from core.host import global_config as host_config
+from core.host.capacity import refresh_capacity
+from core.host.extension_points import (
+    HostConnectContext,
+    HostReservedCapacityExtensionPoint,
+    KVMHostConnectExtensionPoint,
+    ReservedHostCapacity,
+)
+from core.host.models import HostVO
+from core.kernel.errors import not_found, operr
+from core.kernel.flow import NoRollbackFlow
+from core.kvm import system_tags as kvm_tags
+from core.tag.plugin import TagPlugin
+
+CHAIN = "hostConnect"
+HVM_FLAGS = ("vmx", "svm")
+
+
+class ConnectAgentFlow(NoRollbackFlow):
+    """Send /host/connect: the agent learns its host uuid and our report URL."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        node = data["node"]
+        data["facts"] = await data["agent"].call(
+            protocol.HOST_CONNECT,
+            {"hostUuid": data["host_uuid"], "reportUrl": node.rest.base_url},
+            timeout=120,  # the first connect runs the agent's acceleration probe
+        )
+
+
+class HostConnectExtensionPointFlow(NoRollbackFlow):
+    """Call every KVMHostConnectExtensionPoint; one that raises stops the connect."""
+
+    def skip(self, data: dict[str, Any]) -> bool:
+        return data["facts"].get("hypervisorType", "KVM") != "KVM"
+
+    async def run(self, data: dict[str, Any]) -> None:
+        node = data["node"]
+        host = await node.db.run(lambda s: _host(s, data["host_uuid"]).to_inventory())
+        context = HostConnectContext(
+            data["host_uuid"],
+            host["name"],
+            host["hypervisorType"],
+            data["facts"],
+            data["agent"],
+            data["new_host"],
+        )
+        for ext in node.registry.extensions(KVMHostConnectExtensionPoint):
+            await ext.kvm_host_connected(context)
+
+
+class RecordHostFactsFlow(NoRollbackFlow):
+    """Write the host's facts as inherent system tags and columns."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        node, facts = data["node"], data["facts"]
+        tags = node.plugin(TagPlugin)
+        if facts.get("hypervisorType", "KVM") != data["hypervisor_type"]:
+            raise operr(
+                f"the agent is a {facts.get('hypervisorType')} agent, but the host is "
+                f"a {data['hypervisor_type']} host"
+            )
+
+        def record(session: Session) -> None:
+            host = _host(session, data["host_uuid"])
+            host.acceleration = facts.get("acceleration")
+            for definition, value in (
+                (kvm_tags.QEMU_IMG_VERSION, facts.get("qemuImgVersion")),
+                (kvm_tags.LIBVIRT_VERSION, facts.get("libvirtVersion")),
+            ):
+                if value:
+                    tags.create_system_tag(
+                        session,
+                        HostVO.resource_type,
+                        host.uuid,
+                        definition.instantiate(version=value),
+                        inherent=True,
+                        recreate=True,
+                    )
+            flags = [f for f in facts.get("cpuFlags", []) if f in HVM_FLAGS]
+            tags.delete_system_tags(session, host.uuid, kvm_tags.HVM_CPU_FLAG)
+            for flag in flags:
+                tags.create_system_tag(
+                    session,
+                    HostVO.resource_type,
+                    host.uuid,
+                    kvm_tags.HVM_CPU_FLAG.instantiate(flag=flag),
+                    inherent=True,
+                )
+
+        await node.db.run(record)
+
+
+class UpdateHostCapacityFlow(NoRollbackFlow):
+    """Totals from the facts less reserved capacity; availability from the VMs."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        node, facts = data["node"], data["facts"]
+        configs = node.plugin(GlobalConfigPlugin)
+        ratio = int(
+            configs.value(host_config.CATEGORY, host_config.CPU_OVER_PROVISIONING_RATIO.name)
+        )
+        reserved = ReservedHostCapacity()
+        for ext in node.registry.extensions(HostReservedCapacityExtensionPoint):
+            more = ext.reserved_host_capacity(data["hypervisor_type"])
+            reserved = ReservedHostCapacity(reserved.cpu + more.cpu, reserved.memory + more.memory)
+
+        def update(session: Session) -> None:
+            refresh_capacity(
+                session,
+                _host(session, data["host_uuid"]),
+                int(facts.get("cpuNum", 0)),
+                int(facts.get("cpuSockets", 0)),
+                int(facts.get("totalMemory", 0)),
+                ratio,
+                reserved,
+            )
+
+        await node.db.run(update)
+
+
+DEFAULT_FLOWS = [
+    f"{__name__}.{cls.__name__}"
+    for cls in (
+        ConnectAgentFlow,
+        HostConnectExtensionPointFlow,
+        RecordHostFactsFlow,
+        UpdateHostCapacityFlow,
+    )
+]
+
+
+def _host(session: Session, uuid: str) -> HostVO:
+    host = session.get(HostVO, uuid)
+    if host is None:
+        raise not_found("HostVO", uuid)
+    return host

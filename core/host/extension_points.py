@@ -1,0 +1,43 @@
+"""Extension points of the host area (ZStack's KVMHostConnectExtensionPoint and
+HostReservedCapacityExtensionPoint)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from core.kernel.rest import AgentClient
+
+
+@dataclass
+class HostConnectContext:
+    host_uuid: str
+    host_name: str
+    hypervisor_type: str
+    facts: dict[str, Any]
+    """What the agent answered to /host/connect."""
+    agent: AgentClient
+    new_host: bool
+    """True while the host is being added (not a reconnect)."""
+
+
+class KVMHostConnectExtensionPoint(ABC):
+    """Called while a KVM host connects; raising OperationError stops the connect."""
+
+    @abstractmethod
+    async def kvm_host_connected(self, context: HostConnectContext) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReservedHostCapacity:
+    cpu: int = 0
+    memory: int = 0
+    """Bytes."""
+
+
+class HostReservedCapacityExtensionPoint(ABC):
+    """Capacity of a host never given to VMs (e.g. kvm.reservedMemory for the agent)."""
+
+    @abstractmethod
+    def reserved_host_capacity(self, hypervisor_type: str) -> ReservedHostCapacity: ...

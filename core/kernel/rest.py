@@ -1,0 +1,209 @@
+"""The node's HTTP endpoint for agents (ZStack's RESTFacade), and agent calls.
+
+Agents answer long commands later, by POSTing to a callback URL, and push
+reports (a VM's state changed, download progress).  This endpoint receives
+both, on ``rest.host``:``rest.port`` (an ephemeral port by default: the URL is
+given to each agent when it connects).  Every request must carry the bearer
+token of an agent the node knows.
+
+:class:`AgentClient` is the one way the core calls an agent: ``call`` for a
+synchronous command, ``call_async`` for ZStack's async envelope (task uuid and
+callback URL headers, 200 at once, the answer later).  An answer with
+``success: false`` becomes an OperationError carrying the agent's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from core.kernel.db import new_uuid
+from core.kernel.errors import ErrorCode, OperationError, SysErrors
+from core.kernel.http import JsonHttpClient
+
+log = logging.getLogger(__name__)
+CALLBACK_PATH = "/agent/callback"
+ReportHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class RestFacade:
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._tokens: set[str] = set()
+        self._pending: dict[str, tuple[asyncio.Future[dict[str, Any]], str]] = {}
+        self._reports: dict[str, ReportHandler] = {}
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def callback_url(self) -> str:
+        return self.base_url + CALLBACK_PATH
+
+    def allow_token(self, token: str) -> None:
+        """Accept requests from the agent holding ``token``."""
+        if token:
+            self._tokens.add(token)
+
+    def on_report(self, path: str, handler: ReportHandler) -> None:
+        if path in self._reports:
+            raise ValueError(f"report path {path} has a handler already")
+        self._reports[path] = handler
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post(CALLBACK_PATH, self._callback)
+        app.router.add_post("/{path:.*}", self._report)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        if self.port == 0 and server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for future, _ in self._pending.values():
+            if not future.done():
+                future.set_exception(
+                    OperationError(
+                        ErrorCode(SysErrors.OPERATION_ERROR, "the management node is stopping")
+                    )
+                )
+        self._pending.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def expect(self, token: str) -> tuple[str, asyncio.Future[dict[str, Any]]]:
+        """Register an async call: its task uuid and the future its callback resolves."""
+        task_uuid = new_uuid()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[task_uuid] = (future, token)
+        return task_uuid, future
+
+    def forget(self, task_uuid: str) -> None:
+        self._pending.pop(task_uuid, None)
+
+    def _token_of(self, request: web.Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        return auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+
+    def _known(self, token: str) -> bool:
+        return any(hmac.compare_digest(token, known) for known in self._tokens)
+
+    async def _body(self, request: web.Request) -> dict[str, Any] | None:
+        try:
+            body = await request.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def _callback(self, request: web.Request) -> web.Response:
+        token = self._token_of(request)
+        entry = self._pending.get(request.headers.get("taskuuid", ""))
+        if entry is None:
+            # Unknown or already answered (e.g. the caller timed out): tell the agent to stop.
+            return web.json_response({"success": False, "error": "no such task"}, status=404)
+        future, expected = entry
+        if not hmac.compare_digest(token, expected):
+            return web.json_response({"success": False, "error": "bad token"}, status=401)
+        body = await self._body(request)
+        if body is None:
+            return web.json_response({"success": False, "error": "not a JSON object"}, status=400)
+        self._pending.pop(request.headers["taskuuid"], None)
+        if not future.done():
+            future.set_result(body)
+        return web.json_response({"success": True})
+
+    async def _report(self, request: web.Request) -> web.Response:
+        if not self._known(self._token_of(request)):
+            return web.json_response({"success": False, "error": "bad token"}, status=401)
+        handler = self._reports.get("/" + request.match_info["path"])
+        if handler is None:
+            return web.json_response({"success": False, "error": "no such report"}, status=404)
+        body = await self._body(request)
+        if body is None:
+            return web.json_response({"success": False, "error": "not a JSON object"}, status=400)
+        try:
+            await handler(body)
+        except Exception as exc:
+            log.exception("report %s failed", request.path)
+            return web.json_response({"success": False, "error": str(exc)})
+        return web.json_response({"success": True})
+
+
+class AgentClient:
+    """Calls one agent (a KVM host agent, later a virtual router's)."""
+
+    def __init__(self, url: str, token: str, rest: RestFacade, what: str) -> None:
+        self.url = url
+        self.token = token
+        self.rest = rest
+        self.what = what
+        """How errors name the agent, e.g. ``host kvm-1 (127.0.0.1:7070)``."""
+        self._http = JsonHttpClient(url, headers={"Authorization": f"Bearer {token}"})
+        rest.allow_token(token)
+
+    async def call(self, path: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        try:
+            answer = await self._http.post(path, body, timeout)
+        except OperationError as exc:
+            raise self._failed(path, exc.error) from None
+        return self._checked(path, answer)
+
+    async def call_async(
+        self, path: str, body: dict[str, Any], timeout: float = 300.0
+    ) -> dict[str, Any]:
+        task_uuid, future = self.rest.expect(self.token)
+        headers = {"taskuuid": task_uuid, "callbackurl": self.rest.callback_url}
+        try:
+            try:
+                accepted = await self._http.request("POST", path, body, 30.0, headers=headers)
+            except OperationError as exc:
+                raise self._failed(path, exc.error) from None
+            self._checked(path, accepted)
+            try:
+                answer = await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise OperationError(
+                    ErrorCode(
+                        SysErrors.TIMEOUT, f"{self.what} did not answer {path} within {timeout:g}s"
+                    )
+                ) from None
+        finally:
+            self.rest.forget(task_uuid)
+        return self._checked(path, answer)
+
+    def _checked(self, path: str, answer: Any) -> dict[str, Any]:
+        if not isinstance(answer, dict):
+            raise OperationError(
+                ErrorCode(
+                    SysErrors.OPERATION_ERROR, f"{self.what} answered {path} with no JSON object"
+                )
+            )
+        if not answer.get("success", False):
+            raise OperationError(
+                ErrorCode(
+                    SysErrors.OPERATION_ERROR,
+                    f"{self.what} failed {path}",
+                    str(answer.get("error") or "no reason given"),
+                )
+            )
+        return answer
+
+    def _failed(self, path: str, cause: ErrorCode) -> OperationError:
+        return OperationError(
+            ErrorCode(SysErrors.OPERATION_ERROR, f"cannot call {path} on {self.what}", cause=cause)
+        )
+
+    async def close(self) -> None:
+        await self._http.close()
