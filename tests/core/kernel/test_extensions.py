@@ -228,9 +228,17 @@ def test_core_plugins_order(tmp_path: Path) -> None:
     node = ManagementNode(load_props(write_config(tmp_path)))  # loaded, never started
     node.registry.load(core_plugins(), node)
     names = [p.name for p in node.registry.extensions(Component)]
-    assert names == ["globalConfig", "tag", "managementNode", "host"]
+    assert names == ["globalConfig", "tag", "managementNode", "host", "bootstrap"]
     services = [p.name for p in node.registry.extensions(Service)]
-    assert services == ["globalConfig", "tag", "managementNode", "host", "cluster", "zone"]
+    assert services == [
+        "globalConfig",
+        "tag",
+        "managementNode",
+        "host",
+        "cluster",
+        "instanceOffering",
+        "zone",
+    ]
 
 
 # -- components in a node ---------------------------------------------------------------
@@ -300,6 +308,7 @@ async def test_components_start_in_order_and_stop_in_reverse(
         "CMid",
         "ManagementNodePlugin",
         "HostPlugin",
+        "BootstrapPlugin",
         "CLastA",
         "CLastB",
     ]

@@ -1,0 +1,140 @@
+"""First start: make this machine a usable lab (ZStack's deployer, for one host).
+
+When ``bootstrap.local_host`` is ``kvm`` or ``simulator``, the node makes sure a
+zone, a cluster of that hypervisor type and the local host exist, through the
+public API like any user would.  Once done it records the inherent tag
+``bootstrap::<kind>`` on the management node, so a host the user deletes later
+is not brought back.  A failure is logged and retried at the next start; it
+never stops the node (the user can see and fix it, e.g. start libvirtd).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.cluster.models import ClusterVO
+from core.host.models import HostVO
+from core.kernel.errors import OperationError
+from core.kernel.extensions import Component, Plugin
+from core.management_node.models import ManagementNodeVO
+from core.management_node.plugin import ManagementNodePlugin
+from core.tag.definitions import SystemTagDef, SystemTagProvider
+from core.tag.plugin import TagPlugin
+from core.zone.models import ZoneVO
+
+log = logging.getLogger(__name__)
+DONE_TAG = SystemTagDef("bootstrap::{kind}", "ManagementNodeVO")
+KINDS = {"kvm": "KVM", "simulator": "Simulator"}
+
+
+class BootstrapPlugin(Plugin, Component, SystemTagProvider):
+    implements = (Component, SystemTagProvider)
+    order = 0  # after every service has started
+
+    def system_tags(self) -> list[SystemTagDef]:
+        return [DONE_TAG]
+
+    async def start(self) -> None:
+        kind = self.node.props["bootstrap.local_host"]
+        if kind == "none":
+            return
+        if kind not in KINDS:
+            log.error("bootstrap.local_host must be kvm, simulator or none, not %r", kind)
+            return
+        tags = self.node.plugin(TagPlugin)
+        node_uuid = self.node.plugin(ManagementNodePlugin).uuid
+        done = await self.node.db.run(lambda s: tags.system_tags(s, node_uuid, DONE_TAG))
+        if done:
+            return
+        try:
+            await self._bootstrap(KINDS[kind])
+        except OperationError as exc:
+            log.warning(
+                "first-start bootstrap of a %s host failed (retried at next start): %s",
+                kind,
+                exc.error,
+            )
+            return
+        await self.node.db.run(
+            lambda s: tags.create_system_tag(
+                s,
+                ManagementNodeVO.resource_type,
+                node_uuid,
+                DONE_TAG.instantiate(kind=kind),
+                inherent=True,
+            )
+        )
+        log.info("bootstrapped the local %s host", kind)
+
+    async def stop(self) -> None:
+        pass
+
+    async def _bootstrap(self, hypervisor: str) -> None:
+        def existing(session: Session) -> tuple[str | None, str | None, bool]:
+            zone = session.scalars(select(ZoneVO.uuid).order_by(ZoneVO.create_date)).first()
+            cluster = (
+                None
+                if zone is None
+                else session.scalars(
+                    select(ClusterVO.uuid).where(
+                        ClusterVO.zone_uuid == zone, ClusterVO.hypervisor_type == hypervisor
+                    )
+                ).first()
+            )
+            host = (
+                cluster is not None
+                and session.scalars(
+                    select(HostVO.uuid).where(HostVO.cluster_uuid == cluster)
+                ).first()
+                is not None
+            )
+            return zone, cluster, host
+
+        zone, cluster, has_host = await self.node.db.run(existing)
+        if zone is None:
+            zone = (
+                await self._call(
+                    "CreateZone", {"name": "default", "description": "made at first start"}
+                )
+            )["uuid"]
+        if cluster is None:
+            cluster = (
+                await self._call(
+                    "CreateCluster",
+                    {
+                        "name": f"default-{hypervisor.lower()}",
+                        "zoneUuid": zone,
+                        "hypervisorType": hypervisor,
+                    },
+                )
+            )["uuid"]
+        if has_host:
+            return
+        name = socket.gethostname()
+        if hypervisor == "KVM":
+            await self._call(
+                "AddKVMHost",
+                {
+                    "name": name,
+                    "clusterUuid": cluster,
+                    "managementIp": "127.0.0.1",
+                    "agentPort": self.node.props["agent.port"],
+                },
+            )
+        else:
+            await self._call(
+                "AddSimulatorHost", {"name": f"{name}-simulator", "clusterUuid": cluster}
+            )
+
+    async def _call(self, api: str, params: dict[str, Any]) -> dict[str, Any]:
+        reply = await self.node.call(api, params)
+        if not reply.success:
+            assert reply.error is not None
+            raise OperationError(reply.error)
+        assert reply.inventory is not None
+        return reply.inventory
