@@ -44,7 +44,11 @@ def read_token(agent_dir: Path) -> str:
 
 
 async def answers(port: int, token: str) -> bool:
-    """Whether an agent with this token answers a ping on 127.0.0.1:port."""
+    """Whether an agent answers a ping on 127.0.0.1:port.
+
+    Any JSON answer counts, even ``success: false`` (e.g. its libvirt is down): the agent
+    runs, and starting a second one on its port could only fail.
+    """
     if not token:
         return False
     client = JsonHttpClient(
@@ -52,7 +56,7 @@ async def answers(port: int, token: str) -> bool:
     )
     try:
         reply = await client.post(protocol.HOST_PING, {"hostUuid": ""}, timeout=5)
-        return isinstance(reply, dict) and reply.get("success") is True
+        return isinstance(reply, dict)
     except OperationError:
         return False
     finally:

@@ -1,0 +1,69 @@
+"""The whole agent put together: token, backend, reports, commands and the HTTP server."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiohttp
+
+from agent.auth import load_or_create_token
+from agent.backend import Backend
+from agent.callback import CallbackSender, RetryPolicy
+from agent.commands import AgentCommands
+from agent.protocol import AGENT_PORT
+from agent.reports import Reporter
+from agent.server import AgentServer
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(
+        self,
+        backend: Backend,
+        data_dir: Path,
+        *,
+        callback_policy: RetryPolicy | None = None,
+        report_timeout: float = 10.0,
+    ) -> None:
+        self.backend = backend
+        self.data_dir = Path(data_dir)
+        self.token = load_or_create_token(self.data_dir)
+        self.callback_policy = callback_policy
+        self.report_timeout = report_timeout
+        self.reporter: Reporter | None = None
+        self.server: AgentServer | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def port(self) -> int:
+        return self.server.port if self.server else 0
+
+    async def start(self, host: str = "127.0.0.1", port: int = AGENT_PORT) -> int:
+        """Start everything and listen; the port bound (``port`` 0 picks a free one)."""
+        self._session = aiohttp.ClientSession()
+        self.reporter = Reporter(self._session, self.token, self.report_timeout)
+        self.reporter.start()
+        self.backend.set_state_listener(self.reporter.vm_state)
+        try:
+            await self.backend.start()
+            registry = AgentCommands(self.backend, self.reporter).registry()
+            sender = CallbackSender(self._session, self.token, self.callback_policy)
+            self.server = AgentServer(registry, self.token, sender.send)
+            return await self.server.start(host, port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+        await self.backend.close()
+        self.backend.set_state_listener(None)
+        if self.reporter is not None:
+            await self.reporter.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        log.info("agent stopped")

@@ -1,0 +1,198 @@
+"""The backend the agent's commands call: libvirt on a real host, or the simulator.
+
+Everything is async: a backend that must block (libvirt, qemu-img) does so in a
+thread.  Failures raise :class:`agent.errors.AgentError` with a message meant for
+the caller.  VM state changes - whoever caused them - go to the listener set by
+:meth:`Backend.set_state_listener`, which the agent turns into REPORT_VM_STATE.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.protocol import DOMAIN_PREFIX
+
+StateListener = Callable[[str, str], None]
+"""Called on the event loop with ``(vmUuid, state)``; must not block."""
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with ``(bytes done, bytes in total or 0 if unknown)``; must not block."""
+
+STOP_TYPES = ("grace", "cold", "force")
+
+
+def domain_name(vm_uuid: str) -> str:
+    return DOMAIN_PREFIX + vm_uuid
+
+
+def vm_uuid_of(name: str) -> str | None:
+    """The VM uuid a domain name stands for, or None if the project does not own it."""
+    if name.startswith(DOMAIN_PREFIX) and len(name) > len(DOMAIN_PREFIX):
+        return name[len(DOMAIN_PREFIX) :]
+    return None
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    mac: str
+    bridge_name: str
+    device_name: str = ""
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    vm_uuid: str
+    vm_name: str
+    cpu_num: int
+    memory_size: int  # bytes
+    root_volume_path: str
+    root_volume_format: str = "qcow2"
+    nics: tuple[NicSpec, ...] = ()
+    console_log_path: str = ""
+    acceleration: str = ""  # "kvm" | "tcg" | "" (the probe decides)
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    hostname: str
+    libvirt_version: str
+    qemu_img_version: str
+    cpu_num: int
+    cpu_sockets: int
+    cpu_model_name: str
+    cpu_flags: tuple[str, ...]
+    total_memory: int
+    acceleration: str
+    hypervisor_type: str
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpu_num: int
+    total_memory: int
+    used_memory: int
+    free_memory: int
+
+
+@dataclass(frozen=True)
+class VmConsole:
+    pty: str
+    console_log_path: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    size: int  # virtual size, bytes
+    actual_size: int  # bytes on disk
+    backing_file: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    install_path: str
+    size: int
+    actual_size: int
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    install_path: str
+    format: str
+    size: int
+    actual_size: int
+    md5sum: str
+
+
+ExtraCommand = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+"""A command only one backend offers (e.g. the simulator's): JSON body -> answer fields."""
+
+
+class Backend(ABC):
+    hypervisor_type: str = "KVM"
+
+    def __init__(self) -> None:
+        self._listener: StateListener | None = None
+
+    def set_state_listener(self, listener: StateListener | None) -> None:
+        self._listener = listener
+
+    def _report(self, vm_uuid: str, state: str) -> None:
+        if self._listener is not None:
+            self._listener(vm_uuid, state)
+
+    def extra_commands(self) -> dict[str, ExtraCommand]:
+        """Paths this backend serves beyond the protocol's (none by default)."""
+        return {}
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open connections, start probes; called once before serving."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what :meth:`start` took; called once at shutdown."""
+
+    # -- host ------------------------------------------------------------------
+    @abstractmethod
+    async def connect(self, host_uuid: str, report_url: str) -> HostFacts: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the backend cannot serve (e.g. libvirt unreachable)."""
+
+    @abstractmethod
+    async def capacity(self) -> Capacity: ...
+
+    # -- VMs -------------------------------------------------------------------
+    @abstractmethod
+    async def vm_start(self, spec: VmSpec) -> str:
+        """Define and start; the resulting state."""
+
+    @abstractmethod
+    async def vm_stop(self, vm_uuid: str, stop_type: str, timeout: float) -> str: ...
+
+    @abstractmethod
+    async def vm_reboot(self, vm_uuid: str, timeout: float) -> str: ...
+
+    @abstractmethod
+    async def vm_pause(self, vm_uuid: str) -> str: ...
+
+    @abstractmethod
+    async def vm_resume(self, vm_uuid: str) -> str: ...
+
+    @abstractmethod
+    async def vm_destroy(self, vm_uuid: str) -> None: ...
+
+    @abstractmethod
+    async def vm_sync(self) -> dict[str, str]:
+        """vmUuid -> state for every domain the project owns."""
+
+    @abstractmethod
+    async def vm_console(self, vm_uuid: str) -> VmConsole: ...
+
+    # -- volumes and images ----------------------------------------------------
+    @abstractmethod
+    async def volume_create(
+        self, install_path: str, backing_file: str, size: int, fmt: str = "qcow2"
+    ) -> VolumeInfo: ...
+
+    @abstractmethod
+    async def volume_delete(self, install_path: str) -> None: ...
+
+    @abstractmethod
+    async def image_download(
+        self,
+        url: str,
+        install_path: str,
+        checksum: str,
+        progress_cb: ProgressCallback | None = None,
+    ) -> DownloadResult: ...
+
+    @abstractmethod
+    async def image_info(self, install_path: str) -> ImageInfo: ...
+
+    @abstractmethod
+    async def file_delete(self, path: str) -> None: ...

@@ -1,0 +1,325 @@
+"""The protocol's commands (agent.protocol) mapped onto a backend.
+
+Each handler checks its JSON fields (a missing or invalid one is answered as a
+failure naming the field), calls the backend, and returns the answer's fields in
+ZStack's camelCase.  Operations on one VM are serialised, as the core does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from agent import protocol as p
+from agent.backend import STOP_TYPES, Backend, ExtraCommand, NicSpec, VmSpec
+from agent.errors import ArgumentError
+from agent.reports import Reporter
+from agent.server import CommandContext, CommandRegistry, Handler
+
+_VM_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+_IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+DEFAULT_TIMEOUT = 60.0
+ROOT_VOLUME_FORMATS = ("qcow2", "raw")
+
+
+class Fields:
+    """Typed access to a command's JSON object; errors name the field."""
+
+    def __init__(self, raw: dict[str, Any], prefix: str = "") -> None:
+        self.raw = raw
+        self.prefix = prefix
+
+    def _name(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.raw.get(name)
+        if value is None or value == "":
+            if default is None:
+                raise ArgumentError(f"field {self._name(name)!r} is required")
+            return default
+        if not isinstance(value, str):
+            raise ArgumentError(f"field {self._name(name)!r} must be a string")
+        return value
+
+    def integer(self, name: str, default: int | None = None, minimum: int = 0) -> int:
+        value = self.raw.get(name)
+        if value is None:
+            if default is None:
+                raise ArgumentError(f"field {self._name(name)!r} is required")
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ArgumentError(f"field {self._name(name)!r} must be an integer >= {minimum}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        value = self.raw.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ArgumentError(f"field {self._name(name)!r} must be a number >= 0")
+        return float(value)
+
+    def object(self, name: str) -> Fields:
+        value = self.raw.get(name)
+        if not isinstance(value, dict):
+            raise ArgumentError(f"field {self._name(name)!r} must be an object")
+        return Fields(value, f"{self._name(name)}.")
+
+    def objects(self, name: str) -> list[Fields]:
+        value = self.raw.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ArgumentError(f"field {self._name(name)!r} must be a list of objects")
+        return [Fields(v, f"{self._name(name)}[{i}].") for i, v in enumerate(value)]
+
+    def matching(
+        self, name: str, pattern: re.Pattern[str], what: str, default: str | None = None
+    ) -> str:
+        value = self.text(name, default)
+        if value and not pattern.fullmatch(value):
+            raise ArgumentError(f"field {self._name(name)!r} is not {what}: {value!r}")
+        return value
+
+    def vm_uuid(self) -> str:
+        return self.matching("vmUuid", _VM_UUID, "a VM uuid (letters, digits, . _ -)")
+
+
+def vm_spec(f: Fields) -> VmSpec:
+    root = f.object("rootVolume")
+    nics = tuple(
+        NicSpec(
+            mac=nic.matching("mac", _MAC, "a MAC address").lower(),
+            bridge_name=nic.matching("bridgeName", _IFNAME, "an interface name"),
+            device_name=nic.matching("deviceName", _IFNAME, "an interface name", default=""),
+        )
+        for nic in f.objects("nics")
+    )
+    root_format = root.text("format", "qcow2")
+    if root_format not in ROOT_VOLUME_FORMATS:
+        raise ArgumentError(
+            f"field 'rootVolume.format' must be one of {', '.join(ROOT_VOLUME_FORMATS)}"
+        )
+    acceleration = f.text("acceleration", "")
+    if acceleration not in ("", "kvm", "tcg"):
+        raise ArgumentError(f"field 'acceleration' must be kvm or tcg, not {acceleration!r}")
+    return VmSpec(
+        vm_uuid=f.vm_uuid(),
+        vm_name=f.text("vmName", ""),
+        cpu_num=f.integer("cpuNum", minimum=1),
+        memory_size=f.integer("memorySize", minimum=1024 * 1024),
+        root_volume_path=_absolute(root, "installPath"),
+        root_volume_format=root_format,
+        nics=nics,
+        console_log_path=_absolute(f, "consoleLogPath", optional=True),
+        acceleration=acceleration,
+        timeout=f.number("timeout", DEFAULT_TIMEOUT),
+    )
+
+
+def _absolute(f: Fields, name: str, optional: bool = False) -> str:
+    value = f.text(name, "" if optional else None)
+    if value and not value.startswith("/"):
+        raise ArgumentError(f"field {f._name(name)!r} must be an absolute path: {value!r}")
+    return value
+
+
+class KeyedLocks:
+    """One asyncio lock per key, forgotten once nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class AgentCommands:
+    def __init__(self, backend: Backend, reporter: Reporter) -> None:
+        self.backend = backend
+        self.reporter = reporter
+        self.vm_locks = KeyedLocks()
+
+    def registry(self) -> CommandRegistry:
+        registry = CommandRegistry()
+        sync: dict[str, Handler] = {
+            p.HOST_CONNECT: self.host_connect,
+            p.HOST_PING: self.host_ping,
+            p.HOST_CAPACITY: self.host_capacity,
+            p.VM_PAUSE: self.vm_pause,
+            p.VM_RESUME: self.vm_resume,
+            p.VM_SYNC: self.vm_sync,
+            p.VM_CONSOLE: self.vm_console,
+            p.VOLUME_CREATE: self.volume_create,
+            p.VOLUME_DELETE: self.volume_delete,
+            p.IMAGE_INFO: self.image_info,
+            p.FILE_DELETE: self.file_delete,
+        }
+        asynchronous: dict[str, Handler] = {
+            p.VM_START: self.vm_start,
+            p.VM_STOP: self.vm_stop,
+            p.VM_REBOOT: self.vm_reboot,
+            p.VM_DESTROY: self.vm_destroy,
+            p.IMAGE_DOWNLOAD: self.image_download,
+        }
+        for path, handler in sync.items():
+            registry.add(path, handler)
+        for path, handler in asynchronous.items():
+            registry.add(path, handler, is_async=True)
+        for path, extra in self.backend.extra_commands().items():
+            registry.add(path, _without_context(extra))
+        return registry
+
+    # -- host ------------------------------------------------------------------
+    async def host_connect(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        host_uuid = f.text("hostUuid")
+        report_url = f.text("reportUrl", "")
+        if report_url and not report_url.startswith(("http://", "https://")):
+            raise ArgumentError(f"field 'reportUrl' must be an http(s) URL: {report_url!r}")
+        facts = await self.backend.connect(host_uuid, report_url)
+        self.reporter.configure(host_uuid, report_url)
+        return {
+            "hostUuid": host_uuid,
+            "hostname": facts.hostname,
+            "libvirtVersion": facts.libvirt_version,
+            "qemuImgVersion": facts.qemu_img_version,
+            "cpuNum": facts.cpu_num,
+            "cpuSockets": facts.cpu_sockets,
+            "cpuModelName": facts.cpu_model_name,
+            "cpuFlags": list(facts.cpu_flags),
+            "totalMemory": facts.total_memory,
+            "acceleration": facts.acceleration,
+            "hypervisorType": facts.hypervisor_type,
+        }
+
+    async def host_ping(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        await self.backend.ping()
+        return {"hostUuid": self.reporter.host_uuid}
+
+    async def host_capacity(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        c = await self.backend.capacity()
+        return {
+            "cpuNum": c.cpu_num,
+            "totalMemory": c.total_memory,
+            "usedMemory": c.used_memory,
+            "freeMemory": c.free_memory,
+        }
+
+    # -- VMs -------------------------------------------------------------------
+    async def vm_start(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        spec = vm_spec(Fields(body))
+        async with self.vm_locks.hold(spec.vm_uuid):
+            state = await self.backend.vm_start(spec)
+        return {"vmUuid": spec.vm_uuid, "state": state}
+
+    async def vm_stop(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        vm_uuid = f.vm_uuid()
+        stop_type = f.text("type", "grace")
+        if stop_type not in STOP_TYPES:
+            raise ArgumentError(f"field 'type' must be one of {', '.join(STOP_TYPES)}")
+        timeout = f.number("timeout", DEFAULT_TIMEOUT)
+        async with self.vm_locks.hold(vm_uuid):
+            state = await self.backend.vm_stop(vm_uuid, stop_type, timeout)
+        return {"vmUuid": vm_uuid, "state": state}
+
+    async def vm_reboot(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        vm_uuid = f.vm_uuid()
+        timeout = f.number("timeout", DEFAULT_TIMEOUT)
+        async with self.vm_locks.hold(vm_uuid):
+            state = await self.backend.vm_reboot(vm_uuid, timeout)
+        return {"vmUuid": vm_uuid, "state": state}
+
+    async def vm_pause(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        vm_uuid = Fields(body).vm_uuid()
+        async with self.vm_locks.hold(vm_uuid):
+            state = await self.backend.vm_pause(vm_uuid)
+        return {"vmUuid": vm_uuid, "state": state}
+
+    async def vm_resume(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        vm_uuid = Fields(body).vm_uuid()
+        async with self.vm_locks.hold(vm_uuid):
+            state = await self.backend.vm_resume(vm_uuid)
+        return {"vmUuid": vm_uuid, "state": state}
+
+    async def vm_destroy(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        vm_uuid = Fields(body).vm_uuid()
+        async with self.vm_locks.hold(vm_uuid):
+            await self.backend.vm_destroy(vm_uuid)
+        return {"vmUuid": vm_uuid}
+
+    async def vm_sync(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        return {"states": await self.backend.vm_sync()}
+
+    async def vm_console(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        vm_uuid = Fields(body).vm_uuid()
+        console = await self.backend.vm_console(vm_uuid)
+        return {"vmUuid": vm_uuid, "pty": console.pty, "consoleLogPath": console.console_log_path}
+
+    # -- volumes and images ----------------------------------------------------
+    async def volume_create(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        volume = await self.backend.volume_create(
+            _absolute(f, "installPath"),
+            _absolute(f, "backingFile", optional=True),
+            f.integer("size", 0),
+            f.text("format", "qcow2"),
+        )
+        return {
+            "installPath": volume.install_path,
+            "size": volume.size,
+            "actualSize": volume.actual_size,
+        }
+
+    async def volume_delete(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        await self.backend.volume_delete(_absolute(Fields(body), "installPath"))
+        return {}
+
+    async def image_download(self, body: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        task_uuid = f.text("taskUuid", ctx.task_uuid)
+
+        def progress(done: int, total: int) -> None:
+            self.reporter.progress(task_uuid, "download", done, total)
+
+        result = await self.backend.image_download(
+            f.text("url"), _absolute(f, "installPath"), f.text("checksum", ""), progress
+        )
+        return {
+            "installPath": result.install_path,
+            "format": result.format,
+            "size": result.size,
+            "actualSize": result.actual_size,
+            "md5sum": result.md5sum,
+        }
+
+    async def image_info(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        info = await self.backend.image_info(_absolute(Fields(body), "installPath"))
+        return {"format": info.format, "size": info.size, "actualSize": info.actual_size}
+
+    async def file_delete(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        await self.backend.file_delete(_absolute(Fields(body), "path"))
+        return {}
+
+
+def _without_context(extra: ExtraCommand) -> Handler:
+    async def handler(body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        return await extra(body)
+
+    return handler

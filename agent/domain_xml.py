@@ -1,0 +1,85 @@
+"""The libvirt domain XML of a VM, built with ElementTree (user values are never spliced
+into markup), and the few things read back from a live domain's XML."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+import xml.etree.ElementTree as ET
+
+from agent.backend import VmSpec, domain_name
+
+DOMAIN_TYPES = {"kvm": "kvm", "tcg": "qemu"}
+"""Acceleration -> libvirt domain type."""
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def build_domain_xml(spec: VmSpec, acceleration: str) -> str:
+    """The persistent definition of ``zsl-<vmUuid>`` for ``acceleration`` ("kvm" | "tcg")."""
+    try:
+        domain_type = DOMAIN_TYPES[acceleration]
+    except KeyError:
+        raise ValueError(f"acceleration must be kvm or tcg, got {acceleration!r}") from None
+    root = ET.Element("domain", type=domain_type)
+    _sub(root, "name", domain_name(spec.vm_uuid))
+    with contextlib.suppress(ValueError):  # not a uuid: libvirt makes one up
+        _sub(root, "uuid", str(uuid.UUID(spec.vm_uuid)))
+    if spec.vm_name:
+        _sub(root, "title", " ".join(spec.vm_name.split()))
+    kib = str(max(1, spec.memory_size // 1024))
+    _sub(root, "memory", kib, unit="KiB")
+    _sub(root, "currentMemory", kib, unit="KiB")
+    _sub(root, "vcpu", str(spec.cpu_num), placement="static")
+    os_el = _sub(root, "os")
+    _sub(os_el, "type", "hvm", arch="x86_64")
+    _sub(os_el, "boot", dev="hd")
+    features = _sub(root, "features")
+    _sub(features, "acpi")  # ACPI power button: what a graceful stop presses
+    _sub(features, "apic")
+    if domain_type == "kvm":
+        _sub(root, "cpu", mode="host-passthrough", check="none")
+    _sub(root, "clock", offset="utc")
+    _sub(root, "on_poweroff", "destroy")
+    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_crash", "destroy")
+
+    devices = _sub(root, "devices")
+    disk = _sub(devices, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type=spec.root_volume_format)
+    _sub(disk, "source", file=spec.root_volume_path)
+    _sub(disk, "target", dev="vda", bus="virtio")
+    for nic in spec.nics:
+        interface = _sub(devices, "interface", type="bridge")
+        _sub(interface, "mac", address=nic.mac)
+        _sub(interface, "source", bridge=nic.bridge_name)
+        if nic.device_name:
+            _sub(interface, "target", dev=nic.device_name)
+        _sub(interface, "model", type="virtio")
+    serial = _sub(devices, "serial", type="pty")
+    if spec.console_log_path:
+        _sub(serial, "log", file=spec.console_log_path, append="on")
+    _sub(serial, "target", port="0")
+    console = _sub(devices, "console", type="pty")
+    _sub(console, "target", type="serial", port="0")
+    _sub(devices, "memballoon", model="none")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode")
+
+
+def console_of(live_xml: str) -> tuple[str, str]:
+    """``(pty path, console log path)`` of a running domain's serial console ("" if none)."""
+    root = ET.fromstring(live_xml)
+    pty = ""
+    for xpath in ("./devices/console[@type='pty']/source", "./devices/serial[@type='pty']/source"):
+        source = root.find(xpath)
+        if source is not None and source.get("path"):
+            pty = source.get("path", "")
+            break
+    log = root.find("./devices/serial/log")
+    return pty, (log.get("file", "") if log is not None else "")

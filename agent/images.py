@@ -1,0 +1,357 @@
+"""Disk files: ``qemu-img`` info and overlays, image downloads, deletions.
+
+A download goes to a temporary file beside its target, is checked (checksum, then
+format with ``qemu-img info``) and only then renamed into place; whatever fails,
+the temporary file is removed, so a failed download leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import unquote, urlparse
+
+import aiohttp
+
+from agent.backend import DownloadResult, ImageInfo, ProgressCallback, VolumeInfo
+from agent.errors import AgentError, ArgumentError
+
+log = logging.getLogger(__name__)
+
+QEMU_IMG = "qemu-img"
+QEMU_IMG_TIMEOUT = 300.0
+CHUNK = 1024 * 1024
+CHECKSUM_ALGORITHMS = ("sha256", "md5")
+IMAGE_FORMATS = ("qcow2", "raw", "iso")
+"""What a download may be.  ``qemu-img`` calls any file "raw"; a raw file counts as
+an image only if it starts like a disk (MBR/GPT boot signature) or is an ISO 9660."""
+VOLUME_FORMATS = ("qcow2",)
+_HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+
+
+# -- qemu-img -----------------------------------------------------------------
+async def run_qemu_img(*args: str, timeout: float = QEMU_IMG_TIMEOUT) -> str:
+    """Run ``qemu-img args``; its stdout, or an AgentError quoting its stderr."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            QEMU_IMG,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except FileNotFoundError:
+        raise AgentError(f"{QEMU_IMG} is not installed (Debian package qemu-utils)") from None
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        raise AgentError(f"{QEMU_IMG} {args[0]} timed out after {timeout:g}s") from None
+    finally:
+        if proc.returncode is None:  # timed out or cancelled
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    if proc.returncode != 0:
+        message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        raise AgentError(f"{QEMU_IMG} {args[0]} failed: {message}")
+    return out.decode(errors="replace")
+
+
+async def qemu_img_version() -> str:
+    """``7.2.22`` from ``qemu-img version 7.2.22 (Debian ...)``."""
+    out = await run_qemu_img("--version")
+    match = re.search(r"version\s+(\d+(?:\.\d+)+)", out)
+    if match is None:
+        raise AgentError(f"cannot read the version from {QEMU_IMG} --version: {out[:200]!r}")
+    return match.group(1)
+
+
+async def info(path: str) -> ImageInfo:
+    """``qemu-img info`` of a file (readable even while a running VM holds it)."""
+    _require_absolute(path)
+    if not os.path.isfile(path):
+        raise AgentError(f"{path} does not exist or is not a file")
+    raw = json.loads(await run_qemu_img("info", "--output=json", "--force-share", path))
+    return ImageInfo(
+        format=raw["format"],
+        size=int(raw.get("virtual-size", 0)),
+        actual_size=int(raw.get("actual-size", 0)),
+        backing_file=raw.get("full-backing-filename") or raw.get("backing-filename") or "",
+    )
+
+
+async def create_volume(
+    install_path: str, backing_file: str = "", size: int = 0, fmt: str = "qcow2"
+) -> VolumeInfo:
+    """A qcow2 overlay on ``backing_file`` (or a blank qcow2 of ``size`` bytes).
+
+    Refuses to overwrite an existing file: it could be a VM's disk.
+    """
+    _require_absolute(install_path)
+    if fmt not in VOLUME_FORMATS:
+        raise ArgumentError(f"volume format {fmt!r} is not supported (only qcow2)")
+    if size < 0:
+        raise ArgumentError(f"size must not be negative, got {size}")
+    if os.path.lexists(install_path):
+        raise AgentError(f"{install_path} already exists")
+    args = ["create", "-q", "-f", fmt]
+    if backing_file:
+        backing = await info(backing_file)
+        if size and size < backing.size:
+            raise ArgumentError(
+                f"size {size} is smaller than the backing image's {backing.size} bytes"
+            )
+        args += ["-F", backing.format, "-b", backing_file]
+    elif not size:
+        raise ArgumentError("a volume without a backing file needs a size")
+    args.append(install_path)
+    if size:
+        args.append(str(size))
+    Path(install_path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        await run_qemu_img(*args)
+        created = await info(install_path)
+    except BaseException:
+        _remove_quietly(install_path)
+        raise
+    return VolumeInfo(install_path, created.size, created.actual_size)
+
+
+# -- deletion -----------------------------------------------------------------
+async def delete_file(path: str) -> None:
+    """Remove a file; a missing one is fine, a directory is refused."""
+    _require_absolute(path)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise AgentError(f"{path} is a directory; only files are deleted")
+    await asyncio.to_thread(Path(path).unlink, missing_ok=True)
+
+
+# -- checksums ----------------------------------------------------------------
+def parse_checksum(checksum: str) -> tuple[str, str]:
+    """``("sha256", "<hex>")`` from ``sha256:<hex>``; ``("", "")`` for no checksum."""
+    if not checksum:
+        return "", ""
+    algorithm, sep, digest = checksum.partition(":")
+    algorithm = algorithm.lower()
+    digest = digest.strip().lower()
+    if not sep or algorithm not in CHECKSUM_ALGORITHMS:
+        raise ArgumentError(f"checksum {checksum!r} is not 'sha256:<hex>' or 'md5:<hex>'")
+    length = hashlib.new(algorithm).digest_size * 2
+    if not re.fullmatch(rf"[0-9a-f]{{{length}}}", digest):
+        raise ArgumentError(f"checksum {checksum!r} is not {length} hex digits")
+    return algorithm, digest
+
+
+class _Sink:
+    """Writes a download to its temporary file, hashing and reporting progress."""
+
+    def __init__(
+        self, file: BinaryIO, algorithm: str, total: int, progress_cb: ProgressCallback | None
+    ) -> None:
+        self.file = file
+        self.md5 = hashlib.md5()
+        self.extra = hashlib.new(algorithm) if algorithm and algorithm != "md5" else None
+        self.total = total
+        self.done = 0
+        self.progress_cb = progress_cb
+        self.step = max(CHUNK, total // 20)  # every 1 MiB or 5%, whichever is more
+        self._next = self.step
+
+    def write(self, data: bytes) -> None:
+        """Blocking: call in a thread."""
+        self.file.write(data)
+        self.md5.update(data)
+        if self.extra is not None:
+            self.extra.update(data)
+        self.done += len(data)
+
+    def due(self) -> bool:
+        if self.done >= self._next:
+            self._next = self.done + self.step
+            return True
+        return False
+
+    def report(self) -> None:
+        if self.progress_cb is not None:
+            self.progress_cb(self.done, self.total)
+
+    def digest(self, algorithm: str) -> str:
+        if algorithm == "md5":
+            return self.md5.hexdigest()
+        assert self.extra is not None
+        return self.extra.hexdigest()
+
+
+# -- download -----------------------------------------------------------------
+async def download(
+    url: str,
+    install_path: str,
+    checksum: str = "",
+    progress_cb: ProgressCallback | None = None,
+) -> DownloadResult:
+    """Fetch ``url`` (http(s), ``file://`` or an absolute path) to ``install_path``, checked."""
+    _require_absolute(install_path)
+    algorithm, expected = parse_checksum(checksum)
+    source = _local_source(url)
+    if os.path.lexists(install_path):
+        raise AgentError(f"{install_path} already exists")
+    target = Path(install_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            if source is None:
+                sink = await _fetch_http(url, file, algorithm, progress_cb)
+            else:
+                sink = await _copy_local(source, file, algorithm, progress_cb)
+        if algorithm:
+            got = sink.digest(algorithm)
+            if got != expected:
+                raise AgentError(
+                    f"checksum mismatch for {url}: expected {algorithm}:{expected}, "
+                    f"got {algorithm}:{got}"
+                )
+        fmt, found = await _image_format(tmp, url)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    log.info("downloaded %s to %s (%s, %d bytes)", url, install_path, fmt, sink.done)
+    return DownloadResult(install_path, fmt, found.size, found.actual_size, sink.md5.hexdigest())
+
+
+def _local_source(url: str) -> str | None:
+    """The local path ``url`` names, or None for an http(s) URL."""
+    if not url:
+        raise ArgumentError("url is empty")
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https"):
+        return None
+    if parsed.scheme == "file":
+        path = unquote(parsed.path)
+    elif parsed.scheme == "" and url.startswith("/"):
+        path = url
+    else:
+        raise ArgumentError(f"{url!r} is neither an http(s) URL nor an absolute file path")
+    if not os.path.isfile(path):
+        raise AgentError(f"{path} does not exist or is not a file")
+    return path
+
+
+async def _fetch_http(
+    url: str, file: BinaryIO, algorithm: str, progress_cb: ProgressCallback | None
+) -> _Sink:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=_HTTP_TIMEOUT) as session,
+            session.get(url) as resp,
+        ):
+            if resp.status != 200:
+                raise AgentError(f"GET {url} answered HTTP {resp.status} {resp.reason or ''}")
+            sink = _Sink(file, algorithm, resp.content_length or 0, progress_cb)
+            sink.report()
+            buffer = bytearray()
+            async for chunk in resp.content.iter_chunked(256 * 1024):
+                buffer += chunk
+                if len(buffer) >= CHUNK:
+                    await asyncio.to_thread(sink.write, bytes(buffer))
+                    buffer.clear()
+                    if sink.due():
+                        sink.report()
+            if buffer:
+                await asyncio.to_thread(sink.write, bytes(buffer))
+    except aiohttp.ClientConnectorError as exc:
+        raise AgentError(f"cannot reach {url}: {exc}") from None
+    except aiohttp.ClientResponseError as exc:
+        raise AgentError(f"GET {url} failed: HTTP {exc.status} {exc.message}") from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise AgentError(f"download of {url} failed: {type(exc).__name__}: {exc}") from None
+    sink.report()
+    return sink
+
+
+async def _copy_local(
+    source: str, file: BinaryIO, algorithm: str, progress_cb: ProgressCallback | None
+) -> _Sink:
+    loop = asyncio.get_running_loop()
+
+    def threadsafe(done: int, total: int) -> None:
+        if progress_cb is not None:
+            loop.call_soon_threadsafe(progress_cb, done, total)
+
+    sink = _Sink(file, algorithm, os.path.getsize(source), threadsafe)
+
+    def copy() -> None:
+        sink.report()
+        with open(source, "rb") as src:
+            while data := src.read(CHUNK):
+                sink.write(data)
+                if sink.due():
+                    sink.report()
+        sink.report()
+
+    try:
+        await asyncio.to_thread(copy)
+    except OSError as exc:
+        raise AgentError(f"cannot copy {source}: {exc.strerror or exc}") from None
+    return sink
+
+
+async def _image_format(path: str, url: str) -> tuple[str, ImageInfo]:
+    """qcow2, raw or iso (and qemu-img's info); an AgentError naming the problem otherwise."""
+    found = await info(path)
+    if found.format == "qcow2":
+        if found.backing_file:
+            raise AgentError(
+                f"{url} is a qcow2 image with a backing file ({found.backing_file}); "
+                "only standalone images can be imported"
+            )
+        return "qcow2", found
+    if found.format != "raw":
+        raise AgentError(
+            f"{url} is a {found.format} image; supported formats are " + ", ".join(IMAGE_FORMATS)
+        )
+    kind = await asyncio.to_thread(_sniff_raw, path)
+    if kind is None:
+        raise AgentError(
+            f"{url} is not a disk image: qemu-img sees plain data, with no qcow2 header, "
+            "MBR/GPT boot signature or ISO 9660 volume descriptor"
+        )
+    return kind, found
+
+
+def _sniff_raw(path: str) -> str | None:
+    with open(path, "rb") as f:
+        head = f.read(512)
+        f.seek(0x8001)
+        iso = f.read(5)
+    if iso == b"CD001":
+        return "iso"
+    if len(head) == 512 and head[510:512] == b"\x55\xaa":
+        return "raw"
+    return None
+
+
+# -- helpers ------------------------------------------------------------------
+def _require_absolute(path: str) -> None:
+    if not path or not os.path.isabs(path):
+        raise ArgumentError(f"path {path!r} must be absolute")
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot remove %s: %s", path, exc)

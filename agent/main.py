@@ -1,0 +1,99 @@
+"""``zstack-lite-agent``: run the KVM host agent until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agent.acceleration import AccelerationProbe, FixedAcceleration
+from agent.app import Agent
+from agent.backend import Backend
+from agent.libvirt_backend import DEFAULT_URI, LibvirtBackend
+from agent.protocol import AGENT_PORT
+from agent.simulator_backend import DEFAULT_CPU_NUM, DEFAULT_MEMORY, SimulatorBackend
+
+DEFAULT_DATA_DIR = "/var/lib/zstack-lite/agent"
+LOG_FILE = "agent.log"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="zstack-lite-agent", description="The ZStack Lite KVM host agent."
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR))
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=AGENT_PORT)
+    parser.add_argument("--backend", choices=("libvirt", "simulator"), default="libvirt")
+    parser.add_argument("--libvirt-uri", default=DEFAULT_URI)
+    parser.add_argument(
+        "--acceleration",
+        choices=("auto", "kvm", "tcg"),
+        default="auto",
+        help="auto: decide by a real KVM boot probe (the default)",
+    )
+    parser.add_argument("--sim-cpu", type=int, default=DEFAULT_CPU_NUM, help="simulator CPUs")
+    parser.add_argument(
+        "--sim-memory", type=int, default=DEFAULT_MEMORY, help="simulator memory in bytes"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def make_backend(args: argparse.Namespace) -> Backend:
+    if args.backend == "simulator":
+        return SimulatorBackend(cpu_num=args.sim_cpu, total_memory=args.sim_memory)
+    probe = (
+        AccelerationProbe() if args.acceleration == "auto" else FixedAcceleration(args.acceleration)
+    )
+    return LibvirtBackend(args.libvirt_uri, probe=probe)
+
+
+def setup_logging(data_dir: Path, level: str) -> None:
+    """Everything to ``<data_dir>/agent.log``; warnings and errors to stderr as well
+    (whoever starts the agent may keep only its output)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.FileHandler(data_dir / LOG_FILE)
+    handler.setFormatter(formatter)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(formatter)
+    stderr.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.handlers[:] = [handler, stderr]
+    root.setLevel(level.upper())
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    agent = Agent(make_backend(args), args.data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.start(args.host, args.port)
+    logging.getLogger(__name__).info(
+        "serving %s backend on %s:%d", args.backend, args.host, agent.port
+    )
+    try:
+        await stop.wait()
+    finally:
+        await agent.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.data_dir, args.log_level)
+    try:
+        asyncio.run(serve(args))
+    except OSError as exc:
+        logging.getLogger(__name__).error("cannot serve: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

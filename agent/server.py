@@ -1,0 +1,162 @@
+"""The agent's HTTP server: authentication, the JSON envelope, sync and async commands.
+
+Every request needs ``Authorization: Bearer <token>`` (401 otherwise), names a
+registered path (404) and carries a JSON object (400).  A command's answer is
+``{"success": true, "error": "", ...fields}``; a command that raises is answered
+``{"success": false, "error": "<message>"}`` with HTTP 200, as kvmagent does.
+
+An ASYNC command called with the ``taskuuid`` and ``callbackurl`` headers is
+answered ``{"success": true}`` at once; it runs as a background task whose
+answer is then POSTed to the callback URL (see agent.callback).  A task uuid
+already running is not started twice.  Without those headers it runs
+synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from agent.auth import bearer_matches
+from agent.errors import AgentError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    task_uuid: str = ""
+    """The ``taskuuid`` header of an asynchronous call ("" for a synchronous one)."""
+
+
+Handler = Callable[[dict[str, Any], CommandContext], Awaitable[dict[str, Any]]]
+SendCallback = Callable[[str, str, dict[str, Any]], Awaitable[bool]]
+"""``(callback url, task uuid, answer)``: deliver an async command's answer."""
+
+
+@dataclass(frozen=True)
+class Command:
+    handler: Handler
+    is_async: bool = False
+
+
+class CommandRegistry:
+    """Path -> handler, and whether the command may run asynchronously."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+
+    def add(self, path: str, handler: Handler, *, is_async: bool = False) -> None:
+        if path in self._commands:
+            raise ValueError(f"{path} is registered twice")
+        self._commands[path] = Command(handler, is_async)
+
+    def get(self, path: str) -> Command | None:
+        return self._commands.get(path.rstrip("/") or "/")
+
+    def paths(self) -> list[str]:
+        return sorted(self._commands)
+
+
+def _reply(status: int, error: str, **fields: Any) -> web.Response:
+    return web.json_response({"success": status < 300, "error": error, **fields}, status=status)
+
+
+class AgentServer:
+    def __init__(self, registry: CommandRegistry, token: str, send_callback: SendCallback) -> None:
+        self.registry = registry
+        self.token = token
+        self.send_callback = send_callback
+        self.app = web.Application(client_max_size=16 * 1024 * 1024)
+        self.app.router.add_route("*", "/{path:.*}", self._handle)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` (port 0: any free port); the port bound."""
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        log.info("agent listening on %s:%d", host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Cancel running async commands, then close the server."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def running_tasks(self) -> list[str]:
+        return list(self._tasks)
+
+    # -- requests --------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.Response:
+        if not bearer_matches(request.headers.get("Authorization", ""), self.token):
+            return _reply(401, "missing or wrong bearer token")
+        path = request.path
+        command = self.registry.get(path)
+        if command is None:
+            return _reply(404, f"no command at {path}")
+        if request.method != "POST":
+            return _reply(405, f"{path} takes POST, not {request.method}")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _reply(400, "the body is not JSON")
+        if not isinstance(body, dict):
+            return _reply(400, f"the body must be a JSON object, not {type(body).__name__}")
+
+        task_uuid = request.headers.get("taskuuid", "")
+        callback_url = request.headers.get("callbackurl", "")
+        if not task_uuid and not callback_url:
+            return web.json_response(await self._execute(path, command, body, CommandContext()))
+        if not command.is_async:
+            return _reply(400, f"{path} is synchronous: call it without taskuuid/callbackurl")
+        if not (task_uuid and callback_url):
+            return _reply(400, "an async call needs both the taskuuid and callbackurl headers")
+        if task_uuid in self._tasks:
+            log.info("task %s (%s) is already running; ignoring the repeat", task_uuid, path)
+        else:
+            task = asyncio.create_task(
+                self._run_async(path, command, body, task_uuid, callback_url),
+                name=f"{path} {task_uuid}",
+            )
+            self._tasks[task_uuid] = task
+            task.add_done_callback(lambda _t: self._tasks.pop(task_uuid, None))
+        return _reply(200, "")
+
+    async def _run_async(
+        self, path: str, command: Command, body: dict[str, Any], task_uuid: str, callback_url: str
+    ) -> None:
+        answer = await self._execute(path, command, body, CommandContext(task_uuid))
+        await self.send_callback(callback_url, task_uuid, answer)
+
+    async def _execute(
+        self, path: str, command: Command, body: dict[str, Any], ctx: CommandContext
+    ) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            fields = await command.handler(body, ctx)
+        except AgentError as exc:
+            log.warning("%s failed: %s", path, exc)
+            return {"success": False, "error": str(exc) or type(exc).__name__}
+        except Exception as exc:
+            log.exception("%s failed unexpectedly", path)
+            return {"success": False, "error": f"{path} failed: {type(exc).__name__}: {exc}"}
+        log.info("%s done in %.2fs", path, time.monotonic() - started)
+        return {"success": True, "error": "", **fields}

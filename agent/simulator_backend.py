@@ -1,0 +1,187 @@
+"""A backend without libvirt, for tests and demo labs: VMs are in-memory records.
+
+The VM state machine and its reports match the libvirt backend's (start, stop,
+reboot, pause, resume, destroy; every change reported), so the core's
+integration tests exercise the real HTTP and async-callback protocol.  Nothing
+sleeps.  Volumes and images are real files made with ``qemu-img`` (a start
+checks that the root volume exists, as libvirt would).  Extra path
+:data:`SIM_SET_VM_STATE` changes a VM's state "from outside" (what
+``virsh destroy`` is on a real host).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agent import images
+from agent.backend import (
+    Backend,
+    Capacity,
+    ExtraCommand,
+    HostFacts,
+    VmConsole,
+    VmSpec,
+    domain_name,
+)
+from agent.errors import AgentError, ArgumentError
+from agent.protocol import VM_STATES
+from agent.storage import LocalFileStorage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CPU_NUM = 8
+DEFAULT_MEMORY = 32 * 1024**3
+SIM_SET_VM_STATE = "/simulator/vm/setstate"
+"""{vmUuid, state} -> {vmUuid, state}: simulate a change made outside the agent."""
+
+ACTIVE = ("Running", "Paused")
+
+
+@dataclass
+class SimDomain:
+    spec: VmSpec
+    state: str = "Stopped"
+
+
+class SimulatorBackend(LocalFileStorage, Backend):
+    hypervisor_type = "Simulator"
+
+    def __init__(
+        self,
+        cpu_num: int = DEFAULT_CPU_NUM,
+        total_memory: int = DEFAULT_MEMORY,
+        used_memory: int = 0,
+    ) -> None:
+        super().__init__()
+        if cpu_num < 1 or total_memory < 1 or not 0 <= used_memory <= total_memory:
+            raise ValueError("the simulated host needs CPUs and memory")
+        self.cpu_num = cpu_num
+        self.total_memory = total_memory
+        self.used_memory = used_memory
+        self.domains: dict[str, SimDomain] = {}
+
+    # -- host ------------------------------------------------------------------
+    async def connect(self, host_uuid: str, report_url: str) -> HostFacts:
+        try:
+            qemu_img = await images.qemu_img_version()
+        except AgentError:
+            qemu_img = ""
+        return HostFacts(
+            hostname=socket.gethostname(),
+            libvirt_version="0.0.0",
+            qemu_img_version=qemu_img,
+            cpu_num=self.cpu_num,
+            cpu_sockets=1,
+            cpu_model_name="Simulated CPU",
+            cpu_flags=("fpu", "sse2", "lm", "nx", "vmx"),
+            total_memory=self.total_memory,
+            acceleration="tcg",
+            hypervisor_type=self.hypervisor_type,
+        )
+
+    async def ping(self) -> None:
+        return None
+
+    async def capacity(self) -> Capacity:
+        return Capacity(
+            cpu_num=self.cpu_num,
+            total_memory=self.total_memory,
+            used_memory=self.used_memory,
+            free_memory=self.total_memory - self.used_memory,
+        )
+
+    # -- VMs -------------------------------------------------------------------
+    def _set(self, vm_uuid: str, state: str) -> None:
+        domain = self.domains[vm_uuid]
+        if domain.state != state:
+            domain.state = state
+            self._report(vm_uuid, state)
+
+    def _get(self, vm_uuid: str) -> SimDomain:
+        domain = self.domains.get(vm_uuid)
+        if domain is None:
+            raise AgentError(f"VM {vm_uuid} has no domain {domain_name(vm_uuid)} on this host")
+        return domain
+
+    async def vm_start(self, spec: VmSpec) -> str:
+        existing = self.domains.get(spec.vm_uuid)
+        if existing is not None and existing.state in ACTIVE:
+            return existing.state
+        if not os.path.isfile(spec.root_volume_path):
+            raise AgentError(
+                f"cannot start VM {spec.vm_uuid}: root volume {spec.root_volume_path} "
+                "does not exist"
+            )
+        self.domains[spec.vm_uuid] = SimDomain(spec, existing.state if existing else "Stopped")
+        self._set(spec.vm_uuid, "Running")
+        self._write_console(spec)
+        return "Running"
+
+    def _write_console(self, spec: VmSpec) -> None:
+        path = spec.console_log_path
+        if path and os.path.isdir(os.path.dirname(path)):
+            try:
+                with open(path, "a") as f:
+                    f.write(f"{time.strftime('%F %T')} simulated VM {spec.vm_uuid} started\n")
+            except OSError as exc:
+                log.warning("cannot write the console log %s: %s", path, exc)
+
+    async def vm_stop(self, vm_uuid: str, stop_type: str, timeout: float) -> str:
+        if vm_uuid in self.domains:
+            self._set(vm_uuid, "Stopped")
+        return "Stopped"
+
+    async def vm_reboot(self, vm_uuid: str, timeout: float) -> str:
+        domain = self._get(vm_uuid)
+        self._set(vm_uuid, "Stopped")
+        return await self.vm_start(domain.spec)
+
+    async def vm_pause(self, vm_uuid: str) -> str:
+        domain = self._get(vm_uuid)
+        if domain.state not in ACTIVE:
+            raise AgentError(f"VM {vm_uuid} is {domain.state}; only a running VM can be paused")
+        self._set(vm_uuid, "Paused")
+        return "Paused"
+
+    async def vm_resume(self, vm_uuid: str) -> str:
+        domain = self._get(vm_uuid)
+        if domain.state not in ACTIVE:
+            raise AgentError(f"VM {vm_uuid} is {domain.state}; only a paused VM can be resumed")
+        self._set(vm_uuid, "Running")
+        return "Running"
+
+    async def vm_destroy(self, vm_uuid: str) -> None:
+        if vm_uuid in self.domains:
+            self._set(vm_uuid, "Stopped")
+            del self.domains[vm_uuid]
+
+    async def vm_sync(self) -> dict[str, str]:
+        return {vm_uuid: d.state for vm_uuid, d in self.domains.items()}
+
+    async def vm_console(self, vm_uuid: str) -> VmConsole:
+        domain = self._get(vm_uuid)
+        if domain.state not in ACTIVE:
+            raise AgentError(f"VM {vm_uuid} is {domain.state}; its console has no pty")
+        return VmConsole(pty="", console_log_path=domain.spec.console_log_path)
+
+    # -- simulation ------------------------------------------------------------
+    def extra_commands(self) -> dict[str, ExtraCommand]:
+        return {SIM_SET_VM_STATE: self._set_state_command}
+
+    async def _set_state_command(self, body: dict[str, Any]) -> dict[str, Any]:
+        vm_uuid = body.get("vmUuid")
+        state = body.get("state")
+        if not isinstance(vm_uuid, str) or state not in VM_STATES:
+            raise ArgumentError(f"need vmUuid and state (one of {', '.join(VM_STATES)})")
+        self.set_state(vm_uuid, state)
+        return {"vmUuid": vm_uuid, "state": state}
+
+    def set_state(self, vm_uuid: str, state: str) -> None:
+        """Change a VM's state as if from outside the agent, and report it."""
+        self._get(vm_uuid)
+        self._set(vm_uuid, state)

@@ -1,0 +1,35 @@
+"""The volume and image half of a backend: real files through ``qemu-img`` (agent.images).
+
+Shared by the libvirt backend and the simulator, so both create real overlays and
+download real images.
+"""
+
+from __future__ import annotations
+
+from agent import images
+from agent.backend import DownloadResult, ImageInfo, ProgressCallback, VolumeInfo
+
+
+class LocalFileStorage:
+    async def volume_create(
+        self, install_path: str, backing_file: str, size: int, fmt: str = "qcow2"
+    ) -> VolumeInfo:
+        return await images.create_volume(install_path, backing_file, size, fmt)
+
+    async def volume_delete(self, install_path: str) -> None:
+        await images.delete_file(install_path)
+
+    async def image_download(
+        self,
+        url: str,
+        install_path: str,
+        checksum: str,
+        progress_cb: ProgressCallback | None = None,
+    ) -> DownloadResult:
+        return await images.download(url, install_path, checksum, progress_cb)
+
+    async def image_info(self, install_path: str) -> ImageInfo:
+        return await images.info(install_path)
+
+    async def file_delete(self, path: str) -> None:
+        await images.delete_file(path)

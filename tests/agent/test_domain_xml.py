@@ -1,0 +1,108 @@
+"""The domain XML builder, checked by parsing what it builds."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from agent.backend import NicSpec, VmSpec
+from agent.domain_xml import build_domain_xml, console_of
+
+UUID = "0123456789abcdef0123456789abcdef"
+
+
+def spec(**overrides: object) -> VmSpec:
+    values: dict[str, object] = {
+        "vm_uuid": UUID,
+        "vm_name": "db </name><evil/> & 'x'",
+        "cpu_num": 2,
+        "memory_size": 512 * 1024**2,
+        "root_volume_path": "/var/lib/zsl/vol & co/root.qcow2",
+        "nics": (
+            NicSpec("52:54:00:aa:bb:01", "br-l3", "vnic7.0"),
+            NicSpec("52:54:00:aa:bb:02", "br-pub", ""),
+        ),
+        "console_log_path": "/var/log/zsl/console.log",
+    }
+    values.update(overrides)
+    return VmSpec(**values)  # type: ignore[arg-type]
+
+
+def parse(s: VmSpec, acceleration: str = "tcg") -> ET.Element:
+    return ET.fromstring(build_domain_xml(s, acceleration))
+
+
+@pytest.mark.parametrize(("acceleration", "domain_type"), [("kvm", "kvm"), ("tcg", "qemu")])
+def test_domain_type_follows_the_acceleration(acceleration: str, domain_type: str) -> None:
+    root = parse(spec(), acceleration)
+    assert root.get("type") == domain_type
+    assert (root.find("cpu") is not None) == (acceleration == "kvm")
+
+
+def test_name_resources_and_lifecycle_actions() -> None:
+    root = parse(spec())
+    assert root.findtext("name") == f"zsl-{UUID}"
+    assert root.findtext("uuid") == "01234567-89ab-cdef-0123-456789abcdef"
+    assert root.findtext("title") == "db </name><evil/> & 'x'"  # kept as text, not markup
+    assert root.find("memory").get("unit") == "KiB"  # type: ignore[union-attr]
+    assert root.findtext("memory") == str(512 * 1024)
+    assert root.findtext("vcpu") == "2"
+    assert root.findtext("os/type") == "hvm"
+    assert root.find("os/boot").get("dev") == "hd"  # type: ignore[union-attr]
+    assert root.find("features/acpi") is not None
+    assert root.findtext("on_poweroff") == "destroy"
+    assert root.findtext("on_reboot") == "restart"
+    assert root.findtext("on_crash") == "destroy"
+    assert root.find("devices/graphics") is None
+
+
+def test_disk_nics_serial_and_console() -> None:
+    devices = parse(spec()).find("devices")
+    assert devices is not None
+    (disk,) = devices.findall("disk")
+    assert disk.find("driver").attrib == {"name": "qemu", "type": "qcow2"}  # type: ignore[union-attr]
+    assert disk.find("source").get("file") == "/var/lib/zsl/vol & co/root.qcow2"  # type: ignore[union-attr]
+    assert disk.find("target").attrib == {"dev": "vda", "bus": "virtio"}  # type: ignore[union-attr]
+
+    nics = devices.findall("interface")
+    assert [n.get("type") for n in nics] == ["bridge", "bridge"]
+    assert [n.find("mac").get("address") for n in nics] == [  # type: ignore[union-attr]
+        "52:54:00:aa:bb:01",
+        "52:54:00:aa:bb:02",
+    ]
+    assert [n.find("source").get("bridge") for n in nics] == ["br-l3", "br-pub"]  # type: ignore[union-attr]
+    assert [n.find("model").get("type") for n in nics] == ["virtio", "virtio"]  # type: ignore[union-attr]
+    assert nics[0].find("target").get("dev") == "vnic7.0"  # type: ignore[union-attr]
+    assert nics[1].find("target") is None  # libvirt names it
+
+    serial = devices.find("serial")
+    assert serial is not None and serial.get("type") == "pty"
+    assert serial.find("log").attrib == {"file": "/var/log/zsl/console.log", "append": "on"}  # type: ignore[union-attr]
+    console = devices.find("console")
+    assert console is not None and console.get("type") == "pty"
+
+
+def test_no_nics_and_no_console_log() -> None:
+    devices = parse(spec(nics=(), console_log_path="", vm_uuid="not-a-uuid")).find("devices")
+    assert devices is not None
+    assert devices.findall("interface") == []
+    assert devices.find("serial/log") is None
+    root = parse(spec(vm_uuid="not-a-uuid"))
+    assert root.find("uuid") is None
+    assert root.findtext("name") == "zsl-not-a-uuid"
+
+
+def test_unknown_acceleration_is_refused() -> None:
+    with pytest.raises(ValueError, match="kvm or tcg"):
+        build_domain_xml(spec(), "hvf")
+
+
+def test_console_of_a_live_domain() -> None:
+    live = """<domain type='qemu'><devices>
+      <serial type='pty'><source path='/dev/pts/7'/><log file='/l/c.log' append='on'/>
+        <target port='0'/></serial>
+      <console type='pty' tty='/dev/pts/7'><source path='/dev/pts/7'/>
+        <target type='serial' port='0'/></console></devices></domain>"""
+    assert console_of(live) == ("/dev/pts/7", "/l/c.log")
+    assert console_of("<domain><devices/></domain>") == ("", "")
