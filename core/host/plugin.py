@@ -184,11 +184,26 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
 
     async def _track(self) -> None:
         configs = self.node.plugin(GlobalConfigPlugin)
-        while True:
-            interval = configs.value(global_config.CATEGORY, global_config.PING_INTERVAL.name)
-            await asyncio.sleep(interval)
-            uuids = await self.node.db.run(lambda s: list(s.scalars(select(HostVO.uuid))))
-            await asyncio.gather(*(self.ping(u) for u in uuids), return_exceptions=True)
+        wake = asyncio.Event()  # a new interval applies at once, not after the old one
+        sub = self.node.events.subscribe(
+            f"/globalConfig/update/{global_config.CATEGORY}/{global_config.PING_INTERVAL.name}",
+            lambda _event: wake.set(),
+        )
+        try:
+            while True:
+                interval = configs.value(global_config.CATEGORY, global_config.PING_INTERVAL.name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), interval)
+                if wake.is_set():
+                    wake.clear()
+                    continue
+                await self._ping_all()
+        finally:
+            sub.cancel()
+
+    async def _ping_all(self) -> None:
+        uuids = await self.node.db.run(lambda s: list(s.scalars(select(HostVO.uuid))))
+        await asyncio.gather(*(self.ping(u) for u in uuids), return_exceptions=True)
 
     async def ping(self, host_uuid: str) -> None:
         """Ping one host's agent and act on the answer (reconnect, or count a failure)."""
