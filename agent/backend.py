@@ -112,6 +112,13 @@ ExtraCommand = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """A command only one backend offers (e.g. the simulator's): JSON body -> answer fields."""
 
 
+@dataclass(frozen=True)
+class StorageCapacity:
+    total: int
+    available: int
+    """Bytes."""
+
+
 class Backend(ABC):
     hypervisor_type: str = "KVM"
 
@@ -196,3 +203,7 @@ class Backend(ABC):
 
     @abstractmethod
     async def file_delete(self, path: str) -> None: ...
+
+    @abstractmethod
+    async def storage_init(self, path: str) -> StorageCapacity:
+        """Make a storage directory (idempotent) and measure its file system."""

@@ -168,6 +168,7 @@ class AgentCommands:
             p.VOLUME_DELETE: self.volume_delete,
             p.IMAGE_INFO: self.image_info,
             p.FILE_DELETE: self.file_delete,
+            p.STORAGE_INIT: self.storage_init,
         }
         asynchronous: dict[str, Handler] = {
             p.VM_START: self.vm_start,
@@ -316,6 +317,15 @@ class AgentCommands:
     async def file_delete(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
         await self.backend.file_delete(_absolute(Fields(body), "path"))
         return {}
+
+    async def storage_init(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        path = _absolute(Fields(body), "path")
+        capacity = await self.backend.storage_init(path)
+        return {
+            "path": path,
+            "totalCapacity": capacity.total,
+            "availableCapacity": capacity.available,
+        }
 
 
 def _without_context(extra: ExtraCommand) -> Handler:

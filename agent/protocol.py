@@ -103,6 +103,10 @@ IMAGE_INFO: Final = "/image/info"
 FILE_DELETE: Final = "/file/delete"
 """{path} -> {}: delete a file the project made (image cache, volume); missing is fine."""
 
+STORAGE_INIT: Final = "/storage/init"
+"""{path} -> {path, totalCapacity, availableCapacity} (bytes): make a storage
+directory if missing (idempotent) and measure its file system."""
+
 # -- reports (agent -> core) --------------------------------------------------
 REPORT_VM_STATE: Final = "/kvm/reportvmstate"
 REPORT_PROGRESS: Final = "/kvm/reportprogress"

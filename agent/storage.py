@@ -6,8 +6,19 @@ download real images.
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
+
 from agent import images
-from agent.backend import DownloadResult, ImageInfo, ProgressCallback, VolumeInfo
+from agent.backend import (
+    DownloadResult,
+    ImageInfo,
+    ProgressCallback,
+    StorageCapacity,
+    VolumeInfo,
+)
+from agent.errors import ArgumentError
 
 
 class LocalFileStorage:
@@ -33,3 +44,15 @@ class LocalFileStorage:
 
     async def file_delete(self, path: str) -> None:
         await images.delete_file(path)
+
+    async def storage_init(self, path: str) -> StorageCapacity:
+        return await asyncio.to_thread(_storage_init, Path(path))
+
+
+def _storage_init(path: Path) -> StorageCapacity:
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"{path} exists and is not a directory")
+    # 0755: QEMU runs as libvirt-qemu and must read the images and volumes inside.
+    path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    stat = os.statvfs(path)
+    return StorageCapacity(stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize)

@@ -23,6 +23,7 @@ from core.kernel.errors import OperationError
 from core.kernel.extensions import Component, Plugin
 from core.management_node.models import ManagementNodeVO
 from core.management_node.plugin import ManagementNodePlugin
+from core.storage.models import BackupStorageVO, PrimaryStorageVO
 from core.tag.definitions import SystemTagDef, SystemTagProvider
 from core.tag.plugin import TagPlugin
 from core.zone.models import ZoneVO
@@ -113,8 +114,11 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
                     },
                 )
             )["uuid"]
-        if has_host:
-            return
+        if not has_host:
+            await self._add_host(hypervisor, cluster)
+        await self._add_storage(zone, cluster)
+
+    async def _add_host(self, hypervisor: str, cluster: str) -> None:
         name = socket.gethostname()
         if hypervisor == "KVM":
             await self._call(
@@ -130,6 +134,40 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
             await self._call(
                 "AddSimulatorHost", {"name": f"{name}-simulator", "clusterUuid": cluster}
             )
+
+    async def _add_storage(self, zone: str, cluster: str) -> None:
+        """Backup and primary storage under the data dir, the latter attached to the cluster."""
+
+        def existing(session: Session) -> tuple[bool, str | None]:
+            backup = session.scalars(
+                select(BackupStorageVO.uuid).where(BackupStorageVO.zone_uuid == zone)
+            ).first()
+            primary = session.scalars(
+                select(PrimaryStorageVO.uuid).where(PrimaryStorageVO.zone_uuid == zone)
+            ).first()
+            return backup is not None, primary
+
+        has_backup, primary = await self.node.db.run(existing)
+        data_dir = self.node.data_dir
+        if not has_backup:
+            await self._call(
+                "AddLocalBackupStorage",
+                {"name": "local-backup", "zoneUuid": zone, "url": str(data_dir / "backup-storage")},
+            )
+        if primary is None:
+            primary = (
+                await self._call(
+                    "AddLocalPrimaryStorage",
+                    {
+                        "name": "local-primary",
+                        "zoneUuid": zone,
+                        "url": str(data_dir / "primary-storage"),
+                    },
+                )
+            )["uuid"]
+        await self._call(
+            "AttachPrimaryStorageToCluster", {"primaryStorageUuid": primary, "clusterUuid": cluster}
+        )
 
     async def _call(self, api: str, params: dict[str, Any]) -> dict[str, Any]:
         reply = await self.node.call(api, params)

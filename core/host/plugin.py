@@ -129,6 +129,26 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
             self._agents[host_uuid] = client
         return client
 
+    async def local_agent(self, zone_uuid: str) -> AgentClient:
+        """The agent of a Connected host on this machine in the zone (for local storage)."""
+
+        def find(session: Session) -> HostVO | None:
+            for host in session.scalars(
+                select(HostVO).where(HostVO.zone_uuid == zone_uuid, HostVO.status == "Connected")
+            ):
+                if is_local(host.management_ip):
+                    session.expunge(host)
+                    return host
+            return None
+
+        host = await self.node.db.run(find)
+        if host is None:
+            raise operr(
+                f"no Connected host on this machine in zone[uuid:{zone_uuid}] can "
+                "prepare local storage; add this machine as a host first"
+            )
+        return self.agent(host.uuid, host)
+
     # -- connecting ---------------------------------------------------------------------
 
     async def connect(self, host_uuid: str, *, new_host: bool) -> dict[str, Any]:

@@ -196,6 +196,11 @@ async def test_bootstrap_makes_a_lab_once(tmp_path: Any, kind: str) -> None:
     async with ManagementNode(props, serve_socket=False) as node:
         [host] = await ok(node, "QueryHost")
         assert host["status"] == "Connected"
+        [backup] = await ok(node, "QueryBackupStorage")
+        [primary] = await ok(node, "QueryPrimaryStorage")
+        assert backup["url"] == str(props.data_dir / "backup-storage")
+        assert primary["url"] == str(props.data_dir / "primary-storage")
+        assert (props.data_dir / "primary-storage").is_dir()
         await ok(node, "DeleteHost", uuid=host["uuid"])
     async with ManagementNode(props, serve_socket=False) as node:
         assert await ok(node, "QueryHost") == []  # a deleted host is not brought back

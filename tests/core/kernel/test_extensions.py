@@ -237,6 +237,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
         "host",
         "cluster",
         "instanceOffering",
+        "storage",
         "zone",
     ]
 
