@@ -41,6 +41,8 @@ i=0
 while [ -z "$(nics)" ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
 
 mkdir -p /run/tiny-guest /run/resolv
+# No NIC at all (a VM on no network): still say the guest is up, once.
+[ -n "$(nics)" ] || echo "TINY-GUEST up ip=none hostname=$(hostname)"
 for nic in $(nics); do
     ip link set "$nic" up
     udhcpc -f -i "$nic" -s /etc/udhcpc.script -O hostname -O domain -T 1 -t 5 -A 3 \

@@ -129,6 +129,14 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
             self._agents[host_uuid] = client
         return client
 
+    async def agent_of(self, host_uuid: str) -> AgentClient:
+        """The client of a host's agent, loading the host if needed."""
+        client = self._agents.get(host_uuid)
+        if client is not None:
+            return client
+        host = await self.node.db.run(lambda s: _detached(s, host_uuid))
+        return self.agent(host_uuid, host)
+
     async def local_agent(self, zone_uuid: str) -> AgentClient:
         """The agent of a Connected host on this machine in the zone (for local storage)."""
 

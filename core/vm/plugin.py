@@ -1,13 +1,399 @@
-"""The VM instance area.  So far it defines its global configs; the create and
-life-cycle chains come with the compute work."""
+"""The VM service: create and life-cycle operations, each a declared flow chain,
+with ZStack's state machine; VM states kept in line with what hosts report.
 
+State follows the hypervisor: agents report every domain state change
+(``/kvm/reportvmstate``) and a host connect ends with a full sync
+(``VmSyncOnHostConnectFlow``, inserted into the ``hostConnect`` chain through
+FlowChainContributor).  A VM that stops outside the project becomes Stopped and
+its capacity goes back to its host.  Reports about a VM with an operation in
+flight are ignored: the operation sets the state it ends in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent import protocol
+from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
+from core.allocator.flows import DEFAULT_FLOWS as ALLOCATOR_FLOWS
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
+from core.config.plugin import GlobalConfigPlugin
+from core.host.capacity import HOLDING_STATES, return_capacity
+from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
+from core.host.plugin import HostPlugin
+from core.image.models import ImageVO
+from core.kernel.chains import FlowChainContributor, FlowInsertion
+from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found
 from core.kernel.extensions import Plugin
+from core.kernel.flow import NoRollbackFlow
+from core.kernel.service import Service, handles
+from core.offering.models import InstanceOfferingVO
+from core.tag.plugin import TagPlugin, delete_all_tags
 from core.vm import global_config
+from core.vm import state as st
+from core.vm.api import (
+    CreateVmInstance,
+    DestroyVmInstance,
+    ExpungeVmInstance,
+    GetVmConsoleAddress,
+    PauseVmInstance,
+    QueryVmInstance,
+    RebootVmInstance,
+    RecoverVmInstance,
+    ResumeVmInstance,
+    StartVmInstance,
+    StopVmInstance,
+)
+from core.vm.create_flows import CHAIN as CREATE_CHAIN
+from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
+from core.vm.lifecycle_flows import CHAINS as LIFECYCLE_CHAINS
+from core.vm.models import VmInstanceVO
+from core.vm.spec import VmInstanceSpec
+
+log = logging.getLogger(__name__)
+STATE_EVENT = "/vm/state/change"
 
 
-class VmPlugin(Plugin, GlobalConfigProvider):
-    implements = (GlobalConfigProvider,)
+class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor):
+    implements = (GlobalConfigProvider, Service, FlowChainContributor)
+    service_id = "vmInstance"
+    queries = (QueryVmInstance,)
+
+    def __init__(self, node: Any) -> None:
+        super().__init__(node)
+        node.declare_chain(CREATE_CHAIN, CREATE_FLOWS)
+        node.declare_chain(ALLOCATOR_CHAIN, ALLOCATOR_FLOWS)
+        for name, flows in LIFECYCLE_CHAINS.items():
+            node.declare_chain(name, flows)
+        node.rest.on_report(protocol.REPORT_VM_STATE, self._on_state_report)
+        self._creating: set[str] = set()  # creates have no per-VM queue: tracked here
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
+
+    def flow_insertions(self) -> list[FlowInsertion]:
+        return [FlowInsertion(HOST_CONNECT_CHAIN, f"{__name__}.VmSyncOnHostConnectFlow")]
+
+    def console_log_path(self, vm_uuid: str, root_volume: dict[str, Any]) -> str:
+        """The serial console log sits beside the VM's storage, on its host."""
+        storage_root = root_volume["installPath"].split("/rootvolumes/")[0]
+        return f"{storage_root}/consoles/{vm_uuid}.log"
+
+    # -- state ----------------------------------------------------------------------
+
+    async def change_state(self, vm_uuid: str, event: str, **columns: Any) -> dict[str, Any]:
+        """Apply a state-machine event (and column updates); fire /vm/state/change."""
+
+        def change(session: Session) -> tuple[str, dict[str, Any]]:
+            vm = _vm(session, vm_uuid)
+            old = vm.state
+            vm.state = st.next_state(old, event)
+            for name, value in columns.items():
+                setattr(vm, name, value)
+            if vm.state in (st.STOPPED, st.DESTROYED) and vm.host_uuid is not None:
+                vm.last_host_uuid, vm.host_uuid = vm.host_uuid, None
+            session.flush()
+            return old, vm.to_inventory()
+
+        old, inventory = await self.node.db.run(change)
+        if old != inventory["state"]:
+            self.node.events.publish(
+                STATE_EVENT,
+                {
+                    "vmUuid": vm_uuid,
+                    "oldState": old,
+                    "newState": inventory["state"],
+                    "inventory": inventory,
+                },
+            )
+        return inventory
+
+    def _busy(self, vm_uuid: str) -> bool:
+        assert self.node.bus is not None
+        return vm_uuid in self._creating or f"Vm-{vm_uuid}" in self.node.bus._locks.busy()
+
+    async def reconcile(self, vm_uuid: str, reported: str) -> None:
+        """Make the DB say what the hypervisor says (a report, or a sync)."""
+        event = st.REPORTED.get(reported)
+        if event is None or self._busy(vm_uuid):
+            return
+
+        def apply(session: Session) -> tuple[str, str, dict[str, Any]] | None:
+            vm = session.get(VmInstanceVO, vm_uuid)
+            if vm is None or vm.state in (st.CREATED, st.DESTROYED, st.EXPUNGING):
+                return None
+            old = vm.state
+            try:
+                new = st.next_state(old, event)
+            except OperationError:
+                log.warning("VM %s is %s; ignoring the report %s", vm.name, old, reported)
+                return None
+            if new == old:
+                return None
+            if old in HOLDING_STATES and new not in HOLDING_STATES and vm.host_uuid:
+                return_capacity(session, vm.host_uuid, vm.cpu_num, vm.memory_size)
+            vm.state = new
+            if new == st.STOPPED and vm.host_uuid is not None:
+                vm.last_host_uuid, vm.host_uuid = vm.host_uuid, None
+            session.flush()
+            return old, new, vm.to_inventory()
+
+        changed = await self.node.db.run(apply)
+        if changed is not None:
+            old, new, inventory = changed
+            log.info("VM %s changed outside the project: %s -> %s", inventory["name"], old, new)
+            self.node.events.publish(
+                STATE_EVENT,
+                {"vmUuid": vm_uuid, "oldState": old, "newState": new, "inventory": inventory},
+            )
+
+    async def _on_state_report(self, body: dict[str, Any]) -> None:
+        await self.reconcile(str(body.get("vmUuid", "")), str(body.get("vmState", "")))
+
+    # -- create ------------------------------------------------------------------------
+
+    @handles(CreateVmInstance)
+    async def create(self, msg: CreateVmInstance) -> dict[str, Any]:
+        if msg.l3_network_uuids:
+            raise argerr(
+                "l3NetworkUuids: L3 networks are not available yet "
+                "(they come with the networking service)"
+            )
+        tags = self.node.plugin(TagPlugin)
+
+        def create_row(session: Session) -> tuple[dict[str, Any], VmInstanceSpec]:
+            offering = session.get(InstanceOfferingVO, msg.instance_offering_uuid)
+            image = session.get(ImageVO, msg.image_uuid)
+            assert offering is not None and image is not None  # checked by the bus
+            if image.status != "Ready" or image.state != "Enabled":
+                raise argerr(
+                    f"image {image.name} is {image.status} and {image.state}; "
+                    "a VM needs a Ready, Enabled image"
+                )
+            vm = VmInstanceVO(
+                name=msg.name,
+                description=msg.description,
+                instance_offering_uuid=offering.uuid,
+                image_uuid=image.uuid,
+                cpu_num=offering.cpu_num,
+                memory_size=offering.memory_size,
+                platform=image.platform,
+                state=st.CREATED,
+            )
+            session.add(vm)
+            session.flush()
+            tags.create_tags_from_message(session, msg, VmInstanceVO.resource_type, vm.uuid)
+            spec = VmInstanceSpec(
+                vm_uuid=vm.uuid,
+                name=vm.name,
+                cpu_num=vm.cpu_num,
+                memory_size=vm.memory_size,
+                image_uuid=image.uuid,
+                host_uuid=msg.host_uuid,
+                cluster_uuid=msg.cluster_uuid,
+                zone_uuid=msg.zone_uuid,
+                disk_size=image.size,
+            )
+            return vm.to_inventory(), spec
+
+        inventory, spec = await self.node.db.run(create_row)
+        if msg.strategy == "JustCreate":
+            return inventory
+        self._creating.add(spec.vm_uuid)
+        try:
+            return await self._instantiate(msg, spec)
+        finally:
+            self._creating.discard(spec.vm_uuid)
+
+    async def _instantiate(self, msg: CreateVmInstance, spec: VmInstanceSpec) -> dict[str, Any]:
+        await self.change_state(spec.vm_uuid, "starting")
+        outcome = await self.node.chain(CREATE_CHAIN).start({"node": self.node, "spec": spec})
+        if not outcome.succeeded:
+            await self._forget_vm(spec.vm_uuid)
+            try:
+                outcome.raise_for_error()
+            except OperationError as exc:
+                raise OperationError(
+                    ErrorCode(
+                        SysErrors.OPERATION_ERROR, f"cannot create VM {msg.name}", cause=exc.error
+                    )
+                ) from None
+        data = outcome.data
+        inventory = await self.change_state(
+            spec.vm_uuid,
+            "running",
+            host_uuid=data["host"]["uuid"],
+            cluster_uuid=data["host"]["clusterUuid"],
+            zone_uuid=data["host"]["zoneUuid"],
+            root_volume_uuid=data["root_volume"]["uuid"],
+            hypervisor_type=data["host"]["hypervisorType"],
+        )
+        if msg.strategy == "CreateStopped":
+            inventory = await self._stop(inventory, "cold", 60)
+        return inventory
+
+    async def _forget_vm(self, vm_uuid: str) -> None:
+        def forget(session: Session) -> None:
+            vm = session.get(VmInstanceVO, vm_uuid)
+            if vm is not None:
+                session.delete(vm)
+            delete_all_tags(session, [vm_uuid])
+
+        await self.node.db.run(forget)
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    async def _load(self, vm_uuid: str, operation: str) -> dict[str, Any]:
+        vm = await self.node.db.run(lambda s: _vm(s, vm_uuid).to_inventory())
+        st.check_operation(vm["name"], vm["state"], operation)
+        return vm
+
+    async def _run(self, chain: str, vm: dict[str, Any], **data: Any) -> None:
+        outcome = await self.node.chain(chain).start({"node": self.node, "vm": vm, **data})
+        if not outcome.succeeded:
+            try:
+                outcome.raise_for_error()
+            except OperationError as exc:
+                raise OperationError(
+                    ErrorCode(
+                        SysErrors.OPERATION_ERROR,
+                        f"cannot {chain.removesuffix('Vm')} VM {vm['name']}",
+                        cause=exc.error,
+                    )
+                ) from None
+
+    async def _operate(
+        self, vm: dict[str, Any], chain: str, start_event: str, done_event: str, **data: Any
+    ) -> dict[str, Any]:
+        """Intermediate state, the chain, the final state; on failure, back to the old state
+        as the hypervisor tells it (a sync of that one VM)."""
+        await self.change_state(vm["uuid"], start_event)
+        try:
+            await self._run(chain, vm, **data)
+        except BaseException:
+            await self._restore(vm)
+            raise
+        return await self.change_state(vm["uuid"], done_event)
+
+    async def _restore(self, vm: dict[str, Any]) -> None:
+        def restore(session: Session) -> None:
+            row = session.get(VmInstanceVO, vm["uuid"])
+            if row is not None:
+                row.state, row.host_uuid = vm["state"], vm["hostUuid"]
+
+        await self.node.db.run(restore)
+
+    @handles(StartVmInstance)
+    async def start(self, msg: StartVmInstance) -> dict[str, Any]:
+        vm = await self._load(msg.uuid, "start")
+        await self.change_state(vm["uuid"], "starting")
+        try:
+            outcome = await self.node.chain("startVm").start({"node": self.node, "vm": vm})
+            if not outcome.succeeded:
+                assert outcome.error is not None
+                raise OperationError(
+                    ErrorCode(
+                        SysErrors.OPERATION_ERROR,
+                        f"cannot start VM {vm['name']}",
+                        cause=outcome.error,
+                    )
+                )
+        except BaseException:
+            await self._restore(vm)
+            raise
+        host = outcome.data["host"]["uuid"]
+        return await self.change_state(vm["uuid"], "running", host_uuid=host)
+
+    async def _stop(self, vm: dict[str, Any], stop_type: str, timeout: int) -> dict[str, Any]:
+        return await self._operate(
+            vm, "stopVm", "stopping", "stopped", stop_type=stop_type, stop_timeout=timeout
+        )
+
+    @handles(StopVmInstance)
+    async def stop(self, msg: StopVmInstance) -> dict[str, Any]:
+        vm = await self._load(msg.uuid, "stop")
+        if vm["state"] == st.STOPPED:
+            return vm
+        return await self._stop(vm, msg.type, msg.stop_timeout)
+
+    @handles(RebootVmInstance)
+    async def reboot(self, msg: RebootVmInstance) -> dict[str, Any]:
+        vm = await self._load(msg.uuid, "reboot")
+        return await self._operate(vm, "rebootVm", "rebooting", "running")
+
+    @handles(PauseVmInstance)
+    async def pause(self, msg: PauseVmInstance) -> dict[str, Any]:
+        vm = await self._load(msg.uuid, "pause")
+        return await self._operate(vm, "pauseVm", "pausing", "paused")
+
+    @handles(ResumeVmInstance)
+    async def resume(self, msg: ResumeVmInstance) -> dict[str, Any]:
+        vm = await self._load(msg.uuid, "resume")
+        return await self._operate(vm, "resumeVm", "resuming", "running")
+
+    @handles(DestroyVmInstance)
+    async def destroy(self, msg: DestroyVmInstance) -> dict[str, Any] | None:
+        vm = await self._load(msg.uuid, "destroy")
+        inventory = await self._operate(vm, "destroyVm", "destroying", "destroyed")
+        policy = self.node.plugin(GlobalConfigPlugin).value(
+            global_config.CATEGORY, global_config.DELETION_POLICY.name
+        )
+        if policy == "Direct":
+            await self._expunge(inventory)
+            return None
+        return inventory
+
+    @handles(RecoverVmInstance)
+    async def recover(self, msg: RecoverVmInstance) -> dict[str, Any]:
+        vm = await self._load(msg.uuid, "recover")
+        return await self.change_state(vm["uuid"], "stopped")
+
+    @handles(ExpungeVmInstance)
+    async def expunge(self, msg: ExpungeVmInstance) -> None:
+        vm = await self._load(msg.uuid, "expunge")
+        await self._expunge(vm)
+
+    async def _expunge(self, vm: dict[str, Any]) -> None:
+        await self._run("expungeVm", vm)
+        await self._forget_vm(vm["uuid"])
+
+    @handles(GetVmConsoleAddress)
+    async def console(self, msg: GetVmConsoleAddress) -> dict[str, Any]:
+        vm = await self._load(msg.uuid, "console")
+        agent = await self.node.plugin(HostPlugin).agent_of(vm["hostUuid"])
+        answer = await agent.call(protocol.VM_CONSOLE, {"vmUuid": vm["uuid"]})
+        return {
+            "vmUuid": vm["uuid"],
+            "hostUuid": vm["hostUuid"],
+            "protocol": "serial",
+            "pty": answer.get("pty", ""),
+            "consoleLogPath": answer.get("consoleLogPath", ""),
+        }
+
+
+class VmSyncOnHostConnectFlow(NoRollbackFlow):
+    """Last step of a host connect: every VM of the host takes the state the agent reports
+    (a VM the agent does not know is Stopped)."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        node, host_uuid = data["node"], data["host_uuid"]
+        states: dict[str, str] = (await data["agent"].call(protocol.VM_SYNC, {}))["states"]
+        vms = await node.db.run(
+            lambda s: list(
+                s.scalars(select(VmInstanceVO.uuid).where(VmInstanceVO.host_uuid == host_uuid))
+            )
+        )
+        plugin = node.plugin(VmPlugin)
+        for vm_uuid in vms:
+            await plugin.reconcile(vm_uuid, states.get(vm_uuid, "Stopped"))
+
+
+def _vm(session: Session, uuid: str) -> VmInstanceVO:
+    vm = session.get(VmInstanceVO, uuid)
+    if vm is None:
+        raise not_found("VmInstanceVO", uuid)
+    return vm

@@ -236,8 +236,10 @@ def test_core_plugins_order(tmp_path: Path) -> None:
         "managementNode",
         "host",
         "cluster",
+        "image",
         "instanceOffering",
         "storage",
+        "vm",
         "zone",
     ]
 

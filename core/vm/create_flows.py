@@ -1,0 +1,342 @@
+"""The create-VM chain (ZStack's ``createVmWorkFlowElements``), declared as ``createVm``.
+
+Data keys: ``node``, ``spec`` (VmInstanceSpec); the flows add ``host``,
+``backup_storage``, ``primary_storage``, ``root_volume``.  Each flow undoes in
+``rollback`` exactly what its ``run`` did, reading what it needs from ``data``,
+so a failure anywhere leaves no capacity taken, no volume row or file, and no
+domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agent import protocol
+from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
+from core.allocator.flows import no_host
+from core.host.capacity import reserve_capacity, return_capacity
+from core.host.models import HostVO
+from core.host.plugin import HostPlugin
+from core.image.models import ImageBackupStorageRefVO, ImageVO
+from core.kernel.errors import operr
+from core.kernel.flow import Flow, NoRollbackFlow
+from core.storage.capacity import reserve_primary_capacity, return_primary_capacity
+from core.storage.models import (
+    BackupStorageVO,
+    ImageCacheVO,
+    PrimaryStorageClusterRefVO,
+    PrimaryStorageVO,
+)
+from core.vm.extension_points import (
+    PostVmInstantiateResourceExtensionPoint,
+    PreVmInstantiateResourceExtensionPoint,
+)
+from core.volume.models import VolumeVO
+
+CHAIN = "createVm"
+_cache_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+class VmAllocateHostFlow(Flow):
+    """Run the host allocator chain, then reserve CPU and memory on the first candidate
+    that still has them (one conditional UPDATE, so concurrent creates never overbook)."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        node, spec = data["node"], data["spec"]
+        await node.chain(ALLOCATOR_CHAIN).run(data)
+
+        def reserve(session: Session) -> dict[str, Any] | None:
+            for host in data["candidates"]:
+                if reserve_capacity(session, host["uuid"], spec.cpu_num, spec.memory_size):
+                    return host
+            return None
+
+        host = await node.db.run(reserve)
+        if host is None:
+            raise no_host(
+                f"no Connected host has {spec.describe()['cpu']} CPU(s) and "
+                f"{spec.describe()['memory']} of memory free",
+                "the last candidates were taken by concurrent allocations",
+            )
+        data["host"] = host
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        host, spec = data.get("host"), data["spec"]
+        if host is not None:
+            await data["node"].db.run(
+                lambda s: return_capacity(s, host["uuid"], spec.cpu_num, spec.memory_size)
+            )
+            del data["host"]
+
+
+class VmImageSelectBackupStorageFlow(NoRollbackFlow):
+    """The backup storage in the host's zone that holds the image."""
+
+    def skip(self, data: dict[str, Any]) -> bool:
+        return data["spec"].image_uuid is None
+
+    async def run(self, data: dict[str, Any]) -> None:
+        zone, image = data["host"]["zoneUuid"], data["spec"].image_uuid
+
+        def select_bs(session: Session) -> dict[str, Any] | None:
+            row = session.execute(
+                select(
+                    ImageBackupStorageRefVO.backup_storage_uuid,
+                    ImageBackupStorageRefVO.install_path,
+                )
+                .join(
+                    BackupStorageVO,
+                    BackupStorageVO.uuid == ImageBackupStorageRefVO.backup_storage_uuid,
+                )
+                .where(
+                    ImageBackupStorageRefVO.image_uuid == image,
+                    ImageBackupStorageRefVO.status == "Ready",
+                    BackupStorageVO.zone_uuid == zone,
+                )
+            ).first()
+            return None if row is None else {"uuid": row[0], "installPath": row[1]}
+
+        data["backup_storage"] = await data["node"].db.run(select_bs)
+        if data["backup_storage"] is None:
+            raise operr(f"no backup storage in the host's zone holds image {image}")
+
+
+class VmAllocatePrimaryStorageFlow(Flow):
+    """Primary storage attached to the host's cluster, with the root volume's room reserved."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        cluster, need = data["host"]["clusterUuid"], data["spec"].disk_size
+
+        def allocate(session: Session) -> dict[str, Any] | None:
+            for storage in session.scalars(
+                select(PrimaryStorageVO)
+                .join(
+                    PrimaryStorageClusterRefVO,
+                    PrimaryStorageClusterRefVO.primary_storage_uuid == PrimaryStorageVO.uuid,
+                )
+                .where(
+                    PrimaryStorageClusterRefVO.cluster_uuid == cluster,
+                    PrimaryStorageVO.state == "Enabled",
+                )
+                .order_by(PrimaryStorageVO.available_capacity.desc())
+            ):
+                if reserve_primary_capacity(session, storage.uuid, need):
+                    return {"uuid": storage.uuid, "url": storage.url, "reserved": need}
+            return None
+
+        data["primary_storage"] = await data["node"].db.run(allocate)
+        if data["primary_storage"] is None:
+            raise operr(
+                f"no primary storage of the host's cluster has "
+                f"{data['spec'].describe()['disk']} free"
+            )
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        ps = data.pop("primary_storage", None)
+        if ps is not None:
+            await data["node"].db.run(
+                lambda s: return_primary_capacity(s, ps["uuid"], ps["reserved"])
+            )
+
+
+class VmAllocateVolumeFlow(Flow):
+    """The root volume: a qcow2 overlay on the image, cached once per primary storage."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        node, spec, ps = data["node"], data["spec"], data["primary_storage"]
+        agent = await node.plugin(HostPlugin).agent_of(data["host"]["uuid"])
+        cache = await _image_cache(data, agent)
+
+        def create_row(session: Session) -> dict[str, Any]:
+            volume = VolumeVO(
+                name=f"ROOT-for-{spec.name}",
+                vm_instance_uuid=spec.vm_uuid,
+                primary_storage_uuid=ps["uuid"],
+                root_image_uuid=spec.image_uuid,
+                type="Root",
+                format="qcow2",
+                status="Creating",
+            )
+            session.add(volume)
+            session.flush()
+            volume.install_path = f"{ps['url']}/rootvolumes/vm-{spec.vm_uuid}/{volume.uuid}.qcow2"
+            return {"uuid": volume.uuid, "installPath": volume.install_path, "created": False}
+
+        volume = data["root_volume"] = await node.db.run(create_row)
+        answer = await agent.call(
+            protocol.VOLUME_CREATE,
+            {
+                "installPath": volume["installPath"],
+                "backingFile": cache,
+                "format": "qcow2",
+                "size": 0,
+            },
+            timeout=120,
+        )
+        volume["created"] = True
+
+        def ready(session: Session) -> None:
+            row = session.get(VolumeVO, volume["uuid"])
+            assert row is not None
+            # The size is what was reserved on the primary storage (the image's virtual
+            # size), so expunging gives back exactly that.
+            row.status, row.size = "Ready", ps["reserved"]
+            row.actual_size = int(answer.get("actualSize", 0))
+
+        await node.db.run(ready)
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        volume = data.pop("root_volume", None)
+        if volume is None:
+            return
+        node = data["node"]
+        if volume["created"]:
+            agent = await node.plugin(HostPlugin).agent_of(data["host"]["uuid"])
+            await agent.call(protocol.VOLUME_DELETE, {"installPath": volume["installPath"]})
+        await node.db.run(lambda s: _delete(s, VolumeVO, volume["uuid"]))
+
+
+async def _image_cache(data: dict[str, Any], agent: Any) -> str:
+    """The image's copy on the primary storage, made on first use (never rolled back:
+    a cache serves every later VM, as ZStack's ImageCacheVO does)."""
+    node, spec, ps = data["node"], data["spec"], data["primary_storage"]
+    key = (ps["uuid"], spec.image_uuid)
+    lock = _cache_locks.setdefault(key, asyncio.Lock())
+    async with lock:
+
+        def find(session: Session) -> tuple[str | None, str]:
+            cache = session.scalars(
+                select(ImageCacheVO).where(
+                    ImageCacheVO.primary_storage_uuid == ps["uuid"],
+                    ImageCacheVO.image_uuid == spec.image_uuid,
+                )
+            ).first()
+            image = session.get(ImageVO, spec.image_uuid)
+            fmt = (image.format if image is not None else None) or "qcow2"
+            return (cache.install_url if cache else None), fmt
+
+        existing, fmt = await node.db.run(find)
+        if existing is not None:
+            return existing
+        path = f"{ps['url']}/imagecache/{spec.image_uuid}.{fmt}"
+        answer = await agent.call_async(
+            protocol.IMAGE_DOWNLOAD,
+            {
+                "url": data["backup_storage"]["installPath"],
+                "installPath": path,
+                "checksum": "",
+                "taskUuid": spec.vm_uuid,
+            },
+            timeout=3600,
+        )
+
+        def record(session: Session) -> None:
+            session.add(
+                ImageCacheVO(
+                    primary_storage_uuid=ps["uuid"],
+                    image_uuid=spec.image_uuid,
+                    install_url=path,
+                    size=int(answer.get("actualSize", 0)),
+                )
+            )
+
+        await node.db.run(record)
+        return path
+
+
+class VmAllocateNicFlow(NoRollbackFlow):
+    """NICs on the VM's L3 networks (the networking service fills this in)."""
+
+    def skip(self, data: dict[str, Any]) -> bool:
+        return not data["spec"].l3_network_uuids
+
+    async def run(self, data: dict[str, Any]) -> None:
+        raise operr("L3 networks are not available yet: create the VM without l3NetworkUuids")
+
+
+class VmInstantiateResourcePreFlow(Flow):
+    """Every PreVmInstantiateResourceExtensionPoint prepares its part (DHCP, DNS…)."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        done = data.setdefault("pre_instantiated", [])
+        for ext in data["node"].registry.extensions(PreVmInstantiateResourceExtensionPoint):
+            await ext.pre_before_instantiate_vm_resource(data["spec"])
+        for ext in data["node"].registry.extensions(PreVmInstantiateResourceExtensionPoint):
+            done.append(ext)
+            await ext.pre_instantiate_vm_resource(data["spec"])
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        for ext in reversed(data.pop("pre_instantiated", [])):
+            await ext.pre_release_vm_resource(data["spec"])
+
+
+class VmCreateOnHypervisorFlow(Flow):
+    """Define and start the domain on the host."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        node, spec, volume = data["node"], data["spec"], data["root_volume"]
+        agent = await node.plugin(HostPlugin).agent_of(data["host"]["uuid"])
+        data["console_log"] = f"{data['primary_storage']['url']}/consoles/{spec.vm_uuid}.log"
+        acceleration = await node.db.run(lambda s: s.get(HostVO, data["host"]["uuid"]).acceleration)  # type: ignore[union-attr]
+        data["on_hypervisor"] = True
+        await agent.call_async(
+            protocol.VM_START,
+            {
+                "vmUuid": spec.vm_uuid,
+                "vmName": spec.name,
+                "cpuNum": spec.cpu_num,
+                "memorySize": spec.memory_size,
+                "rootVolume": {"installPath": volume["installPath"], "format": "qcow2"},
+                "nics": [],
+                "consoleLogPath": data["console_log"],
+                "acceleration": acceleration or "",
+                "timeout": 120,
+            },
+            timeout=300,
+        )
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        if data.pop("on_hypervisor", False):
+            agent = await data["node"].plugin(HostPlugin).agent_of(data["host"]["uuid"])
+            await agent.call_async(
+                protocol.VM_DESTROY, {"vmUuid": data["spec"].vm_uuid}, timeout=300
+            )
+
+
+class VmInstantiateResourcePostFlow(Flow):
+    """Every PostVmInstantiateResourceExtensionPoint, after the domain runs."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        done = data.setdefault("post_instantiated", [])
+        for ext in data["node"].registry.extensions(PostVmInstantiateResourceExtensionPoint):
+            done.append(ext)
+            await ext.post_instantiate_vm_resource(data["spec"])
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        for ext in reversed(data.pop("post_instantiated", [])):
+            await ext.post_release_vm_resource(data["spec"])
+
+
+def _delete(session: Session, model: Any, uuid: str) -> None:
+    row = session.get(model, uuid)
+    if row is not None:
+        session.delete(row)
+
+
+DEFAULT_FLOWS = [
+    f"{__name__}.{cls.__name__}"
+    for cls in (
+        VmAllocateHostFlow,
+        VmImageSelectBackupStorageFlow,
+        VmAllocatePrimaryStorageFlow,
+        VmAllocateVolumeFlow,
+        VmAllocateNicFlow,
+        VmInstantiateResourcePreFlow,
+        VmCreateOnHypervisorFlow,
+        VmInstantiateResourcePostFlow,
+    )
+]

@@ -1,0 +1,50 @@
+"""What a VM operation's flows share: ZStack's VmInstanceSpec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def human_size(size: int) -> str:
+    for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
+
+
+@dataclass
+class VmInstanceSpec:
+    vm_uuid: str
+    name: str
+    cpu_num: int
+    memory_size: int
+    image_uuid: str | None = None
+    l3_network_uuids: list[str] = field(default_factory=list)
+    hypervisor_type: str | None = None
+    zone_uuid: str | None = None
+    cluster_uuid: str | None = None
+    host_uuid: str | None = None
+    """Designated by the caller."""
+    avoid_host_uuids: list[str] = field(default_factory=list)
+    last_host_uuid: str | None = None
+    disk_size: int = 0
+    """Bytes the root volume needs on primary storage (the image's actual size)."""
+
+    def describe(self) -> dict[str, str]:
+        """Values for allocation error messages."""
+        designated = ", ".join(
+            f"{k} {v}"
+            for k, v in (
+                ("host", self.host_uuid),
+                ("cluster", self.cluster_uuid),
+                ("zone", self.zone_uuid),
+            )
+            if v
+        )
+        return {
+            "cpu": str(self.cpu_num),
+            "memory": human_size(self.memory_size),
+            "image": str(self.image_uuid),
+            "disk": human_size(self.disk_size),
+            "designated": designated or "none",
+        }

@@ -1,0 +1,104 @@
+"""The VM life cycle on a simulator host: real agent protocol, real qcow2 files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from core.kernel.errors import SysErrors
+from tests.conftest import fails, ok
+from tests.core.vm.conftest import Lab, MiB
+
+
+async def host_free(lab: Lab) -> tuple[int, int]:
+    [host] = await ok(lab.node, "QueryHost", conditions=[f"uuid={lab.host['uuid']}"])
+    return host["availableCpuCapacity"], host["availableMemoryCapacity"]
+
+
+async def create(lab: Lab, name: str = "vm1", **extra: Any) -> dict[str, Any]:
+    return await ok(
+        lab.node,
+        "CreateVmInstance",
+        name=name,
+        instanceOfferingUuid=lab.offering["uuid"],
+        imageUuid=lab.image_uuid,
+        **extra,
+    )
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+async def test_full_life_cycle_leaves_nothing(lab: Lab) -> None:
+    free = await host_free(lab)
+    events: list[Any] = []
+    lab.node.events.subscribe("/vm/state/change", lambda e: events.append(e.data["newState"]))
+    vm = await create(lab)
+    assert vm["state"] == "Running" and vm["hostUuid"] == lab.host["uuid"]
+    assert await host_free(lab) == (free[0] - 1, free[1] - 512 * MiB)
+    [volume_file] = [f for f in files(lab.primary_url) if f.startswith("rootvolumes/")]
+    assert volume_file.endswith(".qcow2")
+
+    for api, state in (
+        ("PauseVmInstance", "Paused"),
+        ("ResumeVmInstance", "Running"),
+        ("RebootVmInstance", "Running"),
+        ("StopVmInstance", "Stopped"),
+    ):
+        assert (await ok(lab.node, api, uuid=vm["uuid"]))["state"] == state
+    assert await host_free(lab) == free  # a stopped VM holds no capacity
+    assert (await ok(lab.node, "StartVmInstance", uuid=vm["uuid"]))["state"] == "Running"
+    assert await host_free(lab) == (free[0] - 1, free[1] - 512 * MiB)
+
+    destroyed = await ok(lab.node, "DestroyVmInstance", uuid=vm["uuid"])
+    assert destroyed["state"] == "Destroyed"  # vm.deletionPolicy is Delay by default
+    assert await host_free(lab) == free
+    assert (await ok(lab.node, "RecoverVmInstance", uuid=vm["uuid"]))["state"] == "Stopped"
+    await ok(lab.node, "DestroyVmInstance", uuid=vm["uuid"])
+    await ok(lab.node, "ExpungeVmInstance", uuid=vm["uuid"])
+    assert await ok(lab.node, "QueryVmInstance") == []
+    assert await ok(lab.node, "QueryPrimaryStorage")  # still there
+    assert not [f for f in files(lab.primary_url) if f.startswith("rootvolumes/")]
+    assert await host_free(lab) == free
+    assert events[:3] == ["Starting", "Running", "Pausing"]
+
+
+async def test_state_machine_refuses_what_a_state_does_not_allow(lab: Lab) -> None:
+    vm = await create(lab)
+    text = await fails(lab.node, "ResumeVmInstance", SysErrors.INVALID_STATE, uuid=vm["uuid"])
+    assert text == "cannot resume VM vm1: it is Running"
+    await ok(lab.node, "StopVmInstance", uuid=vm["uuid"])
+    await fails(lab.node, "PauseVmInstance", SysErrors.INVALID_STATE, uuid=vm["uuid"])
+    await fails(lab.node, "ExpungeVmInstance", SysErrors.INVALID_STATE, uuid=vm["uuid"])
+    await fails(lab.node, "RecoverVmInstance", SysErrors.INVALID_STATE, uuid=vm["uuid"])
+    [row] = await ok(lab.node, "QueryVmInstance")
+    assert row["state"] == "Stopped"
+
+
+async def test_strategies(lab: Lab) -> None:
+    created = await create(lab, "just", strategy="JustCreate")
+    assert created["state"] == "Created" and created["hostUuid"] is None
+    stopped = await create(lab, "stopped", strategy="CreateStopped")
+    assert stopped["state"] == "Stopped" and stopped["lastHostUuid"] == lab.host["uuid"]
+    assert (await ok(lab.node, "StartVmInstance", uuid=stopped["uuid"]))["state"] == "Running"
+
+
+async def test_direct_deletion_policy_expunges_at_once(lab: Lab) -> None:
+    await ok(lab.node, "UpdateGlobalConfig", category="vm", name="deletionPolicy", value="Direct")
+    vm = await create(lab)
+    await ok(lab.node, "DestroyVmInstance", uuid=vm["uuid"])
+    assert await ok(lab.node, "QueryVmInstance") == []
+    assert not [f for f in files(lab.primary_url) if f.startswith("rootvolumes/")]
+
+
+async def test_not_enough_capacity_is_a_clear_error_and_leaves_nothing(lab: Lab) -> None:
+    big = await ok(lab.node, "CreateInstanceOffering", name="big", cpuNum=64, memorySize=512 * MiB)
+    reply = await lab.node.call(
+        "CreateVmInstance",
+        {"name": "huge", "instanceOfferingUuid": big["uuid"], "imageUuid": lab.image_uuid},
+    )
+    assert not reply.success and reply.error is not None
+    assert reply.error.root_cause().code == "HOST_ALLOCATION.1000"
+    assert "64 CPU(s)" in reply.error.root_cause().description
+    assert await ok(lab.node, "QueryVmInstance") == []

@@ -1,0 +1,148 @@
+"""The whole VM life cycle on qemu:///system with the tiny guest image."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.guest_image import build as guest_image
+from core.host.local_agent import free_port
+from core.kernel.node import ManagementNode
+from tests.conftest import load_props, ok, write_config
+
+pytestmark = pytest.mark.system
+MiB = 1024**2
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = REPO / "build" / "tiny-guest.qcow2"
+
+
+def virsh(*args: str) -> str:
+    return subprocess.run(
+        ["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True
+    ).stdout
+
+
+async def wait_for(check: Any, what: str, timeout: float = 90.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.25)
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[ManagementNode]:
+    guest_image.main(["--output", str(IMAGE)])  # builds only if missing or stale
+    # QEMU runs as libvirt-qemu: the storage must sit where it can reach (not pytest's 0700 dir).
+    root = Path(tempfile.mkdtemp(prefix="zsl-test-vm-", dir="/var/tmp"))
+    root.chmod(0o755)
+    props = load_props(write_config(root, f"[agent]\nport = {free_port()}\n"))
+    node = ManagementNode(props, serve_socket=False)
+    await node.start()
+    try:
+        yield node
+    finally:
+        vms = await ok(node, "QueryVmInstance")
+        await node.stop()
+        for vm in vms:
+            virsh("destroy", f"zsl-{vm['uuid']}")
+            virsh("undefine", f"zsl-{vm['uuid']}")
+        found = subprocess.run(
+            ["pgrep", "-f", f"agent.main --data-dir {props.data_dir}/agent"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        for pid in found:
+            os.kill(int(pid), signal.SIGTERM)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_vm_life_cycle_on_libvirt(node: ManagementNode) -> None:
+    root = node.data_dir.parent
+    zone = await ok(node, "CreateZone", name="z")
+    cluster = await ok(node, "CreateCluster", name="kvm", zoneUuid=zone["uuid"])
+    host = await ok(
+        node,
+        "AddKVMHost",
+        name="local",
+        clusterUuid=cluster["uuid"],
+        agentPort=node.props["agent.port"],
+    )
+    await ok(node, "AddLocalBackupStorage", name="bs", zoneUuid=zone["uuid"], url=str(root / "bs"))
+    ps = await ok(
+        node, "AddLocalPrimaryStorage", name="ps", zoneUuid=zone["uuid"], url=str(root / "ps")
+    )
+    await ok(
+        node,
+        "AttachPrimaryStorageToCluster",
+        primaryStorageUuid=ps["uuid"],
+        clusterUuid=cluster["uuid"],
+    )
+    image = await ok(node, "AddImage", name="tiny", url=str(IMAGE))
+    offering = await ok(node, "CreateInstanceOffering", name="tiny", cpuNum=1, memorySize=256 * MiB)
+    free = (host["availableCpuCapacity"], host["availableMemoryCapacity"])
+
+    async def capacity() -> tuple[int, int]:
+        [h] = await ok(node, "QueryHost")
+        return h["availableCpuCapacity"], h["availableMemoryCapacity"]
+
+    async def state(uuid: str) -> str:
+        [vm] = await ok(node, "QueryVmInstance", conditions=[f"uuid={uuid}"])
+        return str(vm["state"])
+
+    vm = await ok(
+        node,
+        "CreateVmInstance",
+        name="tiny-1",
+        instanceOfferingUuid=offering["uuid"],
+        imageUuid=image["uuid"],
+    )
+    assert vm["state"] == "Running"
+    assert virsh("domstate", f"zsl-{vm['uuid']}").strip() == "running"
+    console = await ok(node, "GetVmConsoleAddress", uuid=vm["uuid"])
+    assert console["pty"].startswith("/dev/pts/")
+    log = Path(console["consoleLogPath"])
+
+    async def booted() -> bool:
+        return log.exists() and "TINY-GUEST up" in log.read_text(errors="replace")
+
+    await wait_for(booted, "TINY-GUEST up on the serial console")
+    assert await capacity() == (free[0] - 1, free[1] - 256 * MiB)
+
+    for api, expected in (
+        ("StopVmInstance", "Stopped"),
+        ("StartVmInstance", "Running"),
+        ("RebootVmInstance", "Running"),
+        ("PauseVmInstance", "Paused"),
+        ("ResumeVmInstance", "Running"),
+    ):
+        assert (await ok(node, api, uuid=vm["uuid"]))["state"] == expected, api
+
+    # Killed outside the project: reported Stopped within seconds, capacity returned.
+    virsh("destroy", f"zsl-{vm['uuid']}")
+
+    async def stopped() -> bool:
+        return await state(vm["uuid"]) == "Stopped"
+
+    await wait_for(stopped, "the VM reported Stopped", timeout=20)
+    assert await capacity() == free
+
+    await ok(node, "StartVmInstance", uuid=vm["uuid"])
+    await ok(node, "DestroyVmInstance", uuid=vm["uuid"])
+    assert (await ok(node, "RecoverVmInstance", uuid=vm["uuid"]))["state"] == "Stopped"
+    await ok(node, "DestroyVmInstance", uuid=vm["uuid"])
+    await ok(node, "ExpungeVmInstance", uuid=vm["uuid"])
+    assert f"zsl-{vm['uuid']}" not in virsh("list", "--all", "--name")
+    assert not list((root / "ps" / "rootvolumes").rglob("*.qcow2"))
+    assert await capacity() == free
+    assert await ok(node, "QueryVmInstance") == []
