@@ -29,6 +29,7 @@ from core.host.local_agent import LocalAgent, free_port, is_local
 from core.host.models import HostVO
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found, operr
 from core.kernel.extensions import Component, Plugin
+from core.kernel.periodic import PeriodicTask
 from core.kernel.rest import AgentClient
 from core.kernel.service import Service, handles
 from core.tag.plugin import TagPlugin, delete_all_tags
@@ -50,7 +51,13 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
         self._agents: dict[str, AgentClient] = {}
         self._simulators: dict[str, LocalAgent] = {}
         self._failures: dict[str, int] = {}
-        self._tracker: asyncio.Task[None] | None = None
+        self._tracker = PeriodicTask(
+            node,
+            "host-ping-tracker",
+            global_config.CATEGORY,
+            global_config.PING_INTERVAL.name,
+            self._ping_all,
+        )
         self._reconnecting: set[asyncio.Task[Any]] = set()
 
     def global_configs(self) -> list[GlobalConfigDef]:
@@ -68,10 +75,11 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
             task = asyncio.create_task(self._revive(host), name=f"revive-host-{host['uuid']}")
             self._reconnecting.add(task)
             task.add_done_callback(self._reconnecting.discard)
-        self._tracker = asyncio.create_task(self._track(), name="host-ping-tracker")
+        self._tracker.start()
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._tracker, *self._reconnecting) if t is not None]
+        await self._tracker.stop()
+        tasks = list(self._reconnecting)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -209,25 +217,6 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
         return inventory
 
     # -- the ping tracker -----------------------------------------------------------------
-
-    async def _track(self) -> None:
-        configs = self.node.plugin(GlobalConfigPlugin)
-        wake = asyncio.Event()  # a new interval applies at once, not after the old one
-        sub = self.node.events.subscribe(
-            f"/globalConfig/update/{global_config.CATEGORY}/{global_config.PING_INTERVAL.name}",
-            lambda _event: wake.set(),
-        )
-        try:
-            while True:
-                interval = configs.value(global_config.CATEGORY, global_config.PING_INTERVAL.name)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), interval)
-                if wake.is_set():
-                    wake.clear()
-                    continue
-                await self._ping_all()
-        finally:
-            sub.cancel()
 
     async def _ping_all(self) -> None:
         uuids = await self.node.db.run(lambda s: list(s.scalars(select(HostVO.uuid))))

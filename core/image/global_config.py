@@ -22,4 +22,13 @@ EXPUNGE_PERIOD = GlobalConfigDef(
     number_range=(1, 2**31 - 1),
 )
 
-ALL = [DELETION_POLICY, EXPUNGE_PERIOD]
+EXPUNGE_INTERVAL = GlobalConfigDef(
+    CATEGORY,
+    "expungeInterval",
+    "seconds between two checks for Deleted images whose expunge period has passed",
+    default="3600",
+    type="Integer",
+    number_range=(1, 2**31 - 1),
+)
+
+ALL = [DELETION_POLICY, EXPUNGE_PERIOD, EXPUNGE_INTERVAL]

@@ -24,6 +24,7 @@ import logging
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -43,9 +44,10 @@ from core.image.api import (
     RecoverImage,
 )
 from core.image.models import ImageBackupStorageRefVO, ImageVO
-from core.kernel.db import new_uuid
+from core.kernel.db import new_uuid, utcnow
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found, operr
-from core.kernel.extensions import Plugin
+from core.kernel.extensions import Component, Plugin
+from core.kernel.periodic import PeriodicTask
 from core.kernel.rest import AgentClient
 from core.kernel.service import Service, handles
 from core.storage.models import BackupStorageVO
@@ -87,13 +89,20 @@ class _Target:
     install_path: str
 
 
-class ImagePlugin(Plugin, GlobalConfigProvider, Service):
-    implements = (GlobalConfigProvider, Service)
+class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
+    implements = (GlobalConfigProvider, Service, Component)
     service_id = "image"
     queries = (QueryImage,)
 
     def __init__(self, node: Any) -> None:
         super().__init__(node)
+        self._expunger = PeriodicTask(
+            node,
+            "image-expunger",
+            global_config.CATEGORY,
+            global_config.EXPUNGE_INTERVAL.name,
+            self.expunge_expired,
+        )
         self._progress: dict[str, _Progress] = {}
         self._rollbacks: set[asyncio.Task[list[str]]] = set()
         node.rest.on_report(protocol.REPORT_PROGRESS, self._on_progress)
@@ -327,6 +336,33 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service):
             return _inventory(session, image)
 
         return await self.node.db.run(recover)
+
+    async def start(self) -> None:
+        self._expunger.start()
+
+    async def stop(self) -> None:
+        await self._expunger.stop()
+
+    async def expunge_expired(self) -> None:
+        """With the Delay policy, expunge images Deleted longer than image.expungePeriod ago."""
+        configs = self.node.plugin(GlobalConfigPlugin)
+        if configs.value(global_config.CATEGORY, global_config.DELETION_POLICY.name) != "Delay":
+            return
+        period = configs.value(global_config.CATEGORY, global_config.EXPUNGE_PERIOD.name)
+        before = utcnow() - timedelta(seconds=period)
+        expired = await self.node.db.run(
+            lambda s: list(
+                s.scalars(
+                    select(ImageVO.uuid).where(
+                        ImageVO.status == DELETED, ImageVO.last_op_date < before
+                    )
+                )
+            )
+        )
+        for image_uuid in expired:
+            reply = await self.node.call("ExpungeImage", {"uuid": image_uuid})
+            if not reply.success:
+                log.warning("expunging image %s failed: %s", image_uuid, reply.error)
 
     @handles(ExpungeImage)
     async def expunge(self, msg: ExpungeImage) -> None:

@@ -12,6 +12,7 @@ flight are ignored: the operation sets the state it ends in.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -27,9 +28,11 @@ from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.plugin import HostPlugin
 from core.image.models import ImageVO
 from core.kernel.chains import FlowChainContributor, FlowInsertion
+from core.kernel.db import utcnow
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found
-from core.kernel.extensions import Plugin
+from core.kernel.extensions import Component, Plugin
 from core.kernel.flow import NoRollbackFlow
+from core.kernel.periodic import PeriodicTask
 from core.kernel.service import Service, handles
 from core.offering.models import InstanceOfferingVO
 from core.tag.plugin import TagPlugin, delete_all_tags
@@ -58,8 +61,8 @@ log = logging.getLogger(__name__)
 STATE_EVENT = "/vm/state/change"
 
 
-class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor):
-    implements = (GlobalConfigProvider, Service, FlowChainContributor)
+class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Component):
+    implements = (GlobalConfigProvider, Service, FlowChainContributor, Component)
     service_id = "vmInstance"
     queries = (QueryVmInstance,)
 
@@ -71,6 +74,40 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor):
             node.declare_chain(name, flows)
         node.rest.on_report(protocol.REPORT_VM_STATE, self._on_state_report)
         self._creating: set[str] = set()  # creates have no per-VM queue: tracked here
+        self._expunger = PeriodicTask(
+            node,
+            "vm-expunger",
+            global_config.CATEGORY,
+            global_config.EXPUNGE_INTERVAL.name,
+            self.expunge_expired,
+        )
+
+    async def start(self) -> None:
+        self._expunger.start()
+
+    async def stop(self) -> None:
+        await self._expunger.stop()
+
+    async def expunge_expired(self) -> None:
+        """With the Delay policy, expunge VMs Destroyed longer than vm.expungePeriod ago."""
+        configs = self.node.plugin(GlobalConfigPlugin)
+        if configs.value(global_config.CATEGORY, global_config.DELETION_POLICY.name) != "Delay":
+            return
+        period = configs.value(global_config.CATEGORY, global_config.EXPUNGE_PERIOD.name)
+        before = utcnow() - timedelta(seconds=period)
+        expired = await self.node.db.run(
+            lambda s: list(
+                s.scalars(
+                    select(VmInstanceVO.uuid).where(
+                        VmInstanceVO.state == st.DESTROYED, VmInstanceVO.last_op_date < before
+                    )
+                )
+            )
+        )
+        for vm_uuid in expired:
+            reply = await self.node.call("ExpungeVmInstance", {"uuid": vm_uuid})
+            if not reply.success:
+                log.warning("expunging VM %s failed: %s", vm_uuid, reply.error)
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
@@ -288,7 +325,7 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor):
         await self.node.db.run(restore)
 
     @handles(StartVmInstance)
-    async def start(self, msg: StartVmInstance) -> dict[str, Any]:
+    async def start_vm(self, msg: StartVmInstance) -> dict[str, Any]:
         vm = await self._load(msg.uuid, "start")
         await self.change_state(vm["uuid"], "starting")
         try:
@@ -314,7 +351,7 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor):
         )
 
     @handles(StopVmInstance)
-    async def stop(self, msg: StopVmInstance) -> dict[str, Any]:
+    async def stop_vm(self, msg: StopVmInstance) -> dict[str, Any]:
         vm = await self._load(msg.uuid, "stop")
         if vm["state"] == st.STOPPED:
             return vm

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,43 @@ async def test_not_enough_capacity_is_a_clear_error_and_leaves_nothing(lab: Lab)
     assert reply.error.root_cause().code == "HOST_ALLOCATION.1000"
     assert "64 CPU(s)" in reply.error.root_cause().description
     assert await ok(lab.node, "QueryVmInstance") == []
+
+
+async def test_a_vm_stopped_outside_the_project_becomes_stopped(lab: Lab) -> None:
+    from agent.simulator_backend import SIM_SET_VM_STATE
+    from core.host.plugin import HostPlugin
+
+    free = await host_free(lab)
+    vm = await create(lab)
+    agent = lab.node.plugin(HostPlugin)._agents[lab.host["uuid"]]
+    await agent.call(SIM_SET_VM_STATE, {"vmUuid": vm["uuid"], "state": "Stopped"})
+
+    async def stopped() -> bool:
+        [row] = await ok(lab.node, "QueryVmInstance")
+        return row["state"] == "Stopped"
+
+    for _ in range(100):  # the agent reports it; no polling by the core
+        if await stopped():
+            break
+        await asyncio.sleep(0.05)
+    assert await stopped()
+    assert await host_free(lab) == free
+    [row] = await ok(lab.node, "QueryVmInstance")
+    assert row["hostUuid"] is None and row["lastHostUuid"] == lab.host["uuid"]
+
+
+async def test_host_reconnect_syncs_vm_states(lab: Lab) -> None:
+    from agent.simulator_backend import SIM_SET_VM_STATE
+    from core.host.plugin import HostPlugin
+
+    vm = await create(lab)
+    hosts = lab.node.plugin(HostPlugin)
+    # Drop the report (as if the node had been down), then reconnect: the sync catches up.
+    lab.node.rest._reports.pop("/kvm/reportvmstate")
+    agent = hosts._agents[lab.host["uuid"]]
+    await agent.call(SIM_SET_VM_STATE, {"vmUuid": vm["uuid"], "state": "Stopped"})
+    [row] = await ok(lab.node, "QueryVmInstance")
+    assert row["state"] == "Running"
+    await ok(lab.node, "ReconnectHost", uuid=lab.host["uuid"])
+    [row] = await ok(lab.node, "QueryVmInstance")
+    assert row["state"] == "Stopped"
