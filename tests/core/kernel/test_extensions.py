@@ -228,7 +228,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
     node = ManagementNode(load_props(write_config(tmp_path)))  # loaded, never started
     node.registry.load(core_plugins(), node)
     names = [p.name for p in node.registry.extensions(Component)]
-    assert names == ["globalConfig", "tag", "managementNode", "host", "bootstrap"]
+    assert names == ["globalConfig", "tag", "managementNode", "host", "bootstrap", "image", "vm"]
     services = [p.name for p in node.registry.extensions(Service)]
     assert services == [
         "globalConfig",
@@ -312,6 +312,8 @@ async def test_components_start_in_order_and_stop_in_reverse(
         "ManagementNodePlugin",
         "HostPlugin",
         "BootstrapPlugin",
+        "ImagePlugin",
+        "VmPlugin",
         "CLastA",
         "CLastB",
     ]
