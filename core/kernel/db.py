@@ -143,6 +143,12 @@ class Database:
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        if self.is_sqlite and self.engine.url.database:
+            # It holds the agents' tokens; SQLite gives its -wal/-shm files the same mode.
+            for suffix in ("", "-wal", "-shm"):
+                path = Path(self.engine.url.database + suffix)
+                if path.exists():
+                    path.chmod(0o600)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

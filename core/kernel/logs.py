@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from logging.handlers import RotatingFileHandler
 
+from core.kernel.node import prepare_data_dir
 from core.kernel.properties import Properties, PropertyError
 
 LOG_NAME = "management-node.log"
@@ -27,8 +28,10 @@ def configure_logging(props: Properties, stderr_level: int | None = None) -> Non
     root.setLevel(min(level, stderr_level or level))
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    props.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    to_file = RotatingFileHandler(props.data_dir / LOG_NAME, maxBytes=10 << 20, backupCount=3)
+    prepare_data_dir(props.data_dir)
+    log_file = props.data_dir / LOG_NAME
+    log_file.touch(mode=0o600, exist_ok=True)
+    to_file = RotatingFileHandler(log_file, maxBytes=10 << 20, backupCount=3)
     to_file.setLevel(level)
     to_file.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(to_file)

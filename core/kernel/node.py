@@ -45,6 +45,20 @@ class NodeAlreadyRunning(NodeError):
         self.pid = pid
 
 
+DATA_DIR_MODE = 0o711
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """Make the data dir, traversable but not listable by others (0711).
+
+    QEMU runs as its own user and must reach the VM disks on the primary storage
+    kept under the data dir; everything secret inside is mode 0600 or in a 0700
+    directory (the database, the agent's token, the node's socket and lock).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(DATA_DIR_MODE)
+
+
 class DataDirLock:
     """An exclusive flock on ``<data_dir>/node.lock``, released when the process exits."""
 
@@ -104,7 +118,7 @@ class ManagementNode:
 
     async def start(self) -> None:
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            prepare_data_dir(self.data_dir)
         except OSError as exc:
             raise NodeError(f"cannot create data dir {self.data_dir}: {exc}") from exc
         self._lock.acquire()

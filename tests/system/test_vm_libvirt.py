@@ -46,7 +46,10 @@ async def node() -> AsyncIterator[ManagementNode]:
     # QEMU runs as libvirt-qemu: the storage must sit where it can reach (not pytest's 0700 dir).
     root = Path(tempfile.mkdtemp(prefix="zsl-test-vm-", dir="/var/tmp"))
     root.chmod(0o755)
-    props = load_props(write_config(root, f"[agent]\nport = {free_port()}\n"))
+    # The layout `make run` makes: first-start bootstrap, storage under the data dir.
+    props = load_props(
+        write_config(root, f'[agent]\nport = {free_port()}\n[bootstrap]\nlocal_host = "kvm"\n')
+    )
     node = ManagementNode(props, serve_socket=False)
     await node.start()
     try:
@@ -68,26 +71,10 @@ async def node() -> AsyncIterator[ManagementNode]:
 
 
 async def test_vm_life_cycle_on_libvirt(node: ManagementNode) -> None:
-    root = node.data_dir.parent
-    zone = await ok(node, "CreateZone", name="z")
-    cluster = await ok(node, "CreateCluster", name="kvm", zoneUuid=zone["uuid"])
-    host = await ok(
-        node,
-        "AddKVMHost",
-        name="local",
-        clusterUuid=cluster["uuid"],
-        agentPort=node.props["agent.port"],
-    )
-    await ok(node, "AddLocalBackupStorage", name="bs", zoneUuid=zone["uuid"], url=str(root / "bs"))
-    ps = await ok(
-        node, "AddLocalPrimaryStorage", name="ps", zoneUuid=zone["uuid"], url=str(root / "ps")
-    )
-    await ok(
-        node,
-        "AttachPrimaryStorageToCluster",
-        primaryStorageUuid=ps["uuid"],
-        clusterUuid=cluster["uuid"],
-    )
+    [host] = await ok(node, "QueryHost")
+    assert host["status"] == "Connected" and host["hypervisorType"] == "KVM"
+    [ps] = await ok(node, "QueryPrimaryStorage")
+    assert ps["url"] == str(node.data_dir / "primary-storage")
     image = await ok(node, "AddImage", name="tiny", url=str(IMAGE))
     offering = await ok(node, "CreateInstanceOffering", name="tiny", cpuNum=1, memorySize=256 * MiB)
     free = (host["availableCpuCapacity"], host["availableMemoryCapacity"])
@@ -143,6 +130,6 @@ async def test_vm_life_cycle_on_libvirt(node: ManagementNode) -> None:
     await ok(node, "DestroyVmInstance", uuid=vm["uuid"])
     await ok(node, "ExpungeVmInstance", uuid=vm["uuid"])
     assert f"zsl-{vm['uuid']}" not in virsh("list", "--all", "--name")
-    assert not list((root / "ps" / "rootvolumes").rglob("*.qcow2"))
+    assert not list((node.data_dir / "primary-storage" / "rootvolumes").rglob("*.qcow2"))
     assert await capacity() == free
     assert await ok(node, "QueryVmInstance") == []
