@@ -14,6 +14,7 @@ class Kind(Enum):
     TEXT = "text"
     DATE = "date"
     UUID = "uuid"
+    SIZE = "size"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Column:
             return fmt.date(value)
         if self.kind is Kind.UUID:
             return fmt.volatile(value, "uuid")
+        if self.kind is Kind.SIZE:
+            return fmt.size(value)
         return fmt.text(value)
 
 
@@ -41,9 +44,13 @@ ZONE_COLUMNS = (
 
 HOST_COLUMNS = (
     Column("name", "name"),
-    Column("managementIp", "managementIp"),
-    Column("state", "state"),
     Column("status", "status"),
+    Column("hypervisorType", "type"),
+    Column("acceleration", "accel"),
+    Column("availableCpuCapacity", "free cpu"),
+    Column("availableMemoryCapacity", "free mem", Kind.SIZE),
+    Column("totalMemoryCapacity", "mem (less reserved)", Kind.SIZE),
+    Column("managementIp", "managementIp"),
     Column("uuid", "uuid", Kind.UUID),
 )
 

@@ -36,6 +36,16 @@ class Formatter:
             return value.strftime("%Y-%m-%d %H:%M:%S")
         return self.text(value)
 
+    def size(self, value: Any) -> str:
+        """Bytes as 512M, 23.0G…"""
+        if not isinstance(value, int) or isinstance(value, bool):
+            return self.text(value)
+        for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+            if abs(value) >= factor:
+                amount = value / factor
+                return f"{amount:.0f}{unit}" if amount == int(amount) else f"{amount:.1f}{unit}"
+        return f"{value}B"
+
     def volatile(self, value: Any, placeholder: str) -> str:
         """A value that differs between runs (uuid, pid, path, host name)."""
         return f"<{placeholder}>" if self.mask_volatile else self.text(value)

@@ -28,12 +28,13 @@ class QueryResult:
 class Overview:
     node: QueryResult
     zones: QueryResult
+    hosts: QueryResult
     global_configs: QueryResult
 
     @property
     def errors(self) -> list[str]:
         """One line per failed query: ``<Api>: <code>: <description>``."""
-        results = (self.node, self.zones, self.global_configs)
+        results = (self.node, self.zones, self.hosts, self.global_configs)
         return [f"{r.api}: {r.error}" for r in results if r.error is not None]
 
 
@@ -53,10 +54,11 @@ def _by_category_and_name(result: QueryResult) -> QueryResult:
 
 
 async def fetch_overview(session: NodeSession) -> Overview:
-    """The node record, the zones (oldest first) and every global config (sorted)."""
-    node, zones, configs = await asyncio.gather(
+    """The node record, zones and hosts (oldest first) and every global config (sorted)."""
+    node, zones, hosts, configs = await asyncio.gather(
         query(session, "QueryManagementNode"),
         query(session, "QueryZone", {"sortBy": "createDate"}),
+        query(session, "QueryHost", {"sortBy": "createDate"}),
         query(session, "QueryGlobalConfig"),
     )
-    return Overview(node, zones, _by_category_and_name(configs))
+    return Overview(node, zones, hosts, _by_category_and_name(configs))

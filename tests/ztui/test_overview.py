@@ -89,6 +89,41 @@ async def test_hosts_tab_says_there_are_none_yet(props: Properties) -> None:
         assert table(app, "hosts-table").row_count == 0
 
 
+async def test_hosts_tab_lists_hosts_with_capacity(props: Properties) -> None:
+    app = ZtuiApp(props)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, app)
+        other = await connect(props)
+        try:
+            zone = (await other.call("CreateZone", {"name": "z"})).inventory
+            cluster = (
+                await other.call(
+                    "CreateCluster",
+                    {"name": "c", "zoneUuid": zone["uuid"], "hypervisorType": "Simulator"},
+                )
+            ).inventory
+            reply = await other.call(
+                "AddSimulatorHost",
+                {
+                    "name": "sim-a",
+                    "clusterUuid": cluster["uuid"],
+                    "cpuNum": 2,
+                    "memorySize": 4 * 1024**3,
+                },
+            )
+            assert reply.success, reply.error
+        finally:
+            await other.close()
+        await pilot.press("r")
+        await loaded(pilot, app, 2)
+        await pilot.press("2")
+        hosts = table(app, "hosts-table")
+        assert hosts.column_values("name") == ["sim-a"]
+        assert hosts.column_values("status") == ["Connected"]
+        assert hosts.column_values("availableMemoryCapacity") == ["4G"]
+        assert not overview(app).query_one("#hosts-note").display
+
+
 async def test_q_quits_and_frees_the_data_dir(props: Properties) -> None:
     app = ZtuiApp(props)
     async with app.run_test(size=SIZE) as pilot:

@@ -18,7 +18,9 @@ from ztui.widgets.node_summary import NodeSummary
 from ztui.widgets.resource_table import ResourceTable
 from ztui.widgets.status_line import StatusLine
 
-NO_HOSTS_NOTE = "no hosts yet: the compute service comes with the KVM host agent"
+NO_HOSTS_NOTE = (
+    "no hosts yet: set bootstrap.local_host in config.toml, or zcli AddKVMHost / AddSimulatorHost"
+)
 TABS = {"zones": "#zones-table", "hosts": "#hosts-table", "global-configs": "#global-configs-table"}
 
 
@@ -126,8 +128,10 @@ class OverviewScreen(Screen[None]):
         self.query_one(NodeSummary).show_node(
             self._session.in_process, records[0] if records else None
         )
+        self.query_one("#hosts-note").display = overview.hosts.ok and not overview.hosts.inventories
         for result, table_id in (
             (overview.zones, "#zones-table"),
+            (overview.hosts, "#hosts-table"),
             (overview.global_configs, "#global-configs-table"),
         ):
             if result.ok:
@@ -140,5 +144,6 @@ class OverviewScreen(Screen[None]):
         else:
             self.status.show_info(
                 f"{_plural(len(overview.zones.inventories), 'zone')} · "
+                f"{_plural(len(overview.hosts.inventories), 'host')} · "
                 f"{_plural(len(overview.global_configs.inventories), 'global config')}"
             )
