@@ -24,7 +24,6 @@ import logging
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -44,7 +43,8 @@ from core.image.api import (
     RecoverImage,
 )
 from core.image.models import ImageBackupStorageRefVO, ImageVO
-from core.kernel.db import new_uuid, utcnow
+from core.kernel.db import new_uuid
+from core.kernel.deletion import expunge_expired
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found, operr
 from core.kernel.extensions import Component, Plugin
 from core.kernel.periodic import PeriodicTask
@@ -345,24 +345,9 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
 
     async def expunge_expired(self) -> None:
         """With the Delay policy, expunge images Deleted longer than image.expungePeriod ago."""
-        configs = self.node.plugin(GlobalConfigPlugin)
-        if configs.value(global_config.CATEGORY, global_config.DELETION_POLICY.name) != "Delay":
-            return
-        period = configs.value(global_config.CATEGORY, global_config.EXPUNGE_PERIOD.name)
-        before = utcnow() - timedelta(seconds=period)
-        expired = await self.node.db.run(
-            lambda s: list(
-                s.scalars(
-                    select(ImageVO.uuid).where(
-                        ImageVO.status == DELETED, ImageVO.last_op_date < before
-                    )
-                )
-            )
+        await expunge_expired(
+            self.node, global_config.CATEGORY, ImageVO, "status", DELETED, "ExpungeImage"
         )
-        for image_uuid in expired:
-            reply = await self.node.call("ExpungeImage", {"uuid": image_uuid})
-            if not reply.success:
-                log.warning("expunging image %s failed: %s", image_uuid, reply.error)
 
     @handles(ExpungeImage)
     async def expunge(self, msg: ExpungeImage) -> None:

@@ -9,34 +9,28 @@ from core.storage.models import BackupStorageVO, PrimaryStorageVO
 ABSOLUTE_PATH = r"/[^\x00]*"
 
 
-class AddLocalBackupStorage(ApiMessage):
+class _AddLocalStorage(ApiMessage):
+    name: str = param(required=True, max_length=255, non_empty=True)
+    description: str = param(max_length=2048)
+    zone_uuid: str = param(required=True, resource_type="ZoneVO")
+    url: str = param(
+        required=True,
+        max_length=1024,
+        regex=ABSOLUTE_PATH,
+        description="an absolute directory path",
+    )
+
+
+class AddLocalBackupStorage(_AddLocalStorage):
     """Keep images in a directory of this machine (made by the local host's agent)."""
 
     tag_resource_type: ClassVar[str] = "BackupStorageVO"
-    name: str = param(required=True, max_length=255, non_empty=True)
-    description: str = param(max_length=2048)
-    zone_uuid: str = param(required=True, resource_type="ZoneVO")
-    url: str = param(
-        required=True,
-        max_length=1024,
-        regex=ABSOLUTE_PATH,
-        description="an absolute directory path",
-    )
 
 
-class AddLocalPrimaryStorage(ApiMessage):
+class AddLocalPrimaryStorage(_AddLocalStorage):
     """Keep volumes in a directory of this machine (made by the local host's agent)."""
 
     tag_resource_type: ClassVar[str] = "PrimaryStorageVO"
-    name: str = param(required=True, max_length=255, non_empty=True)
-    description: str = param(max_length=2048)
-    zone_uuid: str = param(required=True, resource_type="ZoneVO")
-    url: str = param(
-        required=True,
-        max_length=1024,
-        regex=ABSOLUTE_PATH,
-        description="an absolute directory path",
-    )
 
 
 class AttachPrimaryStorageToCluster(ApiMessage):

@@ -12,7 +12,6 @@ flight are ignored: the operation sets the state it ends in.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -28,7 +27,7 @@ from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.plugin import HostPlugin
 from core.image.models import ImageVO
 from core.kernel.chains import FlowChainContributor, FlowInsertion
-from core.kernel.db import utcnow
+from core.kernel.deletion import expunge_expired
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found
 from core.kernel.extensions import Component, Plugin
 from core.kernel.flow import NoRollbackFlow
@@ -90,24 +89,14 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
 
     async def expunge_expired(self) -> None:
         """With the Delay policy, expunge VMs Destroyed longer than vm.expungePeriod ago."""
-        configs = self.node.plugin(GlobalConfigPlugin)
-        if configs.value(global_config.CATEGORY, global_config.DELETION_POLICY.name) != "Delay":
-            return
-        period = configs.value(global_config.CATEGORY, global_config.EXPUNGE_PERIOD.name)
-        before = utcnow() - timedelta(seconds=period)
-        expired = await self.node.db.run(
-            lambda s: list(
-                s.scalars(
-                    select(VmInstanceVO.uuid).where(
-                        VmInstanceVO.state == st.DESTROYED, VmInstanceVO.last_op_date < before
-                    )
-                )
-            )
+        await expunge_expired(
+            self.node,
+            global_config.CATEGORY,
+            VmInstanceVO,
+            "state",
+            st.DESTROYED,
+            "ExpungeVmInstance",
         )
-        for vm_uuid in expired:
-            reply = await self.node.call("ExpungeVmInstance", {"uuid": vm_uuid})
-            if not reply.success:
-                log.warning("expunging VM %s failed: %s", vm_uuid, reply.error)
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
