@@ -1,0 +1,288 @@
+"""CreateVmInstance throughput and QueryVmInstance latency on a simulator lab.
+
+Run: ``.venv/bin/python bench/vm_simulator.py`` (or ``make bench-vm-simulator``).
+
+A management node runs in this process on a temporary data dir with the shipped
+database (SQLite, WAL), as ``zcli``/``ztui`` would run it.  The lab is built
+through the public API: a zone, a Simulator cluster with ``HOSTS`` simulator
+hosts (agents are child processes of the node), local backup and primary
+storage, a 1-CPU/16-MiB offering and a 1-MiB qcow2 image added with AddImage.
+The hosts are sized so that capacity never runs out (the allocator takes the
+first host that has room, so in practice every VM lands on the first one).
+
+(1) CreateVmInstance (InstantStart) with 1, 10 and 100 concurrent callers, each
+    caller creating VMs one after the other until its round's quota is used;
+    throughput is VMs created / wall time of the round, latency is per call,
+    from the call to its reply.  The first VM (image cached on the primary
+    storage) is made before, and not counted.
+(2) QueryVmInstance with every VM in the database: a page of Running VMs
+    (``limit=100``), a full ``count=true``, and one unpaged query of them all.
+
+Every call must succeed (the run stops otherwise); targets are printed, never
+asserted.  The node is stopped (its simulator agents with it) and the data dir
+removed at the end, whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+
+from core.kernel import properties
+from core.kernel.node import ManagementNode
+
+MiB = 1024**2
+GiB = 1024**3
+
+HOSTS = 2
+HOST_CPUS = 1024  # x cpu.overProvisioning.ratio (10): 10,240 vCPUs per host
+HOST_MEMORY = 1024 * GiB
+VM_MEMORY = 16 * MiB  # the smallest offering allowed
+IMAGE_SIZE = 1 * MiB  # virtual size: what each root volume reserves on the primary storage
+ROUNDS = ((1, 100), (10, 400), (100, 1500))  # (concurrent callers, VMs created)
+QUERY_REPEATS = 100
+FULL_QUERY_REPEATS = 10
+UNPAGED = 1_000_000  # the largest limit a query takes
+
+THROUGHPUT_TARGET = 200.0  # VMs/s with 100 callers
+QUERY_TARGET_MS = 50.0
+
+
+class ApiFailed(RuntimeError):
+    pass
+
+
+async def ok(node: ManagementNode, api: str, **params: Any) -> Any:
+    reply = await node.call(api, params)
+    if not reply.success:
+        raise ApiFailed(f"{api} failed: {reply.error}")
+    return reply.inventory if reply.inventories is None else reply.inventories
+
+
+def percentile(samples: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100)."""
+    ordered = sorted(samples)
+    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
+
+
+class DbCounter:
+    """Counts the node's database transactions (``Database.run``), to report per create."""
+
+    def __init__(self, node: ManagementNode) -> None:
+        assert node.db is not None
+        self.count = 0
+        run = node.db.run
+
+        async def counted(fn: Callable[[Any], Any]) -> Any:
+            self.count += 1
+            return await run(fn)
+
+        node.db.run = counted  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------
+# the lab
+# --------------------------------------------------------------------------
+
+
+async def make_lab(node: ManagementNode, root: Path) -> tuple[str, str]:
+    """Zone, cluster, hosts, storage, offering and image; (offering uuid, image uuid)."""
+    zone = await ok(node, "CreateZone", name="bench")
+    cluster = await ok(
+        node, "CreateCluster", name="sim", zoneUuid=zone["uuid"], hypervisorType="Simulator"
+    )
+    await asyncio.gather(
+        *(
+            ok(
+                node,
+                "AddSimulatorHost",
+                name=f"sim-{i}",
+                clusterUuid=cluster["uuid"],
+                cpuNum=HOST_CPUS,
+                memorySize=HOST_MEMORY,
+            )
+            for i in range(1, HOSTS + 1)
+        )
+    )
+    await ok(node, "AddLocalBackupStorage", name="bs", zoneUuid=zone["uuid"], url=str(root / "bs"))
+    ps = await ok(
+        node, "AddLocalPrimaryStorage", name="ps", zoneUuid=zone["uuid"], url=str(root / "ps")
+    )
+    await ok(
+        node,
+        "AttachPrimaryStorageToCluster",
+        primaryStorageUuid=ps["uuid"],
+        clusterUuid=cluster["uuid"],
+    )
+    offering = await ok(node, "CreateInstanceOffering", name="tiny", cpuNum=1, memorySize=VM_MEMORY)
+    source = root / "base.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", str(source), str(IMAGE_SIZE)], check=True
+    )
+    image = await ok(node, "AddImage", name="base", url=str(source), format="qcow2")
+    return offering["uuid"], image["uuid"]
+
+
+# --------------------------------------------------------------------------
+# measuring
+# --------------------------------------------------------------------------
+
+
+async def create_round(
+    node: ManagementNode, offering: str, image: str, callers: int, total: int, first: int
+) -> tuple[float, list[float]]:
+    """``callers`` closed-loop callers create ``total`` VMs; (wall seconds, latencies)."""
+    left = total
+    latencies: list[float] = []
+
+    async def caller() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            n = first + total - left
+            t0 = time.perf_counter()
+            await ok(
+                node,
+                "CreateVmInstance",
+                name=f"vm-{n}",
+                instanceOfferingUuid=offering,
+                imageUuid=image,
+            )
+            latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(callers)))
+    return time.perf_counter() - t0, latencies
+
+
+async def time_query(node: ManagementNode, repeats: int, **params: Any) -> tuple[list[float], int]:
+    """Latencies of ``repeats`` QueryVmInstance calls; the size of the last answer."""
+    reply = None
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        reply = await node.call("QueryVmInstance", params)
+        samples.append(time.perf_counter() - t0)
+        if not reply.success:
+            raise ApiFailed(f"QueryVmInstance {params} failed: {reply.error}")
+    assert reply is not None
+    size = reply.total if params.get("count") else len(reply.inventories or [])
+    return samples, int(size or 0)
+
+
+def verdict(holds: bool) -> str:
+    return "HOLDS" if holds else "MISSED"
+
+
+async def run(root: Path) -> None:
+    config = root / "config.toml"
+    config.write_text(f'[core]\ndata_dir = "{root / "data"}"\n')
+    props = properties.load(config, env={})
+    node = ManagementNode(props, serve_socket=False)
+    await node.start()
+    try:
+        assert node.db is not None
+        offering, image = await make_lab(node, root)
+        await ok(
+            node, "CreateVmInstance", name="vm-0", instanceOfferingUuid=offering, imageUuid=image
+        )
+        created = 1
+        counter = DbCounter(node)
+
+        rows: list[tuple[int, int, float, list[float], float]] = []
+        for callers, total in ROUNDS:
+            before = counter.count
+            wall, latencies = await create_round(node, offering, image, callers, total, created)
+            created += total
+            rows.append((callers, total, wall, latencies, (counter.count - before) / total))
+
+        header = (
+            f"{'callers':>7} {'VMs':>6} {'wall s':>8} {'VMs/s':>8} "
+            f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'DB tx/VM':>9}"
+        )
+        print("CreateVmInstance (InstantStart), closed-loop callers")
+        print(header)
+        print("-" * len(header))
+        for callers, total, wall, lat, tx in rows:
+            print(
+                f"{callers:>7} {total:>6} {wall:>8.2f} {total / wall:>8.1f} "
+                f"{percentile(lat, 50) * 1e3:>8.1f} {percentile(lat, 99) * 1e3:>8.1f} "
+                f"{max(lat) * 1e3:>8.1f} {tx:>9.1f}"
+            )
+        print()
+
+        queries = (
+            (
+                "state=Running, limit=100",
+                QUERY_REPEATS,
+                {"conditions": ["state=Running"], "limit": 100},
+            ),
+            ("count=true", QUERY_REPEATS, {"count": True}),
+            ("all, unpaged", FULL_QUERY_REPEATS, {"limit": UNPAGED}),
+        )
+        print(f"QueryVmInstance with {created} VMs in the database (SQLite)")
+        header = f"{'query':<26} {'calls':>6} {'rows':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+        print(header)
+        print("-" * len(header))
+        p99s: list[tuple[str, float]] = []
+        for label, repeats, params in queries:
+            await time_query(node, 3, **params)  # warm up
+            samples, size = await time_query(node, repeats, **params)
+            p99s.append((label, percentile(samples, 99) * 1e3))
+            print(
+                f"{label:<26} {repeats:>6} {size:>6} {percentile(samples, 50) * 1e3:>8.1f} "
+                f"{p99s[-1][1]:>8.1f} {max(samples) * 1e3:>8.1f}"
+            )
+        print()
+
+        callers, total, wall, _, _ = rows[-1]
+        rate = total / wall
+        print(
+            f"target: >= {THROUGHPUT_TARGET:.0f} VMs/s with {callers} callers "
+            f"({os.cpu_count()} CPUs, SQLite): {verdict(rate >= THROUGHPUT_TARGET)} "
+            f"({rate:.1f} VMs/s)"
+        )
+        for label, p99 in p99s:
+            print(
+                f"target: query ({label}) p99 < {QUERY_TARGET_MS:.0f} ms: "
+                f"{verdict(p99 < QUERY_TARGET_MS)} ({p99:.1f} ms)"
+            )
+    finally:
+        await node.stop()
+
+
+async def main() -> int:
+    logging.basicConfig(level=logging.ERROR)
+    print(
+        f"VM benchmark on simulator hosts: Python {platform.python_version()}, "
+        f"SQLAlchemy {sqlalchemy.__version__}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{HOSTS} simulator hosts ({HOST_CPUS} CPUs, {HOST_MEMORY // GiB} GiB each); "
+        f"VMs of 1 CPU, {VM_MEMORY // MiB} MiB; root volumes are qcow2 overlays made "
+        "by the agent with qemu-img"
+    )
+    print()
+    root = Path(tempfile.mkdtemp(prefix="zsl-bench-vm-"))
+    try:
+        await run(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
