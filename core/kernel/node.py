@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -128,6 +129,9 @@ class ManagementNode:
             await self._teardown()
             raise
         self.running = True
+        # What start-up made lives as long as the node: keep it out of every later full
+        # garbage collection (they would otherwise pause API calls for tens of ms).
+        gc.freeze()
         log.info("management node started on %s", self.data_dir)
 
     async def _start_locked(self) -> None:

@@ -39,6 +39,8 @@ from core.volume.models import VolumeVO
 
 CHAIN = "createVm"
 _cache_locks: dict[tuple[str, str], asyncio.Lock] = {}
+# Caches are never removed while the node runs, so a hit can be remembered.
+_cache_paths: dict[tuple[str, str], str] = {}
 
 
 class VmAllocateHostFlow(Flow):
@@ -205,6 +207,9 @@ async def _image_cache(data: dict[str, Any], agent: Any) -> str:
     a cache serves every later VM, as ZStack's ImageCacheVO does)."""
     node, spec, ps = data["node"], data["spec"], data["primary_storage"]
     key = (ps["uuid"], spec.image_uuid)
+    cached = _cache_paths.get(key)
+    if cached is not None:
+        return cached
     lock = _cache_locks.setdefault(key, asyncio.Lock())
     async with lock:
 
@@ -221,6 +226,7 @@ async def _image_cache(data: dict[str, Any], agent: Any) -> str:
 
         existing, fmt = await node.db.run(find)
         if existing is not None:
+            _cache_paths[key] = existing
             return existing
         path = f"{ps['url']}/imagecache/{spec.image_uuid}.{fmt}"
         answer = await agent.call_async(
@@ -245,6 +251,7 @@ async def _image_cache(data: dict[str, Any], agent: Any) -> str:
             )
 
         await node.db.run(record)
+        _cache_paths[key] = path
         return path
 
 
