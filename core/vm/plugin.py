@@ -25,7 +25,7 @@ from core.config.plugin import GlobalConfigPlugin
 from core.host.capacity import HOLDING_STATES, return_capacity
 from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.plugin import HostPlugin
-from core.image.models import ImageVO
+from core.image.plugin import ready_image
 from core.kernel.chains import FlowChainContributor, FlowInsertion
 from core.kernel.deletion import expunge_expired
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found
@@ -193,13 +193,8 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
 
         def create_row(session: Session) -> tuple[dict[str, Any], VmInstanceSpec]:
             offering = session.get(InstanceOfferingVO, msg.instance_offering_uuid)
-            image = session.get(ImageVO, msg.image_uuid)
-            assert offering is not None and image is not None  # checked by the bus
-            if image.status != "Ready" or image.state != "Enabled":
-                raise argerr(
-                    f"image {image.name} is {image.status} and {image.state}; "
-                    "a VM needs a Ready, Enabled image"
-                )
+            assert offering is not None  # checked by the bus
+            image = ready_image(session, msg.image_uuid)
             vm = VmInstanceVO(
                 name=msg.name,
                 description=msg.description,
