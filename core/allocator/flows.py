@@ -18,7 +18,7 @@ from core.allocator.extension_points import InstanceOfferingTagAllocatorExtensio
 from core.cluster.models import ClusterVO
 from core.host.models import HostVO
 from core.image.models import ImageBackupStorageRefVO
-from core.kernel.errors import ErrorCode, OperationError
+from core.kernel.errors import ErrorCode, OperationError, operr
 from core.kernel.flow import NoRollbackFlow
 from core.storage.models import BackupStorageVO, PrimaryStorageClusterRefVO, PrimaryStorageVO
 from core.zone.models import ZoneVO
@@ -103,18 +103,18 @@ class HostCapacityAllocatorFlow(_Narrow):
         ]
 
 
-class AttachedL2NetworkAllocatorFlow(_Narrow):
-    """Hosts in clusters attached to every L2 network of the VM's L3 networks."""
+class AttachedL2NetworkAllocatorFlow(NoRollbackFlow):
+    """Hosts in clusters attached to every L2 network of the VM's L3 networks.
 
-    reason = "no host is in a cluster attached to the VM's networks"
+    Until the networking service lands there are no L2 networks to attach: a VM on
+    networks is refused with that reason (CreateVmInstance refuses it earlier too).
+    """
 
     def skip(self, data: dict[str, Any]) -> bool:
-        return not data["spec"].l3_network_uuids  # networks come with the networking service
+        return not data["spec"].l3_network_uuids
 
-    async def keep(
-        self, data: dict[str, Any], candidates: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        return []
+    async def run(self, data: dict[str, Any]) -> None:
+        raise operr("L3 networks are not available yet: the networking service is not installed")
 
 
 class ImageBackupStorageAllocatorFlow(_Narrow):

@@ -27,7 +27,7 @@ from core.host.api import AddKVMHost, AddSimulatorHost, DeleteHost, QueryHost, R
 from core.host.connect import CHAIN, DEFAULT_FLOWS
 from core.host.local_agent import LocalAgent, free_port, is_local
 from core.host.models import HostVO
-from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found, operr
+from core.kernel.errors import OperationError, argerr, not_found, operr
 from core.kernel.extensions import Component, Plugin
 from core.kernel.periodic import PeriodicTask
 from core.kernel.rest import AgentClient
@@ -183,14 +183,7 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
         )
         if not outcome.succeeded:
             await self._set_status(host_uuid, "Disconnected")
-            assert outcome.error is not None
-            raise OperationError(
-                ErrorCode(
-                    SysErrors.OPERATION_ERROR,
-                    f"cannot connect host {host.name}",
-                    cause=outcome.error,
-                )
-            )
+            outcome.raise_for_error(f"cannot connect host {host.name}")
         self._failures.pop(host_uuid, None)
         return await self._set_status(host_uuid, "Connected")
 

@@ -63,6 +63,9 @@ class _KeyedLocks:
     def busy(self) -> list[str]:
         return sorted(self._locks)
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._locks
+
 
 class ApiBus:
     def __init__(self, db: Database, default_timeout: float) -> None:
@@ -169,6 +172,10 @@ class ApiBus:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             task.exception()  # retrieved: the caller (or its timeout reply) reported it
+
+    def is_busy(self, signature: str) -> bool:
+        """Whether an operation holds (or waits for) the queue of ``signature``."""
+        return signature in self._locks
 
     async def drain(self) -> None:
         """Wait for operations still running (e.g. after their callers timed out)."""

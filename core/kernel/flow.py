@@ -144,19 +144,22 @@ class FlowOutcome:
     def succeeded(self) -> bool:
         return self.status is FlowChainStatus.SUCCEEDED
 
-    def raise_for_error(self) -> None:
+    def raise_for_error(self, description: str | None = None) -> None:
         """Raise the failure as an :class:`OperationError`; do nothing on success.
 
         When a rollback failed too, the raised error is ``SYS.1010`` (the user must
         know resources may be left behind) with the original error as its cause.
+        With ``description`` (e.g. ``"cannot start VM web1"``), that error is in turn
+        the cause of an operation error saying what failed.
         """
         if self.error is None:
             return
+        error = self.error
         if self.rollback_errors:
-            raise OperationError(
-                _rollback_failed_error(self.chain_name, self.error, self.rollback_errors)
-            )
-        raise OperationError(self.error)
+            error = _rollback_failed_error(self.chain_name, self.error, self.rollback_errors)
+        if description is not None:
+            error = ErrorCode(SysErrors.OPERATION_ERROR, description, cause=error)
+        raise OperationError(error)
 
 
 def _rollback_failed_error(

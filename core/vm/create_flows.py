@@ -43,6 +43,11 @@ _cache_locks: dict[tuple[str, str], asyncio.Lock] = {}
 _cache_paths: dict[tuple[str, str], str] = {}
 
 
+def console_log_path(primary_storage_url: str, vm_uuid: str) -> str:
+    """The serial console log sits beside the VM's volumes, on its host."""
+    return f"{primary_storage_url}/consoles/{vm_uuid}.log"
+
+
 class VmAllocateHostFlow(Flow):
     """Run the host allocator chain, then reserve CPU and memory on the first candidate
     that still has them (one conditional UPDATE, so concurrent creates never overbook)."""
@@ -287,7 +292,7 @@ class VmCreateOnHypervisorFlow(Flow):
     async def run(self, data: dict[str, Any]) -> None:
         node, spec, volume = data["node"], data["spec"], data["root_volume"]
         agent = await node.plugin(HostPlugin).agent_of(data["host"]["uuid"])
-        data["console_log"] = f"{data['primary_storage']['url']}/consoles/{spec.vm_uuid}.log"
+        data["console_log"] = console_log_path(data["primary_storage"]["url"], spec.vm_uuid)
         acceleration = await node.db.run(lambda s: s.get(HostVO, data["host"]["uuid"]).acceleration)  # type: ignore[union-attr]
         data["on_hypervisor"] = True
         await agent.call_async(

@@ -18,7 +18,11 @@ from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
 from core.storage.capacity import return_primary_capacity
 from core.storage.models import PrimaryStorageVO
-from core.vm.create_flows import VmInstantiateResourcePostFlow, VmInstantiateResourcePreFlow
+from core.vm.create_flows import (
+    VmInstantiateResourcePostFlow,
+    VmInstantiateResourcePreFlow,
+    console_log_path,
+)
 from core.volume.models import VolumeVO
 
 
@@ -55,10 +59,15 @@ class VmAllocateHostForStoppedVmFlow(Flow):
 class VmStartOnHypervisorFlow(Flow):
     async def run(self, data: dict[str, Any]) -> None:
         vm = data["vm"]
-        volume = await data["node"].db.run(
-            lambda s: s.get(VolumeVO, vm["rootVolumeUuid"]).to_inventory()
-        )  # type: ignore[union-attr]
-        console = data["node"].plugin(_vm_plugin()).console_log_path(vm["uuid"], volume)
+
+        def root_volume(session: Session) -> tuple[dict[str, Any], str]:
+            volume = session.get(VolumeVO, vm["rootVolumeUuid"])
+            assert volume is not None and volume.primary_storage_uuid is not None
+            storage = session.get(PrimaryStorageVO, volume.primary_storage_uuid)
+            assert storage is not None
+            return volume.to_inventory(), console_log_path(storage.url, vm["uuid"])
+
+        volume, console = await data["node"].db.run(root_volume)
         data["on_hypervisor"] = True
         await (await _agent(data, data["host"]["uuid"])).call_async(
             protocol.VM_START,
@@ -179,12 +188,6 @@ class VmExpungeRootVolumeFlow(NoRollbackFlow):
 def _inventory(session: Session, model: Any, uuid: str) -> dict[str, Any] | None:
     row = session.get(model, uuid)
     return None if row is None else row.to_inventory()
-
-
-def _vm_plugin() -> type:
-    from core.vm.plugin import VmPlugin
-
-    return VmPlugin
 
 
 def _paths(*classes: type) -> list[str]:

@@ -28,7 +28,7 @@ from core.host.plugin import HostPlugin
 from core.image.plugin import ready_image
 from core.kernel.chains import FlowChainContributor, FlowInsertion
 from core.kernel.deletion import expunge_expired
-from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found
+from core.kernel.errors import OperationError, argerr, not_found
 from core.kernel.extensions import Component, Plugin
 from core.kernel.flow import NoRollbackFlow
 from core.kernel.periodic import PeriodicTask
@@ -104,11 +104,6 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
     def flow_insertions(self) -> list[FlowInsertion]:
         return [FlowInsertion(HOST_CONNECT_CHAIN, f"{__name__}.VmSyncOnHostConnectFlow")]
 
-    def console_log_path(self, vm_uuid: str, root_volume: dict[str, Any]) -> str:
-        """The serial console log sits beside the VM's storage, on its host."""
-        storage_root = root_volume["installPath"].split("/rootvolumes/")[0]
-        return f"{storage_root}/consoles/{vm_uuid}.log"
-
     # -- state ----------------------------------------------------------------------
 
     async def change_state(self, vm_uuid: str, event: str, **columns: Any) -> dict[str, Any]:
@@ -140,7 +135,7 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
 
     def _busy(self, vm_uuid: str) -> bool:
         assert self.node.bus is not None
-        return vm_uuid in self._creating or f"Vm-{vm_uuid}" in self.node.bus._locks.busy()
+        return vm_uuid in self._creating or self.node.bus.is_busy(f"Vm-{vm_uuid}")
 
     async def reconcile(self, vm_uuid: str, reported: str) -> None:
         """Make the DB say what the hypervisor says (a report, or a sync)."""
@@ -235,14 +230,7 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
         outcome = await self.node.chain(CREATE_CHAIN).start({"node": self.node, "spec": spec})
         if not outcome.succeeded:
             await self._forget_vm(spec.vm_uuid)
-            try:
-                outcome.raise_for_error()
-            except OperationError as exc:
-                raise OperationError(
-                    ErrorCode(
-                        SysErrors.OPERATION_ERROR, f"cannot create VM {msg.name}", cause=exc.error
-                    )
-                ) from None
+            outcome.raise_for_error(f"cannot create VM {msg.name}")
         data = outcome.data
         inventory = await self.change_state(
             spec.vm_uuid,
@@ -273,19 +261,11 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
         st.check_operation(vm["name"], vm["state"], operation)
         return vm
 
-    async def _run(self, chain: str, vm: dict[str, Any], **data: Any) -> None:
+    async def _run(self, chain: str, vm: dict[str, Any], **data: Any) -> dict[str, Any]:
+        """Run a life-cycle chain; its data on success, a clear error on failure."""
         outcome = await self.node.chain(chain).start({"node": self.node, "vm": vm, **data})
-        if not outcome.succeeded:
-            try:
-                outcome.raise_for_error()
-            except OperationError as exc:
-                raise OperationError(
-                    ErrorCode(
-                        SysErrors.OPERATION_ERROR,
-                        f"cannot {chain.removesuffix('Vm')} VM {vm['name']}",
-                        cause=exc.error,
-                    )
-                ) from None
+        outcome.raise_for_error(f"cannot {chain.removesuffix('Vm')} VM {vm['name']}")
+        return outcome.data
 
     async def _operate(
         self, vm: dict[str, Any], chain: str, start_event: str, done_event: str, **data: Any
@@ -313,21 +293,11 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
         vm = await self._load(msg.uuid, "start")
         await self.change_state(vm["uuid"], "starting")
         try:
-            outcome = await self.node.chain("startVm").start({"node": self.node, "vm": vm})
-            if not outcome.succeeded:
-                assert outcome.error is not None
-                raise OperationError(
-                    ErrorCode(
-                        SysErrors.OPERATION_ERROR,
-                        f"cannot start VM {vm['name']}",
-                        cause=outcome.error,
-                    )
-                )
+            data = await self._run("startVm", vm)
         except BaseException:
             await self._restore(vm)
             raise
-        host = outcome.data["host"]["uuid"]
-        return await self.change_state(vm["uuid"], "running", host_uuid=host)
+        return await self.change_state(vm["uuid"], "running", host_uuid=data["host"]["uuid"])
 
     async def _stop(self, vm: dict[str, Any], stop_type: str, timeout: int) -> dict[str, Any]:
         return await self._operate(

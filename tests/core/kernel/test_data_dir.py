@@ -31,8 +31,7 @@ async def test_data_dir_is_traversable_and_secrets_are_private(props: Properties
     async with ManagementNode(props) as node:
         await node.call("CreateZone", {"name": "z"})
         assert mode(props.data_dir) == 0o711
-        for name in ("zstack.db", "zstack.db-wal", "node.lock", "node.sock",
-                     "management-node.log"):
+        for name in ("zstack.db", "zstack.db-wal", "node.lock", "node.sock", "management-node.log"):
             path = props.data_dir / name
             if path.exists():
                 assert mode(path) & 0o077 == 0, f"{name} is readable by others"

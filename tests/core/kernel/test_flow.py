@@ -923,3 +923,32 @@ def test_fast_trace_event_constructor_builds_the_same_frozen_event() -> None:
     assert fast == FlowTraceEvent(*args)
     with pytest.raises(AttributeError):
         fast.kind = "other"  # type: ignore[misc]
+
+
+class _Undoable(Flow):
+    async def run(self, data: dict[str, Any]) -> None:
+        return None
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        raise RuntimeError("could not undo")
+
+
+class _Fails(NoRollbackFlow):
+    async def run(self, data: dict[str, Any]) -> None:
+        raise operr("boom")
+
+
+async def test_raise_for_error_with_a_description_keeps_a_rollback_failure() -> None:
+    outcome = await FlowChain("op", [_Undoable(), _Fails()]).start({})
+    with pytest.raises(OperationError) as raised:
+        outcome.raise_for_error("cannot start VM web1")
+    error = raised.value.error
+    assert (error.code, error.description) == (SysErrors.OPERATION_ERROR, "cannot start VM web1")
+    assert error.cause is not None and error.cause.code == SysErrors.ROLLBACK_FAILED
+    assert error.root_cause().description == "boom"
+
+    clean = await FlowChain("op", [_Fails()]).start({})
+    with pytest.raises(OperationError) as raised:
+        clean.raise_for_error("cannot start VM web1")
+    assert raised.value.error.cause is not None
+    assert raised.value.error.cause.description == "boom"

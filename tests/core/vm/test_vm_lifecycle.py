@@ -148,8 +148,14 @@ async def test_host_reconnect_syncs_vm_states(lab: Lab) -> None:
 async def test_a_deleted_image_cannot_make_a_vm(lab: Lab) -> None:
     free = await host_free(lab)
     await ok(lab.node, "DeleteImage", uuid=lab.image_uuid)
-    text = await fails(lab.node, "CreateVmInstance", SysErrors.INVALID_STATE, name="vm1",
-                       instanceOfferingUuid=lab.offering["uuid"], imageUuid=lab.image_uuid)
+    text = await fails(
+        lab.node,
+        "CreateVmInstance",
+        SysErrors.INVALID_STATE,
+        name="vm1",
+        instanceOfferingUuid=lab.offering["uuid"],
+        imageUuid=lab.image_uuid,
+    )
     assert text == "image base cannot be used: it is Deleted"
     assert await ok(lab.node, "QueryVmInstance") == []
     assert await host_free(lab) == free
