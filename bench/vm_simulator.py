@@ -79,18 +79,20 @@ def percentile(samples: list[float], p: float) -> float:
 
 
 class DbCounter:
-    """Counts the node's database transactions (``Database.run``), to report per create."""
+    """Counts the node's database transactions (``Database.run`` and ``run_core``)."""
 
     def __init__(self, node: ManagementNode) -> None:
         assert node.db is not None
         self.count = 0
-        run = node.db.run
+        for name in ("run", "run_core"):
+            setattr(node.db, name, self._counted(getattr(node.db, name)))
 
+    def _counted(self, run: Callable[[Any], Any]) -> Callable[[Any], Any]:
         async def counted(fn: Callable[[Any], Any]) -> Any:
             self.count += 1
             return await run(fn)
 
-        node.db.run = counted  # type: ignore[method-assign]
+        return counted
 
 
 # --------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Connection
 
 from core.allocator.extension_points import InstanceOfferingTagAllocatorExtensionPoint
 from core.cluster.models import ClusterVO
@@ -23,6 +23,15 @@ from core.kernel.flow import NoRollbackFlow
 from core.storage.models import BackupStorageVO, PrimaryStorageClusterRefVO, PrimaryStorageVO
 from core.zone.models import ZoneVO
 
+# Tables, for Core statements on hot paths (see Base.inventory_columns).
+_hosts = HostVO.__table__
+_clusters = ClusterVO.__table__
+_zones = ZoneVO.__table__
+_backup_storages = BackupStorageVO.__table__
+_image_copies = ImageBackupStorageRefVO.__table__
+_ps_clusters = PrimaryStorageClusterRefVO.__table__
+_primary_storages = PrimaryStorageVO.__table__
+
 CHAIN = "hostAllocator"
 NO_AVAILABLE_HOST = "HOST_ALLOCATION.1000"
 
@@ -31,16 +40,55 @@ def no_host(description: str, details: str = "") -> OperationError:
     return OperationError(ErrorCode(NO_AVAILABLE_HOST, description, details))
 
 
-def _host_dict(host: HostVO) -> dict[str, Any]:
-    return {
-        "uuid": host.uuid,
-        "name": host.name,
-        "zoneUuid": host.zone_uuid,
-        "clusterUuid": host.cluster_uuid,
-        "hypervisorType": host.hypervisor_type,
-        "availableCpuCapacity": host.available_cpu_capacity,
-        "availableMemoryCapacity": host.available_memory_capacity,
-    }
+# The allocator's reads run for every VM created, so they are built once and select
+# plain columns (no ORM objects); the values are bound at each run.
+_CANDIDATE_COLUMNS = {
+    "uuid": _hosts.c.uuid,
+    "name": _hosts.c.name,
+    "zoneUuid": _hosts.c.zone_uuid,
+    "clusterUuid": _hosts.c.cluster_uuid,
+    "hypervisorType": _hosts.c.hypervisor_type,
+    "acceleration": _hosts.c.acceleration,
+    "availableCpuCapacity": _hosts.c.available_cpu_capacity,
+    "availableMemoryCapacity": _hosts.c.available_memory_capacity,
+}
+_CANDIDATES = (
+    select(*_CANDIDATE_COLUMNS.values())
+    .join(_clusters, _clusters.c.uuid == _hosts.c.cluster_uuid)
+    .join(_zones, _zones.c.uuid == _hosts.c.zone_uuid)
+    .where(
+        _hosts.c.state == "Enabled",
+        _hosts.c.status == "Connected",
+        _clusters.c.state == "Enabled",
+        _zones.c.state == "Enabled",
+    )
+    .order_by(_hosts.c.create_date)
+)
+_CANDIDATES_OF_TYPE = _CANDIDATES.where(_hosts.c.hypervisor_type == bindparam("hypervisor_type"))
+_ZONES_WITH_IMAGE = (
+    select(_backup_storages.c.zone_uuid)
+    .join(
+        _image_copies,
+        _image_copies.c.backup_storage_uuid == _backup_storages.c.uuid,
+    )
+    .where(
+        _image_copies.c.image_uuid == bindparam("image_uuid"),
+        _image_copies.c.status == "Ready",
+        _backup_storages.c.state == "Enabled",
+    )
+)
+_CLUSTERS_WITH_ROOM = (
+    select(_ps_clusters.c.cluster_uuid)
+    .join(
+        _primary_storages,
+        _primary_storages.c.uuid == _ps_clusters.c.primary_storage_uuid,
+    )
+    .where(
+        _primary_storages.c.state == "Enabled",
+        _primary_storages.c.status == "Connected",
+        _primary_storages.c.available_capacity >= bindparam("need"),
+    )
+)
 
 
 class _Narrow(NoRollbackFlow):
@@ -66,24 +114,16 @@ class HostStateAndHypervisorAllocatorFlow(NoRollbackFlow):
     async def run(self, data: dict[str, Any]) -> None:
         spec = data["spec"]
 
-        def query(session: Session) -> list[dict[str, Any]]:
-            stmt = (
-                select(HostVO)
-                .join(ClusterVO, ClusterVO.uuid == HostVO.cluster_uuid)
-                .join(ZoneVO, ZoneVO.uuid == HostVO.zone_uuid)
-                .where(
-                    HostVO.state == "Enabled",
-                    HostVO.status == "Connected",
-                    ClusterVO.state == "Enabled",
-                    ZoneVO.state == "Enabled",
-                )
-                .order_by(HostVO.create_date)
-            )
+        def query(session: Connection) -> list[dict[str, Any]]:
             if spec.hypervisor_type:
-                stmt = stmt.where(HostVO.hypervisor_type == spec.hypervisor_type)
-            return [_host_dict(h) for h in session.scalars(stmt)]
+                rows = session.execute(
+                    _CANDIDATES_OF_TYPE, {"hypervisor_type": spec.hypervisor_type}
+                )
+            else:
+                rows = session.execute(_CANDIDATES)
+            return [dict(zip(_CANDIDATE_COLUMNS, row, strict=True)) for row in rows]
 
-        data["candidates"] = await data["node"].db.run(query)
+        data["candidates"] = await data["node"].db.run_core(query)
         if not data["candidates"]:
             raise no_host("no host is Enabled and Connected in an Enabled zone and cluster")
 
@@ -130,23 +170,10 @@ class ImageBackupStorageAllocatorFlow(_Narrow):
     ) -> list[dict[str, Any]]:
         image_uuid = data["spec"].image_uuid
 
-        def zones(session: Session) -> set[str]:
-            return set(
-                session.scalars(
-                    select(BackupStorageVO.zone_uuid)
-                    .join(
-                        ImageBackupStorageRefVO,
-                        ImageBackupStorageRefVO.backup_storage_uuid == BackupStorageVO.uuid,
-                    )
-                    .where(
-                        ImageBackupStorageRefVO.image_uuid == image_uuid,
-                        ImageBackupStorageRefVO.status == "Ready",
-                        BackupStorageVO.state == "Enabled",
-                    )
-                )
-            )
+        def zones(session: Connection) -> set[str]:
+            return set(session.scalars(_ZONES_WITH_IMAGE, {"image_uuid": image_uuid}))
 
-        ok = await data["node"].db.run(zones)
+        ok = await data["node"].db.run_core(zones)
         return [h for h in candidates if h["zoneUuid"] in ok]
 
 
@@ -160,23 +187,10 @@ class HostPrimaryStorageAllocatorFlow(_Narrow):
     ) -> list[dict[str, Any]]:
         need = data["spec"].disk_size
 
-        def clusters(session: Session) -> set[str]:
-            return set(
-                session.scalars(
-                    select(PrimaryStorageClusterRefVO.cluster_uuid)
-                    .join(
-                        PrimaryStorageVO,
-                        PrimaryStorageVO.uuid == PrimaryStorageClusterRefVO.primary_storage_uuid,
-                    )
-                    .where(
-                        PrimaryStorageVO.state == "Enabled",
-                        PrimaryStorageVO.status == "Connected",
-                        PrimaryStorageVO.available_capacity >= need,
-                    )
-                )
-            )
+        def clusters(session: Connection) -> set[str]:
+            return set(session.scalars(_CLUSTERS_WITH_ROOM, {"need": need}))
 
-        ok = await data["node"].db.run(clusters)
+        ok = await data["node"].db.run_core(clusters)
         return [h for h in candidates if h["clusterUuid"] in ok]
 
 

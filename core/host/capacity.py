@@ -6,12 +6,16 @@ concurrent allocations can never both take the last free memory.
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from core.host.extension_points import ReservedHostCapacity
 from core.host.models import HostVO
+from core.kernel.db import InTransaction
 from core.vm.models import VmInstanceVO
+
+# Tables, for Core statements on hot paths (see Base.inventory_columns).
+_hosts = HostVO.__table__
 
 # VM states that hold capacity on their host (ZStack returns it on Stopped/Destroyed).
 HOLDING_STATES = (
@@ -53,24 +57,28 @@ def refresh_capacity(
     host.available_memory_capacity = host.total_memory_capacity - int(used_memory)
 
 
-def reserve_capacity(session: Session, host_uuid: str, cpu: int, memory: int) -> bool:
-    """Take capacity on a host atomically; False if it does not have enough."""
-    result = session.execute(
-        update(HostVO)
-        .where(
-            HostVO.uuid == host_uuid,
-            HostVO.available_cpu_capacity >= cpu,
-            HostVO.available_memory_capacity >= memory,
-        )
-        .values(
-            available_cpu_capacity=HostVO.available_cpu_capacity - cpu,
-            available_memory_capacity=HostVO.available_memory_capacity - memory,
-        )
+# Built once: a reservation runs for every VM created or started.
+_RESERVE = (
+    update(_hosts)
+    .where(
+        _hosts.c.uuid == bindparam("host"),
+        _hosts.c.available_cpu_capacity >= bindparam("cpu"),
+        _hosts.c.available_memory_capacity >= bindparam("memory"),
     )
+    .values(
+        available_cpu_capacity=_hosts.c.available_cpu_capacity - bindparam("cpu"),
+        available_memory_capacity=_hosts.c.available_memory_capacity - bindparam("memory"),
+    )
+)
+
+
+def reserve_capacity(session: InTransaction, host_uuid: str, cpu: int, memory: int) -> bool:
+    """Take capacity on a host atomically; False if it does not have enough."""
+    result = session.execute(_RESERVE, {"host": host_uuid, "cpu": cpu, "memory": memory})
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def return_capacity(session: Session, host_uuid: str, cpu: int, memory: int) -> None:
+def return_capacity(session: InTransaction, host_uuid: str, cpu: int, memory: int) -> None:
     """Give capacity back, never above the host's totals (portable: no LEAST/MIN)."""
     cpu_back = HostVO.available_cpu_capacity + cpu
     memory_back = HostVO.available_memory_capacity + memory

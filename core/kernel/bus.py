@@ -14,12 +14,14 @@ socket API are generated from :meth:`ApiBus.messages`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.engine import Connection
 
 from core.kernel.api import ApiMessage, ApiReply, QueryResult
 from core.kernel.db import Database, resource_model
@@ -187,14 +189,13 @@ class ApiBus:
         if not wanted:
             return
 
-        def lookup(session: Any) -> tuple[str, str, str] | None:
+        def lookup(connection: Connection) -> tuple[str, str, str] | None:
             for name, rtype, uuid in wanted:
-                model = resource_model(rtype)
-                if session.scalar(select(model.uuid).where(model.uuid == uuid)) is None:
+                if connection.scalar(_exists_statement(rtype), {"uuid": uuid}) is None:
                     return name, rtype, uuid
             return None
 
-        missing = await self.db.run(lookup)
+        missing = await self.db.run_core(lookup)
         if missing is not None:
             name, rtype, uuid = missing
             raise OperationError(
@@ -206,6 +207,14 @@ class ApiBus:
 
     async def _query_handler(self, msg: QueryMessage) -> QueryResult:
         return await self.db.run(lambda session: run_query(session, msg))
+
+
+@functools.cache
+def _exists_statement(resource_type: str) -> Select[Any]:
+    """``SELECT uuid FROM <table> WHERE uuid = :uuid``, built once per resource type."""
+    model = resource_model(resource_type)
+    uuid = model.__table__.c.uuid
+    return select(uuid).where(uuid == bindparam("uuid"))
 
 
 def _reply(result: Any) -> ApiReply:

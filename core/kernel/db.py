@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid as uuid_mod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,10 +24,13 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import DateTime, String, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 T = TypeVar("T")
+InTransaction = Session | Connection
+"""What functions that only execute Core statements take: they serve both ``run`` and
+``run_core``."""
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
@@ -68,12 +71,27 @@ class Base(DeclarativeBase):
             cls._inventory_fields = cached  # type: ignore[attr-defined]
         return cached
 
+    @classmethod
+    def inventory_columns(cls) -> list[Any]:
+        """The model's table columns in inventory order, to select plain rows with
+        (``inventory_of``): a Core statement, several times cheaper than loading objects.
+
+        Hot paths write their statements with table columns (``Model.__table__.c``), not
+        model attributes: an attribute makes SQLAlchemy treat the statement as an ORM one
+        (session synchronisation, entity set-up), which doubles its cost."""
+        columns = cls.__mapper__.columns
+        return [columns[attr] for attr in cls.inventory_fields().values()]
+
+    @classmethod
+    def inventory_of(cls, row: Sequence[Any]) -> dict[str, Any]:
+        """The inventory of a row selected with ``inventory_columns()``."""
+        return {
+            field: value.isoformat() if isinstance(value, datetime) else value
+            for field, value in zip(cls.inventory_fields(), row, strict=True)
+        }
+
     def to_inventory(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for field, attr in self.inventory_fields().items():
-            value = getattr(self, attr)
-            out[field] = value.isoformat() if isinstance(value, datetime) else value
-        return out
+        return self.inventory_of([getattr(self, attr) for attr in self.inventory_fields().values()])
 
 
 # resource type name (ZStack's VO name, e.g. "ZoneVO") -> model class
@@ -135,6 +153,19 @@ class Database:
         """Run ``fn(session)`` in a transaction, off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, fn)
+
+    async def run_core(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(connection)`` in a transaction, off the event loop.
+
+        For hot paths whose statements are all Core (built once, on table columns): a
+        transaction on a bare connection costs a third of one in a Session.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_core_sync, fn)
+
+    def _run_core_sync(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as connection:
+            return fn(connection)
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest migration."""

@@ -110,11 +110,11 @@ def _attr(msg: QueryMessage, fields: dict[str, str], name: str) -> str:
 def build_select(msg: QueryMessage) -> Select[Any]:
     model = msg.model
     fields = model.inventory_fields()
-    stmt = select(model)
+    stmt = select(*model.inventory_columns())
     for clause in msg.base_filter():
         stmt = stmt.where(clause)
     for cond in msg.parsed_conditions():
-        column = getattr(model, _attr(msg, fields, cond.field))
+        column = model.__mapper__.columns[_attr(msg, fields, cond.field)]
         stmt = stmt.where(_clause(msg, column, cond))
     return stmt
 
@@ -127,11 +127,11 @@ def run_query(session: Session, msg: QueryMessage) -> QueryResult:
         if msg.count:
             return QueryResult([], total)
     if msg.sort_by:
-        column = getattr(msg.model, msg.model.inventory_fields()[msg.sort_by])
+        column = msg.model.__mapper__.columns[msg.model.inventory_fields()[msg.sort_by]]
         stmt = stmt.order_by(column.desc() if msg.sort_direction == "desc" else column.asc())
     stmt = stmt.offset(msg.start).limit(msg.limit)
-    rows = session.scalars(stmt).all()
-    return QueryResult([row.to_inventory() for row in rows], total)
+    inventory_of = msg.model.inventory_of
+    return QueryResult([inventory_of(row) for row in session.execute(stmt)], total)
 
 
 def _clause(msg: QueryMessage, column: Any, cond: Condition) -> ColumnElement[bool]:

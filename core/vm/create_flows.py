@@ -12,16 +12,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from agent import protocol
 from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
 from core.allocator.flows import no_host
 from core.host.capacity import reserve_capacity, return_capacity
-from core.host.models import HostVO
 from core.host.plugin import HostPlugin
 from core.image.models import ImageBackupStorageRefVO, ImageVO
+from core.kernel.db import new_uuid
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
 from core.storage.capacity import reserve_primary_capacity, return_primary_capacity
@@ -37,6 +38,13 @@ from core.vm.extension_points import (
 )
 from core.volume.models import VolumeVO
 
+# Tables, for Core statements on hot paths (see Base.inventory_columns).
+_backup_storages = BackupStorageVO.__table__
+_image_copies = ImageBackupStorageRefVO.__table__
+_ps_clusters = PrimaryStorageClusterRefVO.__table__
+_primary_storages = PrimaryStorageVO.__table__
+_volumes = VolumeVO.__table__
+
 CHAIN = "createVm"
 _cache_locks: dict[tuple[str, str], asyncio.Lock] = {}
 # Caches are never removed while the node runs, so a hit can be remembered.
@@ -48,6 +56,43 @@ def console_log_path(primary_storage_url: str, vm_uuid: str) -> str:
     return f"{primary_storage_url}/consoles/{vm_uuid}.log"
 
 
+# Built once: these run for every VM created.
+_IMAGE_COPY_IN_ZONE = (
+    select(
+        _image_copies.c.backup_storage_uuid,
+        _image_copies.c.install_path,
+    )
+    .join(
+        _backup_storages,
+        _backup_storages.c.uuid == _image_copies.c.backup_storage_uuid,
+    )
+    .where(
+        _image_copies.c.image_uuid == bindparam("image"),
+        _image_copies.c.status == "Ready",
+        _backup_storages.c.zone_uuid == bindparam("zone"),
+    )
+)
+
+_CLUSTER_PRIMARY_STORAGES = (
+    select(_primary_storages.c.uuid, _primary_storages.c.url)
+    .join(
+        _ps_clusters,
+        _ps_clusters.c.primary_storage_uuid == _primary_storages.c.uuid,
+    )
+    .where(
+        _ps_clusters.c.cluster_uuid == bindparam("cluster"),
+        _primary_storages.c.state == "Enabled",
+    )
+    .order_by(_primary_storages.c.available_capacity.desc())
+)
+_NEW_VOLUME = insert(_volumes)
+_VOLUME_READY = (
+    update(VolumeVO)
+    .where(_volumes.c.uuid == bindparam("volume"))
+    .values(status=bindparam("status"), size=bindparam("size"), actual_size=bindparam("actual"))
+)
+
+
 class VmAllocateHostFlow(Flow):
     """Run the host allocator chain, then reserve CPU and memory on the first candidate
     that still has them (one conditional UPDATE, so concurrent creates never overbook)."""
@@ -56,13 +101,13 @@ class VmAllocateHostFlow(Flow):
         node, spec = data["node"], data["spec"]
         await node.chain(ALLOCATOR_CHAIN).run(data)
 
-        def reserve(session: Session) -> dict[str, Any] | None:
+        def reserve(session: Connection) -> dict[str, Any] | None:
             for host in data["candidates"]:
                 if reserve_capacity(session, host["uuid"], spec.cpu_num, spec.memory_size):
                     return host
             return None
 
-        host = await node.db.run(reserve)
+        host = await node.db.run_core(reserve)
         if host is None:
             raise no_host(
                 f"no Connected host has {spec.describe()['cpu']} CPU(s) and "
@@ -89,25 +134,11 @@ class VmImageSelectBackupStorageFlow(NoRollbackFlow):
     async def run(self, data: dict[str, Any]) -> None:
         zone, image = data["host"]["zoneUuid"], data["spec"].image_uuid
 
-        def select_bs(session: Session) -> dict[str, Any] | None:
-            row = session.execute(
-                select(
-                    ImageBackupStorageRefVO.backup_storage_uuid,
-                    ImageBackupStorageRefVO.install_path,
-                )
-                .join(
-                    BackupStorageVO,
-                    BackupStorageVO.uuid == ImageBackupStorageRefVO.backup_storage_uuid,
-                )
-                .where(
-                    ImageBackupStorageRefVO.image_uuid == image,
-                    ImageBackupStorageRefVO.status == "Ready",
-                    BackupStorageVO.zone_uuid == zone,
-                )
-            ).first()
+        def select_bs(session: Connection) -> dict[str, Any] | None:
+            row = session.execute(_IMAGE_COPY_IN_ZONE, {"image": image, "zone": zone}).first()
             return None if row is None else {"uuid": row[0], "installPath": row[1]}
 
-        data["backup_storage"] = await data["node"].db.run(select_bs)
+        data["backup_storage"] = await data["node"].db.run_core(select_bs)
         if data["backup_storage"] is None:
             raise operr(f"no backup storage in the host's zone holds image {image}")
 
@@ -118,24 +149,13 @@ class VmAllocatePrimaryStorageFlow(Flow):
     async def run(self, data: dict[str, Any]) -> None:
         cluster, need = data["host"]["clusterUuid"], data["spec"].disk_size
 
-        def allocate(session: Session) -> dict[str, Any] | None:
-            for storage in session.scalars(
-                select(PrimaryStorageVO)
-                .join(
-                    PrimaryStorageClusterRefVO,
-                    PrimaryStorageClusterRefVO.primary_storage_uuid == PrimaryStorageVO.uuid,
-                )
-                .where(
-                    PrimaryStorageClusterRefVO.cluster_uuid == cluster,
-                    PrimaryStorageVO.state == "Enabled",
-                )
-                .order_by(PrimaryStorageVO.available_capacity.desc())
-            ):
-                if reserve_primary_capacity(session, storage.uuid, need):
-                    return {"uuid": storage.uuid, "url": storage.url, "reserved": need}
+        def allocate(session: Connection) -> dict[str, Any] | None:
+            for uuid, url in session.execute(_CLUSTER_PRIMARY_STORAGES, {"cluster": cluster}):
+                if reserve_primary_capacity(session, uuid, need):
+                    return {"uuid": uuid, "url": url, "reserved": need}
             return None
 
-        data["primary_storage"] = await data["node"].db.run(allocate)
+        data["primary_storage"] = await data["node"].db.run_core(allocate)
         if data["primary_storage"] is None:
             raise operr(
                 f"no primary storage of the host's cluster has "
@@ -158,22 +178,24 @@ class VmAllocateVolumeFlow(Flow):
         agent = await node.plugin(HostPlugin).agent_of(data["host"]["uuid"])
         cache = await _image_cache(data, agent)
 
-        def create_row(session: Session) -> dict[str, Any]:
-            volume = VolumeVO(
-                name=f"ROOT-for-{spec.name}",
-                vm_instance_uuid=spec.vm_uuid,
-                primary_storage_uuid=ps["uuid"],
-                root_image_uuid=spec.image_uuid,
-                type="Root",
-                format="qcow2",
-                status="Creating",
-            )
-            session.add(volume)
-            session.flush()
-            volume.install_path = f"{ps['url']}/rootvolumes/vm-{spec.vm_uuid}/{volume.uuid}.qcow2"
-            return {"uuid": volume.uuid, "installPath": volume.install_path, "created": False}
-
-        volume = data["root_volume"] = await node.db.run(create_row)
+        uuid = new_uuid()
+        volume = data["root_volume"] = {
+            "uuid": uuid,
+            "installPath": f"{ps['url']}/rootvolumes/vm-{spec.vm_uuid}/{uuid}.qcow2",
+            "created": False,
+        }
+        row = {
+            "uuid": uuid,
+            "name": f"ROOT-for-{spec.name}",
+            "vm_instance_uuid": spec.vm_uuid,
+            "primary_storage_uuid": ps["uuid"],
+            "root_image_uuid": spec.image_uuid,
+            "type": "Root",
+            "format": "qcow2",
+            "status": "Creating",
+            "install_path": volume["installPath"],
+        }
+        await node.db.run_core(lambda c: c.execute(_NEW_VOLUME, row))
         answer = await agent.call(
             protocol.VOLUME_CREATE,
             {
@@ -185,16 +207,15 @@ class VmAllocateVolumeFlow(Flow):
             timeout=120,
         )
         volume["created"] = True
-
-        def ready(session: Session) -> None:
-            row = session.get(VolumeVO, volume["uuid"])
-            assert row is not None
-            # The size is what was reserved on the primary storage (the image's virtual
-            # size), so expunging gives back exactly that.
-            row.status, row.size = "Ready", ps["reserved"]
-            row.actual_size = int(answer.get("actualSize", 0))
-
-        await node.db.run(ready)
+        # The size is what was reserved on the primary storage (the image's virtual
+        # size), so expunging gives back exactly that.
+        ready = {
+            "volume": uuid,
+            "status": "Ready",
+            "size": ps["reserved"],
+            "actual": int(answer.get("actualSize", 0)),
+        }
+        await node.db.run_core(lambda c: c.execute(_VOLUME_READY, ready))
 
     async def rollback(self, data: dict[str, Any]) -> None:
         volume = data.pop("root_volume", None)
@@ -293,7 +314,6 @@ class VmCreateOnHypervisorFlow(Flow):
         node, spec, volume = data["node"], data["spec"], data["root_volume"]
         agent = await node.plugin(HostPlugin).agent_of(data["host"]["uuid"])
         data["console_log"] = console_log_path(data["primary_storage"]["url"], spec.vm_uuid)
-        acceleration = await node.db.run(lambda s: s.get(HostVO, data["host"]["uuid"]).acceleration)  # type: ignore[union-attr]
         data["on_hypervisor"] = True
         await agent.call_async(
             protocol.VM_START,
@@ -305,7 +325,7 @@ class VmCreateOnHypervisorFlow(Flow):
                 "rootVolume": {"installPath": volume["installPath"], "format": "qcow2"},
                 "nics": [],
                 "consoleLogPath": data["console_log"],
-                "acceleration": acceleration or "",
+                "acceleration": data["host"]["acceleration"] or "",
                 "timeout": 120,
             },
             timeout=300,

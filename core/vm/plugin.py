@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from agent import protocol
@@ -27,6 +28,7 @@ from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.plugin import HostPlugin
 from core.image.plugin import ready_image
 from core.kernel.chains import FlowChainContributor, FlowInsertion
+from core.kernel.db import new_uuid
 from core.kernel.deletion import expunge_expired
 from core.kernel.errors import OperationError, argerr, not_found
 from core.kernel.extensions import Component, Plugin
@@ -55,6 +57,11 @@ from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
 from core.vm.lifecycle_flows import CHAINS as LIFECYCLE_CHAINS
 from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec
+
+# Tables, for Core statements on hot paths (see Base.inventory_columns).
+_vms = VmInstanceVO.__table__
+_offerings = InstanceOfferingVO.__table__
+
 
 log = logging.getLogger(__name__)
 STATE_EVENT = "/vm/state/change"
@@ -109,29 +116,33 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
     async def change_state(self, vm_uuid: str, event: str, **columns: Any) -> dict[str, Any]:
         """Apply a state-machine event (and column updates); fire /vm/state/change."""
 
-        def change(session: Session) -> tuple[str, dict[str, Any]]:
-            vm = _vm(session, vm_uuid)
-            old = vm.state
-            vm.state = st.next_state(old, event)
-            for name, value in columns.items():
-                setattr(vm, name, value)
-            if vm.state in (st.STOPPED, st.DESTROYED) and vm.host_uuid is not None:
-                vm.last_host_uuid, vm.host_uuid = vm.host_uuid, None
-            session.flush()
-            return old, vm.to_inventory()
+        def change(session: Connection) -> tuple[str, dict[str, Any]]:
+            row = session.execute(_VM_STATE, {"vm": vm_uuid}).first()
+            if row is None:
+                raise not_found("VmInstanceVO", vm_uuid)
+            old, host_uuid = row
+            values = {"state": st.next_state(old, event), **columns}
+            host_uuid = values.get("host_uuid", host_uuid)
+            if values["state"] in (st.STOPPED, st.DESTROYED) and host_uuid is not None:
+                values["last_host_uuid"], values["host_uuid"] = host_uuid, None
+            changed = session.execute(_SET_VM, {"vm": vm_uuid, **values}).one()
+            return old, VmInstanceVO.inventory_of(changed)
 
-        old, inventory = await self.node.db.run(change)
+        old, inventory = await self.node.db.run_core(change)
+        self._state_changed(old, inventory)
+        return inventory
+
+    def _state_changed(self, old: str, inventory: dict[str, Any]) -> None:
         if old != inventory["state"]:
             self.node.events.publish(
                 STATE_EVENT,
                 {
-                    "vmUuid": vm_uuid,
+                    "vmUuid": inventory["uuid"],
                     "oldState": old,
                     "newState": inventory["state"],
                     "inventory": inventory,
                 },
             )
-        return inventory
 
     def _busy(self, vm_uuid: str) -> bool:
         assert self.node.bus is not None
@@ -167,10 +178,7 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
         if changed is not None:
             old, new, inventory = changed
             log.info("VM %s changed outside the project: %s -> %s", inventory["name"], old, new)
-            self.node.events.publish(
-                STATE_EVENT,
-                {"vmUuid": vm_uuid, "oldState": old, "newState": new, "inventory": inventory},
-            )
+            self._state_changed(old, inventory)
 
     async def _on_state_report(self, body: dict[str, Any]) -> None:
         await self.reconcile(str(body.get("vmUuid", "")), str(body.get("vmState", "")))
@@ -186,39 +194,47 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
             )
         tags = self.node.plugin(TagPlugin)
 
+        # Created, and at once Starting unless the VM is only to be created: one write.
+        state = (
+            st.CREATED if msg.strategy == "JustCreate" else st.next_state(st.CREATED, "starting")
+        )
+
         def create_row(session: Session) -> tuple[dict[str, Any], VmInstanceSpec]:
-            offering = session.get(InstanceOfferingVO, msg.instance_offering_uuid)
-            assert offering is not None  # checked by the bus
+            offering = session.execute(_OFFERING, {"offering": msg.instance_offering_uuid}).one()
             image = ready_image(session, msg.image_uuid)
-            vm = VmInstanceVO(
-                name=msg.name,
-                description=msg.description,
-                instance_offering_uuid=offering.uuid,
-                image_uuid=image.uuid,
-                cpu_num=offering.cpu_num,
-                memory_size=offering.memory_size,
-                platform=image.platform,
-                state=st.CREATED,
-            )
-            session.add(vm)
-            session.flush()
-            tags.create_tags_from_message(session, msg, VmInstanceVO.resource_type, vm.uuid)
+            row = session.execute(
+                _NEW_VM,
+                {
+                    "uuid": new_uuid(),
+                    "name": msg.name,
+                    "description": msg.description,
+                    "instance_offering_uuid": msg.instance_offering_uuid,
+                    "image_uuid": image.uuid,
+                    "cpu_num": offering.cpu_num,
+                    "memory_size": offering.memory_size,
+                    "platform": image.platform,
+                    "state": state,
+                },
+            ).one()
+            vm = VmInstanceVO.inventory_of(row)
+            tags.create_tags_from_message(session, msg, VmInstanceVO.resource_type, vm["uuid"])
             spec = VmInstanceSpec(
-                vm_uuid=vm.uuid,
-                name=vm.name,
-                cpu_num=vm.cpu_num,
-                memory_size=vm.memory_size,
+                vm_uuid=vm["uuid"],
+                name=vm["name"],
+                cpu_num=vm["cpuNum"],
+                memory_size=vm["memorySize"],
                 image_uuid=image.uuid,
                 host_uuid=msg.host_uuid,
                 cluster_uuid=msg.cluster_uuid,
                 zone_uuid=msg.zone_uuid,
                 disk_size=image.size,
             )
-            return vm.to_inventory(), spec
+            return vm, spec
 
         inventory, spec = await self.node.db.run(create_row)
         if msg.strategy == "JustCreate":
             return inventory
+        self._state_changed(st.CREATED, inventory)
         self._creating.add(spec.vm_uuid)
         try:
             return await self._instantiate(msg, spec)
@@ -226,7 +242,6 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
             self._creating.discard(spec.vm_uuid)
 
     async def _instantiate(self, msg: CreateVmInstance, spec: VmInstanceSpec) -> dict[str, Any]:
-        await self.change_state(spec.vm_uuid, "starting")
         outcome = await self.node.chain(CREATE_CHAIN).start({"node": self.node, "spec": spec})
         if not outcome.succeeded:
             await self._forget_vm(spec.vm_uuid)
@@ -381,6 +396,17 @@ class VmSyncOnHostConnectFlow(NoRollbackFlow):
         plugin = node.plugin(VmPlugin)
         for vm_uuid in vms:
             await plugin.reconcile(vm_uuid, states.get(vm_uuid, "Stopped"))
+
+
+_VM_STATE = select(_vms.c.state, _vms.c.host_uuid).where(_vms.c.uuid == bindparam("vm"))
+_NEW_VM = insert(_vms).returning(*VmInstanceVO.inventory_columns())
+_SET_VM = (
+    update(_vms).where(_vms.c.uuid == bindparam("vm")).returning(*VmInstanceVO.inventory_columns())
+)
+"""Sets the columns given with the statement's parameters (besides ``vm``)."""
+_OFFERING = select(_offerings.c.cpu_num, _offerings.c.memory_size).where(
+    _offerings.c.uuid == bindparam("offering")
+)
 
 
 def _vm(session: Session, uuid: str) -> VmInstanceVO:

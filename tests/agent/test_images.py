@@ -224,6 +224,27 @@ async def test_overlay_volume_on_a_cached_image(tmp_path: Path) -> None:
     assert not (tmp_path / "o.qcow2").exists() and not (tmp_path / "small.qcow2").exists()
 
 
+async def test_later_overlays_are_the_files_qemu_img_would_make(tmp_path: Path) -> None:
+    base = tmp_path / "base.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", str(base), "32M")
+    first = await images.create_volume(str(tmp_path / "a.qcow2"), str(base), 0)
+    second = await images.create_volume(str(tmp_path / "b.qcow2"), str(base), 0)
+    assert (second.size, second.actual_size) == (first.size, first.actual_size)
+    made = tmp_path / "by-qemu-img.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(made))
+    assert (tmp_path / "b.qcow2").read_bytes() == made.read_bytes()
+    qemu_img("check", "-q", str(tmp_path / "b.qcow2"))
+    info = await images.info(str(tmp_path / "b.qcow2"))
+    assert (info.size, info.backing_file) == (32 * MIB, str(base))
+    with pytest.raises(AgentError, match="already exists"):
+        await images.create_volume(str(tmp_path / "b.qcow2"), str(base), 0)
+    # A new file at the backing path (another image) is not mistaken for the old one.
+    base.unlink()
+    qemu_img("create", "-q", "-f", "qcow2", str(base), "48M")
+    third = await images.create_volume(str(tmp_path / "c.qcow2"), str(base), 0)
+    assert third.size == 48 * MIB
+
+
 async def test_blank_volume_and_raw_backing(tmp_path: Path) -> None:
     blank = await images.create_volume(str(tmp_path / "blank.qcow2"), "", 16 * MIB)
     assert blank.size == 16 * MIB
