@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from agent import protocol
@@ -43,7 +43,7 @@ from core.image.api import (
     RecoverImage,
 )
 from core.image.models import ImageBackupStorageRefVO, ImageVO
-from core.kernel.db import new_uuid
+from core.kernel.db import InTransaction, new_uuid
 from core.kernel.deletion import expunge_expired
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found, operr
 from core.kernel.extensions import Component, Plugin
@@ -415,12 +415,26 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
 # -- for the services that use images ------------------------------------------------------------
 
 
-def ready_image(session: Session, image_uuid: str) -> ImageVO:
-    """The image if it can be used (e.g. for a root volume); a clear refusal otherwise.
+_images = ImageVO.__table__
+_USABLE = select(
+    _images.c.uuid,
+    _images.c.name,
+    _images.c.status,
+    _images.c.state,
+    _images.c.platform,
+    _images.c.size,
+).where(_images.c.uuid == bindparam("image"))
+
+
+def ready_image(session: InTransaction, image_uuid: str) -> Row[Any]:
+    """The image (uuid, name, status, state, platform, size) if it can be used, e.g. for
+    a root volume; a clear refusal otherwise.
 
     A Downloading image is not complete yet and a Deleted one is on its way out.
     """
-    image = _image(session, image_uuid)
+    image = session.execute(_USABLE, {"image": image_uuid}).first()
+    if image is None:
+        raise not_found(ImageVO.resource_type, image_uuid)
     if image.status != READY:
         raise _invalid_state(
             f"image {image.name} cannot be used: it is {image.status}",
