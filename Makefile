@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 # The real parts the product drives (see ../shared/DESIGN.md), plus what builds
 # libvirt-python, runs the terminal-UI system tests and proves the PostgreSQL
 # backend (the tests run a private server; none is started for the product).
-DEBIAN_PACKAGES := libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base \
+DEBIAN_PACKAGES := libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base dnsmasq-utils \
 	nftables openvswitch-switch busybox-static libvirt-dev pkg-config \
 	postgresql python3 python3-venv python3-dev gcc tmux \
 	syslinux syslinux-common mtools dosfstools fdisk
