@@ -6,6 +6,8 @@ from core.config.models import GlobalConfigVO
 from core.host.models import HostVO
 from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.management_node.models import ManagementNodeVO
+from core.network.l2.models import L2NetworkClusterRefVO, L2NetworkVO
+from core.network.l3.models import IpRangeVO, L3NetworkDnsVO, L3NetworkVO, UsedIpVO, VmNicVO
 from core.offering.models import InstanceOfferingVO
 from core.storage.models import (
     BackupStorageVO,
@@ -27,12 +29,19 @@ __all__ = [
     "ImageCacheVO",
     "ImageVO",
     "InstanceOfferingVO",
+    "IpRangeVO",
+    "L2NetworkClusterRefVO",
+    "L2NetworkVO",
+    "L3NetworkDnsVO",
+    "L3NetworkVO",
     "ManagementNodeVO",
     "PrimaryStorageClusterRefVO",
     "PrimaryStorageVO",
     "SystemTagVO",
+    "UsedIpVO",
     "UserTagVO",
     "VmInstanceVO",
+    "VmNicVO",
     "VolumeVO",
     "ZoneVO",
 ]

@@ -1,0 +1,34 @@
+"""Who uses a network: asked before an L2 is detached or an L3 deleted."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.network.l3.models import L3NetworkVO, VmNicVO
+from core.vm.models import VmInstanceVO
+
+
+def nics_on_l2_in_cluster(session: Session, l2_uuid: str, cluster_uuid: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(VmNicVO)
+            .join(L3NetworkVO, L3NetworkVO.uuid == VmNicVO.l3_network_uuid)
+            .join(VmInstanceVO, VmInstanceVO.uuid == VmNicVO.vm_instance_uuid)
+            .where(
+                L3NetworkVO.l2_network_uuid == l2_uuid,
+                VmInstanceVO.cluster_uuid == cluster_uuid,
+            )
+        )
+        or 0
+    )
+
+
+def nics_on_l3(session: Session, l3_uuid: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(VmNicVO).where(VmNicVO.l3_network_uuid == l3_uuid)
+        )
+        or 0
+    )
