@@ -238,6 +238,8 @@ def test_core_plugins_order(tmp_path: Path) -> None:
         "cluster",
         "image",
         "instanceOffering",
+        "l2Network",
+        "l3Network",
         "storage",
         "vm",
         "zone",
