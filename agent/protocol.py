@@ -52,6 +52,15 @@ restart, so the core notices and reconnects)."""
 HOST_CAPACITY: Final = "/host/capacity"
 """{} -> {cpuNum, totalMemory, usedMemory (bytes, by host programs), freeMemory}."""
 
+# -- networking ----------------------------------------------------------------
+BRIDGE_CREATE: Final = "/network/bridge/create"
+"""{bridgeName (zslbr-...), physicalInterface ("" for an isolated bridge),
+allowDefaultRouteInterface} -> {bridgeName}: idempotent.  (The agent side is on the
+branch wip/network-agents; until it lands an agent answers 404 here.)"""
+
+BRIDGE_DELETE: Final = "/network/bridge/delete"
+"""{bridgeName} -> {}: idempotent; an enslaved interface is released, not deleted."""
+
 # -- VMs ---------------------------------------------------------------------
 VM_START: Final = "/vm/start"
 """ASYNC {vmUuid, vmName, cpuNum, memorySize (bytes), rootVolume: {installPath,

@@ -26,6 +26,8 @@ from core.network.l2.api import (
 )
 from core.network.l2.extension_points import L2NetworkFactory, L2NetworkRealizationExtensionPoint
 from core.network.l2.models import L2NetworkClusterRefVO, L2NetworkVO
+from core.network.l3.models import L3NetworkVO
+from core.network.l3.nic_usage import nics_on_l2_in_cluster
 from core.tag.plugin import TagPlugin, delete_all_tags
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,6 @@ class L2NetworkPlugin(Plugin, Service, FlowChainContributor):
 
     @handles(DeleteL2Network)
     async def delete(self, msg: DeleteL2Network) -> None:
-        from core.network.l3.models import L3NetworkVO
-
         def check(session: Session) -> tuple[dict[str, Any], list[str]]:
             l2 = _l2(session, msg.uuid)
             l3s = session.scalar(
@@ -154,8 +154,6 @@ class L2NetworkPlugin(Plugin, Service, FlowChainContributor):
 
     @handles(DetachL2NetworkFromCluster)
     async def detach(self, msg: DetachL2NetworkFromCluster) -> dict[str, Any]:
-        from core.network.l3.nic_usage import nics_on_l2_in_cluster
-
         def check(session: Session) -> tuple[dict[str, Any], bool]:
             l2 = _l2(session, msg.l2_network_uuid)
             attached = msg.cluster_uuid in _attached_clusters(session, l2.uuid)

@@ -60,23 +60,22 @@ def parse_range(start_ip: str, end_ip: str, netmask: str, gateway: str) -> Range
 
 def range_by_cidr(cidr: str, gateway: str = "") -> tuple[str, str, str, str]:
     """(startIp, endIp, netmask, gateway) of a whole network: the gateway is the given
-    address or the first host, the range every other host address."""
+    address or the first host, the range the longer run of hosts beside it."""
     try:
         network = ipaddress.IPv4Network(cidr.strip(), strict=True)
     except ValueError as exc:
         raise argerr(f"networkCidr {cidr!r} is not an IPv4 network: {exc}") from None
-    hosts = list(network.hosts()) if network.num_addresses <= 65536 else None
-    if network.prefixlen > 30 or not hosts:
-        raise argerr(f"networkCidr {cidr} is too small (at most /30) or too large (at least /16)")
-    gw = _address("gateway", gateway) if gateway else hosts[0]
-    if gw not in network or gw in (network.network_address, network.broadcast_address):
+    if network.prefixlen > 30:
+        raise argerr(f"networkCidr {cidr} is too small: at most /30")
+    if network.prefixlen < 16:
+        raise argerr(f"networkCidr {cidr} is too large: at least /16")
+    first, last = network.network_address + 1, network.broadcast_address - 1
+    gw = _address("gateway", gateway) if gateway else first
+    if not first <= gw <= last:
         raise argerr(f"gateway {gw} is not a host address of {network}")
-    rest = [h for h in hosts if h != gw]
-    # The range is the longest run of host addresses on either side of the gateway.
-    before = [h for h in rest if h < gw]
-    after = [h for h in rest if h > gw]
-    run = after if len(after) >= len(before) else before
-    return str(run[0]), str(run[-1]), str(network.netmask), str(gw)
+    after, before = int(last) - int(gw), int(gw) - int(first)
+    start, end = (gw + 1, last) if after >= before else (first, gw - 1)
+    return str(start), str(end), str(network.netmask), str(gw)
 
 
 def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -114,19 +113,22 @@ def allocate_ip(
         used = set(
             session.scalars(select(UsedIpVO.ip_in_long).where(UsedIpVO.l3_network_uuid == l3_uuid))
         )
-        for r in ranges:
-            for value in range(_int(r.start_ip), _int(r.end_ip) + 1):
-                if value not in used:
-                    if _insert(session, r, l3_uuid, value, owner):
-                        return _used(session, l3_uuid, value)
-                    break  # taken meanwhile: read the used set again
-            else:
-                continue
-            break
-        else:
+        free = next(
+            (
+                (r, value)
+                for r in ranges
+                for value in range(_int(r.start_ip), _int(r.end_ip) + 1)
+                if value not in used
+            ),
+            None,
+        )
+        if free is None:
             raise OperationError(
                 ErrorCode(IP_EXHAUSTED, f"every address of L3 network {l3_uuid} is in use")
             )
+        if _insert(session, free[0], l3_uuid, free[1], owner):
+            return _used(session, l3_uuid, free[1])
+        # Taken by a concurrent writer meanwhile: read the used addresses again.
     raise OperationError(ErrorCode(IP_EXHAUSTED, f"could not take an address of L3 {l3_uuid}"))
 
 

@@ -193,16 +193,6 @@ class L3NetworkPlugin(Plugin, Service):
         return await self.node.db.run(remove)
 
 
-def dns_servers(session: Session, l3_uuid: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(L3NetworkDnsVO.dns)
-            .where(L3NetworkDnsVO.l3_network_uuid == l3_uuid)
-            .order_by(L3NetworkDnsVO.position)
-        )
-    )
-
-
 def _l3(session: Session, uuid: str) -> L3NetworkVO:
     l3 = session.get(L3NetworkVO, uuid)
     if l3 is None:

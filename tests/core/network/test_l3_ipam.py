@@ -42,6 +42,10 @@ def test_range_checks_name_what_is_wrong() -> None:
     assert range_by_cidr("10.0.0.0/24", "10.0.0.254")[:2] == ("10.0.0.1", "10.0.0.253")
     with pytest.raises(OperationError, match="not an IPv4 network"):
         range_by_cidr("10.0.0.1/24")
+    with pytest.raises(OperationError, match="too large"):
+        range_by_cidr("10.0.0.0/8")
+    with pytest.raises(OperationError, match="too small"):
+        range_by_cidr("10.0.0.0/31")
 
 
 async def test_l3_ranges_dns_and_refusals(node: ManagementNode) -> None:
