@@ -152,8 +152,7 @@ async def test_the_default_route_interface_is_refused(host: HostObjects, net: Ho
     with pytest.raises(AgentError) as refused:
         await net.bridge_create(name, uplink)
     assert str(refused.value) == (
-        f"{uplink} carries the host's default route; pass allowDefaultRouteInterface to "
-        "enslave it"
+        f"{uplink} carries the host's default route; pass allowDefaultRouteInterface to enslave it"
     )
     assert link(name) is None
     assert master_name(uplink) == ""
