@@ -30,6 +30,7 @@ class Agent:
         self.backend = backend
         self.data_dir = Path(data_dir)
         self.token = load_or_create_token(self.data_dir)
+        backend.set_data_dir(self.data_dir)
         self.callback_policy = callback_policy
         self.report_timeout = report_timeout
         self.reporter: Reporter | None = None

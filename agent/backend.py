@@ -11,8 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from agent.network.base import NetworkDriver
 from agent.protocol import DOMAIN_PREFIX
 
 StateListener = Callable[[str, str], None]
@@ -121,9 +123,15 @@ class StorageCapacity:
 
 class Backend(ABC):
     hypervisor_type: str = "KVM"
+    network: NetworkDriver
+    """Bridges, host NAT and appliances (agent.network): set by each backend."""
 
     def __init__(self) -> None:
         self._listener: StateListener | None = None
+
+    def set_data_dir(self, data_dir: Path) -> None:
+        """The agent's data dir: appliance directories go under ``<data_dir>/appliances``."""
+        self.network.data_dir = Path(data_dir)
 
     def set_state_listener(self, listener: StateListener | None) -> None:
         self._listener = listener

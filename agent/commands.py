@@ -8,6 +8,7 @@ ZStack's camelCase.  Operations on one VM are serialised, as the core does.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,12 +17,13 @@ from typing import Any
 from agent import protocol as p
 from agent.backend import STOP_TYPES, Backend, ExtraCommand, NicSpec, VmSpec
 from agent.errors import ArgumentError
+from agent.network import names
+from agent.network.base import ROLES, ApplianceNic, ApplianceSpec
 from agent.reports import Reporter
 from agent.server import CommandContext, CommandRegistry, Handler
 
 _VM_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
-_IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 DEFAULT_TIMEOUT = 60.0
 ROOT_VOLUME_FORMATS = ("qcow2", "raw")
 
@@ -64,6 +66,22 @@ class Fields:
             raise ArgumentError(f"field {self._name(name)!r} must be a number >= 0")
         return float(value)
 
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self.raw.get(name)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise ArgumentError(f"field {self._name(name)!r} must be true or false")
+        return value
+
+    def texts(self, name: str) -> list[str]:
+        value = self.raw.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ArgumentError(f"field {self._name(name)!r} must be a list of strings")
+        return value
+
     def object(self, name: str) -> Fields:
         value = self.raw.get(name)
         if not isinstance(value, dict):
@@ -87,17 +105,61 @@ class Fields:
     def vm_uuid(self) -> str:
         return self.matching("vmUuid", _VM_UUID, "a VM uuid (letters, digits, . _ -)")
 
+    def bridge_name(self, name: str = "bridgeName") -> str:
+        return names.check_bridge_name(self.text(name), self._name(name))
+
+    def mac(self, name: str = "mac") -> str:
+        return self.matching(name, _MAC, "a MAC address").lower()
+
+    def appliance_uuid(self) -> str:
+        return names.check_appliance_uuid(self.text("applianceUuid"))
+
+    def ipv4_interface(self, name: str) -> ipaddress.IPv4Interface:
+        """An ``address/prefix`` field, like ``10.0.0.1/24``."""
+        value = self.text(name)
+        if "/" not in value:
+            raise ArgumentError(f"field {self._name(name)!r} needs a prefix, like 10.0.0.1/24")
+        return _host_interface(value, self._name(name))
+
+    def ipv4_interface_of(self, ip: str, prefix_length: str) -> ipaddress.IPv4Interface:
+        """An address field and a prefix length field, together."""
+        length = self.integer(prefix_length, minimum=1)
+        return _host_interface(f"{self.text(ip)}/{length}", self._name(ip))
+
+
+def _host_interface(value: str, field: str) -> ipaddress.IPv4Interface:
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError:
+        raise ArgumentError(f"field {field!r} is not an IPv4 address/prefix: {value!r}") from None
+    net = iface.network
+    if net.prefixlen > 30 or iface.ip in (net.network_address, net.broadcast_address):
+        raise ArgumentError(
+            f"field {field!r} must be a host address in a network of at most /30: {value!r}"
+        )
+    return iface
+
+
+def _unique(values: list[str], field: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ArgumentError(f"field {field!r} has {value} twice")
+        seen.add(value)
+
 
 def vm_spec(f: Fields) -> VmSpec:
     root = f.object("rootVolume")
     nics = tuple(
         NicSpec(
-            mac=nic.matching("mac", _MAC, "a MAC address").lower(),
-            bridge_name=nic.matching("bridgeName", _IFNAME, "an interface name"),
-            device_name=nic.matching("deviceName", _IFNAME, "an interface name", default=""),
+            mac=nic.mac(),
+            bridge_name=nic.bridge_name(),
+            device_name=names.check_tap_name(nic.text("deviceName"), nic._name("deviceName")),
         )
         for nic in f.objects("nics")
     )
+    _unique([n.mac for n in nics], "nics[].mac")
+    _unique([n.device_name for n in nics], "nics[].deviceName")
     root_format = root.text("format", "qcow2")
     if root_format not in ROOT_VOLUME_FORMATS:
         raise ArgumentError(
@@ -118,6 +180,33 @@ def vm_spec(f: Fields) -> VmSpec:
         acceleration=acceleration,
         timeout=f.number("timeout", DEFAULT_TIMEOUT),
     )
+
+
+def appliance_spec(f: Fields) -> ApplianceSpec:
+    nics = []
+    for nic in f.objects("nics"):
+        bridge, mac = nic.bridge_name(), nic.mac()
+        iface = nic.ipv4_interface_of("ip", "prefixLength")
+        role = nic.text("role", "guest")
+        if role not in ROLES:
+            raise ArgumentError(f"field {nic._name('role')!r} must be one of {', '.join(ROLES)}")
+        nics.append(ApplianceNic(bridge, mac, str(iface.ip), iface.network.prefixlen, role))
+    if not nics:
+        raise ArgumentError("field 'nics' needs at least one NIC")
+    if len(nics) > names.MAX_APPLIANCE_NICS:
+        raise ArgumentError(f"field 'nics' has more than {names.MAX_APPLIANCE_NICS} NICs")
+    _unique([n.mac for n in nics], "nics[].mac")
+    gateway = f.text("defaultGateway", "")
+    if gateway:
+        try:
+            address = ipaddress.IPv4Address(gateway)
+        except ValueError:
+            raise ArgumentError(
+                f"field 'defaultGateway' is not an IPv4 address: {gateway!r}"
+            ) from None
+        if not any(n.role == "public" and address in n.interface.network for n in nics):
+            raise ArgumentError(f"field 'defaultGateway' {gateway} is in no public NIC's network")
+    return ApplianceSpec(f.appliance_uuid(), tuple(nics), gateway)
 
 
 def _absolute(f: Fields, name: str, optional: bool = False) -> str:
@@ -153,6 +242,9 @@ class AgentCommands:
         self.backend = backend
         self.reporter = reporter
         self.vm_locks = KeyedLocks()
+        self.host_network_lock = asyncio.Lock()
+        """Bridges and host NAT: one host-wide state (links, one nftables table)."""
+        self.appliance_locks = KeyedLocks()
 
     def registry(self) -> CommandRegistry:
         registry = CommandRegistry()
@@ -169,6 +261,14 @@ class AgentCommands:
             p.IMAGE_INFO: self.image_info,
             p.FILE_DELETE: self.file_delete,
             p.STORAGE_INIT: self.storage_init,
+            p.BRIDGE_CREATE: self.bridge_create,
+            p.BRIDGE_DELETE: self.bridge_delete,
+            p.BRIDGE_CHECK: self.bridge_check,
+            p.HOSTNAT_SET: self.hostnat_set,
+            p.HOSTNAT_REMOVE: self.hostnat_remove,
+            p.APPLIANCE_CREATE: self.appliance_create,
+            p.APPLIANCE_DESTROY: self.appliance_destroy,
+            p.APPLIANCE_CHECK: self.appliance_check,
         }
         asynchronous: dict[str, Handler] = {
             p.VM_START: self.vm_start,
@@ -325,6 +425,72 @@ class AgentCommands:
             "path": path,
             "totalCapacity": capacity.total,
             "availableCapacity": capacity.available,
+        }
+
+    # -- networking ------------------------------------------------------------
+    async def bridge_create(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        bridge = f.bridge_name()
+        physical = f.text("physicalInterface", "")
+        if physical:
+            names.check_interface_name(physical)
+        allow = f.boolean("allowDefaultRouteInterface")
+        async with self.host_network_lock:
+            await self.backend.network.bridge_create(bridge, physical, allow)
+        return {"bridgeName": bridge}
+
+    async def bridge_delete(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        bridge = Fields(body).bridge_name()
+        async with self.host_network_lock:
+            await self.backend.network.bridge_delete(bridge)
+        return {}
+
+    async def bridge_check(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        bridges = f.texts("bridgeNames")
+        for i, name in enumerate(bridges):
+            names.check_bridge_name(name, f"bridgeNames[{i}]")
+        return {"missing": await self.backend.network.bridge_check(bridges)}
+
+    async def hostnat_set(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        bridge, gateway = f.bridge_name(), f.ipv4_interface("gatewayCidr")
+        async with self.host_network_lock:
+            await self.backend.network.hostnat_set(bridge, gateway)
+        return {}
+
+    async def hostnat_remove(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        bridge, gateway = f.bridge_name(), f.ipv4_interface("gatewayCidr")
+        async with self.host_network_lock:
+            await self.backend.network.hostnat_remove(bridge, gateway)
+        return {}
+
+    async def appliance_create(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        spec = appliance_spec(Fields(body))
+        async with self.appliance_locks.hold(spec.appliance_uuid):
+            info = await self.backend.network.appliance_create(spec)
+        return {
+            "namespace": info.namespace,
+            "socketPath": info.socket_path,
+            "tokenFile": info.token_file,
+            "agentPid": info.agent_pid,
+        }
+
+    async def appliance_destroy(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        appliance_uuid = Fields(body).appliance_uuid()
+        async with self.appliance_locks.hold(appliance_uuid):
+            await self.backend.network.appliance_destroy(appliance_uuid)
+        return {}
+
+    async def appliance_check(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        appliance_uuid = Fields(body).appliance_uuid()
+        async with self.appliance_locks.hold(appliance_uuid):
+            status = await self.backend.network.appliance_check(appliance_uuid)
+        return {
+            "namespace": status.namespace,
+            "agentRunning": status.agent_running,
+            "missingNics": list(status.missing_nics),
         }
 
 

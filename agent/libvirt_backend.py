@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import libvirt
@@ -37,6 +38,7 @@ from agent.backend import (
 from agent.domain_xml import DOMAIN_TYPES, build_domain_xml, console_of
 from agent.errors import AgentError, ArgumentError
 from agent.host_facts import format_libvirt_version, read_cpuinfo, read_meminfo
+from agent.network.host import HostNetwork
 from agent.storage import LocalFileStorage
 
 log = logging.getLogger(__name__)
@@ -134,9 +136,11 @@ class LibvirtBackend(LocalFileStorage, Backend):
         uri: str = DEFAULT_URI,
         probe: AccelerationProbe | None = None,
         max_threads: int = 8,
+        data_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.uri = uri
+        self.network = HostNetwork(data_dir)
         self.probe = probe if probe is not None else AccelerationProbe()
         self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="libvirt")
         self._conn: libvirt.virConnect | None = None
@@ -168,6 +172,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._call(self._close_conn)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        await self.network.close()  # appliances outlive the agent: nothing is stopped
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

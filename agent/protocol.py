@@ -52,21 +52,15 @@ restart, so the core notices and reconnects)."""
 HOST_CAPACITY: Final = "/host/capacity"
 """{} -> {cpuNum, totalMemory, usedMemory (bytes, by host programs), freeMemory}."""
 
-# -- networking ----------------------------------------------------------------
-BRIDGE_CREATE: Final = "/network/bridge/create"
-"""{bridgeName (zslbr-...), physicalInterface ("" for an isolated bridge),
-allowDefaultRouteInterface} -> {bridgeName}: idempotent.  (The agent side is on the
-branch wip/network-agents; until it lands an agent answers 404 here.)"""
-
-BRIDGE_DELETE: Final = "/network/bridge/delete"
-"""{bridgeName} -> {}: idempotent; an enslaved interface is released, not deleted."""
-
 # -- VMs ---------------------------------------------------------------------
 VM_START: Final = "/vm/start"
 """ASYNC {vmUuid, vmName, cpuNum, memorySize (bytes), rootVolume: {installPath,
 format}, nics: [{mac, bridgeName, deviceName}], consoleLogPath,
 acceleration, timeout (s)} -> {vmUuid, state}.  Defines (or redefines) the
-domain ``zsl-<vmUuid>`` and starts it; idempotent for a running domain."""
+domain ``zsl-<vmUuid>`` and starts it; idempotent for a running domain.
+Each NIC is a virtio ``<interface type='bridge'>`` on ``bridgeName`` (a project
+bridge, ``zslbr-…``) whose tap is ``deviceName`` (required, ``zsl``-prefixed,
+at most 15 characters, chosen by the core, e.g. ``zslt<9 hex><n>``)."""
 
 VM_STOP: Final = "/vm/stop"
 """ASYNC {vmUuid, type: "grace"|"cold"|"force", timeout (s)} -> {vmUuid, state}.
@@ -115,6 +109,65 @@ FILE_DELETE: Final = "/file/delete"
 STORAGE_INIT: Final = "/storage/init"
 """{path} -> {path, totalCapacity, availableCapacity} (bytes): make a storage
 directory if missing (idempotent) and measure its file system."""
+
+# -- networking ----------------------------------------------------------------
+# Everything the project makes on a host is named ``zsl…`` and fits IFNAMSIZ (15
+# characters).  The core picks bridge names, ``zslbr-<9 hex>``; the agent refuses
+# any other name, and never changes an interface it did not make or was not given.
+BRIDGE_CREATE: Final = "/network/bridge/create"
+"""{bridgeName, physicalInterface: "", allowDefaultRouteInterface: false} -> {bridgeName}:
+idempotent.  Makes the Linux bridge (up).  ``physicalInterface``, if given, must exist
+and is enslaved (and set up); refused when it carries the host's default route
+(unless ``allowDefaultRouteInterface``), is a bridge, or already has another master.
+A name taken by a link that is not a bridge is refused."""
+
+BRIDGE_DELETE: Final = "/network/bridge/delete"
+"""{bridgeName} -> {}: releases (never deletes) the interfaces the project did not make,
+then deletes the bridge; a missing bridge is fine."""
+
+BRIDGE_CHECK: Final = "/network/bridge/check"
+"""{bridgeNames: [str]} -> {missing: [str]}: the names that are not bridges on this host
+(for host reconnect)."""
+
+HOSTNAT_SET: Final = "/network/hostnat/set"
+"""{bridgeName, gatewayCidr ("10.0.0.1/24")} -> {}: host NAT for the default public
+network on an isolated bridge.  Puts the gateway address on the bridge, enables IPv4
+forwarding, and rewrites (one ``nft -f -`` transaction) the project's table
+``inet zsl_host_nat`` from every entry: a ``forward`` filter chain accepting traffic
+from and to the public bridges, and a ``postrouting`` nat chain masquerading each
+public CIDR leaving through any other interface.  A CIDR overlapping a host route
+on another interface is refused, naming the route.  Idempotent.  Limitation: a
+packet must be accepted by every base chain on the forward hook, so another table
+that drops forwarded traffic (Docker's FORWARD policy drop) still drops it; see
+agent.network.host_nat."""
+
+HOSTNAT_REMOVE: Final = "/network/hostnat/remove"
+"""{bridgeName, gatewayCidr} -> {}: the entry's rules and the gateway address go;
+removing the last entry deletes the table.  A missing entry is fine."""
+
+APPLIANCE_CREATE: Final = "/appliance/create"
+"""{applianceUuid, nics: [{bridgeName, mac, ip, prefixLength, role: "guest"|"public"}],
+defaultGateway: ""} -> {namespace, socketPath, tokenFile, agentPid}.  Makes the
+namespace ``zsl-vr-<first 9 hex of the uuid>``; per NIC ``n`` a veth pair whose host
+end ``zslv<9 hex><n>`` is enslaved to the bridge and whose other end is ``eth<n>`` in
+the namespace with the MAC and ``ip/prefixLength``; ``lo`` up; a default route via
+``defaultGateway`` (which must lie in a public NIC's network) if given.  Then starts
+the virtual-router agent inside the namespace (``ip netns exec <ns> python -m
+virtual_router.main --socket <dir>/agent.sock --data-dir <dir> --token-file
+<dir>/agent.token``, ``<dir>`` = ``<agent data dir>/appliances/<applianceUuid>``,
+0700; the token (0600) is written before the start) and waits for its socket.
+Idempotent: makes what is missing (a veth, a dead agent), leaves the rest.  On a
+failure what the call made is undone and the error names the failed step.  On a
+simulator host the agent runs without a namespace, with ``--simulate``, in the same
+directory layout."""
+
+APPLIANCE_DESTROY: Final = "/appliance/destroy"
+"""{applianceUuid} -> {}: ends every process in the namespace (SIGTERM, then SIGKILL),
+deletes the veths, the namespace and the directory; missing pieces are fine."""
+
+APPLIANCE_CHECK: Final = "/appliance/check"
+"""{applianceUuid} -> {namespace: bool, agentRunning: bool, missingNics: [mac]}: a NIC
+is missing when its veth pair, its MAC or its bridge port is gone."""
 
 # -- reports (agent -> core) --------------------------------------------------
 REPORT_VM_STATE: Final = "/kvm/reportvmstate"

@@ -15,7 +15,10 @@ synchronously.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -89,6 +92,20 @@ class AgentServer:
         self.port = int(self._runner.addresses[0][1])
         log.info("agent listening on %s:%d", host, self.port)
         return self.port
+
+    async def start_unix(self, path: str) -> None:
+        """Listen on the Unix socket ``path``, mode 0600.  A socket file already there (left
+        by an earlier run) is removed first; any other kind of file is an error."""
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise FileExistsError(f"{path} exists and is not a socket")
+            os.unlink(path)
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.UnixSite(self._runner, path)
+        await site.start()
+        os.chmod(path, 0o600)
+        log.info("agent listening on %s", path)
 
     async def stop(self) -> None:
         """Cancel running async commands, then close the server."""

@@ -6,7 +6,9 @@ integration tests exercise the real HTTP and async-callback protocol.  Nothing
 sleeps.  Volumes and images are real files made with ``qemu-img`` (a start
 checks that the root volume exists, as libvirt would).  Extra path
 :data:`SIM_SET_VM_STATE` changes a VM's state "from outside" (what
-``virsh destroy`` is on a real host).
+``virsh destroy`` is on a real host).  Bridges, host NAT and appliances are
+agent.network.simulated: the real commands' checks over in-memory state, with
+real virtual-router agents started ``--simulate`` (and stopped at close).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agent import images
@@ -29,6 +32,7 @@ from agent.backend import (
     domain_name,
 )
 from agent.errors import AgentError, ArgumentError
+from agent.network.simulated import SimulatedNetwork
 from agent.protocol import VM_STATES
 from agent.storage import LocalFileStorage
 
@@ -56,14 +60,20 @@ class SimulatorBackend(LocalFileStorage, Backend):
         cpu_num: int = DEFAULT_CPU_NUM,
         total_memory: int = DEFAULT_MEMORY,
         used_memory: int = 0,
+        data_dir: Path | None = None,
     ) -> None:
         super().__init__()
+        self.network = SimulatedNetwork(data_dir)
         if cpu_num < 1 or total_memory < 1 or not 0 <= used_memory <= total_memory:
             raise ValueError("the simulated host needs CPUs and memory")
         self.cpu_num = cpu_num
         self.total_memory = total_memory
         self.used_memory = used_memory
         self.domains: dict[str, SimDomain] = {}
+
+    async def close(self) -> None:
+        """Stop the appliance agents this simulated host started."""
+        await self.network.close()
 
     # -- host ------------------------------------------------------------------
     async def connect(self, host_uuid: str, report_url: str) -> HostFacts:

@@ -26,7 +26,13 @@ def start_body(vm_uuid: str, root: Path, **extra: Any) -> dict[str, Any]:
         "cpuNum": 1,
         "memorySize": 64 * 1024**2,
         "rootVolume": {"installPath": str(root), "format": "qcow2"},
-        "nics": [{"mac": "52:54:00:12:34:56", "bridgeName": "br0", "deviceName": "vnic1.0"}],
+        "nics": [
+            {
+                "mac": "52:54:00:12:34:56",
+                "bridgeName": "zslbr-a00000001",
+                "deviceName": "zslt00000010",
+            }
+        ],
         "consoleLogPath": str(root.parent / f"{vm_uuid}.log"),
         "timeout": 5,
         **extra,

@@ -1,0 +1,314 @@
+"""The virtual-router appliance as a network namespace (blocking; run in a thread).
+
+An appliance ``<uuid>`` is:
+
+* the namespace ``zsl-vr-<first 9 hex of uuid>``, its ``lo`` up;
+* per NIC ``n`` a veth pair: the host end ``zslv<9 hex><n>`` enslaved to the NIC's
+  bridge and up, the other end ``eth<n>`` inside the namespace with the NIC's MAC and
+  ``ip/prefixLength``, up; a default route via ``defaultGateway`` if given;
+* the directory ``<data dir>/appliances/<uuid>`` (0700) with ``appliance.json`` (the
+  spec, for checks), ``agent.token`` (0600, made before the agent starts so the core
+  can read it), and the virtual-router agent's socket, pid, log and stderr;
+* the virtual-router agent, run inside the namespace with ``ip netns exec``.
+
+:meth:`ApplianceManager.create` is idempotent: it makes what is missing (a deleted
+veth, a dead agent) and leaves the rest.  When a step fails, what *this call* made is
+undone in reverse order and the error names the step.  :meth:`destroy` ends every
+process in the namespace (found by its ``/proc/<pid>/ns/net`` inode), deletes the
+host ends, the namespace and the directory; missing pieces are fine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Final
+
+from pyroute2 import IPRoute, netns
+
+from agent.errors import AgentError
+from agent.network import links
+from agent.network.base import (
+    AgentCommand,
+    ApplianceInfo,
+    ApplianceNic,
+    ApplianceSpec,
+    ApplianceStatus,
+)
+from agent.network.bridges import bridge_index
+from agent.network.names import namespace_name, veth_index, veth_name
+from agent.network.processes import (
+    AppliancePaths,
+    ProcessTable,
+    default_agent_command,
+    make_dir,
+    recorded_agent,
+    terminate,
+    wait_for_socket,
+    write_token,
+)
+
+log = logging.getLogger(__name__)
+
+NETNS_DIR: Final = Path("/run/netns")
+
+Undo = Callable[[], None]
+
+
+class StepFailed(AgentError):
+    pass
+
+
+class ApplianceManager:
+    def __init__(self, appliances_dir: Path, start_timeout: float = 20.0) -> None:
+        self.appliances_dir = appliances_dir
+        self.start_timeout = start_timeout
+        self.processes = ProcessTable()
+
+    def paths(self, appliance_uuid: str) -> AppliancePaths:
+        return AppliancePaths(self.appliances_dir / appliance_uuid)
+
+    # -- create ------------------------------------------------------------------------
+    def create(
+        self, spec: ApplianceSpec, agent_command: AgentCommand | None = None
+    ) -> ApplianceInfo:
+        uuid = spec.appliance_uuid
+        ns = namespace_name(uuid)
+        paths = self.paths(uuid)
+        paths.check_socket_path()
+        undo: list[tuple[str, Undo]] = []
+        step = "make the directory"
+        try:
+            if make_dir(paths.dir):
+                undo.append((step, lambda: shutil.rmtree(paths.dir, ignore_errors=True)))
+            step = "write the appliance spec"
+            paths.spec.write_text(json.dumps(asdict(spec), indent=2) + "\n")
+            step = "write the token file"
+            write_token(paths.token)
+            step = f"make the namespace {ns}"
+            if not namespace_exists(ns):
+                netns.create(ns)
+                undo.append((step, lambda: self._end_namespace(ns)))
+                log.info("created namespace %s", ns)
+            with IPRoute() as ipr, IPRoute(netns=ns) as nsr:
+                step = "set lo up"
+                nsr.link("set", index=nsr.link_lookup(ifname="lo")[0], state="up")
+                for i, nic in enumerate(spec.nics):
+                    step = f"plug NIC {i} ({nic.mac}) into bridge {nic.bridge_name}"
+                    made = self._ensure_nic(ipr, nsr, ns, uuid, i, nic)
+                    if made is not None:
+                        undo.append((step, made))
+                if spec.default_gateway:
+                    step = f"set the default route via {spec.default_gateway}"
+                    _ensure_default_route(nsr, spec.default_gateway)
+            step = "start the virtual-router agent"
+            pid = recorded_agent(paths)
+            if pid is not None and pid not in namespace_pids(ns):
+                terminate([pid], self.processes)  # left behind in a namespace now gone
+                pid = None
+            if pid is None:
+                argv = ["ip", "netns", "exec", ns, *paths.agent_argv(_command(agent_command))]
+                proc = self.processes.start(argv, paths)
+                pid = proc.pid
+                undo.append((step, lambda: terminate([proc.pid], self.processes)))
+                log.info("started the virtual-router agent of %s in %s (pid %d)", uuid, ns, pid)
+                wait_for_socket(self.processes, pid, paths, self.start_timeout)
+            elif not paths.socket.exists():
+                wait_for_socket(self.processes, pid, paths, self.start_timeout)
+        except Exception as exc:
+            failures = _undo(undo)
+            done = "; rolled back what this call made" + (
+                f" except: {'; '.join(failures)}" if failures else ""
+            )
+            raise StepFailed(
+                f"cannot create appliance {uuid}: step '{step}' failed: {links.message(exc)}{done}"
+            ) from None
+        return ApplianceInfo(
+            namespace=ns, socket_path=str(paths.socket), token_file=str(paths.token), agent_pid=pid
+        )
+
+    def _ensure_nic(
+        self, ipr: IPRoute, nsr: IPRoute, ns: str, uuid: str, i: int, nic: ApplianceNic
+    ) -> Undo | None:
+        """Make NIC ``i`` right; an undo if this call made its veth pair."""
+        host_name, peer_name = veth_name(uuid, i), f"eth{i}"
+        host = links.find(ipr, host_name)
+        peer = links.find(nsr, peer_name)
+        if host is not None and (peer is None or links.kind_of(host) != "veth"):
+            links.delete_link(ipr, host["index"])  # ours by name; half of a pair is no use
+            host = None
+        if host is None and peer is not None:
+            links.delete_link(nsr, peer["index"])
+            peer = None
+        made: Undo | None = None
+        if host is None:
+            bridge = bridge_index(ipr, nic.bridge_name)  # refuse before making anything
+            ipr.link(
+                "add",
+                ifname=host_name,
+                kind="veth",
+                peer={"ifname": peer_name, "net_ns_fd": ns, "address": nic.mac},
+            )
+            log.info("created veth %s <-> %s:%s", host_name, ns, peer_name)
+
+            def made() -> None:
+                with IPRoute() as r:
+                    link = links.find(r, host_name)
+                    if link is not None:
+                        links.delete_link(r, link["index"])
+
+            host = links.find(ipr, host_name)
+            peer = links.find(nsr, peer_name)
+            if host is None or peer is None:
+                raise AgentError(f"veth {host_name} vanished right after it was made")
+        else:
+            bridge = bridge_index(ipr, nic.bridge_name)
+        try:
+            if links.master_of(host) != bridge:
+                ipr.link("set", index=host["index"], master=bridge)
+            if not links.is_up(host):
+                ipr.link("set", index=host["index"], state="up")
+            if links.mac_of(peer) != nic.mac:
+                nsr.link("set", index=peer["index"], address=nic.mac)
+            links.add_address(nsr, peer["index"], nic.ip, nic.prefix_length)
+            if not links.is_up(peer):
+                nsr.link("set", index=peer["index"], state="up")
+        except Exception:
+            if made is not None:
+                made()
+            raise
+        return made
+
+    def _end_namespace(self, ns: str) -> None:
+        terminate(namespace_pids(ns), self.processes)
+        remove_namespace(ns)
+
+    # -- destroy -----------------------------------------------------------------------
+    def destroy(self, appliance_uuid: str) -> None:
+        ns = namespace_name(appliance_uuid)
+        paths = self.paths(appliance_uuid)
+        pids = set(namespace_pids(ns)) if namespace_exists(ns) else set()
+        recorded = recorded_agent(paths)
+        if recorded is not None:
+            pids.add(recorded)
+        terminate(pids, self.processes)
+        with IPRoute() as ipr:
+            for link in ipr.link("dump"):
+                if veth_index(appliance_uuid, links.name_of(link)) is not None:
+                    links.delete_link(ipr, link["index"])
+        if namespace_exists(ns):
+            remove_namespace(ns)
+            log.info("removed namespace %s", ns)
+        shutil.rmtree(paths.dir, ignore_errors=True)
+
+    # -- check -------------------------------------------------------------------------
+    def check(self, appliance_uuid: str) -> ApplianceStatus:
+        ns = namespace_name(appliance_uuid)
+        paths = self.paths(appliance_uuid)
+        self.processes.reap()
+        has_ns = namespace_exists(ns)
+        pid = recorded_agent(paths)
+        running = pid is not None and has_ns and pid in namespace_pids(ns)
+        spec = read_spec(paths)
+        missing: list[str] = []
+        if spec is not None:
+            if not has_ns:
+                missing = [nic.mac for nic in spec.nics]
+            else:
+                with IPRoute() as ipr, IPRoute(netns=ns) as nsr:
+                    missing = [
+                        nic.mac
+                        for i, nic in enumerate(spec.nics)
+                        if not _nic_ok(ipr, nsr, appliance_uuid, i, nic)
+                    ]
+        return ApplianceStatus(namespace=has_ns, agent_running=running, missing_nics=tuple(missing))
+
+
+def _nic_ok(ipr: IPRoute, nsr: IPRoute, uuid: str, i: int, nic: ApplianceNic) -> bool:
+    host = links.find(ipr, veth_name(uuid, i))
+    peer = links.find(nsr, f"eth{i}")
+    bridge = links.find(ipr, nic.bridge_name)
+    return (
+        host is not None
+        and peer is not None
+        and bridge is not None
+        and links.master_of(host) == bridge["index"]
+        and links.mac_of(peer) == nic.mac
+    )
+
+
+def _ensure_default_route(nsr: IPRoute, gateway: str) -> None:
+    for route in nsr.route("dump", family=2):
+        if (
+            route["dst_len"] == 0
+            and route["table"] == links.MAIN_TABLE
+            and route.get_attr("RTA_GATEWAY") == gateway
+        ):
+            return
+    nsr.route("replace", dst="0.0.0.0/0", gateway=gateway)
+
+
+def _command(agent_command: AgentCommand | None) -> list[str]:
+    return list(agent_command) if agent_command else default_agent_command()
+
+
+def _undo(undo: list[tuple[str, Undo]]) -> list[str]:
+    failures = []
+    for step, action in reversed(undo):
+        try:
+            action()
+        except Exception as exc:
+            log.exception("rolling back %r failed", step)
+            failures.append(f"undoing '{step}': {links.message(exc)}")
+    return failures
+
+
+# -- namespaces ---------------------------------------------------------------------------
+def namespace_exists(ns: str) -> bool:
+    return (NETNS_DIR / ns).exists()
+
+
+def remove_namespace(ns: str) -> None:
+    try:
+        netns.remove(ns)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+
+
+def namespace_pids(ns: str) -> list[int]:
+    """Every process whose network namespace is ``ns`` (by device and inode)."""
+    try:
+        target = os.stat(NETNS_DIR / ns)
+    except FileNotFoundError:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            st = os.stat(f"/proc/{entry}/ns/net")
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                pids.append(int(entry))
+    return pids
+
+
+def read_spec(paths: AppliancePaths) -> ApplianceSpec | None:
+    try:
+        raw = json.loads(paths.spec.read_text())
+        return ApplianceSpec(
+            appliance_uuid=raw["appliance_uuid"],
+            nics=tuple(ApplianceNic(**nic) for nic in raw["nics"]),
+            default_gateway=raw.get("default_gateway", ""),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

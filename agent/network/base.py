@@ -1,0 +1,115 @@
+"""What a backend's network part offers the agent's commands, and the values it passes.
+
+Two implementations: :class:`agent.network.host.HostNetwork` changes the real host
+(bridges, nftables, namespaces); :class:`agent.network.simulated.SimulatedNetwork`
+keeps the same state in memory and changes nothing on the host except starting
+the virtual-router agent (without a namespace, ``--simulate``).  Both get their
+arguments already checked by agent.commands and raise
+:class:`agent.errors.AgentError` with a message naming what is in the way.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+DEFAULT_DATA_DIR: Final = Path("/var/lib/zstack-lite/agent")
+"""Where appliance directories go until the agent is told its data dir (agent.main's default)."""
+APPLIANCES_DIR: Final = "appliances"
+ROLES: Final = ("guest", "public")
+
+
+@dataclass(frozen=True)
+class ApplianceNic:
+    bridge_name: str
+    mac: str
+    ip: str
+    prefix_length: int
+    role: str = "guest"
+
+    @property
+    def interface(self) -> ipaddress.IPv4Interface:
+        return ipaddress.IPv4Interface(f"{self.ip}/{self.prefix_length}")
+
+
+@dataclass(frozen=True)
+class ApplianceSpec:
+    appliance_uuid: str
+    nics: tuple[ApplianceNic, ...]
+    default_gateway: str = ""
+
+
+@dataclass(frozen=True)
+class ApplianceInfo:
+    namespace: str
+    socket_path: str
+    token_file: str
+    agent_pid: int
+
+
+@dataclass(frozen=True)
+class ApplianceStatus:
+    namespace: bool
+    agent_running: bool
+    missing_nics: tuple[str, ...]
+
+
+AgentCommand = Sequence[str]
+"""The argv that starts the virtual-router agent, before its ``--socket``,
+``--data-dir`` and ``--token-file`` options (default: ``python -m virtual_router.main``)."""
+
+
+class NetworkDriver(ABC):
+    """L2 bridges, host NAT for the default public network, and appliance namespaces."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+
+    @property
+    def appliances_dir(self) -> Path:
+        return self.data_dir / APPLIANCES_DIR
+
+    def appliance_dir(self, appliance_uuid: str) -> Path:
+        return self.appliances_dir / appliance_uuid
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Called once when the backend closes."""
+
+    # -- bridges -----------------------------------------------------------------
+    @abstractmethod
+    async def bridge_create(
+        self, bridge_name: str, physical_interface: str = "", allow_default_route: bool = False
+    ) -> None:
+        """Make the bridge (up) if missing, enslaving ``physical_interface`` if given."""
+
+    @abstractmethod
+    async def bridge_delete(self, bridge_name: str) -> None:
+        """Release its physical interface and delete the bridge; missing is fine."""
+
+    @abstractmethod
+    async def bridge_check(self, bridge_names: Sequence[str]) -> list[str]:
+        """The names among ``bridge_names`` that are not bridges on this host."""
+
+    # -- host NAT ----------------------------------------------------------------
+    @abstractmethod
+    async def hostnat_set(self, bridge_name: str, gateway: ipaddress.IPv4Interface) -> None: ...
+
+    @abstractmethod
+    async def hostnat_remove(self, bridge_name: str, gateway: ipaddress.IPv4Interface) -> None: ...
+
+    # -- appliances --------------------------------------------------------------
+    @abstractmethod
+    async def appliance_create(
+        self, spec: ApplianceSpec, agent_command: AgentCommand | None = None
+    ) -> ApplianceInfo:
+        """Make (or repair) the appliance and start its agent; roll back on failure."""
+
+    @abstractmethod
+    async def appliance_destroy(self, appliance_uuid: str) -> None: ...
+
+    @abstractmethod
+    async def appliance_check(self, appliance_uuid: str) -> ApplianceStatus: ...

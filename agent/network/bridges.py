@@ -1,0 +1,108 @@
+"""L2 Linux bridges (blocking; run in a thread).
+
+A bridge is the project's when its name is a project bridge name (``zslbr-…``,
+checked by agent.commands before anything gets here).  Creating one is
+idempotent; a physical interface is enslaved only when the core names it, never
+the one that carries the host's default route unless the core says so, and
+never one another master holds.  Deleting a bridge releases (never deletes) the
+interfaces the project did not make, then deletes the bridge.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from pyroute2 import IPRoute
+
+from agent.errors import AgentError
+from agent.network import links
+from agent.network.names import is_ours
+
+log = logging.getLogger(__name__)
+
+
+def create_bridge(name: str, physical: str = "", allow_default_route: bool = False) -> None:
+    with IPRoute() as ipr:
+        bridge = links.find(ipr, name)
+        if bridge is not None and links.kind_of(bridge) != "bridge":
+            raise AgentError(f"bridge name {name} is taken by {links.describe(bridge)}")
+        port = _check_physical(ipr, physical, bridge, allow_default_route) if physical else None
+        created = False
+        if bridge is None:
+            ipr.link("add", ifname=name, kind="bridge")
+            created = True
+            bridge = links.find(ipr, name)
+            if bridge is None:
+                raise AgentError(f"bridge {name} vanished right after it was made")
+            # Pin the bridge's MAC: otherwise it follows the lowest port MAC and the
+            # gateway's address changes under the guests whenever a port comes or goes.
+            ipr.link("set", index=bridge["index"], address=links.mac_of(bridge))
+            log.info("created bridge %s", name)
+        try:
+            ipr.link("set", index=bridge["index"], state="up")
+            if port is not None:
+                if links.master_of(port) != bridge["index"]:
+                    ipr.link("set", index=port["index"], master=bridge["index"])
+                    log.info("enslaved %s to bridge %s", physical, name)
+                ipr.link("set", index=port["index"], state="up")
+        except Exception as exc:
+            if created:
+                links.delete_link(ipr, bridge["index"])
+            raise AgentError(f"cannot set up bridge {name}: {links.message(exc)}") from None
+
+
+def _check_physical(
+    ipr: IPRoute, physical: str, bridge: links.Link | None, allow_default_route: bool
+) -> links.Link:
+    port = links.find(ipr, physical)
+    if port is None:
+        raise AgentError(f"physical interface {physical} does not exist on this host")
+    if links.kind_of(port) == "bridge":
+        raise AgentError(f"physical interface {physical} is itself a bridge; it cannot be a port")
+    if port["index"] in links.default_route_ifindexes(ipr) and not allow_default_route:
+        raise AgentError(
+            f"{physical} carries the host's default route; pass allowDefaultRouteInterface "
+            "to enslave it"
+        )
+    master = links.master_of(port)
+    if master and (bridge is None or master != bridge["index"]):
+        raise AgentError(
+            f"physical interface {physical} is already enslaved to {links.index_name(ipr, master)}"
+        )
+    return port
+
+
+def delete_bridge(name: str) -> None:
+    with IPRoute() as ipr:
+        bridge = links.find(ipr, name)
+        if bridge is None:
+            return
+        if links.kind_of(bridge) != "bridge":
+            raise AgentError(f"{name} is {links.describe(bridge)}, not a bridge; not deleting it")
+        for port in links.ports(ipr, bridge["index"]):
+            if not is_ours(links.name_of(port)):
+                ipr.link("set", index=port["index"], master=0)
+                log.info("released %s from bridge %s", links.name_of(port), name)
+        links.delete_link(ipr, bridge["index"])
+        log.info("deleted bridge %s", name)
+
+
+def missing_bridges(names: Sequence[str]) -> list[str]:
+    with IPRoute() as ipr:
+        missing = []
+        for name in names:
+            link = links.find(ipr, name)
+            if link is None or links.kind_of(link) != "bridge":
+                missing.append(name)
+        return missing
+
+
+def bridge_index(ipr: IPRoute, name: str) -> int:
+    """The index of bridge ``name``; raise if there is none."""
+    link = links.find(ipr, name)
+    if link is None:
+        raise AgentError(f"bridge {name} does not exist on this host")
+    if links.kind_of(link) != "bridge":
+        raise AgentError(f"{name} is {links.describe(link)}, not a bridge")
+    return int(link["index"])

@@ -1,0 +1,364 @@
+"""Bridges and host NAT on the real host: real links, real ``nft``, real routes.
+
+Every object is named ``zsl…`` with a random suffix and removed in the fixture's
+``finally``.  The interface carrying the host's default route is only ever named
+in a request that must be refused; it is never enslaved.  Traffic goes only
+between namespaces the tests make (an "upstream" one on 203.0.113.0/24).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+
+from agent.app import Agent
+from agent.errors import AgentError
+from agent.network import host_nat, links
+from agent.network.base import ApplianceNic, ApplianceSpec
+from agent.network.host import HostNetwork
+from agent.network.names import namespace_name
+from agent.simulator_backend import SimulatorBackend
+from tests.agent.helpers import AgentCaller
+from tests.agent.net_helpers import (
+    ROOT,
+    HostObjects,
+    free_subnet,
+    snapshot,
+    stand_in_command,
+    suffix,
+    threaded,
+)
+
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.skipif(not ROOT, reason="needs root (links, namespaces, nftables)"),
+]
+
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
+@pytest.fixture
+def host() -> Iterator[HostObjects]:
+    objects = HostObjects()
+    try:
+        yield objects
+    finally:
+        objects.clean()
+
+
+@pytest.fixture
+def nat_host(host: HostObjects) -> HostObjects:
+    """Host NAT tests own the table while they run: skipped if something else uses it."""
+    if f"table {host_nat.FAMILY} {host_nat.TABLE}" in snapshot().tables:
+        pytest.skip(f"table {host_nat.FAMILY} {host_nat.TABLE} is in use on this host")
+    host.host_nat = True
+    host.ip_forward = IP_FORWARD.read_text()
+    return host
+
+
+@pytest.fixture
+def net() -> Iterator[HostNetwork]:
+    """A short data dir: an appliance's socket path must fit sun_path (108 bytes)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="zsl-test-"))
+    try:
+        yield HostNetwork(data_dir / "agent")
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@threaded
+def link(name: str) -> links.Link | None:
+    with IPRoute() as ipr:
+        return links.find(ipr, name)
+
+
+@threaded
+def master_name(name: str) -> str:
+    with IPRoute() as ipr:
+        found = links.find(ipr, name)
+        assert found is not None, name
+        master = links.master_of(found)
+        return links.index_name(ipr, master) if master else ""
+
+
+@threaded
+def addresses(name: str) -> set[str]:
+    with IPRoute() as ipr:
+        found = links.find(ipr, name)
+        assert found is not None
+        return {
+            f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+            for a in ipr.addr("dump", family=2)
+            if a["index"] == found["index"]
+        }
+
+
+@threaded
+def default_route_interface() -> str:
+    with IPRoute() as ipr:
+        indexes = links.default_route_ifindexes(ipr)
+        return links.index_name(ipr, min(indexes)) if indexes else ""
+
+
+# -- bridges -------------------------------------------------------------------------------
+async def test_bridge_create_and_delete_are_idempotent(host: HostObjects, net: HostNetwork) -> None:
+    name = host.bridge()
+    assert await net.bridge_check([name]) == [name]
+    await net.bridge_create(name)
+    await net.bridge_create(name)
+    bridge = link(name)
+    assert bridge is not None and links.kind_of(bridge) == "bridge" and links.is_up(bridge)
+    assert await net.bridge_check([name]) == []
+    await net.bridge_delete(name)
+    await net.bridge_delete(name)
+    assert link(name) is None
+    assert await net.bridge_check([name]) == [name]
+
+
+async def test_a_given_interface_is_enslaved_then_released_not_deleted(
+    host: HostObjects, net: HostNetwork
+) -> None:
+    port = host.port()
+    first, second = host.bridge(), host.bridge()
+    await net.bridge_create(first, port)
+    await net.bridge_create(first, port)  # idempotent: already its port
+    assert master_name(port) == first
+    port_link = link(port)
+    assert port_link is not None and links.is_up(port_link)
+
+    with pytest.raises(AgentError, match=f"{port} is already enslaved to {first}"):
+        await net.bridge_create(second, port)
+    assert link(second) is None  # refused before anything was made
+
+    await net.bridge_delete(first)
+    assert link(first) is None
+    assert link(port) is not None and master_name(port) == ""
+
+
+async def test_the_default_route_interface_is_refused(host: HostObjects, net: HostNetwork) -> None:
+    uplink = default_route_interface()
+    if not uplink:
+        pytest.skip("this host has no default route")
+    name = host.bridge()
+    with pytest.raises(AgentError) as refused:
+        await net.bridge_create(name, uplink)
+    assert str(refused.value) == (
+        f"{uplink} carries the host's default route; pass allowDefaultRouteInterface to enslave it"
+    )
+    assert link(name) is None
+    assert master_name(uplink) == ""
+
+
+async def test_clashes_and_missing_interfaces_are_refused(
+    host: HostObjects, net: HostNetwork
+) -> None:
+    clash = host.port(name=f"zslbr-t{suffix()}")
+    with pytest.raises(AgentError, match=f"bridge name {clash} is taken by a veth link"):
+        await net.bridge_create(clash)
+    with pytest.raises(AgentError, match=f"{clash} is a veth link, not a bridge"):
+        await net.bridge_delete(clash)
+    found = link(clash)
+    assert found is not None and links.kind_of(found) == "veth"  # untouched
+    assert await net.bridge_check([clash]) == [clash]
+
+    name = host.bridge()
+    with pytest.raises(AgentError, match="physical interface zsltnothere does not exist"):
+        await net.bridge_create(name, "zsltnothere")
+    other = host.bridge()
+    await net.bridge_create(other)
+    with pytest.raises(AgentError, match=f"{other} is itself a bridge"):
+        await net.bridge_create(name, other)
+    assert link(name) is None
+
+
+async def test_bridges_through_the_http_protocol(host: HostObjects, tmp_path: Path) -> None:
+    """The commands reach the real network part (a simulator agent given a HostNetwork)."""
+    backend = SimulatorBackend()
+    backend.network = HostNetwork(tmp_path / "agent")
+    agent = Agent(backend, tmp_path / "agent")
+    await agent.start("127.0.0.1", 0)
+    caller = AgentCaller(f"http://127.0.0.1:{agent.port}", agent.token)
+    try:
+        name = host.bridge()
+        answer = await caller.ok("/network/bridge/create", {"bridgeName": name})
+        assert answer["bridgeName"] == name
+        check = await caller.ok("/network/bridge/check", {"bridgeNames": [name, "zslbr-nothere"]})
+        assert check["missing"] == ["zslbr-nothere"]
+        await caller.ok("/network/bridge/delete", {"bridgeName": name})
+        assert link(name) is None
+        refused = await caller.call("/network/bridge/create", {"bridgeName": "eth0"})
+        assert refused["success"] is False and "'bridgeName'" in refused["error"]
+    finally:
+        await caller.close()
+        await agent.stop()
+
+
+# -- host NAT --------------------------------------------------------------------------------
+def nat_table() -> dict[str, object] | None:
+    done = subprocess.run(
+        ["nft", "-j", "list", "table", host_nat.FAMILY, host_nat.TABLE],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        return None
+    items = json.loads(done.stdout)["nftables"]
+    chains = {i["chain"]["name"]: i["chain"] for i in items if "chain" in i}
+    rules = [i["rule"] for i in items if "rule" in i]
+    return {"chains": chains, "rules": rules}
+
+
+def masquerades(table: dict[str, object]) -> set[tuple[str, str]]:
+    """(source network, bridge) of every masquerade rule."""
+    found = set()
+    for rule in table["rules"]:  # type: ignore[attr-defined]
+        if rule["chain"] != "postrouting":
+            continue
+        net, bridge = "", ""
+        for expr in rule["expr"]:
+            match = expr.get("match")
+            if match and match["left"].get("payload", {}).get("field") == "saddr":
+                prefix = match["right"]["prefix"]
+                net = f"{prefix['addr']}/{prefix['len']}"
+            if match and match["left"].get("meta", {}).get("key") == "oifname":
+                assert match["op"] == "!="
+                bridge = match["right"]
+        assert any("masquerade" in expr for expr in rule["expr"])
+        found.add((net, bridge))
+    return found
+
+
+async def test_host_nat_set_and_remove(nat_host: HostObjects, net: HostNetwork) -> None:
+    first, second = nat_host.bridge(), nat_host.bridge()
+    await net.bridge_create(first)
+    await net.bridge_create(second)
+    net1, net2 = free_subnet(), free_subnet()
+    gw1 = ipaddress.IPv4Interface(f"{net1[1]}/{net1.prefixlen}")
+    gw2 = ipaddress.IPv4Interface(f"{net2[1]}/{net2.prefixlen}")
+
+    await net.hostnat_set(first, gw1)
+    await net.hostnat_set(first, gw1)  # idempotent
+    assert str(gw1) in addresses(first)
+    assert IP_FORWARD.read_text().strip() == "1"
+    table = nat_table()
+    assert table is not None
+    chains = table["chains"]  # type: ignore[index]
+    assert chains["forward"]["hook"] == "forward" and chains["forward"]["type"] == "filter"
+    assert chains["forward"]["policy"] == "accept"
+    assert chains["postrouting"]["hook"] == "postrouting" and chains["postrouting"]["type"] == "nat"
+    assert masquerades(table) == {(str(net1), first)}
+
+    await net.hostnat_set(second, gw2)
+    table = nat_table()
+    assert table is not None and masquerades(table) == {(str(net1), first), (str(net2), second)}
+    rules = table["rules"]  # type: ignore[index]
+    accepted = json.dumps([r for r in rules if r["chain"] == "forward"])
+    assert first in accepted and second in accepted
+    assert host_nat.read_entries() == sorted(
+        [host_nat.HostNatEntry(first, gw1), host_nat.HostNatEntry(second, gw2)]
+    )
+
+    await net.hostnat_remove(first, gw1)
+    assert str(gw1) not in addresses(first)
+    table = nat_table()
+    assert table is not None and masquerades(table) == {(str(net2), second)}
+    await net.hostnat_remove(first, gw1)  # idempotent
+    await net.hostnat_remove(second, gw2)
+    assert nat_table() is None  # the last entry takes the table with it
+    assert addresses(second) == set()
+
+
+async def test_host_nat_refuses_a_cidr_overlapping_a_host_route(
+    nat_host: HostObjects, net: HostNetwork
+) -> None:
+    wide = free_subnet(16)
+    port = nat_host.port(f"{wide[1]}/16")
+    bridge = nat_host.bridge()
+    await net.bridge_create(bridge)
+    inside = ipaddress.IPv4Interface(f"{wide[5 * 256 + 1]}/24")
+    with pytest.raises(AgentError) as refused:
+        await net.hostnat_set(bridge, inside)
+    assert str(refused.value) == f"{inside.network} overlaps the host route {wide} via {port}"
+    assert addresses(bridge) == set()
+    assert nat_table() is None
+
+    with pytest.raises(AgentError, match="bridge zslbr-tnothere1 does not exist"):
+        await net.hostnat_set("zslbr-tnothere1", ipaddress.IPv4Interface("10.1.2.1/24"))
+
+
+SERVER = """
+import socket
+s = socket.socket()
+s.bind(("0.0.0.0", 8099))
+s.listen()
+print("listening", flush=True)
+while True:
+    c, peer = s.accept()
+    c.sendall(peer[0].encode())
+    c.close()
+"""
+
+CLIENT = """
+import socket
+s = socket.socket()
+s.settimeout(1.0)
+try:
+    s.connect((ADDRESS, 8099))
+    print(s.recv(100).decode())
+except OSError as exc:
+    print("failed:", exc)
+"""
+
+
+async def connect_from(host: HostObjects, ns: str, address: str) -> str:
+    proc = host.run_in(ns, CLIENT.replace("ADDRESS", repr(address)))
+    out, _ = await asyncio.to_thread(proc.communicate, timeout=10)
+    return out.decode().strip()
+
+
+async def test_host_nat_traffic_and_a_foreign_forward_drop(
+    nat_host: HostObjects, net: HostNetwork
+) -> None:
+    """A guest on the public bridge reaches an "upstream" namespace masqueraded; then a
+    Docker-like table whose forward chain drops (policy drop) breaks it despite this
+    table's accept: nftables needs every base chain on a hook to accept a packet."""
+    public = nat_host.bridge()
+    await net.bridge_create(public)
+    subnet = free_subnet()
+    await net.hostnat_set(public, ipaddress.IPv4Interface(f"{subnet[1]}/24"))
+    guest = nat_host.appliance()  # a namespace on the public bridge: the "guest"
+    spec = ApplianceSpec(
+        guest,
+        (ApplianceNic(public, "52:54:00:aa:00:09", str(subnet[10]), 24, "public"),),
+        default_gateway=str(subnet[1]),
+    )
+    await net.appliance_create(spec, stand_in_command())
+    upstream = nat_host.upstream("203.0.113.1/24", "203.0.113.2/24")
+    server = nat_host.run_in(upstream, SERVER)
+    assert server.stdout is not None
+    assert (await asyncio.to_thread(server.stdout.readline)).strip() == b"listening"
+
+    # The upstream side sees the host's address, not the guest's: masqueraded.
+    assert await connect_from(nat_host, namespace_name(guest), "203.0.113.2") == "203.0.113.1"
+
+    nat_host.table(
+        "ip",
+        "zsl_test_dropfwd",
+        "table ip zsl_test_dropfwd {\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority filter; policy drop;\n"
+        "  }\n"
+        "}\n",
+    )
+    answer = await connect_from(nat_host, namespace_name(guest), "203.0.113.2")
+    assert answer.startswith("failed"), answer  # the documented limitation
+    await net.appliance_destroy(guest)

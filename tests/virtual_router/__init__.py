@@ -1,0 +1,1 @@
+"""Tests of the virtual-router appliance agent (virtual_router/)."""

@@ -1,0 +1,88 @@
+"""The appliance agent put together: token, drivers (real or simulated), commands, watchdog
+and the HTTP server on a Unix socket."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+from agent.server import AgentServer
+from virtual_router.commands import VrCommands
+from virtual_router.dnsmasq import Dnsmasq, SimulatedDnsmasq
+from virtual_router.interfaces import NetlinkInterfaces, SimulatedInterfaces
+from virtual_router.router import WATCHDOG_INTERVAL, VirtualRouter
+from virtual_router.snat import NftSnat, SimulatedSnat
+
+log = logging.getLogger(__name__)
+
+
+def load_or_create_token(path: Path) -> str:
+    """The bearer token in ``path``, made (mode 0600) at the first start and kept after."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("%s was mode %o; making it 0600", path, mode)
+            path.chmod(0o600)
+        token = path.read_text().strip()
+        if not token:
+            raise RuntimeError(f"{path} is empty; delete it to make a new token") from None
+        return token
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    log.info("created the agent token %s", path)
+    return token
+
+
+async def _no_callbacks(url: str, task_uuid: str, _answer: dict[str, Any]) -> bool:
+    """Every command is synchronous, so there is never a callback to send."""
+    log.error("no async commands here; dropping the callback of %s to %s", task_uuid, url)
+    return False
+
+
+def make_router(data_dir: Path, simulate: bool) -> VirtualRouter:
+    if simulate:
+        return VirtualRouter(SimulatedInterfaces(), SimulatedDnsmasq(), SimulatedSnat())
+    return VirtualRouter(NetlinkInterfaces(), Dnsmasq(data_dir), NftSnat())
+
+
+class VrAgent:
+    def __init__(
+        self,
+        data_dir: Path,
+        token_file: Path,
+        *,
+        simulate: bool = False,
+        router: VirtualRouter | None = None,
+        watchdog_interval: float = WATCHDOG_INTERVAL,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.token = load_or_create_token(Path(token_file))
+        self.router = router or make_router(self.data_dir, simulate)
+        self.watchdog_interval = watchdog_interval
+        self.server: AgentServer | None = None
+
+    async def start(self, socket_path: str) -> None:
+        await self.router.dnsmasq.kill_stale()
+        self.server = AgentServer(VrCommands(self.router).registry(), self.token, _no_callbacks)
+        try:
+            await self.server.start_unix(socket_path)
+        except BaseException:
+            await self.stop()
+            raise
+        self.router.start_watchdog(self.watchdog_interval)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+        await self.router.close()
+        log.info("virtual-router agent stopped")

@@ -1,0 +1,466 @@
+"""dnsmasq: the one place that renders its files and supervises its process.
+
+One dnsmasq per appliance serves static DHCP leases and DNS on the guest
+interfaces only (``bind-interfaces`` with ``interface=`` lines).  Its files live
+in the agent's data dir:
+
+* ``dnsmasq.conf``: interfaces, DHCP ranges, upstream servers and the paths of
+  the files below.  A change here restarts dnsmasq.
+* ``dhcp-hosts``, ``dhcp-opts``, ``addn-hosts`` and ``dns-servers`` (the
+  ``server=/<domain>/`` lines that keep each guest domain local): what changes
+  with the entries.  dnsmasq re-reads them on SIGHUP, so a change of entries
+  never interrupts DHCP or DNS.
+
+dnsmasq runs as a child in the foreground and logs to its stderr, which the
+agent copies into its own log.  It runs as root: its files live in the agent's
+private data dir, which the unprivileged user dnsmasq would switch to could not
+read when re-reading them on SIGHUP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from agent.errors import AgentError
+from virtual_router.model import DhcpEntry
+
+log = logging.getLogger(__name__)
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+DHCP_RELEASE = "/usr/bin/dhcp_release"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+RELEASE_TIMEOUT = 10.0
+STDERR_LINES = 20
+
+
+@dataclass(frozen=True)
+class DnsmasqFiles:
+    conf: Path
+    dhcp_hosts: Path
+    dhcp_opts: Path
+    addn_hosts: Path
+    servers: Path
+    leases: Path
+    pid: Path
+
+    @classmethod
+    def in_dir(cls, data_dir: Path) -> DnsmasqFiles:
+        return cls(
+            conf=data_dir / "dnsmasq.conf",
+            dhcp_hosts=data_dir / "dhcp-hosts",
+            dhcp_opts=data_dir / "dhcp-opts",
+            addn_hosts=data_dir / "addn-hosts",
+            servers=data_dir / "dns-servers",
+            leases=data_dir / "dnsmasq.leases",
+            pid=data_dir / "dnsmasq.pid",
+        )
+
+
+@dataclass(frozen=True)
+class DnsmasqConfig:
+    """What dnsmasq should serve; interface names already resolved from MACs."""
+
+    interfaces: tuple[str, ...] = ()
+    """Where DHCP and DNS are served (sorted); none: dnsmasq does not run."""
+    ranges: tuple[IPv4Network, ...] = ()
+    """The guest networks with static leases (one ``dhcp-range`` each, sorted)."""
+    upstream: tuple[IPv4Address, ...] = ()
+    """Upstream DNS servers, in order."""
+    entries: tuple[DhcpEntry, ...] = field(default=())
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.interfaces)
+
+
+# -- rendering -----------------------------------------------------------------
+def render_conf(config: DnsmasqConfig, files: DnsmasqFiles) -> str:
+    lines = [
+        "# Written by the ZStack Lite virtual-router agent; every change is overwritten.",
+        "user=root",
+        "group=root",
+        "bind-interfaces",
+        "except-interface=lo",
+        *(f"interface={name}" for name in config.interfaces),
+        "no-resolv",
+        "no-hosts",
+        "domain-needed",
+        "bogus-priv",
+        "log-facility=-",
+        f"pid-file={files.pid}",
+        "dhcp-authoritative",
+        f"dhcp-leasefile={files.leases}",
+        f"dhcp-hostsfile={files.dhcp_hosts}",
+        f"dhcp-optsfile={files.dhcp_opts}",
+        f"addn-hosts={files.addn_hosts}",
+        f"servers-file={files.servers}",
+        *(
+            f"dhcp-range={net.network_address},static,{net.netmask},infinite"
+            for net in config.ranges
+        ),
+        *(f"server={address}" for address in config.upstream),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_dhcp_hosts(entries: Iterable[DhcpEntry]) -> str:
+    """One static lease per guest; only the default L3 network names the guest."""
+    lines = []
+    for e in entries:
+        name = f"{e.hostname}," if e.is_default_l3 and e.hostname else ""
+        lines.append(f"{e.mac},set:{e.tag},{e.ip},{name}infinite")
+    return "".join(line + "\n" for line in lines)
+
+
+def render_dhcp_opts(entries: Iterable[DhcpEntry]) -> str:
+    """Options per guest tag, as ZStack's dnsmasq.py: router, DNS and domain for the default
+    L3 network; empty router and DNS options (3 and 6) for the others."""
+    lines = []
+    for e in entries:
+        tag = f"tag:{e.tag}"
+        lines.append(f"{tag},option:netmask,{e.netmask}")
+        if not e.is_default_l3:
+            lines += [f"{tag},3", f"{tag},6"]
+            continue
+        if e.gateway is not None:
+            lines.append(f"{tag},option:router,{e.gateway}")
+        if e.dns:
+            lines.append(f"{tag},option:dns-server,{','.join(str(d) for d in e.dns)}")
+        if e.dns_domain:
+            lines.append(f"{tag},option:domain-name,{e.dns_domain}")
+    return "".join(line + "\n" for line in lines)
+
+
+def render_addn_hosts(entries: Iterable[DhcpEntry]) -> str:
+    lines = []
+    for e in entries:
+        if not e.hostname:
+            continue
+        names = f"{e.hostname}.{e.dns_domain} {e.hostname}" if e.dns_domain else e.hostname
+        lines.append(f"{e.ip} {names}")
+    return "".join(line + "\n" for line in lines)
+
+
+def render_servers(entries: Iterable[DhcpEntry]) -> str:
+    """``server=/<domain>/`` (what ``local=`` means) per guest domain: answered from the
+    hosts file only, never forwarded.  This file, unlike the conf, is re-read on SIGHUP."""
+    domains = sorted({e.dns_domain for e in entries if e.dns_domain})
+    return "".join(f"server=/{d}/\n" for d in domains)
+
+
+def render(config: DnsmasqConfig, files: DnsmasqFiles) -> dict[Path, str]:
+    """Every file's text; the conf first."""
+    return {
+        files.conf: render_conf(config, files),
+        files.dhcp_hosts: render_dhcp_hosts(config.entries),
+        files.dhcp_opts: render_dhcp_opts(config.entries),
+        files.addn_hosts: render_addn_hosts(config.entries),
+        files.servers: render_servers(config.entries),
+    }
+
+
+def explain_start_failure(stderr: str) -> str:
+    """A start failure in the caller's words: which address and port is taken, when that is it."""
+    detail = stderr.strip() or "no output"
+    match = re.search(r"failed to create listening socket for ([0-9a-fA-F.:]+): (.+)", stderr)
+    if match and "in use" in match.group(2):
+        return (
+            f"dnsmasq cannot listen on {match.group(1)} port 53 (DNS): the address and port "
+            f"are already in use by another program ({detail})"
+        )
+    if re.search(r"failed to bind DHCP server socket: .*in use", stderr):
+        return (
+            f"dnsmasq cannot listen on port 67 (DHCP): already in use by another program ({detail})"
+        )
+    return f"dnsmasq failed to start: {detail}"
+
+
+def prune_leases(path: Path, entries: Iterable[DhcpEntry]) -> list[str]:
+    """Drop from a stopped dnsmasq's lease file every IPv4 lease that is not one of
+    ``entries`` (same MAC and IP); the dropped leases' ``mac ip``."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    wanted = {(e.mac, str(e.ip)) for e in entries}
+    kept, dropped = [], []
+    for line in lines:
+        parts = line.split()
+        is_v4_lease = len(parts) >= 3 and ":" in parts[1] and "." in parts[2]
+        if is_v4_lease and (parts[1].lower(), parts[2]) not in wanted:
+            dropped.append(f"{parts[1]} {parts[2]}")
+            continue
+        kept.append(line)
+    if dropped:
+        _write(path, "".join(line + "\n" for line in kept))
+    return dropped
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace a file atomically, so dnsmasq never re-reads half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# -- the process ---------------------------------------------------------------
+class Dnsmasq:
+    """Renders the files and keeps one dnsmasq child serving the last applied config."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        binary: str = DNSMASQ,
+        release_binary: str = DHCP_RELEASE,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        self.files = DnsmasqFiles.in_dir(Path(data_dir))
+        self.binary = binary
+        self.release_binary = release_binary
+        self.start_timeout = start_timeout
+        self.config = DnsmasqConfig()
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr_task: asyncio.Task[None] | None = None
+        self._stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self._running_conf = ""
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    async def apply(self, config: DnsmasqConfig) -> None:
+        """Serve ``config``: rewrite the files, then SIGHUP when only entries changed, restart
+        when the conf changed, stop when nothing is to be served.  On failure the previous
+        config is put back before the error is raised."""
+        previous = self.config
+        try:
+            await self._apply(config)
+        except AgentError:
+            try:
+                await self._apply(previous)
+            except AgentError as exc:
+                log.error("could not put the previous dnsmasq config back: %s", exc)
+            raise
+        self.config = config
+
+    async def ensure_running(self) -> bool:
+        """Start dnsmasq again if it should run but does not; whether it had to."""
+        if not self.config.wanted or self.running:
+            return False
+        if self._proc is not None:
+            log.warning("dnsmasq exited (status %s); restarting it", self._proc.returncode)
+        await self._restart(render(self.config, self.files)[self.files.conf])
+        return True
+
+    async def release(self, interface: str, ip: str, mac: str) -> None:
+        """``dhcp_release``: make a running dnsmasq forget a lease (a warning if it cannot)."""
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.release_binary,
+                interface,
+                ip,
+                mac,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            log.warning("%s is not installed (Debian package dnsmasq-utils)", self.release_binary)
+            return
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                _, err = await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            log.warning("dhcp_release %s %s %s timed out", interface, ip, mac)
+            return
+        if proc.returncode != 0:
+            log.warning(
+                "dhcp_release %s %s %s failed: %s", interface, ip, mac, err.decode().strip()
+            )
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period."""
+        proc, self._proc = self._proc, None
+        self._running_conf = ""
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await proc.wait()
+            except TimeoutError:
+                log.warning("dnsmasq did not stop on SIGTERM; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if proc is not None:
+            await proc.wait()
+        await self._drain_stderr()
+        self.files.pid.unlink(missing_ok=True)
+
+    async def kill_stale(self) -> bool:
+        """Stop a dnsmasq left by an earlier agent on this data dir (it would hold the
+        ports); whether there was one."""
+        try:
+            pid = int(self.files.pid.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        if f"--conf-file={self.files.conf}".encode() not in cmdline:
+            return False
+        log.warning("stopping dnsmasq %d left by an earlier agent", pid)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + STOP_TIMEOUT
+            while _alive(pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if not _alive(pid):
+                break
+        self.files.pid.unlink(missing_ok=True)
+        return True
+
+    # -- internals -------------------------------------------------------------
+    async def _apply(self, config: DnsmasqConfig) -> None:
+        texts = render(config, self.files)
+        if config.wanted and shutil.which(self.binary) is None:
+            raise AgentError(f"{self.binary} is not installed (Debian package dnsmasq-base)")
+        self.files.conf.parent.mkdir(parents=True, exist_ok=True)
+        changed = False
+        for path, text in texts.items():
+            if _read(path) != text:
+                _write(path, text)
+                changed = True
+        if not config.wanted:
+            await self.stop()
+            prune_leases(self.files.leases, config.entries)
+        elif not self.running or texts[self.files.conf] != self._running_conf:
+            await self._restart(texts[self.files.conf], config.entries)
+        elif changed and self._proc is not None:
+            log.info("dnsmasq: entries changed; SIGHUP")
+            self._proc.send_signal(signal.SIGHUP)
+
+    async def _restart(self, conf: str, entries: Iterable[DhcpEntry] | None = None) -> None:
+        await self.stop()
+        dropped = prune_leases(
+            self.files.leases, self.config.entries if entries is None else entries
+        )
+        if dropped:
+            log.info("dropped leases no longer configured: %s", ", ".join(dropped))
+        self._stderr.clear()
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                self.binary,
+                "--keep-in-foreground",
+                f"--conf-file={self.files.conf}",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise AgentError(
+                f"{self.binary} is not installed (Debian package dnsmasq-base)"
+            ) from None
+        self._stderr_task = asyncio.create_task(
+            self._read_stderr(self._proc), name="dnsmasq stderr"
+        )
+        await self._wait_started(self._proc)
+        self._running_conf = conf
+        log.info("dnsmasq %d started", self._proc.pid)
+
+    async def _wait_started(self, proc: asyncio.subprocess.Process) -> None:
+        """Started once its pid file names it (dnsmasq writes it after binding its sockets);
+        failed if it exits first."""
+        deadline = time.monotonic() + self.start_timeout
+        while proc.returncode is None:
+            if _read(self.files.pid).strip() == str(proc.pid):
+                return
+            if time.monotonic() > deadline:
+                await self.stop()
+                raise AgentError(f"dnsmasq did not start within {self.start_timeout:g}s")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.02):
+                    await proc.wait()
+        self._proc = None
+        await self._drain_stderr()
+        message = explain_start_failure("\n".join(self._stderr))
+        raise AgentError(message)
+
+    async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            text = line.decode(errors="replace").rstrip()
+            self._stderr.append(text)
+            log.info("%s", text)
+
+    async def _drain_stderr(self) -> None:
+        task, self._stderr_task = self._stderr_task, None
+        if task is not None:
+            try:
+                async with asyncio.timeout(2):
+                    await task
+            except TimeoutError:
+                task.cancel()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody has reaped yet does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+class SimulatedDnsmasq:
+    """--simulate: keeps the config and the releases in memory; runs nothing."""
+
+    def __init__(self) -> None:
+        self.config = DnsmasqConfig()
+        self.releases: list[tuple[str, str, str]] = []
+
+    @property
+    def running(self) -> bool:
+        return self.config.wanted
+
+    async def apply(self, config: DnsmasqConfig) -> None:
+        self.config = config
+
+    async def ensure_running(self) -> bool:
+        return False
+
+    async def release(self, interface: str, ip: str, mac: str) -> None:
+        self.releases.append((interface, ip, mac))
+
+    async def stop(self) -> None:
+        return None
+
+    async def kill_stale(self) -> bool:
+        return False

@@ -1,0 +1,95 @@
+"""The virtual-router appliance agent's HTTP contract, in the shape of ZStack's VR agent.
+
+The agent runs inside the appliance's network namespace and listens on a Unix
+socket (mode 0600) given on its command line.  Every command is ``POST <path>``
+with a JSON object, authenticated by ``Authorization: Bearer <token>`` (the
+token file is given on the command line, mode 0600).  Every answer is a JSON
+object with ``success`` (bool) and ``error`` (a string, empty on success) plus
+the command's own fields; 401 / 404 / 400 as for the KVM host agent
+(agent.protocol).  All commands are synchronous.
+
+Interfaces are named by MAC (``vrNicMac``, ``privateNicMac``, ``publicNicMac``,
+``nicMac``), as ZStack does: the agent finds the interface with that MAC in its
+namespace.  MACs are ``aa:bb:cc:dd:ee:ff`` (any case); addresses are dotted
+IPv4; netmasks dotted (``255.255.255.0``).  With ``--simulate`` (no namespace,
+no dnsmasq, no nft; state in memory) every MAC names an interface, and every
+other check is the same.
+
+A command whose fields are missing or invalid (bad IP or MAC, no interface with
+a given MAC, ...) fails with an error naming the field and value, and changes
+nothing.  A command that fails while applying (dnsmasq cannot start, nft
+rejects the ruleset) restores the previous state before answering.
+
+Types used below:
+
+* ``DhcpEntry`` = ``{ip, mac, netmask, gateway, hostname, dnsDomain,
+  dns: [str], isDefaultL3Network: bool, vrNicMac}``: a static lease.
+  ``ip``, ``mac``, ``netmask`` and ``vrNicMac`` are required; ``gateway`` is
+  required when ``isDefaultL3Network`` is true (the default); ``hostname``,
+  ``dnsDomain`` and ``dns`` (the DNS servers given to the guest, normally the
+  appliance's own guest address) are optional.  For the default L3 network the
+  guest gets router, DNS servers and domain name; for other networks the
+  router and DNS options are sent empty, so a guest keeps its default route.
+* ``DnsInfo`` = ``{dnsAddress, nicMac}``: an upstream DNS server dnsmasq
+  forwards to, and the guest interface (by MAC) on which DNS is served.
+* ``Snat`` = ``{privateNicMac, privateNicIp, snatNetmask, publicNicMac, publicIp}``:
+  traffic from the private network (``privateNicIp``/``snatNetmask``) leaving by
+  the public interface is source-NATed to ``publicIp``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+NFT_TABLE: Final = "zsl_vr_nat"
+"""The one nftables table (family ``ip``) the agent owns in its namespace."""
+
+LOG_FILE: Final = "vr-agent.log"
+
+# -- agent ---------------------------------------------------------------------
+INIT: Final = "/init"
+"""{uuid} -> {}: sets the agent's signature (the appliance's uuid)."""
+
+PING: Final = "/ping"
+"""{} -> {uuid, repaired: [str]}: ``uuid`` is the signature set by /init ("" after
+an agent restart, so the core notices and replays everything).  Before
+answering, the agent checks that dnsmasq runs (when it should) and that the nft
+table exists with the expected content (when SNAT entries exist), repairs what
+is wrong from its desired state, and lists what it repaired (e.g.
+``"dnsmasq restarted"``, ``"nft table zsl_vr_nat restored"``, ``"ip_forward
+enabled"``).  A repair that fails fails the ping, with an error naming it.  A
+watchdog does the same every 2 s, so repairs also happen between pings."""
+
+# -- DHCP ----------------------------------------------------------------------
+ADD_DHCP: Final = "/adddhcp"
+"""{rebuild: bool, dhcpEntryList: [DhcpEntry]} -> {}: with ``rebuild`` the list
+replaces every entry; otherwise each entry replaces any entry with the same
+``ip`` or the same ``mac``.  dnsmasq serves static leases only, on the
+interfaces that have entries (or DNS)."""
+
+REMOVE_DHCP: Final = "/removedhcp"
+"""{dhcpEntryList: [DhcpEntry]} -> {}: removes the entries with those MACs or IPs
+(``ip`` and ``mac`` are required, other fields are ignored) and releases their
+leases (``dhcp_release``; the lease file is pruned as well).  Entries that do
+not exist are ignored."""
+
+# -- DNS -----------------------------------------------------------------------
+SET_DNS: Final = "/setdns"
+"""{dns: [DnsInfo]} -> {}: replaces the upstream DNS servers (in order) and the
+interfaces DNS is served on.  dnsmasq restarts when they change."""
+
+REMOVE_DNS: Final = "/removedns"
+"""{dns: [DnsInfo]} -> {}: removes those ``dnsAddress``/``nicMac`` pairs."""
+
+# -- SNAT ----------------------------------------------------------------------
+SET_SNAT: Final = "/setsnat"
+"""{snats: [Snat]} -> {}: adds each entry, replacing any with the same ``privateNicMac``."""
+
+REMOVE_SNAT: Final = "/removesnat"
+"""{snats: [Snat]} -> {}: removes the entries with those ``privateNicMac`` (only
+that field is read)."""
+
+SYNC_SNAT: Final = "/syncsnat"
+"""{snats: [Snat]} -> {}: the list replaces every entry (an empty list removes the
+table).  The table ``ip zsl_vr_nat`` is always replaced in one nft transaction;
+IPv4 forwarding is turned on in the namespace while SNAT entries exist."""
