@@ -15,7 +15,7 @@ DEBIAN_PACKAGES := libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base
 	postgresql python3 python3-venv python3-dev gcc tmux \
 	syslinux syslinux-common mtools dosfstools fdisk
 
-.PHONY: run test bench bench-vm-simulator bench-vm-libvirt lint system-deps services guest-image
+.PHONY: run test bench bench-vm-simulator bench-vm-libvirt bench-vr-resync lint system-deps services guest-image
 
 run: $(STAMP) services
 	$(VENV)/bin/ztui
@@ -25,16 +25,20 @@ test: $(STAMP) services
 	$(VENV)/bin/pytest
 
 # Flow engine first (no services needed), then the VM benchmarks on simulator hosts and
-# on qemu:///system.  Each prints its targets as HOLDS/MISSED and never fails on them.
+# on qemu:///system, then the virtual-router re-sync (root, dnsmasq and nft only).  Each
+# prints its targets as HOLDS/MISSED and never fails on them.
 bench: $(BENCH_STAMP)
 	$(VENV)/bin/python bench/flow_engine.py
-	$(MAKE) --no-print-directory bench-vm-simulator bench-vm-libvirt
+	$(MAKE) --no-print-directory bench-vm-simulator bench-vm-libvirt bench-vr-resync
 
 bench-vm-simulator: $(STAMP) services
 	$(VENV)/bin/python bench/vm_simulator.py
 
 bench-vm-libvirt: $(STAMP) services guest-image
 	$(VENV)/bin/python bench/vm_libvirt.py
+
+bench-vr-resync: $(STAMP)
+	$(VENV)/bin/python bench/vr_resync.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

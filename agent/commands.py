@@ -266,6 +266,7 @@ class AgentCommands:
             p.BRIDGE_CHECK: self.bridge_check,
             p.HOSTNAT_SET: self.hostnat_set,
             p.HOSTNAT_REMOVE: self.hostnat_remove,
+            p.HOST_ROUTES: self.host_routes,
             p.APPLIANCE_CREATE: self.appliance_create,
             p.APPLIANCE_DESTROY: self.appliance_destroy,
             p.APPLIANCE_CHECK: self.appliance_check,
@@ -465,6 +466,15 @@ class AgentCommands:
         async with self.host_network_lock:
             await self.backend.network.hostnat_remove(bridge, gateway)
         return {}
+
+    async def host_routes(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        routes = await self.backend.network.host_routes()
+        return {
+            "routes": [
+                {"destination": r.destination, "interface": r.interface, "gateway": r.gateway}
+                for r in routes
+            ]
+        }
 
     async def appliance_create(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
         spec = appliance_spec(Fields(body))

@@ -145,6 +145,17 @@ HOSTNAT_REMOVE: Final = "/network/hostnat/remove"
 """{bridgeName, gatewayCidr} -> {}: the entry's rules and the gateway address go;
 removing the last entry deletes the table.  A missing entry is fine."""
 
+HOST_ROUTES: Final = "/network/routes"
+"""{} -> {routes: [{destination: "10.1.0.0/24", interface: "eth0", gateway: "" or
+"10.1.0.1"}]}: the host's IPv4 routes in the main table but the default ones
+(destination 0.0.0.0/0), in the kernel's order, so the core can refuse an IP range
+overlapping one.  ``interface`` is the outgoing interface's name ("" for none: a
+blackhole, unreachable or prohibit route); ``gateway`` the next hop ("" for an on-link
+route).  A multipath route is listed once per next hop.  Every route is listed, the
+link routes of the project's own bridges included: the core decides what to ignore.
+On a simulator host the routes are the networks of its host NAT gateways, on their
+bridges."""
+
 APPLIANCE_CREATE: Final = "/appliance/create"
 """{applianceUuid, nics: [{bridgeName, mac, ip, prefixLength, role: "guest"|"public"}],
 defaultGateway: ""} -> {namespace, socketPath, tokenFile, agentPid}.  Makes the

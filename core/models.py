@@ -1,6 +1,7 @@
 """Every model of the core, imported so that Base.metadata is complete
 (the migrations test compares it with the migrated schema)."""
 
+from core.appliance.models import ApplianceVmVO
 from core.cluster.models import ClusterVO
 from core.config.models import GlobalConfigVO
 from core.host.models import HostVO
@@ -8,6 +9,7 @@ from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.management_node.models import ManagementNodeVO
 from core.network.l2.models import L2NetworkClusterRefVO, L2NetworkVO
 from core.network.l3.models import IpRangeVO, L3NetworkDnsVO, L3NetworkVO, UsedIpVO, VmNicVO
+from core.network.service.models import NetworkServiceL3NetworkRefVO, NetworkServiceProviderVO
 from core.offering.models import InstanceOfferingVO
 from core.storage.models import (
     BackupStorageVO,
@@ -16,11 +18,13 @@ from core.storage.models import (
     PrimaryStorageVO,
 )
 from core.tag.models import SystemTagVO, UserTagVO
+from core.virtual_router.models import VirtualRouterOfferingVO
 from core.vm.models import VmInstanceVO
 from core.volume.models import VolumeVO
 from core.zone.models import ZoneVO
 
 __all__ = [
+    "ApplianceVmVO",
     "BackupStorageVO",
     "ClusterVO",
     "GlobalConfigVO",
@@ -35,11 +39,14 @@ __all__ = [
     "L3NetworkDnsVO",
     "L3NetworkVO",
     "ManagementNodeVO",
+    "NetworkServiceL3NetworkRefVO",
+    "NetworkServiceProviderVO",
     "PrimaryStorageClusterRefVO",
     "PrimaryStorageVO",
     "SystemTagVO",
     "UsedIpVO",
     "UserTagVO",
+    "VirtualRouterOfferingVO",
     "VmInstanceVO",
     "VmNicVO",
     "VolumeVO",

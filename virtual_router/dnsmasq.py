@@ -440,11 +440,14 @@ def _read(path: Path) -> str:
 
 
 class SimulatedDnsmasq:
-    """--simulate: keeps the config and the releases in memory; runs nothing."""
+    """--simulate: keeps the config and the releases in memory and runs nothing; with a
+    data dir it also writes the files a real dnsmasq would read, so a demo lab (and a
+    test) can see what would be served."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path | None = None) -> None:
         self.config = DnsmasqConfig()
         self.releases: list[tuple[str, str, str]] = []
+        self.files = DnsmasqFiles.in_dir(data_dir) if data_dir is not None else None
 
     @property
     def running(self) -> bool:
@@ -452,6 +455,9 @@ class SimulatedDnsmasq:
 
     async def apply(self, config: DnsmasqConfig) -> None:
         self.config = config
+        if self.files is not None:
+            for path, text in render(config, self.files).items():
+                _write(path, text)
 
     async def ensure_running(self) -> bool:
         return False

@@ -52,12 +52,11 @@ class State:
 
 
 def merge_dhcp(current: Iterable[DhcpEntry], new: Iterable[DhcpEntry]) -> tuple[DhcpEntry, ...]:
-    """``current`` with each of ``new`` replacing any entry with the same ip or mac."""
-    merged = list(current)
-    for entry in new:
-        merged = [e for e in merged if e.ip != entry.ip and e.mac != entry.mac]
-        merged.append(entry)
-    return tuple(merged)
+    """``current`` with each of ``new`` replacing any entry with the same ip or mac
+    (the entries of one request are unique: commands refuse duplicates)."""
+    new = list(new)
+    ips, macs = {e.ip for e in new}, {e.mac for e in new}
+    return (*(e for e in current if e.ip not in ips and e.mac not in macs), *new)
 
 
 def merge_snats(current: Iterable[Snat], new: Iterable[Snat]) -> tuple[Snat, ...]:

@@ -25,7 +25,6 @@ import errno
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -87,7 +86,7 @@ class ApplianceManager:
         step = "make the directory"
         try:
             if make_dir(paths.dir):
-                undo.append((step, lambda: shutil.rmtree(paths.dir, ignore_errors=True)))
+                undo.append((step, paths.remove))
             step = "write the appliance spec"
             paths.spec.write_text(json.dumps(asdict(spec), indent=2) + "\n")
             step = "write the token file"
@@ -206,7 +205,7 @@ class ApplianceManager:
         if namespace_exists(ns):
             remove_namespace(ns)
             log.info("removed namespace %s", ns)
-        shutil.rmtree(paths.dir, ignore_errors=True)
+        paths.remove()
 
     # -- check -------------------------------------------------------------------------
     def check(self, appliance_uuid: str) -> ApplianceStatus:

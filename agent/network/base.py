@@ -58,13 +58,26 @@ class ApplianceStatus:
     missing_nics: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class HostRoute:
+    """An IPv4 route of the host's main table (never a default route)."""
+
+    destination: str
+    """``10.1.0.0/24``."""
+    interface: str
+    """The outgoing interface's name; "" for none (a blackhole route)."""
+    gateway: str = ""
+    """The next hop; "" for none (an on-link route)."""
+
+
 AgentCommand = Sequence[str]
 """The argv that starts the virtual-router agent, before its ``--socket``,
 ``--data-dir`` and ``--token-file`` options (default: ``python -m virtual_router.main``)."""
 
 
 class NetworkDriver(ABC):
-    """L2 bridges, host NAT for the default public network, and appliance namespaces."""
+    """L2 bridges, host NAT for the default public network, the host's routes, and appliance
+    namespaces."""
 
     def __init__(self, data_dir: Path | None = None) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
@@ -100,6 +113,11 @@ class NetworkDriver(ABC):
 
     @abstractmethod
     async def hostnat_remove(self, bridge_name: str, gateway: ipaddress.IPv4Interface) -> None: ...
+
+    # -- routes --------------------------------------------------------------------
+    @abstractmethod
+    async def host_routes(self) -> list[HostRoute]:
+        """The main table's IPv4 routes but the default ones, one per next hop."""
 
     # -- appliances --------------------------------------------------------------
     @abstractmethod

@@ -1,4 +1,4 @@
-"""The real host's network part: bridges, host NAT and appliance namespaces.
+"""The real host's network part: bridges, host NAT, routes and appliance namespaces.
 
 The work is blocking (netlink through pyroute2, ``nft``, process start and
 reaping), so each call runs in a thread; agent.commands serialises the calls
@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from pyroute2 import IPRoute
+
 from agent.errors import AgentError
 from agent.network import bridges, host_nat, links
 from agent.network.appliance import ApplianceManager
@@ -24,6 +26,7 @@ from agent.network.base import (
     ApplianceInfo,
     ApplianceSpec,
     ApplianceStatus,
+    HostRoute,
     NetworkDriver,
 )
 
@@ -78,6 +81,10 @@ class HostNetwork(NetworkDriver):
             gateway,
         )
 
+    # -- routes --------------------------------------------------------------------
+    async def host_routes(self) -> list[HostRoute]:
+        return await self._run("cannot list the host's routes", read_routes)
+
     # -- appliances --------------------------------------------------------------
     def _manager(self) -> ApplianceManager:
         self.appliances.appliances_dir = self.appliances_dir  # the data dir may be set late
@@ -102,3 +109,13 @@ class HostNetwork(NetworkDriver):
         return await self._run(
             f"cannot check appliance {appliance_uuid}", self._manager().check, appliance_uuid
         )
+
+
+def read_routes() -> list[HostRoute]:
+    """The host's routes (blocking), each with its interface's name."""
+    with IPRoute() as ipr:
+        names = {link["index"]: links.name_of(link) for link in ipr.link("dump")}
+        return [
+            HostRoute(str(route.network), names.get(route.oif, ""), route.gateway)
+            for route in links.ipv4_routes(ipr)
+        ]

@@ -136,14 +136,11 @@ def apply(entries: list[HostNatEntry]) -> None:
 # -- set / remove ------------------------------------------------------------------------
 def check_overlap(ipr: IPRoute, entry: HostNatEntry, bridge: int) -> None:
     network = entry.gateway.network
-    for dst, length, oif in links.ipv4_routes(ipr):
-        if oif == bridge:
+    for route in links.ipv4_routes(ipr):
+        if route.oif == bridge or not network.overlaps(route.network):
             continue
-        route = ipaddress.IPv4Network(f"{dst}/{length}", strict=False)
-        if network.overlaps(route):
-            raise AgentError(
-                f"{network} overlaps the host route {route} via {links.index_name(ipr, oif)}"
-            )
+        via = f" via {links.index_name(ipr, route.oif)}" if route.oif else ""
+        raise AgentError(f"{network} overlaps the host route {route.network}{via}")
 
 
 def set_entry(bridge_name: str, gateway: ipaddress.IPv4Interface) -> None:

@@ -7,7 +7,9 @@ used in a thread whose asyncio loop is running: callers go through a thread.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
+from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -91,16 +93,33 @@ def default_route_ifindexes(ipr: IPRoute) -> set[int]:
     return found
 
 
-def ipv4_routes(ipr: IPRoute) -> list[tuple[str, int, int]]:
-    """``(destination, prefix length, interface index)`` of the main table's IPv4 routes
-    that are not default routes."""
+@dataclass(frozen=True)
+class Route:
+    """One way out of an IPv4 route of the main table."""
+
+    network: ipaddress.IPv4Network
+    oif: int
+    """The interface's index; 0 for none (a blackhole, unreachable or prohibit route)."""
+    gateway: str
+    """The next hop's address; "" for none (an on-link route)."""
+
+
+def ipv4_routes(ipr: IPRoute) -> list[Route]:
+    """The main table's IPv4 routes that are not default routes: one :class:`Route` per
+    next hop of a multipath route, one (with its own interface and gateway) otherwise."""
     routes = []
     for route in ipr.route("dump", family=socket.AF_INET):
         if route["dst_len"] == 0 or _table(route) != MAIN_TABLE:
             continue
-        routes.append(
-            (str(route.get_attr("RTA_DST")), route["dst_len"], int(route.get_attr("RTA_OIF") or 0))
+        network = ipaddress.IPv4Network(
+            f"{route.get_attr('RTA_DST')}/{route['dst_len']}", strict=False
         )
+        hops = route.get_attr("RTA_MULTIPATH")
+        if hops:
+            ways = [(hop["oif"], hop.get_attr("RTA_GATEWAY")) for hop in hops]
+        else:
+            ways = [(route.get_attr("RTA_OIF"), route.get_attr("RTA_GATEWAY"))]
+        routes += [Route(network, int(oif or 0), str(gateway or "")) for oif, gateway in ways]
     return routes
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,9 @@ PID_FILE: Final = "agent.pid"
 STDERR_FILE: Final = "agent.stderr"
 MAX_SOCKET_PATH: Final = 107
 """sun_path holds 108 bytes with the terminating NUL."""
+SHORT_SOCKET_DIR: Final = Path("/run/zstack-lite/vr")
+"""Where an agent's socket goes when ``<dir>/agent.sock`` would be too long (a deep data
+dir): ``<this>/<dir name>.sock``, so it is still found from the directory alone."""
 SPEC_FILE: Final = "appliance.json"
 START_TIMEOUT: Final = 20.0
 KILL_GRACE: Final = 3.0
@@ -47,7 +51,22 @@ class AppliancePaths:
 
     @property
     def socket(self) -> Path:
-        return self.dir / SOCKET_FILE
+        """``<dir>/agent.sock``, or a short path under SHORT_SOCKET_DIR if that is too long."""
+        beside = self.dir / SOCKET_FILE
+        if len(os.fsencode(beside)) <= MAX_SOCKET_PATH:
+            return beside
+        return SHORT_SOCKET_DIR / f"{self.dir.name}.sock"
+
+    def make_socket_dir(self) -> None:
+        if self.socket.parent != self.dir:
+            self.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def remove(self) -> None:
+        """The directory, and the socket if it lives outside it."""
+        if self.socket.parent != self.dir:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket.unlink()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
     def token(self) -> Path:
@@ -72,6 +91,7 @@ class AppliancePaths:
                 f"the agent socket path {self.socket} is {length} bytes; a Unix socket path "
                 f"has at most {MAX_SOCKET_PATH}: give the agent a shorter data dir"
             )
+        self.make_socket_dir()
 
     def agent_argv(self, command: Sequence[str]) -> list[str]:
         return [

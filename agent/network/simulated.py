@@ -14,7 +14,6 @@ import asyncio
 import ipaddress
 import json
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +24,7 @@ from agent.network.base import (
     ApplianceInfo,
     ApplianceSpec,
     ApplianceStatus,
+    HostRoute,
     NetworkDriver,
 )
 from agent.network.host_nat import HostNatEntry
@@ -103,6 +103,19 @@ class SimulatedNetwork(NetworkDriver):
         if bridge_name not in self.bridges:
             raise AgentError(f"bridge {bridge_name} does not exist on this host")
 
+    # -- routes --------------------------------------------------------------------
+    async def host_routes(self) -> list[HostRoute]:
+        """The link routes of the host NAT gateways on existing bridges (the only addresses a
+        simulated host has)."""
+        links = sorted(
+            {
+                (e.gateway.network, e.bridge_name)
+                for e in self.host_nat
+                if e.bridge_name in self.bridges
+            }
+        )
+        return [HostRoute(str(network), bridge) for network, bridge in links]
+
     # -- appliances --------------------------------------------------------------
     def paths(self, appliance_uuid: str) -> AppliancePaths:
         return AppliancePaths(self.appliance_dir(appliance_uuid))
@@ -143,7 +156,7 @@ class SimulatedNetwork(NetworkDriver):
                 self._started.discard(started)
                 terminate([started], self.processes)
             if made_dir:
-                shutil.rmtree(paths.dir, ignore_errors=True)
+                paths.remove()
             raise AgentError(
                 f"cannot create appliance {uuid}: step '{step}' failed: {exc}; "
                 "rolled back what this call made"
@@ -165,7 +178,7 @@ class SimulatedNetwork(NetworkDriver):
         if pid is not None:
             terminate([pid], self.processes)
             self._started.discard(pid)
-        shutil.rmtree(paths.dir, ignore_errors=True)
+        paths.remove()
         self.appliances.pop(appliance_uuid, None)
 
     async def appliance_check(self, appliance_uuid: str) -> ApplianceStatus:

@@ -15,11 +15,14 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from core.allocator.extension_points import InstanceOfferingTagAllocatorExtensionPoint
+from core.appliance.models import ApplianceVmVO
 from core.cluster.models import ClusterVO
 from core.host.models import HostVO
 from core.image.models import ImageBackupStorageRefVO
-from core.kernel.errors import ErrorCode, OperationError, operr
+from core.kernel.errors import ErrorCode, OperationError
 from core.kernel.flow import NoRollbackFlow
+from core.network.l2.models import L2NetworkClusterRefVO, L2NetworkVO
+from core.network.l3.models import L3NetworkVO
 from core.storage.models import BackupStorageVO, PrimaryStorageClusterRefVO, PrimaryStorageVO
 from core.zone.models import ZoneVO
 
@@ -31,6 +34,10 @@ _backup_storages = BackupStorageVO.__table__
 _image_copies = ImageBackupStorageRefVO.__table__
 _ps_clusters = PrimaryStorageClusterRefVO.__table__
 _primary_storages = PrimaryStorageVO.__table__
+_l2s = L2NetworkVO.__table__
+_l2_clusters = L2NetworkClusterRefVO.__table__
+_l3s = L3NetworkVO.__table__
+_appliances = ApplianceVmVO.__table__
 
 CHAIN = "hostAllocator"
 NO_AVAILABLE_HOST = "HOST_ALLOCATION.1000"
@@ -143,18 +150,68 @@ class HostCapacityAllocatorFlow(_Narrow):
         ]
 
 
-class AttachedL2NetworkAllocatorFlow(NoRollbackFlow):
+class AttachedL2NetworkAllocatorFlow(_Narrow):
     """Hosts in clusters attached to every L2 network of the VM's L3 networks.
 
-    Until the networking service lands there are no L2 networks to attach: a VM on
-    networks is refused with that reason (CreateVmInstance refuses it earlier too).
+    An isolated bridge (an L2 network with no physical interface) exists on each host
+    separately, so a VM on one must run where that network's appliance runs, if it
+    has one already.
     """
+
+    reason = "no host is in a cluster attached to the L2 networks of every L3 network asked for"
 
     def skip(self, data: dict[str, Any]) -> bool:
         return not data["spec"].l3_network_uuids
 
-    async def run(self, data: dict[str, Any]) -> None:
-        raise operr("L3 networks are not available yet: the networking service is not installed")
+    async def keep(
+        self, data: dict[str, Any], candidates: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        l3s = data["spec"].l3_network_uuids
+
+        def rules(session: Connection) -> tuple[set[str], set[str] | None]:
+            l2s = {
+                row[0]: row[1]
+                for row in session.execute(
+                    select(_l3s.c.l2_network_uuid, _l2s.c.physical_interface)
+                    .join(_l2s, _l2s.c.uuid == _l3s.c.l2_network_uuid)
+                    .where(_l3s.c.uuid.in_(l3s))
+                )
+            }
+            clusters: set[str] | None = None
+            for l2 in l2s:
+                attached = set(
+                    session.scalars(
+                        select(_l2_clusters.c.cluster_uuid).where(
+                            _l2_clusters.c.l2_network_uuid == l2
+                        )
+                    )
+                )
+                clusters = attached if clusters is None else clusters & attached
+            isolated = [l2 for l2, interface in l2s.items() if not interface]
+            pinned = set(
+                session.scalars(
+                    select(_appliances.c.host_uuid)
+                    .join(_l3s, _l3s.c.uuid == _appliances.c.guest_network_uuid)
+                    .where(
+                        _l3s.c.uuid.in_(l3s),
+                        _l3s.c.l2_network_uuid.in_(isolated),
+                        _appliances.c.host_uuid.is_not(None),
+                    )
+                )
+            )
+            return clusters or set(), pinned or None
+
+        clusters, pinned = await data["node"].db.run_core(rules)
+        kept = [h for h in candidates if h["clusterUuid"] in clusters]
+        if kept and pinned is not None:
+            kept = [h for h in kept if h["uuid"] in pinned]
+            if not kept:
+                raise no_host(
+                    "the VM's isolated network is served by a virtual router on a host "
+                    "that cannot take the VM",
+                    f"virtual router host(s): {', '.join(sorted(pinned))}",
+                )
+        return kept
 
 
 class ImageBackupStorageAllocatorFlow(_Narrow):

@@ -142,15 +142,20 @@ class RestFacade:
 
 
 class AgentClient:
-    """Calls one agent (a KVM host agent, later a virtual router's)."""
+    """Calls one agent: a KVM host agent over TCP, or a virtual router's agent over the
+    Unix socket its host agent made (``unix_socket``; ``url`` then only names it)."""
 
-    def __init__(self, url: str, token: str, rest: RestFacade, what: str) -> None:
+    def __init__(
+        self, url: str, token: str, rest: RestFacade, what: str, unix_socket: str | None = None
+    ) -> None:
         self.url = url
         self.token = token
         self.rest = rest
         self.what = what
         """How errors name the agent, e.g. ``host kvm-1 (127.0.0.1:7070)``."""
-        self._http = JsonHttpClient(url, headers={"Authorization": f"Bearer {token}"})
+        self._http = JsonHttpClient(
+            url, unix_socket=unix_socket, headers={"Authorization": f"Bearer {token}"}
+        )
         rest.allow_token(token)
 
     async def call(self, path: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The create-VM chain (ZStack's ``createVmWorkFlowElements``), declared as ``createVm``.
 
 Data keys: ``node``, ``spec`` (VmInstanceSpec); the flows add ``host``,
-``backup_storage``, ``primary_storage``, ``root_volume``.  Each flow undoes in
-``rollback`` exactly what its ``run`` did, reading what it needs from ``data``,
+``backup_storage``, ``primary_storage``, ``root_volume`` and the spec's ``nics``.
+Each flow undoes in ``rollback`` exactly what its ``run`` did, reading what it needs from ``data``,
 so a failure anywhere leaves no capacity taken, no volume row or file, and no
 domain.
 """
@@ -25,6 +25,8 @@ from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.kernel.db import new_uuid
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
+from core.network.l3.ipam import allocate_ip
+from core.network.l3.nics import agent_nics, create_nic, delete_nics, nics_of, tap_name
 from core.storage.capacity import reserve_primary_capacity, return_primary_capacity
 from core.storage.models import (
     BackupStorageVO,
@@ -36,6 +38,7 @@ from core.vm.extension_points import (
     PostVmInstantiateResourceExtensionPoint,
     PreVmInstantiateResourceExtensionPoint,
 )
+from core.vm.spec import VmInstanceSpec
 from core.volume.models import VolumeVO
 
 # Tables, for Core statements on hot paths (see Base.inventory_columns).
@@ -281,14 +284,57 @@ async def _image_cache(data: dict[str, Any], agent: Any) -> str:
         return path
 
 
-class VmAllocateNicFlow(NoRollbackFlow):
-    """NICs on the VM's L3 networks (the networking service fills this in)."""
+class VmAllocateNicFlow(Flow):
+    """One NIC per L3 network, the default first: an address from IPAM (the one a
+    ``staticIp`` tag asks for, or the lowest free), a fresh MAC and a tap name."""
 
     def skip(self, data: dict[str, Any]) -> bool:
         return not data["spec"].l3_network_uuids
 
     async def run(self, data: dict[str, Any]) -> None:
-        raise operr("L3 networks are not available yet: create the VM without l3NetworkUuids")
+        spec = data["spec"]
+
+        def allocate(session: Session) -> list[dict[str, Any]]:
+            for device_id, l3_uuid in enumerate(spec.l3_network_uuids):
+                used = allocate_ip(session, l3_uuid, "VmNic", spec.static_ips.get(l3_uuid))
+                create_nic(
+                    session,
+                    owner_uuid=spec.vm_uuid,
+                    l3_uuid=l3_uuid,
+                    device_id=device_id,
+                    internal_name=tap_name(spec.vm_uuid, device_id),
+                    used_ip=used,
+                )
+            return nics_of(session, spec.vm_uuid)
+
+        data["nics_allocated"] = True
+        spec.nics = await data["node"].db.run(allocate)
+
+    async def rollback(self, data: dict[str, Any]) -> None:
+        if data.pop("nics_allocated", False):
+            spec = data["spec"]
+            await data["node"].db.run(lambda s: delete_nics(s, spec.vm_uuid))
+            spec.nics = []
+
+
+async def spec_of(data: dict[str, Any]) -> VmInstanceSpec:
+    """The operation's VmInstanceSpec: a create's own, or one read from the VM's row and
+    NICs (the life-cycle chains start from the row, ``data["vm"]``)."""
+    spec: VmInstanceSpec | None = data.get("spec")
+    if spec is None:
+        vm = data["vm"]
+        nics = await data["node"].db.run(lambda s: nics_of(s, vm["uuid"]))
+        spec = data["spec"] = VmInstanceSpec(
+            vm_uuid=vm["uuid"],
+            name=vm["name"],
+            cpu_num=vm["cpuNum"],
+            memory_size=vm["memorySize"],
+            image_uuid=vm["imageUuid"],
+            l3_network_uuids=[nic["l3NetworkUuid"] for nic in nics],
+            nics=nics,
+            last_host_uuid=vm["lastHostUuid"],
+        )
+    return spec
 
 
 class VmInstantiateResourcePreFlow(Flow):
@@ -296,11 +342,13 @@ class VmInstantiateResourcePreFlow(Flow):
 
     async def run(self, data: dict[str, Any]) -> None:
         done = data.setdefault("pre_instantiated", [])
+        spec = await spec_of(data)
+        spec.dest_host_uuid = data["host"]["uuid"]
         for ext in data["node"].registry.extensions(PreVmInstantiateResourceExtensionPoint):
-            await ext.pre_before_instantiate_vm_resource(data["spec"])
+            await ext.pre_before_instantiate_vm_resource(spec)
         for ext in data["node"].registry.extensions(PreVmInstantiateResourceExtensionPoint):
             done.append(ext)
-            await ext.pre_instantiate_vm_resource(data["spec"])
+            await ext.pre_instantiate_vm_resource(spec)
 
     async def rollback(self, data: dict[str, Any]) -> None:
         for ext in reversed(data.pop("pre_instantiated", [])):
@@ -323,7 +371,7 @@ class VmCreateOnHypervisorFlow(Flow):
                 "cpuNum": spec.cpu_num,
                 "memorySize": spec.memory_size,
                 "rootVolume": {"installPath": volume["installPath"], "format": "qcow2"},
-                "nics": [],
+                "nics": agent_nics(spec.nics),
                 "consoleLogPath": data["console_log"],
                 "acceleration": data["host"]["acceleration"] or "",
                 "timeout": 120,

@@ -7,6 +7,7 @@ Data keys: ``node``, ``vm`` (the VM row as a dict, read before the chain),
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -16,14 +17,19 @@ from core.host.capacity import HOLDING_STATES, reserve_capacity, return_capacity
 from core.host.plugin import HostPlugin
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
+from core.network.l3.nics import agent_nics, delete_nics
 from core.storage.capacity import return_primary_capacity
 from core.storage.models import PrimaryStorageVO
 from core.vm.create_flows import (
     VmInstantiateResourcePostFlow,
     VmInstantiateResourcePreFlow,
     console_log_path,
+    spec_of,
 )
+from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
 from core.volume.models import VolumeVO
+
+log = logging.getLogger(__name__)
 
 
 async def _agent(data: dict[str, Any], host_uuid: str) -> Any:
@@ -68,6 +74,7 @@ class VmStartOnHypervisorFlow(Flow):
             return volume.to_inventory(), console_log_path(storage.url, vm["uuid"])
 
         volume, console = await data["node"].db.run(root_volume)
+        spec = await spec_of(data)
         data["on_hypervisor"] = True
         await (await _agent(data, data["host"]["uuid"])).call_async(
             protocol.VM_START,
@@ -77,7 +84,7 @@ class VmStartOnHypervisorFlow(Flow):
                 "cpuNum": vm["cpuNum"],
                 "memorySize": vm["memorySize"],
                 "rootVolume": {"installPath": volume["installPath"], "format": volume["format"]},
-                "nics": [],
+                "nics": agent_nics(spec.nics),
                 "consoleLogPath": console,
                 "timeout": 120,
             },
@@ -155,6 +162,30 @@ class VmDestroyOnHypervisorFlow(NoRollbackFlow):
         )
 
 
+class VmReleaseResourceFlow(NoRollbackFlow):
+    """Every PreVmInstantiateResourceExtensionPoint releases what it prepared (the DHCP
+    entry, ...) once the domain is off.  A release that fails is logged, not fatal: the
+    VM is already off, and the provider's next full re-sync drops what is left."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        spec = await spec_of(data)
+        for ext in reversed(
+            data["node"].registry.extensions(PreVmInstantiateResourceExtensionPoint)
+        ):
+            try:
+                await ext.pre_release_vm_resource(spec)
+            except Exception as exc:
+                log.warning("cannot release %s of VM %s: %s", type(ext).__name__, spec.name, exc)
+
+
+class VmExpungeNicFlow(NoRollbackFlow):
+    """Delete the VM's NICs; their addresses go back to their L3 networks."""
+
+    async def run(self, data: dict[str, Any]) -> None:
+        vm_uuid = data["vm"]["uuid"]
+        await data["node"].db.run(lambda s: delete_nics(s, vm_uuid))
+
+
 class VmExpungeRootVolumeFlow(NoRollbackFlow):
     """Delete the root volume's file and row; its primary storage gets the room back."""
 
@@ -201,10 +232,10 @@ CHAINS: dict[str, list[str]] = {
         VmStartOnHypervisorFlow,
         VmInstantiateResourcePostFlow,
     ),
-    "stopVm": _paths(VmStopOnHypervisorFlow, VmReturnHostFlow),
+    "stopVm": _paths(VmStopOnHypervisorFlow, VmReturnHostFlow, VmReleaseResourceFlow),
     "rebootVm": _paths(VmRebootOnHypervisorFlow),
     "pauseVm": _paths(VmPauseOnHypervisorFlow),
     "resumeVm": _paths(VmResumeOnHypervisorFlow),
-    "destroyVm": _paths(VmDestroyOnHypervisorFlow, VmReturnHostFlow),
-    "expungeVm": _paths(VmExpungeRootVolumeFlow),
+    "destroyVm": _paths(VmDestroyOnHypervisorFlow, VmReturnHostFlow, VmReleaseResourceFlow),
+    "expungeVm": _paths(VmExpungeNicFlow, VmExpungeRootVolumeFlow),
 }

@@ -23,4 +23,5 @@ class VmInstanceVO(ResourceMixin, Base):
     cpu_num: Mapped[int] = mapped_column(Integer)
     memory_size: Mapped[int] = mapped_column(BigInteger)
     platform: Mapped[str] = mapped_column(String(32), default="Linux")
+    default_l3_network_uuid: Mapped[str | None] = mapped_column(String(32), default=None)
     allocator_strategy: Mapped[str | None] = mapped_column(String(64), default=None)

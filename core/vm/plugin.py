@@ -30,11 +30,12 @@ from core.image.plugin import ready_image
 from core.kernel.chains import FlowChainContributor, FlowInsertion
 from core.kernel.db import new_uuid
 from core.kernel.deletion import expunge_expired
-from core.kernel.errors import OperationError, argerr, not_found
+from core.kernel.errors import OperationError, not_found
 from core.kernel.extensions import Component, Plugin
 from core.kernel.flow import NoRollbackFlow
 from core.kernel.periodic import PeriodicTask
 from core.kernel.service import Service, handles
+from core.network.l3.vm_networks import check_vm_networks
 from core.offering.models import InstanceOfferingVO
 from core.tag.plugin import TagPlugin, delete_all_tags
 from core.vm import global_config
@@ -187,12 +188,14 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
 
     @handles(CreateVmInstance)
     async def create(self, msg: CreateVmInstance) -> dict[str, Any]:
-        if msg.l3_network_uuids:
-            raise argerr(
-                "l3NetworkUuids: L3 networks are not available yet "
-                "(they come with the networking service)"
-            )
         tags = self.node.plugin(TagPlugin)
+        static_ips = (
+            await self.node.db.run(
+                lambda s: check_vm_networks(s, msg.l3_network_uuids, msg.system_tags)
+            )
+            if msg.l3_network_uuids
+            else {}
+        )
 
         # Created, and at once Starting unless the VM is only to be created: one write.
         state = (
@@ -214,6 +217,7 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
                     "memory_size": offering.memory_size,
                     "platform": image.platform,
                     "state": state,
+                    "default_l3_network_uuid": (msg.l3_network_uuids or [None])[0],
                 },
             ).one()
             vm = VmInstanceVO.inventory_of(row)
@@ -228,6 +232,8 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
                 cluster_uuid=msg.cluster_uuid,
                 zone_uuid=msg.zone_uuid,
                 disk_size=image.size,
+                l3_network_uuids=list(msg.l3_network_uuids),
+                static_ips=static_ips,
             )
             return vm, spec
 

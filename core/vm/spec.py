@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def human_size(size: int) -> str:
@@ -29,6 +30,19 @@ class VmInstanceSpec:
     last_host_uuid: str | None = None
     disk_size: int = 0
     """Bytes the root volume needs on primary storage (the image's actual size)."""
+    static_ips: dict[str, str] = field(default_factory=dict)
+    """L3 network uuid -> the address a ``staticIp`` tag asks for."""
+    nics: list[dict[str, Any]] = field(default_factory=list)
+    """The VM's NICs (``core.network.l3.nics.nics_of``), once allocated."""
+    dest_host_uuid: str | None = None
+    """The host the VM is being started on (set before resources are instantiated)."""
+    made_by_this_operation: list[str] = field(default_factory=list)
+    """Resources an extension made for this operation alone (e.g. an appliance), which
+    its release may take away again if nothing else uses them."""
+
+    @property
+    def default_l3_network_uuid(self) -> str | None:
+        return self.l3_network_uuids[0] if self.l3_network_uuids else None
 
     def describe(self) -> dict[str, str]:
         """Values for allocation error messages."""

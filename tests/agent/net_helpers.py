@@ -101,10 +101,7 @@ def suffix() -> str:
 def free_subnet(prefix: int = 24) -> ipaddress.IPv4Network:
     """A random 10.x.y.0/prefix overlapping no route on the host."""
     with IPRoute() as ipr:
-        taken = [
-            ipaddress.IPv4Network(f"{dst}/{length}", strict=False)
-            for dst, length, _ in links.ipv4_routes(ipr)
-        ]
+        taken = [route.network for route in links.ipv4_routes(ipr)]
     while True:
         raw = secrets.randbits(16)
         net = ipaddress.IPv4Network(f"10.{raw >> 8}.{raw & 0xFF}.0/{prefix}", strict=False)
@@ -194,6 +191,14 @@ class HostObjects:
         appliance_uuid = secrets.token_hex(16)
         self.appliances.append(appliance_uuid)
         return appliance_uuid
+
+    @threaded
+    def namespace(self) -> str:
+        """An empty namespace ``zsl-t…`` (its links go with it)."""
+        ns = f"zsl-t{suffix()}"
+        self.namespaces.append(ns)
+        netns.create(ns)
+        return ns
 
     @threaded
     def upstream(self, host_address: str, address: str) -> str:

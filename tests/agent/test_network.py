@@ -202,6 +202,72 @@ async def test_bridges_through_the_http_protocol(host: HostObjects, tmp_path: Pa
         await agent.stop()
 
 
+# -- routes ----------------------------------------------------------------------------------
+@threaded
+def add_route(destination: str, gateway: str, interface: str) -> None:
+    with IPRoute() as ipr:
+        ipr.route("add", dst=destination, gateway=gateway, oif=ipr.link_lookup(ifname=interface)[0])
+
+
+async def test_host_routes_through_the_http_protocol(host: HostObjects, tmp_path: Path) -> None:
+    """A veth's link route and a route through a gateway on it are listed with the veth's
+    name; no default route is."""
+    port = host.port("198.51.100.1/24")
+    beyond = str(free_subnet())
+    add_route(beyond, "198.51.100.2", port)  # goes with the veth
+    backend = SimulatorBackend()
+    backend.network = HostNetwork(tmp_path / "agent")
+    agent = Agent(backend, tmp_path / "agent")
+    await agent.start("127.0.0.1", 0)
+    caller = AgentCaller(f"http://127.0.0.1:{agent.port}", agent.token)
+    try:
+        routes = (await caller.ok("/network/routes", {}))["routes"]
+        assert {"destination": "198.51.100.0/24", "interface": port, "gateway": ""} in routes
+        assert {"destination": beyond, "interface": port, "gateway": "198.51.100.2"} in routes
+        for route in routes:
+            assert set(route) == {"destination", "interface", "gateway"}
+            assert ipaddress.IPv4Network(route["destination"]).prefixlen > 0
+    finally:
+        await caller.close()
+        await agent.stop()
+
+
+@threaded
+def routes_in(ns: str) -> set[tuple[str, str, str]]:
+    """(destination, interface, gateway) of ``ns``'s routes, after making two veths in it,
+    a multipath route over both, a blackhole and a default route."""
+    with IPRoute(netns=ns) as nsr:
+        nsr.link("add", ifname="zslta", kind="veth", peer="zsltb")
+        for i, name in enumerate(("zslta", "zsltb")):
+            index = nsr.link_lookup(ifname=name)[0]
+            nsr.addr("add", index=index, address=f"198.51.{100 + i}.1", prefixlen=24)
+            nsr.link("set", index=index, state="up")
+        nsr.route(
+            "add",
+            dst="203.0.113.0/24",
+            multipath=[
+                {"gateway": "198.51.100.2", "oif": nsr.link_lookup(ifname="zslta")[0]},
+                {"gateway": "198.51.101.2", "oif": nsr.link_lookup(ifname="zsltb")[0]},
+            ],
+        )
+        nsr.route("add", dst="10.99.0.0/16", type="blackhole")
+        nsr.route("add", dst="0.0.0.0/0", gateway="198.51.100.2")
+        return {
+            (str(r.network), links.index_name(nsr, r.oif) if r.oif else "", r.gateway)
+            for r in links.ipv4_routes(nsr)
+        }
+
+
+async def test_ipv4_routes_lists_each_next_hop(host: HostObjects) -> None:
+    assert routes_in(host.namespace()) == {
+        ("10.99.0.0/16", "", ""),
+        ("198.51.100.0/24", "zslta", ""),
+        ("198.51.101.0/24", "zsltb", ""),
+        ("203.0.113.0/24", "zslta", "198.51.100.2"),
+        ("203.0.113.0/24", "zsltb", "198.51.101.2"),
+    }
+
+
 # -- host NAT --------------------------------------------------------------------------------
 def nat_table() -> dict[str, object] | None:
     done = subprocess.run(

@@ -118,6 +118,24 @@ async def test_bridges_and_host_nat_keep_their_state_in_memory(
         assert footprint() == before  # nothing on the host
 
 
+async def test_routes_are_the_host_nat_gateways_networks(sim: tuple[Agent, AgentCaller]) -> None:
+    _, caller = sim
+    assert (await caller.ok("/network/routes", {}))["routes"] == []
+    await caller.ok("/network/bridge/create", {"bridgeName": BR1})
+    await caller.ok("/network/bridge/create", {"bridgeName": BR2})
+    await caller.ok("/network/hostnat/set", {"bridgeName": BR2, "gatewayCidr": "10.0.1.1/24"})
+    await caller.ok("/network/hostnat/set", {"bridgeName": BR1, "gatewayCidr": "10.0.0.1/24"})
+    await caller.ok("/network/hostnat/set", {"bridgeName": BR1, "gatewayCidr": "10.0.0.2/24"})
+    assert (await caller.ok("/network/routes", {}))["routes"] == [
+        {"destination": "10.0.0.0/24", "interface": BR1, "gateway": ""},
+        {"destination": "10.0.1.0/24", "interface": BR2, "gateway": ""},
+    ]
+    await caller.ok("/network/hostnat/remove", {"bridgeName": BR1, "gatewayCidr": "10.0.0.1/24"})
+    await caller.ok("/network/hostnat/remove", {"bridgeName": BR1, "gatewayCidr": "10.0.0.2/24"})
+    await caller.ok("/network/bridge/delete", {"bridgeName": BR2})  # its link route goes too
+    assert (await caller.ok("/network/routes", {}))["routes"] == []
+
+
 @pytest.mark.parametrize(
     ("path", "body", "error"),
     [

@@ -4,7 +4,7 @@ from typing import ClassVar
 
 from core.kernel.api import ApiMessage, param
 from core.kernel.query import QueryMessage
-from core.network.l3.models import IpRangeVO, L3NetworkVO
+from core.network.l3.models import IpRangeVO, L3NetworkVO, VmNicVO
 
 DOMAIN = r"[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*"
 
@@ -89,3 +89,9 @@ class QueryIpRange(QueryMessage):
     """Query IP ranges."""
 
     model = IpRangeVO
+
+
+class QueryVmNic(QueryMessage):
+    """Query the NICs of VMs and appliances (``type`` VNIC or ApplianceVmNic)."""
+
+    model = VmNicVO

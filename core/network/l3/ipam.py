@@ -78,6 +78,11 @@ def range_by_cidr(cidr: str, gateway: str = "") -> tuple[str, str, str, str]:
     return str(start), str(end), str(network.netmask), str(gw)
 
 
+def prefix_length(netmask: str) -> int:
+    """``255.255.255.0`` -> 24."""
+    return ipaddress.IPv4Network(f"0.0.0.0/{netmask}").prefixlen
+
+
 def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] <= b[1] and b[0] <= a[1]
 

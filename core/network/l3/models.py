@@ -83,3 +83,6 @@ class VmNicVO(ResourceMixin, Base):
     internal_name: Mapped[str] = mapped_column(String(15))
     """The tap device on the host (``zslt…``)."""
     type: Mapped[str] = mapped_column(String(32), default="VNIC")
+    """``VNIC`` for a VM, ``ApplianceVmNic`` for an appliance."""
+    meta_data: Mapped[str | None] = mapped_column(String(64), default=None)
+    """An appliance NIC's role: ``public`` or ``guest``."""

@@ -8,10 +8,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from agent import protocol
+from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
+from core.host.models import HostVO
+from core.host.plugin import HostPlugin
+from core.kernel.chains import FlowChainContributor, FlowInsertion
 from core.kernel.errors import argerr, not_found, operr
 from core.kernel.extensions import Plugin
 from core.kernel.service import Service, handles
-from core.network.l2.models import L2NetworkVO
+from core.network.l2.models import L2NetworkClusterRefVO, L2NetworkVO
+from core.network.l2.plugin import L2NetworkRealizeOnHostConnectFlow
 from core.network.l3.api import (
     AddDnsToL3Network,
     AddIpRange,
@@ -21,18 +27,42 @@ from core.network.l3.api import (
     DeleteL3Network,
     QueryIpRange,
     QueryL3Network,
+    QueryVmNic,
     RemoveDnsFromL3Network,
+)
+from core.network.l3.extension_points import L3NetworkDeletionExtensionPoint
+from core.network.l3.host_nat import (
+    HostNatOnHostConnectFlow,
+    host_nat_entries,
+    remove_host_nat,
+    set_host_nat,
 )
 from core.network.l3.ipam import overlaps, parse_range, range_by_cidr
 from core.network.l3.models import IpRangeVO, L3NetworkDnsVO, L3NetworkVO, UsedIpVO
 from core.network.l3.nic_usage import nics_on_l3
+from core.network.l3.system_tags import HOST_NAT, STATIC_IP
+from core.network.service.plugin import delete_l3_services
+from core.tag.definitions import SystemTagDef, SystemTagProvider
 from core.tag.plugin import TagPlugin, delete_all_tags
 
 
-class L3NetworkPlugin(Plugin, Service):
-    implements = (Service,)
+class L3NetworkPlugin(Plugin, Service, SystemTagProvider, FlowChainContributor):
+    implements = (Service, SystemTagProvider, FlowChainContributor)
     service_id = "l3Network"
-    queries = (QueryL3Network, QueryIpRange)
+    queries = (QueryL3Network, QueryIpRange, QueryVmNic)
+
+    def flow_insertions(self) -> list[FlowInsertion]:
+        return [
+            FlowInsertion(
+                HOST_CONNECT_CHAIN,
+                f"{HostNatOnHostConnectFlow.__module__}.{HostNatOnHostConnectFlow.__name__}",
+                after=f"{L2NetworkRealizeOnHostConnectFlow.__module__}."
+                f"{L2NetworkRealizeOnHostConnectFlow.__name__}",
+            )
+        ]
+
+    def system_tags(self) -> list[SystemTagDef]:
+        return [STATIC_IP, HOST_NAT]
 
     @handles(CreateL3Network)
     async def create(self, msg: CreateL3Network) -> dict[str, Any]:
@@ -41,6 +71,13 @@ class L3NetworkPlugin(Plugin, Service):
         def create(session: Session) -> dict[str, Any]:
             l2 = session.get(L2NetworkVO, msg.l2_network_uuid)
             assert l2 is not None  # checked by the bus
+            if HOST_NAT.pattern in msg.system_tags and (
+                msg.category != "Public" or l2.physical_interface
+            ):
+                raise argerr(
+                    "hostNat: only a Public L3 network on an isolated L2 network (no "
+                    "physical interface) can have the host as its gateway"
+                )
             l3 = L3NetworkVO(
                 name=msg.name,
                 description=msg.description,
@@ -58,27 +95,38 @@ class L3NetworkPlugin(Plugin, Service):
 
     @handles(DeleteL3Network)
     async def delete(self, msg: DeleteL3Network) -> None:
-        def delete(session: Session) -> None:
+        def check(session: Session) -> dict[str, Any]:
             l3 = _l3(session, msg.uuid)
             nics = nics_on_l3(session, l3.uuid)
             if nics:
                 raise operr(
-                    f"L3 network {l3.name} is used by {nics} NIC(s); delete their VMs first"
+                    f"L3 network {l3.name} is used by {nics} VM NIC(s); delete their VMs first"
                 )
-            used = _used_count(session, UsedIpVO.l3_network_uuid == l3.uuid)
+            return l3.to_inventory()
+
+        l3 = await self.node.db.run(check)
+        for ext in self.node.registry.extensions(L3NetworkDeletionExtensionPoint):
+            await ext.before_delete_l3_network(l3)
+        host_nat = await self.node.db.run(lambda s: host_nat_entries(s, l3_uuid=l3["uuid"]))
+
+        def delete(session: Session) -> None:
+            row = _l3(session, msg.uuid)
+            used = _used_count(session, UsedIpVO.l3_network_uuid == row.uuid)
             if used:
-                raise operr(f"L3 network {l3.name} still has {used} address(es) in use")
+                raise operr(f"L3 network {row.name} still has {used} address(es) in use")
             ranges = list(
-                session.scalars(select(IpRangeVO.uuid).where(IpRangeVO.l3_network_uuid == l3.uuid))
+                session.scalars(select(IpRangeVO.uuid).where(IpRangeVO.l3_network_uuid == row.uuid))
             )
+            delete_l3_services(session, row.uuid)
             for model in (L3NetworkDnsVO, IpRangeVO):
-                for row in session.scalars(select(model).where(model.l3_network_uuid == l3.uuid)):
-                    session.delete(row)
+                for item in session.scalars(select(model).where(model.l3_network_uuid == row.uuid)):
+                    session.delete(item)
             session.flush()
-            session.delete(l3)
-            delete_all_tags(session, [l3.uuid, *ranges])
+            session.delete(row)
+            delete_all_tags(session, [row.uuid, *ranges])
 
         await self.node.db.run(delete)
+        await remove_host_nat(self.node, host_nat)
 
     # -- IP ranges -------------------------------------------------------------------------
 
@@ -139,21 +187,67 @@ class L3NetworkPlugin(Plugin, Service):
             tags.create_tags_from_message(session, msg, IpRangeVO.resource_type, row.uuid)
             return row.to_inventory()
 
-        return await self.node.db.run(add)
+        await self._check_host_routes(msg.l3_network_uuid, spec.network)
+        added = await self.node.db.run(add)
+        entries = await self.node.db.run(lambda s: host_nat_entries(s, l3_uuid=msg.l3_network_uuid))
+        try:
+            await set_host_nat(self.node, entries)
+        except BaseException:
+            await remove_host_nat(self.node, entries)
+            await self.node.db.run(lambda s: _delete_range(s, added["uuid"]))
+            raise
+        return added
+
+    async def _check_host_routes(self, l3_uuid: str, network: ipaddress.IPv4Network) -> None:
+        """Refuse a network that overlaps a route of a host that may carry it (the hosts
+        of the clusters its L2 network is attached to, else every host of its zone): the
+        host would send the network's traffic the wrong way.  Routes on the L2 network's
+        own bridge are its own."""
+
+        def hosts(session: Session) -> tuple[str, list[tuple[str, str]]]:
+            l3 = _l3(session, l3_uuid)
+            l2 = session.get(L2NetworkVO, l3.l2_network_uuid)
+            assert l2 is not None
+            clusters = select(L2NetworkClusterRefVO.cluster_uuid).where(
+                L2NetworkClusterRefVO.l2_network_uuid == l2.uuid
+            )
+            stmt = select(HostVO.uuid, HostVO.name).where(HostVO.status == "Connected")
+            if session.scalar(clusters.limit(1)) is not None:
+                stmt = stmt.where(HostVO.cluster_uuid.in_(clusters))
+            else:
+                stmt = stmt.where(HostVO.zone_uuid == l3.zone_uuid)
+            return l2.bridge_name, [tuple(row) for row in session.execute(stmt)]
+
+        bridge, candidates = await self.node.db.run(hosts)
+        for host_uuid, host_name in candidates:
+            agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
+            answer = await agent.call(protocol.HOST_ROUTES, {})
+            for route in answer.get("routes", []):
+                if route.get("interface") == bridge:
+                    continue
+                destination = ipaddress.IPv4Network(route["destination"], strict=False)
+                if destination.overlaps(network):
+                    via = f" via {route['interface']}" if route.get("interface") else ""
+                    raise argerr(
+                        f"the network {network} overlaps the route {destination}{via} "
+                        f"of host {host_name}; choose another network"
+                    )
 
     @handles(DeleteIpRange)
     async def delete_ip_range(self, msg: DeleteIpRange) -> None:
-        def delete(session: Session) -> None:
+        def delete(session: Session) -> list[tuple[str, dict[str, str]]]:
             row = session.get(IpRangeVO, msg.uuid)
             if row is None:
                 raise not_found(IpRangeVO.resource_type, msg.uuid)
             used = _used_count(session, UsedIpVO.ip_range_uuid == row.uuid)
             if used:
                 raise operr(f"IP range {row.name} has {used} address(es) in use")
-            session.delete(row)
-            delete_all_tags(session, [row.uuid])
+            before = host_nat_entries(session, l3_uuid=row.l3_network_uuid)
+            _delete_range(session, row.uuid)
+            after = host_nat_entries(session, l3_uuid=row.l3_network_uuid)
+            return [entry for entry in before if entry not in after]
 
-        await self.node.db.run(delete)
+        await remove_host_nat(self.node, await self.node.db.run(delete))
 
     # -- DNS -------------------------------------------------------------------------------------
 
@@ -198,6 +292,13 @@ def _l3(session: Session, uuid: str) -> L3NetworkVO:
     if l3 is None:
         raise not_found(L3NetworkVO.resource_type, uuid)
     return l3
+
+
+def _delete_range(session: Session, uuid: str) -> None:
+    row = session.get(IpRangeVO, uuid)
+    if row is not None:
+        session.delete(row)
+    delete_all_tags(session, [uuid])
 
 
 def _used_count(session: Session, condition: Any) -> int:

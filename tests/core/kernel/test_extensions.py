@@ -228,19 +228,31 @@ def test_core_plugins_order(tmp_path: Path) -> None:
     node = ManagementNode(load_props(write_config(tmp_path)))  # loaded, never started
     node.registry.load(core_plugins(), node)
     names = [p.name for p in node.registry.extensions(Component)]
-    assert names == ["globalConfig", "tag", "managementNode", "host", "bootstrap", "image", "vm"]
+    assert names == [
+        "globalConfig",
+        "tag",
+        "managementNode",
+        "host",
+        "networkService",
+        "bootstrap",
+        "image",
+        "virtualRouter",
+        "vm",
+    ]
     services = [p.name for p in node.registry.extensions(Service)]
     assert services == [
         "globalConfig",
         "tag",
         "managementNode",
         "host",
+        "networkService",
         "cluster",
         "image",
         "instanceOffering",
         "l2Network",
         "l3Network",
         "storage",
+        "virtualRouter",
         "vm",
         "zone",
     ]
@@ -313,8 +325,10 @@ async def test_components_start_in_order_and_stop_in_reverse(
         "CMid",
         "ManagementNodePlugin",
         "HostPlugin",
+        "NetworkServicePlugin",
         "BootstrapPlugin",
         "ImagePlugin",
+        "VirtualRouterPlugin",
         "VmPlugin",
         "CLastA",
         "CLastB",

@@ -1,0 +1,123 @@
+"""NICs on L3 networks: made with an address from IPAM and a unique MAC, described for
+the host agent, and removed with their addresses given back.
+
+VMs and appliances both have NICs (``VmNicVO``); this module is the one place that
+makes and deletes them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.kernel.errors import operr
+from core.network.l2.models import L2NetworkVO
+from core.network.l3.ipam import release_ip
+from core.network.l3.models import L3NetworkVO, VmNicVO
+
+VM_NIC = "VNIC"
+APPLIANCE_NIC = "ApplianceVmNic"
+
+
+def new_mac() -> str:
+    """A random unicast, locally administered MAC (first octet 0xfa, as ZStack's)."""
+    return "fa:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+
+
+def tap_name(vm_uuid: str, device_id: int) -> str:
+    """A VM NIC's tap on the host: ``zslt``, 9 hex digits of the VM's uuid, the device id."""
+    if not 0 <= device_id < 100:
+        raise operr("a VM has at most 100 NICs")
+    return f"zslt{vm_uuid[:9]}{device_id}"
+
+
+def create_nic(
+    session: Session,
+    *,
+    owner_uuid: str,
+    l3_uuid: str,
+    device_id: int,
+    internal_name: str,
+    used_ip: dict[str, Any] | None,
+    ip: str | None = None,
+    netmask: str | None = None,
+    gateway: str | None = None,
+    nic_type: str = VM_NIC,
+    meta_data: str | None = None,
+) -> dict[str, Any]:
+    """A NIC row with a fresh MAC; its address is ``used_ip`` (from IPAM) or ``ip``."""
+    for _attempt in range(8):
+        nic = VmNicVO(
+            name=f"eth{device_id}",
+            vm_instance_uuid=owner_uuid,
+            l3_network_uuid=l3_uuid,
+            used_ip_uuid=used_ip["uuid"] if used_ip else None,
+            ip=used_ip["ip"] if used_ip else ip,
+            netmask=used_ip["netmask"] if used_ip else netmask,
+            gateway=used_ip["gateway"] if used_ip else gateway,
+            mac=new_mac(),
+            device_id=device_id,
+            internal_name=internal_name,
+            type=nic_type,
+            meta_data=meta_data,
+        )
+        try:
+            with session.begin_nested():
+                session.add(nic)
+            return nic.to_inventory()
+        except IntegrityError:  # a MAC clash (40 random bits): draw again
+            continue
+    raise operr("cannot draw an unused MAC address")
+
+
+def delete_nics(session: Session, owner_uuid: str) -> list[dict[str, Any]]:
+    """Delete every NIC of a VM or appliance and give their addresses back."""
+    gone = []
+    for nic in session.scalars(select(VmNicVO).where(VmNicVO.vm_instance_uuid == owner_uuid)):
+        gone.append(nic.to_inventory())
+        used = nic.used_ip_uuid
+        session.delete(nic)
+        session.flush()
+        if used is not None:
+            release_ip(session, used)
+    return gone
+
+
+def nics_of(session: Session, owner_uuid: str) -> list[dict[str, Any]]:
+    """A VM's or appliance's NICs by device id, each with its network's ``bridgeName``,
+    ``l2NetworkUuid``, ``dnsDomain`` and ``category``."""
+    rows = session.execute(
+        select(
+            VmNicVO,
+            L3NetworkVO.l2_network_uuid,
+            L3NetworkVO.dns_domain,
+            L3NetworkVO.category,
+            L2NetworkVO.bridge_name,
+        )
+        .join(L3NetworkVO, L3NetworkVO.uuid == VmNicVO.l3_network_uuid)
+        .join(L2NetworkVO, L2NetworkVO.uuid == L3NetworkVO.l2_network_uuid)
+        .where(VmNicVO.vm_instance_uuid == owner_uuid)
+        .order_by(VmNicVO.device_id)
+    )
+    return [
+        {
+            **nic.to_inventory(),
+            "l2NetworkUuid": l2,
+            "dnsDomain": domain,
+            "category": category,
+            "bridgeName": bridge,
+        }
+        for nic, l2, domain, category, bridge in rows
+    ]
+
+
+def agent_nics(nics: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The ``nics`` of the host agent's /vm/start."""
+    return [
+        {"mac": n["mac"], "bridgeName": n["bridgeName"], "deviceName": n["internalName"]}
+        for n in nics
+    ]
