@@ -4,14 +4,16 @@ When ``bootstrap.local_host`` is ``kvm`` or ``simulator``, the node makes sure a
 zone, a cluster of that hypervisor type and the local host exist, through the
 public API like any user would.  Once done it records the inherent tag
 ``bootstrap::<kind>`` on the management node, so a host the user deletes later
-is not brought back.  A failure is logged and retried at the next start; it
-never stops the node (the user can see and fix it, e.g. start libvirtd).
+is not brought back.  Then, once, the default public network (``bootstrap::public-network``).
+A failure is logged and retried at the next start; it never stops the node (the
+user can see and fix it, e.g. start libvirtd).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -19,18 +21,23 @@ from sqlalchemy.orm import Session
 
 from core.cluster.models import ClusterVO
 from core.host.models import HostVO
-from core.kernel.errors import OperationError
+from core.kernel.errors import OperationError, operr
 from core.kernel.extensions import Component, Plugin
 from core.management_node.models import ManagementNodeVO
 from core.management_node.plugin import ManagementNodePlugin
+from core.network.l3.system_tags import HOST_NAT
 from core.storage.models import BackupStorageVO, PrimaryStorageVO
 from core.tag.definitions import SystemTagDef, SystemTagProvider
+from core.tag.models import SystemTagVO
 from core.tag.plugin import TagPlugin
 from core.zone.models import ZoneVO
 
 log = logging.getLogger(__name__)
 DONE_TAG = SystemTagDef("bootstrap::{kind}", "ManagementNodeVO")
 KINDS = {"kvm": "KVM", "simulator": "Simulator"}
+PUBLIC_NETWORK = "public-network"
+PUBLIC_CIDRS = ("192.168.253.0/24", "10.253.253.0/24", "172.31.253.0/24")
+"""Candidates for the default public network, tried in order."""
 
 
 class BootstrapPlugin(Plugin, Component, SystemTagProvider):
@@ -47,30 +54,32 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
         if kind not in KINDS:
             log.error("bootstrap.local_host must be kvm, simulator or none, not %r", kind)
             return
+        if await self._step(kind, lambda: self._bootstrap(KINDS[kind]), f"a {kind} host"):
+            await self._step(PUBLIC_NETWORK, self._public_network, "the default public network")
+
+    async def _step(self, kind: str, work: Callable[[], Awaitable[None]], what: str) -> bool:
+        """Run a bootstrap step unless done before; record it as done.  False if it failed
+        (logged; it is tried again at the next start)."""
         tags = self.node.plugin(TagPlugin)
         node_uuid = self.node.plugin(ManagementNodePlugin).uuid
+        tag = DONE_TAG.instantiate(kind=kind)
         done = await self.node.db.run(lambda s: tags.system_tags(s, node_uuid, DONE_TAG))
-        if done:
-            return
+        if any(row.tag == tag for row in done):
+            return True
         try:
-            await self._bootstrap(KINDS[kind])
+            await work()
         except OperationError as exc:
             log.warning(
-                "first-start bootstrap of a %s host failed (retried at next start): %s",
-                kind,
-                exc.error,
+                "first-start bootstrap of %s failed (retried at next start): %s", what, exc.error
             )
-            return
+            return False
         await self.node.db.run(
             lambda s: tags.create_system_tag(
-                s,
-                ManagementNodeVO.resource_type,
-                node_uuid,
-                DONE_TAG.instantiate(kind=kind),
-                inherent=True,
+                s, ManagementNodeVO.resource_type, node_uuid, tag, inherent=True
             )
         )
-        log.info("bootstrapped the local %s host", kind)
+        log.info("bootstrapped %s", what)
+        return True
 
     async def stop(self) -> None:
         pass
@@ -167,6 +176,78 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
             )["uuid"]
         await self._call(
             "AttachPrimaryStorageToCluster", {"primaryStorageUuid": primary, "clusterUuid": cluster}
+        )
+
+    async def _public_network(self) -> None:
+        """A public L3 network that works on any host without configuration: an isolated
+        bridge whose gateway is the host, which masquerades it through its own routes
+        (system tag hostNat), and the zone's default virtual router offering on it.
+        The first of PUBLIC_CIDRS that overlaps no host route is taken."""
+
+        def existing(session: Session) -> tuple[str | None, str | None, bool]:
+            zone = session.scalars(select(ZoneVO.uuid).order_by(ZoneVO.create_date)).first()
+            cluster = session.scalars(
+                select(ClusterVO.uuid)
+                .where(ClusterVO.zone_uuid == zone)
+                .order_by(ClusterVO.create_date)
+            ).first()
+            has_public = (
+                session.scalar(select(SystemTagVO.uuid).where(SystemTagVO.tag == HOST_NAT.pattern))
+                is not None
+            )
+            return zone, cluster, has_public
+
+        zone, cluster, has_public = await self.node.db.run(existing)
+        if zone is None or cluster is None or has_public:
+            return
+        made: list[tuple[str, str]] = []  # (delete API, uuid), undone if a step fails
+        try:
+            await self._make_public_network(zone, cluster, made)
+        except BaseException:
+            for api, uuid in reversed(made):
+                await self.node.call(api, {"uuid": uuid})
+            raise
+
+    async def _make_public_network(
+        self, zone: str, cluster: str, made: list[tuple[str, str]]
+    ) -> None:
+        l2 = await self._call(
+            "CreateL2NoVlanNetwork",
+            {"name": "public", "zoneUuid": zone, "description": "made at first start"},
+        )
+        made.append(("DeleteL2Network", l2["uuid"]))
+        await self._call(
+            "AttachL2NetworkToCluster", {"l2NetworkUuid": l2["uuid"], "clusterUuid": cluster}
+        )
+        l3 = await self._call(
+            "CreateL3Network",
+            {
+                "name": "public",
+                "l2NetworkUuid": l2["uuid"],
+                "category": "Public",
+                "systemTags": [HOST_NAT.pattern],
+                "description": "the host is its gateway and masquerades it (made at first start)",
+            },
+        )
+        made.append(("DeleteL3Network", l3["uuid"]))
+        refusals = []
+        for cidr in PUBLIC_CIDRS:
+            reply = await self.node.call(
+                "AddIpRangeByNetworkCidr",
+                {"l3NetworkUuid": l3["uuid"], "name": "public", "networkCidr": cidr},
+            )
+            if reply.success:
+                break
+            assert reply.error is not None
+            refusals.append(reply.error.description)
+        else:
+            raise operr(
+                "every candidate network of the default public network overlaps a host route",
+                "; ".join(refusals),
+            )
+        await self._call(
+            "CreateVirtualRouterOffering",
+            {"name": "default", "zoneUuid": zone, "publicNetworkUuid": l3["uuid"]},
         )
 
     async def _call(self, api: str, params: dict[str, Any]) -> dict[str, Any]:

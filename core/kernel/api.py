@@ -19,6 +19,7 @@ message, so bad parameters never reach a service.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import types
 import typing
@@ -288,6 +289,11 @@ def _coerce(api: str, spec: ParamSpec, value: Any) -> Any:
     if kind is list:
         return _string_list(value, api, name)
     if kind is dict:
+        if isinstance(value, str):  # zcli: a JSON object
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise bad from None
         if isinstance(value, dict):
             return value
         raise bad

@@ -349,6 +349,7 @@ class VirtualRouterPlugin(
     async def reconnect(self, appliance: dict[str, Any]) -> dict[str, Any]:
         """Make what is missing on the host, then replay DNS, DHCP and SNAT (the caller
         holds the appliance's lock)."""
+        appliance = await self._set(appliance, status="Connecting")
         data = {
             "node": self.node,
             "appliance": appliance,

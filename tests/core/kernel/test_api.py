@@ -110,8 +110,11 @@ def test_from_params_coerces_strings() -> None:
             "labels": "a,b",
             "systemTags": "x::1,y",
             "userTags": ["u1"],
+            "options": '{"p": ["DHCP", "DNS"]}',
         }
     )
+    assert msg.options == {"p": ["DHCP", "DNS"]}
+    assert "must be a map" in str(error_of({"name": "x", "options": "{not json"}))
     assert msg.name == "web1"
     assert msg.cpu_num == 4
     assert msg.memory_ratio == 1.5

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.conftest import ok
+import os
+import signal
+from typing import Any
+
+from core.kernel.errors import SysErrors
+from core.virtual_router.plugin import STATUS_EVENT, VirtualRouterPlugin
+from tests.conftest import fails, ok
 from tests.core.virtual_router.conftest import NetLab
 
 
@@ -27,3 +33,158 @@ async def test_vms_get_ips_and_the_router_serves_them(net_lab: NetLab) -> None:
     assert await net_lab.served() == {nics[b["uuid"]]["mac"]: "10.10.0.3"}
     await ok(node, "StartVmInstance", uuid=a["uuid"])
     assert set(await net_lab.served()) == {nics[a["uuid"]]["mac"], nics[b["uuid"]]["mac"]}
+
+
+async def test_static_ip_tag_and_refusals_change_nothing(net_lab: NetLab) -> None:
+    node, l3 = net_lab.node, net_lab.private_l3["uuid"]
+    vm = await net_lab.create_vm("fixed", systemTags=[f"staticIp::{l3}::10.10.0.77"])
+    [nic] = await ok(node, "QueryVmNic", conditions=[f"vmInstanceUuid={vm['uuid']}"])
+    assert nic["ip"] == "10.10.0.77"
+    before = (await ok(node, "QueryVmInstance"), await ok(node, "QueryVmNic"))
+    for tags, words in (
+        ([f"staticIp::{l3}::10.10.0.77"], "already used"),
+        ([f"staticIp::{l3}::10.99.0.5"], "in no IP range"),
+        ([f"staticIp::{net_lab.public_l3['uuid']}::203.0.113.50"], "not one of"),
+        ([f"staticIp::{l3}::not-an-ip"], "not an IPv4 address"),
+    ):
+        reply = await node.call(
+            "CreateVmInstance",
+            {
+                "name": "doomed",
+                "instanceOfferingUuid": net_lab.lab.offering["uuid"],
+                "imageUuid": net_lab.lab.image_uuid,
+                "l3NetworkUuids": [l3],
+                "systemTags": tags,
+            },
+        )
+        assert not reply.success and words in str(reply.error), (tags, reply.error)
+        assert (await ok(node, "QueryVmInstance"), await ok(node, "QueryVmNic")) == before
+
+
+async def test_expunge_returns_ips_and_deleting_the_l3_takes_its_router(net_lab: NetLab) -> None:
+    node = net_lab.node
+    vm = await net_lab.create_vm("short-lived")
+    router = await net_lab.router()
+    assert router is not None
+    router_dir = net_lab.router_dir(router)
+    await fails(node, "DeleteL3Network", SysErrors.OPERATION_ERROR, uuid=net_lab.private_l3["uuid"])
+    await fails(
+        node, "DeleteL3Network", SysErrors.OPERATION_ERROR, uuid=net_lab.public_l3["uuid"]
+    )  # the public network of a router and of the offering
+    await ok(node, "DestroyVmInstance", uuid=vm["uuid"])
+    assert await net_lab.served() == {}
+    await ok(node, "ExpungeVmInstance", uuid=vm["uuid"])
+    nics = await ok(node, "QueryVmNic")
+    assert {n["type"] for n in nics} == {"ApplianceVmNic"}
+    await ok(node, "DeleteL3Network", uuid=net_lab.private_l3["uuid"])  # takes its router
+    assert await ok(node, "QueryVirtualRouterVm") == [] and await ok(node, "QueryVmNic") == []
+    assert not router_dir.exists()
+    await ok(node, "DeleteVirtualRouterOffering", uuid=net_lab.offering["uuid"])
+    await ok(node, "DeleteL3Network", uuid=net_lab.public_l3["uuid"])
+
+
+async def test_ping_tracker_reconnects_a_restarted_agent(net_lab: NetLab) -> None:
+    node = net_lab.node
+    a = await net_lab.create_vm("a")
+    router = await net_lab.router()
+    assert router is not None
+    served = await net_lab.served()
+    events: list[Any] = []
+    node.events.subscribe(STATUS_EVENT, lambda e: events.append(e.data["newStatus"]))
+    os.kill(router["agentPid"], signal.SIGKILL)
+    await node.plugin(VirtualRouterPlugin).ping_all()
+    after = await net_lab.router()
+    assert after is not None and after["status"] == "Connected"
+    assert after["agentPid"] != router["agentPid"]
+    assert events == ["Connecting", "Connected"]
+    assert await net_lab.served() == served  # the DHCP entries were replayed
+    # The explicit API does the same, and is idempotent.
+    assert (await ok(node, "ReconnectVirtualRouter", uuid=after["uuid"]))["status"] == "Connected"
+    await ok(node, "StopVmInstance", uuid=a["uuid"])
+
+
+async def test_refusals_name_the_problem(net_lab: NetLab) -> None:
+    node = net_lab.node
+    [provider] = await ok(node, "QueryNetworkServiceProvider")
+    assert provider["networkServiceTypes"] == "DHCP,DNS,SNAT"
+    for l3, services, words in (
+        (net_lab.private_l3, {provider["uuid"]: ["LoadBalancer"]}, "does not offer LoadBalancer"),
+        (net_lab.public_l3, {provider["uuid"]: ["DHCP"]}, "serves private networks"),
+        (net_lab.private_l3, {"0" * 32: ["DHCP"]}, "0" * 32),
+    ):
+        reply = await node.call(
+            "AttachNetworkServiceToL3Network",
+            {"l3NetworkUuid": l3["uuid"], "networkServices": services},
+        )
+        assert not reply.success and words in str(reply.error), reply.error
+    await fails(
+        node,
+        "CreateVirtualRouterOffering",
+        SysErrors.INVALID_ARGUMENT,
+        name="bad",
+        zoneUuid=net_lab.offering["zoneUuid"],
+        publicNetworkUuid=net_lab.private_l3["uuid"],
+    )
+    # Without an offering, a VM on a served network is refused before anything is made.
+    await ok(node, "DeleteVirtualRouterOffering", uuid=net_lab.offering["uuid"])
+    reply = await node.call(
+        "CreateVmInstance",
+        {
+            "name": "no-router",
+            "instanceOfferingUuid": net_lab.lab.offering["uuid"],
+            "imageUuid": net_lab.lab.image_uuid,
+            "l3NetworkUuids": [net_lab.private_l3["uuid"]],
+        },
+    )
+    assert not reply.success and "CreateVirtualRouterOffering" in str(reply.error)
+    assert await ok(node, "QueryVmNic") == [] and await ok(node, "QueryVmInstance") == []
+
+
+async def test_host_nat_network_and_host_route_overlap(net_lab: NetLab) -> None:
+    node = net_lab.node
+    zone = net_lab.offering["zoneUuid"]
+    l2 = await ok(node, "CreateL2NoVlanNetwork", name="nat-l2", zoneUuid=zone)
+    await ok(
+        node, "AttachL2NetworkToCluster", l2NetworkUuid=l2["uuid"], clusterUuid=net_lab.cluster_uuid
+    )
+    await fails(  # the host is the gateway only of a Public network
+        node,
+        "CreateL3Network",
+        SysErrors.INVALID_ARGUMENT,
+        name="x",
+        l2NetworkUuid=l2["uuid"],
+        systemTags=["hostNat"],
+    )
+    nat = await ok(
+        node,
+        "CreateL3Network",
+        name="nat",
+        l2NetworkUuid=l2["uuid"],
+        category="Public",
+        systemTags=["hostNat"],
+    )
+    await ok(
+        node,
+        "AddIpRangeByNetworkCidr",
+        l3NetworkUuid=nat["uuid"],
+        name="n",
+        networkCidr="10.98.0.0/24",
+    )
+    # The simulated host now routes 10.98.0.0/24 to the bridge: another L2's range there is refused.
+    other_l2 = await ok(node, "CreateL2NoVlanNetwork", name="other-l2", zoneUuid=zone)
+    other = await ok(node, "CreateL3Network", name="other", l2NetworkUuid=other_l2["uuid"])
+    reply = await node.call(
+        "AddIpRangeByNetworkCidr",
+        {"l3NetworkUuid": other["uuid"], "name": "o", "networkCidr": "10.98.0.0/25"},
+    )
+    assert not reply.success
+    assert "overlaps the route 10.98.0.0/24" in str(reply.error)
+    assert await ok(node, "QueryIpRange", conditions=[f"l3NetworkUuid={other['uuid']}"]) == []
+    await ok(node, "DeleteL3Network", uuid=nat["uuid"])  # the host route goes with it
+    await ok(
+        node,
+        "AddIpRangeByNetworkCidr",
+        l3NetworkUuid=other["uuid"],
+        name="o",
+        networkCidr="10.98.0.0/25",
+    )
