@@ -18,6 +18,7 @@ from agent.guest_image import build as guest_image
 from core.host.local_agent import free_port
 from core.kernel.node import ManagementNode
 from tests.conftest import load_props, ok, write_config
+from tests.system.cleanup import delete_networks
 
 pytestmark = pytest.mark.system
 MiB = 1024**2
@@ -56,6 +57,10 @@ async def node() -> AsyncIterator[ManagementNode]:
         yield node
     finally:
         vms = await ok(node, "QueryVmInstance")
+        for vm in vms:
+            await node.call("DestroyVmInstance", {"uuid": vm["uuid"]})
+            await node.call("ExpungeVmInstance", {"uuid": vm["uuid"]})
+        await delete_networks(node)
         await node.stop()
         for vm in vms:
             virsh("destroy", f"zsl-{vm['uuid']}")
