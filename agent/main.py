@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -68,12 +69,28 @@ def setup_logging(data_dir: Path, level: str) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
+def on_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``, in this process only.
+
+    Not ``loop.add_signal_handler``: it makes the loop's self-pipe the process's signal
+    wakeup fd, which a child forked without exec shares, and pyroute2 forks one for every
+    request into another namespace (``IPRoute(netns=...)``) and sends it SIGTERM when done:
+    that signal, written to the shared pipe, stopped this agent now and then.  A plain
+    handler runs in the process that got the signal, and a forked child ignores it."""
+    pid = os.getpid()
+
+    def handler(_signum: int, _frame: object) -> None:
+        if os.getpid() == pid:
+            loop.call_soon_threadsafe(stop.set)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
 async def serve(args: argparse.Namespace) -> None:
     agent = Agent(make_backend(args), args.data_dir)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signals(asyncio.get_running_loop(), stop)
     await agent.start(args.host, args.port)
     logging.getLogger(__name__).info(
         "serving %s backend on %s:%d", args.backend, args.host, agent.port

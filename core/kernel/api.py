@@ -314,7 +314,8 @@ def _check(api: str, name: str, p: Param, value: Any) -> None:
             raise argerr(f"{where} is longer than {p.max_length} characters")
         if p.non_empty and not value.strip():
             raise argerr(f"{where} must not be empty")
-        if p.regex is not None and not re.fullmatch(p.regex, value):
+        optional_and_empty = value == "" and not (p.required or p.non_empty)
+        if p.regex is not None and not optional_and_empty and not re.fullmatch(p.regex, value):
             raise argerr(f"{where} must match {p.regex}, got {value!r}")
 
 

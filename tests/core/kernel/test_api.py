@@ -114,6 +114,8 @@ def test_from_params_coerces_strings() -> None:
         }
     )
     assert msg.options == {"p": ["DHCP", "DNS"]}
+    # An optional parameter left empty is not held to its pattern.
+    assert CreateThing.from_params({"name": "x", "hostName": ""}).host_name == ""
     assert "must be a map" in str(error_of({"name": "x", "options": "{not json"}))
     assert msg.name == "web1"
     assert msg.cpu_num == 4
