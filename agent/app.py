@@ -11,7 +11,7 @@ from agent.auth import load_or_create_token
 from agent.backend import Backend
 from agent.callback import CallbackSender, RetryPolicy
 from agent.commands import AgentCommands
-from agent.protocol import AGENT_PORT
+from agent.protocol import AGENT_PORT, TOKEN_FILE
 from agent.reports import Reporter
 from agent.server import AgentServer
 
@@ -29,7 +29,7 @@ class Agent:
     ) -> None:
         self.backend = backend
         self.data_dir = Path(data_dir)
-        self.token = load_or_create_token(self.data_dir)
+        self.token = load_or_create_token(self.data_dir / TOKEN_FILE)
         backend.set_data_dir(self.data_dir)
         self.callback_policy = callback_policy
         self.report_timeout = report_timeout

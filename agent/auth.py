@@ -1,7 +1,8 @@
-"""The agent's bearer token: one secret in ``<data_dir>/agent.token`` (mode 0600).
+"""Bearer tokens of the agents: one secret per file (mode 0600).
 
-The core reads the same file for a local agent, so the token is made once, at the
-agent's first start, and kept across restarts.
+The host agent's is ``<data_dir>/agent.token``, a virtual router's is written by the
+host agent before it starts the router's agent.  The core reads the same files for
+local agents, so a token is made once and kept across restarts.
 """
 
 from __future__ import annotations
@@ -13,30 +14,35 @@ import secrets
 import stat
 from pathlib import Path
 
-from agent.protocol import TOKEN_FILE
-
 log = logging.getLogger(__name__)
 
 
-def load_or_create_token(data_dir: Path) -> str:
-    path = data_dir / TOKEN_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
+def create_token(path: Path) -> bool:
+    """Make a token file (a random token, mode 0600) unless one is there; True if this
+    call made it.  An empty file (a write cut short) is replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        if path.stat().st_size == 0:
+            path.unlink()
+            return create_token(path)
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    log.info("created the token %s", path)
+    return True
+
+
+def load_or_create_token(path: Path) -> str:
+    """The bearer token in ``path`` (made at the first start and kept after), its file
+    mode put back to 0600 if someone opened it up."""
+    if not create_token(path):
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
             log.warning("%s was mode %o; making it 0600", path, mode)
             path.chmod(0o600)
-        token = path.read_text().strip()
-        if not token:
-            raise RuntimeError(f"{path} is empty; delete it to make a new token") from None
-        return token
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    log.info("created the agent token %s", path)
-    return token
+    return path.read_text().strip()
 
 
 def bearer_matches(authorization: str, token: str) -> bool:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import signal
 import sys
 from pathlib import Path
 
 from agent.acceleration import AccelerationProbe, FixedAcceleration
 from agent.app import Agent
 from agent.backend import Backend
+from agent.daemon import on_stop_signals, setup_logging
 from agent.libvirt_backend import DEFAULT_URI, LibvirtBackend
 from agent.protocol import AGENT_PORT
 from agent.simulator_backend import DEFAULT_CPU_NUM, DEFAULT_MEMORY, SimulatorBackend
@@ -53,40 +52,6 @@ def make_backend(args: argparse.Namespace) -> Backend:
     return LibvirtBackend(args.libvirt_uri, probe=probe)
 
 
-def setup_logging(data_dir: Path, level: str) -> None:
-    """Everything to ``<data_dir>/agent.log``; warnings and errors to stderr as well
-    (whoever starts the agent may keep only its output)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler = logging.FileHandler(data_dir / LOG_FILE)
-    handler.setFormatter(formatter)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(formatter)
-    stderr.setLevel(logging.WARNING)
-    root = logging.getLogger()
-    root.handlers[:] = [handler, stderr]
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def on_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``, in this process only.
-
-    Not ``loop.add_signal_handler``: it makes the loop's self-pipe the process's signal
-    wakeup fd, which a child forked without exec shares, and pyroute2 forks one for every
-    request into another namespace (``IPRoute(netns=...)``) and sends it SIGTERM when done:
-    that signal, written to the shared pipe, stopped this agent now and then.  A plain
-    handler runs in the process that got the signal, and a forked child ignores it."""
-    pid = os.getpid()
-
-    def handler(_signum: int, _frame: object) -> None:
-        if os.getpid() == pid:
-            loop.call_soon_threadsafe(stop.set)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
-
-
 async def serve(args: argparse.Namespace) -> None:
     agent = Agent(make_backend(args), args.data_dir)
     stop = asyncio.Event()
@@ -103,7 +68,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.data_dir, args.log_level)
+    setup_logging(args.data_dir / LOG_FILE, args.log_level)
     try:
         asyncio.run(serve(args))
     except OSError as exc:

@@ -4,12 +4,10 @@ and the HTTP server on a Unix socket."""
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import stat
 from pathlib import Path
 from typing import Any
 
+from agent.auth import load_or_create_token
 from agent.server import AgentServer
 from virtual_router.commands import VrCommands
 from virtual_router.dnsmasq import Dnsmasq, SimulatedDnsmasq
@@ -18,27 +16,6 @@ from virtual_router.router import WATCHDOG_INTERVAL, VirtualRouter
 from virtual_router.snat import NftSnat, SimulatedSnat
 
 log = logging.getLogger(__name__)
-
-
-def load_or_create_token(path: Path) -> str:
-    """The bearer token in ``path``, made (mode 0600) at the first start and kept after."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            log.warning("%s was mode %o; making it 0600", path, mode)
-            path.chmod(0o600)
-        token = path.read_text().strip()
-        if not token:
-            raise RuntimeError(f"{path} is empty; delete it to make a new token") from None
-        return token
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    log.info("created the agent token %s", path)
-    return token
 
 
 async def _no_callbacks(url: str, task_uuid: str, _answer: dict[str, Any]) -> bool:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
+from agent.daemon import on_stop_signals, setup_logging
 from virtual_router.app import VrAgent
 from virtual_router.protocol import LOG_FILE
 
@@ -35,28 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def setup_logging(data_dir: Path, level: str) -> None:
-    """Everything to ``<data_dir>/vr-agent.log``; warnings and errors to stderr as well."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler = logging.FileHandler(data_dir / LOG_FILE)
-    handler.setFormatter(formatter)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(formatter)
-    stderr.setLevel(logging.WARNING)
-    root = logging.getLogger()
-    root.handlers[:] = [handler, stderr]
-    root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # every netlink message at DEBUG
-
-
 async def serve(args: argparse.Namespace) -> None:
     agent = VrAgent(args.data_dir, args.token_file, simulate=args.simulate)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signals(asyncio.get_running_loop(), stop)
     await agent.start(args.socket)
     logging.getLogger(__name__).info(
         "serving on %s%s", args.socket, " (simulated)" if args.simulate else ""
@@ -69,7 +51,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.data_dir, args.log_level)
+    setup_logging(args.data_dir / LOG_FILE, args.log_level)
     try:
         asyncio.run(serve(args))
     except OSError as exc:

@@ -32,6 +32,7 @@ from typing import Final
 
 from pyroute2 import IPRoute, netns
 
+from agent.auth import create_token
 from agent.errors import AgentError
 from agent.network import links
 from agent.network.base import (
@@ -51,7 +52,6 @@ from agent.network.processes import (
     recorded_agent,
     terminate,
     wait_for_socket,
-    write_token,
 )
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class ApplianceManager:
             step = "write the appliance spec"
             paths.spec.write_text(json.dumps(asdict(spec), indent=2) + "\n")
             step = "write the token file"
-            write_token(paths.token)
+            create_token(paths.token)
             step = f"make the namespace {ns}"
             if not namespace_exists(ns):
                 netns.create(ns)

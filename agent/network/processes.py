@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -115,20 +114,6 @@ def make_dir(path: Path) -> bool:
             raise AgentError(f"{path} exists and is not a directory") from None
         return False
     path.chmod(0o700)
-    return True
-
-
-def write_token(path: Path) -> bool:
-    """A random 32-byte token in hex (0600) unless one is there; True if this call wrote it."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if path.stat().st_size == 0:
-            path.unlink()
-            return write_token(path)
-        return False
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32) + "\n")
     return True
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from agent.auth import create_token
 from agent.errors import AgentError
 from agent.network.base import (
     AgentCommand,
@@ -37,7 +38,6 @@ from agent.network.processes import (
     recorded_agent,
     terminate,
     wait_for_socket,
-    write_token,
 )
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class SimulatedNetwork(NetworkDriver):
             step = "write the appliance spec"
             paths.spec.write_text(json.dumps(asdict(spec), indent=2) + "\n")
             step = "write the token file"
-            write_token(paths.token)
+            create_token(paths.token)
             step = "start the virtual-router agent"
             pid = recorded_agent(paths)
             if pid is None:

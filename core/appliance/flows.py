@@ -31,7 +31,8 @@ async def _agent(data: dict[str, Any]) -> Any:
     return await data["node"].plugin(HostPlugin).agent_of(data["appliance"]["hostUuid"])
 
 
-def _nics_by_role(session: Session, appliance_uuid: str) -> dict[str, dict[str, Any]]:
+def nics_by_role(session: Session, appliance_uuid: str) -> dict[str, dict[str, Any]]:
+    """An appliance's NICs by role (``public``, ``guest``)."""
     return {nic["metaData"]: nic for nic in nics_of(session, appliance_uuid)}
 
 
@@ -70,7 +71,7 @@ class ApplianceVmAllocateNicFlow(Flow):
                 else:
                     used = allocate_ip(session, l3_uuid, "ApplianceVmNic")
                     create_nic(session, **common, used_ip=used)
-            return _nics_by_role(session, appliance["uuid"])
+            return nics_by_role(session, appliance["uuid"])
 
         data["nics_allocated"] = True
         data["nics"] = await data["node"].db.run(allocate)
@@ -142,7 +143,7 @@ class ApplianceVmEnsureOnHostFlow(NoRollbackFlow):
 
     async def run(self, data: dict[str, Any]) -> None:
         uuid = data["appliance"]["uuid"]
-        data["nics"] = await data["node"].db.run(lambda s: _nics_by_role(s, uuid))
+        data["nics"] = await data["node"].db.run(lambda s: nics_by_role(s, uuid))
         answer = await (await _agent(data)).call(
             protocol.APPLIANCE_CREATE, _create_body(data), timeout=90
         )

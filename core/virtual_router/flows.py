@@ -19,15 +19,16 @@ from core.appliance.flows import (
     ApplianceVmDestroyOnHostFlow,
     ApplianceVmEnsureOnHostFlow,
     ApplianceVmReleaseNicFlow,
+    nics_by_role,
 )
 from core.kernel.errors import OperationError
 from core.kernel.flow import NoRollbackFlow
 from core.network.service.plugin import services_of
+from core.virtual_router.api import VIRTUAL_ROUTER
 from core.virtual_router.client import open_client
 from core.virtual_router.sync import (
     GUEST,
     all_dhcp_entries,
-    appliance_nics,
     dns_body,
     snat_body,
 )
@@ -70,13 +71,13 @@ async def _state(data: dict[str, Any]) -> tuple[dict[str, str], dict[str, dict[s
     uuid, l3 = data["appliance"]["uuid"], data["guest_l3"]
 
     def read(session: Session) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-        return services_of(session, l3), appliance_nics(session, uuid)
+        return services_of(session, l3), nics_by_role(session, uuid)
 
     return await data["node"].db.run(read)
 
 
 def _ours(services: dict[str, str], service_type: str) -> bool:
-    return services.get(service_type) == "VirtualRouter"
+    return services.get(service_type) == VIRTUAL_ROUTER
 
 
 class VirtualRouterSyncDnsOnStartFlow(NoRollbackFlow):

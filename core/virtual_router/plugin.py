@@ -20,9 +20,10 @@ import contextlib
 import logging
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.appliance.flows import nics_by_role
 from core.appliance.models import ApplianceVmVO
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.host.models import HostVO
@@ -33,8 +34,8 @@ from core.kernel.rest import AgentClient
 from core.kernel.service import Service, handles
 from core.network.l2.models import L2NetworkClusterRefVO
 from core.network.l3.extension_points import L3NetworkDeletionExtensionPoint
-from core.network.l3.models import IpRangeVO, L3NetworkVO, VmNicVO
-from core.network.l3.nics import VM_NIC
+from core.network.l3.models import IpRangeVO, L3NetworkVO
+from core.network.l3.nic_usage import nics_on_l3
 from core.network.service.extension_points import NetworkServiceProviderType
 from core.network.service.plugin import services_of
 from core.tag.plugin import TagPlugin, delete_all_tags
@@ -51,7 +52,7 @@ from core.virtual_router.api import (
 from core.virtual_router.client import open_client
 from core.virtual_router.flows import CHAINS, CREATE_CHAIN, DESTROY_CHAIN, RECONNECT_CHAIN
 from core.virtual_router.models import VirtualRouterOfferingVO
-from core.virtual_router.sync import GUEST, appliance_nics, dhcp_entry
+from core.virtual_router.sync import GUEST, dhcp_entry
 from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
 from core.vm.spec import VmInstanceSpec
 from virtual_router import protocol as vr
@@ -204,13 +205,19 @@ class VirtualRouterPlugin(
 
         await self.node.db.run(check)
 
-    async def pre_instantiate_vm_resource(self, spec: VmInstanceSpec) -> None:
+    async def _served_nics(
+        self, spec: VmInstanceSpec
+    ) -> list[tuple[dict[str, Any], str, dict[str, str]]]:
+        """``(nic, l3 uuid, services)`` of each NIC on a network the router serves."""
         served = await self._served(spec.l3_network_uuids)
-        for nic in spec.nics:
-            services = served.get(nic["l3NetworkUuid"])
-            if services is None:
-                continue
-            l3_uuid = nic["l3NetworkUuid"]
+        return [
+            (nic, nic["l3NetworkUuid"], served[nic["l3NetworkUuid"]])
+            for nic in spec.nics
+            if nic["l3NetworkUuid"] in served
+        ]
+
+    async def pre_instantiate_vm_resource(self, spec: VmInstanceSpec) -> None:
+        for nic, l3_uuid, services in await self._served_nics(spec):
             async with self._lock(l3_uuid):
                 appliance = await self._ensure(l3_uuid, spec)
                 if services.get("DHCP") == VIRTUAL_ROUTER:
@@ -220,18 +227,14 @@ class VirtualRouterPlugin(
                     )
 
     async def pre_release_vm_resource(self, spec: VmInstanceSpec) -> None:
-        served = await self._served(spec.l3_network_uuids)
-        for nic in spec.nics:
-            services = served.get(nic["l3NetworkUuid"])
-            if services is None:
-                continue
-            l3_uuid = nic["l3NetworkUuid"]
+        for nic, l3_uuid, services in await self._served_nics(spec):
             async with self._lock(l3_uuid):
                 appliance = await self.node.db.run(lambda s, u=l3_uuid: _appliance_of(s, u))
                 if appliance is None:
                     continue
-                if appliance["uuid"] in spec.made_by_this_operation and not await self._in_use(
-                    l3_uuid, spec.vm_uuid
+                made_here = appliance["uuid"] in spec.made_by_this_operation
+                if made_here and not await self.node.db.run(
+                    lambda s, u=l3_uuid: nics_on_l3(s, u, except_vm=spec.vm_uuid)
                 ):
                     await self._destroy(appliance)
                     continue
@@ -243,7 +246,7 @@ class VirtualRouterPlugin(
         self, appliance: dict[str, Any], nic: dict[str, Any], spec: VmInstanceSpec
     ) -> dict[str, Any]:
         def build(session: Session) -> dict[str, Any]:
-            guest = appliance_nics(session, appliance["uuid"])[GUEST]
+            guest = nics_by_role(session, appliance["uuid"])[GUEST]
             vm = {
                 "uuid": spec.vm_uuid,
                 "name": spec.name,
@@ -252,21 +255,6 @@ class VirtualRouterPlugin(
             return dhcp_entry(session, nic, vm, guest)
 
         return await self.node.db.run(build)
-
-    async def _in_use(self, l3_uuid: str, except_vm: str) -> bool:
-        """Whether a VM other than ``except_vm`` has a NIC on the network."""
-        count = await self.node.db.run(
-            lambda s: s.scalar(
-                select(func.count())
-                .select_from(VmNicVO)
-                .where(
-                    VmNicVO.l3_network_uuid == l3_uuid,
-                    VmNicVO.type == VM_NIC,
-                    VmNicVO.vm_instance_uuid != except_vm,
-                )
-            )
-        )
-        return bool(count)
 
     # -- appliances --------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.network.l3.models import L3NetworkDnsVO, L3NetworkVO, VmNicVO
-from core.network.l3.nics import VM_NIC, nics_of
+from core.network.l3.nics import VM_NIC
 from core.network.service.plugin import services_of
 from core.vm.models import VmInstanceVO
 
@@ -37,11 +37,6 @@ def hostname_of(vm_name: str, vm_uuid: str) -> str:
     """A DNS label from a VM's name: lower case, other characters as ``-``, 63 at most."""
     label = re.sub(r"[^a-z0-9-]+", "-", vm_name.lower()).strip("-")[:63].strip("-")
     return label or f"vm-{vm_uuid[:8]}"
-
-
-def appliance_nics(session: Session, appliance_uuid: str) -> dict[str, dict[str, Any]]:
-    """The appliance's NICs by role (``public``, ``guest``)."""
-    return {nic["metaData"]: nic for nic in nics_of(session, appliance_uuid)}
 
 
 def upstream_dns(session: Session, l3_uuid: str) -> list[str]:

@@ -9,6 +9,7 @@ bridges are ``zslbr-t<8 hex>``.  Whatever a test leaves is removed in the fixtur
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -160,7 +161,8 @@ async def test_appliance_with_the_real_agent(host: HostObjects, net: HostNetwork
         0o700,
         0o600,
     )
-    assert len(Path(info.token_file).read_text().strip()) == 64
+    # 32 random bytes, URL-safe base64 (agent.auth makes every agent token).
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", Path(info.token_file).read_text().strip())
     assert host_end(veth_name(appliance_uuid, 0)) == (guest, True)
     assert host_end(veth_name(appliance_uuid, 1)) == (public, True)
     view = namespace_view(ns)

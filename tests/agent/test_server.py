@@ -66,14 +66,16 @@ async def test_a_trailing_slash_names_the_same_command(caller: AgentCaller) -> N
 
 
 def test_token_file_is_made_once_with_mode_0600(tmp_path: Path) -> None:
-    token = load_or_create_token(tmp_path / "d")
     path = tmp_path / "d" / TOKEN_FILE
+    token = load_or_create_token(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(token) >= 32
-    assert load_or_create_token(tmp_path / "d") == token
+    assert load_or_create_token(path) == token
     path.chmod(0o644)
-    assert load_or_create_token(tmp_path / "d") == token
+    assert load_or_create_token(path) == token
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text("")  # a write cut short: a new token
+    assert load_or_create_token(path) not in ("", token)
 
 
 def test_bearer_matching() -> None:

@@ -12,7 +12,7 @@ import pytest
 from agent.server import AgentServer, CommandRegistry
 from tests.virtual_router.helpers import VrClient, dhcp_entry, snat
 from virtual_router import protocol as p
-from virtual_router.app import VrAgent, load_or_create_token
+from virtual_router.app import VrAgent
 from virtual_router.dnsmasq import SimulatedDnsmasq
 from virtual_router.snat import SimulatedSnat
 
@@ -67,15 +67,6 @@ async def test_start_unix_replaces_a_stale_socket_but_not_a_file(short_dir: Path
     with pytest.raises(FileExistsError):
         await AgentServer(CommandRegistry(), "t", nothing).start_unix(str(regular))
     assert regular.read_text() == "x"
-
-
-def test_token_file_is_made_once_with_mode_0600(tmp_path: Path) -> None:
-    path = tmp_path / "d" / "vr.token"
-    token = load_or_create_token(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    path.chmod(0o644)
-    assert load_or_create_token(path) == token
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 # -- DHCP -------------------------------------------------------------------------

@@ -25,13 +25,13 @@ def nics_on_l2_in_cluster(session: Session, l2_uuid: str, cluster_uuid: str) -> 
     )
 
 
-def nics_on_l3(session: Session, l3_uuid: str) -> int:
-    """VM NICs (not appliance NICs) on the L3 network."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(VmNicVO)
-            .where(VmNicVO.l3_network_uuid == l3_uuid, VmNicVO.type == "VNIC")
-        )
-        or 0
+def nics_on_l3(session: Session, l3_uuid: str, except_vm: str | None = None) -> int:
+    """VM NICs (not appliance NICs) on the L3 network, those of ``except_vm`` left out."""
+    stmt = (
+        select(func.count())
+        .select_from(VmNicVO)
+        .where(VmNicVO.l3_network_uuid == l3_uuid, VmNicVO.type == "VNIC")
     )
+    if except_vm is not None:
+        stmt = stmt.where(VmNicVO.vm_instance_uuid != except_vm)
+    return int(session.scalar(stmt) or 0)
