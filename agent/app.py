@@ -11,7 +11,8 @@ from agent.auth import load_or_create_token
 from agent.backend import Backend
 from agent.callback import CallbackSender, RetryPolicy
 from agent.commands import AgentCommands
-from agent.protocol import AGENT_PORT, TOKEN_FILE
+from agent.console_relay import ConsoleRelay
+from agent.protocol import AGENT_PORT, TOKEN_FILE, VM_CONSOLE_STREAM
 from agent.reports import Reporter
 from agent.server import AgentServer
 
@@ -51,7 +52,11 @@ class Agent:
             await self.backend.start()
             registry = AgentCommands(self.backend, self.reporter).registry()
             sender = CallbackSender(self._session, self.token, self.callback_policy)
-            self.server = AgentServer(registry, self.token, sender.send)
+            consoles = ConsoleRelay(self.backend)
+            self.server = AgentServer(
+                registry, self.token, sender.send, streams={VM_CONSOLE_STREAM: consoles.handle}
+            )
+            self.server.app.on_shutdown.append(consoles.shutdown)
             return await self.server.start(host, port)
         except BaseException:
             await self.stop()

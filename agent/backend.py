@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.console import ConsoleStream, OpenConsoles
 from agent.network.base import NetworkDriver
 from agent.protocol import DOMAIN_PREFIX
 
@@ -128,6 +129,8 @@ class Backend(ABC):
 
     def __init__(self) -> None:
         self._listener: StateListener | None = None
+        self.consoles = OpenConsoles()
+        """The console each VM has open (one viewer per VM); closed by :meth:`close`."""
 
     def set_data_dir(self, data_dir: Path) -> None:
         """The agent's data dir: appliance directories go under ``<data_dir>/appliances``."""
@@ -187,6 +190,11 @@ class Backend(ABC):
 
     @abstractmethod
     async def vm_console(self, vm_uuid: str) -> VmConsole: ...
+
+    @abstractmethod
+    async def vm_console_open(self, vm_uuid: str) -> ConsoleStream:
+        """Open a running (or paused) VM's serial console for one viewer, through
+        :attr:`consoles`: a viewer already there is taken over."""
 
     # -- volumes and images ----------------------------------------------------
     @abstractmethod

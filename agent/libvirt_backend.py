@@ -35,9 +35,11 @@ from agent.backend import (
     domain_name,
     vm_uuid_of,
 )
+from agent.console import ConsoleStream
 from agent.domain_xml import DOMAIN_TYPES, build_domain_xml, console_of
 from agent.errors import AgentError, ArgumentError
 from agent.host_facts import format_libvirt_version, read_cpuinfo, read_meminfo
+from agent.libvirt_console import LibvirtConsole
 from agent.network.host import HostNetwork
 from agent.storage import LocalFileStorage
 
@@ -167,6 +169,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
         if self._closing:
             return
         self._closing = True
+        await self.consoles.close_all()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -506,3 +509,16 @@ class LibvirtBackend(LocalFileStorage, Backend):
         if not pty:
             raise AgentError(f"VM {vm_uuid} has no pty console")
         return VmConsole(pty=pty, console_log_path=log_path)
+
+    async def vm_console_open(self, vm_uuid: str) -> ConsoleStream:
+        return await self.consoles.open(vm_uuid, lambda: self._open_console(vm_uuid))
+
+    async def _open_console(self, vm_uuid: str) -> ConsoleStream:
+        dom, log_path = await self._call(self._console_domain, vm_uuid)
+        return await LibvirtConsole.open(dom, vm_uuid, log_path, self._pool)
+
+    def _console_domain(self, vm_uuid: str) -> tuple[libvirt.virDomain, str]:
+        dom = self._require(vm_uuid)
+        if not dom.isActive():
+            raise AgentError(f"VM {vm_uuid} is {_state_of(dom)}; its console cannot be opened")
+        return dom, console_of(dom.XMLDesc(0))[1]

@@ -86,6 +86,29 @@ VM_SYNC: Final = "/vm/vmsync"
 VM_CONSOLE: Final = "/vm/console"
 """{vmUuid} -> {vmUuid, pty, consoleLogPath}: the serial console's pty and its log file."""
 
+VM_CONSOLE_STREAM: Final = "/vm/console/stream"
+"""``GET ?vmUuid=<uuid>``, a websocket (the same bearer token; 401 before the upgrade
+without it): the VM's serial console, both ways.  The agent's first frame is text, JSON:
+``{"type": "opened", "vmUuid", "consoleLogPath", "history": <bytes>}``, then ``history``
+bytes of the console log's tail (at most :data:`CONSOLE_HISTORY_BYTES`, from a line
+start) in binary frames, then the live output in binary frames.  The viewer's binary
+(or text, UTF-8) frames are typed into the console.  A console that cannot be opened
+(no such VM, VM not running, bad vmUuid) is answered ``{"type": "error", "error":
+"<message>"}`` and closed with :data:`CONSOLE_CLOSE_FAILED`.  Close codes say why a
+console ended; the close reason is the message.  One viewer per VM: opening the console
+again takes it over (the previous viewer is closed with
+:data:`CONSOLE_CLOSE_TAKEN_OVER`)."""
+
+CONSOLE_HISTORY_BYTES: Final = 16 * 1024
+CONSOLE_CLOSE_NORMAL: Final = 1000
+"""The console ended (the VM stopped) or the viewer closed it."""
+CONSOLE_CLOSE_GOING_AWAY: Final = 1001
+"""The agent (or the management node relaying) is stopping."""
+CONSOLE_CLOSE_FAILED: Final = 4000
+"""The console could not be opened, or failed; the reason says why."""
+CONSOLE_CLOSE_TAKEN_OVER: Final = 4001
+"""Another viewer opened this VM's console."""
+
 # -- volumes and images ------------------------------------------------------
 VOLUME_CREATE: Final = "/volume/create"
 """{installPath, backingFile, format: "qcow2", size (bytes, 0 = the backing size)}

@@ -10,6 +10,9 @@ answered ``{"success": true}`` at once; it runs as a background task whose
 answer is then POSTed to the callback URL (see agent.callback).  A task uuid
 already running is not started twice.  Without those headers it runs
 synchronously.
+
+A stream route (``streams``, e.g. the VM console's websocket) is a ``GET`` handed the
+request itself once the token was checked; it answers what it likes (a websocket).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +44,7 @@ class CommandContext:
 Handler = Callable[[dict[str, Any], CommandContext], Awaitable[dict[str, Any]]]
 SendCallback = Callable[[str, str, dict[str, Any]], Awaitable[bool]]
 """``(callback url, task uuid, answer)``: deliver an async command's answer."""
+StreamHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,20 @@ def _reply(status: int, error: str, **fields: Any) -> web.Response:
 
 
 class AgentServer:
-    def __init__(self, registry: CommandRegistry, token: str, send_callback: SendCallback) -> None:
+    def __init__(
+        self,
+        registry: CommandRegistry,
+        token: str,
+        send_callback: SendCallback,
+        streams: Mapping[str, StreamHandler] | None = None,
+    ) -> None:
         self.registry = registry
         self.token = token
         self.send_callback = send_callback
+        self.streams = dict(streams or {})
+        for path in self.streams:
+            if registry.get(path) is not None:
+                raise ValueError(f"{path} is both a command and a stream")
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{path:.*}", self._handle)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -122,10 +136,15 @@ class AgentServer:
         return list(self._tasks)
 
     # -- requests --------------------------------------------------------------
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         if not bearer_matches(request.headers.get("Authorization", ""), self.token):
             return _reply(401, "missing or wrong bearer token")
         path = request.path
+        stream = self.streams.get(path)
+        if stream is not None:
+            if request.method != "GET":
+                return _reply(405, f"{path} takes GET, not {request.method}")
+            return await stream(request)
         command = self.registry.get(path)
         if command is None:
             return _reply(404, f"no command at {path}")

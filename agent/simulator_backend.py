@@ -6,7 +6,8 @@ integration tests exercise the real HTTP and async-callback protocol.  Nothing
 sleeps.  Volumes and images are real files made with ``qemu-img`` (a start
 checks that the root volume exists, as libvirt would).  Extra path
 :data:`SIM_SET_VM_STATE` changes a VM's state "from outside" (what
-``virsh destroy`` is on a real host).  Bridges, host NAT and appliances are
+``virsh destroy`` is on a real host).  A VM's console is agent.simulator_console's
+line editor (echo, and each line appended to the console log).  Bridges, host NAT and appliances are
 agent.network.simulated: the real commands' checks over in-memory state, with
 real virtual-router agents started ``--simulate`` (and stopped at close).
 """
@@ -31,9 +32,11 @@ from agent.backend import (
     VmSpec,
     domain_name,
 )
+from agent.console import ConsoleStream
 from agent.errors import AgentError, ArgumentError
 from agent.network.simulated import SimulatedNetwork
 from agent.protocol import VM_STATES
+from agent.simulator_console import SimulatedConsole
 from agent.storage import LocalFileStorage
 
 log = logging.getLogger(__name__)
@@ -72,7 +75,8 @@ class SimulatorBackend(LocalFileStorage, Backend):
         self.domains: dict[str, SimDomain] = {}
 
     async def close(self) -> None:
-        """Stop the appliance agents this simulated host started."""
+        """Close the open consoles; stop the appliance agents this simulated host started."""
+        await self.consoles.close_all()
         await self.network.close()
 
     # -- host ------------------------------------------------------------------
@@ -110,7 +114,16 @@ class SimulatorBackend(LocalFileStorage, Backend):
         domain = self.domains[vm_uuid]
         if domain.state != state:
             domain.state = state
+            self._console_follows(vm_uuid, state)
             self._report(vm_uuid, state)
+
+    def _console_follows(self, vm_uuid: str, state: str) -> None:
+        console = self.consoles.get(vm_uuid)
+        if isinstance(console, SimulatedConsole):
+            if state in ACTIVE:
+                console.set_running(state == "Running")
+            else:
+                console.end(f"the console of VM {vm_uuid} closed (VM {state})")
 
     def _get(self, vm_uuid: str) -> SimDomain:
         domain = self.domains.get(vm_uuid)
@@ -133,9 +146,12 @@ class SimulatorBackend(LocalFileStorage, Backend):
         return "Running"
 
     def _write_console(self, spec: VmSpec) -> None:
+        """Like a real boot's, start a console log (its directory made, as the libvirt
+        backend does for virtlogd) with one line, so a console viewer has history."""
         path = spec.console_log_path
-        if path and os.path.isdir(os.path.dirname(path)):
+        if path:
             try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "a") as f:
                     f.write(f"{time.strftime('%F %T')} simulated VM {spec.vm_uuid} started\n")
             except OSError as exc:
@@ -178,6 +194,17 @@ class SimulatorBackend(LocalFileStorage, Backend):
         if domain.state not in ACTIVE:
             raise AgentError(f"VM {vm_uuid} is {domain.state}; its console has no pty")
         return VmConsole(pty="", console_log_path=domain.spec.console_log_path)
+
+    async def vm_console_open(self, vm_uuid: str) -> ConsoleStream:
+        domain = self._get(vm_uuid)
+        if domain.state not in ACTIVE:
+            raise AgentError(f"VM {vm_uuid} is {domain.state}; its console cannot be opened")
+
+        async def opener() -> ConsoleStream:
+            running = domain.state == "Running"
+            return SimulatedConsole(vm_uuid, domain.spec.console_log_path, running)
+
+        return await self.consoles.open(vm_uuid, opener)
 
     # -- simulation ------------------------------------------------------------
     def extra_commands(self) -> dict[str, ExtraCommand]:

@@ -11,6 +11,7 @@ from core.network.l2.models import L2NetworkClusterRefVO, L2NetworkVO
 from core.network.l3.models import IpRangeVO, L3NetworkDnsVO, L3NetworkVO, UsedIpVO, VmNicVO
 from core.network.service.models import NetworkServiceL3NetworkRefVO, NetworkServiceProviderVO
 from core.offering.models import InstanceOfferingVO
+from core.operation_log.models import OperationLogVO
 from core.storage.models import (
     BackupStorageVO,
     ImageCacheVO,
@@ -41,6 +42,7 @@ __all__ = [
     "ManagementNodeVO",
     "NetworkServiceL3NetworkRefVO",
     "NetworkServiceProviderVO",
+    "OperationLogVO",
     "PrimaryStorageClusterRefVO",
     "PrimaryStorageVO",
     "SystemTagVO",

@@ -5,19 +5,28 @@
 On start a worker connects to the data dir's management node: it runs the
 node in this process when the data dir is free (serving the node's socket,
 so ``zcli`` reaches it) and otherwise attaches to the node that runs there.
-Quitting stops an in-process node cleanly.  Exit status: 0, or 2 when start-up
-fails (bad config, the node cannot start); the reason is one line on stderr.
+Another worker then follows the node's canonical events and hands them to
+every open view.  Quitting stops an in-process node cleanly.  Exit status: 0,
+or 2 when start-up fails (bad config, the node cannot start); the reason is
+one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from collections import deque
+from collections.abc import Iterable
 from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
 
 from textual import work
-from textual.app import App
-from textual.binding import Binding
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerError
 
@@ -27,13 +36,31 @@ from core.kernel.extensions import PluginError
 from core.kernel.logs import configure_logging
 from core.kernel.node import NodeError
 from core.kernel.properties import Properties, PropertyError, add_config_argument, load
+from ztui.commands import ViewActionsProvider
+from ztui.dialogs.command_prompt import CommandPrompt
 from ztui.formatting import Formatter
-from ztui.messages import NodeConnected
-from ztui.screens.overview import OverviewScreen
+from ztui.keymap import load_keymap
+from ztui.messages import NodeConnected, NodeEvent, OperationUpdated
+from ztui.operations import OperationTracker
 from ztui.session import Connector, NodeSession, NotConnected
+from ztui.views import DEFAULT_MODE, VIEWS, find_view
 
 EXIT_OK, EXIT_STARTUP = 0, 2
 STARTUP_ERRORS = (NodeError, PluginError, PropertyError, OperationError, OSError)
+EVENT_PATTERNS = (
+    "/vm/state/change",
+    "/vm/deleted",
+    "/host/status/change",
+    "/appliance-vm/status/change",
+    "/appliance-vm/repaired",
+    "/image/download/progress",
+    "/globalConfig/update/{category}/{name}",
+    "/operation/update",
+    "/client/overflow",
+)
+"""The canonical events ztui follows (``/operation/update`` feeds the flow-chain panel)."""
+RECENT_EVENTS = 200
+RESUBSCRIBE_DELAY = 1.0
 
 
 def describe_startup_error(exc: Exception) -> str:
@@ -45,12 +72,25 @@ def describe_startup_error(exc: Exception) -> str:
     return str(exc)
 
 
+@dataclass(frozen=True)
+class RecentEvent:
+    """One line of the dashboard's recent events."""
+
+    at: datetime
+    path: str
+    data: Any
+
+
 class ZtuiApp(App[None]):
-    """The ZStack Lite terminal UI (for now: a read-only overview)."""
+    """The ZStack Lite terminal UI."""
 
     TITLE = "ZStack Lite"
-    SUB_TITLE = "overview"
-    BINDINGS = [Binding("q", "quit", "Quit", id="ztui.quit")]
+    COMMANDS = App.COMMANDS | {ViewActionsProvider}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit", id="ztui.quit"),
+        Binding("colon", "command", "Command", id="ztui.command"),
+        *(view.binding for view in VIEWS),
+    ]
 
     def __init__(
         self,
@@ -64,20 +104,44 @@ class ZtuiApp(App[None]):
         (for reproducible screenshots); ``connector`` replaces ``core.client.connect``."""
         super().__init__()
         self.read_only = read_only
-        """Accepted for the command line; everything ztui shows so far is read-only."""
+        """Started with ``--read-only``: every action that changes something is disabled."""
         self.session = NodeSession(props, connector)
         self.formatter = Formatter(mask_volatile=mask_volatile)
         self.startup_error: str | None = None
         """Why start-up failed (the app then exits with status 2)."""
-        self._overview = OverviewScreen(self.session, self.formatter)
+        self.connected = False
+        self.operations = OperationTracker()
+        self.trace_shown = True
+        """Whether views show the flow-chain panel of the followed operation."""
+        self.recent_events: deque[RecentEvent] = deque(maxlen=RECENT_EVENTS)
+        self.command_history: list[str] = []
+        self.views = VIEWS
+        self._open_views: list[Screen[Any]] = []
         self._connecting: Worker[None] | None = None
+        self._keymap_problems: list[str] = []
+        for view in self.views:
+            if view.mode != DEFAULT_MODE:
+                self.add_mode(view.mode, view.screen)
+            else:  # Textual refuses add_mode("_default"); its stack is the one made at start
+                self._modes[DEFAULT_MODE] = view.screen
+        if read_only:
+            self.sub_title = "read-only"
 
-    def get_default_screen(self) -> Screen[None]:
-        return self._overview
+    def get_default_screen(self) -> Screen[Any]:
+        default = next((v for v in self.views if v.mode == DEFAULT_MODE), self.views[0])
+        return default.screen()
+
+    def on_mount(self) -> None:
+        keymap, self._keymap_problems = load_keymap(self.session.props, self.all_binding_ids())
+        self.set_keymap(keymap)
 
     def on_ready(self) -> None:
         """Connect once the first frame is up (an early failure then exits cleanly)."""
+        for problem in self._keymap_problems:
+            self.notify(problem, title="config.toml", severity="warning", timeout=10)
         self._connecting = self.connect_node()
+
+    # -- the node -----------------------------------------------------------------
 
     @work(exclusive=True, group="node")
     async def connect_node(self) -> None:
@@ -90,7 +154,52 @@ class ZtuiApp(App[None]):
             return
         except NotConnected:  # the app closed the session while this was starting
             return
-        self._overview.post_message(NodeConnected(self.session))
+        self.connected = True
+        self._broadcast(lambda: NodeConnected(self.session))
+        self.follow_events()
+
+    @work(exclusive=True, group="events", exit_on_error=False)
+    async def follow_events(self) -> None:
+        """Hand every canonical event to the open views, subscribing again if the
+        stream ends (an attached node stopped: the session reconnects, perhaps becoming
+        the node, and the views reload)."""
+        first = True
+        while True:
+            stream = await self.session.subscribe(EVENT_PATTERNS)
+            if stream is None:
+                return  # the session is closed: the app is ending
+            if not first:
+                self._broadcast(lambda: NodeConnected(self.session))
+            first = False
+            try:
+                async for event in stream:
+                    self.dispatch_event(event.path, event.data)
+            finally:
+                await stream.close()
+            await asyncio.sleep(RESUBSCRIBE_DELAY)
+
+    def dispatch_event(self, path: str, data: Any) -> None:
+        """Give one event to every open view (operations through the tracker first)."""
+        if path == "/operation/update" and isinstance(data, dict):
+            self.operations.update(data)
+            self._broadcast(lambda: OperationUpdated(data))
+            return
+        self.recent_events.append(RecentEvent(datetime.now(), path, data))
+        self._broadcast(lambda: NodeEvent(path, data))
+
+    def _broadcast(self, message: Any) -> None:
+        for screen in list(self._open_views):
+            msg: Message = message()
+            screen.post_message(msg)
+
+    def register_view(self, screen: Screen[Any]) -> None:
+        """A view is mounted: it gets events from now on."""
+        if screen not in self._open_views:
+            self._open_views.append(screen)
+
+    def unregister_view(self, screen: Screen[Any]) -> None:
+        with suppress(ValueError):
+            self._open_views.remove(screen)
 
     async def on_unmount(self) -> None:
         """Stop the in-process node (or drop the socket) however the app ends."""
@@ -100,15 +209,63 @@ class ZtuiApp(App[None]):
                 await worker.wait()
         await self.session.close()
 
+    # -- views and commands -------------------------------------------------------
+
+    def action_view(self, name: str) -> None:
+        """Switch to a view by name (bindings ``ztui.view.<name>``)."""
+        view = find_view(name)
+        if view is None:
+            self.notify(f"no view named {name!r}", severity="warning")
+            return
+        self.switch_mode(view.mode)
+
+    def action_command(self) -> None:
+        """Open the ``:`` command bar (binding ``ztui.command``)."""
+        words = sorted({w for v in self.views for w in v.words})
+        self.push_screen(CommandPrompt(words, self.command_history), self.run_command)
+
+    def run_command(self, text: str | None) -> None:
+        """Run what was typed in the command bar: a view name or alias, or ``q``."""
+        if not text:
+            return
+        word = text.split()[0]
+        if word in ("q", "quit"):
+            self.exit()
+            return
+        view = find_view(word)
+        if view is None:
+            names = ", ".join(v.name for v in self.views)
+            self.notify(f"unknown command :{text} (views: {names})", severity="warning")
+            return
+        self.switch_mode(view.mode)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        for view in self.views:
+            yield SystemCommand(
+                f"Go to {view.title}",
+                f":{view.name} (aliases {', '.join(view.aliases) or 'none'})",
+                lambda view=view: self.switch_mode(view.mode),
+            )
+        yield from super().get_system_commands(screen)
+
+    def all_binding_ids(self) -> set[str]:
+        """Every binding id of the app and its views (what a keymap may name)."""
+        from ztui.bindings import every_binding
+
+        return {b.id for _owner, b in every_binding(self) if b.id}
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ztui",
-        description="The ZStack Lite terminal UI (a read-only overview for now).",
+        description="The ZStack Lite terminal UI: runs the management node (or attaches to it).",
     )
     add_config_argument(parser)
     parser.add_argument(
-        "--read-only", action="store_true", help="change nothing (the overview is read-only anyway)"
+        "--read-only",
+        action="store_true",
+        help="show everything, change nothing (for demos): every action that changes "
+        "something is disabled",
     )
     return parser.parse_args(argv)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.client import NodeClient, connect
 from core.kernel.api import ApiReply
@@ -14,9 +15,15 @@ from core.kernel.extensions import PluginError
 from core.kernel.node import NodeError
 from core.kernel.properties import Properties
 
+if TYPE_CHECKING:
+    from core.client import EventStream
+    from core.vm.console import VmConsoleStream
+
 Connector = Callable[[Properties], Awaitable[NodeClient]]
 CONNECT_ERRORS = (NodeError, PluginError, OperationError, OSError)
 READ_ONLY_PREFIXES = ("Query", "Get")
+RESUBSCRIBE_DELAY = 1.0
+"""Seconds between attempts to follow the events of a node that cannot be reached."""
 
 
 class NotConnected(RuntimeError):
@@ -83,6 +90,41 @@ class NodeSession:
             return await client.call(api, args)
         except OperationError as exc:
             return ApiReply.failure(exc.error)
+
+    async def subscribe(self, patterns: Sequence[str]) -> EventStream | None:
+        """Follow the node's canonical events; None once the session is closed.
+
+        A stream from an attached node ends when that node stops; subscribing
+        again then connects again (perhaps becoming the node).
+        """
+        while not self._closed:
+            client = self._client
+            try:
+                if client is None:
+                    client = await self._reconnect(None)
+                return await client.subscribe(patterns)
+            except NotConnected:
+                return None
+            except CONNECT_ERRORS:
+                if self._closed:
+                    return None
+                with suppress(*CONNECT_ERRORS, NotConnected):
+                    await self._reconnect(client)
+                await asyncio.sleep(RESUBSCRIBE_DELAY)
+        return None
+
+    async def open_console(self, vm_uuid: str) -> VmConsoleStream:
+        """A VM's serial console as a byte stream (the caller closes it), connecting
+        first if there is no node yet.  Raises OperationError when it cannot be opened
+        (the VM does not run, the node cannot be reached…), NotConnected once the
+        session is closed."""
+        client = self._client
+        if client is None:
+            try:
+                client = await self._reconnect(None)
+            except CONNECT_ERRORS as exc:
+                raise OperationError(_connect_error(None, exc)) from None
+        return await client.open_console(vm_uuid)
 
     async def close(self) -> None:
         """Stop the in-process node, or drop the socket to the attached one (idempotent)."""

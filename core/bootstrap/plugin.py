@@ -4,16 +4,31 @@ When ``bootstrap.local_host`` is ``kvm`` or ``simulator``, the node makes sure a
 zone, a cluster of that hypervisor type and the local host exist, through the
 public API like any user would.  Once done it records the inherent tag
 ``bootstrap::<kind>`` on the management node, so a host the user deletes later
-is not brought back.  Then, once, the default public network (``bootstrap::public-network``).
-A failure is logged and retried at the next start; it never stops the node (the
-user can see and fix it, e.g. start libvirtd).
+is not brought back.  Then, each once and each recorded the same way
+(``bootstrap::<step>``), the defaults a user needs to create a VM with nothing
+but an image, an offering and a network:
+
+- ``public-network``: the default public network and virtual router offering;
+- ``private-network``: a private L3 network with the virtual router's DHCP, DNS
+  and SNAT (only once the public network exists: SNAT goes out through it);
+- ``instance-offering``: the offering ``small`` (1 vCPU, 256 MiB);
+- ``image``: the file ``bootstrap.image`` (the tiny guest ``make guest-image``
+  builds), added through ``AddImage``.  A missing file is a warning, not a
+  failure: the step is tried again at the next start.
+
+A step that finds its resource already there (a restart after a step made it but
+could not record it, or the user made it) makes nothing.  A step that fails
+undoes what it made, is logged and is retried at the next start; it never stops
+the node (the user can see and fix it, e.g. start libvirtd).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -21,23 +36,47 @@ from sqlalchemy.orm import Session
 
 from core.cluster.models import ClusterVO
 from core.host.models import HostVO
+from core.host.plugin import HostPlugin
+from core.image.models import ImageVO
 from core.kernel.errors import OperationError, operr
 from core.kernel.extensions import Component, Plugin
 from core.management_node.models import ManagementNodeVO
 from core.management_node.plugin import ManagementNodePlugin
+from core.network.l3.models import IpRangeVO, L3NetworkVO
 from core.network.l3.system_tags import HOST_NAT
+from core.network.service.plugin import NetworkServicePlugin
+from core.offering.models import InstanceOfferingVO
 from core.storage.models import BackupStorageVO, PrimaryStorageVO
 from core.tag.definitions import SystemTagDef, SystemTagProvider
 from core.tag.models import SystemTagVO
 from core.tag.plugin import TagPlugin
+from core.virtual_router.api import VIRTUAL_ROUTER
 from core.zone.models import ZoneVO
 
 log = logging.getLogger(__name__)
-DONE_TAG = SystemTagDef("bootstrap::{kind}", "ManagementNodeVO")
+DONE_PREFIX = "bootstrap::"
+DONE_TAG = SystemTagDef(DONE_PREFIX + "{kind}", "ManagementNodeVO")
 KINDS = {"kvm": "KVM", "simulator": "Simulator"}
 PUBLIC_NETWORK = "public-network"
 PUBLIC_CIDRS = ("192.168.253.0/24", "10.253.253.0/24", "172.31.253.0/24")
 """Candidates for the default public network, tried in order."""
+PRIVATE_NETWORK = "private-network"
+PRIVATE_NAME = "private"
+PRIVATE_CIDRS = ("10.0.10.0/24", "172.30.10.0/24", "192.168.210.0/24")
+"""Candidates for the default private network, tried in order (those overlapping an IP
+range of another network, the public one included, are passed over)."""
+PRIVATE_DNS_DOMAIN = "lab.lan"
+PRIVATE_SERVICES = ("DHCP", "DNS", "SNAT")
+INSTANCE_OFFERING = "instance-offering"
+OFFERING_NAME = "small"
+OFFERING_CPUS = 1
+OFFERING_MEMORY = 256 * 1024**2
+"""The size the system tests boot the tiny guest with (kernel + busybox initramfs)."""
+IMAGE = "image"
+RECONNECT_WAIT = 120.0
+"""Seconds a restart with steps left waits for the hosts' reconnection (see start)."""
+Made = list[tuple[str, str]]
+"""(delete API, uuid) of what a step made, undone in reverse if a later call fails."""
 
 
 class BootstrapPlugin(Plugin, Component, SystemTagProvider):
@@ -54,17 +93,29 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
         if kind not in KINDS:
             log.error("bootstrap.local_host must be kvm, simulator or none, not %r", kind)
             return
-        if await self._step(kind, lambda: self._bootstrap(KINDS[kind]), f"a {kind} host"):
-            await self._step(PUBLIC_NETWORK, self._public_network, "the default public network")
+        image: Path | None = self.node.props["bootstrap.image"]
+        needing_host = {kind, PUBLIC_NETWORK, PRIVATE_NETWORK} | (
+            {IMAGE} if image is not None and image.is_file() else set()
+        )
+        if needing_host - await self._done():
+            await self._hosts_reconnected()
+        if not await self._step(kind, lambda: self._bootstrap(KINDS[kind]), f"a {kind} host"):
+            return
+        if await self._step(PUBLIC_NETWORK, self._public_network, "the default public network"):
+            await self._step(PRIVATE_NETWORK, self._private_network, "the default private network")
+        else:
+            log.info("the default private network waits for the public one (next start)")
+        await self._step(
+            INSTANCE_OFFERING, self._instance_offering, "the default instance offering"
+        )
+        await self._image_step()
 
     async def _step(self, kind: str, work: Callable[[], Awaitable[None]], what: str) -> bool:
         """Run a bootstrap step unless done before; record it as done.  False if it failed
         (logged; it is tried again at the next start)."""
         tags = self.node.plugin(TagPlugin)
         node_uuid = self.node.plugin(ManagementNodePlugin).uuid
-        tag = DONE_TAG.instantiate(kind=kind)
-        done = await self.node.db.run(lambda s: tags.system_tags(s, node_uuid, DONE_TAG))
-        if any(row.tag == tag for row in done):
+        if kind in await self._done():
             return True
         try:
             await work()
@@ -75,11 +126,28 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
             return False
         await self.node.db.run(
             lambda s: tags.create_system_tag(
-                s, ManagementNodeVO.resource_type, node_uuid, tag, inherent=True
+                s,
+                ManagementNodeVO.resource_type,
+                node_uuid,
+                DONE_TAG.instantiate(kind=kind),
+                inherent=True,
             )
         )
         log.info("bootstrapped %s", what)
         return True
+
+    async def _done(self) -> set[str]:
+        """The steps recorded as done on this management node."""
+        tags = self.node.plugin(TagPlugin)
+        node_uuid = self.node.plugin(ManagementNodePlugin).uuid
+        rows = await self.node.db.run(lambda s: tags.system_tags(s, node_uuid, DONE_TAG))
+        return {row.tag.removeprefix(DONE_PREFIX) for row in rows}
+
+    async def _hosts_reconnected(self) -> None:
+        """At a restart the host service reconnects the hosts in the background (a simulator
+        host's agent is started again first); the network and image steps call the local
+        host's agent, so they wait for that, at most RECONNECT_WAIT seconds."""
+        await self.node.plugin(HostPlugin).reconnected(RECONNECT_WAIT)
 
     async def stop(self) -> None:
         pass
@@ -200,17 +268,9 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
         zone, cluster, has_public = await self.node.db.run(existing)
         if zone is None or cluster is None or has_public:
             return
-        made: list[tuple[str, str]] = []  # (delete API, uuid), undone if a step fails
-        try:
-            await self._make_public_network(zone, cluster, made)
-        except BaseException:
-            for api, uuid in reversed(made):
-                await self.node.call(api, {"uuid": uuid})
-            raise
+        await self._undone_on_failure(lambda made: self._make_public_network(zone, cluster, made))
 
-    async def _make_public_network(
-        self, zone: str, cluster: str, made: list[tuple[str, str]]
-    ) -> None:
+    async def _make_public_network(self, zone: str, cluster: str, made: Made) -> None:
         l2 = await self._call(
             "CreateL2NoVlanNetwork",
             {"name": "public", "zoneUuid": zone, "description": "made at first start"},
@@ -249,6 +309,172 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
             "CreateVirtualRouterOffering",
             {"name": "default", "zoneUuid": zone, "publicNetworkUuid": l3["uuid"]},
         )
+
+    async def _private_network(self) -> None:
+        """A private L3 network guests get their addresses on: an isolated bridge attached
+        to the cluster, the first of PRIVATE_CIDRS that overlaps neither a host route nor
+        another network's range, domain PRIVATE_DNS_DOMAIN, and the virtual router's DHCP,
+        DNS and SNAT (the router is made, on the default offering, with its first VM)."""
+
+        def existing(session: Session) -> tuple[str | None, str | None, bool, list[str]]:
+            zone = session.scalars(select(ZoneVO.uuid).order_by(ZoneVO.create_date)).first()
+            cluster = session.scalars(
+                select(ClusterVO.uuid)
+                .where(ClusterVO.zone_uuid == zone)
+                .order_by(ClusterVO.create_date)
+            ).first()
+            has_private = (
+                session.scalars(
+                    select(L3NetworkVO.uuid).where(
+                        L3NetworkVO.zone_uuid == zone,
+                        L3NetworkVO.name == PRIVATE_NAME,
+                        L3NetworkVO.category == "Private",
+                    )
+                ).first()
+                is not None
+            )
+            taken = list(session.scalars(select(IpRangeVO.network_cidr)))
+            return zone, cluster, has_private, taken
+
+        zone, cluster, has_private, taken = await self.node.db.run(existing)
+        if zone is None or cluster is None:
+            return
+        if has_private:
+            log.info("an L3 network %r exists already: no default private one made", PRIVATE_NAME)
+            return
+        used = [ipaddress.IPv4Network(cidr) for cidr in taken]
+        cidrs = [
+            c for c in PRIVATE_CIDRS if not any(ipaddress.IPv4Network(c).overlaps(u) for u in used)
+        ]
+        if not cidrs:
+            raise operr(
+                "every candidate network of the default private network overlaps another network",
+                ", ".join(PRIVATE_CIDRS),
+            )
+        await self._undone_on_failure(
+            lambda made: self._make_private_network(zone, cluster, cidrs, made)
+        )
+
+    async def _make_private_network(
+        self, zone: str, cluster: str, cidrs: list[str], made: Made
+    ) -> None:
+        l2 = await self._call(
+            "CreateL2NoVlanNetwork",
+            {"name": PRIVATE_NAME, "zoneUuid": zone, "description": "made at first start"},
+        )
+        made.append(("DeleteL2Network", l2["uuid"]))
+        await self._call(
+            "AttachL2NetworkToCluster", {"l2NetworkUuid": l2["uuid"], "clusterUuid": cluster}
+        )
+        l3 = await self._call(
+            "CreateL3Network",
+            {
+                "name": PRIVATE_NAME,
+                "l2NetworkUuid": l2["uuid"],
+                "category": "Private",
+                "dnsDomain": PRIVATE_DNS_DOMAIN,
+                "description": "DHCP, DNS and SNAT by the virtual router (made at first start)",
+            },
+        )
+        made.append(("DeleteL3Network", l3["uuid"]))
+        refusals = [f"{c} overlaps another network" for c in PRIVATE_CIDRS if c not in cidrs]
+        for cidr in cidrs:
+            reply = await self.node.call(
+                "AddIpRangeByNetworkCidr",
+                {"l3NetworkUuid": l3["uuid"], "name": PRIVATE_NAME, "networkCidr": cidr},
+            )
+            if reply.success:
+                break
+            assert reply.error is not None
+            refusals.append(reply.error.description)
+        else:
+            raise operr(
+                "every candidate network of the default private network overlaps a host route "
+                "or another network",
+                "; ".join(refusals),
+            )
+        provider = await self.node.plugin(NetworkServicePlugin).provider_uuid(VIRTUAL_ROUTER)
+        await self._call(
+            "AttachNetworkServiceToL3Network",
+            {"l3NetworkUuid": l3["uuid"], "networkServices": {provider: list(PRIVATE_SERVICES)}},
+        )
+
+    async def _instance_offering(self) -> None:
+        """The offering ``small``, enough for the tiny guest; none if one of that name exists."""
+        exists = await self.node.db.run(
+            lambda s: (
+                s.scalars(
+                    select(InstanceOfferingVO.uuid).where(InstanceOfferingVO.name == OFFERING_NAME)
+                ).first()
+                is not None
+            )
+        )
+        if exists:
+            log.info("an instance offering %r exists already: none made", OFFERING_NAME)
+            return
+        await self._call(
+            "CreateInstanceOffering",
+            {
+                "name": OFFERING_NAME,
+                "cpuNum": OFFERING_CPUS,
+                "memorySize": OFFERING_MEMORY,
+                "description": "made at first start",
+            },
+        )
+
+    async def _image_step(self) -> None:
+        """The image file of ``bootstrap.image``, unless unset; a missing file is only a
+        warning (not recorded: the image is added at the first start that finds it)."""
+        path: Path | None = self.node.props["bootstrap.image"]
+        if path is None:
+            log.info("no bootstrap.image: the lab starts without an image")
+            return
+        if not path.is_file():
+            log.warning(
+                "first-start image %s does not exist (`make guest-image` builds the tiny "
+                "guest): no image added, tried again at next start",
+                path,
+            )
+            return
+        await self._step(IMAGE, lambda: self._image(path), f"the image {path}")
+
+    async def _image(self, path: Path) -> None:
+        """Through AddImage, so it is a real image on backup storage (named after the file:
+        ``tiny-guest``); none if an image from that file exists (not Deleted)."""
+        exists = await self.node.db.run(
+            lambda s: (
+                s.scalars(
+                    select(ImageVO.uuid).where(
+                        ImageVO.url == str(path), ImageVO.status != "Deleted"
+                    )
+                ).first()
+                is not None
+            )
+        )
+        if exists:
+            log.info("an image from %s exists already: not added again", path)
+            return
+        await self._call(
+            "AddImage",
+            {
+                "name": path.stem,
+                "url": str(path),
+                "description": "made at first start",
+            },
+        )
+
+    async def _undone_on_failure(self, work: Callable[[Made], Awaitable[None]]) -> None:
+        """Run ``work`` with a list it appends what it makes to; if it fails, delete those
+        in reverse order (a failed delete is logged: the original failure is raised)."""
+        made: Made = []
+        try:
+            await work(made)
+        except BaseException:
+            for api, uuid in reversed(made):
+                reply = await self.node.call(api, {"uuid": uuid})
+                if not reply.success:
+                    log.error("could not undo a bootstrap step: %s %s: %s", api, uuid, reply.error)
+            raise
 
     async def _call(self, api: str, params: dict[str, Any]) -> dict[str, Any]:
         reply = await self.node.call(api, params)

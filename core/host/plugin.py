@@ -77,6 +77,11 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
             task.add_done_callback(self._reconnecting.discard)
         self._tracker.start()
 
+    async def reconnected(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) for the reconnections started at node start."""
+        if self._reconnecting:
+            await asyncio.wait(list(self._reconnecting), timeout=timeout)
+
     async def stop(self) -> None:
         await self._tracker.stop()
         tasks = list(self._reconnecting)

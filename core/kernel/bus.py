@@ -9,6 +9,12 @@ and holds its resource's queue until then, as ZStack's dropped late replies do.
 
 The bus is also the one list of operations: ``zcli`` verbs and the local
 socket API are generated from :meth:`ApiBus.messages`.
+
+Every call that may change something (``read_only`` false) is an operation: it
+gets a new operation id, its handler runs with that id as
+:data:`~core.kernel.operation.current_operation`, and the bus publishes
+``/api/call/start`` and ``/api/call/done`` for it (see :mod:`core.kernel.operation`),
+also when the call is refused before its handler runs.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +33,16 @@ from sqlalchemy.engine import Connection
 from core.kernel.api import ApiMessage, ApiReply, QueryResult
 from core.kernel.db import Database, resource_model
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, error_from_exception
+from core.kernel.event_json import to_json
+from core.kernel.events import EventBus
+from core.kernel.operation import (
+    API_CALL_DONE_PATH,
+    API_CALL_START_PATH,
+    context_of,
+    current_operation,
+    loggable_params,
+    new_operation_id,
+)
 from core.kernel.query import QueryMessage, run_query
 from core.kernel.service import ApiInterceptor, GlobalApiInterceptor, Service
 
@@ -69,10 +86,24 @@ class _KeyedLocks:
         return key in self._locks
 
 
+@dataclass(slots=True)
+class _Operation:
+    """One call that may change something, from its start event to its done event."""
+
+    id: str
+    api_name: str
+    resource_uuids: list[str]
+    t0: float
+
+
 class ApiBus:
-    def __init__(self, db: Database, default_timeout: float) -> None:
+    def __init__(
+        self, db: Database, default_timeout: float, events: EventBus | None = None
+    ) -> None:
+        """``events``: where the operation events go (none: calls still get operation ids)."""
         self.db = db
         self.default_timeout = default_timeout
+        self.events = events
         self._routes: dict[type[ApiMessage], _Route] = {}
         self._by_name: dict[str, type[ApiMessage]] = {}
         self._global: list[GlobalApiInterceptor] = []
@@ -130,7 +161,10 @@ class ApiBus:
         try:
             msg = msg_type.from_params(params)
         except OperationError as exc:
-            return ApiReply.failure(exc.error)
+            reply = ApiReply.failure(exc.error)
+            if not msg_type.read_only:  # a refused call is an operation that failed at once
+                self._end(self._begin(api_name, dict(params), []), reply)
+            return reply
         return await self.call(msg, timeout)
 
     async def call(self, msg: ApiMessage, timeout: float | None = None) -> ApiReply:
@@ -139,23 +173,33 @@ class ApiBus:
             return ApiReply.failure(
                 ErrorCode(SysErrors.INVALID_ARGUMENT, f"no service handles {msg.api_name}")
             )
+        op: _Operation | None = None
+        if not msg.read_only:
+            op = self._begin(
+                msg.api_name,
+                msg.to_params(),
+                list(dict.fromkeys(uuid for _, _, uuid in msg.resource_uuids())),
+            )
         try:
             msg.validate()
             await self._check_resources(msg)
             for interceptor in self.interceptors_for(msg):
                 msg = await interceptor.intercept(msg)
         except Exception as exc:
-            return ApiReply.failure(error_from_exception(exc))
+            reply = ApiReply.failure(error_from_exception(exc))
+            self._end(op, reply)
+            return reply
 
         limit = timeout or msg.timeout or self.default_timeout
         task = asyncio.create_task(
-            self._locks.run(msg.sync_signature(), lambda: route.handler(msg)),
+            self._serve(msg, route, op),
             name=f"api:{msg.api_name}",
+            context=None if op is None else context_of(op.id),
         )
         self._running.add(task)
         task.add_done_callback(self._finished)
         try:
-            result = await asyncio.wait_for(asyncio.shield(task), limit)
+            return await asyncio.wait_for(asyncio.shield(task), limit)
         except TimeoutError:
             return ApiReply.failure(
                 ErrorCode(
@@ -164,11 +208,62 @@ class ApiBus:
                     "the operation goes on in the background and rolls back if it fails",
                 )
             )
+
+    async def _serve(self, msg: ApiMessage, route: _Route, op: _Operation | None) -> ApiReply:
+        """Run the handler in the message's queue; every error becomes a reply."""
+        try:
+            result = await self._locks.run(msg.sync_signature(), lambda: route.handler(msg))
+            reply = _reply(result)
+        except asyncio.CancelledError:
+            self._end(op, ApiReply.failure(ErrorCode(SysErrors.TIMEOUT, "cancelled")))
+            raise
         except Exception as exc:
             if not isinstance(exc, OperationError):
                 log.exception("%s failed", msg.api_name)
-            return ApiReply.failure(error_from_exception(exc))
-        return _reply(result)
+            reply = ApiReply.failure(error_from_exception(exc))
+        self._end(op, reply)
+        return reply
+
+    # -- operations ---------------------------------------------------------
+
+    def _begin(
+        self, api_name: str, params: Mapping[str, Any], resource_uuids: list[str]
+    ) -> _Operation:
+        op = _Operation(new_operation_id(), api_name, resource_uuids, time.perf_counter())
+        events = self.events
+        if events is not None and events.has_subscribers(API_CALL_START_PATH):
+            events.publish(
+                API_CALL_START_PATH,
+                {
+                    "operationId": op.id,
+                    "parentOperationId": current_operation.get(),
+                    "apiName": api_name,
+                    "params": to_json(loggable_params(params)),
+                    "resourceUuids": resource_uuids,
+                    "startedAt": time.time(),
+                },
+            )
+        return op
+
+    def _end(self, op: _Operation | None, reply: ApiReply) -> None:
+        events = self.events
+        if op is None or events is None or not events.has_subscribers(API_CALL_DONE_PATH):
+            return
+        inventory = reply.inventory
+        resource_uuid = inventory.get("uuid") if isinstance(inventory, dict) else None
+        if not isinstance(resource_uuid, str):
+            resource_uuid = op.resource_uuids[0] if op.resource_uuids else None
+        events.publish(
+            API_CALL_DONE_PATH,
+            {
+                "operationId": op.id,
+                "apiName": op.api_name,
+                "success": reply.success,
+                "error": None if reply.error is None else reply.error.to_dict(),
+                "resourceUuid": resource_uuid,
+                "duration": time.perf_counter() - op.t0,
+            },
+        )
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._running.discard(task)

@@ -5,19 +5,30 @@ dir through this socket instead of opening the database themselves.  The
 socket is mode 0600: only the owner of the data dir may drive the node.
 
 Routes: ``GET /v1/apis`` lists every API with its parameters;
-``POST /v1/api/<ApiName>`` with a JSON object of parameters answers an ApiReply.
+``POST /v1/api/<ApiName>`` with a JSON object of parameters answers an ApiReply;
+``GET /v1/events?path=<pattern>&path=...`` streams the node's canonical events
+matching any pattern (``{token}`` segments allowed) as newline-delimited JSON,
+one ``{"path": ..., "data": ...}`` per line, until the client goes or the node
+stops (see :mod:`core.kernel.event_json` for the data and the overflow event).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from core.kernel.api import ApiMessage
+from core.kernel.errors import OperationError
+from core.kernel.event_json import EventQueue, NodeEvent
+from core.kernel.events import EventBus
 
 if TYPE_CHECKING:
     from core.kernel.bus import ApiBus
@@ -26,6 +37,10 @@ SOCKET_NAME = "node.sock"
 STOP_GRACE = 5.0
 """Seconds a stopping node keeps serving the connections it already has (bounded, as the
 data dir stays locked meanwhile)."""
+STREAM_POLL = 0.5
+"""Seconds between two checks, on an idle event stream, that its client is still there."""
+STREAM_BATCH = 256
+"""Events written to a stream at once, at most (one write for all that are queued)."""
 
 
 def describe_api(msg_type: type[ApiMessage]) -> dict[str, Any]:
@@ -37,16 +52,40 @@ def describe_api(msg_type: type[ApiMessage]) -> dict[str, Any]:
     }
 
 
+class LocalApiRouteProvider(ABC):
+    """Extension point: a plugin that serves more than API calls on the node's socket
+    (a VM's serial console is a websocket).  Routes go under ``/v1/``; anything they keep
+    open must close on the app's ``on_shutdown`` signal, which the node sends at stop."""
+
+    @abstractmethod
+    def add_local_api_routes(self, app: web.Application) -> None: ...
+
+
 class LocalApiServer:
-    def __init__(self, bus: ApiBus, path: Path) -> None:
+    def __init__(
+        self,
+        bus: ApiBus,
+        path: Path,
+        events: EventBus | None = None,
+        route_providers: Sequence[LocalApiRouteProvider] = (),
+    ) -> None:
+        """``events``: the bus ``/v1/events`` streams (none: the route answers 404)."""
         self.bus = bus
         self.path = path
+        self.events = events
+        self.route_providers = list(route_providers)
+        self._app: web.Application | None = None
         self._runner: web.AppRunner | None = None
+        self._streams: set[EventQueue] = set()
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/v1/apis", self._apis)
         app.router.add_post("/v1/api/{name}", self._call)
+        app.router.add_get("/v1/events", self._events)
+        for provider in self.route_providers:
+            provider.add_local_api_routes(app)
+        self._app = app
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         self.path.unlink(missing_ok=True)  # left by a node that died; we hold the lock now
@@ -66,6 +105,18 @@ class LocalApiServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOP_GRACE
         await asyncio.sleep(0.01)  # accept the connections waiting in the listen backlog
+        # Event streams never end by themselves: wait for the calls under way (whose
+        # events the streams still carry), then end the streams and let them flush.
+        while (server := self._runner.server) is not None and len(server.connections) > len(
+            self._streams
+        ):
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        for stream in list(self._streams):
+            stream.end()
+        if self._app is not None:
+            await self._app.shutdown()  # long-lived routes (consoles) close now, not at cleanup
         while (server := self._runner.server) is not None and server.connections:
             if loop.time() > deadline:
                 break
@@ -91,3 +142,54 @@ class LocalApiServer:
             )
         reply = await self.bus.call_by_name(request.match_info["name"], params)
         return web.json_response(reply.to_dict())
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        if self.events is None:
+            raise web.HTTPNotFound()
+        try:
+            queue = EventQueue(
+                self.events, request.query.getall("path", []), on_end=self._streams.discard
+            )
+        except OperationError as exc:
+            return web.json_response(
+                {"success": False, "error": exc.error.to_dict()},
+                status=400,
+            )
+        self._streams.add(queue)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        response.enable_chunked_encoding()
+        response.force_close()  # one stream per connection, closed when the stream ends
+        try:
+            await response.prepare(request)
+            while (batch := await _next_batch(queue, request)) is not None:
+                await response.write(b"".join(_line(event) for event in batch))
+            with contextlib.suppress(ConnectionError):
+                await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away
+        finally:
+            await queue.close()
+        return response
+
+
+async def _next_batch(queue: EventQueue, request: web.Request) -> list[NodeEvent] | None:
+    """The events queued now (waiting for one); None when the queue ended or the client
+    went away."""
+    while True:
+        try:
+            first = await asyncio.wait_for(queue.get(), STREAM_POLL)
+        except TimeoutError:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return None
+            continue
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < STREAM_BATCH and (event := queue.get_nowait()) is not None:
+            batch.append(event)
+        return batch
+
+
+def _line(event: NodeEvent) -> bytes:
+    return json.dumps({"path": event.path, "data": event.data}).encode() + b"\n"

@@ -22,10 +22,11 @@ from core.kernel.api import ApiMessage, ApiReply
 from core.kernel.bus import ApiBus
 from core.kernel.chains import ChainCatalog, ChainConfigError, FlowChainContributor
 from core.kernel.db import Database
+from core.kernel.event_json import DEFAULT_MAX_QUEUED, EventQueue
 from core.kernel.events import EventBus
 from core.kernel.extensions import Component, ExtensionRegistry, PluginError
 from core.kernel.flow import FlowChain
-from core.kernel.local_api import SOCKET_NAME, LocalApiServer
+from core.kernel.local_api import SOCKET_NAME, LocalApiRouteProvider, LocalApiServer
 from core.kernel.properties import Properties
 from core.kernel.rest import RestFacade
 from core.kernel.service import GlobalApiInterceptor, Service
@@ -110,6 +111,7 @@ class ManagementNode:
         self._started: list[Component] = []
         self.chains = ChainCatalog()
         self.running = False
+        self._event_queues: set[EventQueue] = set()
 
     @property
     def socket_path(self) -> Path:
@@ -142,7 +144,7 @@ class ManagementNode:
             raise NodeError(
                 f"cannot open or migrate the database {self.props.db_url}: {exc}"
             ) from exc
-        self.bus = ApiBus(self.db, self.props["api.timeout"])
+        self.bus = ApiBus(self.db, self.props["api.timeout"], self.events)
 
         classes = self._plugin_classes
         if classes is None:
@@ -174,7 +176,12 @@ class ManagementNode:
             await component.start()
             self._started.append(component)
         if self._serve_socket:
-            self._socket = LocalApiServer(self.bus, self.socket_path)
+            self._socket = LocalApiServer(
+                self.bus,
+                self.socket_path,
+                self.events,
+                self.registry.extensions(LocalApiRouteProvider),
+            )
             await self._socket.start()
 
     async def stop(self) -> None:
@@ -187,6 +194,8 @@ class ManagementNode:
         if self.bus is not None:
             await self.bus.drain()
         await self._teardown()
+        for queue in list(self._event_queues):  # their readers get what is queued, then the end
+            queue.end()
         log.info("management node stopped")
 
     async def _teardown(self) -> None:
@@ -225,6 +234,18 @@ class ManagementNode:
         if isinstance(api, ApiMessage):
             return await self.bus.call(api, timeout)
         return await self.bus.call_by_name(api, params or {}, timeout)
+
+    def event_queue(self, patterns: Sequence[str], maxsize: int = DEFAULT_MAX_QUEUED) -> EventQueue:
+        """A client's subscription to the node's events (JSON-able data, bounded; see
+        :mod:`core.kernel.event_json`); it ends when the node stops."""
+        queue = EventQueue(
+            self.events, patterns, maxsize=maxsize, on_end=self._event_queues.discard
+        )
+        if not self.running:
+            queue.end()
+        else:
+            self._event_queues.add(queue)
+        return queue
 
     def plugin(self, cls: type[T]) -> T:
         return self.registry.get(cls)

@@ -94,6 +94,13 @@ define(
     "none",
     "at first start, add this machine as a host: kvm, simulator or none",
 )
+define(
+    "bootstrap.image",
+    Path,
+    None,
+    "at first start, add this image file (through AddImage) for the lab's first VMs; "
+    "unset: none, a missing file: none until a start finds it",
+)
 define("agent.port", int, 7070, "port of the local KVM host agent the node starts")
 define("plugins.enabled", list, ["*"], "plugins (entry-point names) to load; '*' loads all")
 define("plugins.disabled", list, [], "plugins not to load even when installed")

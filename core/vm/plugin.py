@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiohttp import web
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from core.kernel.deletion import expunge_expired
 from core.kernel.errors import OperationError, not_found
 from core.kernel.extensions import Component, Plugin
 from core.kernel.flow import NoRollbackFlow
+from core.kernel.local_api import LocalApiRouteProvider
 from core.kernel.periodic import PeriodicTask
 from core.kernel.service import Service, handles
 from core.network.l3.vm_networks import check_vm_networks
@@ -53,6 +55,7 @@ from core.vm.api import (
     StartVmInstance,
     StopVmInstance,
 )
+from core.vm.console import add_console_routes
 from core.vm.create_flows import CHAIN as CREATE_CHAIN
 from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
 from core.vm.lifecycle_flows import CHAINS as LIFECYCLE_CHAINS
@@ -66,10 +69,20 @@ _offerings = InstanceOfferingVO.__table__
 
 log = logging.getLogger(__name__)
 STATE_EVENT = "/vm/state/change"
+DELETED_EVENT = "/vm/deleted"
+"""A VM row is gone: expunged, or a create that failed and was rolled back."""
 
 
-class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Component):
-    implements = (GlobalConfigProvider, Service, FlowChainContributor, Component)
+class VmPlugin(
+    Plugin, GlobalConfigProvider, Service, FlowChainContributor, Component, LocalApiRouteProvider
+):
+    implements = (
+        GlobalConfigProvider,
+        Service,
+        FlowChainContributor,
+        Component,
+        LocalApiRouteProvider,
+    )
     service_id = "vmInstance"
     queries = (QueryVmInstance,)
 
@@ -274,6 +287,7 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
             delete_all_tags(session, [vm_uuid])
 
         await self.node.db.run(forget)
+        self.node.events.publish(DELETED_EVENT, {"vmUuid": vm_uuid})
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -372,6 +386,10 @@ class VmPlugin(Plugin, GlobalConfigProvider, Service, FlowChainContributor, Comp
     async def _expunge(self, vm: dict[str, Any]) -> None:
         await self._run("expungeVm", vm)
         await self._forget_vm(vm["uuid"])
+
+    def add_local_api_routes(self, app: web.Application) -> None:
+        """``/v1/console/{vmUuid}``: a VM's serial console for clients of the node's socket."""
+        add_console_routes(app, self.node)
 
     @handles(GetVmConsoleAddress)
     async def console(self, msg: GetVmConsoleAddress) -> dict[str, Any]:

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core import zcli
-from core.client import connect
+from core.client import (
+    OVERFLOW_PATH,
+    EventStream,
+    InProcessClient,
+    NodeEvent,
+    SocketClient,
+    connect,
+)
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
+from core.kernel.event_json import DEFAULT_MAX_QUEUED
 from core.kernel.http import UnreachableError
 from core.kernel.node import DataDirLock
 from core.kernel.properties import Properties
+from tests.core.vm.conftest import make_lab
 
 
 async def test_first_client_becomes_the_node_and_the_next_attaches(props: Properties) -> None:
@@ -122,3 +133,97 @@ async def test_zcli_retries_when_the_node_it_attached_to_went_away(
     with pytest.raises(OperationError, match="reached, then failed"):
         await zcli.run_until_reached(argparse.Namespace())
     assert len(calls) == 1  # a request that may have been made is never repeated
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+async def _until_created(stream: EventStream) -> list[NodeEvent]:
+    """Events up to the final record of the CreateVmInstance operation."""
+    seen: list[NodeEvent] = []
+    async for event in stream:
+        seen.append(event)
+        record = event.data
+        if (
+            event.path == "/operation/update"
+            and record["apiName"] == "CreateVmInstance"
+            and record["status"] != "Running"
+        ):
+            return seen
+    raise AssertionError(f"the stream ended early: {seen}")
+
+
+async def test_in_process_and_socket_subscribers_see_the_same_events(
+    props: Properties, tmp_path: Path
+) -> None:
+    client = await connect(props)
+    assert isinstance(client, InProcessClient)
+    attached = SocketClient(str(props.data_dir / "node.sock"))
+    try:
+        lab = await make_lab(client.node, tmp_path / "lab")
+        patterns = ["/vm/state/change", "/operation/update"]
+        local = await client.subscribe(patterns)
+        remote = await attached.subscribe(patterns)
+        reply = await attached.call(
+            "CreateVmInstance",
+            {
+                "name": "vm1",
+                "instanceOfferingUuid": lab.offering["uuid"],
+                "imageUuid": lab.image_uuid,
+            },
+        )
+        assert reply.success, reply.error
+        vm = reply.inventory
+        assert vm is not None
+        mine = await asyncio.wait_for(_until_created(local), 10)
+        theirs = await asyncio.wait_for(_until_created(remote), 10)
+        assert mine == theirs
+
+        states = [e.data for e in mine if e.path == "/vm/state/change"]
+        assert states and states[-1]["vmUuid"] == vm["uuid"]
+        assert states[-1]["newState"] == "Running"
+        records = [e.data for e in mine if e.path == "/operation/update"]
+        assert {r["uuid"] for r in records} == {records[0]["uuid"]}
+        first, last = records[0], records[-1]
+        assert first["status"] == "Running" and first["chains"] == []
+        assert last["status"] == "Succeeded" and last["resourceUuid"] == vm["uuid"]
+        assert last["params"]["name"] == "vm1"
+        steps = [s for c in last["chains"] for s in c["steps"]]
+        assert steps and {s["state"] for s in steps} <= {"SUCCESS", "SKIPPED"}
+        # every chain was listed with all its steps pending when it started
+        started = next(r for r in records if r["chains"])
+        assert {s["state"] for s in started["chains"][0]["steps"]} == {"PENDING"}
+        assert [s["name"] for s in started["chains"][0]["steps"]] == [
+            s["name"] for s in last["chains"][0]["steps"]
+        ]
+        await remote.close()
+    finally:
+        await attached.close()
+        await client.close()
+    assert [e async for e in local] == []  # the node stopped: the stream has ended
+
+
+async def test_an_in_process_reader_that_falls_behind_is_told(props: Properties) -> None:
+    client = await connect(props)
+    try:
+        stream = await client.subscribe(["/test/{n}"])
+        assert isinstance(client, InProcessClient)
+        for i in range(DEFAULT_MAX_QUEUED + 5):
+            client.node.events.publish(f"/test/{i % 2}", i)
+        first = await anext(stream)
+        assert first == NodeEvent(OVERFLOW_PATH, {"dropped": 5, "totalDropped": 5})
+        assert (await anext(stream)).data == 5
+        await stream.close()
+        assert [e async for e in stream] == []
+    finally:
+        await client.close()
+
+
+async def test_an_in_process_subscription_refuses_a_bad_pattern(props: Properties) -> None:
+    client = await connect(props)
+    try:
+        with pytest.raises(OperationError) as info:
+            await client.subscribe(["vm/state/change"])
+        assert info.value.error.code == SysErrors.INVALID_ARGUMENT
+    finally:
+        await client.close()

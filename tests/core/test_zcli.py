@@ -27,6 +27,7 @@ from core.host import global_config as host_config
 from core.image import global_config as image_config
 from core.kernel.node import ManagementNode
 from core.kvm import global_config as kvm_config
+from core.operation_log import global_config as oplog_config
 from core.virtual_router import global_config as vr_config
 from core.vm import global_config as vm_config
 from tests.conftest import load_props, write_config
@@ -422,7 +423,7 @@ def test_concurrent_zcli_calls_on_one_data_dir(lab: Lab) -> None:
     db = sqlite3.connect(lab.data_dir / "zstack.db")
     try:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        configs = (host_config, image_config, kvm_config, vm_config, vr_config)
+        configs = (host_config, image_config, kvm_config, oplog_config, vm_config, vr_config)
         defined = sum(len(m.ALL) for m in configs)
         assert db.execute("SELECT count(*) FROM global_config").fetchone() == (defined,)
         assert db.execute("SELECT count(*) FROM management_node").fetchone() == (1,)

@@ -81,7 +81,7 @@ def test_zcli_goes_through_the_node_ztui_hosts(config: Path, tmux: Tmux) -> None
     )
     wait_for(lambda: (data / "node.sock").exists(), "ztui's node socket")
     ztui_pid = (data / "node.lock").read_text().strip()
-    wait_for(lambda: "in-process" in tmux.screen(), "the overview")
+    wait_for(lambda: "in-process" in tmux.screen(), "the dashboard")
 
     done = zcli(
         config, "UpdateGlobalConfig", "category=kvm", "name=vm.migrationQuantity", "value=4"
@@ -98,7 +98,7 @@ def test_zcli_goes_through_the_node_ztui_hosts(config: Path, tmux: Tmux) -> None
     node = json.loads(zcli(config, "QueryManagementNode").stdout)["inventories"][0]
     assert str(node["pid"]) == ztui_pid
 
-    tmux.run("send-keys", "-t", "ztui", "3")
+    tmux.run("send-keys", "-t", "ztui", "6")
     tmux.run("send-keys", "-t", "ztui", "r")
     wait_for(
         lambda: any(

@@ -1,15 +1,28 @@
-"""Fixtures for the ztui tests: a config in a temp dir, and a way to wait on the app."""
+"""Fixtures for the ztui tests: a config in a temp dir, labs on simulator hosts, an app
+bound to a node the test started, and a way to wait on the app."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from textual.pilot import Pilot
+from textual.screen import Screen
 
+from core.client import InProcessClient, NodeClient
+from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties, load
+from tests.core.vm.conftest import Lab, make_lab
+from ztui.app import ZtuiApp
+from ztui.screens.base import ZtuiScreen
+
+SMALL, LARGE = (80, 24), (120, 40)
+"""The terminal sizes every screen is checked at."""
+S = TypeVar("S", bound=Screen[Any])
 
 
 def write_config(tmp_path: Path, data_dir: Path | str) -> Path:
@@ -28,6 +41,44 @@ def props(config_path: Path) -> Properties:
     return load(config_path, env={})
 
 
+@pytest.fixture
+async def node(props: Properties) -> AsyncIterator[ManagementNode]:
+    """A running node on the test's data dir (stopped at the end, if the app did not)."""
+    n = ManagementNode(props)
+    await n.start()
+    try:
+        yield n
+    finally:
+        if n.running:
+            await n.stop()
+
+
+@pytest.fixture
+async def lab(node: ManagementNode, tmp_path: Path) -> Lab:
+    """A simulator host with storage, an offering ``small`` and a Ready image ``base``."""
+    return await make_lab(node, tmp_path)
+
+
+def app_on(node: ManagementNode, **kw: Any) -> ZtuiApp:
+    """An app whose session is the test's running node, in-process (quitting stops it)."""
+
+    async def connector(_props: Properties) -> NodeClient:
+        return InProcessClient(node)
+
+    return ZtuiApp(node.props, connector=connector, **kw)
+
+
+def prepare(props: Properties, build: Callable[[ManagementNode], Awaitable[None]]) -> None:
+    """Run ``build`` on a node of the data dir, then stop it (for snapshot tests, whose
+    app runs its own node on its own event loop)."""
+
+    async def run() -> None:
+        async with ManagementNode(props) as node:
+            await build(node)
+
+    asyncio.run(run())
+
+
 async def wait_until(
     pilot: Pilot, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "condition"
 ) -> None:
@@ -38,3 +89,18 @@ async def wait_until(
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.02)
     await pilot.pause()
+
+
+async def shown(pilot: Pilot, screen_type: type[S], loads: int = 1) -> S:
+    """Wait until the app shows a ``screen_type`` that has loaded ``loads`` times."""
+
+    def ready() -> bool:
+        screen = pilot.app.screen
+        if not isinstance(screen, screen_type):
+            return False
+        return not isinstance(screen, ZtuiScreen) or screen.loads_completed >= loads
+
+    await wait_until(pilot, ready, what=f"{screen_type.__name__} (load {loads})")
+    screen = pilot.app.screen
+    assert isinstance(screen, screen_type)
+    return screen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,26 @@ from core.kernel.properties import Properties, load
 from tests.ztui.conftest import wait_until, write_config
 from ztui import app as app_module
 from ztui.app import ZtuiApp, main
-from ztui.screens.overview import OverviewScreen
+from ztui.screens.base import ZtuiScreen
 
 SIZE = (80, 24)
+
+
+class QuietStream:
+    """An event stream on which nothing happens until it is closed."""
+
+    def __init__(self) -> None:
+        self._closed = asyncio.Event()
+
+    def __aiter__(self) -> QuietStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        await self._closed.wait()
+        raise StopAsyncIteration
+
+    async def close(self) -> None:
+        self._closed.set()
 
 
 class FakeClient:
@@ -29,13 +47,16 @@ class FakeClient:
         self.closed = False
 
     async def call(self, api: str, params: Mapping[str, Any]) -> ApiReply:
-        answer = self.answers.get(api, ApiReply(inventories=[]))
+        answer = self.answers.get(api, self.answers.get("*", ApiReply(inventories=[])))
         if isinstance(answer, Exception):
             raise answer
         return answer
 
     async def apis(self) -> list[dict[str, Any]]:
         return []
+
+    async def subscribe(self, _patterns: Any) -> QuietStream:
+        return QuietStream()
 
     async def close(self) -> None:
         self.closed = True
@@ -48,36 +69,37 @@ def fake_app(props: Properties, client: FakeClient) -> ZtuiApp:
     return ZtuiApp(props, connector=connector)
 
 
-def screen_of(app: ZtuiApp) -> OverviewScreen:
-    assert isinstance(app.screen, OverviewScreen)
+def screen_of(app: ZtuiApp) -> ZtuiScreen:
+    assert isinstance(app.screen, ZtuiScreen)
     return app.screen
 
 
 async def test_a_failed_query_is_shown_not_raised(props: Properties) -> None:
-    boom = ApiReply.failure(ErrorCode("SYS.1000", "zones are on fire"))
-    client = FakeClient({"QueryZone": boom})
+    boom = ApiReply.failure(ErrorCode("SYS.1000", "hosts are on fire"))
+    client = FakeClient({"QueryHost": boom})
     app = fake_app(props, client)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: screen_of(app).loads_completed >= 1)
         status = screen_of(app).status
         assert status.has_class("-error")
-        assert "QueryZone: SYS.1000: zones are on fire" in status.text
+        assert "QueryHost: SYS.1000: hosts are on fire" in status.text
     assert client.closed
 
 
 async def test_an_unreachable_node_is_shown_not_raised(props: Properties) -> None:
     gone = OperationError(ErrorCode("SYS.1007", "cannot reach the node"))
-    app = fake_app(props, FakeClient({"QueryGlobalConfig": gone}))
+    app = fake_app(props, FakeClient({"*": gone}))
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: screen_of(app).loads_completed >= 1)
-        assert "QueryGlobalConfig: SYS.1007: cannot reach the node" in screen_of(app).status.text
+        assert "SYS.1007: cannot reach the node" in screen_of(app).status.text
 
 
 async def test_an_unexpected_failure_of_a_refresh_is_reported(props: Properties) -> None:
-    app = fake_app(props, FakeClient({"QueryZone": RuntimeError("bug")}))
+    app = fake_app(props, FakeClient({"*": RuntimeError("bug")}))
     async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, ZtuiScreen))
         status = screen_of(app).status
-        await wait_until(pilot, lambda: "Refresh failed" in status.text)
+        await wait_until(pilot, lambda: "failed: RuntimeError('bug')" in status.text)
         assert status.has_class("-error")
         assert app.return_code is None  # still running
 

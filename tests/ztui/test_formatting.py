@@ -15,12 +15,12 @@ ZONE = {
 
 def test_cells_of_a_zone() -> None:
     cells = [c.cell(ZONE, Formatter()) for c in ZONE_COLUMNS]
-    assert cells == ["z1", "Enabled", ZONE["uuid"], "2026-11-24 00:02:04"]
+    assert [str(c) for c in cells] == ["z1", "Enabled", ZONE["uuid"], "2026-11-24 00:02:04"]
 
 
 def test_masked_cells_hide_what_changes_between_runs() -> None:
     cells = [c.cell(ZONE, Formatter(mask_volatile=True)) for c in ZONE_COLUMNS]
-    assert cells == ["z1", "Enabled", "<uuid>", "<date>"]
+    assert [str(c) for c in cells] == ["z1", "Enabled", "<uuid>", "<date>"]
 
 
 def test_plain_values() -> None:
@@ -30,3 +30,18 @@ def test_plain_values() -> None:
     assert fmt.text(3) == "3"
     assert fmt.date("not a date") == "not a date"
     assert fmt.date(None) == ""
+
+
+def test_age_and_duration() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+    fmt = Formatter()
+    assert fmt.age("2026-11-24T11:59:18", now) == "42s"
+    assert fmt.age("2026-11-24T10:00:00", now) == "2h"
+    assert fmt.age("2026-11-20T12:00:00", now) == "4d"
+    assert fmt.duration(0.012) == "12ms"
+    assert fmt.duration(1.44) == "1.4s"
+    assert fmt.duration(125) == "2m05s"
+    assert Formatter(mask_volatile=True).age("2026-11-24T11:59:18", now) == "<age>"
+    assert str(fmt.state("Running")) == "Running" and fmt.state("Running").style == "bold green"

@@ -7,8 +7,6 @@ import os
 import signal
 from typing import Any
 
-import pytest
-
 from core.host.extension_points import HostConnectContext, KVMHostConnectExtensionPoint
 from core.host.local_agent import LocalAgent, free_port
 from core.host.plugin import HostPlugin
@@ -186,35 +184,3 @@ async def test_agent_restart_is_noticed_by_ping_and_reconnected(node: Management
         ("Connected", "Connecting"),
         ("Connecting", "Connected"),
     ]
-
-
-@pytest.mark.parametrize("kind", ["simulator"])
-async def test_bootstrap_makes_a_lab_once(tmp_path: Any, kind: str) -> None:
-    from tests.conftest import load_props, write_config
-
-    props = load_props(write_config(tmp_path, f'[bootstrap]\nlocal_host = "{kind}"\n'))
-    async with ManagementNode(props, serve_socket=False) as node:
-        [host] = await ok(node, "QueryHost")
-        assert host["status"] == "Connected"
-        [backup] = await ok(node, "QueryBackupStorage")
-        [primary] = await ok(node, "QueryPrimaryStorage")
-        assert backup["url"] == str(props.data_dir / "backup-storage")
-        assert primary["url"] == str(props.data_dir / "primary-storage")
-        assert (props.data_dir / "primary-storage").is_dir()
-        # The default public network: the host is its gateway, with the zone's VR offering.
-        [public] = await ok(node, "QueryL3Network")
-        assert public["category"] == "Public"
-        [tag] = await ok(node, "QuerySystemTag", conditions=[f"resourceUuid={public['uuid']}"])
-        assert tag["tag"] == "hostNat"
-        [ip_range] = await ok(node, "QueryIpRange")
-        assert (ip_range["networkCidr"], ip_range["gateway"]) == (
-            "192.168.253.0/24",
-            "192.168.253.1",
-        )
-        [offering] = await ok(node, "QueryVirtualRouterOffering")
-        assert offering["publicNetworkUuid"] == public["uuid"] and offering["isDefault"]
-        await ok(node, "DeleteHost", uuid=host["uuid"])
-    async with ManagementNode(props, serve_socket=False) as node:
-        assert await ok(node, "QueryHost") == []  # a deleted host is not brought back
-        assert len(await ok(node, "QueryZone")) == 1
-        assert len(await ok(node, "QueryL3Network")) == 1

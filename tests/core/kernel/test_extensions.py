@@ -230,6 +230,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
     names = [p.name for p in node.registry.extensions(Component)]
     assert names == [
         "globalConfig",
+        "operationLog",
         "tag",
         "managementNode",
         "host",
@@ -242,6 +243,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
     services = [p.name for p in node.registry.extensions(Service)]
     assert services == [
         "globalConfig",
+        "operationLog",
         "tag",
         "managementNode",
         "host",
@@ -302,7 +304,7 @@ def journal() -> type[Journal]:
 
 
 def components() -> dict[str, type]:
-    # globalConfig is 1000, tag 900, managementNode 800: mine go around them
+    # globalConfig is 1000, operationLog and tag 900, managementNode 800: mine go around them
     return {
         "cFirst": component("cFirst", 2000),
         "cMid": component("cMid", 850),
@@ -321,6 +323,7 @@ async def test_components_start_in_order_and_stop_in_reverse(
     assert started == [
         "CFirst",
         "GlobalConfigPlugin",
+        "OperationLogPlugin",
         "TagPlugin",
         "CMid",
         "ManagementNodePlugin",

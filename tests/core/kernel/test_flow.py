@@ -18,6 +18,7 @@ from core.kernel.flow import (
     Flow,
     FlowChain,
     FlowChainBuilder,
+    FlowChainStartEvent,
     FlowChainStatus,
     FlowConfigError,
     FlowOutcome,
@@ -25,6 +26,7 @@ from core.kernel.flow import (
     NoRollbackFlow,
     StepState,
 )
+from core.kernel.operation import current_operation
 
 HERE = "tests.core.kernel.test_flow"
 
@@ -783,6 +785,11 @@ async def test_trace_events_of_a_successful_chain() -> None:
         if e.kind in ("step-done", "chain-done"):
             assert e.duration is not None and e.duration >= 0
     assert [e.at for e in seen] == sorted(e.at for e in seen)
+    start = seen[0]
+    assert isinstance(start, FlowChainStartEvent)
+    assert start.steps == ("a", "b", "c")  # chain-start lists what is to come
+    assert {type(e) for e in seen[1:]} == {FlowTraceEvent}
+    assert {e.operation_id for e in seen} == {None}  # no operation: background work
     assert seen[-1].state == FlowChainStatus.SUCCEEDED == "SUCCEEDED"
     assert seen[2].state == "SUCCESS"
     assert seen[-1].error is None
@@ -844,6 +851,21 @@ async def test_trace_events_of_nested_chains_carry_the_parent_id() -> None:
     start = kinds.index(("outer", "step-start", "inner"))
     done = kinds.index(("outer", "step-done", "inner"))
     assert start < kinds.index(("inner", "chain-start", None)) < done
+
+
+async def test_trace_events_carry_the_operation_read_at_chain_start() -> None:
+    bus = EventBus()
+    seen = trace(bus)
+    inner = FlowChain("inner", [Step("i1", [])])
+    outer = FlowChain("outer", [Step("o1", []), inner, Step("o2", [], fail=True)], events=bus)
+    token = current_operation.set("a" * 32)
+    try:
+        await outer.start()
+    finally:
+        current_operation.reset(token)
+    assert outer.operation_id == inner.operation_id == "a" * 32
+    assert {e.operation_id for e in seen} == {"a" * 32}  # reverts and nested chains too
+    assert "step-reverted" in {e.kind for e in seen}
 
 
 @pytest.mark.parametrize("bus_kind", ["none", "no-subscriber", "other-subscriber"])
@@ -921,6 +943,10 @@ def test_fast_trace_event_constructor_builds_the_same_frozen_event() -> None:
     fast = flow_mod._new_trace_event(*args)
     assert type(fast) is FlowTraceEvent
     assert fast == FlowTraceEvent(*args)
+    assert fast.operation_id is None
+    full = (*args, "f" * 32)
+    assert flow_mod._new_trace_event(*full) == FlowTraceEvent(*full)
+    assert hash(flow_mod._new_trace_event(*full)) == hash(FlowTraceEvent(*full))
     with pytest.raises(AttributeError):
         fast.kind = "other"  # type: ignore[misc]
 

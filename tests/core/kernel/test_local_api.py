@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import stat
+import time
 from typing import Any, ClassVar
 
 import pytest
 
-from core.client import SocketClient
+from core.client import NodeEvent, SocketClient
 from core.kernel.api import ApiMessage, param
-from core.kernel.errors import SysErrors
+from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.extensions import Plugin
 from core.kernel.http import JsonHttpClient, UnreachableError
 from core.kernel.node import ManagementNode
@@ -155,3 +156,79 @@ async def test_call_under_way_when_the_node_stops_is_answered(
         await client.close()
         hold.release.set()
         await node.stop()
+
+
+# -- the event stream ---------------------------------------------------------------------
+
+
+async def test_socket_streams_events_matching_its_patterns(node: ManagementNode) -> None:
+    client = SocketClient(str(node.socket_path))
+    try:
+        stream = await client.subscribe(["/test/{kind}/change", "/other"])
+        # subscribed once subscribe() returns: nothing published from now on is missed
+        node.events.publish("/test/vm/change", {"n": 1, "at": ErrorCode("X.1", "why")})
+        node.events.publish("/test/vm/change/deeper", {"n": 0})
+        node.events.publish("/nobody", {"n": 0})
+        node.events.publish("/other", None)
+        assert await asyncio.wait_for(anext(stream), 10) == NodeEvent(
+            "/test/vm/change", {"n": 1, "at": {"code": "X.1", "description": "why"}}
+        )
+        assert await asyncio.wait_for(anext(stream), 10) == NodeEvent("/other", None)
+        await stream.close()
+        await stream.close()
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+    finally:
+        await client.close()
+
+
+async def test_a_bad_pattern_is_refused(node: ManagementNode) -> None:
+    client = SocketClient(str(node.socket_path))
+    try:
+        with pytest.raises(OperationError) as info:
+            await client.subscribe(["no-slash"])
+        assert info.value.error.code == SysErrors.INVALID_ARGUMENT
+        with pytest.raises(OperationError) as info:
+            await client.subscribe([])
+        assert info.value.error.code == SysErrors.INVALID_ARGUMENT
+    finally:
+        await client.close()
+
+
+async def test_the_stream_ends_when_the_node_stops_without_holding_it_up(
+    props: Properties,
+) -> None:
+    node = ManagementNode(props)
+    await node.start()
+    client = SocketClient(str(node.socket_path))
+    try:
+        stream = await client.subscribe(["/test/n"])
+        idle = await client.subscribe(["/test/n"])  # never read until the end
+        for i in range(3):
+            node.events.publish("/test/n", i)
+        t0 = time.monotonic()
+        await asyncio.wait_for(node.stop(), 10)
+        assert time.monotonic() - t0 < 2  # not the 5 s grace for open connections
+        assert [e.data async for e in stream] == [0, 1, 2]  # what was sent, then the end
+        assert [e.data async for e in idle] == [0, 1, 2]
+    finally:
+        await client.close()
+        await node.stop()
+
+
+async def test_the_server_forgets_a_stream_whose_client_went_away(node: ManagementNode) -> None:
+    client = SocketClient(str(node.socket_path))
+    server = node._socket
+    assert server is not None
+    try:
+        stream = await client.subscribe(["/test/n"])
+        assert len(server._streams) == 1
+        await stream.close()
+        for _ in range(100):
+            if not server._streams:
+                break
+            await asyncio.sleep(0.05)
+        assert not server._streams
+        assert not node.events.has_subscribers("/test/n")
+    finally:
+        await client.close()

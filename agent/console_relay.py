@@ -1,0 +1,146 @@
+"""``GET /vm/console/stream?vmUuid=``: a websocket onto a VM's serial console.
+
+The framing (first a JSON text frame ``opened`` or ``error``, then the log tail and the
+live output as binary frames, close codes saying why it ended) is agent.protocol's
+VM_CONSOLE_STREAM.  The console is opened before its log is read, so no output falls
+between the two; a few bytes may appear in both (the log is written asynchronously).
+The bearer token is checked by agent.server before this handler runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import WSMsgType, web
+
+from agent.backend import Backend
+from agent.commands import Fields
+from agent.console import ConsoleStream, read_log_tail
+from agent.errors import AgentError
+from agent.protocol import (
+    CONSOLE_CLOSE_FAILED,
+    CONSOLE_CLOSE_GOING_AWAY,
+    CONSOLE_CLOSE_NORMAL,
+    CONSOLE_HISTORY_BYTES,
+)
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = 30.0
+"""Seconds between pings, so a viewer that vanished is noticed and its console freed."""
+MAX_INPUT = 64 * 1024
+
+
+def close_reason(text: str) -> bytes:
+    """A websocket close reason: at most 123 bytes of UTF-8, cut at a character."""
+    return text.encode()[:123].decode(errors="ignore").encode()
+
+
+class ConsoleRelay:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_INPUT)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            await self._serve(ws, request.query.get("vmUuid", ""))
+        finally:
+            self._sockets.discard(ws)
+        return ws
+
+    async def shutdown(self, _app: web.Application) -> None:
+        """Close every console websocket (aiohttp's on_shutdown: before it waits for
+        handlers, which a websocket would otherwise keep busy)."""
+        for ws in list(self._sockets):
+            await ws.close(code=CONSOLE_CLOSE_GOING_AWAY, message=b"the agent is stopping")
+
+    async def _serve(self, ws: web.WebSocketResponse, raw_uuid: str) -> None:
+        try:
+            vm_uuid = Fields({"vmUuid": raw_uuid}).vm_uuid()
+            console = await self.backend.vm_console_open(vm_uuid)
+        except AgentError as exc:
+            await _refuse(ws, str(exc))
+            return
+        except Exception as exc:
+            log.exception("cannot open the console of VM %s", raw_uuid)
+            await _refuse(ws, f"cannot open the console of VM {raw_uuid}: {exc}")
+            return
+        log.info("console of VM %s opened", vm_uuid)
+        try:
+            history = await asyncio.to_thread(
+                read_log_tail, console.log_path, CONSOLE_HISTORY_BYTES
+            )
+            await ws.send_json(
+                {
+                    "type": "opened",
+                    "vmUuid": vm_uuid,
+                    "consoleLogPath": console.log_path,
+                    "history": len(history),
+                }
+            )
+            if history:
+                await ws.send_bytes(history)
+            await relay(console, ws)
+        except ConnectionError as exc:
+            log.info("the viewer of VM %s's console went away: %s", vm_uuid, exc)
+        finally:
+            await console.close()
+            if not ws.closed:
+                await ws.close(
+                    code=console.close_code or CONSOLE_CLOSE_NORMAL,
+                    message=close_reason(console.close_reason),
+                )
+            log.info("console of VM %s closed: %s", vm_uuid, console.close_reason)
+
+
+async def _refuse(ws: web.WebSocketResponse, error: str) -> None:
+    with contextlib.suppress(ConnectionError):
+        await ws.send_json({"type": "error", "error": error})
+    await ws.close(code=CONSOLE_CLOSE_FAILED, message=close_reason(error))
+
+
+async def relay(console: ConsoleStream, ws: web.WebSocketResponse) -> None:
+    """Pump until either side ends: output to the viewer, the viewer's frames as input.
+    The console ending closes the websocket with its code and reason; the viewer
+    leaving returns (the caller closes the console)."""
+
+    async def output() -> None:
+        while data := await console.read():
+            await ws.send_bytes(data)
+        await ws.close(
+            code=console.close_code or CONSOLE_CLOSE_NORMAL,
+            message=close_reason(console.close_reason),
+        )
+
+    async def typed() -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                data = msg.data
+            elif msg.type == WSMsgType.TEXT:
+                data = msg.data.encode()
+            else:
+                continue
+            try:
+                await console.write(data)
+            except AgentError as exc:
+                log.info("input to VM %s's console dropped: %s", console.vm_uuid, exc)
+
+    out = asyncio.create_task(output())
+    inp = asyncio.create_task(typed())
+    try:
+        done, _ = await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
+        if out in done:
+            await inp  # the close above ends the viewer's frames
+        else:
+            out.cancel()
+        for task in done:
+            task.result()
+    finally:
+        for task in (out, inp):
+            task.cancel()
+        await asyncio.gather(out, inp, return_exceptions=True)

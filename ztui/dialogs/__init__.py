@@ -1,0 +1,1 @@
+"""Modal dialogs of ztui, one per module."""

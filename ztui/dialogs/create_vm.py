@@ -1,0 +1,200 @@
+"""The create-VM dialog: name, image, offering, networks and how many."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, SelectionList
+
+if TYPE_CHECKING:
+    from ztui.app import ZtuiApp
+
+MAX_COUNT = 50
+
+
+@dataclass(frozen=True)
+class VmRequest:
+    """What the dialog asks for: one CreateVmInstance per name."""
+
+    names: list[str]
+    image_uuid: str
+    instance_offering_uuid: str
+    l3_network_uuids: list[str] = field(default_factory=list)
+
+    def params(self, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "imageUuid": self.image_uuid,
+            "instanceOfferingUuid": self.instance_offering_uuid,
+            "l3NetworkUuids": self.l3_network_uuids,
+        }
+
+
+def names_for(name: str, count: int) -> list[str]:
+    """``web`` x1 is ``web``; x3 is ``web-1``, ``web-2``, ``web-3``."""
+    return [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
+
+
+def check_form(name: str, count_text: str, image: Any, offering: Any) -> str | None:
+    """Why the form cannot be sent, or None."""
+    if not name.strip():
+        return "name: give the VM a name"
+    if len(name) > 255:
+        return "name: at most 255 characters"
+    if not count_text.isdigit() or not 1 <= int(count_text) <= MAX_COUNT:
+        return f"count: a whole number from 1 to {MAX_COUNT}"
+    if not isinstance(image, str):
+        return "image: choose an image (import one in :image)"
+    if not isinstance(offering, str):
+        return "offering: choose an instance offering"
+    return None
+
+
+class CreateVmDialog(ModalScreen[VmRequest | None]):
+    """Dismissed with a :class:`VmRequest`, or None when cancelled."""
+
+    DEFAULT_CSS = """
+    CreateVmDialog {
+        align: center middle;
+    }
+    CreateVmDialog > VerticalScroll {
+        width: 70;
+        max-width: 100%;
+        height: auto;
+        max-height: 100%;
+        border: thick $accent;
+        background: $surface;
+        padding: 0 1;
+    }
+    CreateVmDialog Label {
+        margin-top: 1;
+    }
+    CreateVmDialog SelectionList {
+        height: auto;
+        max-height: 6;
+    }
+    CreateVmDialog #error {
+        color: $text-error;
+        margin-top: 0;
+    }
+    CreateVmDialog Horizontal {
+        height: auto;
+        align-horizontal: right;
+    }
+    CreateVmDialog Button {
+        margin-left: 1;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="ztui.create-vm.cancel"),
+        Binding("ctrl+s", "submit", "Create", id="ztui.create-vm.submit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded = False
+        """True once images, offerings and networks are in the form (tests wait on it)."""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Label("Name")
+            yield Input(placeholder="web", id="name")
+            yield Label("Image")
+            yield Select[str]([], prompt="loading…", id="image")
+            yield Label("Instance offering")
+            yield Select[str]([], prompt="loading…", id="offering")
+            yield Label("Networks (the first marked is the default)")
+            yield SelectionList[str](id="networks")
+            yield Label("Count")
+            yield Input("1", id="count", restrict=r"[0-9]*", max_length=3)
+            yield Label("", id="error")
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button("Create", variant="primary", id="create")
+
+    def on_mount(self) -> None:
+        self.query_one("#name", Input).focus()
+        self._load_choices()
+
+    @work(exclusive=True, group="choices", exit_on_error=False)
+    async def _load_choices(self) -> None:
+        app = self.app
+        from ztui.app import ZtuiApp
+
+        assert isinstance(app, ZtuiApp)
+        images, offerings, networks = await _choices(app)
+        image_select = self.query_one("#image", Select)
+        image_select.set_options(images)
+        image_select.prompt = "choose an image" if images else "no image is Ready: see :image"
+        if images:
+            image_select.value = images[0][1]
+        offering_select = self.query_one("#offering", Select)
+        offering_select.set_options(offerings)
+        offering_select.prompt = "choose an offering" if offerings else "no offering yet"
+        if offerings:
+            offering_select.value = offerings[0][1]
+        network_list = self.query_one("#networks", SelectionList)
+        network_list.clear_options()
+        for index, (label, uuid) in enumerate(networks):
+            network_list.add_option((label, uuid, index == 0))
+        self.loaded = True
+
+    def _show_error(self, text: str) -> None:
+        self.query_one("#error", Label).update(text)
+
+    def action_submit(self) -> None:
+        name = self.query_one("#name", Input).value.strip()
+        count = self.query_one("#count", Input).value.strip()
+        image = self.query_one("#image", Select).value
+        offering = self.query_one("#offering", Select).value
+        problem = check_form(name, count, image, offering)
+        if problem is not None:
+            self._show_error(problem)
+            return
+        assert isinstance(image, str) and isinstance(offering, str)
+        networks = list(self.query_one("#networks", SelectionList).selected)
+        self.dismiss(VmRequest(names_for(name, int(count)), image, offering, networks))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#create")
+    def _create(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    def _enter(self) -> None:
+        self.action_submit()
+
+
+async def _choices(
+    app: ZtuiApp,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Ready images, offerings and the networks a VM may join (private first)."""
+    session = app.session
+    images = await session.call("QueryImage", {"conditions": ["status=Ready"], "limit": 10000})
+    offerings = await session.call("QueryInstanceOffering", {"limit": 10000})
+    l3s = await session.call("QueryL3Network", {"limit": 10000})
+
+    def rows(reply: Any) -> list[dict[str, Any]]:
+        return list(reply.inventories or []) if reply.success else []
+
+    image_options = [(str(i["name"]), str(i["uuid"])) for i in rows(images)]
+    offering_options = [
+        (f"{o['name']} ({o['cpuNum']} vCPU, {app.formatter.size(o['memorySize'])})", str(o["uuid"]))
+        for o in rows(offerings)
+    ]
+    networks = sorted(rows(l3s), key=lambda n: (n.get("category") != "Private", str(n["name"])))
+    network_options = [(f"{n['name']} ({n.get('category', '')})", str(n["uuid"])) for n in networks]
+    return image_options, offering_options, network_options

@@ -1,0 +1,804 @@
+"""The networks view: L3 networks, L2 networks, IP ranges and virtual routers, one tab
+each, and under the routers the DHCP entries the router under the cursor serves.
+
+Everything comes from Query APIs.  IP usage is computed: an IP range holds
+``endIp - startIp + 1`` addresses, and a NIC that holds a used IP (``usedIpUuid``
+set) inside the range uses one (a router's guest NIC takes the gateway, which is
+outside every range, and holds none).  A router's DHCP entries are what
+``core.virtual_router.sync.all_dhcp_entries`` pushes to it: the VM NICs on its
+guest L3 whose VM may be running, with the hostname made by ``hostname_of``.
+
+Live: ``/appliance-vm/status/change`` updates one router's row; VM changes
+re-read the NICs (IP usage, public IPs, DHCP entries), coalesced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
+
+from core.network.l3.nics import VM_NIC
+from core.virtual_router.sync import GUEST, PUBLIC, SERVED_STATES, hostname_of
+from ztui.columns import Column, Kind
+from ztui.dialogs.confirm import ConfirmDialog
+from ztui.formatting import Formatter
+from ztui.screens.base import ZtuiScreen
+from ztui.widgets.resource_table import FilterError, ResourceTable
+
+Row = dict[str, Any]
+Inventory = Mapping[str, Any]
+
+REFRESH_DELAY = 0.2
+"""Seconds to wait for more VM events before re-reading the NICs (a burst costs one read)."""
+
+L3_COLUMNS = (
+    Column("name", "name"),
+    Column("category", "category"),
+    Column("cidr", "CIDR"),
+    Column("gateway", "gateway"),
+    Column("ipUsage", "IPs used"),
+    Column("services", "services"),
+    Column("l2Name", "L2"),
+    Column("dnsDomain", "domain"),
+)
+L2_COLUMNS = (
+    Column("name", "name"),
+    Column("type", "type"),
+    Column("physicalInterface", "interface"),
+    Column("bridge", "bridge"),
+    Column("clusters", "clusters"),
+)
+RANGE_COLUMNS = (
+    Column("name", "name"),
+    Column("l3Name", "L3"),
+    Column("startIp", "start"),
+    Column("endIp", "end"),
+    Column("ipUsage", "IPs used"),
+    Column("networkCidr", "CIDR"),
+    Column("gateway", "gateway"),
+)
+ROUTER_COLUMNS = (
+    Column("name", "name"),
+    Column("status", "status", Kind.STATE),
+    Column("state", "state", Kind.STATE),
+    Column("hostName", "host"),
+    Column("guestName", "serves"),
+    Column("publicIp", "public IP"),
+    Column("pid", "pid"),
+)
+DHCP_COLUMNS = (
+    Column("vmName", "VM"),
+    Column("ip", "IP"),
+    Column("macAddress", "MAC"),
+    Column("fqdn", "hostname"),
+    Column("default", "default"),
+)
+
+
+@dataclass(frozen=True)
+class Tab:
+    id: str
+    title: str
+    columns: tuple[Column, ...]
+    markable: bool = False
+    noun: str = "row"
+    """What one row is (the status line counts them)."""
+
+    def count(self, n: int) -> str:
+        return f"{n} {self.noun}{'' if n == 1 else 's'}"
+
+
+TABS = (
+    Tab("l3", "L3 networks", L3_COLUMNS, markable=True, noun="L3 network"),
+    Tab("l2", "L2 networks", L2_COLUMNS, noun="L2 network"),
+    Tab("ranges", "IP ranges", RANGE_COLUMNS, noun="IP range"),
+    Tab("routers", "Routers", ROUTER_COLUMNS, markable=True, noun="router"),
+)
+TAB_BY_ID = {tab.id: tab for tab in TABS}
+ACTION_TAB = {"delete_l3": "l3", "reconnect": "routers", "destroy": "routers"}
+"""The tab on which each verb acts (elsewhere it is hidden)."""
+
+
+# -- the data ----------------------------------------------------------------------------
+
+
+def ip_int(text: Any) -> int | None:
+    try:
+        return int(ipaddress.IPv4Address(str(text)))
+    except ValueError:
+        return None
+
+
+def range_size(ip_range: Inventory) -> int:
+    start, end = ip_int(ip_range.get("startIp")), ip_int(ip_range.get("endIp"))
+    return 0 if start is None or end is None else max(0, end - start + 1)
+
+
+def in_range(ip_range: Inventory, ip: Any) -> bool:
+    value = ip_int(ip)
+    start, end = ip_int(ip_range.get("startIp")), ip_int(ip_range.get("endIp"))
+    return None not in (value, start, end) and start <= value <= end  # type: ignore[operator]
+
+
+def usage(used: int, total: int) -> str:
+    return f"{used}/{total}"
+
+
+def unique(values: Iterable[Any]) -> list[str]:
+    """The non-empty values, each once, in their first order."""
+    return list(dict.fromkeys(str(v) for v in values if v))
+
+
+@dataclass
+class NetworkData:
+    """The inventories the view shows, and the rows built from them (with the volatile
+    values a row shows, bridge names, MACs and pids, through ``fmt``)."""
+
+    fmt: Formatter = field(default_factory=Formatter)
+    l2s: list[Inventory] = field(default_factory=list)
+    l3s: list[Inventory] = field(default_factory=list)
+    ranges: list[Inventory] = field(default_factory=list)
+    routers: list[Inventory] = field(default_factory=list)
+    nics: list[Inventory] = field(default_factory=list)
+    vms: list[Inventory] = field(default_factory=list)
+    refs: list[Inventory] = field(default_factory=list)
+    providers: list[Inventory] = field(default_factory=list)
+    hosts: dict[str, str] = field(default_factory=dict)
+    clusters: dict[str, str] = field(default_factory=dict)
+
+    def name_of(self, items: Sequence[Inventory], uuid: Any) -> str:
+        return next((str(i["name"]) for i in items if i["uuid"] == uuid), "")
+
+    def ranges_of(self, l3_uuid: str) -> list[Inventory]:
+        return [r for r in self.ranges if r["l3NetworkUuid"] == l3_uuid]
+
+    def used_in(self, ip_range: Inventory) -> int:
+        return sum(
+            1
+            for nic in self.nics
+            if nic.get("usedIpUuid")
+            and nic["l3NetworkUuid"] == ip_range["l3NetworkUuid"]
+            and in_range(ip_range, nic.get("ip"))
+        )
+
+    def services_of(self, l3_uuid: str) -> str:
+        """``DHCP,DNS,SNAT (VirtualRouter)``: each provider with the services it gives."""
+        by_provider: dict[str, list[str]] = {}
+        for ref in self.refs:
+            if ref["l3NetworkUuid"] == l3_uuid:
+                by_provider.setdefault(ref["networkServiceProviderUuid"], []).append(
+                    str(ref["networkServiceType"])
+                )
+        parts = []
+        for provider_uuid, types in by_provider.items():
+            provider = next((p for p in self.providers if p["uuid"] == provider_uuid), {})
+            offered = str(provider.get("networkServiceTypes") or "").split(",")
+            types.sort(key=lambda t: (offered.index(t) if t in offered else len(offered), t))
+            parts.append(f"{','.join(types)} ({provider.get('type') or provider_uuid})")
+        return "; ".join(sorted(parts))
+
+    def service_types(self, l3_uuid: str) -> set[str]:
+        return {str(r["networkServiceType"]) for r in self.refs if r["l3NetworkUuid"] == l3_uuid}
+
+    # -- rows -------------------------------------------------------------------------
+
+    def l3_row(self, l3: Inventory) -> Row:
+        ranges = self.ranges_of(str(l3["uuid"]))
+        return {
+            **l3,
+            "cidr": ", ".join(unique(r.get("networkCidr") for r in ranges)),
+            "gateway": ", ".join(unique(r.get("gateway") for r in ranges)),
+            "ipUsage": usage(sum(self.used_in(r) for r in ranges), sum(map(range_size, ranges)))
+            if ranges
+            else "",
+            "services": self.services_of(str(l3["uuid"])),
+            "l2Name": self.name_of(self.l2s, l3.get("l2NetworkUuid")),
+        }
+
+    def l2_row(self, l2: Inventory) -> Row:
+        """``clusters`` names the clusters of ``attachedClusterUuids`` (when the inventory
+        carries it: QueryL2Network does not say yet)."""
+        attached = l2.get("attachedClusterUuids") or []
+        return {
+            **l2,
+            "bridge": self.fmt.volatile(l2.get("bridgeName"), "bridge"),
+            "clusters": ", ".join(sorted(self.clusters.get(str(c), str(c)) for c in attached)),
+        }
+
+    def range_row(self, ip_range: Inventory) -> Row:
+        return {
+            **ip_range,
+            "l3Name": self.name_of(self.l3s, ip_range.get("l3NetworkUuid")),
+            "ipUsage": usage(self.used_in(ip_range), range_size(ip_range)),
+        }
+
+    def router_nic(self, router_uuid: str, role: str) -> Inventory | None:
+        return next(
+            (
+                n
+                for n in self.nics
+                if n["vmInstanceUuid"] == router_uuid and n.get("metaData") == role
+            ),
+            None,
+        )
+
+    def router_row(self, router: Inventory) -> Row:
+        uuid = str(router["uuid"])
+        guest, public = self.router_nic(uuid, GUEST), self.router_nic(uuid, PUBLIC)
+        return {
+            **router,
+            "hostName": self.hosts.get(str(router.get("hostUuid")), ""),
+            "guestName": self.name_of(self.l3s, router.get("guestNetworkUuid")),
+            "guestIp": (guest or {}).get("ip") or "",
+            "publicIp": (public or {}).get("ip") or "",
+            "pid": self.fmt.volatile(router.get("agentPid"), "pid"),
+        }
+
+    def dhcp_rows(self, router: Inventory) -> list[Row]:
+        """What the router serves: the VM NICs of its guest L3 whose VM may be running."""
+        l3_uuid = router.get("guestNetworkUuid")
+        l3 = next((n for n in self.l3s if n["uuid"] == l3_uuid), {})
+        domain = str(l3.get("dnsDomain") or "")
+        vms = {str(v["uuid"]): v for v in self.vms}
+        rows = []
+        for nic in self.nics:
+            vm = vms.get(str(nic["vmInstanceUuid"]))
+            if (
+                nic["l3NetworkUuid"] != l3_uuid
+                or nic.get("type") != VM_NIC
+                or vm is None
+                or vm.get("state") not in SERVED_STATES
+            ):
+                continue
+            hostname = hostname_of(str(vm["name"]), str(vm["uuid"]))
+            default_l3 = vm.get("defaultL3NetworkUuid") or l3_uuid
+            rows.append(
+                {
+                    "mac": nic["mac"],
+                    "macAddress": self.fmt.volatile(nic["mac"], "mac"),
+                    "ip": nic.get("ip") or "",
+                    "vmName": vm["name"],
+                    "fqdn": f"{hostname}.{domain}" if domain else hostname,
+                    "default": "yes" if default_l3 == l3_uuid else "",
+                }
+            )
+        return sorted(rows, key=lambda r: ip_int(r["ip"]) or 0)
+
+    def unserved(self, router: Inventory) -> int:
+        """VM NICs on the router's guest L3 whose VM is not running (no DHCP entry)."""
+        l3_uuid = router.get("guestNetworkUuid")
+        vms = {str(v["uuid"]): v for v in self.vms}
+        return sum(
+            1
+            for nic in self.nics
+            if nic["l3NetworkUuid"] == l3_uuid
+            and nic.get("type") == VM_NIC
+            and vms.get(str(nic["vmInstanceUuid"]), {}).get("state") not in SERVED_STATES
+        )
+
+
+def by_name(items: Iterable[Inventory]) -> list[Inventory]:
+    return sorted(items, key=lambda i: (str(i.get("name") or ""), str(i.get("uuid"))))
+
+
+def sync_rows(table: ResourceTable, rows: Iterable[Row]) -> None:
+    """Make the table hold exactly ``rows``, touching only rows that changed."""
+    rows = list(rows)
+    keys = {str(r[table.key_field]) for r in rows}
+    if not table.rows_by_key:
+        table.show(rows)  # first load: one rebuild, in the given order
+        return
+    for key in [k for k in table.rows_by_key if k not in keys]:
+        table.remove(key)
+    for row in rows:
+        table.upsert(row)
+
+
+# -- the screen ----------------------------------------------------------------------------
+
+
+class NetworksScreen(ZtuiScreen):
+    """Tabs L3 / L2 / IP ranges / Routers, each a ResourceTable with ``/`` filter, ``o``
+    sort and (L3, routers) space marks of its own; under the routers, the DHCP entries of
+    the router under the cursor."""
+
+    VIEW = "networks"
+    MUTATING = frozenset({"reconnect", "destroy", "delete_l3"})
+
+    DEFAULT_CSS = """
+    NetworksScreen TabbedContent {
+        height: 1fr;
+    }
+    NetworksScreen ContentSwitcher {
+        height: 1fr;
+    }
+    NetworksScreen TabPane {
+        height: 1fr;
+        padding: 0;
+    }
+    NetworksScreen #routers-table {
+        height: auto;
+        max-height: 50%;
+        min-height: 3;
+    }
+    NetworksScreen #dhcp {
+        height: 1fr;
+    }
+    NetworksScreen #dhcp-title {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    NetworksScreen #l3-detail {
+        height: auto;
+        max-height: 3;
+        padding: 0 1;
+        background: $panel;
+    }
+    NetworksScreen #filter {
+        dock: bottom;
+        display: none;
+        border: none;
+        height: 1;
+        padding: 0 1;
+    }
+    NetworksScreen #filter.-shown {
+        display: block;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("right_square_bracket", "next_tab(1)", "Next tab", id="ztui.net.tab.next"),
+        Binding(
+            "left_square_bracket", "next_tab(-1)", "Prev tab", id="ztui.net.tab.prev", show=False
+        ),
+        Binding("c", "reconnect", "Reconnect", id="ztui.net.router.reconnect"),
+        Binding("d", "destroy", "Destroy", id="ztui.net.router.destroy"),
+        Binding("d", "delete_l3", "Delete", id="ztui.net.l3.delete"),
+        Binding("slash", "filter", "Filter", id="ztui.filter"),
+        Binding("o", "sort", "Sort", id="ztui.sort", show=False),
+        Binding("space", "mark", "Mark", id="ztui.mark", show=False),
+        Binding("escape", "clear", "Clear", id="ztui.clear", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = NetworkData()
+        self.dhcp_router: str | None = None
+        """The uuid of the router whose DHCP entries are shown."""
+
+    # -- layout -------------------------------------------------------------------
+
+    def compose_body(self) -> ComposeResult:
+        with TabbedContent(initial=TABS[0].id):
+            for tab in TABS:
+                with TabPane(tab.title, id=tab.id):
+                    table = ResourceTable(
+                        tab.columns, markable=tab.markable, fmt=self.fmt, id=f"{tab.id}-table"
+                    )
+                    with Vertical():
+                        yield table
+                        if tab.id == "l3":
+                            yield Static("", id="l3-detail")
+                        elif tab.id == "routers":
+                            yield Static("", id="dhcp-title")
+                            yield ResourceTable(
+                                DHCP_COLUMNS, key_field="mac", fmt=self.fmt, id="dhcp"
+                            )
+        yield Input(placeholder="/regex  (!regex inverts; Enter keeps, Esc clears)", id="filter")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.table.focus()
+
+    def table_of(self, tab_id: str) -> ResourceTable:
+        return self.query_one(f"#{tab_id}-table", ResourceTable)
+
+    @property
+    def active_tab(self) -> str:
+        return self.query_one(TabbedContent).active or TABS[0].id
+
+    @property
+    def table(self) -> ResourceTable:
+        """The active tab's table (what filter, sort and marks act on)."""
+        return self.table_of(self.active_tab)
+
+    @property
+    def dhcp(self) -> ResourceTable:
+        return self.query_one("#dhcp", ResourceTable)
+
+    def show_tab(self, tab_id: str) -> None:
+        self.query_one(TabbedContent).active = tab_id
+
+    def action_next_tab(self, step: int) -> None:
+        """Go to the next (or previous) tab (bindings ``ztui.net.tab.next`` / ``.prev``)."""
+        ids = [tab.id for tab in TABS]
+        self.show_tab(ids[(ids.index(self.active_tab) + step) % len(ids)])
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self) -> None:
+        table = self.table
+        box = self.query_one("#filter", Input)
+        with box.prevent(Input.Changed):
+            box.value = table.row_filter.text
+        box.set_class(bool(box.value), "-shown")
+        table.focus()
+        self.refresh_bindings()
+        self.status.show_info(self.summary())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        tab = ACTION_TAB.get(action)
+        if tab is not None and tab != self.active_tab:
+            return False  # another tab's verb: hidden
+        return super().check_action(action, parameters)
+
+    def summary(self) -> str:
+        """The status line: the active tab's count and filter."""
+        table, tab = self.table, TAB_BY_ID[self.active_tab]
+        text = tab.count(len(table.rows_by_key))
+        if table.row_filter.active:
+            text += f" · {table.row_count} match /{table.row_filter.text}"
+        if table.marked:
+            text += f" · {len(table.marked)} marked"
+        return text
+
+    # -- loading ------------------------------------------------------------------
+
+    async def load(self) -> None:
+        (
+            l2s,
+            l3s,
+            ranges,
+            routers,
+            nics,
+            vms,
+            refs,
+            providers,
+            hosts,
+            clusters,
+        ) = await asyncio.gather(
+            self.api_query("QueryL2Network"),
+            self.api_query("QueryL3Network"),
+            self.api_query("QueryIpRange"),
+            self.api_query("QueryVirtualRouterVm"),
+            self.api_query("QueryVmNic"),
+            self.api_query("QueryVmInstance"),
+            self.api_query("QueryNetworkServiceL3NetworkRef"),
+            self.api_query("QueryNetworkServiceProvider"),
+            self.api_query("QueryHost"),
+            self.api_query("QueryCluster"),
+        )
+        self.data = NetworkData(
+            fmt=self.fmt,
+            l2s=by_name(l2s),
+            l3s=by_name(l3s),
+            ranges=sorted(
+                ranges,
+                key=lambda r: (
+                    next((str(n["name"]) for n in l3s if n["uuid"] == r["l3NetworkUuid"]), ""),
+                    ip_int(r.get("startIp")) or 0,
+                ),
+            ),
+            routers=by_name(routers),
+            nics=nics,
+            vms=vms,
+            refs=refs,
+            providers=providers,
+            hosts={str(h["uuid"]): str(h["name"]) for h in hosts},
+            clusters={str(c["uuid"]): str(c["name"]) for c in clusters},
+        )
+        self.show_data()
+
+    def show_data(self, summary: bool = True) -> None:
+        """Every table from ``self.data``; ``summary``: the status line too."""
+        data = self.data
+        sync_rows(self.table_of("l3"), [data.l3_row(n) for n in data.l3s])
+        sync_rows(self.table_of("l2"), [data.l2_row(n) for n in data.l2s])
+        sync_rows(self.table_of("ranges"), [data.range_row(r) for r in data.ranges])
+        sync_rows(self.table_of("routers"), [data.router_row(r) for r in data.routers])
+        self.show_counts()
+        self.show_l3_detail()
+        self.show_dhcp()
+        if summary:
+            self.status.show_info(self.summary())
+
+    def show_counts(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        for tab in TABS:
+            count = len(self.table_of(tab.id).rows_by_key)
+            tabs.get_tab(tab.id).label = f"{tab.title} {count}"
+
+    def show_dhcp(self) -> None:
+        """The DHCP entries of the router under the cursor, with a title line."""
+        title = self.query_one("#dhcp-title", Static)
+        router = self.table_of("routers").cursor_row_data
+        self.dhcp_router = None if router is None else str(router["uuid"])
+        if router is None:
+            self.dhcp.show([])
+            title.update(
+                "No virtual router: one is made when a VM first needs one on an L3 network "
+                "it serves."
+            )
+            return
+        rows = self.data.dhcp_rows(router)
+        self.dhcp.show(rows)
+        l3 = next((n for n in self.data.l3s if n["uuid"] == router.get("guestNetworkUuid")), {})
+        head = f"DHCP of {router['name']}"
+        if router.get("guestIp"):
+            head += f" on {router['guestIp']}"
+        parts = [f"{head}: {len(rows)} entr{'y' if len(rows) == 1 else 'ies'}"]
+        if "DNS" in self.data.service_types(str(l3.get("uuid"))) and router.get("guestIp"):
+            parts.append(f"DNS {router['guestIp']}")
+        if l3.get("dnsDomain"):
+            parts.append(f"domain {l3['dnsDomain']}")
+        unserved = self.data.unserved(router)
+        if unserved:
+            parts.append(f"{unserved} stopped NIC{'s' if unserved > 1 else ''} not served")
+        title.update(Text(" · ".join(parts)))
+
+    def show_l3_detail(self) -> None:
+        """What the L3 table's narrow columns leave out, for the L3 under the cursor."""
+        detail = self.query_one("#l3-detail", Static)
+        row = self.table_of("l3").cursor_row_data
+        if row is None:
+            detail.update("No L3 network.")
+            return
+        parts = [f"{row['name']}: {row.get('category')} on L2 {row.get('l2Name') or '?'}"]
+        if row.get("dnsDomain"):
+            parts.append(f"domain {row['dnsDomain']}")
+        parts.append(f"services {row['services']}" if row.get("services") else "no network service")
+        router = next(
+            (r for r in self.data.routers if r.get("guestNetworkUuid") == row["uuid"]), None
+        )
+        if router is not None:
+            parts.append(f"router {router['name']} ({router.get('status')})")
+        ranges = len(self.data.ranges_of(str(row["uuid"])))
+        parts.append(f"{ranges} IP range{'' if ranges == 1 else 's'}")
+        if row.get("ipUsage"):
+            parts.append(f"{row['ipUsage']} IPs used")
+        detail.update(Text(" · ".join(parts)))
+
+    @on(DataTable.RowHighlighted, "#l3-table")
+    def _l3_highlighted(self) -> None:
+        self.show_l3_detail()
+
+    @on(DataTable.RowHighlighted, "#routers-table")
+    def _router_highlighted(self) -> None:
+        router = self.table_of("routers").cursor_row_data
+        if (None if router is None else str(router["uuid"])) != self.dhcp_router:
+            self.show_dhcp()
+
+    # -- events -------------------------------------------------------------------
+
+    def on_node_event(self, path: str, data: Any) -> None:
+        if path == "/appliance-vm/status/change" and isinstance(data, dict):
+            self.apply_router_status(data)
+        elif path in ("/vm/state/change", "/vm/deleted"):
+            self.refresh_nics()
+
+    def apply_router_status(self, data: Mapping[str, Any]) -> None:
+        """One router's status changed: update its row (a new or destroyed router also
+        changes NICs and IP usage: read them again)."""
+        uuid = str(data.get("applianceVmUuid"))
+        routers = self.table_of("routers")
+        if data.get("newStatus") == "Destroyed":
+            self.data.routers = [r for r in self.data.routers if r["uuid"] != uuid]
+            routers.remove(uuid)
+            self.refresh_nics()
+        else:
+            inventory = data.get("inventory")
+            known = next((r for r in self.data.routers if r["uuid"] == uuid), None)
+            if isinstance(inventory, Mapping):
+                router = dict(inventory)
+            elif known is not None:
+                router = {**known, "status": data.get("newStatus")}
+            else:
+                self.refresh_nics()
+                return
+            self.data.routers = by_name(
+                [*(r for r in self.data.routers if r["uuid"] != uuid), router]
+            )
+            routers.upsert(self.data.router_row(router))
+            if known is None:
+                self.refresh_nics()
+        self.show_counts()
+        self.show_l3_detail()
+        if self.dhcp_router == uuid or self.dhcp_router is None:
+            self.show_dhcp()
+        self.status.show_info(self.summary())
+
+    @work(exclusive=True, group="nics", exit_on_error=False)
+    async def refresh_nics(self) -> None:
+        """Read the NICs, VMs and routers again (after a short pause that gathers a burst
+        of events into one read) and update usage, public IPs and DHCP entries."""
+        await asyncio.sleep(REFRESH_DELAY)
+        nics, vms, routers = await asyncio.gather(
+            self.api_query("QueryVmNic"),
+            self.api_query("QueryVmInstance"),
+            self.api_query("QueryVirtualRouterVm"),
+        )
+        self.data.nics, self.data.vms, self.data.routers = nics, vms, by_name(routers)
+        self.show_data(summary=False)  # the status line may say what a verb did
+
+    # -- filter, sort, marks (per tab) ----------------------------------------------
+
+    def action_filter(self) -> None:
+        """Open the filter line of the active tab (binding ``ztui.filter``)."""
+        box = self.query_one("#filter", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        try:
+            self.table.set_filter(event.value)
+        except FilterError as exc:
+            self.status.show_error(str(exc))
+            return
+        if self.active_tab == "routers":
+            self.show_dhcp()
+        self.status.show_info(self.summary())
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value:
+            self.query_one("#filter", Input).remove_class("-shown")
+        self.table.focus()
+
+    def action_clear(self) -> None:
+        """Esc: clear the active tab's filter and marks (binding ``ztui.clear``)."""
+        box = self.query_one("#filter", Input)
+        with box.prevent(Input.Changed):
+            box.value = ""
+        box.remove_class("-shown")
+        self.table.clear_marks()
+        self.table.set_filter("")
+        self.table.focus()
+        self.status.show_info(self.summary())
+
+    def action_sort(self) -> None:
+        """Sort the active table by the next column; again reverses (binding ``ztui.sort``)."""
+        table = self.table
+        fields = [c.field for c in table.specs]
+        current = table.sort_field
+        if current is not None and not table.sort_reverse:
+            table.sort_on(current)
+        else:
+            table.sort_on(
+                fields[(fields.index(current) + 1) % len(fields)]
+                if current in fields
+                else fields[0]
+            )
+        self.status.show_info(f"sorted by {table.sort_field} {'↓' if table.sort_reverse else '↑'}")
+
+    @on(DataTable.HeaderSelected)
+    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
+        table = event.data_table
+        if isinstance(table, ResourceTable) and event.column_key.value in {
+            c.field for c in table.specs
+        }:
+            table.sort_on(str(event.column_key.value))
+
+    def action_mark(self) -> None:
+        """Mark or unmark the row under the cursor (binding ``ztui.mark``)."""
+        self.table.toggle_mark()
+        self.status.show_info(self.summary())
+
+    # -- verbs --------------------------------------------------------------------
+
+    def action_reconnect(self) -> None:
+        """Reconnect the marked routers, or the one under the cursor
+        (binding ``ztui.net.router.reconnect``)."""
+        rows = self.table_of("routers").selection()
+        if not rows:
+            self.notify("No router selected.", severity="warning")
+            return
+        self.reconnect_routers(rows)
+
+    @work(group="verbs", exit_on_error=False)
+    async def reconnect_routers(self, rows: list[Mapping[str, Any]]) -> None:
+        routers = self.table_of("routers")
+        routers.clear_marks()
+        names = ", ".join(str(r["name"]) for r in rows)
+        self.status.show_info(f"reconnecting {names}…")
+        results = await asyncio.gather(
+            *(self.api_call("ReconnectVirtualRouter", {"uuid": r["uuid"]}) for r in rows)
+        )
+        for result in results:
+            if isinstance(result, dict) and result.get("uuid"):
+                self.apply_router_status(
+                    {"applianceVmUuid": result["uuid"], "newStatus": result.get("status"),
+                     "inventory": result}
+                )  # fmt: skip
+        if all(result is not None for result in results):
+            self.status.show_info(f"{names} reconnected")
+
+    def action_destroy(self) -> None:
+        """Destroy the marked routers, or the one under the cursor, after a confirmation
+        (binding ``ztui.net.router.destroy``)."""
+        rows = self.table_of("routers").selection()
+        if not rows:
+            self.notify("No router selected.", severity="warning")
+            return
+        names = ", ".join(str(r["name"]) for r in rows)
+        question = (
+            f"Destroy virtual router {names}?\n"
+            "Its VMs lose DHCP, DNS and SNAT until one of them needs it again "
+            "(a VM start makes a new one)."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.destroy_routers(rows)
+
+        self.app.push_screen(ConfirmDialog(question, "Destroy"), answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def destroy_routers(self, rows: list[Mapping[str, Any]]) -> None:
+        self.table_of("routers").clear_marks()
+        done = await asyncio.gather(*(self.call_ok("DestroyVirtualRouter", r) for r in rows))
+        for row, ok in zip(rows, done, strict=True):
+            if ok:
+                self.apply_router_status({"applianceVmUuid": row["uuid"], "newStatus": "Destroyed"})
+        if all(done):
+            self.status.show_info(f"{', '.join(str(r['name']) for r in rows)} destroyed")
+
+    async def call_ok(self, api: str, row: Mapping[str, Any]) -> bool:
+        """Call ``api`` on the row's resource; a failure is shown.  For APIs that answer
+        no inventory, where ``api_call``'s None does not tell success from failure."""
+        reply = await self.session.call(api, {"uuid": row["uuid"]})
+        if not reply.success:
+            text = f"{api} {row['name']}: {reply.error}"
+            self.status.show_error(text)
+            self.notify(text, title="API error", severity="error")
+        return reply.success
+
+    def action_delete_l3(self) -> None:
+        """Delete the marked L3 networks, or the one under the cursor, after a confirmation
+        (binding ``ztui.net.l3.delete``)."""
+        rows = self.table_of("l3").selection()
+        if not rows:
+            self.notify("No L3 network selected.", severity="warning")
+            return
+        names = ", ".join(str(r["name"]) for r in rows)
+        question = (
+            f"Delete L3 network {names}?\n"
+            "Its IP ranges go with it, and the virtual router that serves it is destroyed. "
+            "Refused while a VM NIC uses it."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete_l3s(rows)
+
+        self.app.push_screen(ConfirmDialog(question, "Delete"), answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def delete_l3s(self, rows: list[Mapping[str, Any]]) -> None:
+        """One after the other (a router's public network can go only after its guests)."""
+        self.table_of("l3").clear_marks()
+        deleted = []
+        for row in rows:
+            if not await self.call_ok("DeleteL3Network", row):
+                break  # the refusal is shown
+            deleted.append(str(row["name"]))
+        if not deleted:
+            return
+        refusal = self.status.text if len(deleted) < len(rows) else None
+        await self.load()  # ranges, routers and usage go with it
+        if refusal is not None:
+            self.status.show_error(refusal)
+        else:
+            self.status.show_info(f"deleted {', '.join(deleted)}")
