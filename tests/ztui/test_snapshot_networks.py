@@ -97,6 +97,12 @@ async def settle(pilot: Pilot) -> None:
     )
     await pilot.press("t")  # hide the flow-chain panel of the last StartVmInstance
     await pilot.pause(0.5)  # let a coalesced NIC refresh land
+    # A live update only widens a column (the router was Connecting for a while): a full
+    # load sizes every column to what it shows now, whatever happened before.
+    loads = screen.loads_completed
+    screen.reload()
+    await wait_until(pilot, lambda: screen.loads_completed > loads, what="a full reload")
+    await pilot.pause(0.2)
 
 
 def snapshot(
