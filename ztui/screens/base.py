@@ -232,7 +232,7 @@ class ResourceScreen(ZtuiScreen):
         super().on_mount()
         self.table.focus()
 
-    # -- filter -------------------------------------------------------------------
+    # -- filter (acts on ``self.table``: a screen with several tables overrides it) --
 
     def action_filter(self) -> None:
         """Open the filter line (binding ``ztui.filter``)."""
@@ -247,19 +247,22 @@ class ResourceScreen(ZtuiScreen):
         except FilterError as exc:
             self.status.show_error(str(exc))
             return
+        self.filter_applied()
         self.status.show_info(self.summary())
+
+    def filter_applied(self) -> None:
+        """The shown rows changed with the filter (override to follow them)."""
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
-        box = self.query_one("#filter", Input)
         if not event.value:
-            box.remove_class("-shown")
+            self.query_one("#filter", Input).remove_class("-shown")
         self.table.focus()
 
     def action_clear(self) -> None:
         """Esc: clear the filter and the marks (binding ``ztui.clear``)."""
         box = self.query_one("#filter", Input)
-        if box.value:
+        with box.prevent(Input.Changed):
             box.value = ""
         box.remove_class("-shown")
         self.table.clear_marks()
@@ -271,35 +274,39 @@ class ResourceScreen(ZtuiScreen):
 
     def action_sort(self) -> None:
         """Sort by the next column; the same column again reverses (binding ``ztui.sort``)."""
-        fields = [c.field for c in self.COLUMNS]
-        current = self.table.sort_field
-        if current is not None and not self.table.sort_reverse:
-            self.table.sort_on(current)  # same column, reversed
+        table = self.table
+        fields = [c.field for c in table.specs]
+        current = table.sort_field
+        if current is not None and not table.sort_reverse:
+            table.sort_on(current)  # same column, reversed
         else:
-            nxt = (
+            table.sort_on(
                 fields[(fields.index(current) + 1) % len(fields)]
                 if current in fields
                 else fields[0]
             )
-            self.table.sort_on(nxt)
-        arrow = "↓" if self.table.sort_reverse else "↑"
-        self.status.show_info(f"sorted by {self.table.sort_field} {arrow}")
+        self.status.show_info(f"sorted by {table.sort_field} {'↓' if table.sort_reverse else '↑'}")
 
     @on(DataTable.HeaderSelected)
     def _header_selected(self, event: DataTable.HeaderSelected) -> None:
-        if event.column_key.value in {c.field for c in self.COLUMNS}:
-            self.table.sort_on(str(event.column_key.value))
+        table = event.data_table
+        if isinstance(table, ResourceTable) and event.column_key.value in {
+            c.field for c in table.specs
+        }:
+            table.sort_on(str(event.column_key.value))
 
     def action_mark(self) -> None:
         """Mark or unmark the row under the cursor (binding ``ztui.mark``)."""
         self.table.toggle_mark()
-        self.status.show_info(f"{len(self.table.marked)} marked" if self.table.marked else "")
+        self.status.show_info(self.summary())
 
     def summary(self) -> str:
-        """The status line after a load: counts, filter."""
+        """The status line after a load: counts, filter, marks."""
         shown, total = self.table.row_count, len(self.table.rows_by_key)
         noun = self.VIEW or "rows"
         text = f"{total} {noun.removesuffix('s') if total == 1 else noun}"
         if self.table.row_filter.active:
             text += f" · {shown} match /{self.table.row_filter.text}"
+        if self.table.marked:
+            text += f" · {len(self.table.marked)} marked"
         return text

@@ -32,8 +32,8 @@ from core.virtual_router.sync import GUEST, PUBLIC, SERVED_STATES, hostname_of
 from ztui.columns import Column, Kind
 from ztui.dialogs.confirm import ConfirmDialog
 from ztui.formatting import Formatter
-from ztui.screens.base import ZtuiScreen
-from ztui.widgets.resource_table import FilterError, ResourceTable
+from ztui.screens.base import ResourceScreen
+from ztui.widgets.resource_table import ResourceTable
 
 Row = dict[str, Any]
 Inventory = Mapping[str, Any]
@@ -307,7 +307,7 @@ def sync_rows(table: ResourceTable, rows: Iterable[Row]) -> None:
 # -- the screen ----------------------------------------------------------------------------
 
 
-class NetworksScreen(ZtuiScreen):
+class NetworksScreen(ResourceScreen):
     """Tabs L3 / L2 / IP ranges / Routers, each a ResourceTable with ``/`` filter, ``o``
     sort and (L3, routers) space marks of its own; under the routers, the DHCP entries of
     the router under the cursor."""
@@ -347,16 +347,6 @@ class NetworksScreen(ZtuiScreen):
         padding: 0 1;
         background: $panel;
     }
-    NetworksScreen #filter {
-        dock: bottom;
-        display: none;
-        border: none;
-        height: 1;
-        padding: 0 1;
-    }
-    NetworksScreen #filter.-shown {
-        display: block;
-    }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -367,10 +357,6 @@ class NetworksScreen(ZtuiScreen):
         Binding("c", "reconnect", "Reconnect", id="ztui.net.router.reconnect"),
         Binding("d", "destroy", "Destroy", id="ztui.net.router.destroy"),
         Binding("d", "delete_l3", "Delete", id="ztui.net.l3.delete"),
-        Binding("slash", "filter", "Filter", id="ztui.filter"),
-        Binding("o", "sort", "Sort", id="ztui.sort", show=False),
-        Binding("space", "mark", "Mark", id="ztui.mark", show=False),
-        Binding("escape", "clear", "Clear", id="ztui.clear", show=False),
     ]
 
     def __init__(self) -> None:
@@ -632,69 +618,9 @@ class NetworksScreen(ZtuiScreen):
         self.data.nics, self.data.vms, self.data.routers = nics, vms, by_name(routers)
         self.show_data(summary=False)  # the status line may say what a verb did
 
-    # -- filter, sort, marks (per tab) ----------------------------------------------
-
-    def action_filter(self) -> None:
-        """Open the filter line of the active tab (binding ``ztui.filter``)."""
-        box = self.query_one("#filter", Input)
-        box.add_class("-shown")
-        box.focus()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        try:
-            self.table.set_filter(event.value)
-        except FilterError as exc:
-            self.status.show_error(str(exc))
-            return
+    def filter_applied(self) -> None:
         if self.active_tab == "routers":
             self.show_dhcp()
-        self.status.show_info(self.summary())
-
-    @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        if not event.value:
-            self.query_one("#filter", Input).remove_class("-shown")
-        self.table.focus()
-
-    def action_clear(self) -> None:
-        """Esc: clear the active tab's filter and marks (binding ``ztui.clear``)."""
-        box = self.query_one("#filter", Input)
-        with box.prevent(Input.Changed):
-            box.value = ""
-        box.remove_class("-shown")
-        self.table.clear_marks()
-        self.table.set_filter("")
-        self.table.focus()
-        self.status.show_info(self.summary())
-
-    def action_sort(self) -> None:
-        """Sort the active table by the next column; again reverses (binding ``ztui.sort``)."""
-        table = self.table
-        fields = [c.field for c in table.specs]
-        current = table.sort_field
-        if current is not None and not table.sort_reverse:
-            table.sort_on(current)
-        else:
-            table.sort_on(
-                fields[(fields.index(current) + 1) % len(fields)]
-                if current in fields
-                else fields[0]
-            )
-        self.status.show_info(f"sorted by {table.sort_field} {'↓' if table.sort_reverse else '↑'}")
-
-    @on(DataTable.HeaderSelected)
-    def _header_selected(self, event: DataTable.HeaderSelected) -> None:
-        table = event.data_table
-        if isinstance(table, ResourceTable) and event.column_key.value in {
-            c.field for c in table.specs
-        }:
-            table.sort_on(str(event.column_key.value))
-
-    def action_mark(self) -> None:
-        """Mark or unmark the row under the cursor (binding ``ztui.mark``)."""
-        self.table.toggle_mark()
-        self.status.show_info(self.summary())
 
     # -- verbs --------------------------------------------------------------------
 
