@@ -59,6 +59,8 @@ EVENT_PATTERNS = (
     "/client/overflow",
 )
 """The canonical events ztui follows (``/operation/update`` feeds the flow-chain panel)."""
+KEYS_FOR_THE_GUEST = frozenset({"command_palette", "quit"})
+"""Actions of the app's priority bindings that an attached console takes as keys instead."""
 RECENT_EVENTS = 200
 RESUBSCRIBE_DELAY = 1.0
 
@@ -89,6 +91,9 @@ class ZtuiApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="ztui.quit"),
         Binding("colon", "command", "Command", id="ztui.command"),
+        Binding(
+            "ctrl+p", "command_palette", "Palette", show=False, priority=True, id="ztui.palette"
+        ),
         *(view.binding for view in VIEWS),
     ]
 
@@ -126,6 +131,11 @@ class ZtuiApp(App[None]):
                 self._modes[DEFAULT_MODE] = view.screen
         if read_only:
             self.sub_title = "read-only"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a console is attached, the palette and ctrl+q keys are typed into it."""
+        for_the_guest = action in KEYS_FOR_THE_GUEST
+        return not (for_the_guest and getattr(self.screen, "captures_keys", False))
 
     def get_default_screen(self) -> Screen[Any]:
         default = next((v for v in self.views if v.mode == DEFAULT_MODE), self.views[0])

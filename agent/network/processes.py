@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -157,21 +158,33 @@ class ProcessTable:
 def wait_for_socket(
     table: ProcessTable, pid: int, paths: AppliancePaths, timeout: float = START_TIMEOUT
 ) -> None:
-    """Until the agent's socket file appears; raise if the process dies or time runs out."""
+    """Until the agent accepts connections on its socket; raise if the process dies or time
+    runs out.  The file alone is not enough: it appears at bind(), a moment before listen(),
+    and a connection in between is refused."""
     deadline = time.monotonic() + timeout
-    while not paths.socket.exists():
+    while not _accepts(paths.socket):
         code = table.returncode(pid)
         if code is not None or not alive(pid):
             raise AgentError(
                 f"the virtual-router agent (pid {pid}) exited with status {code} before "
-                f"making {paths.socket}{_stderr_tail(paths)}"
+                f"listening on {paths.socket}{_stderr_tail(paths)}"
             )
         if time.monotonic() > deadline:
             raise AgentError(
-                f"the virtual-router agent (pid {pid}) did not make {paths.socket} within "
+                f"the virtual-router agent (pid {pid}) did not listen on {paths.socket} within "
                 f"{timeout:g}s{_stderr_tail(paths)}"
             )
         time.sleep(POLL)
+
+
+def _accepts(path: Path) -> bool:
+    """Whether something listens on the Unix socket ``path`` (a connection is made and closed)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:  # no file yet, or bound but not listening
+            return False
+    return True
 
 
 def _stderr_tail(paths: AppliancePaths, limit: int = 600) -> str:

@@ -47,7 +47,10 @@ s.listen()
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 while True:
     c, _ = s.accept()
-    c.sendall(b"stand-in " + (b"simulated" if a.simulate else b"real") + b"\n")
+    try:  # a readiness probe connects and closes without reading
+        c.sendall(b"stand-in " + (b"simulated" if a.simulate else b"real") + b"\n")
+    except OSError:
+        pass
     c.close()
 """
 """A tiny virtual-router agent: answers one line on its Unix socket to every connection."""

@@ -267,7 +267,7 @@ async def test_an_agent_that_fails_to_start_is_rolled_back(
 
     net.appliances.start_timeout = 0.3
     hangs = [sys.executable, "-c", "import time; time.sleep(60)"]
-    with pytest.raises(AgentError, match=r"did not make .*agent\.sock within 0\.3s"):
+    with pytest.raises(AgentError, match=r"did not listen on .*agent\.sock within 0\.3s"):
         await net.appliance_create(spec, hangs)
     assert leftovers(before, snapshot(str(directory)), appliance_uuid, str(directory)) == []
     assert not directory.exists()

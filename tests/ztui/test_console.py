@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.text import Text
+from textual.command import CommandPalette
 from textual.pilot import Pilot
 
 from core.client import InProcessClient
@@ -66,12 +67,17 @@ async def test_type_into_the_console_then_detach(lab: Lab) -> None:
         )
         await pilot.press("q", "2", "colon", "escape", "tab")  # the console's, not the app's
         await wait_until(pilot, lambda: term.text.endswith("/ # q2:"), what="typed keys")
-        assert isinstance(app.screen, ConsoleScreen)
+        await pilot.press("ctrl+p", "ctrl+q")  # the app's priority keys go to the guest too
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConsoleScreen) and app.return_code is None
         stream = screen.stream
         assert stream is not None
         await pilot.press(DETACH)
         await wait_until(pilot, lambda: isinstance(app.screen, VmsScreen), what="the VMs view")
         assert stream.ended and stream.close_reason == "closed by the viewer"
+        await pilot.press("ctrl+p")  # back to being the palette
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), what="palette")
+        await pilot.press("escape")
         assert b"echo hi\n" in await console_log(lab.node, vm["uuid"])  # (the app stops the node)
 
 

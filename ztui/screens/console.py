@@ -90,6 +90,11 @@ class ConsoleScreen(ZtuiScreen):
     def attached(self) -> bool:
         return self.stream is not None and not self.stream.ended
 
+    @property
+    def captures_keys(self) -> bool:
+        """Whether the app's own priority keys (``ctrl+p``, ``ctrl+q``) go to the guest."""
+        return self.attached and not self.ztui.read_only
+
     def compose_body(self) -> ComposeResult:
         yield Static("read-only: the output is shown, nothing you type is sent", id="banner")
         yield SerialTerminal(
