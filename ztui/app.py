@@ -92,7 +92,7 @@ class ZtuiApp(App[None]):
         Binding("q", "quit", "Quit", id="ztui.quit"),
         Binding("colon", "command", "Command", id="ztui.command"),
         Binding(
-            "ctrl+p", "command_palette", "Palette", show=False, priority=True, id="ztui.palette"
+            "ctrl+p", "command_palette", "palette", show=False, priority=True, id="ztui.palette"
         ),
         *(view.binding for view in VIEWS),
     ]
