@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from agent.backend import Backend
 from agent.commands import Fields
-from agent.console import ConsoleStream, read_log_tail
+from agent.console import read_log_tail
+from agent.console_pump import close_reason, pump
 from agent.errors import AgentError
 from agent.protocol import (
     CONSOLE_CLOSE_FAILED,
@@ -31,11 +32,6 @@ log = logging.getLogger(__name__)
 HEARTBEAT = 30.0
 """Seconds between pings, so a viewer that vanished is noticed and its console freed."""
 MAX_INPUT = 64 * 1024
-
-
-def close_reason(text: str) -> bytes:
-    """A websocket close reason: at most 123 bytes of UTF-8, cut at a character."""
-    return text.encode()[:123].decode(errors="ignore").encode()
 
 
 class ConsoleRelay:
@@ -85,7 +81,7 @@ class ConsoleRelay:
             )
             if history:
                 await ws.send_bytes(history)
-            await relay(console, ws)
+            await pump(console, ws, dropped=(AgentError,))
         except ConnectionError as exc:
             log.info("the viewer of VM %s's console went away: %s", vm_uuid, exc)
         finally:
@@ -102,45 +98,3 @@ async def _refuse(ws: web.WebSocketResponse, error: str) -> None:
     with contextlib.suppress(ConnectionError):
         await ws.send_json({"type": "error", "error": error})
     await ws.close(code=CONSOLE_CLOSE_FAILED, message=close_reason(error))
-
-
-async def relay(console: ConsoleStream, ws: web.WebSocketResponse) -> None:
-    """Pump until either side ends: output to the viewer, the viewer's frames as input.
-    The console ending closes the websocket with its code and reason; the viewer
-    leaving returns (the caller closes the console)."""
-
-    async def output() -> None:
-        while data := await console.read():
-            await ws.send_bytes(data)
-        await ws.close(
-            code=console.close_code or CONSOLE_CLOSE_NORMAL,
-            message=close_reason(console.close_reason),
-        )
-
-    async def typed() -> None:
-        async for msg in ws:
-            if msg.type == WSMsgType.BINARY:
-                data = msg.data
-            elif msg.type == WSMsgType.TEXT:
-                data = msg.data.encode()
-            else:
-                continue
-            try:
-                await console.write(data)
-            except AgentError as exc:
-                log.info("input to VM %s's console dropped: %s", console.vm_uuid, exc)
-
-    out = asyncio.create_task(output())
-    inp = asyncio.create_task(typed())
-    try:
-        done, _ = await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
-        if out in done:
-            await inp  # the close above ends the viewer's frames
-        else:
-            out.cancel()
-        for task in done:
-            task.result()
-    finally:
-        for task in (out, inp):
-            task.cancel()
-        await asyncio.gather(out, inp, return_exceptions=True)

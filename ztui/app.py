@@ -42,7 +42,7 @@ from ztui.formatting import Formatter
 from ztui.keymap import load_keymap
 from ztui.messages import NodeConnected, NodeEvent, OperationUpdated
 from ztui.operations import OperationTracker
-from ztui.session import Connector, NodeSession, NotConnected
+from ztui.session import RESUBSCRIBE_DELAY, Connector, NodeSession, NotConnected
 from ztui.views import DEFAULT_MODE, VIEWS, find_view
 
 EXIT_OK, EXIT_STARTUP = 0, 2
@@ -62,7 +62,6 @@ EVENT_PATTERNS = (
 KEYS_FOR_THE_GUEST = frozenset({"command_palette", "quit"})
 """Actions of the app's priority bindings that an attached console takes as keys instead."""
 RECENT_EVENTS = 200
-RESUBSCRIBE_DELAY = 1.0
 
 
 def describe_startup_error(exc: Exception) -> str:

@@ -65,13 +65,6 @@ _UNITS = {
 }  # fmt: skip
 
 
-ZONE_COLUMNS = (
-    Column("name", "name"),
-    Column("state", "state", Kind.STATE),
-    Column("uuid", "uuid", Kind.UUID),
-    Column("createDate", "createDate", Kind.DATE),
-)
-
 HOST_COLUMNS = (
     Column("name", "name"),
     Column("status", "status", Kind.STATE),

@@ -18,7 +18,6 @@ OperationError as in-process.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -31,6 +30,7 @@ from aiohttp import WSMsgType, web
 from sqlalchemy.orm import Session
 
 from agent import protocol
+from agent.console_pump import close_reason, pump
 from core.host.plugin import HostPlugin
 from core.kernel.errors import (
     ErrorCode,
@@ -268,7 +268,7 @@ class _ConsoleRoute:
             with contextlib.suppress(ConnectionError):
                 await ws.send_json({"type": "error", "error": error.to_dict()})
             await ws.close(
-                code=protocol.CONSOLE_CLOSE_FAILED, message=_close_reason(error.description)
+                code=protocol.CONSOLE_CLOSE_FAILED, message=close_reason(error.description)
             )
             return
         try:
@@ -280,54 +280,10 @@ class _ConsoleRoute:
                     "history": stream.history,
                 }
             )
-            await _relay(stream, ws)
+            await pump(stream, ws, dropped=(OperationError,))
         except ConnectionError as exc:
             log.info("the viewer of VM %s's console went away: %s", vm_uuid, exc)
         finally:
             await stream.close()
             if not ws.closed:
                 await ws.close(code=protocol.CONSOLE_CLOSE_NORMAL)
-
-
-async def _relay(stream: VmConsoleStream, ws: web.WebSocketResponse) -> None:
-    """Pump until either side ends; the console ending closes the viewer's websocket with
-    the same code and reason."""
-
-    async def output() -> None:
-        while data := await stream.read():
-            await ws.send_bytes(data)
-        await ws.close(
-            code=stream.close_code or protocol.CONSOLE_CLOSE_NORMAL,
-            message=_close_reason(stream.close_reason),
-        )
-
-    async def typed() -> None:
-        async for msg in ws:
-            if msg.type == WSMsgType.BINARY:
-                data = msg.data
-            elif msg.type == WSMsgType.TEXT:
-                data = msg.data.encode()
-            else:
-                continue
-            try:
-                await stream.write(data)
-            except OperationError as exc:
-                log.info("input to VM %s's console dropped: %s", stream.vm_uuid, exc)
-
-    out = asyncio.create_task(output())
-    inp = asyncio.create_task(typed())
-    try:
-        done, _ = await asyncio.wait({out, inp}, return_when=asyncio.FIRST_COMPLETED)
-        if out in done:
-            await inp  # the close above ends the viewer's frames
-        for task in done:
-            task.result()
-    finally:
-        for task in (out, inp):
-            task.cancel()
-        await asyncio.gather(out, inp, return_exceptions=True)
-
-
-def _close_reason(text: str) -> bytes:
-    """At most 123 bytes of UTF-8 (a websocket close reason), cut at a character."""
-    return text.encode()[:123].decode(errors="ignore").encode()

@@ -99,7 +99,7 @@ async def test_an_unexpected_failure_of_a_refresh_is_reported(props: Properties)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: isinstance(app.screen, ZtuiScreen))
         status = screen_of(app).status
-        await wait_until(pilot, lambda: "failed: RuntimeError('bug')" in status.text)
+        await wait_until(pilot, lambda: "refreshing failed: RuntimeError('bug')" in status.text)
         assert status.has_class("-error")
         assert app.return_code is None  # still running
 

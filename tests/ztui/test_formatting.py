@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from ztui.columns import ZONE_COLUMNS
+from ztui.columns import Column, Kind
 from ztui.formatting import Formatter
 
+ZONE_COLUMNS = (
+    Column("name", "name"),
+    Column("state", "state", Kind.STATE),
+    Column("uuid", "uuid", Kind.UUID),
+    Column("createDate", "createDate", Kind.DATE),
+)
 ZONE = {
     "name": "z1",
     "state": "Enabled",

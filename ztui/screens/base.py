@@ -140,7 +140,9 @@ class ZtuiScreen(Screen[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A background task that failed unexpectedly is reported, never raised."""
         if event.state is WorkerState.ERROR:
-            text = f"{event.worker.name or 'background task'} failed: {event.worker.error!r}"
+            worker = event.worker
+            what = "refreshing" if worker.group == "load" else worker.name.strip("_") or "a task"
+            text = f"{what} failed: {worker.error!r}"
             self.status.show_error(text)
             self.notify(text, title="ztui", severity="error")
 
