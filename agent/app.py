@@ -12,6 +12,7 @@ from agent.backend import Backend
 from agent.callback import CallbackSender, RetryPolicy
 from agent.commands import AgentCommands
 from agent.console_relay import ConsoleRelay
+from agent.lab import default_lab_dir, lab_id
 from agent.protocol import AGENT_PORT, TOKEN_FILE, VM_CONSOLE_STREAM
 from agent.reports import Reporter
 from agent.server import AgentServer
@@ -27,11 +28,16 @@ class Agent:
         *,
         callback_policy: RetryPolicy | None = None,
         report_timeout: float = 10.0,
+        lab: str | None = None,
     ) -> None:
+        """``lab``: the identity (:func:`agent.lab.lab_id`) of the lab this agent serves;
+        default: the one its data dir implies."""
         self.backend = backend
         self.data_dir = Path(data_dir)
+        self.lab = lab or lab_id(default_lab_dir(self.data_dir))
         self.token = load_or_create_token(self.data_dir / TOKEN_FILE)
         backend.set_data_dir(self.data_dir)
+        backend.set_lab(self.lab)
         self.callback_policy = callback_policy
         self.report_timeout = report_timeout
         self.reporter: Reporter | None = None

@@ -136,6 +136,11 @@ class Backend(ABC):
         """The agent's data dir: appliance directories go under ``<data_dir>/appliances``."""
         self.network.data_dir = Path(data_dir)
 
+    def set_lab(self, lab: str) -> None:
+        """The identity of the lab this agent serves (:mod:`agent.lab`): what the
+        network driver makes on the host carries it."""
+        self.network.lab = lab
+
     def set_state_listener(self, listener: StateListener | None) -> None:
         self._listener = listener
 

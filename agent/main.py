@@ -12,6 +12,7 @@ from agent.acceleration import AccelerationProbe, FixedAcceleration
 from agent.app import Agent
 from agent.backend import Backend
 from agent.daemon import on_stop_signals, setup_logging
+from agent.lab import default_lab_dir, lab_id
 from agent.libvirt_backend import DEFAULT_URI, LibvirtBackend
 from agent.protocol import AGENT_PORT
 from agent.simulator_backend import DEFAULT_CPU_NUM, DEFAULT_MEMORY, SimulatorBackend
@@ -25,6 +26,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="zstack-lite-agent", description="The ZStack Lite KVM host agent."
     )
     parser.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR))
+    parser.add_argument(
+        "--lab-dir",
+        type=Path,
+        default=None,
+        help="the data dir of the management node this agent belongs to (its lab's identity; "
+        "default: derived from --data-dir)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=AGENT_PORT)
     parser.add_argument("--backend", choices=("libvirt", "simulator"), default="libvirt")
@@ -53,7 +61,8 @@ def make_backend(args: argparse.Namespace) -> Backend:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    agent = Agent(make_backend(args), args.data_dir)
+    lab_dir = args.lab_dir or default_lab_dir(args.data_dir)
+    agent = Agent(make_backend(args), args.data_dir, lab=lab_id(lab_dir))
     stop = asyncio.Event()
     on_stop_signals(asyncio.get_running_loop(), stop)
     await agent.start(args.host, args.port)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from agent.lab import default_lab_dir, lab_id
+
 DEFAULT_DATA_DIR: Final = Path("/var/lib/zstack-lite/agent")
 """Where appliance directories go until the agent is told its data dir (agent.main's default)."""
 APPLIANCES_DIR: Final = "appliances"
@@ -81,6 +83,8 @@ class NetworkDriver(ABC):
 
     def __init__(self, data_dir: Path | None = None) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+        self.lab = lab_id(default_lab_dir(self.data_dir))
+        """The identity of the lab this agent serves (:mod:`agent.lab`), set by the agent."""
 
     @property
     def appliances_dir(self) -> Path:

@@ -1,0 +1,31 @@
+"""A lab's identity on a host.
+
+Several labs (management nodes with their own data dirs) may share one host.
+Everything a lab makes on the host carries its identity, so that a lab removes
+only what is its own (the shared ``inet zsl_host_nat`` table included) and a
+reset recognises what an earlier lab on the same data dir left behind even
+when that data dir was deleted by hand.  The identity is derived from the
+absolute path of the node's data dir, so it survives the deletion of the dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+LAB_ID_LENGTH = 10
+
+
+def lab_id(node_data_dir: Path | str) -> str:
+    """``zsl`` + 10 hex digits of the SHA-256 of the data dir's absolute path."""
+    path = str(Path(node_data_dir).absolute())
+    return "zsl" + hashlib.sha256(path.encode()).hexdigest()[:LAB_ID_LENGTH]
+
+
+def default_lab_dir(agent_data_dir: Path) -> Path:
+    """The node data dir an agent belongs to when none is given: the local KVM agent's
+    dir is ``<data_dir>/agent``, a simulator's ``<data_dir>/simulators/<host uuid>``."""
+    agent_data_dir = Path(agent_data_dir).absolute()
+    if agent_data_dir.parent.name == "simulators":
+        return agent_data_dir.parent.parent
+    return agent_data_dir.parent
