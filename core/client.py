@@ -1,10 +1,10 @@
-"""How ``zcli`` and ``ztui`` reach a management node.
+"""How ``ztui`` reaches the management node, a service of its own.
 
-One node owns a data dir at a time (a lock).  :func:`connect` becomes that
-node when the data dir is free (running it in this process and serving its
-socket, so other clients can reach it) and otherwise attaches to the node that
-runs there through its Unix socket.  Both kinds of client answer the same
-calls, so callers never care which one they got.
+:func:`connect` attaches to the node that owns the data dir through its Unix
+socket, starting that node (detached, see :mod:`core.daemon.control`) when
+none runs; a client never becomes the node.  :class:`InProcessClient` answers
+the same calls for code that hosts a node in its own process (tests,
+benchmarks), so callers never care which one they got.
 
 Both also stream the node's canonical events (:meth:`NodeClient.subscribe`) with
 the same JSON-able data: :mod:`core.kernel.event_json` converts them once, for
@@ -15,18 +15,21 @@ node goes away); a reader that falls too far behind gets ``/client/overflow``.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, Self
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from core.daemon.control import ControlError, ensure_running, socket_of
+from core.daemon.node_socket import NodeSocket
 from core.kernel.api import ApiReply
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.event_json import OVERFLOW_PATH, NodeEvent
 from core.kernel.http import JsonHttpClient, JsonLineStream
-from core.kernel.local_api import SOCKET_NAME, describe_api
-from core.kernel.node import ManagementNode, NodeAlreadyRunning
+from core.kernel.local_api import describe_api
 from core.kernel.properties import Properties
 from core.vm.console import VmConsoleStream, open_console_over_socket, open_vm_console
+
+if TYPE_CHECKING:
+    from core.kernel.node import ManagementNode
 
 __all__ = [
     "OVERFLOW_PATH",
@@ -69,7 +72,7 @@ class NodeClient(Protocol):
 
 
 class InProcessClient:
-    """This process is the node."""
+    """This process hosts the node (tests, benchmarks); closing the client stops it."""
 
     in_process = True
 
@@ -143,35 +146,23 @@ class _SocketEventStream:
         await self._lines.close()
 
 
-async def connect(props: Properties, *, wait: float = 30.0) -> NodeClient:
-    """Become the data dir's node, or attach to the one running there.
-
-    A node that is starting holds the lock before its socket is up, so this
-    retries until ``wait`` seconds have passed.
-    """
-    deadline = time.monotonic() + wait
-    socket_path = str(props.data_dir / SOCKET_NAME)
-    last_error: Exception | None = None
-    while True:
-        node = ManagementNode(props)
-        try:
-            await node.start()
-            return InProcessClient(node)
-        except NodeAlreadyRunning as exc:
-            last_error = exc
-        client = SocketClient(socket_path)
-        try:
-            await client.apis()
-            return client
-        except OperationError as exc:
-            last_error = exc
-            await client.close()
-        if time.monotonic() > deadline:
-            raise OperationError(
-                ErrorCode(
-                    SysErrors.OPERATION_ERROR,
-                    f"cannot reach the management node on {props.data_dir}",
-                    str(last_error),
-                )
+async def connect(
+    props: Properties, *, start: bool = True, announce: Callable[[str], None] | None = None
+) -> NodeClient:
+    """Attach to the data dir's node, starting it first (detached) when none runs and
+    ``start`` is true; ``announce`` is told once if this call started it.  Raises
+    OperationError when there is no node to attach to."""
+    try:
+        if start:
+            await asyncio.to_thread(ensure_running, props, announce)
+        elif not await asyncio.to_thread(NodeSocket(socket_of(props), timeout=5).answers):
+            raise ControlError(f"no management node runs on {props.data_dir}")
+    except ControlError as exc:
+        raise OperationError(
+            ErrorCode(
+                SysErrors.OPERATION_ERROR,
+                f"cannot reach the management node on {props.data_dir}",
+                str(exc),
             )
-        await asyncio.sleep(0.05)
+        ) from None
+    return SocketClient(str(socket_of(props)))

@@ -1,50 +1,48 @@
 """zcli: every API of the node from the shell, ZStack-CLI style.
 
-    zcli [--config PATH] <ApiName> key=value ...
+    zcli [--config PATH] [--no-start] <ApiName> key=value ...
     zcli help                 list every API
     zcli help <ApiName>       its parameters
 
-The verbs are the bus's API list (nothing is kept by hand).  List values are
+zcli is a client of the management node service: it sends its call over
+``<data_dir>/node.sock`` and, when no node runs there, starts the service
+(detached, and says so once on stderr); ``--no-start`` fails instead.  It
+imports only what a client needs (no database, libvirt or UI code), so a call
+costs little more than Python's start-up.  ``zcli help`` never starts a node.
+
+The verbs are the node's API list (nothing is kept by hand).  List values are
 comma-separated (``systemTags=a::b,c``).  For ``Query<Resource>`` APIs every
 argument that is not one of the query's own parameters is a condition:
 ``name=web1``, ``cpuNum>=2``, ``state?=Running,Stopped``, ``'description is null'``.
 
 Prints the reply as JSON.  Exit status: 0 success, 1 the API answered an
-error (code and description on stderr), 2 a usage error.
+error (code and description on stderr), 2 a usage error, 3 no node runs
+(with ``--no-start``) or none could be started.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import sys
-import time
 from typing import Any
 
-from core.client import NodeClient, connect
+from core.daemon.control import ControlError, ensure_running, socket_of
+from core.daemon.node_socket import NodeSocket, NodeUnreachable
+from core.kernel.conditions import Condition
 from core.kernel.errors import ErrorCode, OperationError
-from core.kernel.extensions import PluginError
-from core.kernel.http import UnreachableError
-from core.kernel.logs import configure_logging
-from core.kernel.node import NodeError
-from core.kernel.properties import PropertyError, add_config_argument, load
-from core.kernel.query import Condition
+from core.kernel.properties import Properties, PropertyError, add_config_argument, load
 
-EXIT_OK, EXIT_API_ERROR, EXIT_USAGE = 0, 1, 2
-QUERY_PARAMS = (
-    "limit",
-    "start",
-    "count",
-    "replyWithCount",
-    "sortBy",
-    "sortDirection",
-    "conditions",
-)
+EXIT_OK, EXIT_API_ERROR, EXIT_USAGE, EXIT_NO_NODE = 0, 1, 2, 3
+TAG_PARAMS = ("systemTags", "userTags")
+"""Taken by every API that creates a resource (tags for it); lists, comma-separated."""
 
 
 class UsageError(Exception):
+    pass
+
+
+class NoNode(Exception):
     pass
 
 
@@ -54,9 +52,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Call ZStack Lite APIs. 'zcli help' lists them.",
     )
     add_config_argument(parser)
+    parser.add_argument(
+        "--no-start",
+        action="store_true",
+        help="fail when no management node runs, instead of starting one",
+    )
     parser.add_argument("api", help="an API name, or 'help'")
     parser.add_argument("args", nargs="*", help="key=value parameters")
     return parser.parse_args(argv)
+
+
+def takes_tags(api: dict[str, Any]) -> bool:
+    return str(api["name"]).startswith(("Create", "Add"))
 
 
 def build_params(api: dict[str, Any], args: list[str]) -> dict[str, Any]:
@@ -78,9 +85,14 @@ def build_params(api: dict[str, Any], args: list[str]) -> dict[str, Any]:
         key, sep, value = arg.partition("=")
         if not sep or not key:
             raise UsageError(f"argument {arg!r} is not of the form key=value")
+        if key in TAG_PARAMS and takes_tags(api):
+            params[key] = [v for v in value.split(",") if v]
+            continue
         if key not in api["params"]:
-            names = ", ".join(api["params"]) or "none"
-            raise UsageError(f"{api['name']} has no parameter {key} (parameters: {names})")
+            names = ", ".join([*api["params"], *(TAG_PARAMS if takes_tags(api) else ())])
+            raise UsageError(
+                f"{api['name']} has no parameter {key} (parameters: {names or 'none'})"
+            )
         params[key] = value
     if conditions:
         params["conditions"] = conditions
@@ -117,7 +129,7 @@ def print_help(apis: list[dict[str, Any]], name: str | None) -> int:
     width = max((len(p) for p in api["params"]), default=0)
     for pname, text in api["params"].items():
         print(f"  {pname:<{width}}  {text}")
-    if api["name"].startswith(("Create", "Add")):
+    if takes_tags(api):
         width = max(width, len("systemTags"))
         print(f"  {'systemTags':<{width}}  list: system tags for the resource this creates")
         print(f"  {'userTags':<{width}}  list: user tags for the resource this creates")
@@ -130,59 +142,73 @@ def print_help(apis: list[dict[str, Any]], name: str | None) -> int:
     return EXIT_OK
 
 
-async def run(ns: argparse.Namespace) -> int:
-    props = load(ns.config)
-    configure_logging(props, stderr_level=logging.WARNING)
-    client: NodeClient = await connect(props)
+def help_command(props: Properties, args: list[str]) -> int:
+    """The running node's API list, or, when none runs, the installed plugins' (no node is
+    started for help)."""
+    if len(args) > 1:
+        raise UsageError("usage: zcli help [ApiName]")
+    node_socket = NodeSocket(socket_of(props), timeout=10)
     try:
-        apis = await client.apis()
-        if ns.api == "help":
-            if len(ns.args) > 1:
-                raise UsageError("usage: zcli help [ApiName]")
-            return print_help(apis, ns.args[0] if ns.args else None)
-        api = next((a for a in apis if a["name"] == ns.api), None)
-        if api is None:
-            raise UsageError(f"no API named {ns.api}; 'zcli help' lists them")
-        reply = await client.call(ns.api, build_params(api, ns.args))
-        print(json.dumps(reply.to_dict(), indent=2, default=str))
-        if not reply.success:
-            assert reply.error is not None
-            print(format_error(reply.error), file=sys.stderr)
-            return EXIT_API_ERROR
-        return EXIT_OK
-    finally:
-        await client.close()
+        _status, apis = node_socket.get("/v1/apis")
+    except (NodeUnreachable, OSError):
+        from core.kernel.local_api import describe_installed_apis
+
+        apis = describe_installed_apis(props["plugins.enabled"], props["plugins.disabled"])
+    return print_help(apis, args[0] if args else None)
 
 
-async def run_until_reached(ns: argparse.Namespace, wait: float = 30.0) -> int:
-    """:func:`run`, again if the node it attached to was gone before a request reached it.
+def attach(props: Properties, start: bool) -> NodeSocket:
+    """The node's socket, the node started first if needed (and allowed)."""
+    node_socket = NodeSocket(socket_of(props))
+    if not start:
+        if not node_socket.answers():
+            raise NoNode(
+                f"no management node runs on {props.data_dir}; start it with "
+                "`zstack-lite start` (or call zcli without --no-start)"
+            )
+        return node_socket
+    try:
+        ensure_running(props, announce=lambda text: print(f"zcli: {text}", file=sys.stderr))
+    except ControlError as exc:
+        raise NoNode(f"cannot start the management node: {exc}") from None
+    return node_socket
 
-    Another zcli's in-process node lives only as long as that zcli's call, so a zcli
-    attached to it may find it gone.  Nothing was sent then: connecting again (perhaps
-    becoming the node) and repeating is safe.
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            return await run(ns)
-        except UnreachableError:
-            if time.monotonic() > deadline:
-                raise
+
+def call(props: Properties, ns: argparse.Namespace) -> int:
+    node_socket = attach(props, not ns.no_start)
+    status, api = node_socket.get(f"/v1/apis/{ns.api}")
+    if status == 404:
+        raise UsageError(f"no API named {ns.api}; 'zcli help' lists them")
+    params = build_params(api, ns.args)
+    _status, reply = node_socket.post(f"/v1/api/{ns.api}", params)
+    print(json.dumps(reply, indent=2, default=str))
+    if not reply.get("success"):
+        print(format_error(ErrorCode.from_dict(reply.get("error") or {})), file=sys.stderr)
+        return EXIT_API_ERROR
+    return EXIT_OK
+
+
+def run(ns: argparse.Namespace) -> int:
+    props = load(ns.config)
+    if ns.api == "help":
+        return help_command(props, ns.args)
+    try:
+        return call(props, ns)
+    except NodeUnreachable:
+        # The node went away before the request was sent (it was stopping): once more.
+        return call(props, ns)
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        return asyncio.run(run_until_reached(ns))
-    except UsageError as exc:
+        return run(ns)
+    except (UsageError, PropertyError) as exc:
         print(f"zcli: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (PropertyError, PluginError, NodeError) as exc:
+    except (NoNode, NodeUnreachable) as exc:
         print(f"zcli: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except OperationError as exc:
-        print(format_error(exc.error), file=sys.stderr)
-        return EXIT_API_ERROR
+        return EXIT_NO_NODE
 
 
 if __name__ == "__main__":

@@ -2,13 +2,12 @@
 
     ztui [--config PATH] [--read-only]
 
-On start a worker connects to the data dir's management node: it runs the
-node in this process when the data dir is free (serving the node's socket,
-so ``zcli`` reaches it) and otherwise attaches to the node that runs there.
-Another worker then follows the node's canonical events and hands them to
-every open view.  Quitting stops an in-process node cleanly.  Exit status: 0,
-or 2 when start-up fails (bad config, the node cannot start); the reason is
-one line on stderr.
+On start a worker attaches to the data dir's management node service,
+starting it (detached) when none runs and saying so once; ztui never becomes
+the node.  Another worker then follows the node's canonical events and hands
+them to every open view.  Quitting leaves the node and everything it runs
+going.  Exit status: 0, or 2 when start-up fails (bad config, the node cannot
+start); the reason is one line on stderr.
 """
 
 from __future__ import annotations
@@ -30,11 +29,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerError
 
-from core.client import connect
+from core.kernel.data_dir import NodeError
 from core.kernel.errors import OperationError
 from core.kernel.extensions import PluginError
 from core.kernel.logs import configure_logging
-from core.kernel.node import NodeError
 from core.kernel.properties import Properties, PropertyError, add_config_argument, load
 from ztui.commands import ViewActionsProvider
 from ztui.dialogs.command_prompt import CommandPrompt
@@ -46,6 +44,7 @@ from ztui.session import RESUBSCRIBE_DELAY, Connector, NodeSession, NotConnected
 from ztui.views import DEFAULT_MODE, VIEWS, find_view
 
 EXIT_OK, EXIT_STARTUP = 0, 2
+UI_LOG_NAME = "ztui.log"
 STARTUP_ERRORS = (NodeError, PluginError, PropertyError, OperationError, OSError)
 EVENT_PATTERNS = (
     "/vm/state/change",
@@ -102,10 +101,10 @@ class ZtuiApp(App[None]):
         *,
         read_only: bool = False,
         mask_volatile: bool = False,
-        connector: Connector = connect,
+        connector: Connector | None = None,
     ) -> None:
         """``mask_volatile`` shows placeholders for uuids, dates, pids and paths
-        (for reproducible screenshots); ``connector`` replaces ``core.client.connect``."""
+        (for reproducible screenshots); ``connector`` replaces attaching to the service."""
         super().__init__()
         self.read_only = read_only
         """Started with ``--read-only``: every action that changes something is disabled."""
@@ -164,14 +163,17 @@ class ZtuiApp(App[None]):
         except NotConnected:  # the app closed the session while this was starting
             return
         self.connected = True
+        for text in self.session.announcements:
+            self.notify(text, title="management node", timeout=8)
+        self.session.announcements.clear()
         self._broadcast(lambda: NodeConnected(self.session))
         self.follow_events()
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def follow_events(self) -> None:
         """Hand every canonical event to the open views, subscribing again if the
-        stream ends (an attached node stopped: the session reconnects, perhaps becoming
-        the node, and the views reload)."""
+        stream ends (the node stopped: the session connects again, starting the
+        service, and the views reload)."""
         first = True
         while True:
             stream = await self.session.subscribe(EVENT_PATTERNS)
@@ -211,7 +213,7 @@ class ZtuiApp(App[None]):
             self._open_views.remove(screen)
 
     async def on_unmount(self) -> None:
-        """Stop the in-process node (or drop the socket) however the app ends."""
+        """Drop the link to the node however the app ends (the node goes on)."""
         worker = self._connecting
         if worker is not None and not worker.is_finished:
             with suppress(WorkerError):  # cancelled, failed or never started
@@ -267,7 +269,8 @@ class ZtuiApp(App[None]):
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ztui",
-        description="The ZStack Lite terminal UI: runs the management node (or attaches to it).",
+        description="The ZStack Lite terminal UI: a client of the management node service "
+        "(started when it does not run).",
     )
     add_config_argument(parser)
     parser.add_argument(
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         props = load(ns.config)
-        configure_logging(props)  # to <data_dir>/management-node.log: the UI owns the terminal
+        configure_logging(props, log_name=UI_LOG_NAME)  # a file: the UI owns the terminal
     except (PropertyError, OSError) as exc:
         print(f"ztui: {describe_startup_error(exc)}", file=sys.stderr)
         return EXIT_STARTUP

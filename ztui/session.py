@@ -1,4 +1,9 @@
-"""The app's link to one management node: connect, call, reconnect, close."""
+"""The app's link to the management node service: connect, call, reconnect, close.
+
+ztui is a client only: it attaches to the node that owns the data dir, starting
+the service first when none runs (and says so once); quitting leaves the node,
+its VMs, routers and periodic jobs running.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from core.client import NodeClient, connect
 from core.kernel.api import ApiReply
+from core.kernel.data_dir import NodeError
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.extensions import PluginError
-from core.kernel.node import NodeError
 from core.kernel.properties import Properties
 
 if TYPE_CHECKING:
@@ -40,14 +45,16 @@ class NodeSession:
 
     :meth:`call` never raises for an API failure: an error reaching the node
     comes back as a failed :class:`ApiReply`, so the UI has one kind of error
-    to show.  When an attached node has gone away (another process's node
-    stopped), a read-only call connects again, perhaps becoming the node
-    itself, and is repeated once.
+    to show.  When the node has gone away (it was stopped or killed), a
+    read-only call connects again, starting the service, and is repeated once.
     """
 
-    def __init__(self, props: Properties, connector: Connector = connect) -> None:
+    def __init__(self, props: Properties, connector: Connector | None = None) -> None:
+        """``connector`` replaces attaching to the service (tests host a node in-process)."""
         self.props = props
-        self._connector = connector
+        self._connector = connector or self._connect_service
+        self.announcements: list[str] = []
+        """What connecting did that the user should know once (it started the service)."""
         self._client: NodeClient | None = None
         self._closed = False
         self._reconnecting = asyncio.Lock()
@@ -58,11 +65,12 @@ class NodeSession:
 
     @property
     def in_process(self) -> bool | None:
-        """True: this process runs the node; False: attached to another; None: no node."""
+        """True: this process hosts the node (tests); False: attached to the service;
+        None: no node."""
         return None if self._client is None else self._client.in_process
 
     async def open(self) -> None:
-        """Become the data dir's node or attach to it; raises what ``connect`` raises."""
+        """Attach to the data dir's node (starting it); raises what ``connect`` raises."""
         if self._closed:
             raise NotConnected("the session is closed")
         if self._client is None:
@@ -94,8 +102,8 @@ class NodeSession:
     async def subscribe(self, patterns: Sequence[str]) -> EventStream | None:
         """Follow the node's canonical events; None once the session is closed.
 
-        A stream from an attached node ends when that node stops; subscribing
-        again then connects again (perhaps becoming the node).
+        A stream ends when the node stops; subscribing again then connects again
+        (starting the service).
         """
         while not self._closed:
             client = self._client
@@ -127,11 +135,15 @@ class NodeSession:
         return await client.open_console(vm_uuid)
 
     async def close(self) -> None:
-        """Stop the in-process node, or drop the socket to the attached one (idempotent)."""
+        """Drop the link to the node, which goes on running (idempotent); a node hosted
+        in this process (tests) is stopped."""
         self._closed = True
         client, self._client = self._client, None
         if client is not None:
             await client.close()
+
+    async def _connect_service(self, props: Properties) -> NodeClient:
+        return await connect(props, announce=self.announcements.append)
 
     async def _reconnect(self, failed: NodeClient | None) -> NodeClient:
         """Replace ``failed`` (or no client) with a new one, once for all calls that saw it."""

@@ -18,7 +18,12 @@ class AddKVMHost(ApiMessage):
     description: str = param(max_length=2048)
     cluster_uuid: str = param(required=True, resource_type="ClusterVO")
     management_ip: str = param(default="127.0.0.1", max_length=255, non_empty=True)
-    agent_port: int = param(default=7070, number_range=(1, 65535))
+    agent_port: int = param(
+        default=0,
+        number_range=(0, 65535),
+        description="the agent's TCP port; 0: a free port for an agent on this machine "
+        "(the node starts it), 7070 for a remote one",
+    )
     agent_token: str = param(
         default="",
         max_length=255,

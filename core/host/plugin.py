@@ -6,12 +6,21 @@ simulator agent with the same contract).  Connecting runs the declared chain
 seconds: an answer with another host uuid means the agent restarted (so the
 host is reconnected); ``host.ping.maxFailure`` failures in a row mark it
 Disconnected, and it is reconnected as soon as its agent answers again.
+
+The agents of this machine (the local KVM agent, simulators) belong to the
+node (:mod:`core.host.local_agent`): started or adopted at node start, started
+again by the ping tracker when they die, stopped when the node stops.  Why a
+host is not Connected (its agent's port is held by another program, its connect
+failed) is kept as the host's problem (:meth:`HostPlugin.problems`) until it
+connects.  API calls that may change something wait (bounded) for hosts that
+are connecting, so a call right after a restart does not find no host.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from typing import Any
 
@@ -27,29 +36,58 @@ from core.host.api import AddKVMHost, AddSimulatorHost, DeleteHost, QueryHost, R
 from core.host.connect import CHAIN, DEFAULT_FLOWS
 from core.host.local_agent import LocalAgent, free_port, is_local
 from core.host.models import HostVO
+from core.kernel.api import ApiMessage
 from core.kernel.errors import OperationError, argerr, not_found, operr
-from core.kernel.extensions import Component, Plugin
+from core.kernel.extensions import Component, Plugin, ReadinessCheck
 from core.kernel.periodic import PeriodicTask
 from core.kernel.rest import AgentClient
-from core.kernel.service import Service, handles
+from core.kernel.service import GlobalApiInterceptor, InterceptorPosition, Service, handles
+from core.management_node.plugin import NodeStatusExtensionPoint
 from core.tag.plugin import TagPlugin, delete_all_tags
 from core.vm.models import VmInstanceVO
 
 log = logging.getLogger(__name__)
 STATUS_EVENT = "/host/status/change"
+CONNECT_WAIT = 120.0
+"""Seconds an API call waits for hosts that are connecting before it goes on."""
+_in_connect: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "zstack_lite_in_host_connect", default=False
+)
+"""True in a host connect (and the calls it makes), which must not wait for itself."""
 
 
-class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
-    implements = (GlobalConfigProvider, Service, Component)
+class HostPlugin(
+    Plugin,
+    GlobalConfigProvider,
+    Service,
+    Component,
+    ReadinessCheck,
+    GlobalApiInterceptor,
+    NodeStatusExtensionPoint,
+):
+    implements = (
+        GlobalConfigProvider,
+        Service,
+        Component,
+        ReadinessCheck,
+        GlobalApiInterceptor,
+        NodeStatusExtensionPoint,
+    )
     order = 500
     service_id = "host"
     queries = (QueryHost,)
+    position = InterceptorPosition.SYSTEM
 
     def __init__(self, node: Any) -> None:
         super().__init__(node)
         node.declare_chain(CHAIN, DEFAULT_FLOWS)
         self._agents: dict[str, AgentClient] = {}
-        self._simulators: dict[str, LocalAgent] = {}
+        self._local: dict[str, LocalAgent] = {}
+        """The agents this node owns, by host uuid (simulators, the local KVM agent)."""
+        self._problems: dict[str, str] = {}
+        self._connects: dict[str, asyncio.Event] = {}
+        """Hosts whose connect is under way; the event is set when it ends."""
+        self._agent_locks: dict[str, asyncio.Lock] = {}
         self._failures: dict[str, int] = {}
         self._tracker = PeriodicTask(
             node,
@@ -82,6 +120,11 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
         if self._reconnecting:
             await asyncio.wait(list(self._reconnecting), timeout=timeout)
 
+    async def settled(self, timeout: float) -> None:
+        """Ready means every host's connection settled (Connected, or Disconnected with a
+        reason): the node says it is ready only then."""
+        await self.reconnected(timeout)
+
     async def stop(self) -> None:
         await self._tracker.stop()
         tasks = list(self._reconnecting)
@@ -93,39 +136,100 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
         for client in self._agents.values():
             await client.close()
         self._agents.clear()
-        for sim in self._simulators.values():
-            await asyncio.to_thread(sim.stop)
-        self._simulators.clear()
+        agents = list(self._local.values())
+        self._local.clear()
+        await asyncio.gather(*(asyncio.to_thread(a.stop) for a in agents))
 
     async def _revive(self, host: dict[str, Any]) -> None:
         """At node start: make sure a local agent runs, then reconnect."""
         try:
-            if host["hypervisorType"] == "Simulator":
-                await self._start_simulator(
-                    host["uuid"], host["agentPort"], host["cpuNum"], host["totalPhysicalMemory"]
-                )
-            elif is_local(host["managementIp"]):
-                await self._local_kvm_agent(host["agentPort"]).ensure_running()
+            await self._ensure_local_agent(host)
             await self.connect(host["uuid"], new_host=False)
         except OperationError as exc:
+            self._problems[host["uuid"]] = _reason(exc)
             log.warning("host %s could not be reconnected at start: %s", host["name"], exc.error)
+            await self._set_status(host["uuid"], "Disconnected")
+
+    # -- what the node tells about its hosts -------------------------------------------------
+
+    def problems(self) -> dict[str, str]:
+        """Why each host that is not Connected is not, by host uuid (for status views)."""
+        return dict(self._problems)
+
+    async def node_status(self) -> dict[str, Any]:
+        hosts = await self.node.db.run(
+            lambda s: [h.to_inventory() for h in s.scalars(select(HostVO).order_by(HostVO.name))]
+        )
+        listed = [
+            {
+                "uuid": h["uuid"],
+                "name": h["name"],
+                "hypervisorType": h["hypervisorType"],
+                "address": f"{h['managementIp']}:{h['agentPort']}",
+                "status": h["status"],
+                "problem": self._problems.get(h["uuid"]) if h["status"] != "Connected" else None,
+            }
+            for h in hosts
+        ]
+        problems = [f"host {h['name']}: {h['problem']}" for h in listed if h["problem"]]
+        return {"hosts": listed, "problems": problems}
+
+    async def intercept(self, msg: ApiMessage) -> ApiMessage:
+        """Calls that may change something wait for hosts that are connecting (bounded)."""
+        if msg.read_only or _in_connect.get() or not self._connects:
+            return msg
+        events = list(self._connects.values())
+        await asyncio.wait([asyncio.ensure_future(e.wait()) for e in events], timeout=CONNECT_WAIT)
+        return msg
 
     # -- agents -----------------------------------------------------------------------
 
     def _local_kvm_agent(self, port: int) -> LocalAgent:
-        return LocalAgent(self.node.data_dir / "agent", port, "libvirt", detached=True)
+        return LocalAgent(self.node.data_dir / "agent", port, "libvirt", self.node.data_dir)
 
-    async def _start_simulator(self, host_uuid: str, port: int, cpu: int, memory: int) -> str:
-        sim = LocalAgent(
+    def _simulator_agent(self, host_uuid: str, port: int, cpu: int, memory: int) -> LocalAgent:
+        return LocalAgent(
             self.node.data_dir / "simulators" / host_uuid,
             port,
             "simulator",
+            self.node.data_dir,
             ["--sim-cpu", str(cpu or 8), "--sim-memory", str(memory or 32 << 30)],
-            detached=False,
         )
-        token = await sim.ensure_running()
-        self._simulators[host_uuid] = sim
+
+    def _owned_agent(self, host: dict[str, Any]) -> LocalAgent | None:
+        """The agent this node owns for ``host`` (an inventory), None for a remote host."""
+        uuid = host["uuid"]
+        agent = self._local.get(uuid)
+        if agent is None:
+            if host["hypervisorType"] == "Simulator":
+                agent = self._simulator_agent(
+                    uuid, host["agentPort"], host["cpuNum"], host["totalPhysicalMemory"]
+                )
+            elif is_local(host["managementIp"]):
+                agent = self._local_kvm_agent(host["agentPort"])
+            else:
+                return None
+            self._local[uuid] = agent
+        return agent
+
+    async def _ensure_local_agent(self, host: dict[str, Any]) -> str | None:
+        """Start (or adopt) the host's agent if this node owns it; its token.  Raises an
+        OperationError naming the problem (e.g. another program holds its port)."""
+        agent = self._owned_agent(host)
+        if agent is None:
+            return None
+        lock = self._agent_locks.setdefault(host["uuid"], asyncio.Lock())
+        async with lock:
+            token = await agent.ensure_running()
+        if token != host.get("agentToken", token):  # its agent dir was made anew
+            await self._adopt_token(host["uuid"], token)
         return token
+
+    async def _adopt_token(self, host_uuid: str, token: str) -> None:
+        await self.node.db.run(lambda s: setattr(s.get(HostVO, host_uuid), "agent_token", token))
+        client = self._agents.pop(host_uuid, None)
+        if client is not None:
+            await client.close()
 
     def agent(self, host_uuid: str, host: HostVO | None = None) -> AgentClient:
         """The client of a host's agent (for services that drive hosts)."""
@@ -174,6 +278,23 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
 
     async def connect(self, host_uuid: str, *, new_host: bool) -> dict[str, Any]:
         """Run the connect chain; Connected on success, else Disconnected (or raise)."""
+        done = self._connects.get(host_uuid)
+        if done is not None and not _in_connect.get():  # one connect of a host at a time
+            await done.wait()
+        done = self._connects[host_uuid] = asyncio.Event()
+        token = _in_connect.set(True)
+        try:
+            return await self._connect(host_uuid, new_host)
+        except OperationError as exc:
+            self._problems[host_uuid] = _reason(exc)
+            raise
+        finally:
+            _in_connect.reset(token)
+            if self._connects.get(host_uuid) is done:
+                del self._connects[host_uuid]
+            done.set()
+
+    async def _connect(self, host_uuid: str, new_host: bool) -> dict[str, Any]:
         host = await self.node.db.run(lambda s: _detached(s, host_uuid))
         client = self.agent(host_uuid, host)
         await self._set_status(host_uuid, "Connecting")
@@ -190,6 +311,7 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
             await self._set_status(host_uuid, "Disconnected")
             outcome.raise_for_error(f"cannot connect host {host.name}")
         self._failures.pop(host_uuid, None)
+        self._problems.pop(host_uuid, None)
         return await self._set_status(host_uuid, "Connected")
 
     async def _set_status(self, host_uuid: str, status: str) -> dict[str, Any]:
@@ -221,7 +343,11 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
         await asyncio.gather(*(self.ping(u) for u in uuids), return_exceptions=True)
 
     async def ping(self, host_uuid: str) -> None:
-        """Ping one host's agent and act on the answer (reconnect, or count a failure)."""
+        """Ping one host's agent and act on the answer (reconnect, or count a failure).
+
+        An agent this node owns that does not answer is started again at once (or its
+        problem, such as a port another program holds, is recorded and retried next time).
+        """
         configs = self.node.plugin(GlobalConfigPlugin)
         host = await self.node.db.run(lambda s: _detached(s, host_uuid))
         try:
@@ -232,6 +358,9 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
             failures = self._failures[host_uuid] = self._failures.get(host_uuid, 0) + 1
             limit = configs.value(global_config.CATEGORY, global_config.PING_MAX_FAILURE.name)
             log.info("ping of host %s failed (%d/%d): %s", host.name, failures, limit, exc.error)
+            if host_uuid in self._local or self._owned_agent(host.to_inventory()) is not None:
+                await self._restart_agent(host)
+                return
             if failures >= limit and host.status != "Disconnected":
                 await self._set_status(host_uuid, "Disconnected")
             return
@@ -243,39 +372,47 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
             with contextlib.suppress(OperationError):
                 await self.connect(host_uuid, new_host=False)
 
+    async def _restart_agent(self, host: HostVO) -> None:
+        """An owned agent did not answer a ping: start it again and reconnect."""
+        try:
+            await self._ensure_local_agent(_with_token(host))
+            await self.connect(host.uuid, new_host=False)
+        except OperationError as exc:
+            self._problems[host.uuid] = _reason(exc)
+            log.warning("the agent of host %s cannot be started: %s", host.name, exc.error)
+            if host.status != "Disconnected":
+                await self._set_status(host.uuid, "Disconnected")
+
     # -- API -------------------------------------------------------------------------------
 
     @handles(AddKVMHost)
     async def add_kvm_host(self, msg: AddKVMHost) -> dict[str, Any]:
-        token = msg.agent_token
-        if not token:
-            if not is_local(msg.management_ip):
-                raise argerr(
-                    f"agentToken is needed for the remote host {msg.management_ip} "
-                    "(it is in the agent's data dir, file agent.token)"
-                )
-            token = await self._local_kvm_agent(msg.agent_port).ensure_running()
-        return await self._add(msg, "KVM", msg.management_ip, msg.agent_port, token)
+        local = is_local(msg.management_ip)
+        if not msg.agent_token and not local:
+            raise argerr(
+                f"agentToken is needed for the remote host {msg.management_ip} "
+                "(it is in the agent's data dir, file agent.token)"
+            )
+        port = msg.agent_port or (free_port() if local else protocol.AGENT_PORT)
+        host_uuid = await self._create_row(msg, "KVM", msg.management_ip, port, msg.agent_token)
+        return await self._start_and_connect(host_uuid, bool(msg.agent_token))
 
     @handles(AddSimulatorHost)
     async def add_simulator_host(self, msg: AddSimulatorHost) -> dict[str, Any]:
         port = free_port()
         host_uuid = await self._create_row(msg, "Simulator", "127.0.0.1", port, "")
-        try:
-            token = await self._start_simulator(host_uuid, port, msg.cpu_num, msg.memory_size)
-            await self.node.db.run(
-                lambda s: setattr(s.get(HostVO, host_uuid), "agent_token", token)
-            )
-            return await self.connect(host_uuid, new_host=True)
-        except BaseException:
-            await self._forget(host_uuid)
-            raise
+        self._local[host_uuid] = self._simulator_agent(
+            host_uuid, port, msg.cpu_num, msg.memory_size
+        )
+        return await self._start_and_connect(host_uuid, False)
 
-    async def _add(
-        self, msg: Any, hypervisor: str, ip: str, port: int, token: str
-    ) -> dict[str, Any]:
-        host_uuid = await self._create_row(msg, hypervisor, ip, port, token)
+    async def _start_and_connect(self, host_uuid: str, has_token: bool) -> dict[str, Any]:
+        """A new host's row is made: start its agent if this node owns it, connect.  A
+        failure leaves nothing: no row, no tags, no agent."""
         try:
+            host = await self.node.db.run(lambda s: _detached(s, host_uuid))
+            if not has_token:
+                await self._ensure_local_agent(host.to_inventory() | {"agentToken": ""})
             return await self.connect(host_uuid, new_host=True)
         except BaseException:
             await self._forget(host_uuid)
@@ -326,22 +463,23 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
 
         await self.node.db.run(delete)
         self._failures.pop(host_uuid, None)
+        self._problems.pop(host_uuid, None)
         client = self._agents.pop(host_uuid, None)
         if client is not None:
             await client.close()
-        sim = self._simulators.pop(host_uuid, None)
-        if sim is not None:
-            await asyncio.to_thread(sim.stop)
+        agent = self._local.pop(host_uuid, None)
+        if agent is not None:
+            await asyncio.to_thread(agent.stop)
 
     @handles(ReconnectHost)
     async def reconnect(self, msg: ReconnectHost) -> dict[str, Any]:
         host = await self.node.db.run(lambda s: _detached(s, msg.uuid))
-        if host.hypervisor_type == "Simulator" and msg.uuid not in self._simulators:
-            await self._start_simulator(
-                msg.uuid, host.agent_port, host.cpu_num, host.total_physical_memory
-            )
-        elif host.hypervisor_type == "KVM" and is_local(host.management_ip):
-            await self._local_kvm_agent(host.agent_port).ensure_running()
+        try:
+            await self._ensure_local_agent(_with_token(host))
+        except OperationError as exc:
+            self._problems[msg.uuid] = _reason(exc)
+            await self._set_status(msg.uuid, "Disconnected")
+            raise
         return await self.connect(msg.uuid, new_host=False)
 
     @handles(DeleteHost)
@@ -359,6 +497,19 @@ class HostPlugin(Plugin, GlobalConfigProvider, Service, Component):
 
         await self.node.db.run(check)
         await self._forget(msg.uuid)
+
+
+def _with_token(host: HostVO) -> dict[str, Any]:
+    return host.to_inventory() | {"agentToken": host.agent_token}
+
+
+def _reason(exc: OperationError) -> str:
+    """An error as one line for a status view: what failed, and its details."""
+    error = exc.error
+    text = error.description
+    if error.details:
+        text += f" ({error.details})"
+    return text
 
 
 def _detached(session: Session, uuid: str) -> HostVO:

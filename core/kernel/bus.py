@@ -274,10 +274,23 @@ class ApiBus:
         """Whether an operation holds (or waits for) the queue of ``signature``."""
         return signature in self._locks
 
-    async def drain(self) -> None:
-        """Wait for operations still running (e.g. after their callers timed out)."""
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+    async def drain(self, grace: float | None = None, rollback_grace: float = 30.0) -> None:
+        """Wait for operations still running (e.g. after their callers timed out).
+
+        With ``grace``: those still running after ``grace`` seconds are cancelled (their
+        flow chains roll back), and waited for ``rollback_grace`` seconds more at most.
+        """
+        if not self._running:
+            return
+        _done, pending = await asyncio.wait(list(self._running), timeout=grace)
+        if not pending:
+            return
+        log.warning("cancelling %d API call(s) still running at stop", len(pending))
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=rollback_grace)
+        if pending:
+            log.error("%d API call(s) did not end after being cancelled", len(pending))
 
     async def _check_resources(self, msg: ApiMessage) -> None:
         wanted = msg.resource_uuids()

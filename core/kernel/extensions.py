@@ -59,6 +59,16 @@ class Component(ABC):
     async def stop(self) -> None: ...
 
 
+class ReadinessCheck(ABC):
+    """An extension point: work a component began at start that must settle before the node
+    says it is ready (serves its socket, tells a service manager).  A host reconnecting is
+    such work: a call that came before it settles would find no Connected host."""
+
+    @abstractmethod
+    async def settled(self, timeout: float) -> None:
+        """Return once the work has settled, or ``timeout`` seconds have passed."""
+
+
 def missing_members(cls: type, interface: type) -> list[str]:
     """The members of ``interface`` that ``cls`` does not implement."""
     required: set[str] = set(getattr(interface, "__abstractmethods__", ()))

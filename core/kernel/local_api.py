@@ -4,7 +4,8 @@
 dir through this socket instead of opening the database themselves.  The
 socket is mode 0600: only the owner of the data dir may drive the node.
 
-Routes: ``GET /v1/apis`` lists every API with its parameters;
+Routes: ``GET /v1/ping`` answers ``{"pid": ...}`` (the node is ready);
+``GET /v1/apis`` lists every API with its parameters, ``GET /v1/apis/<ApiName>`` one;
 ``POST /v1/api/<ApiName>`` with a JSON object of parameters answers an ApiReply;
 ``GET /v1/events?path=<pattern>&path=...`` streams the node's canonical events
 matching any pattern (``{token}`` segments allowed) as newline-delimited JSON,
@@ -33,7 +34,6 @@ from core.kernel.events import EventBus
 if TYPE_CHECKING:
     from core.kernel.bus import ApiBus
 
-SOCKET_NAME = "node.sock"
 STOP_GRACE = 5.0
 """Seconds a stopping node keeps serving the connections it already has (bounded, as the
 data dir stays locked meanwhile)."""
@@ -50,6 +50,22 @@ def describe_api(msg_type: type[ApiMessage]) -> dict[str, Any]:
         "readOnly": msg_type.read_only,
         "params": {name: spec.describe() for name, spec in msg_type.params.items()},
     }
+
+
+def describe_installed_apis(
+    enabled: Sequence[str], disabled: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every API the enabled plugins answer, described as ``GET /v1/apis`` would, found
+    without starting a node (for ``zcli help`` when none runs)."""
+    from core.kernel.extensions import ExtensionRegistry
+    from core.kernel.service import Service
+
+    found: dict[str, type[ApiMessage]] = {}
+    for cls in ExtensionRegistry().discover(enabled, disabled).values():
+        if isinstance(cls, type) and issubclass(cls, Service):
+            for msg_type in cls.declared_messages():
+                found[msg_type.api_name] = msg_type
+    return [describe_api(found[name]) for name in sorted(found)]
 
 
 class LocalApiRouteProvider(ABC):
@@ -80,7 +96,9 @@ class LocalApiServer:
 
     async def start(self) -> None:
         app = web.Application()
+        app.router.add_get("/v1/ping", self._ping)
         app.router.add_get("/v1/apis", self._apis)
+        app.router.add_get("/v1/apis/{name}", self._api)
         app.router.add_post("/v1/api/{name}", self._call)
         app.router.add_get("/v1/events", self._events)
         for provider in self.route_providers:
@@ -123,6 +141,17 @@ class LocalApiServer:
             await asyncio.sleep(0.01)
         await self._runner.cleanup()
         self._runner = None
+
+    async def _ping(self, _request: web.Request) -> web.Response:
+        return web.json_response({"pid": os.getpid()})
+
+    async def _api(self, request: web.Request) -> web.Response:
+        msg_type = self.bus.messages().get(request.match_info["name"])
+        if msg_type is None:
+            return web.json_response(
+                {"error": f"no API named {request.match_info['name']}"}, status=404
+            )
+        return web.json_response(describe_api(msg_type))
 
     async def _apis(self, _request: web.Request) -> web.Response:
         return web.json_response([describe_api(m) for m in self.bus.messages().values()])

@@ -1,8 +1,8 @@
-"""Logging of the processes that host a node: a file in the data dir, and stderr if wanted.
+"""Logging to a file in the data dir, and to stderr if wanted.
 
-The TUI owns the terminal, so its node must never log to stderr; zcli shows
-warnings there.  Both write ``<data_dir>/management-node.log`` at the level of
-the ``core.log_level`` property.
+The node writes ``<data_dir>/management-node.log`` (and stderr when it runs in
+the foreground); the TUI owns the terminal, so it writes ``ztui.log`` only.
+Both at the level of the ``core.log_level`` property.
 """
 
 from __future__ import annotations
@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 from logging.handlers import RotatingFileHandler
 
-from core.kernel.node import prepare_data_dir
+from core.kernel.data_dir import LOG_NAME, prepare_data_dir
 from core.kernel.properties import Properties, PropertyError
 
-LOG_NAME = "management-node.log"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure_logging(props: Properties, stderr_level: int | None = None) -> None:
+def configure_logging(
+    props: Properties, stderr_level: int | None = None, log_name: str = LOG_NAME
+) -> None:
+    """Log to ``<data_dir>/<log_name>`` (the node's log by default), and to stderr from
+    ``stderr_level`` on if given."""
     level = logging.getLevelName(str(props["core.log_level"]).upper())
     if not isinstance(level, int):
         raise PropertyError(
@@ -29,7 +32,7 @@ def configure_logging(props: Properties, stderr_level: int | None = None) -> Non
     for handler in list(root.handlers):
         root.removeHandler(handler)
     prepare_data_dir(props.data_dir)
-    log_file = props.data_dir / LOG_NAME
+    log_file = props.data_dir / log_name
     log_file.touch(mode=0o600, exist_ok=True)
     to_file = RotatingFileHandler(log_file, maxBytes=10 << 20, backupCount=3)
     to_file.setLevel(level)

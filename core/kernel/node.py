@@ -3,17 +3,22 @@
 Start-up: take the data dir's lock (one node per data dir) -> open the
 database and migrate it -> load the plugins -> register their services and
 interceptors -> build every declared flow chain (so a typo in config.toml
-stops start-up) -> start the components in order -> serve the local socket.
-Any failure undoes what was done so far, in reverse.
+stops start-up) -> start the components in order -> wait for their start-up
+work to settle (every host Connected or Disconnected with a reason) -> serve
+the local socket.  The node is ready once its socket is there.  Any failure
+undoes what was done so far, in reverse.
+
+Stop: the socket goes first (no new calls), the calls under way get
+``STOP_GRACE`` seconds to finish, then are cancelled (their flow chains roll
+back) and get ``ROLLBACK_GRACE`` more; then the components stop in reverse.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import gc
 import logging
-import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,71 +26,31 @@ from typing import Any, TypeVar
 from core.kernel.api import ApiMessage, ApiReply
 from core.kernel.bus import ApiBus
 from core.kernel.chains import ChainCatalog, ChainConfigError, FlowChainContributor
+from core.kernel.data_dir import (
+    SOCKET_NAME,
+    DataDirLock,
+    NodeError,
+    prepare_data_dir,
+)
 from core.kernel.db import Database
 from core.kernel.event_json import DEFAULT_MAX_QUEUED, EventQueue
 from core.kernel.events import EventBus
-from core.kernel.extensions import Component, ExtensionRegistry, PluginError
+from core.kernel.extensions import Component, ExtensionRegistry, PluginError, ReadinessCheck
 from core.kernel.flow import FlowChain
-from core.kernel.local_api import SOCKET_NAME, LocalApiRouteProvider, LocalApiServer
+from core.kernel.local_api import LocalApiRouteProvider, LocalApiServer
 from core.kernel.properties import Properties
 from core.kernel.rest import RestFacade
 from core.kernel.service import GlobalApiInterceptor, Service
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-LOCK_NAME = "node.lock"
-
-
-class NodeError(RuntimeError):
-    """The node cannot start; the message says why."""
-
-
-class NodeAlreadyRunning(NodeError):
-    def __init__(self, data_dir: Path, pid: str) -> None:
-        super().__init__(f"a management node (pid {pid or '?'}) already runs on {data_dir}")
-        self.data_dir = data_dir
-        self.pid = pid
-
-
-DATA_DIR_MODE = 0o711
-
-
-def prepare_data_dir(data_dir: Path) -> None:
-    """Make the data dir, traversable but not listable by others (0711).
-
-    QEMU runs as its own user and must reach the VM disks on the primary storage
-    kept under the data dir; everything secret inside is mode 0600 or in a 0700
-    directory (the database, the agent's token, the node's socket and lock).
-    """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.chmod(DATA_DIR_MODE)
-
-
-class DataDirLock:
-    """An exclusive flock on ``<data_dir>/node.lock``, released when the process exits."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / LOCK_NAME
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise NodeAlreadyRunning(self.path.parent, pid) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+SETTLE_TIMEOUT = 180.0
+"""Seconds start-up waits for start-up work to settle (a host's first connect may run its
+agent's acceleration probe and its routers' re-sync)."""
+STOP_GRACE = 30.0
+"""Seconds a stopping node lets the calls under way finish before it cancels them."""
+ROLLBACK_GRACE = 30.0
+"""Seconds cancelled calls get to roll back before the node stops regardless."""
 
 
 class ManagementNode:
@@ -111,6 +76,8 @@ class ManagementNode:
         self._started: list[Component] = []
         self.chains = ChainCatalog()
         self.running = False
+        self.started_at = 0.0
+        """When the node became ready (time.time()); 0 until then."""
         self._event_queues: set[EventQueue] = set()
 
     @property
@@ -175,6 +142,9 @@ class ManagementNode:
         for component in self.registry.extensions(Component):
             await component.start()
             self._started.append(component)
+        for check in self.registry.extensions(ReadinessCheck):
+            await check.settled(SETTLE_TIMEOUT)
+        self.started_at = time.time()
         if self._serve_socket:
             self._socket = LocalApiServer(
                 self.bus,
@@ -192,7 +162,7 @@ class ManagementNode:
             await self._socket.stop()
             self._socket = None
         if self.bus is not None:
-            await self.bus.drain()
+            await self.bus.drain(STOP_GRACE, ROLLBACK_GRACE)
         await self._teardown()
         for queue in list(self._event_queues):  # their readers get what is queued, then the end
             queue.end()

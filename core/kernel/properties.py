@@ -101,7 +101,13 @@ define(
     "at first start, add this image file (through AddImage) for the lab's first VMs; "
     "unset: none, a missing file: none until a start finds it",
 )
-define("agent.port", int, 7070, "port of the local KVM host agent the node starts")
+define(
+    "agent.port",
+    int,
+    0,
+    "port of the local KVM host agent the node starts; 0: a free port chosen when the host "
+    "is added (and kept), so labs on one machine never share one",
+)
 define("plugins.enabled", list, ["*"], "plugins (entry-point names) to load; '*' loads all")
 define("plugins.disabled", list, [], "plugins not to load even when installed")
 define("chains", dict, {}, "flow chains declared as ordered lists of dotted class paths")

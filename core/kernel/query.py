@@ -23,8 +23,6 @@ matches, ``replyWithCount=true`` returns the page and the number.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -33,32 +31,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from core.kernel.api import ApiMessage, QueryResult, param
+from core.kernel.conditions import Condition
 from core.kernel.db import Base
 from core.kernel.errors import argerr
-
-_CONDITION = re.compile(
-    r"^\s*([A-Za-z][A-Za-z0-9_]*)\s*(!\?=|\?=|!~=|~=|!=|>=|<=|=|>|<)(.*)$", re.DOTALL
-)
-_NULL_CONDITION = re.compile(r"^\s*([A-Za-z][A-Za-z0-9_]*)\s+(is null|not null)\s*$")
-OPERATORS = ("=", "!=", ">", ">=", "<", "<=", "?=", "!?=", "~=", "!~=", "is null", "not null")
-
-
-@dataclass(frozen=True)
-class Condition:
-    field: str
-    op: str
-    value: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Condition:
-        if m := _NULL_CONDITION.match(text):
-            return cls(m.group(1), m.group(2))
-        if m := _CONDITION.match(text):
-            return cls(m.group(1), m.group(2), m.group(3))
-        raise argerr(
-            f"query condition {text!r} is not of the form <field><op><value> "
-            f"(ops: {', '.join(OPERATORS)})"
-        )
 
 
 class QueryMessage(ApiMessage):

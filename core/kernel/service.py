@@ -89,3 +89,13 @@ class Service(ABC):
                 for msg_type in getattr(fn, "__handles__", ()):
                     found[msg_type] = getattr(self, attr)
         return found
+
+    @classmethod
+    def declared_messages(cls) -> list[type[ApiMessage]]:
+        """The messages the class answers (its handlers' and its queries), without an
+        instance: what ``zcli help`` lists when no node runs."""
+        found: list[type[ApiMessage]] = []
+        for klass in reversed(cls.__mro__):
+            for fn in vars(klass).values():
+                found += getattr(fn, "__handles__", ())
+        return found + list(cls.queries)

@@ -21,7 +21,7 @@ from core.client import (
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.event_json import DEFAULT_MAX_QUEUED
 from core.kernel.http import UnreachableError
-from core.kernel.node import DataDirLock
+from core.kernel.data_dir import DataDirLock
 from core.kernel.properties import Properties
 from tests.core.vm.conftest import make_lab
 

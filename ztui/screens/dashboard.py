@@ -31,6 +31,8 @@ from ztui.widgets.state_counts import StateCounts
 Row = dict[str, Any]
 USAGE_DELAY = 1.0
 """Seconds between a change and fetching capacity and addresses again (at most once)."""
+NODE_STATUS_INTERVAL = 5.0
+"""Seconds between two looks at the node's uptime and problems."""
 USAGE_EVENTS = ("/vm/state/change", "/vm/deleted", "/appliance-vm/status/change")
 """Events after which capacity, addresses or the networks' routers may have changed."""
 
@@ -111,6 +113,14 @@ class DashboardScreen(ZtuiScreen):
         self.event_log.names = self.names
         self.event_log.events = tuple(self.ztui.recent_events)
         super().on_mount()
+        self.set_interval(NODE_STATUS_INTERVAL, self.refresh_node_status)
+
+    @work(exclusive=True, group="node-status", exit_on_error=False)
+    async def refresh_node_status(self) -> None:
+        """The node's uptime and problems again (they change without an event)."""
+        reply = await self.session.call("GetManagementNodeStatus")
+        if reply.success:
+            self.summary_panel.show_node(self.session.in_process, reply.inventory)
 
     # -- loading ------------------------------------------------------------------
 
@@ -120,8 +130,8 @@ class DashboardScreen(ZtuiScreen):
         pending: list[tuple[str, Any]] = []
         self._pending = pending
         try:
-            records, hosts, vms, routers, images = await asyncio.gather(
-                self.api_query("QueryManagementNode"),
+            status, hosts, vms, routers, images = await asyncio.gather(
+                self.api_call("GetManagementNodeStatus"),
                 self.api_query("QueryHost", {"sortBy": "createDate"}),
                 self.api_query("QueryVmInstance"),
                 self.api_query("QueryVirtualRouterVm", {"sortBy": "createDate"}),
@@ -131,7 +141,7 @@ class DashboardScreen(ZtuiScreen):
         finally:
             if self._pending is pending:  # not replaced by a newer load
                 self._pending = None
-        self.summary_panel.show_node(self.session.in_process, records[0] if records else None)
+        self.summary_panel.show_node(self.session.in_process, status)
         self.names.update({str(i["uuid"]): str(i["name"]) for i in (*vms, *images)})
         self.vm_states = {str(vm["uuid"]): str(vm["state"]) for vm in vms}
         self.vm_counts = Counter(self.vm_states.values())
@@ -245,6 +255,7 @@ class DashboardScreen(ZtuiScreen):
             self.hosts[str(inventory["uuid"])] = dict(inventory)
             self.names[str(inventory["uuid"])] = str(inventory.get("name"))
             self._changed("hosts", *(("summary",) if len(self.hosts) != known else ()))
+            self.refresh_node_status()  # a host's problem comes or goes with its status
         elif path == "/appliance-vm/status/change":
             self._router_status(data)
         elif path == PROGRESS:

@@ -1,4 +1,5 @@
-"""The lines on top of the dashboard that say which node this is and how we reach it."""
+"""The lines on top of the dashboard that say which node this is, how long it has run,
+and what is wrong with it (a host whose agent cannot start, say)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from ztui.formatting import Formatter
 LABEL_STYLE = "bold"
 LABEL_WIDTH = 10
 HOW = {
-    True: "in-process (this ztui runs it)",
-    False: "attached (through node.sock)",
+    True: "in this process",
+    False: "service (node.sock)",
     None: "not connected",
 }
 """How the app reaches the node, by ``NodeSession.in_process``."""
@@ -26,8 +27,21 @@ def _line(label: str, *value: str | Text | tuple[str, str]) -> Text:
     return Text.assemble((f"{label:<{LABEL_WIDTH}}", LABEL_STYLE), *value)
 
 
+def uptime(seconds: float) -> str:
+    """``3d 4h``, ``2h 5m``, ``4m 10s``."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"
+
+
 class NodeSummary(Widget):
-    """``Data dir`` and ``Node``: in-process or attached, and the node's host, pid, state."""
+    """``Data dir``, ``Node`` (how we reach it, its pid, uptime and version) and one
+    ``Problem`` line per problem the node reports."""
 
     DEFAULT_CSS = """
     NodeSummary {
@@ -40,32 +54,36 @@ class NodeSummary(Widget):
     """
 
     in_process: reactive[bool | None] = reactive(None)
-    """True: this ztui runs the node; False: attached to another process's; None: neither."""
-    record: reactive[Mapping[str, Any] | None] = reactive(None, always_update=True)
-    """The node's QueryManagementNode inventory, when we have it."""
+    """True: this process hosts the node; False: attached to the service; None: neither."""
+    status: reactive[Mapping[str, Any] | None] = reactive(None, always_update=True)
+    """The node's GetManagementNodeStatus answer, when we have it."""
 
     def __init__(self, data_dir: Path, fmt: Formatter, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._data_dir = data_dir
         self._fmt = fmt
 
-    def show_node(self, in_process: bool | None, record: Mapping[str, Any] | None) -> None:
-        """Show how we reach the node and its record (None if the query failed)."""
+    def show_node(self, in_process: bool | None, status: Mapping[str, Any] | None) -> None:
+        """Show how we reach the node and its status (None if the call failed)."""
         self.in_process = in_process
-        self.record = record
+        self.status = status
 
     def lines(self) -> list[Text]:
         fmt = self._fmt
         node = _line("Node", HOW[self.in_process])
-        record = self.record
-        if record is not None:
-            host = fmt.volatile(record.get("hostName"), "host")
-            pid = fmt.volatile(record.get("pid"), "pid")
-            node.append(f" · host {host} · pid {pid} · ", style="dim")
-            node.append_text(fmt.state(record.get("state")))
+        status = self.status
+        problems: list[Text] = []
+        if status is not None:
+            pid = fmt.volatile(status.get("pid"), "pid")
+            up = fmt.volatile(uptime(float(status.get("uptime") or 0)), "uptime")
+            node.append(f" · pid {pid} · up {up} · v{status.get('version')}", style="dim")
+            problems = [
+                _line("Problem", (str(text), "bold yellow"))
+                for text in status.get("problems") or ()
+            ]
         elif self.in_process is not None:
-            node.append(" · node record unavailable", style="dim")
-        return [_line("Data dir", fmt.volatile(self._data_dir, "data dir")), node]
+            node.append(" · node status unavailable", style="dim")
+        return [_line("Data dir", fmt.volatile(self._data_dir, "data dir")), node, *problems]
 
     def render(self) -> Text:
         return Text("\n").join(self.lines())

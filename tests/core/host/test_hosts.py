@@ -10,6 +10,7 @@ from typing import Any
 from core.host.extension_points import HostConnectContext, KVMHostConnectExtensionPoint
 from core.host.local_agent import LocalAgent, free_port
 from core.host.plugin import HostPlugin
+from core.host.port_holder import port_holder
 from core.kernel.errors import SysErrors, operr
 from core.kernel.extensions import Plugin
 from core.kernel.node import ManagementNode
@@ -28,9 +29,10 @@ async def sim_cluster(node: ManagementNode, hypervisor: str = "Simulator") -> st
 
 
 def simulator_pid(node: ManagementNode, host_uuid: str) -> int:
-    sim = node.plugin(HostPlugin)._simulators[host_uuid]
-    assert sim.process is not None
-    return sim.process.pid
+    sim = node.plugin(HostPlugin)._local[host_uuid]
+    holder = port_holder(sim.port)
+    assert holder is not None and holder.pid is not None and sim.is_ours(holder)
+    return holder.pid
 
 
 def alive(pid: int) -> bool:
@@ -107,7 +109,7 @@ async def test_remote_kvm_host_needs_a_token(node: ManagementNode) -> None:
 async def test_kvm_host_with_a_wrong_token_fails_and_leaves_no_row(
     node: ManagementNode, tmp_path: Any
 ) -> None:
-    agent = LocalAgent(tmp_path / "agent", free_port(), "simulator", detached=False)
+    agent = LocalAgent(tmp_path / "agent", free_port(), "simulator", tmp_path)
     await agent.ensure_running()
     try:
         cluster = await sim_cluster(node, "KVM")
@@ -150,31 +152,11 @@ async def test_connect_extension_point_is_skipped_for_simulators(props: Properti
         assert Veto.seen == []  # only KVM hosts call KVMHostConnectExtensionPoint
 
 
-async def test_ping_tracker_disconnects_and_reconnect_revives(node: ManagementNode) -> None:
-    await ok(node, "UpdateGlobalConfig", category="host", name="ping.interval", value="1")
-    await ok(node, "UpdateGlobalConfig", category="host", name="ping.maxFailure", value="2")
-    cluster = await sim_cluster(node)
-    host = await ok(node, "AddSimulatorHost", name="sim1", clusterUuid=cluster)
-    os.kill(simulator_pid(node, host["uuid"]), signal.SIGKILL)
-
-    async def status() -> str:
-        [found] = await ok(node, "QueryHost", conditions=[f"uuid={host['uuid']}"])
-        return str(found["status"])
-
-    async def disconnected() -> bool:
-        return await status() == "Disconnected"
-
-    await wait_for(disconnected)
-    node.plugin(HostPlugin)._simulators.pop(host["uuid"])  # the tracker only sees a dead agent
-    again = await ok(node, "ReconnectHost", uuid=host["uuid"])
-    assert again["status"] == "Connected"
-
-
 async def test_agent_restart_is_noticed_by_ping_and_reconnected(node: ManagementNode) -> None:
     cluster = await sim_cluster(node)
     host = await ok(node, "AddSimulatorHost", name="sim1", clusterUuid=cluster)
     hosts = node.plugin(HostPlugin)
-    sim = hosts._simulators[host["uuid"]]
+    sim = hosts._local[host["uuid"]]
     await asyncio.to_thread(sim.stop)
     await sim.ensure_running()  # a fresh agent: it no longer knows its host uuid
     events: list[Any] = []

@@ -18,7 +18,8 @@ from core.kernel.extensions import (
     Plugin,
     PluginError,
 )
-from core.kernel.node import ManagementNode, NodeAlreadyRunning
+from core.kernel.data_dir import NodeAlreadyRunning
+from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from core.kernel.service import Service
 from tests.conftest import core_plugins, load_props, make_node, write_config
