@@ -13,6 +13,8 @@ from core.kernel.extensions import ExtensionRegistry
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 
+pytest_plugins = ["tests.service_lab"]
+
 
 def write_config(directory: Path, body: str = "", data_dir: str | Path = "data") -> Path:
     """A config.toml in ``directory`` whose data dir is ``data_dir`` (relative to it)."""

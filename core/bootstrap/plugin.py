@@ -18,12 +18,16 @@ but an image, an offering and a network:
 
 A step that finds its resource already there (a restart after a step made it but
 could not record it, or the user made it) makes nothing.  A step that fails
-undoes what it made, is logged and is retried at the next start; it never stops
-the node (the user can see and fix it, e.g. start libvirtd).
+undoes what it made, is logged, shown among the node's problems
+(``zstack-lite status``, the dashboard) and tried again every
+``RETRY_INTERVAL`` seconds while the node runs; it never stops the node (the
+user can see and fix it, e.g. stop a program that holds the agent's port).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
@@ -41,7 +45,7 @@ from core.image.models import ImageVO
 from core.kernel.errors import OperationError, operr
 from core.kernel.extensions import Component, Plugin
 from core.management_node.models import ManagementNodeVO
-from core.management_node.plugin import ManagementNodePlugin
+from core.management_node.plugin import ManagementNodePlugin, NodeStatusExtensionPoint
 from core.network.l3.models import IpRangeVO, L3NetworkVO
 from core.network.l3.system_tags import HOST_NAT
 from core.network.service.plugin import NetworkServicePlugin
@@ -73,15 +77,23 @@ OFFERING_CPUS = 1
 OFFERING_MEMORY = 256 * 1024**2
 """The size the system tests boot the tiny guest with (kernel + busybox initramfs)."""
 IMAGE = "image"
+RETRY_INTERVAL = 10.0
+"""Seconds between two tries of the steps that failed, while the node runs."""
 RECONNECT_WAIT = 120.0
 """Seconds a restart with steps left waits for the hosts' reconnection (see start)."""
 Made = list[tuple[str, str]]
 """(delete API, uuid) of what a step made, undone in reverse if a later call fails."""
 
 
-class BootstrapPlugin(Plugin, Component, SystemTagProvider):
-    implements = (Component, SystemTagProvider)
+class BootstrapPlugin(Plugin, Component, SystemTagProvider, NodeStatusExtensionPoint):
+    implements = (Component, SystemTagProvider, NodeStatusExtensionPoint)
     order = 0  # after every service has started
+
+    def __init__(self, node: Any) -> None:
+        super().__init__(node)
+        self._failed: dict[str, str] = {}
+        """What failed in the last try, by step: ``what`` and the error, for the status."""
+        self._retry: asyncio.Task[None] | None = None
 
     def system_tags(self) -> list[SystemTagDef]:
         return [DONE_TAG]
@@ -99,20 +111,54 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
         )
         if needing_host - await self._done():
             await self._hosts_reconnected()
+        if not await self._run(kind):
+            self._retry = asyncio.create_task(self._retry_until_done(kind), name="bootstrap")
+
+    async def stop(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+            self._retry = None
+
+    async def node_status(self) -> dict[str, Any]:
+        return {
+            "problems": [
+                f"first-start bootstrap of {text} (tried again every {RETRY_INTERVAL:g}s)"
+                for text in self._failed.values()
+            ]
+        }
+
+    async def _retry_until_done(self, kind: str) -> None:
+        while True:
+            await asyncio.sleep(RETRY_INTERVAL)
+            try:
+                if await self._run(kind):
+                    log.info("first-start bootstrap finished")
+                    return
+            except Exception:
+                log.exception("first-start bootstrap failed; tried again")
+
+    async def _run(self, kind: str) -> bool:
+        """Every step not done yet, in order; True when all are done."""
         if not await self._step(kind, lambda: self._bootstrap(KINDS[kind]), f"a {kind} host"):
-            return
+            return False
+        done = True
         if await self._step(PUBLIC_NETWORK, self._public_network, "the default public network"):
-            await self._step(PRIVATE_NETWORK, self._private_network, "the default private network")
+            done &= await self._step(
+                PRIVATE_NETWORK, self._private_network, "the default private network"
+            )
         else:
-            log.info("the default private network waits for the public one (next start)")
-        await self._step(
+            log.info("the default private network waits for the public one")
+            done = False
+        done &= await self._step(
             INSTANCE_OFFERING, self._instance_offering, "the default instance offering"
         )
-        await self._image_step()
+        return await self._image_step() and done
 
     async def _step(self, kind: str, work: Callable[[], Awaitable[None]], what: str) -> bool:
         """Run a bootstrap step unless done before; record it as done.  False if it failed
-        (logged; it is tried again at the next start)."""
+        (logged, and kept for the node's status until it succeeds)."""
         tags = self.node.plugin(TagPlugin)
         node_uuid = self.node.plugin(ManagementNodePlugin).uuid
         if kind in await self._done():
@@ -120,10 +166,10 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
         try:
             await work()
         except OperationError as exc:
-            log.warning(
-                "first-start bootstrap of %s failed (retried at next start): %s", what, exc.error
-            )
+            self._failed[kind] = f"{what} failed: {_one_line(exc)}"
+            log.warning("first-start bootstrap of %s failed (tried again): %s", what, exc.error)
             return False
+        self._failed.pop(kind, None)
         await self.node.db.run(
             lambda s: tags.create_system_tag(
                 s,
@@ -148,9 +194,6 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
         host's agent is started again first); the network and image steps call the local
         host's agent, so they wait for that, at most RECONNECT_WAIT seconds."""
         await self.node.plugin(HostPlugin).reconnected(RECONNECT_WAIT)
-
-    async def stop(self) -> None:
-        pass
 
     async def _bootstrap(self, hypervisor: str) -> None:
         def existing(session: Session) -> tuple[str | None, str | None, bool]:
@@ -422,21 +465,21 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
             },
         )
 
-    async def _image_step(self) -> None:
+    async def _image_step(self) -> bool:
         """The image file of ``bootstrap.image``, unless unset; a missing file is only a
         warning (not recorded: the image is added at the first start that finds it)."""
         path: Path | None = self.node.props["bootstrap.image"]
         if path is None:
             log.info("no bootstrap.image: the lab starts without an image")
-            return
+            return True
         if not path.is_file():
             log.warning(
                 "first-start image %s does not exist (`make guest-image` builds the tiny "
                 "guest): no image added, tried again at next start",
                 path,
             )
-            return
-        await self._step(IMAGE, lambda: self._image(path), f"the image {path}")
+            return True
+        return await self._step(IMAGE, lambda: self._image(path), f"the image {path}")
 
     async def _image(self, path: Path) -> None:
         """Through AddImage, so it is a real image on backup storage (named after the file:
@@ -483,3 +526,10 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider):
             raise OperationError(reply.error)
         assert reply.inventory is not None
         return reply.inventory
+
+
+def _one_line(exc: OperationError) -> str:
+    """The error and its causes' descriptions, as one line (for the node's status)."""
+    return "; ".join(
+        err.description + (f" ({err.details})" if err.details else "") for err in exc.error.causes()
+    )

@@ -1,11 +1,10 @@
-"""connect(): become the data dir's node, or attach to the one running there; zcli helpers."""
+"""connect(): attach to the node service (starting it); in-process clients; zcli helpers."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,22 +17,25 @@ from core.client import (
     SocketClient,
     connect,
 )
+from core.daemon.control import stop_node
+from core.kernel.data_dir import running_pid
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.event_json import DEFAULT_MAX_QUEUED
-from core.kernel.http import UnreachableError
-from core.kernel.data_dir import DataDirLock
+from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.core.vm.conftest import make_lab
 
 
-async def test_first_client_becomes_the_node_and_the_next_attaches(props: Properties) -> None:
-    first = await connect(props)
+async def test_connect_starts_the_service_once_and_attaches(props: Properties) -> None:
+    told: list[str] = []
     try:
-        assert first.in_process
-        assert (props.data_dir / "node.sock").exists()
-        second = await connect(props, wait=5)
+        first = await connect(props, announce=told.append)
+        assert isinstance(first, SocketClient) and not first.in_process
+        [text] = told
+        node = running_pid(props.data_dir)
+        assert node and node != os.getpid() and f"(pid {node})" in text
+        second = await connect(props, announce=told.append)
         try:
-            assert not second.in_process
             done = await second.call(
                 "UpdateGlobalConfig",
                 {"category": "kvm", "name": "vm.migrationQuantity", "value": "6"},
@@ -41,34 +43,23 @@ async def test_first_client_becomes_the_node_and_the_next_attaches(props: Proper
             assert done.success, done.error
             seen = await first.call("QueryGlobalConfig", {"conditions": ["value=6"]})
             assert [r["name"] for r in seen.inventories or []] == ["vm.migrationQuantity"]
-            assert [a["name"] for a in await second.apis()] == [
-                a["name"] for a in await first.apis()
-            ]
         finally:
             await second.close()
-        assert (props.data_dir / "node.sock").exists()  # closing an attached client stops nothing
+            await first.close()
+        assert len(told) == 1  # said once: the second connect found it running
+        assert running_pid(props.data_dir) == node  # closing a client stops nothing
     finally:
-        await first.close()
-    assert not (props.data_dir / "node.sock").exists()
-    again = await connect(props)
-    try:
-        assert again.in_process
-    finally:
-        await again.close()
+        stop_node(props)
+    assert running_pid(props.data_dir) is None
 
 
-async def test_locked_data_dir_without_a_socket_is_unreachable(props: Properties) -> None:
-    props.data_dir.mkdir(parents=True)
-    lock = DataDirLock(props.data_dir)
-    lock.acquire()  # a node that is starting (or hung) holds the lock, no socket yet
-    try:
-        with pytest.raises(OperationError) as info:
-            await connect(props, wait=0.2)
-        assert info.value.error.description == (
-            f"cannot reach the management node on {props.data_dir}"
-        )
-    finally:
-        lock.release()
+async def test_connect_without_start_needs_a_running_node(props: Properties) -> None:
+    with pytest.raises(OperationError) as info:
+        await connect(props, start=False)
+    assert info.value.error.description == (
+        f"cannot reach the management node on {props.data_dir}"
+    )
+    assert running_pid(props.data_dir) is None
 
 
 def test_build_params_for_queries_and_others() -> None:
@@ -87,6 +78,14 @@ def test_build_params_for_queries_and_others() -> None:
         zcli.build_params(update, ["nam=x"])
     with pytest.raises(zcli.UsageError, match="is not of the form"):
         zcli.build_params(query, ["%%"])
+    create = {"name": "CreateZone", "params": {"name": ""}}
+    assert zcli.build_params(create, ["name=z", "systemTags=a::b,c", "userTags=x"]) == {
+        "name": "z",
+        "systemTags": ["a::b", "c"],
+        "userTags": ["x"],
+    }
+    with pytest.raises(zcli.UsageError, match="UpdateZone has no parameter systemTags"):
+        zcli.build_params(update, ["systemTags=a"])  # only APIs that create take tags
 
 
 def test_format_error_shows_the_cause_chain() -> None:
@@ -100,39 +99,6 @@ def test_format_error_shows_the_cause_chain() -> None:
         "Error SYS.1006: cannot start vm [at start-vm: 2/3]\n"
         "  caused by HOST.1: agent down (refused)"
     )
-
-
-async def test_zcli_retries_when_the_node_it_attached_to_went_away(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls: list[int] = []
-
-    async def flaky(ns: argparse.Namespace) -> int:
-        calls.append(1)
-        if len(calls) < 3:
-            raise UnreachableError(ErrorCode(SysErrors.OPERATION_ERROR, "gone"))
-        return 0
-
-    monkeypatch.setattr(zcli, "run", flaky)
-    assert await zcli.run_until_reached(argparse.Namespace()) == 0
-    assert len(calls) == 3
-
-    async def never(ns: argparse.Namespace) -> Any:
-        raise UnreachableError(ErrorCode(SysErrors.OPERATION_ERROR, "gone for good"))
-
-    monkeypatch.setattr(zcli, "run", never)
-    with pytest.raises(UnreachableError):
-        await zcli.run_until_reached(argparse.Namespace(), wait=0.05)
-
-    async def other(ns: argparse.Namespace) -> Any:
-        calls.append(1)
-        raise OperationError(ErrorCode(SysErrors.OPERATION_ERROR, "reached, then failed"))
-
-    calls.clear()
-    monkeypatch.setattr(zcli, "run", other)
-    with pytest.raises(OperationError, match="reached, then failed"):
-        await zcli.run_until_reached(argparse.Namespace())
-    assert len(calls) == 1  # a request that may have been made is never repeated
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -156,8 +122,9 @@ async def _until_created(stream: EventStream) -> list[NodeEvent]:
 async def test_in_process_and_socket_subscribers_see_the_same_events(
     props: Properties, tmp_path: Path
 ) -> None:
-    client = await connect(props)
-    assert isinstance(client, InProcessClient)
+    node = ManagementNode(props)
+    await node.start()
+    client = InProcessClient(node)
     attached = SocketClient(str(props.data_dir / "node.sock"))
     try:
         lab = await make_lab(client.node, tmp_path / "lab")
@@ -203,8 +170,8 @@ async def test_in_process_and_socket_subscribers_see_the_same_events(
     assert [e async for e in local] == []  # the node stopped: the stream has ended
 
 
-async def test_an_in_process_reader_that_falls_behind_is_told(props: Properties) -> None:
-    client = await connect(props)
+async def test_an_in_process_reader_that_falls_behind_is_told(node: ManagementNode) -> None:
+    client = InProcessClient(node)
     try:
         stream = await client.subscribe(["/test/{n}"])
         assert isinstance(client, InProcessClient)
@@ -219,8 +186,8 @@ async def test_an_in_process_reader_that_falls_behind_is_told(props: Properties)
         await client.close()
 
 
-async def test_an_in_process_subscription_refuses_a_bad_pattern(props: Properties) -> None:
-    client = await connect(props)
+async def test_an_in_process_subscription_refuses_a_bad_pattern(node: ManagementNode) -> None:
+    client = InProcessClient(node)
     try:
         with pytest.raises(OperationError) as info:
             await client.subscribe(["vm/state/change"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from typing import Any
 
 from core.host.extension_points import HostConnectContext, KVMHostConnectExtensionPoint

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Protocol
 
 import pytest
 
+from core.kernel.data_dir import NodeAlreadyRunning
 from core.kernel.extensions import (
     ENTRY_POINT_GROUP,
     Component,
@@ -18,7 +19,6 @@ from core.kernel.extensions import (
     Plugin,
     PluginError,
 )
-from core.kernel.data_dir import NodeAlreadyRunning
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from core.kernel.service import Service

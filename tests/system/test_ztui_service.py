@@ -1,4 +1,6 @@
-"""ztui hosts the node: zcli calls on the same data dir go through it, in a real terminal."""
+"""ztui is a client of the node service, in a real terminal: it starts the service when
+none runs and says so, zcli calls on the same data dir go through that node, and quitting
+ztui leaves the node running."""
 
 from __future__ import annotations
 
@@ -30,6 +32,15 @@ class Tmux:
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "ztui")
 
+    def alive(self) -> bool:
+        """Whether the session still runs (it ends when ztui quits)."""
+        return (
+            subprocess.run(
+                [*self.base, "has-session", "-t", "ztui"], capture_output=True
+            ).returncode
+            == 0
+        )
+
     def kill(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True)
 
@@ -43,10 +54,17 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> Non
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
+def config(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "config.toml"
     path.write_text(f'[core]\ndata_dir = "{tmp_path / "data"}"\n')
-    return path
+    try:
+        yield path
+    finally:  # whatever happened, the node this test started is stopped
+        subprocess.run(
+            [str(BIN / "zstack-lite"), "--config", str(path), "stop"],
+            capture_output=True,
+            timeout=120,
+        )
 
 
 @pytest.fixture
@@ -66,7 +84,7 @@ def zcli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_zcli_goes_through_the_node_ztui_hosts(config: Path, tmux: Tmux) -> None:
+def test_ztui_starts_the_service_and_leaves_it_running(config: Path, tmux: Tmux) -> None:
     data = config.parent / "data"
     tmux.run(
         "new-session",
@@ -74,29 +92,31 @@ def test_zcli_goes_through_the_node_ztui_hosts(config: Path, tmux: Tmux) -> None
         "-s",
         "ztui",
         "-x",
-        "80",
+        "120",
         "-y",
-        "24",
+        "40",
         f"{BIN / 'ztui'} --config {config}",
     )
-    wait_for(lambda: (data / "node.sock").exists(), "ztui's node socket")
-    ztui_pid = (data / "node.lock").read_text().strip()
-    wait_for(lambda: "in-process" in tmux.screen(), "the dashboard")
+    wait_for(lambda: (data / "node.sock").exists(), "the node's socket")
+    node_pid = int((data / "node.lock").read_text().strip())
+    wait_for(lambda: "started the management node" in tmux.screen(), "the announcement")
+    wait_for(lambda: f"pid {node_pid}" in tmux.screen(), "the node's pid on the dashboard")
+    assert "service (node.sock)" in tmux.screen()
+    ztui_pid = int(tmux.run("display-message", "-p", "-t", "ztui", "#{pane_pid}").strip())
+    assert node_pid != ztui_pid  # ztui is not the node
 
     done = zcli(
         config, "UpdateGlobalConfig", "category=kvm", "name=vm.migrationQuantity", "value=4"
     )
     assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # the node ran: zcli started nothing
     refused = zcli(
         config, "UpdateGlobalConfig", "category=kvm", "name=vm.migrationQuantity", "value=0"
     )
     assert refused.returncode == 1
     assert "number in range [1, 2147483647]" in refused.stderr
-
-    # The calls were served by ztui's node: it still holds the lock, and it records its pid.
-    assert (data / "node.lock").read_text().strip() == ztui_pid
     node = json.loads(zcli(config, "QueryManagementNode").stdout)["inventories"][0]
-    assert str(node["pid"]) == ztui_pid
+    assert node["pid"] == node_pid
 
     tmux.run("send-keys", "-t", "ztui", "6")
     tmux.run("send-keys", "-t", "ztui", "r")
@@ -106,10 +126,19 @@ def test_zcli_goes_through_the_node_ztui_hosts(config: Path, tmux: Tmux) -> None
         ),
         "the new value on screen",
     )
-
     tmux.run("send-keys", "-t", "ztui", "q")
-    wait_for(lambda: not (data / "node.sock").exists(), "ztui to stop its node")
-    # The data dir is free again: zcli becomes the node itself and sees the stored value.
+    wait_for(lambda: not tmux.alive(), "ztui to quit", 15)
+    # Quitting ztui left the node running, with its socket, and the value it stored.
+    assert (data / "node.lock").read_text().strip() == str(node_pid)
     after = zcli(config, "QueryGlobalConfig", "category=kvm", "name=vm.migrationQuantity")
     assert after.returncode == 0, after.stderr
+    assert after.stderr == ""
     assert json.loads(after.stdout)["inventories"][0]["value"] == "4"
+    stopped = subprocess.run(
+        [str(BIN / "zstack-lite"), "--config", str(config), "stop"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert not (data / "node.sock").exists()
