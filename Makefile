@@ -15,10 +15,27 @@ DEBIAN_PACKAGES := libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base
 	postgresql python3 python3-venv python3-dev gcc tmux \
 	syslinux syslinux-common mtools dosfstools fdisk
 
-.PHONY: run test bench bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-ztui lint system-deps services guest-image
+.PHONY: run test install-service service bench bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-ztui lint system-deps services guest-image
 
-run: $(STAMP) services guest-image
+# The management node is a service: started here when it does not run (these machines
+# have no systemd; where systemd runs, `make install-service` makes it a unit instead).
+# ztui is a client of it; quitting ztui leaves the node, its VMs and routers running.
+run: $(STAMP) services guest-image service
 	$(VENV)/bin/ztui
+
+service: $(STAMP) services
+	@$(VENV)/bin/zstack-lite start
+
+UNIT := /etc/systemd/system/zstack-lite.service
+install-service: $(STAMP)
+	@if [ ! -d /run/systemd/system ]; then \
+	  echo "systemd does not run here: 'make run' (or '$(VENV)/bin/zstack-lite start') starts the node"; \
+	  exit 0; \
+	fi; \
+	sed -e "s|@VENV@|$(CURDIR)/$(VENV)|g" -e "s|@CONFIG@|$(CURDIR)/config.toml|g" \
+	    -e "s|@REPO@|$(CURDIR)|g" core/daemon/zstack-lite.service.in > $(UNIT); \
+	systemctl daemon-reload && systemctl enable --now zstack-lite.service && \
+	echo "installed $(UNIT); 'systemctl status zstack-lite' shows it"
 
 test: $(STAMP) services
 	$(VENV)/bin/ruff check .

@@ -80,7 +80,10 @@ def start_detached(props: Properties, timeout: float = START_TIMEOUT) -> Started
     """Start the node in the background and return once it is ready."""
     if running_pid(props.data_dir) is not None:
         return wait_ready(props, timeout)
-    prepare_data_dir(props.data_dir)
+    try:
+        prepare_data_dir(props.data_dir)
+    except OSError as exc:
+        raise ControlError(f"cannot create data dir {props.data_dir}: {exc}") from exc
     read_end, write_end = os.pipe()
     out = props.data_dir / OUTPUT_NAME
     try:

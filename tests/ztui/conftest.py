@@ -68,6 +68,16 @@ def app_on(node: ManagementNode, **kw: Any) -> ZtuiApp:
     return ZtuiApp(node.props, connector=connector, **kw)
 
 
+async def own_node(props: Properties) -> NodeClient:
+    """A connector hosting the node in the app's own process and loop, stopped when the
+    app quits (a service the product would start outlives the test; tests own their
+    nodes).  Start-up events (hosts reconnecting) happen before the app subscribes, as
+    they do when ztui attaches to a service that is already running."""
+    node = ManagementNode(props)
+    await node.start()
+    return InProcessClient(node)
+
+
 def prepare(props: Properties, build: Callable[[ManagementNode], Awaitable[None]]) -> None:
     """Run ``build`` on a node of the data dir, then stop it (for snapshot tests, whose
     app runs its own node on its own event loop)."""

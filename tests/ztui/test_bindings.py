@@ -17,6 +17,7 @@ from textual.screen import Screen
 
 import ztui
 from core.kernel.properties import Properties
+from tests.ztui.conftest import own_node
 from ztui.app import ZtuiApp
 from ztui.bindings import declared_bindings, dialog_types, every_binding
 
@@ -39,7 +40,7 @@ def ztui_classes() -> list[type[DOMNode]]:
 
 @pytest.fixture
 def app(props: Properties) -> ZtuiApp:
-    return ZtuiApp(props)
+    return ZtuiApp(props, connector=own_node)
 
 
 def test_every_binding_ztui_declares_has_an_id() -> None:

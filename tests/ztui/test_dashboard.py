@@ -143,7 +143,7 @@ async def test_the_dashboard_is_the_first_view_and_shows_the_lab(lab: Lab) -> No
     async with app.run_test(size=SMALL) as pilot:
         screen = await shown(pilot, DashboardScreen)
         assert screen.summary_panel.text.splitlines()[1].startswith(
-            "Node      in-process (this ztui runs it) · host "
+            "Node      in this process · pid "
         )
         assert str(lab.node.props.data_dir) in screen.summary_panel.text
         capacity = screen.capacity.text

@@ -11,7 +11,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from core.kernel.properties import Properties
-from tests.ztui.conftest import LARGE, SMALL, wait_until
+from tests.ztui.conftest import LARGE, SMALL, own_node, wait_until
 from tests.ztui.test_snapshot_vm_detail import lab_props, vm_running_again
 from ztui.app import ZtuiApp
 from ztui.screens.console import ConsoleScreen
@@ -61,7 +61,7 @@ def snapshot(
     run_before: Callable[[Pilot], Awaitable[None]],
     **kw: Any,
 ) -> bool:
-    app = ZtuiApp(props, mask_volatile=True, **kw)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True, **kw)
     return bool(snap_compare(app, terminal_size=size, run_before=run_before))
 
 

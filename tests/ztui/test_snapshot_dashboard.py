@@ -16,7 +16,7 @@ from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
 from tests.core.virtual_router.conftest import make_net_lab
-from tests.ztui.conftest import LARGE, SMALL, prepare, shown, wait_until
+from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, shown, wait_until
 from ztui.app import ZtuiApp
 from ztui.screens.dashboard import DashboardScreen
 
@@ -63,9 +63,8 @@ async def settle_then_act(pilot: Pilot) -> None:
     assert isinstance(app, ZtuiApp)
     app.trace_shown = False  # the flow-chain panel would hide the events
     screen = await shown(pilot, DashboardScreen)
-    # Start-up: the host reconnects (its VMs synced before it is Connected); the router
-    # is reconnected here, before its ping tracker would do it at a time of its own.
-    await wait_until(pilot, lambda: seen(app, "/host/status/change", "Connected"), what="host")
+    # The node is ready: its host reconnected (its VMs synced before it is Connected); the
+    # router is reconnected here, before its ping tracker would do it at a time of its own.
     [router] = await call(app, "QueryVirtualRouterVm")
     await call(app, "ReconnectVirtualRouter", uuid=router["uuid"])
     await wait_until(
@@ -97,5 +96,5 @@ def test_dashboard_snapshot(
     props: Properties, tmp_path: Path, size: tuple[int, int], snap_compare: Callable[..., bool]
 ) -> None:
     prepare(props, build_lab(tmp_path))
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=size, run_before=settle_then_act)

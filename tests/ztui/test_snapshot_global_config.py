@@ -12,7 +12,7 @@ from textual.widgets import Input
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
-from tests.ztui.conftest import LARGE, SMALL, prepare, shown, wait_until
+from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, shown, wait_until
 from ztui.app import ZtuiApp
 from ztui.dialogs.edit_config import EditConfigDialog
 from ztui.screens.global_config import GlobalConfigScreen
@@ -33,12 +33,12 @@ async def configs_shown(pilot: Pilot) -> GlobalConfigScreen:
 
 
 def test_global_config_small(changed_props: Properties, snap_compare: Callable[..., bool]) -> None:
-    app = ZtuiApp(changed_props, mask_volatile=True)
+    app = ZtuiApp(changed_props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=SMALL, run_before=configs_shown)
 
 
 def test_global_config_large(changed_props: Properties, snap_compare: Callable[..., bool]) -> None:
-    app = ZtuiApp(changed_props, mask_volatile=True)
+    app = ZtuiApp(changed_props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=LARGE, run_before=configs_shown)
 
 
@@ -55,5 +55,5 @@ def test_edit_dialog_with_an_inline_error_small(
         await pilot.press("enter")
         await wait_until(pilot, lambda: bool(dialog.error_text), what="the inline error")
 
-    app = ZtuiApp(changed_props, mask_volatile=True)
+    app = ZtuiApp(changed_props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=SMALL, run_before=refused)

@@ -7,7 +7,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from core.kernel.properties import Properties
-from tests.ztui.conftest import LARGE, SMALL, shown
+from tests.ztui.conftest import LARGE, SMALL, own_node, shown
 from ztui.app import ZtuiApp
 from ztui.screens.help import HelpScreen
 
@@ -23,16 +23,16 @@ def on_help(*keys: str) -> Any:
 
 
 def test_help_small(snap_compare: Any, props: Properties) -> None:
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=SMALL, run_before=on_help())
 
 
 def test_help_large(snap_compare: Any, props: Properties) -> None:
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=LARGE, run_before=on_help())
 
 
 def test_help_searched_small(snap_compare: Any, props: Properties) -> None:
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     keys = ("slash", *r"ztui\.vm\.", "enter")
     assert snap_compare(app, terminal_size=SMALL, run_before=on_help(*keys))

@@ -14,7 +14,7 @@ from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
 from tests.core.vm.conftest import GiB, make_lab
-from tests.ztui.conftest import LARGE, SMALL, prepare, shown, wait_until
+from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, shown, wait_until
 from ztui.app import ZtuiApp
 from ztui.screens.hosts import HostsScreen
 
@@ -52,19 +52,13 @@ async def call(app: ZtuiApp, api: str, **params: Any) -> Any:
 
 
 async def start_web1(pilot: Pilot) -> None:
-    """Once both hosts reconnected at start-up, start web1 and wait for its capacity."""
+    """Both hosts reconnected at start-up: start web1 and wait for its capacity."""
     app = pilot.app
     assert isinstance(app, ZtuiApp)
     app.trace_shown = False
 
-    def connected() -> int:
-        return sum(
-            1
-            for e in app.recent_events
-            if e.path == "/host/status/change" and e.data.get("newStatus") == "Connected"
-        )
-
-    await wait_until(pilot, lambda: connected() == 2, what="both hosts to reconnect")
+    hosts = await call(app, "QueryHost")  # the node is ready: both hosts reconnected
+    assert [h["status"] for h in hosts] == ["Connected", "Connected"]
     await pilot.press("5")
     screen = await shown(pilot, HostsScreen)
     [web1] = await call(app, "QueryVmInstance", conditions=["name=web1"])
@@ -85,5 +79,5 @@ def test_hosts_snapshot(
     props: Properties, tmp_path: Path, size: tuple[int, int], snap_compare: Callable[..., bool]
 ) -> None:
     prepare(props, build_lab(tmp_path))
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=size, run_before=start_web1)

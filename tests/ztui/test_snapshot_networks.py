@@ -23,7 +23,7 @@ from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
 from tests.core.virtual_router.conftest import make_net_lab
-from tests.ztui.conftest import LARGE, SMALL, prepare, wait_until
+from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, wait_until
 from ztui.app import ZtuiApp
 from ztui.screens.networks import NetworksScreen
 
@@ -111,7 +111,7 @@ def snapshot(
     size: tuple[int, int],
     press: list[str],
 ) -> bool:
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     try:
         return snap_compare(app, press=press, terminal_size=size, run_before=settle)
     finally:

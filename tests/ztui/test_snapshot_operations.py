@@ -14,7 +14,7 @@ from core.kernel.properties import Properties
 from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
 from tests.conftest import ok
 from tests.core.vm.conftest import make_lab
-from tests.ztui.conftest import LARGE, SMALL, prepare, wait_until
+from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, wait_until
 from tests.ztui.test_operations import FAULT, create_params
 from ztui.app import ZtuiApp
 from ztui.screens.operations import OperationsScreen
@@ -71,19 +71,19 @@ def on_failed_create(*keys: str) -> Any:
 
 def test_operations_small(snap_compare: Any, props: Properties, tmp_path: Path) -> None:
     prepare(props, build(tmp_path))
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=SMALL, run_before=on_failed_create())
 
 
 def test_operations_large(snap_compare: Any, props: Properties, tmp_path: Path) -> None:
     prepare(props, build(tmp_path))
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=LARGE, run_before=on_failed_create())
 
 
 def test_operations_zoomed_small(snap_compare: Any, props: Properties, tmp_path: Path) -> None:
     prepare(props, build(tmp_path))
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=SMALL, run_before=on_failed_create("z"))
 
 
@@ -91,6 +91,6 @@ def test_operations_searched_by_error_code_large(
     snap_compare: Any, props: Properties, tmp_path: Path
 ) -> None:
     prepare(props, build(tmp_path))
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     keys = ("slash", *"SYS.1006", "enter")
     assert snap_compare(app, terminal_size=LARGE, run_before=on_failed_create(*keys))

@@ -20,7 +20,7 @@ from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
 from tests.core.virtual_router.conftest import make_net_lab
-from tests.ztui.conftest import LARGE, SMALL, prepare, wait_until
+from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, wait_until
 from ztui.app import ZtuiApp
 from ztui.screens.vm_detail import VmDetailScreen
 from ztui.screens.vms import VmsScreen
@@ -122,7 +122,7 @@ PREV = "left_square_bracket"
 
 
 def snapshot(props: Properties, snap_compare: Any, size: tuple[int, int], *keys: str) -> bool:
-    app = ZtuiApp(props, mask_volatile=True)
+    app = ZtuiApp(props, connector=own_node, mask_volatile=True)
     return bool(snap_compare(app, terminal_size=size, run_before=on_detail(*keys)))
 
 
