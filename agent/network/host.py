@@ -69,6 +69,7 @@ class HostNetwork(NetworkDriver):
         await self._run(
             f"cannot set host NAT for {gateway} on {bridge_name}",
             host_nat.set_entry,
+            self.lab,
             bridge_name,
             gateway,
         )
@@ -77,6 +78,7 @@ class HostNetwork(NetworkDriver):
         await self._run(
             f"cannot remove host NAT for {gateway} on {bridge_name}",
             host_nat.remove_entry,
+            self.lab,
             bridge_name,
             gateway,
         )
