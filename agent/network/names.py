@@ -22,6 +22,9 @@ NAMESPACE_PREFIX: Final = "zsl-vr-"
 """An appliance's network namespace: ``zsl-vr-`` and the first 9 hex digits of its uuid."""
 VETH_PREFIX: Final = "zslv"
 """An appliance NIC's host end: ``zslv``, 9 hex digits of the appliance uuid, the NIC's index."""
+LAB_ALIAS_PREFIX: Final = "zstack-lite lab="
+"""The ifalias of the links a lab makes (bridges, appliance veths): ``zstack-lite lab=<lab
+id>`` (agent.lab), so a reset recognises a lab's links even without its data dir."""
 DNSMASQ_RUN_DIR: Final = Path("/run/zstack-lite/dnsmasq")
 """Where an appliance's dnsmasq finds the files it re-reads as an unprivileged user
 (:func:`dnsmasq_run_dir`)."""
@@ -108,3 +111,12 @@ def dnsmasq_run_dir(router_data_dir: Path) -> Path:
     path = Path(router_data_dir).absolute()
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
     return DNSMASQ_RUN_DIR / f"{path.name}-{digest}"
+
+
+def lab_alias(lab: str) -> str:
+    return LAB_ALIAS_PREFIX + lab
+
+
+def lab_of_alias(alias: str) -> str:
+    """The lab a link's ifalias names; "" when it names none."""
+    return alias[len(LAB_ALIAS_PREFIX) :] if alias.startswith(LAB_ALIAS_PREFIX) else ""

@@ -25,7 +25,7 @@ from agent.errors import AgentError
 from agent.network import host_nat, links
 from agent.network.base import ApplianceNic, ApplianceSpec
 from agent.network.host import HostNetwork
-from agent.network.names import namespace_name
+from agent.network.names import namespace_name, veth_name
 from agent.simulator_backend import SimulatorBackend
 from tests.agent.helpers import AgentCaller
 from tests.agent.net_helpers import (
@@ -563,3 +563,23 @@ async def test_two_labs_on_one_host_keep_each_others_rules(
     threaded(host_nat.remove_lab)(net.lab)
     assert lab_rules(net.lab) == []
     assert nat_table() is None or host_nat.read_rules()
+
+
+async def test_bridges_and_appliance_veths_name_their_lab(
+    host: HostObjects, net: HostNetwork, other_lab: HostNetwork
+) -> None:
+    """A reset finds a lab's links by their ifalias; a bridge of another lab is refused."""
+    bridge = host.bridge()
+    await net.bridge_create(bridge)
+    made = link(bridge)
+    assert made is not None and links.alias_of(made) == f"zstack-lite lab={net.lab}"
+    with pytest.raises(AgentError, match=f"bridge {bridge} belongs to another lab .*{net.lab}"):
+        await other_lab.bridge_create(bridge)
+    await net.bridge_create(bridge)  # its own lab: idempotent
+
+    appliance = host.appliance()
+    spec = ApplianceSpec(appliance, (ApplianceNic(bridge, "52:54:00:aa:00:0b", "10.9.9.9", 24),))
+    await net.appliance_create(spec, stand_in_command())
+    veth = link(veth_name(appliance, 0))
+    assert veth is not None and links.alias_of(veth) == f"zstack-lite lab={net.lab}"
+    await net.appliance_destroy(appliance)
