@@ -79,8 +79,8 @@ async def set_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> 
 
 
 async def remove_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
-    """Best effort: a host that cannot be reached now gets a clean table when it
-    reconnects (its entries are rewritten from the database)."""
+    """Best effort: a host that cannot be reached now keeps the entry (its gateway
+    address and rules) until it is removed by hand or by a reset."""
     hosts = node.plugin(HostPlugin)
     for host_uuid, body in entries:
         try:
