@@ -372,6 +372,10 @@ class Dnsmasq:
         """SIGTERM, then SIGKILL after a grace period; the served files' directory goes
         (the data dir keeps the rest)."""
         await self._stop_process()
+        self._remove_served()
+
+    def _remove_served(self) -> None:
+        """The served files' own directory and the data dir's symlinks to it, if separate."""
         if self.files.separate:
             shutil.rmtree(self.files.served_dir, ignore_errors=True)
             for name in SERVED_NAMES:
@@ -426,7 +430,7 @@ class Dnsmasq:
         symlinks from the data dir); whether any did."""
         self.files.data_dir.mkdir(parents=True, exist_ok=True)
         gid = self.run_as.gid if self.files.separate and self.run_as is not None else None
-        if gid is not None:
+        if gid is not None and any(path.parent == self.files.served_dir for path in texts):
             served = self.files.served_dir
             served.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             served.mkdir(mode=SERVED_DIR_MODE, exist_ok=True)
@@ -449,6 +453,9 @@ class Dnsmasq:
         texts = render(config, self.files, self.run_as)
         if config.wanted and shutil.which(self.binary) is None:
             raise AgentError(f"{self.binary} is not installed (Debian package dnsmasq-base)")
+        if not config.wanted and self.files.separate:  # nothing served: nothing left in /run
+            texts = {self.files.conf: texts[self.files.conf]}
+            self._remove_served()
         changed = self._write_files(texts)
         if not config.wanted:
             await self._stop_process()

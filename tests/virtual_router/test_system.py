@@ -456,7 +456,8 @@ async def test_port_53_taken_is_named_and_nothing_is_half_applied(
         error = await vr.fails(p.ADD_DHCP, {"dhcpEntryList": [blocked]})
         assert f"{lab.ip(1, True)} port 53" in error and "already in use" in error
         assert agent.dnsmasq_pid() is None
-        assert (agent.data / "dhcp-hosts").read_text() == ""
+        assert not (agent.data / "dhcp-hosts").exists()  # nothing served, nothing in /run
+        assert not dnsmasq_run_dir(agent.data).exists()
         assert (await vr.ok(p.PING))["repaired"] == []
 
         # With a network being served, adding the blocked one fails and the old state stays.
