@@ -155,18 +155,20 @@ BRIDGE_CHECK: Final = "/network/bridge/check"
 HOSTNAT_SET: Final = "/network/hostnat/set"
 """{bridgeName, gatewayCidr ("10.0.0.1/24")} -> {}: host NAT for the default public
 network on an isolated bridge.  Puts the gateway address on the bridge, enables IPv4
-forwarding, and rewrites (one ``nft -f -`` transaction) the project's table
-``inet zsl_host_nat`` from every entry: a ``forward`` filter chain accepting traffic
-from and to the public bridges, and a ``postrouting`` nat chain masquerading each
-public CIDR leaving through any other interface.  A CIDR overlapping a host route
-on another interface is refused, naming the route.  Idempotent.  Limitation: a
-packet must be accepted by every base chain on the forward hook, so another table
-that drops forwarded traffic (Docker's FORWARD policy drop) still drops it; see
-agent.network.host_nat."""
+forwarding, and rewrites (one ``nft -f -`` transaction) this agent's lab's rules in the
+shared table ``inet zsl_host_nat`` (other labs' rules stay): a ``forward`` filter chain
+accepting traffic from and to the public bridges, a ``postrouting`` nat chain
+masquerading each public CIDR leaving through any other interface, and an ``input``
+filter chain dropping what the bridge's guests send to the host itself (but replies
+to the host's own connections).  A CIDR overlapping a host route on another interface
+is refused, naming the route.  Idempotent; setting an entry again repairs its address
+and rules.  Limitation: a packet must be accepted by every base chain on the forward
+hook, so another table that drops forwarded traffic (Docker's FORWARD policy drop)
+still drops it; see agent.network.host_nat."""
 
 HOSTNAT_REMOVE: Final = "/network/hostnat/remove"
-"""{bridgeName, gatewayCidr} -> {}: the entry's rules and the gateway address go;
-removing the last entry deletes the table.  A missing entry is fine."""
+"""{bridgeName, gatewayCidr} -> {}: the entry's rules of this lab and the gateway address
+go; the table goes with the last rule of any lab.  A missing entry is fine."""
 
 HOST_ROUTES: Final = "/network/routes"
 """{} -> {routes: [{destination: "10.1.0.0/24", interface: "eth0", gateway: "" or

@@ -1,28 +1,37 @@
 """dnsmasq: the one place that renders its files and supervises its process.
 
 One dnsmasq per appliance serves static DHCP leases and DNS on the guest
-interfaces only (``bind-interfaces`` with ``interface=`` lines).  Its files live
-in the agent's data dir:
+interfaces only (``bind-interfaces`` with ``interface=`` lines).  Its files:
 
-* ``dnsmasq.conf``: interfaces, DHCP ranges, upstream servers and the paths of
-  the files below.  A change here restarts dnsmasq.
+* ``dnsmasq.conf``, in the agent's data dir: interfaces, DHCP ranges, upstream
+  servers and the paths of the files below.  A change here restarts dnsmasq.
 * ``dhcp-hosts``, ``dhcp-opts``, ``addn-hosts`` and ``dns-servers`` (the
   ``server=/<domain>/`` lines that keep each guest domain local): what changes
   with the entries.  dnsmasq re-reads them on SIGHUP, so a change of entries
   never interrupts DHCP or DNS.
+* ``dnsmasq.leases`` and ``dnsmasq.pid``, in the agent's data dir.
 
-dnsmasq runs as a child in the foreground and logs to its stderr, which the
-agent copies into its own log.  It runs as root: its files live in the agent's
-private data dir, which the unprivileged user dnsmasq would switch to could not
-read when re-reading them on SIGHUP.
+dnsmasq starts as root (it binds port 67 and 53, opens its lease file and writes
+its pid file), then drops to an unprivileged user (:func:`unprivileged_user`:
+``dnsmasq``, which Debian's dnsmasq-base makes, else ``nobody``).  The files it
+re-reads on SIGHUP cannot stay in the agent's data dir (0700 under the node's
+data dir, which may itself be private): they live in a directory of their own,
+:func:`agent.network.names.dnsmasq_run_dir` (0750, root and the user's group;
+the files 0640), and the data dir holds symlinks to them under the same names,
+so whoever looks in the data dir sees what is served.  The lease file stays in
+the data dir: dnsmasq keeps the descriptor it opened as root.  When the agent
+does not run as root, dnsmasq cannot switch users, and everything stays in the
+data dir.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import grp
 import logging
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -34,6 +43,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from agent.errors import AgentError
+from agent.network.names import dnsmasq_run_dir
 from virtual_router.model import DhcpEntry
 
 log = logging.getLogger(__name__)
@@ -44,6 +54,38 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 RELEASE_TIMEOUT = 10.0
 STDERR_LINES = 20
+USERS = ("dnsmasq", "nobody")
+"""The users dnsmasq may drop to, in order of preference."""
+SERVED_DIR_MODE = 0o750
+SERVED_FILE_MODE = 0o640
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged user and group dnsmasq switches to after it started as root."""
+
+    user: str
+    group: str
+    gid: int
+
+
+def unprivileged_user() -> RunAs:
+    """``dnsmasq`` (Debian's dnsmasq-base makes it), else ``nobody``; with its primary group."""
+    for name in USERS:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        try:
+            group = grp.getgrgid(entry.pw_gid).gr_name
+        except KeyError:
+            continue
+        return RunAs(name, group, entry.pw_gid)
+    raise AgentError(f"none of the users {', '.join(USERS)} exists for dnsmasq to run as")
+
+
+SERVED_NAMES = ("dhcp-hosts", "dhcp-opts", "addn-hosts", "dns-servers")
+"""The files dnsmasq re-reads on SIGHUP (in :attr:`DnsmasqFiles.served_dir`)."""
 
 
 @dataclass(frozen=True)
@@ -55,18 +97,29 @@ class DnsmasqFiles:
     servers: Path
     leases: Path
     pid: Path
+    data_dir: Path
+    served_dir: Path
+    """Where the files named in SERVED_NAMES live (the data dir, or a directory the
+    unprivileged dnsmasq can read)."""
 
     @classmethod
-    def in_dir(cls, data_dir: Path) -> DnsmasqFiles:
+    def in_dir(cls, data_dir: Path, served_dir: Path | None = None) -> DnsmasqFiles:
+        served = data_dir if served_dir is None else served_dir
         return cls(
             conf=data_dir / "dnsmasq.conf",
-            dhcp_hosts=data_dir / "dhcp-hosts",
-            dhcp_opts=data_dir / "dhcp-opts",
-            addn_hosts=data_dir / "addn-hosts",
-            servers=data_dir / "dns-servers",
+            dhcp_hosts=served / "dhcp-hosts",
+            dhcp_opts=served / "dhcp-opts",
+            addn_hosts=served / "addn-hosts",
+            servers=served / "dns-servers",
             leases=data_dir / "dnsmasq.leases",
             pid=data_dir / "dnsmasq.pid",
+            data_dir=data_dir,
+            served_dir=served,
         )
+
+    @property
+    def separate(self) -> bool:
+        return self.served_dir != self.data_dir
 
 
 @dataclass(frozen=True)
@@ -87,11 +140,12 @@ class DnsmasqConfig:
 
 
 # -- rendering -----------------------------------------------------------------
-def render_conf(config: DnsmasqConfig, files: DnsmasqFiles) -> str:
+def render_conf(config: DnsmasqConfig, files: DnsmasqFiles, run_as: RunAs | None = None) -> str:
+    """``run_as``: the user to drop to (none: stay who started it, when that is not root)."""
+    owner = [f"user={run_as.user}", f"group={run_as.group}"] if run_as is not None else []
     lines = [
         "# Written by the ZStack Lite virtual-router agent; every change is overwritten.",
-        "user=root",
-        "group=root",
+        *owner,
         "bind-interfaces",
         "except-interface=lo",
         *(f"interface={name}" for name in config.interfaces),
@@ -161,10 +215,12 @@ def render_servers(entries: Iterable[DhcpEntry]) -> str:
     return "".join(f"server=/{d}/\n" for d in domains)
 
 
-def render(config: DnsmasqConfig, files: DnsmasqFiles) -> dict[Path, str]:
+def render(
+    config: DnsmasqConfig, files: DnsmasqFiles, run_as: RunAs | None = None
+) -> dict[Path, str]:
     """Every file's text; the conf first."""
     return {
-        files.conf: render_conf(config, files),
+        files.conf: render_conf(config, files, run_as),
         files.dhcp_hosts: render_dhcp_hosts(config.entries),
         files.dhcp_opts: render_dhcp_opts(config.entries),
         files.addn_hosts: render_addn_hosts(config.entries),
@@ -209,10 +265,14 @@ def prune_leases(path: Path, entries: Iterable[DhcpEntry]) -> list[str]:
     return dropped
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace a file atomically, so dnsmasq never re-reads half of one."""
+def _write(path: Path, text: str, gid: int | None = None) -> None:
+    """Replace a file atomically, so dnsmasq never re-reads half of one; with ``gid``,
+    root's and readable by that group only."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
+    if gid is not None:
+        os.chown(tmp, 0, gid)
+        tmp.chmod(SERVED_FILE_MODE)
     os.replace(tmp, path)
 
 
@@ -227,8 +287,16 @@ class Dnsmasq:
         binary: str = DNSMASQ,
         release_binary: str = DHCP_RELEASE,
         start_timeout: float = START_TIMEOUT,
+        run_as: RunAs | None = None,
     ) -> None:
-        self.files = DnsmasqFiles.in_dir(Path(data_dir))
+        """``run_as``: default :func:`unprivileged_user` when the agent is root, else none
+        (dnsmasq stays the agent's user and reads everything in the data dir)."""
+        data_dir = Path(data_dir)
+        if run_as is None and os.geteuid() == 0:
+            run_as = unprivileged_user()
+        self.run_as = run_as
+        served = dnsmasq_run_dir(data_dir) if run_as is not None else None
+        self.files = DnsmasqFiles.in_dir(data_dir, served)
         self.binary = binary
         self.release_binary = release_binary
         self.start_timeout = start_timeout
@@ -267,7 +335,9 @@ class Dnsmasq:
             return False
         if self._proc is not None:
             log.warning("dnsmasq exited (status %s); restarting it", self._proc.returncode)
-        await self._restart(render(self.config, self.files)[self.files.conf])
+        texts = render(self.config, self.files, self.run_as)
+        self._write_files(texts)  # the served ones may have gone with /run
+        await self._restart(texts[self.files.conf])
         return True
 
     async def release(self, interface: str, ip: str, mac: str) -> None:
@@ -299,7 +369,21 @@ class Dnsmasq:
             )
 
     async def stop(self) -> None:
-        """SIGTERM, then SIGKILL after a grace period."""
+        """SIGTERM, then SIGKILL after a grace period; the served files' directory goes
+        (the data dir keeps the rest)."""
+        await self._stop_process()
+        self._remove_served()
+
+    def _remove_served(self) -> None:
+        """The served files' own directory and the data dir's symlinks to it, if separate."""
+        if self.files.separate:
+            shutil.rmtree(self.files.served_dir, ignore_errors=True)
+            for name in SERVED_NAMES:
+                link = self.files.data_dir / name
+                if link.is_symlink():
+                    link.unlink()
+
+    async def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
         self._running_conf = ""
         if proc is not None and proc.returncode is None:
@@ -341,18 +425,40 @@ class Dnsmasq:
         return True
 
     # -- internals -------------------------------------------------------------
-    async def _apply(self, config: DnsmasqConfig) -> None:
-        texts = render(config, self.files)
-        if config.wanted and shutil.which(self.binary) is None:
-            raise AgentError(f"{self.binary} is not installed (Debian package dnsmasq-base)")
-        self.files.conf.parent.mkdir(parents=True, exist_ok=True)
+    def _write_files(self, texts: dict[Path, str]) -> bool:
+        """Write the files that differ (the served ones readable by dnsmasq's group, with
+        symlinks from the data dir); whether any did."""
+        self.files.data_dir.mkdir(parents=True, exist_ok=True)
+        gid = self.run_as.gid if self.files.separate and self.run_as is not None else None
+        if gid is not None and any(path.parent == self.files.served_dir for path in texts):
+            served = self.files.served_dir
+            served.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            served.mkdir(mode=SERVED_DIR_MODE, exist_ok=True)
+            os.chown(served, 0, gid)
+            served.chmod(SERVED_DIR_MODE)
+            (served / "data-dir").write_text(f"{self.files.data_dir.absolute()}\n")
         changed = False
         for path, text in texts.items():
+            served_file = path.parent == self.files.served_dir and gid is not None
             if _read(path) != text:
-                _write(path, text)
+                _write(path, text, gid if served_file else None)
                 changed = True
+            link = self.files.data_dir / path.name
+            if served_file and not link.is_symlink():
+                link.unlink(missing_ok=True)
+                link.symlink_to(path)
+        return changed
+
+    async def _apply(self, config: DnsmasqConfig) -> None:
+        texts = render(config, self.files, self.run_as)
+        if config.wanted and shutil.which(self.binary) is None:
+            raise AgentError(f"{self.binary} is not installed (Debian package dnsmasq-base)")
+        if not config.wanted and self.files.separate:  # nothing served: nothing left in /run
+            texts = {self.files.conf: texts[self.files.conf]}
+            self._remove_served()
+        changed = self._write_files(texts)
         if not config.wanted:
-            await self.stop()
+            await self._stop_process()
             prune_leases(self.files.leases, config.entries)
         elif not self.running or texts[self.files.conf] != self._running_conf:
             await self._restart(texts[self.files.conf], config.entries)
@@ -361,7 +467,7 @@ class Dnsmasq:
             self._proc.send_signal(signal.SIGHUP)
 
     async def _restart(self, conf: str, entries: Iterable[DhcpEntry] | None = None) -> None:
-        await self.stop()
+        await self._stop_process()
         dropped = prune_leases(
             self.files.leases, self.config.entries if entries is None else entries
         )
@@ -396,7 +502,7 @@ class Dnsmasq:
             if _read(self.files.pid).strip() == str(proc.pid):
                 return
             if time.monotonic() > deadline:
-                await self.stop()
+                await self._stop_process()
                 raise AgentError(f"dnsmasq did not start within {self.start_timeout:g}s")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.02):

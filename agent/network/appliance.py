@@ -4,7 +4,8 @@ An appliance ``<uuid>`` is:
 
 * the namespace ``zsl-vr-<first 9 hex of uuid>``, its ``lo`` up;
 * per NIC ``n`` a veth pair: the host end ``zslv<9 hex><n>`` enslaved to the NIC's
-  bridge and up, the other end ``eth<n>`` inside the namespace with the NIC's MAC and
+  bridge and up, its ifalias naming the lab (``zstack-lite lab=<lab id>``), the
+  other end ``eth<n>`` inside the namespace with the NIC's MAC and
   ``ip/prefixLength``, up; a default route via ``defaultGateway`` if given;
 * the directory ``<data dir>/appliances/<uuid>`` (0700) with ``appliance.json`` (the
   spec, for checks), ``agent.token`` (0600, made before the agent starts so the core
@@ -43,7 +44,7 @@ from agent.network.base import (
     ApplianceStatus,
 )
 from agent.network.bridges import bridge_index
-from agent.network.names import namespace_name, veth_index, veth_name
+from agent.network.names import lab_alias, namespace_name, veth_index, veth_name
 from agent.network.processes import (
     AppliancePaths,
     ProcessTable,
@@ -69,6 +70,8 @@ class ApplianceManager:
     def __init__(self, appliances_dir: Path, start_timeout: float = 20.0) -> None:
         self.appliances_dir = appliances_dir
         self.start_timeout = start_timeout
+        self.lab = ""
+        """The lab whose appliances these are (its veths' ifalias says so); "" for none."""
         self.processes = ProcessTable()
 
     def paths(self, appliance_uuid: str) -> AppliancePaths:
@@ -170,6 +173,8 @@ class ApplianceManager:
         else:
             bridge = bridge_index(ipr, nic.bridge_name)
         try:
+            if self.lab:
+                links.set_alias(ipr, host, lab_alias(self.lab))
             if links.master_of(host) != bridge:
                 ipr.link("set", index=host["index"], master=bridge)
             if not links.is_up(host):

@@ -6,6 +6,10 @@ idempotent; a physical interface is enslaved only when the core names it, never
 the one that carries the host's default route unless the core says so, and
 never one another master holds.  Deleting a bridge releases (never deletes) the
 interfaces the project did not make, then deletes the bridge.
+
+A bridge says which lab made it in its ifalias (``zstack-lite lab=<lab id>``,
+agent.network.names.lab_alias); a bridge of the same name that another lab made is
+refused, never taken over.
 """
 
 from __future__ import annotations
@@ -17,16 +21,22 @@ from pyroute2 import IPRoute
 
 from agent.errors import AgentError
 from agent.network import links
-from agent.network.names import is_ours
+from agent.network.names import is_ours, lab_alias, lab_of_alias
 
 log = logging.getLogger(__name__)
 
 
-def create_bridge(name: str, physical: str = "", allow_default_route: bool = False) -> None:
+def create_bridge(
+    name: str, physical: str = "", allow_default_route: bool = False, lab: str = ""
+) -> None:
+    """``lab``: the identity of the lab making it (none: no ifalias is set)."""
     with IPRoute() as ipr:
         bridge = links.find(ipr, name)
         if bridge is not None and links.kind_of(bridge) != "bridge":
             raise AgentError(f"bridge name {name} is taken by {links.describe(bridge)}")
+        owner = lab_of_alias(links.alias_of(bridge)) if bridge is not None else ""
+        if bridge is not None and owner and owner != lab:
+            raise AgentError(f"bridge {name} belongs to another lab on this host ({owner})")
         port = _check_physical(ipr, physical, bridge, allow_default_route) if physical else None
         created = False
         if bridge is None:
@@ -40,6 +50,8 @@ def create_bridge(name: str, physical: str = "", allow_default_route: bool = Fal
             ipr.link("set", index=bridge["index"], address=links.mac_of(bridge))
             log.info("created bridge %s", name)
         try:
+            if lab:
+                links.set_alias(ipr, bridge, lab_alias(lab))
             ipr.link("set", index=bridge["index"], state="up")
             if port is not None:
                 if links.master_of(port) != bridge["index"]:

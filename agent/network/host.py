@@ -56,6 +56,7 @@ class HostNetwork(NetworkDriver):
             bridge_name,
             physical_interface,
             allow_default_route,
+            self.lab,
         )
 
     async def bridge_delete(self, bridge_name: str) -> None:
@@ -69,6 +70,7 @@ class HostNetwork(NetworkDriver):
         await self._run(
             f"cannot set host NAT for {gateway} on {bridge_name}",
             host_nat.set_entry,
+            self.lab,
             bridge_name,
             gateway,
         )
@@ -77,6 +79,7 @@ class HostNetwork(NetworkDriver):
         await self._run(
             f"cannot remove host NAT for {gateway} on {bridge_name}",
             host_nat.remove_entry,
+            self.lab,
             bridge_name,
             gateway,
         )
@@ -88,6 +91,7 @@ class HostNetwork(NetworkDriver):
     # -- appliances --------------------------------------------------------------
     def _manager(self) -> ApplianceManager:
         self.appliances.appliances_dir = self.appliances_dir  # the data dir may be set late
+        self.appliances.lab = self.lab  # and the lab
         return self.appliances
 
     async def appliance_create(

@@ -64,6 +64,16 @@ def mac_of(link: Link) -> str:
     return str(link.get_attr("IFLA_ADDRESS") or "").lower()
 
 
+def alias_of(link: Link) -> str:
+    return str(link.get_attr("IFLA_IFALIAS") or "")
+
+
+def set_alias(ipr: IPRoute, link: Link, alias: str) -> None:
+    """Set the link's ifalias unless it is that already."""
+    if alias_of(link) != alias:
+        ipr.link("set", index=link["index"], ifalias=alias)
+
+
 def is_up(link: Link) -> bool:
     return bool(link["flags"] & 1)
 

@@ -7,7 +7,9 @@ name it did not make (a physical interface is touched only when the core names i
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 from typing import Final
 
 from agent.errors import ArgumentError
@@ -20,6 +22,12 @@ NAMESPACE_PREFIX: Final = "zsl-vr-"
 """An appliance's network namespace: ``zsl-vr-`` and the first 9 hex digits of its uuid."""
 VETH_PREFIX: Final = "zslv"
 """An appliance NIC's host end: ``zslv``, 9 hex digits of the appliance uuid, the NIC's index."""
+LAB_ALIAS_PREFIX: Final = "zstack-lite lab="
+"""The ifalias of the links a lab makes (bridges, appliance veths): ``zstack-lite lab=<lab
+id>`` (agent.lab), so a reset recognises a lab's links even without its data dir."""
+DNSMASQ_RUN_DIR: Final = Path("/run/zstack-lite/dnsmasq")
+"""Where an appliance's dnsmasq finds the files it re-reads as an unprivileged user
+(:func:`dnsmasq_run_dir`)."""
 MAX_APPLIANCE_NICS: Final = 16
 """``zslv`` + 9 + 2 digits is 15 characters: NIC indexes stay below 100; 16 is plenty."""
 
@@ -93,3 +101,22 @@ def veth_index(appliance_uuid: str, name: str) -> int | None:
     if name.startswith(prefix) and rest.isdigit():
         return int(rest)
     return None
+
+
+def dnsmasq_run_dir(router_data_dir: Path) -> Path:
+    """The directory of the files a virtual router's dnsmasq re-reads on SIGHUP after it
+    dropped root: the router's data dir (0700, under the node's data dir) is out of its
+    reach.  ``<DNSMASQ_RUN_DIR>/<dir name>-<8 hex of the dir's absolute path>``: found
+    from the data dir alone (the appliance's destroy removes it), unique per dir."""
+    path = Path(router_data_dir).absolute()
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    return DNSMASQ_RUN_DIR / f"{path.name}-{digest}"
+
+
+def lab_alias(lab: str) -> str:
+    return LAB_ALIAS_PREFIX + lab
+
+
+def lab_of_alias(alias: str) -> str:
+    """The lab a link's ifalias names; "" when it names none."""
+    return alias[len(LAB_ALIAS_PREFIX) :] if alias.startswith(LAB_ALIAS_PREFIX) else ""

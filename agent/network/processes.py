@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from agent.errors import AgentError
+from agent.network.names import dnsmasq_run_dir
 
 AGENT_MODULE: Final = "virtual_router.main"
 SOCKET_FILE: Final = "agent.sock"
@@ -62,11 +63,13 @@ class AppliancePaths:
             self.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def remove(self) -> None:
-        """The directory, and the socket if it lives outside it."""
+        """The directory, the socket if it lives outside it, and the files its dnsmasq
+        re-reads (left when the agent was killed)."""
         if self.socket.parent != self.dir:
             with contextlib.suppress(FileNotFoundError):
                 self.socket.unlink()
         shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(dnsmasq_run_dir(self.dir), ignore_errors=True)
 
     @property
     def token(self) -> Path:

@@ -25,8 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 import aiohttp
 from pyroute2 import IPRoute, netns
 
-from agent.network import links
-from agent.network.host_nat import FAMILY, TABLE
+from agent.network import host_nat, links
 from agent.network.names import namespace_name, veth_index
 
 P = ParamSpec("P")
@@ -161,7 +160,8 @@ class HostObjects:
     tables: list[str] = field(default_factory=list)
     """``family name`` of nftables tables a test made."""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    host_nat: bool = False
+    labs: list[str] = field(default_factory=list)
+    """Labs whose host NAT rules (and gateway addresses) go at the end."""
     ip_forward: str = ""
 
     def bridge(self) -> str:
@@ -239,6 +239,13 @@ class HostObjects:
         self.processes.append(proc)
         return proc
 
+    def run_on_host(self, code: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.processes.append(proc)
+        return proc
+
     def table(self, family: str, name: str, script: str) -> None:
         self.tables.append(f"{family} {name}")
         subprocess.run(["nft", "-f", "-"], input=script.encode(), check=True)
@@ -264,8 +271,19 @@ class HostObjects:
                 link = links.find(ipr, name)
                 if link is not None:
                     links.delete_link(ipr, link["index"])
-        if self.host_nat:
-            subprocess.run(["nft", "delete", "table", FAMILY, TABLE], capture_output=True)
+        for lab in self.labs:
+            host_nat.remove_lab(lab)
+        for rule in host_nat.read_rules():  # an earlier version's rules a test made
+            if rule.ours and not rule.lab and rule.bridge in self.links:
+                subprocess.run(
+                    ["nft", "delete", "rule", host_nat.FAMILY, host_nat.TABLE, rule.chain,
+                     "handle", str(rule.handle)],
+                    capture_output=True,
+                )  # fmt: skip
+        if not host_nat.read_rules():
+            subprocess.run(
+                ["nft", "delete", "table", host_nat.FAMILY, host_nat.TABLE], capture_output=True
+            )
         if self.ip_forward:
             Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward)
 

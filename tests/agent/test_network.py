@@ -25,14 +25,13 @@ from agent.errors import AgentError
 from agent.network import host_nat, links
 from agent.network.base import ApplianceNic, ApplianceSpec
 from agent.network.host import HostNetwork
-from agent.network.names import namespace_name
+from agent.network.names import namespace_name, veth_name
 from agent.simulator_backend import SimulatorBackend
 from tests.agent.helpers import AgentCaller
 from tests.agent.net_helpers import (
     ROOT,
     HostObjects,
     free_subnet,
-    snapshot,
     stand_in_command,
     suffix,
     threaded,
@@ -57,22 +56,32 @@ def host() -> Iterator[HostObjects]:
 
 @pytest.fixture
 def nat_host(host: HostObjects) -> HostObjects:
-    """Host NAT tests own the table while they run: skipped if something else uses it."""
-    if f"table {host_nat.FAMILY} {host_nat.TABLE}" in snapshot().tables:
-        pytest.skip(f"table {host_nat.FAMILY} {host_nat.TABLE} is in use on this host")
-    host.host_nat = True
+    """Host NAT tests share the table with any other lab on the host: each test's rules
+    carry its own lab (its temp data dir's), and only those are removed at the end."""
     host.ip_forward = IP_FORWARD.read_text()
     return host
 
 
-@pytest.fixture
-def net() -> Iterator[HostNetwork]:
+def host_network(host: HostObjects) -> Iterator[HostNetwork]:
     """A short data dir: an appliance's socket path must fit sun_path (108 bytes)."""
     data_dir = Path(tempfile.mkdtemp(prefix="zsl-test-"))
+    network = HostNetwork(data_dir / "agent")
+    host.labs.append(network.lab)
     try:
-        yield HostNetwork(data_dir / "agent")
+        yield network
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def net(host: HostObjects) -> Iterator[HostNetwork]:
+    yield from host_network(host)
+
+
+@pytest.fixture
+def other_lab(host: HostObjects) -> Iterator[HostNetwork]:
+    """A second lab's network driver on the same host."""
+    yield from host_network(host)
 
 
 @threaded
@@ -269,7 +278,8 @@ async def test_ipv4_routes_lists_each_next_hop(host: HostObjects) -> None:
 
 
 # -- host NAT --------------------------------------------------------------------------------
-def nat_table() -> dict[str, object] | None:
+def nat_table(lab: str | None = None) -> dict[str, object] | None:
+    """The table's chains and rules (of ``lab`` only, if given); None without a table."""
     done = subprocess.run(
         ["nft", "-j", "list", "table", host_nat.FAMILY, host_nat.TABLE],
         capture_output=True,
@@ -280,7 +290,14 @@ def nat_table() -> dict[str, object] | None:
     items = json.loads(done.stdout)["nftables"]
     chains = {i["chain"]["name"]: i["chain"] for i in items if "chain" in i}
     rules = [i["rule"] for i in items if "rule" in i]
+    if lab is not None:
+        rules = [r for r in rules if f" lab={lab} " in r.get("comment", "")]
     return {"chains": chains, "rules": rules}
+
+
+def lab_rules(lab: str) -> list[dict[str, object]]:
+    table = nat_table(lab)
+    return [] if table is None else table["rules"]  # type: ignore[return-value]
 
 
 def masquerades(table: dict[str, object]) -> set[tuple[str, str]]:
@@ -304,6 +321,7 @@ def masquerades(table: dict[str, object]) -> set[tuple[str, str]]:
 
 
 async def test_host_nat_set_and_remove(nat_host: HostObjects, net: HostNetwork) -> None:
+    lab = net.lab
     first, second = nat_host.bridge(), nat_host.bridge()
     await net.bridge_create(first)
     await net.bridge_create(second)
@@ -315,31 +333,36 @@ async def test_host_nat_set_and_remove(nat_host: HostObjects, net: HostNetwork) 
     await net.hostnat_set(first, gw1)  # idempotent
     assert str(gw1) in addresses(first)
     assert IP_FORWARD.read_text().strip() == "1"
-    table = nat_table()
+    table = nat_table(lab)
     assert table is not None
     chains = table["chains"]  # type: ignore[index]
     assert chains["forward"]["hook"] == "forward" and chains["forward"]["type"] == "filter"
     assert chains["forward"]["policy"] == "accept"
     assert chains["postrouting"]["hook"] == "postrouting" and chains["postrouting"]["type"] == "nat"
+    assert chains["input"]["hook"] == "input" and chains["input"]["type"] == "filter"
+    assert chains["input"]["policy"] == "accept"
     assert masquerades(table) == {(str(net1), first)}
 
     await net.hostnat_set(second, gw2)
-    table = nat_table()
+    table = nat_table(lab)
     assert table is not None and masquerades(table) == {(str(net1), first), (str(net2), second)}
     rules = table["rules"]  # type: ignore[index]
     accepted = json.dumps([r for r in rules if r["chain"] == "forward"])
     assert first in accepted and second in accepted
-    assert host_nat.read_entries() == sorted(
+    assert host_nat.read_entries(lab) == sorted(
         [host_nat.HostNatEntry(first, gw1), host_nat.HostNatEntry(second, gw2)]
     )
 
     await net.hostnat_remove(first, gw1)
     assert str(gw1) not in addresses(first)
-    table = nat_table()
+    table = nat_table(lab)
     assert table is not None and masquerades(table) == {(str(net2), second)}
+    assert first not in json.dumps(table["rules"])  # type: ignore[index]
     await net.hostnat_remove(first, gw1)  # idempotent
     await net.hostnat_remove(second, gw2)
-    assert nat_table() is None  # the last entry takes the table with it
+    assert lab_rules(lab) == []
+    # The last entry of the last lab takes the table with it (other labs may hold rules).
+    assert nat_table() is None or host_nat.read_rules()
     assert addresses(second) == set()
 
 
@@ -355,7 +378,7 @@ async def test_host_nat_refuses_a_cidr_overlapping_a_host_route(
         await net.hostnat_set(bridge, inside)
     assert str(refused.value) == f"{inside.network} overlaps the host route {wide} via {port}"
     assert addresses(bridge) == set()
-    assert nat_table() is None
+    assert lab_rules(net.lab) == []
 
     with pytest.raises(AgentError, match="bridge zslbr-tnothere1 does not exist"):
         await net.hostnat_set("zslbr-tnothere1", ipaddress.IPv4Interface("10.1.2.1/24"))
@@ -364,29 +387,46 @@ async def test_host_nat_refuses_a_cidr_overlapping_a_host_route(
 SERVER = """
 import socket
 s = socket.socket()
-s.bind(("0.0.0.0", 8099))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", PORT))
 s.listen()
-print("listening", flush=True)
+print("listening", s.getsockname()[1], flush=True)
 while True:
     c, peer = s.accept()
     c.sendall(peer[0].encode())
     c.close()
 """
+"""Answers each connection with the peer's address; ``PORT`` 0 for any free port."""
 
 CLIENT = """
 import socket
 s = socket.socket()
 s.settimeout(1.0)
 try:
-    s.connect((ADDRESS, 8099))
+    s.connect((ADDRESS, PORT))
     print(s.recv(100).decode())
 except OSError as exc:
     print("failed:", exc)
 """
 
 
-async def connect_from(host: HostObjects, ns: str, address: str) -> str:
-    proc = host.run_in(ns, CLIENT.replace("ADDRESS", repr(address)))
+def server_code(port: int = 8099) -> str:
+    return SERVER.replace("PORT", str(port))
+
+
+async def listening(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for a SERVER to listen; its port."""
+    assert proc.stdout is not None
+    line = (await asyncio.to_thread(proc.stdout.readline)).decode().split()
+    assert line[:1] == ["listening"], line
+    return int(line[1])
+
+
+async def connect_from(host: HostObjects, ns: str, address: str, port: int = 8099) -> str:
+    """Connect from namespace ``ns`` (the host's when "") to ``address``:``port``; what the
+    server answered, or ``failed: …``."""
+    code = CLIENT.replace("ADDRESS", repr(address)).replace("PORT", str(port))
+    proc = host.run_in(ns, code) if ns else host.run_on_host(code)
     out, _ = await asyncio.to_thread(proc.communicate, timeout=10)
     return out.decode().strip()
 
@@ -409,9 +449,7 @@ async def test_host_nat_traffic_and_a_foreign_forward_drop(
     )
     await net.appliance_create(spec, stand_in_command())
     upstream = nat_host.upstream("203.0.113.1/24", "203.0.113.2/24")
-    server = nat_host.run_in(upstream, SERVER)
-    assert server.stdout is not None
-    assert (await asyncio.to_thread(server.stdout.readline)).strip() == b"listening"
+    await listening(nat_host.run_in(upstream, server_code()))
 
     # The upstream side sees the host's address, not the guest's: masqueraded.
     assert await connect_from(nat_host, namespace_name(guest), "203.0.113.2") == "203.0.113.1"
@@ -428,3 +466,120 @@ async def test_host_nat_traffic_and_a_foreign_forward_drop(
     answer = await connect_from(nat_host, namespace_name(guest), "203.0.113.2")
     assert answer.startswith("failed"), answer  # the documented limitation
     await net.appliance_destroy(guest)
+
+
+async def public_guest(host: HostObjects, net: HostNetwork) -> tuple[str, str, str]:
+    """A host-NAT public bridge and a "guest" namespace on it (an appliance with a stand-in
+    agent, as the router's public NIC is): (namespace, guest address, gateway address)."""
+    public = host.bridge()
+    await net.bridge_create(public)
+    subnet = free_subnet()
+    await net.hostnat_set(public, ipaddress.IPv4Interface(f"{subnet[1]}/24"))
+    guest = host.appliance()
+    spec = ApplianceSpec(
+        guest,
+        (ApplianceNic(public, "52:54:00:aa:00:0a", str(subnet[10]), 24, "public"),),
+        default_gateway=str(subnet[1]),
+    )
+    await net.appliance_create(spec, stand_in_command())
+    return namespace_name(guest), str(subnet[10]), str(subnet[1])
+
+
+async def test_guests_reach_no_host_service_but_the_world_through_the_nat(
+    nat_host: HostObjects, net: HostNetwork
+) -> None:
+    """A TCP service of the host on 0.0.0.0 is out of a host-NAT guest's reach, on the
+    gateway address and on any other address of the host; the NAT to the outside and
+    connections the host opens to the guest still work."""
+    ns, guest_ip, gateway = await public_guest(nat_host, net)
+    port = await listening(nat_host.run_on_host(server_code(0)))
+    upstream = nat_host.upstream("203.0.113.1/24", "203.0.113.2/24")
+    await listening(nat_host.run_in(upstream, server_code()))
+
+    assert not (await connect_from(nat_host, "", gateway, port)).startswith("failed")  # it runs
+    assert (await connect_from(nat_host, ns, gateway, port)).startswith("failed")
+    assert (await connect_from(nat_host, ns, "203.0.113.1", port)).startswith("failed")
+    # What the product needs: out through the NAT, and replies to the host's connections.
+    assert await connect_from(nat_host, ns, "203.0.113.2") == "203.0.113.1"
+    await listening(nat_host.run_in(ns, server_code()))
+    assert await connect_from(nat_host, "", guest_ip) == gateway
+    rules = json.dumps([r for r in lab_rules(net.lab) if r["chain"] == "input"])
+    assert '"drop"' in rules and "established" in rules
+
+
+def rules_by_handle(lab: str) -> dict[int, str]:
+    return {int(r["handle"]): json.dumps(r, sort_keys=True) for r in lab_rules(lab)}  # type: ignore[arg-type]
+
+
+async def test_two_labs_on_one_host_keep_each_others_rules(
+    nat_host: HostObjects, net: HostNetwork, other_lab: HostNetwork
+) -> None:
+    assert net.lab != other_lab.lab
+    mine, theirs, legacy = nat_host.bridge(), nat_host.bridge(), nat_host.bridge()
+    for bridge in (mine, theirs, legacy):
+        await net.bridge_create(bridge)
+    net1, net2, net3 = free_subnet(), free_subnet(), free_subnet()
+    gw1 = ipaddress.IPv4Interface(f"{net1[1]}/24")
+    gw2 = ipaddress.IPv4Interface(f"{net2[1]}/24")
+    gw3 = ipaddress.IPv4Interface(f"{net3[1]}/24")
+    await asyncio.gather(net.hostnat_set(mine, gw1), other_lab.hostnat_set(theirs, gw2))
+    assert host_nat.read_entries(net.lab) == [host_nat.HostNatEntry(mine, gw1)]
+    assert host_nat.read_entries(other_lab.lab) == [host_nat.HostNatEntry(theirs, gw2)]
+    chains = {r["chain"] for r in lab_rules(other_lab.lab)}  # type: ignore[misc]
+    assert chains == {"forward", "postrouting", "input"}
+    # A rule of an earlier version (no lab in its comment), as an upgrade finds it.
+    host_nat.nft(
+        ["add", "rule", host_nat.FAMILY, host_nat.TABLE, "postrouting", "ip", "saddr",
+         str(net3), "oifname", "!=", legacy, "masquerade", "comment",
+         f'"{host_nat.COMMENT_TAG} {legacy} {gw3}"']
+    )  # fmt: skip
+    theirs_before = rules_by_handle(other_lab.lab)
+
+    # Re-syncing, removing and re-adding one lab's entries leaves the other's as they were.
+    await net.hostnat_set(mine, gw1)
+    await net.hostnat_remove(mine, gw1)
+    assert lab_rules(net.lab) == []
+    assert rules_by_handle(other_lab.lab) == theirs_before
+    assert str(gw2) in addresses(theirs)
+    assert host_nat.HostNatEntry(legacy, gw3) in host_nat.read_entries()
+    await net.hostnat_set(mine, gw1)
+    assert rules_by_handle(other_lab.lab) == theirs_before
+
+    # A lab that sets an entry on the earlier version's bridge takes its rules over.
+    await net.hostnat_set(legacy, ipaddress.IPv4Interface(f"{net3[2]}/24"))
+    assert host_nat.read_entries(net.lab) == sorted(
+        [
+            host_nat.HostNatEntry(mine, gw1),
+            host_nat.HostNatEntry(legacy, gw3),
+            host_nat.HostNatEntry(legacy, ipaddress.IPv4Interface(f"{net3[2]}/24")),
+        ]
+    )
+    assert not [r for r in host_nat.read_rules() if r.ours and not r.lab and r.bridge == legacy]
+
+    # A lab's reset takes all its rules and addresses, and nothing of the other lab.
+    assert threaded(host_nat.remove_lab)(other_lab.lab) == [host_nat.HostNatEntry(theirs, gw2)]
+    assert lab_rules(other_lab.lab) == [] and addresses(theirs) == set()
+    assert {e.bridge_name for e in host_nat.read_entries(net.lab)} == {mine, legacy}
+    threaded(host_nat.remove_lab)(net.lab)
+    assert lab_rules(net.lab) == []
+    assert nat_table() is None or host_nat.read_rules()
+
+
+async def test_bridges_and_appliance_veths_name_their_lab(
+    host: HostObjects, net: HostNetwork, other_lab: HostNetwork
+) -> None:
+    """A reset finds a lab's links by their ifalias; a bridge of another lab is refused."""
+    bridge = host.bridge()
+    await net.bridge_create(bridge)
+    made = link(bridge)
+    assert made is not None and links.alias_of(made) == f"zstack-lite lab={net.lab}"
+    with pytest.raises(AgentError, match=f"bridge {bridge} belongs to another lab .*{net.lab}"):
+        await other_lab.bridge_create(bridge)
+    await net.bridge_create(bridge)  # its own lab: idempotent
+
+    appliance = host.appliance()
+    spec = ApplianceSpec(appliance, (ApplianceNic(bridge, "52:54:00:aa:00:0b", "10.9.9.9", 24),))
+    await net.appliance_create(spec, stand_in_command())
+    veth = link(veth_name(appliance, 0))
+    assert veth is not None and links.alias_of(veth) == f"zstack-lite lab={net.lab}"
+    await net.appliance_destroy(appliance)

@@ -9,6 +9,7 @@ from tests.virtual_router.helpers import dhcp_entry
 from virtual_router.dnsmasq import (
     DnsmasqConfig,
     DnsmasqFiles,
+    RunAs,
     explain_start_failure,
     prune_leases,
     render_addn_hosts,
@@ -137,3 +138,13 @@ def test_start_failures_name_the_conflict() -> None:
     assert "port 67" in dhcp
     other = explain_start_failure("dnsmasq: bad option")
     assert other == "dnsmasq failed to start: dnsmasq: bad option"
+
+
+def test_conf_drops_to_the_given_user_and_names_the_served_dir(tmp_path: Path) -> None:
+    files = DnsmasqFiles.in_dir(tmp_path / "data", tmp_path / "served")
+    conf = render_conf(DnsmasqConfig(), files, RunAs("dnsmasq", "nogroup", 65534)).splitlines()
+    assert "user=dnsmasq" in conf and "group=nogroup" in conf
+    assert f"dhcp-hostsfile={tmp_path}/served/dhcp-hosts" in conf
+    assert f"dhcp-leasefile={tmp_path}/data/dnsmasq.leases" in conf
+    plain = render_conf(DnsmasqConfig(), DnsmasqFiles.in_dir(tmp_path)).splitlines()
+    assert not [line for line in plain if line.startswith(("user=", "group="))]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -26,8 +27,10 @@ from typing import Any
 
 import pytest
 
+from agent.network.names import dnsmasq_run_dir
 from tests.virtual_router.helpers import VrClient, dhcp_entry, snat, wait_for
 from virtual_router import protocol as p
+from virtual_router.dnsmasq import unprivileged_user
 
 pytestmark = pytest.mark.system
 
@@ -311,6 +314,28 @@ def upstream_sees(lab: Lab) -> str:
         server.wait()
 
 
+def uids(pid: int) -> list[int]:
+    """The real, effective, saved and filesystem uids of ``pid`` (/proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return [int(u) for u in line.split()[1:]]
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def assert_unprivileged(agent: AgentProcess) -> None:
+    """dnsmasq runs as Debian's dnsmasq user (else nobody), never root; what it re-reads on
+    SIGHUP is readable by its group only, behind the data dir's symlinks."""
+    pid = agent.dnsmasq_pid()
+    assert pid is not None
+    run_as = unprivileged_user()
+    assert uids(pid) == [pwd.getpwnam(run_as.user).pw_uid] * 4
+    served = dnsmasq_run_dir(agent.data)
+    assert (served.stat().st_mode & 0o777, served.stat().st_gid) == (0o750, run_as.gid)
+    hosts = agent.data / "dhcp-hosts"
+    assert hosts.is_symlink() and hosts.resolve() == served / "dhcp-hosts"
+    assert (hosts.stat().st_mode & 0o777, hosts.stat().st_gid) == (0o640, run_as.gid)
+
+
 async def test_dhcp_dns_snat_repairs_and_restart(lab: Lab, agent: AgentProcess) -> None:
     vr = await agent.start()
     assert (await vr.ok(p.PING))["uuid"] == ""
@@ -329,7 +354,8 @@ async def test_dhcp_dns_snat_repairs_and_restart(lab: Lab, agent: AgentProcess) 
         "subnet": "255.255.255.0",
         "hostname": "vm1",
     }
-    assert lab.guest_mac in agent.leases()
+    assert lab.guest_mac in agent.leases()  # written by dnsmasq after it dropped root
+    assert_unprivileged(agent)
 
     # DNS: both names, from the guest.
     lab.configure_guest(lease["ip"])
@@ -361,6 +387,7 @@ async def test_dhcp_dns_snat_repairs_and_restart(lab: Lab, agent: AgentProcess) 
     await wait_for(lambda: "repaired: dnsmasq restarted" in agent.log(), 5, "the repair's log")
     assert lab.dhcp()["ip"] == lab.ip(10)
     assert lab.lookup(f"vm2.{DOMAIN}") == [lab.ip(20)]
+    assert_unprivileged(agent)
 
     # Repair: a deleted table is restored, and /ping says so (unless the watchdog was first).
     expected_table = nft_table(lab)
@@ -377,6 +404,7 @@ async def test_dhcp_dns_snat_repairs_and_restart(lab: Lab, agent: AgentProcess) 
     dnsmasq_pid = agent.dnsmasq_pid()
     assert await agent.stop() == 0
     assert dnsmasq_pid is not None and not alive(dnsmasq_pid)
+    assert not dnsmasq_run_dir(agent.data).exists()
     vr = await agent.start()
     assert (await vr.ok(p.PING)) == {"success": True, "error": "", "uuid": "", "repaired": []}
     await vr.ok(p.INIT, {"uuid": "vr-uuid-1"})
@@ -428,7 +456,8 @@ async def test_port_53_taken_is_named_and_nothing_is_half_applied(
         error = await vr.fails(p.ADD_DHCP, {"dhcpEntryList": [blocked]})
         assert f"{lab.ip(1, True)} port 53" in error and "already in use" in error
         assert agent.dnsmasq_pid() is None
-        assert (agent.data / "dhcp-hosts").read_text() == ""
+        assert not (agent.data / "dhcp-hosts").exists()  # nothing served, nothing in /run
+        assert not dnsmasq_run_dir(agent.data).exists()
         assert (await vr.ok(p.PING))["repaired"] == []
 
         # With a network being served, adding the blocked one fails and the old state stays.

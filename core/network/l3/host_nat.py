@@ -29,10 +29,15 @@ log = logging.getLogger(__name__)
 
 
 def host_nat_entries(
-    session: Session, *, l3_uuid: str | None = None, host_uuid: str | None = None
+    session: Session,
+    *,
+    l3_uuid: str | None = None,
+    host_uuid: str | None = None,
+    connected_only: bool = True,
 ) -> list[tuple[str, dict[str, str]]]:
     """``(host uuid, {bridgeName, gatewayCidr})`` for every Connected host that should
-    hold a host NAT gateway (of one L3 network, or on one host)."""
+    hold a host NAT gateway (of one L3 network, or on one host).  ``connected_only=False``
+    for the host connect chain: the connecting host is still Connecting then."""
     stmt = (
         select(HostVO.uuid, L2NetworkVO.bridge_name, IpRangeVO.gateway, IpRangeVO.prefix_len)
         .select_from(L3NetworkVO)
@@ -41,9 +46,11 @@ def host_nat_entries(
         .join(IpRangeVO, IpRangeVO.l3_network_uuid == L3NetworkVO.uuid)
         .join(L2NetworkClusterRefVO, L2NetworkClusterRefVO.l2_network_uuid == L2NetworkVO.uuid)
         .join(HostVO, HostVO.cluster_uuid == L2NetworkClusterRefVO.cluster_uuid)
-        .where(SystemTagVO.tag == HOST_NAT.pattern, HostVO.status == "Connected")
+        .where(SystemTagVO.tag == HOST_NAT.pattern)
         .distinct()
     )
+    if connected_only:
+        stmt = stmt.where(HostVO.status == "Connected")
     if l3_uuid is not None:
         stmt = stmt.where(L3NetworkVO.uuid == l3_uuid)
     if host_uuid is not None:
@@ -72,8 +79,8 @@ async def set_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> 
 
 
 async def remove_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
-    """Best effort: a host that cannot be reached now gets a clean table when it
-    reconnects (its entries are rewritten from the database)."""
+    """Best effort: a host that cannot be reached now keeps the entry (its gateway
+    address and rules) until it is removed by hand or by a reset."""
     hosts = node.plugin(HostPlugin)
     for host_uuid, body in entries:
         try:
@@ -83,9 +90,12 @@ async def remove_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) 
 
 
 class HostNatOnHostConnectFlow(NoRollbackFlow):
-    """A connecting host gets the gateways of the host-NAT networks of its cluster."""
+    """A connecting host gets the gateways of the host-NAT networks of its cluster (set
+    anew: an address or a rule removed by hand while the host was away comes back)."""
 
     async def run(self, data: dict[str, Any]) -> None:
         node, host_uuid = data["node"], data["host_uuid"]
-        entries = await node.db.run(lambda s: host_nat_entries(s, host_uuid=host_uuid))
+        entries = await node.db.run(
+            lambda s: host_nat_entries(s, host_uuid=host_uuid, connected_only=False)
+        )
         await set_host_nat(node, entries)

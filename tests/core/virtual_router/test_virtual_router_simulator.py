@@ -6,6 +6,8 @@ import os
 import signal
 from typing import Any
 
+from agent import protocol
+from core.host.plugin import HostPlugin
 from core.kernel.errors import SysErrors
 from core.virtual_router.plugin import STATUS_EVENT, VirtualRouterPlugin
 from tests.conftest import fails, ok
@@ -188,3 +190,39 @@ async def test_host_nat_network_and_host_route_overlap(net_lab: NetLab) -> None:
         name="o",
         networkCidr="10.98.0.0/25",
     )
+
+
+async def test_host_nat_is_set_again_at_host_reconnect(net_lab: NetLab) -> None:
+    """An entry gone from the host (here removed through the agent, as ``ip addr del`` and a
+    flushed table would) is back once ReconnectHost says Connected."""
+    node = net_lab.node
+    zone = net_lab.offering["zoneUuid"]
+    l2 = await ok(node, "CreateL2NoVlanNetwork", name="nat-l2", zoneUuid=zone)
+    await ok(
+        node, "AttachL2NetworkToCluster", l2NetworkUuid=l2["uuid"], clusterUuid=net_lab.cluster_uuid
+    )
+    nat = await ok(
+        node,
+        "CreateL3Network",
+        name="nat",
+        l2NetworkUuid=l2["uuid"],
+        category="Public",
+        systemTags=["hostNat"],
+    )
+    await ok(
+        node,
+        "AddIpRangeByNetworkCidr",
+        l3NetworkUuid=nat["uuid"],
+        name="n",
+        networkCidr="10.97.0.0/24",
+    )
+    [host] = await ok(node, "QueryHost")
+    agent = await node.plugin(HostPlugin).agent_of(host["uuid"])
+    route = {"destination": "10.97.0.0/24", "interface": l2["bridgeName"], "gateway": ""}
+    assert route in (await agent.call(protocol.HOST_ROUTES, {}))["routes"]
+    entry = {"bridgeName": l2["bridgeName"], "gatewayCidr": "10.97.0.1/24"}
+    await agent.call(protocol.HOSTNAT_REMOVE, entry)
+    assert route not in (await agent.call(protocol.HOST_ROUTES, {}))["routes"]
+
+    assert (await ok(node, "ReconnectHost", uuid=host["uuid"]))["status"] == "Connected"
+    assert route in (await agent.call(protocol.HOST_ROUTES, {}))["routes"]
