@@ -49,6 +49,13 @@ HOST_PING: Final = "/host/ping"
 """{hostUuid} -> {hostUuid}: the uuid given at the last connect ("" after an agent
 restart, so the core notices and reconnects)."""
 
+TASK_STATUS: Final = "/task/status"
+"""{taskUuid} -> {taskUuid, running: bool}: whether an ASYNC command called with that task
+uuid still runs here, its answer not yet delivered (served by every agent's server).  The
+core asks while it waits for a callback: an agent that no longer runs the task (it
+restarted) or refuses the connection (it died) will never call back, so the call fails at
+once instead of at its timeout."""
+
 HOST_CAPACITY: Final = "/host/capacity"
 """{} -> {cpuNum, totalMemory, usedMemory (bytes, by host programs), freeMemory}."""
 

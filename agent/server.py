@@ -30,7 +30,9 @@ from typing import Any
 from aiohttp import web
 
 from agent.auth import bearer_matches
-from agent.errors import AgentError
+from agent.bounded_json import BadJsonBody, read_object
+from agent.errors import AgentError, ArgumentError
+from agent.protocol import TASK_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,8 @@ class AgentServer:
         for path in self.streams:
             if registry.get(path) is not None:
                 raise ValueError(f"{path} is both a command and a stream")
+        if registry.get(TASK_STATUS) is None:
+            registry.add(TASK_STATUS, self._task_status)
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{path:.*}", self._handle)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -136,6 +140,12 @@ class AgentServer:
         return list(self._tasks)
 
     # -- requests --------------------------------------------------------------
+    async def _task_status(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        task_uuid = body.get("taskUuid")
+        if not isinstance(task_uuid, str) or not task_uuid:
+            raise ArgumentError("taskUuid must be a non-empty string")
+        return {"taskUuid": task_uuid, "running": task_uuid in self._tasks}
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if not bearer_matches(request.headers.get("Authorization", ""), self.token):
             return _reply(401, "missing or wrong bearer token")
@@ -151,11 +161,9 @@ class AgentServer:
         if request.method != "POST":
             return _reply(405, f"{path} takes POST, not {request.method}")
         try:
-            body = await request.json()
-        except ValueError:
-            return _reply(400, "the body is not JSON")
-        if not isinstance(body, dict):
-            return _reply(400, f"the body must be a JSON object, not {type(body).__name__}")
+            body = await read_object(request)
+        except BadJsonBody as exc:
+            return _reply(400, str(exc))
 
         task_uuid = request.headers.get("taskuuid", "")
         callback_url = request.headers.get("callbackurl", "")

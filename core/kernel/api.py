@@ -19,7 +19,7 @@ message, so bad parameters never reach a service.
 from __future__ import annotations
 
 import inspect
-import json
+import math
 import re
 import types
 import typing
@@ -27,10 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
+from agent import bounded_json
 from core.kernel.db import camel
 from core.kernel.errors import ErrorCode, argerr
 
 _MISSING: Any = object()
+INT_RANGE = (-(2**63), 2**63 - 1)
+"""An integer parameter fits the database's widest integer column (signed 64 bits)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ class ApiMessage:
     @classmethod
     def from_params(cls, raw: Mapping[str, Any]) -> Self:
         """Build a message from API (camelCase) parameters, coercing and validating each."""
+        check_limits(cls.api_name, raw)
         raw = dict(raw)
         system_tags = _string_list(raw.pop("systemTags", None) or [], cls.api_name, "systemTags")
         user_tags = _string_list(raw.pop("userTags", None) or [], cls.api_name, "userTags")
@@ -235,6 +239,28 @@ class ApiMessage:
         return f"{self.api_name}({self.to_params()!r})"
 
 
+def check_limits(api: str, raw: Mapping[str, Any]) -> None:
+    """Refuse parameters beyond what any API takes (see agent.bounded_json: nesting, number
+    sizes), with an argerr naming the parameter, before anything else looks at them."""
+    for name, value in raw.items():
+        try:
+            bounded_json.check(value, f"parameter {name} of {api}")
+        except bounded_json.JsonLimitError as exc:
+            raise argerr(str(exc)) from None
+
+
+def bounded_params(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` fit to log: a parameter beyond the limits is replaced by a note."""
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            bounded_json.check(value)
+            out[name] = value
+        except bounded_json.JsonLimitError:
+            out[name] = "(refused: beyond the limits)"
+    return out
+
+
 def _copy_default(default: Any) -> Any:
     return (
         list(default)
@@ -257,7 +283,8 @@ def _coerce(api: str, spec: ParamSpec, value: Any) -> Any:
     """Values arrive typed (JSON) or as strings (zcli); both are accepted."""
     kind, name = spec.kind, spec.api_name
     bad = argerr(
-        f"parameter {name} of {api} must be {_ARTICLE[kind]} {_KIND_NAMES[kind]}, got {value!r}"
+        f"parameter {name} of {api} must be {_ARTICLE[kind]} {_KIND_NAMES[kind]},"
+        f" got {_shown(value)}"
     )
     if kind is str:
         if isinstance(value, str):
@@ -272,32 +299,51 @@ def _coerce(api: str, spec: ParamSpec, value: Any) -> Any:
             return value.lower() == "true"
         raise bad
     if kind is int:
+        number: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
-            return int(value)
-        raise bad
+            number = value
+        elif isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,40}", value.strip()):
+            number = int(value)
+        elif isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+            number = INT_RANGE[1] + 1  # too many digits to convert: out of range anyway
+        if number is None:
+            raise bad
+        if not INT_RANGE[0] <= number <= INT_RANGE[1]:
+            raise argerr(
+                f"parameter {name} of {api} must be an integer in the range"
+                f" [{INT_RANGE[0]}, {INT_RANGE[1]}]"
+            )
+        return number
     if kind is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise bad
+        try:
+            number_f = float(value)
+        except (ValueError, OverflowError):
+            raise bad from None
+        if not math.isfinite(number_f):
+            raise argerr(f"parameter {name} of {api} must be a finite number, got {_shown(value)}")
+        return number_f
     if kind is list:
         return _string_list(value, api, name)
     if kind is dict:
         if isinstance(value, str):  # zcli: a JSON object
             try:
-                value = json.loads(value)
+                value = bounded_json.loads(value, f"parameter {name} of {api}")
+            except bounded_json.JsonLimitError as exc:
+                raise argerr(str(exc)) from None
             except ValueError:
                 raise bad from None
         if isinstance(value, dict):
             return value
         raise bad
     raise bad
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check(api: str, name: str, p: Param, value: Any) -> None:

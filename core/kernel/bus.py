@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import Connection
 
-from core.kernel.api import ApiMessage, ApiReply, QueryResult
+from core.kernel.api import ApiMessage, ApiReply, QueryResult, bounded_params
 from core.kernel.db import Database, resource_model
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, error_from_exception
 from core.kernel.event_json import to_json
@@ -163,7 +163,7 @@ class ApiBus:
         except OperationError as exc:
             reply = ApiReply.failure(exc.error)
             if not msg_type.read_only:  # a refused call is an operation that failed at once
-                self._end(self._begin(api_name, dict(params), []), reply)
+                self._end(self._begin(api_name, bounded_params(params), []), reply)
             return reply
         return await self.call(msg, timeout)
 

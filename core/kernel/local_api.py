@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from agent.bounded_json import BadJsonBody, read_object
 from core.kernel.api import ApiMessage
-from core.kernel.errors import OperationError
+from core.kernel.errors import OperationError, argerr
 from core.kernel.event_json import EventQueue, NodeEvent
 from core.kernel.events import EventBus
 
@@ -158,16 +159,10 @@ class LocalApiServer:
 
     async def _call(self, request: web.Request) -> web.Response:
         try:
-            params = await request.json()
-        except ValueError:
-            params = None
-        if not isinstance(params, dict):
+            params = await read_object(request)
+        except BadJsonBody as exc:
             return web.json_response(
-                {
-                    "success": False,
-                    "error": {"code": "SYS.1007", "description": "the body must be a JSON object"},
-                },
-                status=400,
+                {"success": False, "error": argerr(str(exc)).error.to_dict()}, status=400
             )
         reply = await self.bus.call_by_name(request.match_info["name"], params)
         return web.json_response(reply.to_dict())

@@ -22,12 +22,19 @@ from typing import Any
 
 from aiohttp import web
 
+from agent import protocol
+from agent.bounded_json import BadJsonBody, read_object
 from core.kernel.db import new_uuid
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
-from core.kernel.http import JsonHttpClient
+from core.kernel.http import JsonHttpClient, UnreachableError
 
 log = logging.getLogger(__name__)
 CALLBACK_PATH = "/agent/callback"
+WATCH_INTERVAL = 2.0
+"""Seconds between two questions to an agent about an async call it should answer."""
+WATCH_MISSES = 2
+"""Refused connections in a row after which an agent counts as gone (not one: a remote
+agent's network may blink)."""
 ReportHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -100,12 +107,12 @@ class RestFacade:
     def _known(self, token: str) -> bool:
         return any(hmac.compare_digest(token, known) for known in self._tokens)
 
-    async def _body(self, request: web.Request) -> dict[str, Any] | None:
+    async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The body, or the 400 answer saying why it is refused."""
         try:
-            body = await request.json()
-        except ValueError:
-            return None
-        return body if isinstance(body, dict) else None
+            return await read_object(request)
+        except BadJsonBody as exc:
+            return web.json_response({"success": False, "error": str(exc)}, status=400)
 
     async def _callback(self, request: web.Request) -> web.Response:
         token = self._token_of(request)
@@ -117,8 +124,8 @@ class RestFacade:
         if not hmac.compare_digest(token, expected):
             return web.json_response({"success": False, "error": "bad token"}, status=401)
         body = await self._body(request)
-        if body is None:
-            return web.json_response({"success": False, "error": "not a JSON object"}, status=400)
+        if isinstance(body, web.Response):
+            return body
         self._pending.pop(request.headers["taskuuid"], None)
         if not future.done():
             future.set_result(body)
@@ -131,8 +138,8 @@ class RestFacade:
         if handler is None:
             return web.json_response({"success": False, "error": "no such report"}, status=404)
         body = await self._body(request)
-        if body is None:
-            return web.json_response({"success": False, "error": "not a JSON object"}, status=400)
+        if isinstance(body, web.Response):
+            return body
         try:
             await handler(body)
         except Exception as exc:
@@ -153,6 +160,8 @@ class AgentClient:
         self.rest = rest
         self.what = what
         """How errors name the agent, e.g. ``host kvm-1 (127.0.0.1:7070)``."""
+        self.watch_interval = WATCH_INTERVAL
+        """Seconds between two questions to the agent while an async call waits."""
         self._http = JsonHttpClient(
             url, unix_socket=unix_socket, headers={"Authorization": f"Bearer {token}"}
         )
@@ -177,7 +186,7 @@ class AgentClient:
                 raise self._failed(path, exc.error) from None
             self._checked(path, accepted)
             try:
-                answer = await asyncio.wait_for(future, timeout)
+                answer = await asyncio.wait_for(self._answer(path, task_uuid, future), timeout)
             except TimeoutError:
                 raise OperationError(
                     ErrorCode(
@@ -187,6 +196,45 @@ class AgentClient:
         finally:
             self.rest.forget(task_uuid)
         return self._checked(path, answer)
+
+    async def _answer(
+        self, path: str, task_uuid: str, future: asyncio.Future[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The callback's answer; while it is awaited, every ``watch_interval`` seconds, ask
+        the agent whether it still runs the task, and fail if it does not (it restarted) or
+        twice in a row cannot be reached (it died): its answer would never come."""
+        unreachable = 0
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=self.watch_interval)
+            if done:
+                return future.result()
+            try:
+                status = await self._http.post(
+                    protocol.TASK_STATUS, {"taskUuid": task_uuid}, self.watch_interval
+                )
+            except UnreachableError as exc:
+                unreachable += 1
+                if unreachable >= WATCH_MISSES and not future.done():
+                    raise self._went_away(path, exc.error) from None
+                continue
+            except OperationError:
+                continue  # busy or slow: the callback or the timeout decides
+            unreachable = 0
+            if isinstance(status, dict) and status.get("running") is False and not future.done():
+                # The agent takes the answer off its list only once we have it, so a task
+                # it no longer runs, still unanswered here, is lost.
+                raise self._went_away(
+                    path, ErrorCode(SysErrors.OPERATION_ERROR, "it no longer runs the task")
+                )
+
+    def _went_away(self, path: str, cause: ErrorCode) -> OperationError:
+        return OperationError(
+            ErrorCode(
+                SysErrors.OPERATION_ERROR,
+                f"the agent of {self.what} went away during {path}",
+                cause=cause,
+            )
+        )
 
     def _checked(self, path: str, answer: Any) -> dict[str, Any]:
         if not isinstance(answer, dict):

@@ -4,16 +4,33 @@ A tag is a string of ``::``-separated parts.  A definition's pattern may hold
 ``{token}`` parts: ``qemu-img::version::{version}`` matches
 ``qemu-img::version::8.2.0`` and parses to ``{"version": "8.2.0"}``.  A pattern
 without ``::`` matches only itself.  Values may not contain ``::``.
+
+Who may write a tag is part of its definition.  By default a tag belongs to the service
+that defines it: the service writes it (facts such as a host's libvirt version, inherent
+tags) or takes it only through the APIs it lists in ``apis``, which check it and act on it
+(``hostNat`` through CreateL3Network).  CreateSystemTag and DeleteTag refuse such a tag,
+so they cannot bypass what those APIs refuse.  A definition with ``user_editable`` may be
+created and deleted by users on an existing resource, its ``check`` run first.
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 _TOKEN = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 SEPARATOR = "::"
+
+
+TagCheck = Callable[["Session", str, dict[str, str]], None]
+"""``(session, resource uuid, the tag's tokens)``: raise an argerr if a user's tag may not go
+on that resource."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +38,16 @@ class SystemTagDef:
     pattern: str
     resource_type: str
     """The ZStack VO name of the resources it goes on, e.g. HostVO."""
+    apis: tuple[str, ...] = ()
+    """The API messages whose ``systemTags`` may carry the tag: their service checks it and
+    acts on it (``staticIp`` on CreateVmInstance).  Any other message carrying it is refused
+    (unless ``user_editable``)."""
+    user_editable: bool = False
+    """Users may create it on an existing resource (CreateSystemTag, or ``systemTags`` of a
+    message creating one), ``check`` deciding, and delete it (DeleteTag).  False: only its
+    service writes and removes it."""
+    check: TagCheck | None = None
+    """Run before a user's tag is written (``user_editable`` tags only)."""
 
     @property
     def parts(self) -> list[str]:

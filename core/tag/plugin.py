@@ -4,8 +4,10 @@ Services use the :class:`TagPlugin` methods (``create_system_tag``,
 ``tokens``, ``delete_system_tags``) to write facts such as
 ``libvirt::version::9.0.0`` on a host.  The API (``CreateSystemTag``,
 ``DeleteTag``…) refuses a system tag that matches no definition for the
-resource's type, and an inherent tag's deletion.  A global interceptor checks
-the ``systemTags`` every API message may carry.
+resource's type, a tag its definition does not leave to users (see
+core.tag.definitions: ``user_editable``), and an inherent tag's deletion.  A global
+interceptor checks the ``systemTags`` every API message may carry: each must be
+defined, and either taken by that API (``apis``) or user-editable.
 """
 
 from __future__ import annotations
@@ -60,6 +62,26 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
         if resource_type is not None:
             return list(self._defs.get(resource_type, []))
         return [d for defs in self._defs.values() for d in defs]
+
+    def _user_definition(self, tag: str, resource_type: str, what: str) -> SystemTagDef | None:
+        """The definition that lets users ``what`` (create, delete) ``tag`` on
+        ``resource_type``; None if no definition claims the tag; raises if one does but
+        leaves it to its service."""
+        found = [d for d in self.definitions(resource_type) if d.matches(tag)]
+        editable = [d for d in found if d.user_editable]
+        if editable or not found:
+            return editable[0] if editable else None
+        apis = sorted({api for d in found for api in d.apis})
+        raise OperationError(
+            ErrorCode(
+                SysErrors.INVALID_ARGUMENT if what == "created" else SysErrors.OPERATION_ERROR,
+                f"system tag {tag} on {resource_type} cannot be {what} by users: "
+                "the service that defines it owns it",
+                f"it is given with {' or '.join(apis)} when the resource is made"
+                if apis
+                else "the system writes it",
+            )
+        )
 
     def matching_definition(self, tag: str, resource_type: str | None) -> SystemTagDef:
         for definition in self.definitions(resource_type):
@@ -140,6 +162,9 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
     ) -> None:
         """After a Create message made its resource, attach the tags it carried."""
         for tag in msg.system_tags:
+            for definition in self.definitions(resource_type):
+                if definition.user_editable and definition.check and definition.matches(tag):
+                    definition.check(session, resource_uuid, definition.parse(tag) or {})
             self.create_system_tag(session, resource_type, resource_uuid, tag)
         for tag in msg.user_tags:
             _add_user_tag(session, resource_type, resource_uuid, tag)
@@ -149,7 +174,14 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
     async def intercept(self, msg: ApiMessage) -> ApiMessage:
         rtype = getattr(msg, "tag_resource_type", None)
         for tag in dict.fromkeys(msg.system_tags):
-            self.matching_definition(tag, rtype)
+            self.matching_definition(tag, rtype)  # defined at all
+            found = [d for d in self.definitions(rtype) if d.matches(tag)]
+            if not any(d.user_editable or msg.api_name in d.apis for d in found):
+                apis = sorted({api for d in found for api in d.apis})
+                raise argerr(
+                    f"system tag {tag} cannot be given to {msg.api_name}: "
+                    + (f"only {' or '.join(apis)} takes it" if apis else "the system writes it")
+                )
         msg.system_tags = list(dict.fromkeys(msg.system_tags))
         msg.user_tags = list(dict.fromkeys(msg.user_tags))
         return msg
@@ -163,6 +195,11 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
     async def api_create_system_tag(self, msg: CreateSystemTag) -> dict[str, Any]:
         def create(session: Session) -> dict[str, Any]:
             _check_resource(session, msg.resource_type, msg.resource_uuid)
+            self.matching_definition(msg.tag, msg.resource_type)  # defined at all
+            definition = self._user_definition(msg.tag, msg.resource_type, "created")
+            assert definition is not None
+            if definition.check is not None:
+                definition.check(session, msg.resource_uuid, definition.parse(msg.tag) or {})
             return self.create_system_tag(
                 session, msg.resource_type, msg.resource_uuid, msg.tag
             ).to_inventory()
@@ -192,6 +229,8 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
                         "by the system",
                     )
                 )
+            if isinstance(row, SystemTagVO):
+                self._user_definition(row.tag, row.resource_type, "deleted")
             if row is None:
                 row = session.get(UserTagVO, msg.uuid)
             if row is None:

@@ -53,11 +53,41 @@ async def test_unknown_path_is_404_and_bad_bodies_are_400(caller: AgentCaller) -
 
     url = caller.base_url + "/host/ping"
     status, answer = await raw_post(url, headers=caller.auth, data="{not json")
-    assert (status, answer["error"]) == (400, "the body is not JSON")
+    assert status == 400 and answer["error"].startswith("the body is not JSON: ")
     status, answer = await raw_post(url, [1, 2], caller.auth)
     assert status == 400 and "JSON object" in answer["error"]
     status, answer = await raw_post(url, headers=caller.auth, data="")
     assert status == 400
+
+
+DEEP_LISTS = "[" * 100_000 + "]" * 100_000
+DEEP_OBJECTS = '{"vmUuid": ' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "}"
+HUGE_INT = '{"hostUuid": "h", "size": ' + "9" * 5000 + "}"
+
+
+async def test_deep_or_huge_bodies_are_400_naming_the_field_and_the_limit(
+    caller: AgentCaller,
+) -> None:
+    url = caller.base_url + "/host/ping"
+    for data, error in (
+        (DEEP_LISTS, "the body nests deeper than 32 levels"),
+        (DEEP_OBJECTS, "field 'vmUuid' nests deeper than 32 levels"),
+        (
+            HUGE_INT,
+            "field 'size' is a number of 5000 characters;"
+            " a number may have at most 40 characters and must be finite",
+        ),
+    ):
+        status, answer = await raw_post(url, headers=caller.auth, data=data)
+        assert (status, answer) == (400, {"success": False, "error": error})
+    # the server still serves
+    assert (await caller.ok("/host/ping", {"hostUuid": ""}))["success"]
+
+
+async def test_task_status_says_whether_an_async_task_runs(caller: AgentCaller) -> None:
+    answer = await caller.ok("/task/status", {"taskUuid": "t-1"})
+    assert answer["running"] is False and answer["taskUuid"] == "t-1"
+    assert "taskUuid" in (await caller.call("/task/status", {}))["error"]
 
 
 async def test_a_trailing_slash_names_the_same_command(caller: AgentCaller) -> None:

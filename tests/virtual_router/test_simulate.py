@@ -45,6 +45,22 @@ async def test_socket_is_0600_and_needs_the_token(sim: VrClient, short_dir: Path
     assert status == 404
 
 
+async def test_deep_or_huge_bodies_are_400_naming_the_field(sim: VrClient) -> None:
+    for data, error in (
+        ("[" * 100_000 + "]" * 100_000, "the body nests deeper than 32 levels"),
+        (
+            '{"dhcpEntryList": ' + "[" * 100_000 + "]" * 100_000 + "}",
+            "field 'dhcpEntryList' nests deeper than 32 levels",
+        ),
+        ('{"uuid": ' + "1" * 5000 + "}", "field 'uuid' is a number of 5000 characters"),
+    ):
+        async with sim.session.post(f"http://vr{p.INIT}", data=data, headers=sim.auth) as resp:
+            assert resp.status == 400
+            answer = await resp.json()
+        assert answer["success"] is False and answer["error"].startswith(error)
+    await sim.ok(p.PING)
+
+
 async def test_init_then_ping_answers_the_signature(sim: VrClient) -> None:
     assert await sim.ok(p.PING) == {"success": True, "error": "", "uuid": "", "repaired": []}
     await sim.ok(p.INIT, {"uuid": "vr-1"})

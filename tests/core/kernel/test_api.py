@@ -221,8 +221,10 @@ def test_float_range_edges() -> None:
     assert CreateThing.from_params({"name": "a", "memoryRatio": "2.5"}).memory_ratio == 2.5
     err = error_of({"name": "a", "memoryRatio": "2.51"})
     assert "memoryRatio" in err.description and "[0.5, 2.5]" in err.description
-    err = error_of({"name": "a", "memoryRatio": "nan"})
-    assert "memoryRatio" in err.description and "range" in err.description
+    for value in ("nan", "inf", "-Infinity", "1" * 5000, 10**400):
+        err = error_of({"name": "a", "memoryRatio": value})
+        assert err.code == SysErrors.INVALID_ARGUMENT
+        assert "parameter memoryRatio of CreateThing" in err.description
 
 
 @given(st.integers(min_value=-1000, max_value=1000))
@@ -306,3 +308,50 @@ def test_reply_round_trip_keeps_the_cause_chain() -> None:
 
 def test_query_result_is_a_page() -> None:
     assert QueryResult([{"a": 1}]).total is None
+
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_huge_integers_are_refused_naming_the_parameter_and_the_limit() -> None:
+    for value in ("9" * 5000, "-" + "9" * 5000, "9" * 20, 2**63, 10**4000):
+        err = error_of({"name": "a", "cpuNum": value}, Child)
+        assert err.description.startswith("parameter cpuNum of Child"), err.description
+        assert "range" in err.description or "40 digits" in err.description
+    err = error_of({"name": "a", "extra": "9" * 5000}, Child)
+    assert err.description == (
+        "parameter extra of Child must be an integer in the range"
+        " [-9223372036854775808, 9223372036854775807]"
+    )
+    assert Child.from_params({"name": "a", "extra": str(2**63 - 1)}).extra == 2**63 - 1
+    # a 5,000-digit integer where a string is expected is refused too (str() of it fails)
+    err = error_of({"name": 10**5000})
+    assert err.description == "parameter name of CreateThing is an integer of more than 40 digits"
+
+
+def test_deeply_nested_parameters_are_refused_naming_the_parameter() -> None:
+    deep = nested(100_000)
+    for raw in (
+        {"name": "a", "options": {"x": deep}},
+        {"name": "a", "options": "[" * 100_000 + "]" * 100_000},
+        {"name": "a", "options": '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}"},
+        {"name": "a", "labels": deep},
+        {"name": deep},
+    ):
+        err = error_of(raw)
+        assert "nests deeper than 32 levels" in err.description, err.description
+        assert "of CreateThing" in err.description
+    err = error_of({"name": "a", "options": {"x": deep}})
+    assert err.description == (
+        "field 'x' of parameter options of CreateThing nests deeper than 32 levels"
+    )
+    err = error_of({"name": "a", "options": '{"limit": ' + "9" * 5000 + "}"})
+    assert err.description.startswith(
+        "field 'limit' of parameter options of CreateThing is a number of 5000 characters"
+    )
+    # 32 levels are fine
+    assert CreateThing.from_params({"name": "a", "options": {"x": nested(31)}}).options

@@ -7,6 +7,7 @@ import stat
 import time
 from typing import Any, ClassVar
 
+import aiohttp
 import pytest
 
 from core.client import NodeEvent, SocketClient
@@ -232,3 +233,41 @@ async def test_the_server_forgets_a_stream_whose_client_went_away(node: Manageme
         assert not node.events.has_subscribers("/test/n")
     finally:
         await client.close()
+
+
+async def test_deep_or_huge_json_is_refused_with_400_naming_the_field(
+    node: ManagementNode,
+) -> None:
+    conn = aiohttp.UnixConnector(path=str(node.socket_path))
+    async with aiohttp.ClientSession(connector=conn) as session:
+        for data, error in (
+            ("[" * 100_000 + "]" * 100_000, "the body nests deeper than 32 levels"),
+            (
+                '{"conditions": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                "field 'conditions' nests deeper than 32 levels",
+            ),
+            ('{"limit": ' + "9" * 5000 + "}", "field 'limit' is a number of 5000 characters"),
+            ("{nope", "the body is not JSON: "),
+        ):
+            async with session.post("http://node/v1/api/QueryZone", data=data) as resp:
+                assert resp.status == 400
+                answer = await resp.json()
+            assert answer["success"] is False
+            assert answer["error"]["code"] == SysErrors.INVALID_ARGUMENT
+            assert answer["error"]["description"].startswith(error), answer
+        # parameters that are JSON within the limits, refused by the API bus
+        for params, error in (
+            ({"limit": "9" * 5000}, "parameter limit of QueryZone must be an integer in the range"),
+            ({"limit": 10**30}, "parameter limit of QueryZone must be an integer in the range"),
+            ({"conditions": [["a"]]}, "parameter conditions of QueryZone must be a list"),
+        ):
+            async with session.post("http://node/v1/api/QueryZone", json=params) as resp:
+                assert resp.status == 200
+                answer = await resp.json()
+            assert answer["error"]["code"] == SysErrors.INVALID_ARGUMENT
+            assert answer["error"]["description"].startswith(error), answer
+        # the event stream's query is bounded by the server: refused, never a 500
+        many = "&".join(["path=/a"] * 2000)
+        async with session.get(f"http://node/v1/events?{many}") as resp:
+            assert resp.status == 400
+    assert (await node.call("QueryZone")).success

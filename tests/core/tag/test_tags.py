@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.kernel.errors import SysErrors
+from core.kernel.errors import SysErrors, argerr
 from core.kernel.extensions import Plugin
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
@@ -19,18 +20,27 @@ from core.tag.definitions import SystemTagDef, SystemTagProvider
 from core.tag.models import SystemTagVO
 from core.tag.plugin import TagPlugin
 from tests.conftest import fails, make_node, ok
+from tests.core.vm.conftest import make_lab
 
-ZONE_LABEL = SystemTagDef("zoneLabel::{label}", "ZoneVO")
-ZONE_PAIR = SystemTagDef("pair::{key}::{value}", "ZoneVO")
-ZONE_FLAG = SystemTagDef("ha", "ZoneVO")
-ODD = SystemTagDef("my_tag::50%::{x}", "ZoneVO")
+ZONE_LABEL = SystemTagDef("zoneLabel::{label}", "ZoneVO", user_editable=True)
+ZONE_PAIR = SystemTagDef("pair::{key}::{value}", "ZoneVO", user_editable=True)
+ZONE_FLAG = SystemTagDef("ha", "ZoneVO", user_editable=True)
+ODD = SystemTagDef("my_tag::50%::{x}", "ZoneVO", user_editable=True)
+
+
+def _only_small(_session: Session, _uuid: str, tokens: dict[str, str]) -> None:
+    if not tokens["n"].isdigit() or int(tokens["n"]) > 9:
+        raise argerr(f"size::{tokens['n']}: the size must be a digit")
+
+
+ZONE_SIZE = SystemTagDef("size::{n}", "ZoneVO", user_editable=True, check=_only_small)
 
 
 class ZoneTags(Plugin, SystemTagProvider):
     implements = (SystemTagProvider,)
 
     def system_tags(self) -> list[SystemTagDef]:
-        return [ZONE_LABEL, ZONE_PAIR, ZONE_FLAG, ODD]
+        return [ZONE_LABEL, ZONE_PAIR, ZONE_FLAG, ODD, ZONE_SIZE]
 
 
 @pytest.fixture
@@ -161,7 +171,7 @@ async def test_kvm_host_tag_definitions_exist(node: ManagementNode) -> None:
 
 async def test_definitions_by_type(tnode: ManagementNode) -> None:
     plugin = tag_plugin(tnode)
-    assert plugin.definitions("ZoneVO") == [ZONE_LABEL, ZONE_PAIR, ZONE_FLAG, ODD]
+    assert plugin.definitions("ZoneVO") == [ZONE_LABEL, ZONE_PAIR, ZONE_FLAG, ODD, ZONE_SIZE]
     assert plugin.definitions("NoSuchVO") == []
     assert VERSION_TAG in plugin.definitions()
 
@@ -368,15 +378,26 @@ async def test_system_tags_on_a_message_without_a_resource_type(tnode: Managemen
     assert desc == "no system tag matches bogus"
     rows = await ok(tnode, "QueryGlobalConfig", conditions=["name=vm.migrationQuantity"])
     assert rows[0]["value"] == "2"
-    # any defined tag passes when the message names no resource type
+    # a user-editable tag passes when the message names no resource type
     await ok(
         tnode,
         "UpdateGlobalConfig",
         category="kvm",
         name="vm.migrationQuantity",
         value="3",
+        systemTags=["zoneLabel::x"],
+    )
+    # a tag its service writes does not
+    desc = await fails(
+        tnode,
+        "UpdateGlobalConfig",
+        SysErrors.INVALID_ARGUMENT,
+        category="kvm",
+        name="vm.migrationQuantity",
+        value="4",
         systemTags=["hvm::vmx"],
     )
+    assert desc == "system tag hvm::vmx cannot be given to UpdateGlobalConfig: the system writes it"
 
 
 # -- recreate ----------------------------------------------------------------------------------
@@ -442,3 +463,126 @@ async def test_recreate_replaces_a_changed_version(node: ManagementNode) -> None
     rows = await ok(node, "QuerySystemTag", conditions=["tag~=zstack-lite::%"])
     assert [r["tag"] for r in rows] == ["zstack-lite::version::99.0"]
     assert rows[0]["inherent"] is True
+
+
+# -- tags a service owns ----------------------------------------------------------------------
+
+
+async def test_a_user_editable_tag_runs_its_check(
+    tnode: ManagementNode, zone: dict[str, Any]
+) -> None:
+    uuid = zone["uuid"]
+    desc = await fails(
+        tnode,
+        "CreateSystemTag",
+        SysErrors.INVALID_ARGUMENT,
+        resourceType="ZoneVO",
+        resourceUuid=uuid,
+        tag="size::12",
+    )
+    assert desc == "size::12: the size must be a digit"
+    await ok(tnode, "CreateSystemTag", resourceType="ZoneVO", resourceUuid=uuid, tag="size::3")
+    desc = await fails(
+        tnode, "CreateZone", SysErrors.INVALID_ARGUMENT, name="z2", systemTags=["size::x"]
+    )
+    assert desc == "size::x: the size must be a digit"
+    assert [z["name"] for z in await ok(tnode, "QueryZone")] == ["zone-1"]
+    assert await system_tags_of(tnode, uuid) == ["size::3"]
+
+
+async def network(node: ManagementNode, category: str, tags: list[str]) -> dict[str, Any]:
+    zone = await ok(node, "CreateZone", name=f"z-{category}")
+    l2 = await ok(node, "CreateL2NoVlanNetwork", name="l2", zoneUuid=zone["uuid"])
+    return await ok(  # type: ignore[no-any-return]
+        node,
+        "CreateL3Network",
+        name="l3",
+        l2NetworkUuid=l2["uuid"],
+        category=category,
+        systemTags=tags,
+    )
+
+
+async def test_host_nat_cannot_be_added_or_removed_but_through_its_api(
+    node: ManagementNode,
+) -> None:
+    guest = await network(node, "Private", [])
+    # CreateL3Network refuses hostNat on this network; CreateSystemTag must not add it
+    desc = await fails(
+        node,
+        "CreateSystemTag",
+        SysErrors.INVALID_ARGUMENT,
+        resourceType="L3NetworkVO",
+        resourceUuid=guest["uuid"],
+        tag="hostNat",
+    )
+    assert desc == (
+        "system tag hostNat on L3NetworkVO cannot be created by users:"
+        " the service that defines it owns it"
+    )
+    reply = await node.call(
+        "CreateSystemTag",
+        {"resourceType": "L3NetworkVO", "resourceUuid": guest["uuid"], "tag": "hostNat"},
+    )
+    assert reply.error is not None
+    assert reply.error.details == "it is given with CreateL3Network when the resource is made"
+    assert await system_tags_of(node, guest["uuid"]) == []
+
+    public = await network(node, "Public", ["hostNat"])
+    [tag] = await ok(node, "QuerySystemTag", conditions=[f"resourceUuid={public['uuid']}"])
+    assert tag["tag"] == "hostNat" and tag["inherent"] is False
+    desc = await fails(node, "DeleteTag", SysErrors.OPERATION_ERROR, uuid=tag["uuid"])
+    assert desc == (
+        "system tag hostNat on L3NetworkVO cannot be deleted by users:"
+        " the service that defines it owns it"
+    )
+    assert await system_tags_of(node, public["uuid"]) == ["hostNat"]
+    # another API cannot carry it either
+    desc = await fails(
+        node,
+        "AddIpRangeByNetworkCidr",
+        SysErrors.INVALID_ARGUMENT,
+        l3NetworkUuid=public["uuid"],
+        name="r",
+        networkCidr="10.97.0.0/24",
+        systemTags=["hostNat"],
+    )
+    assert "no system tag matches hostNat for resource type IpRangeVO" in desc
+
+
+async def test_facts_the_system_writes_cannot_be_created_by_users(node: ManagementNode) -> None:
+    [mn] = await ok(node, "QueryManagementNode")
+    desc = await fails(
+        node,
+        "CreateSystemTag",
+        SysErrors.INVALID_ARGUMENT,
+        resourceType="ManagementNodeVO",
+        resourceUuid=mn["uuid"],
+        tag="zstack-lite::version::99",
+    )
+    assert "cannot be created by users" in desc
+    versions = await ok(node, "QuerySystemTag", conditions=["tag~=zstack-lite::version::%"])
+    assert [v["tag"] for v in versions] != ["zstack-lite::version::99"] and len(versions) == 1
+
+
+async def test_static_ip_is_taken_only_by_create_vm(node: ManagementNode, tmp_path: Path) -> None:
+    lab = await make_lab(node, tmp_path)
+    vm = await ok(
+        node,
+        "CreateVmInstance",
+        name="vm",
+        instanceOfferingUuid=lab.offering["uuid"],
+        imageUuid=lab.image_uuid,
+        strategy="JustCreate",
+    )
+    desc = await fails(
+        node,
+        "CreateSystemTag",
+        SysErrors.INVALID_ARGUMENT,
+        resourceType="VmInstanceVO",
+        resourceUuid=vm["uuid"],
+        tag=f"staticIp::{'a' * 32}::10.0.0.300",
+    )
+    assert desc.startswith("system tag staticIp::")
+    assert "cannot be created by users" in desc
+    assert await system_tags_of(node, vm["uuid"]) == []
