@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from core.daemon.control import ControlError, ensure_running, socket_of
 from core.daemon.node_socket import NodeSocket
 from core.kernel.api import ApiReply
-from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.event_json import OVERFLOW_PATH, NodeEvent
 from core.kernel.http import JsonHttpClient, JsonLineStream
 from core.kernel.local_api import describe_api
@@ -151,18 +150,9 @@ async def connect(
 ) -> NodeClient:
     """Attach to the data dir's node, starting it first (detached) when none runs and
     ``start`` is true; ``announce`` is told once if this call started it.  Raises
-    OperationError when there is no node to attach to."""
-    try:
-        if start:
-            await asyncio.to_thread(ensure_running, props, announce)
-        elif not await asyncio.to_thread(NodeSocket(socket_of(props), timeout=5).answers):
-            raise ControlError(f"no management node runs on {props.data_dir}")
-    except ControlError as exc:
-        raise OperationError(
-            ErrorCode(
-                SysErrors.OPERATION_ERROR,
-                f"cannot reach the management node on {props.data_dir}",
-                str(exc),
-            )
-        ) from None
+    ControlError when there is no node to attach to (its message says why)."""
+    if start:
+        await asyncio.to_thread(ensure_running, props, announce)
+    elif not await asyncio.to_thread(NodeSocket(socket_of(props), timeout=5).answers):
+        raise ControlError(f"no management node runs on {props.data_dir}")
     return SocketClient(str(socket_of(props)))

@@ -29,6 +29,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerError
 
+from core.daemon.control import ControlError
 from core.kernel.data_dir import NodeError
 from core.kernel.errors import OperationError
 from core.kernel.extensions import PluginError
@@ -45,7 +46,7 @@ from ztui.views import DEFAULT_MODE, VIEWS, find_view
 
 EXIT_OK, EXIT_STARTUP = 0, 2
 UI_LOG_NAME = "ztui.log"
-STARTUP_ERRORS = (NodeError, PluginError, PropertyError, OperationError, OSError)
+STARTUP_ERRORS = (ControlError, NodeError, PluginError, PropertyError, OperationError, OSError)
 EVENT_PATTERNS = (
     "/vm/state/change",
     "/vm/deleted",

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.client import NodeClient, connect
+from core.daemon.control import ControlError
 from core.kernel.api import ApiReply
 from core.kernel.data_dir import NodeError
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from core.vm.console import VmConsoleStream
 
 Connector = Callable[[Properties], Awaitable[NodeClient]]
-CONNECT_ERRORS = (NodeError, PluginError, OperationError, OSError)
+CONNECT_ERRORS = (ControlError, NodeError, PluginError, OperationError, OSError)
 READ_ONLY_PREFIXES = ("Query", "Get")
 RESUBSCRIBE_DELAY = 1.0
 """Seconds between attempts to follow the events of a node that cannot be reached."""

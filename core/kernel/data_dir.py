@@ -84,7 +84,7 @@ def running_pid(data_dir: Path) -> int | None:
     """
     try:
         fd = os.open(data_dir / LOCK_NAME, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     try:
         try:

@@ -124,7 +124,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("ZSTACK_LITE_"):
             monkeypatch.delenv(name)
-    monkeypatch.setattr(app_module, "configure_logging", lambda _props: None)
+    monkeypatch.setattr(app_module, "configure_logging", lambda _props, **_kw: None)
 
 
 def test_main_reports_a_bad_config_in_one_line(

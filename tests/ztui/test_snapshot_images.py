@@ -19,7 +19,7 @@ from core.image.models import ImageVO
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.core.vm.conftest import make_lab
-from tests.ztui.conftest import LARGE, SMALL, prepare, shown, wait_until
+from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, shown, wait_until
 from ztui.app import ZtuiApp
 from ztui.dialogs.import_image import ImportImageDialog
 from ztui.screens.images import ImagesScreen
@@ -67,12 +67,12 @@ async def images_shown(pilot: Pilot) -> ImagesScreen:
 
 
 def test_images_small(lab_props: Properties, snap_compare: Callable[..., bool]) -> None:
-    app = ZtuiApp(lab_props, mask_volatile=True)
+    app = ZtuiApp(lab_props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=SMALL, run_before=images_shown)
 
 
 def test_images_large(lab_props: Properties, snap_compare: Callable[..., bool]) -> None:
-    app = ZtuiApp(lab_props, mask_volatile=True)
+    app = ZtuiApp(lab_props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=LARGE, run_before=images_shown)
 
 
@@ -89,5 +89,5 @@ def test_import_dialog_with_an_error_small(
         await pilot.press("enter")
         await wait_until(pilot, lambda: bool(dialog.error_text), what="the error")
 
-    app = ZtuiApp(lab_props, mask_volatile=True)
+    app = ZtuiApp(lab_props, connector=own_node, mask_volatile=True)
     assert snap_compare(app, terminal_size=SMALL, run_before=refused)

@@ -63,10 +63,10 @@ class NodeSummary(Widget):
         self._data_dir = data_dir
         self._fmt = fmt
 
-    def show_node(self, in_process: bool | None, status: Mapping[str, Any] | None) -> None:
+    def show_node(self, in_process: bool | None, status: Any) -> None:
         """Show how we reach the node and its status (None if the call failed)."""
         self.in_process = in_process
-        self.status = status
+        self.status = status if isinstance(status, Mapping) else None
 
     def lines(self) -> list[Text]:
         fmt = self._fmt
