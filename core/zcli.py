@@ -23,15 +23,15 @@ error (code and description on stderr), 2 a usage error, 3 no node runs
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.daemon.control import ControlError, ensure_running, socket_of
-from core.daemon.node_socket import NodeSocket, NodeUnreachable
-from core.kernel.conditions import Condition
-from core.kernel.errors import ErrorCode, OperationError
+from core.daemon.node_socket import SUCCESS_HEADER, NodeSocket, NodeUnreachable
 from core.kernel.properties import Properties, PropertyError, add_config_argument, load
+
+if TYPE_CHECKING:
+    from core.kernel.errors import ErrorCode
 
 EXIT_OK, EXIT_API_ERROR, EXIT_USAGE, EXIT_NO_NODE = 0, 1, 2, 3
 TAG_PARAMS = ("systemTags", "userTags")
@@ -68,6 +68,9 @@ def takes_tags(api: dict[str, Any]) -> bool:
 
 def build_params(api: dict[str, Any], args: list[str]) -> dict[str, Any]:
     """zcli arguments -> API parameters (conditions for queries)."""
+    from core.kernel.conditions import Condition  # here: most calls are no queries
+    from core.kernel.errors import OperationError
+
     params: dict[str, Any] = {}
     is_query = api["name"].startswith("Query") and "conditions" in api["params"]
     conditions: list[str] = []
@@ -100,6 +103,7 @@ def build_params(api: dict[str, Any], args: list[str]) -> dict[str, Any]:
 
 
 def format_error(error: ErrorCode) -> str:
+    """An error and its causes, one line each."""
     lines = []
     for depth, err in enumerate(error.causes()):
         prefix = "Error" if depth == 0 else "  " * depth + "caused by"
@@ -180,9 +184,13 @@ def call(props: Properties, ns: argparse.Namespace) -> int:
     if status == 404:
         raise UsageError(f"no API named {ns.api}; 'zcli help' lists them")
     params = build_params(api, ns.args)
-    _status, reply = node_socket.post(f"/v1/api/{ns.api}", params)
-    print(json.dumps(reply, indent=2, default=str))
-    if not reply.get("success"):
+    answer = node_socket.exchange("POST", f"/v1/api/{ns.api}?indent=2", params)
+    sys.stdout.buffer.write(answer.body)  # the reply as the node formatted it
+    sys.stdout.flush()
+    if answer.headers.get(SUCCESS_HEADER) != "true":
+        from core.kernel.errors import ErrorCode
+
+        reply = answer.json() or {}
         print(format_error(ErrorCode.from_dict(reply.get("error") or {})), file=sys.stderr)
         return EXIT_API_ERROR
     return EXIT_OK

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from core.daemon.node_socket import NodeSocket
 from core.kernel.data_dir import (
@@ -40,8 +39,7 @@ class ControlError(RuntimeError):
     """The node cannot be started, found or stopped; the message says why."""
 
 
-@dataclass(frozen=True)
-class Started:
+class Started(NamedTuple):
     pid: int
     socket: Path
     by_us: bool
@@ -80,6 +78,8 @@ def start_detached(props: Properties, timeout: float = START_TIMEOUT) -> Started
     """Start the node in the background and return once it is ready."""
     if running_pid(props.data_dir) is not None:
         return wait_ready(props, timeout)
+    import subprocess  # here: a client that finds the node running never needs it
+
     try:
         prepare_data_dir(props.data_dir)
     except OSError as exc:

@@ -6,7 +6,9 @@ socket is mode 0600: only the owner of the data dir may drive the node.
 
 Routes: ``GET /v1/ping`` answers ``{"pid": ...}`` (the node is ready);
 ``GET /v1/apis`` lists every API with its parameters, ``GET /v1/apis/<ApiName>`` one;
-``POST /v1/api/<ApiName>`` with a JSON object of parameters answers an ApiReply;
+``POST /v1/api/<ApiName>`` with a JSON object of parameters answers an ApiReply
+(``?indent=2``: indented, with an ``X-Zstack-Lite-Success`` header, so that ``zcli``
+prints it as it comes);
 ``GET /v1/events?path=<pattern>&path=...`` streams the node's canonical events
 matching any pattern (``{token}`` segments allowed) as newline-delimited JSON,
 one ``{"path": ..., "data": ...}`` per line, until the client goes or the node
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from agent.bounded_json import BadJsonBody, read_object
+from core.daemon.node_socket import SUCCESS_HEADER
 from core.kernel.api import ApiMessage
 from core.kernel.errors import OperationError, argerr
 from core.kernel.event_json import EventQueue, NodeEvent
@@ -165,6 +168,12 @@ class LocalApiServer:
                 {"success": False, "error": argerr(str(exc)).error.to_dict()}, status=400
             )
         reply = await self.bus.call_by_name(request.match_info["name"], params)
+        if request.query.get("indent") == "2":  # for a client that prints it as it is
+            return web.Response(
+                text=json.dumps(reply.to_dict(), indent=2, default=str) + "\n",
+                content_type="application/json",
+                headers={SUCCESS_HEADER: "true" if reply.success else "false"},
+            )
         return web.json_response(reply.to_dict())
 
     async def _events(self, request: web.Request) -> web.StreamResponse:

@@ -20,9 +20,8 @@ import argparse
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ENV_PREFIX = "ZSTACK_LITE_"
 CONFIG_ENV = "ZSTACK_LITE_CONFIG"
@@ -36,8 +35,7 @@ class PropertyError(ValueError):
     """A global property is unknown, missing or of the wrong type."""
 
 
-@dataclass(frozen=True)
-class Property:
+class Property(NamedTuple):  # not a dataclass: clients import this module, and fast
     key: str
     type: type
     """One of str, int, float, bool, Path, list (of str) or dict (a table, kept as read)."""
