@@ -96,6 +96,11 @@ class ServiceLab:
             time.sleep(0.02)
         return pid
 
+    def reset(self) -> None:
+        """``zstack-lite reset --yes``: everything the lab made goes, the data dir too."""
+        res = self.service("reset", "--yes")
+        assert res.rc == 0, f"reset failed: {res.out}{res.err}"
+
     def stop(self) -> None:
         """Stop the node; then end any process of the lab still running (an agent a
         killed node left) so that a failed test leaks nothing."""
