@@ -16,7 +16,7 @@ from typing import Any
 
 from agent.console import ConsoleStream, OpenConsoles
 from agent.network.base import NetworkDriver
-from agent.protocol import DOMAIN_PREFIX
+from agent.protocol import DEFAULT_STALL_TIMEOUT, DOMAIN_PREFIX
 
 StateListener = Callable[[str, str], None]
 """Called on the event loop with ``(vmUuid, state)``; must not block."""
@@ -217,6 +217,7 @@ class Backend(ABC):
         install_path: str,
         checksum: str,
         progress_cb: ProgressCallback | None = None,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     ) -> DownloadResult: ...
 
     @abstractmethod

@@ -400,8 +400,15 @@ class AgentCommands:
         def progress(done: int, total: int) -> None:
             self.reporter.progress(task_uuid, "download", done, total)
 
+        stall_timeout = f.number("stallTimeout", p.DEFAULT_STALL_TIMEOUT)
+        if stall_timeout == 0:
+            raise ArgumentError("field 'stallTimeout' must be a number > 0")
         result = await self.backend.image_download(
-            f.text("url"), _absolute(f, "installPath"), f.text("checksum", ""), progress
+            f.text("url"),
+            _absolute(f, "installPath"),
+            f.text("checksum", ""),
+            progress,
+            stall_timeout,
         )
         return {
             "installPath": result.install_path,

@@ -1,31 +1,44 @@
 """Disk files: ``qemu-img`` info and overlays, image downloads, deletions.
 
 A download goes to a temporary file beside its target, is checked (checksum, then
-format with ``qemu-img info``) and only then renamed into place; whatever fails,
-the temporary file is removed, so a failed download leaves nothing behind.
+format: the header by agent.image_header, then ``qemu-img info``) and only then renamed
+into place; whatever fails (or if it is cancelled), the temporary file is removed, so a
+failed download leaves nothing behind.  A download larger than the free space is refused
+before anything is written, and one that receives nothing for ``stall_timeout`` seconds
+fails.
+
+Disks are for root and QEMU only: files are made mode 0600 (libvirt's DAC driver gives a
+disk and its backing file to the qemu user when a domain starts), directories 0711 (QEMU
+must traverse them; nobody else may list them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import unquote, urlparse
 
 import aiohttp
 
+from agent import image_header
 from agent.backend import DownloadResult, ImageInfo, ProgressCallback, VolumeInfo
 from agent.errors import AgentError, ArgumentError
+from agent.protocol import DEFAULT_STALL_TIMEOUT
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 QEMU_IMG = "qemu-img"
 QEMU_IMG_TIMEOUT = 300.0
@@ -35,7 +48,11 @@ IMAGE_FORMATS = ("qcow2", "raw", "iso")
 """What a download may be.  ``qemu-img`` calls any file "raw"; a raw file counts as
 an image only if it starts like a disk (MBR/GPT boot signature) or is an ISO 9660."""
 VOLUME_FORMATS = ("qcow2",)
-_HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+DISK_MODE = 0o600
+"""Images, image caches and volumes: root's (libvirt hands a VM's disks to QEMU)."""
+DIRECTORY_MODE = 0o711
+"""Storage directories: QEMU traverses them, nobody but root lists them."""
+CONNECT_TIMEOUT = 30.0
 
 
 # -- qemu-img -----------------------------------------------------------------
@@ -48,6 +65,7 @@ async def run_qemu_img(*args: str, timeout: float = QEMU_IMG_TIMEOUT) -> str:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            umask=0o077,  # what it creates is a disk: DISK_MODE
         )
     except FileNotFoundError:
         raise AgentError(f"{QEMU_IMG} is not installed (Debian package qemu-utils)") from None
@@ -76,12 +94,22 @@ async def qemu_img_version() -> str:
     return match.group(1)
 
 
-async def info(path: str) -> ImageInfo:
-    """``qemu-img info`` of a file (readable even while a running VM holds it)."""
+async def info(path: str, fmt: str = "") -> ImageInfo:
+    """``qemu-img info`` of a file (readable even while a running VM holds it).
+
+    The format is ``fmt`` or what the file's header says (agent.image_header: a file
+    naming an external data file or using unusual features is refused; an overlay's
+    backing file is named, not opened), and ``qemu-img`` is told it, so it probes nothing.
+    """
     _require_absolute(path)
     if not os.path.isfile(path):
         raise AgentError(f"{path} does not exist or is not a file")
-    raw = json.loads(await run_qemu_img("info", "--output=json", "--force-share", path))
+    if not fmt:
+        fmt = (await _inspect(path, path, allow_backing=True)).format
+    raw = json.loads(await run_qemu_img("info", "--output=json", "--force-share", "-f", fmt, path))
+    unusual = _unusual(raw)
+    if unusual:  # the header check missed it: refuse all the same
+        raise AgentError(f"qemu-img reports {', '.join(unusual)} in {path}: refused")
     return ImageInfo(
         format=raw["format"],
         size=int(raw.get("virtual-size", 0)),
@@ -90,14 +118,30 @@ async def info(path: str) -> ImageInfo:
     )
 
 
+def _unusual(raw: dict[str, Any]) -> list[str]:
+    """What ``qemu-img info --output=json`` shows that no image of the project has."""
+    data = (raw.get("format-specific") or {}).get("data") or {}
+    found = []
+    if "data-file" in data:
+        found.append(f"an external data file ({data['data-file']})")
+    if raw.get("encrypted") or "encrypt" in data:
+        found.append("encryption")
+    if data.get("corrupt"):
+        found.append("the corrupt bit")
+    if raw.get("dirty-flag"):
+        found.append("the dirty bit")
+    return found
+
+
 async def create_volume(
     install_path: str, backing_file: str = "", size: int = 0, fmt: str = "qcow2"
 ) -> VolumeInfo:
-    """A qcow2 overlay on ``backing_file`` (or a blank qcow2 of ``size`` bytes).
+    """A qcow2 overlay on ``backing_file`` (or a blank qcow2 of ``size`` bytes), mode 0600.
 
-    Refuses to overwrite an existing file: it could be a VM's disk.  ``qemu-img``
-    makes the first overlay of each backing file and size; later ones are copies of
-    its bytes (see ``_OverlayTemplates``).
+    Refuses to overwrite an existing file: it could be a VM's disk.  The backing file
+    must be a standalone image (agent.image_header): an overlay's chain is always two
+    files the project made.  ``qemu-img`` makes the first overlay of each backing file
+    and size; later ones are copies of its bytes (see ``_OverlayTemplates``).
     """
     _require_absolute(install_path)
     if fmt not in VOLUME_FORMATS:
@@ -108,7 +152,7 @@ async def create_volume(
         raise AgentError(f"{install_path} already exists")
     if not backing_file and not size:
         raise ArgumentError("a volume without a backing file needs a size")
-    Path(install_path).parent.mkdir(parents=True, exist_ok=True)
+    make_directories(Path(install_path).parent)
     key = _overlay_templates.key(backing_file, size) if backing_file else None
     template = _overlay_templates.get(key)
     if template is not None:
@@ -116,7 +160,7 @@ async def create_volume(
         return VolumeInfo(install_path, template.virtual_size, _allocated(install_path))
     args = ["create", "-q", "-f", fmt]
     if backing_file:
-        backing = await info(backing_file)
+        backing = await standalone_info(backing_file)
         if size and size < backing.size:
             raise ArgumentError(
                 f"size {size} is smaller than the backing image's {backing.size} bytes"
@@ -127,7 +171,7 @@ async def create_volume(
         args.append(str(size))
     try:
         await run_qemu_img(*args)
-        created = await info(install_path)
+        created = await info(install_path, "qcow2")
     except BaseException:
         _remove_quietly(install_path)
         raise
@@ -170,7 +214,7 @@ class _OverlayTemplates:
 
     @staticmethod
     def write(path: str, template: _Template) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DISK_MODE)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(template.content)
@@ -180,6 +224,60 @@ class _OverlayTemplates:
 
 
 _overlay_templates = _OverlayTemplates()
+
+
+async def standalone_info(path: str) -> ImageInfo:
+    """``info`` of an image that may back a volume: one that names no other file."""
+    _require_absolute(path)
+    if not image_header.is_regular_file(path):
+        raise AgentError(f"{path} does not exist or is not a file")
+    header = await _inspect(path, path)
+    return await info(path, header.format)
+
+
+async def check_root_volume(path: str, fmt: str) -> None:
+    """Before QEMU opens a root volume: its chain must be the one ``create_volume`` makes,
+    a qcow2 overlay whose backing file (by a plain absolute path, format recorded) is a
+    standalone qcow2 or raw disk; an AgentError naming what is wrong otherwise."""
+    _require_absolute(path)
+    if not image_header.is_regular_file(path):
+        raise AgentError(f"root volume {path} does not exist or is not a file")
+    header = await _inspect(path, f"root volume {path}", allow_backing=True)
+    if header.format != fmt:
+        raise AgentError(f"root volume {path} is a {header.format} file, not {fmt}")
+    backing = header.backing_file
+    if not backing:
+        return
+    what = f"root volume {path} has the backing file {backing!r}"
+    if not os.path.isabs(backing) or backing.startswith("json:"):
+        raise AgentError(f"{what}: not an absolute file path")
+    if header.backing_format not in ("qcow2", "raw"):
+        raise AgentError(f"{what} of format {header.backing_format or 'unrecorded'}")
+    if not image_header.is_regular_file(backing):
+        raise AgentError(f"{what}, which does not exist or is not a file")
+    found = await _inspect(backing, f"the backing file {backing} of root volume {path}")
+    if found.format != header.backing_format:
+        raise AgentError(f"{what} recorded as {header.backing_format}; it is {found.format}")
+    if found.format == "raw" and await asyncio.to_thread(_sniff_raw, backing) != "raw":
+        raise AgentError(f"{what}, which is not a disk image (no MBR/GPT boot signature)")
+
+
+async def _inspect(path: str, label: str, *, allow_backing: bool = False) -> image_header.Header:
+    return await asyncio.to_thread(image_header.inspect, path, label, allow_backing=allow_backing)
+
+
+def make_directories(path: Path) -> None:
+    """``mkdir -p`` whose new directories are DIRECTORY_MODE (existing ones are kept)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    if not path.is_dir():
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(DIRECTORY_MODE)
+            directory.chmod(DIRECTORY_MODE)  # whatever the umask
 
 
 def _allocated(path: str) -> int:
@@ -258,22 +356,25 @@ async def download(
     install_path: str,
     checksum: str = "",
     progress_cb: ProgressCallback | None = None,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
 ) -> DownloadResult:
     """Fetch ``url`` (http(s), ``file://`` or an absolute path) to ``install_path``, checked."""
     _require_absolute(install_path)
+    if not stall_timeout > 0:
+        raise ArgumentError(f"the stall timeout must be positive, got {stall_timeout:g}")
     algorithm, expected = parse_checksum(checksum)
     source = _local_source(url)
     if os.path.lexists(install_path):
         raise AgentError(f"{install_path} already exists")
     target = Path(install_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    make_directories(target.parent)
+    part = _PartFile(target)
     try:
-        with os.fdopen(fd, "wb") as file:
-            if source is None:
-                sink = await _fetch_http(url, file, algorithm, progress_cb)
-            else:
-                sink = await _copy_local(source, file, algorithm, progress_cb)
+        if source is None:
+            sink = await _fetch_http(url, part, algorithm, progress_cb, stall_timeout)
+        else:
+            sink = await _copy_local(source, part, algorithm, progress_cb)
+        part.close()
         if algorithm:
             got = sink.digest(algorithm)
             if got != expected:
@@ -281,14 +382,53 @@ async def download(
                     f"checksum mismatch for {url}: expected {algorithm}:{expected}, "
                     f"got {algorithm}:{got}"
                 )
-        fmt, found = await _image_format(tmp, url)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        fmt, found = await _image_format(part.path, url)
+        os.chmod(part.path, DISK_MODE)
+        os.replace(part.path, target)
     except BaseException:
-        _remove_quietly(tmp)
+        part.remove()
         raise
     log.info("downloaded %s to %s (%s, %d bytes)", url, install_path, fmt, sink.done)
     return DownloadResult(install_path, fmt, found.size, found.actual_size, sink.md5.hexdigest())
+
+
+class _PartFile:
+    """The temporary file beside the target that a download goes to (mode 0600), made
+    only once the download's declared size is known to fit in the free space."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.path = ""
+        self._file: BinaryIO | None = None
+
+    def open(self, size: int, url: str) -> BinaryIO:
+        """The file for ``size`` bytes (0: unknown); an AgentError if they cannot fit."""
+        directory = self.target.parent
+        stat = os.statvfs(directory)
+        free = stat.f_bavail * stat.f_frsize
+        if size > free:
+            raise AgentError(
+                f"{url} is {_bytes(size)}, more than the {_bytes(free)} free on {directory}: "
+                "not downloaded"
+            )
+        fd, self.path = tempfile.mkstemp(
+            prefix=f".{self.target.name}.", suffix=".part", dir=directory
+        )
+        self._file = os.fdopen(fd, "wb")
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def remove(self) -> None:
+        self.close()
+        if self.path:
+            _remove_quietly(self.path)
+
+
+def _bytes(count: int) -> str:
+    return f"{count} bytes ({count / 1024**3:.2f} GiB)"
 
 
 def _local_source(url: str) -> str | None:
@@ -310,27 +450,43 @@ def _local_source(url: str) -> str | None:
 
 
 async def _fetch_http(
-    url: str, file: BinaryIO, algorithm: str, progress_cb: ProgressCallback | None
+    url: str,
+    part: _PartFile,
+    algorithm: str,
+    progress_cb: ProgressCallback | None,
+    stall_timeout: float,
 ) -> _Sink:
+    # sock_read bounds each wait for data (the headers, then every chunk): a stall.
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=CONNECT_TIMEOUT, sock_read=stall_timeout
+    )
     try:
         async with (
-            aiohttp.ClientSession(timeout=_HTTP_TIMEOUT) as session,
+            aiohttp.ClientSession(timeout=timeout) as session,
             session.get(url) as resp,
         ):
             if resp.status != 200:
                 raise AgentError(f"GET {url} answered HTTP {resp.status} {resp.reason or ''}")
-            sink = _Sink(file, algorithm, resp.content_length or 0, progress_cb)
+            total = resp.content_length or 0
+            sink = _Sink(part.open(total, url), algorithm, total, progress_cb)
             sink.report()
             buffer = bytearray()
             async for chunk in resp.content.iter_chunked(256 * 1024):
                 buffer += chunk
                 if len(buffer) >= CHUNK:
-                    await asyncio.to_thread(sink.write, bytes(buffer))
+                    await _in_thread(sink.write, bytes(buffer))
                     buffer.clear()
                     if sink.due():
                         sink.report()
             if buffer:
-                await asyncio.to_thread(sink.write, bytes(buffer))
+                await _in_thread(sink.write, bytes(buffer))
+    except aiohttp.ConnectionTimeoutError:
+        raise AgentError(f"cannot reach {url}: no connection within {CONNECT_TIMEOUT:g}s") from None
+    except aiohttp.ServerTimeoutError:
+        raise AgentError(
+            f"download of {url} stalled: nothing received for {stall_timeout:g}s "
+            "(image.download.stallTimeout)"
+        ) from None
     except aiohttp.ClientConnectorError as exc:
         raise AgentError(f"cannot reach {url}: {exc}") from None
     except aiohttp.ClientResponseError as exc:
@@ -342,7 +498,7 @@ async def _fetch_http(
 
 
 async def _copy_local(
-    source: str, file: BinaryIO, algorithm: str, progress_cb: ProgressCallback | None
+    source: str, part: _PartFile, algorithm: str, progress_cb: ProgressCallback | None
 ) -> _Sink:
     loop = asyncio.get_running_loop()
 
@@ -350,38 +506,54 @@ async def _copy_local(
         if progress_cb is not None:
             loop.call_soon_threadsafe(progress_cb, done, total)
 
-    sink = _Sink(file, algorithm, os.path.getsize(source), threadsafe)
+    size = os.path.getsize(source)
+    sink = _Sink(part.open(size, source), algorithm, size, threadsafe)
+    stop = threading.Event()
 
     def copy() -> None:
         sink.report()
         with open(source, "rb") as src:
-            while data := src.read(CHUNK):
+            while not stop.is_set() and (data := src.read(CHUNK)):
                 sink.write(data)
                 if sink.due():
                     sink.report()
         sink.report()
 
     try:
-        await asyncio.to_thread(copy)
+        await _in_thread(copy, on_cancel=stop.set)
     except OSError as exc:
         raise AgentError(f"cannot copy {source}: {exc.strerror or exc}") from None
     return sink
 
 
+async def _in_thread(
+    fn: Callable[..., T], *args: Any, on_cancel: Callable[[], None] | None = None
+) -> T:
+    """``asyncio.to_thread``, except that a cancelled caller (``on_cancel`` called first)
+    still waits for the thread to end: it writes to the download's file, which is closed
+    and removed as soon as the cancellation reaches ``download``."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        await asyncio.wait({future})
+        raise
+
+
 async def _image_format(path: str, url: str) -> tuple[str, ImageInfo]:
-    """qcow2, raw or iso (and qemu-img's info); an AgentError naming the problem otherwise."""
-    found = await info(path)
-    if found.format == "qcow2":
-        if found.backing_file:
-            raise AgentError(
-                f"{url} is a qcow2 image with a backing file ({found.backing_file}); "
-                "only standalone images can be imported"
-            )
+    """qcow2, raw or iso (and qemu-img's info); an AgentError naming the problem otherwise.
+
+    The header is read first (agent.image_header): a qcow2 naming any other file (backing
+    or data file) or using an unusual feature is refused before ``qemu-img`` opens it.
+    """
+    header = await _inspect(path, url)
+    found = await info(path, header.format)
+    if found.backing_file:  # qemu-img agrees with the header, or the image is refused
+        raise AgentError(f"{url} is a qcow2 image with a backing file ({found.backing_file})")
+    if header.format == "qcow2":
         return "qcow2", found
-    if found.format != "raw":
-        raise AgentError(
-            f"{url} is a {found.format} image; supported formats are " + ", ".join(IMAGE_FORMATS)
-        )
     kind = await asyncio.to_thread(_sniff_raw, path)
     if kind is None:
         raise AgentError(

@@ -362,6 +362,8 @@ class LibvirtBackend(LocalFileStorage, Backend):
         acceleration = spec.acceleration or (await self.probe.result()).acceleration
         if acceleration not in DOMAIN_TYPES:
             raise ArgumentError(f"acceleration must be kvm or tcg, got {acceleration!r}")
+        # QEMU follows the root volume's header: it must name only the project's files.
+        await images.check_root_volume(spec.root_volume_path, spec.root_volume_format)
         return await self._call(self._start, spec, build_domain_xml(spec, acceleration))
 
     def _start(self, spec: VmSpec, xml: str) -> str:

@@ -119,16 +119,29 @@ CONSOLE_CLOSE_TAKEN_OVER: Final = 4001
 # -- volumes and images ------------------------------------------------------
 VOLUME_CREATE: Final = "/volume/create"
 """{installPath, backingFile, format: "qcow2", size (bytes, 0 = the backing size)}
--> {installPath, actualSize, size}: a qcow2 overlay on a cached image."""
+-> {installPath, actualSize, size}: a qcow2 overlay (mode 0600) on a cached image, which
+must be standalone (no backing or data file of its own)."""
 
 VOLUME_DELETE: Final = "/volume/delete"
 """{installPath} -> {}: succeeds if the file does not exist."""
 
 IMAGE_DOWNLOAD: Final = "/image/download"
 """ASYNC {url (http(s) or file path), installPath, checksum ("sha256:<hex>"|"md5:<hex>"|""),
-taskUuid} -> {installPath, format, size (virtual), actualSize, md5sum}: fetches
-to a temporary file beside ``installPath``, checks the checksum and the format
-with ``qemu-img info``, then renames; on any failure nothing is left."""
+taskUuid, stallTimeout (s, > 0, default :data:`DEFAULT_STALL_TIMEOUT`)} -> {installPath,
+format, size (virtual), actualSize, md5sum}: refuses a declared size (Content-Length, a
+local file's size) larger than the free space before writing anything; fetches to a
+temporary file beside ``installPath`` (failing when nothing arrives for ``stallTimeout``
+seconds), checks the checksum, then the format: the header first (a qcow2 naming a
+backing or external data file, encrypted or with an unusual feature, and other formats
+than qcow2, raw and iso are refused), then ``qemu-img info``; then renames (mode 0600).
+On any failure, or when cancelled (:data:`TASK_CANCEL`), nothing is left."""
+
+DEFAULT_STALL_TIMEOUT: Final = 60.0
+
+TASK_CANCEL: Final = "/task/cancel"
+"""{taskUuid} -> {taskUuid, cancelled: bool}: cancel the ASYNC command started with the
+``taskuuid`` header ``taskUuid`` and wait for it to end (its callback is never sent);
+``cancelled`` is false if no such command runs."""
 
 IMAGE_INFO: Final = "/image/info"
 """{installPath} -> {format, size, actualSize}: ``qemu-img info`` of a file."""

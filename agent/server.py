@@ -9,7 +9,7 @@ An ASYNC command called with the ``taskuuid`` and ``callbackurl`` headers is
 answered ``{"success": true}`` at once; it runs as a background task whose
 answer is then POSTed to the callback URL (see agent.callback).  A task uuid
 already running is not started twice.  Without those headers it runs
-synchronously.
+synchronously.  ``TASK_CANCEL`` (built in) cancels a running one.
 
 A stream route (``streams``, e.g. the VM console's websocket) is a ``GET`` handed the
 request itself once the token was checked; it answers what it likes (a websocket).
@@ -32,9 +32,11 @@ from aiohttp import web
 from agent.auth import bearer_matches
 from agent.bounded_json import BadJsonBody, read_object
 from agent.errors import AgentError, ArgumentError
-from agent.protocol import TASK_STATUS
+from agent.protocol import TASK_CANCEL, TASK_STATUS
 
 log = logging.getLogger(__name__)
+CANCEL_WAIT = 5.0
+"""Seconds TASK_CANCEL waits for the cancelled command to end (and clean up)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class AgentServer:
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{path:.*}", self._handle)
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._builtin = {TASK_CANCEL: Command(self._cancel_task)}
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -155,7 +158,7 @@ class AgentServer:
             if request.method != "GET":
                 return _reply(405, f"{path} takes GET, not {request.method}")
             return await stream(request)
-        command = self.registry.get(path)
+        command = self._builtin.get(path) or self.registry.get(path)
         if command is None:
             return _reply(404, f"no command at {path}")
         if request.method != "POST":
@@ -183,6 +186,21 @@ class AgentServer:
             self._tasks[task_uuid] = task
             task.add_done_callback(lambda _t: self._tasks.pop(task_uuid, None))
         return _reply(200, "")
+
+    async def _cancel_task(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        """TASK_CANCEL: cancel a running async command and wait for it to end."""
+        task_uuid = body.get("taskUuid")
+        if not isinstance(task_uuid, str) or not task_uuid:
+            raise ArgumentError("field 'taskUuid' is required")
+        task = self._tasks.get(task_uuid)
+        if task is None:
+            return {"taskUuid": task_uuid, "cancelled": False}
+        log.info("task %s: cancelled by the caller", task_uuid)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=CANCEL_WAIT)
+        if not done:
+            log.warning("task %s: still ending %gs after it was cancelled", task_uuid, CANCEL_WAIT)
+        return {"taskUuid": task_uuid, "cancelled": True}
 
     async def _run_async(
         self, path: str, command: Command, body: dict[str, Any], task_uuid: str, callback_url: str

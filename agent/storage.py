@@ -19,6 +19,7 @@ from agent.backend import (
     VolumeInfo,
 )
 from agent.errors import ArgumentError
+from agent.protocol import DEFAULT_STALL_TIMEOUT
 
 
 class LocalFileStorage:
@@ -36,8 +37,9 @@ class LocalFileStorage:
         install_path: str,
         checksum: str,
         progress_cb: ProgressCallback | None = None,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     ) -> DownloadResult:
-        return await images.download(url, install_path, checksum, progress_cb)
+        return await images.download(url, install_path, checksum, progress_cb, stall_timeout)
 
     async def image_info(self, install_path: str) -> ImageInfo:
         return await images.info(install_path)
@@ -52,7 +54,8 @@ class LocalFileStorage:
 def _storage_init(path: Path) -> StorageCapacity:
     if path.exists() and not path.is_dir():
         raise ArgumentError(f"{path} exists and is not a directory")
-    # 0755: QEMU runs as libvirt-qemu and must read the images and volumes inside.
-    path.mkdir(mode=0o755, parents=True, exist_ok=True)
+    # 0711: QEMU (libvirt-qemu) must traverse it to the disks inside; nobody may list it.
+    images.make_directories(path)
+    path.chmod(images.DIRECTORY_MODE)
     stat = os.statvfs(path)
     return StorageCapacity(stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize)

@@ -1,5 +1,6 @@
 """Global configs of images (ZStack's conf/globalConfig/image.xml)."""
 
+from agent.protocol import DEFAULT_STALL_TIMEOUT
 from core.config.definitions import GlobalConfigDef
 
 CATEGORY = "image"
@@ -31,4 +32,13 @@ EXPUNGE_INTERVAL = GlobalConfigDef(
     number_range=(1, 2**31 - 1),
 )
 
-ALL = [DELETION_POLICY, EXPUNGE_PERIOD, EXPUNGE_INTERVAL]
+DOWNLOAD_STALL_TIMEOUT = GlobalConfigDef(
+    CATEGORY,
+    "download.stallTimeout",
+    "seconds an image download (AddImage) may receive nothing before it fails",
+    default=str(int(DEFAULT_STALL_TIMEOUT)),
+    type="Integer",
+    number_range=(1, 86400),
+)
+
+ALL = [DELETION_POLICY, EXPUNGE_PERIOD, EXPUNGE_INTERVAL, DOWNLOAD_STALL_TIMEOUT]

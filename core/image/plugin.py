@@ -6,8 +6,9 @@ zone fetch the URL to ``<storage dir>/<imageUuid>.<ext>`` (``IMAGE_DOWNLOAD``:
 the agent checks the checksum and the format with ``qemu-img``).  The agent's
 ``REPORT_PROGRESS`` reports are relayed as ``/image/download/progress`` events.
 When every copy is in place the image is Ready.  Whatever fails (or if the call
-is cancelled), the copies already made are deleted, then the records and tags:
-nothing is left behind.
+is cancelled: the downloads are then cancelled on the agents, ``TASK_CANCEL``), the
+copies already made are deleted, then the records and tags: nothing is left behind.
+A download that receives nothing for ``image.download.stallTimeout`` seconds fails.
 
 ``DeleteImage`` follows ``image.deletionPolicy``: Direct expunges at once;
 Delay and Never keep the image Deleted (unusable, recoverable with
@@ -60,6 +61,9 @@ PROGRESS_EVENT = "/image/download/progress"
 REPORT_GRACE = 2.0
 """Seconds a finished download waits for the agent's last progress report (reports and
 the answer travel on different connections, so the answer may overtake them)."""
+
+ROLLBACK_WAIT = 30.0
+"""Seconds the image service's stop waits for the rollbacks of cancelled AddImage calls."""
 
 DOWNLOADING = "Downloading"
 READY = "Ready"
@@ -160,12 +164,14 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
                         name=f"image-download-{image_uuid}-{target.backup_storage_uuid}",
                     )
                 )
-            # Every download runs to its end, failed or not: the agent cannot be stopped
-            # half-way, and a copy it finishes later would be left behind.
+            # Every download runs to its end, failed or not, unless this call is cancelled:
+            # then each is cancelled on its agent (which removes its partial file).
             await asyncio.wait(downloads)
             answers = _answers(msg, targets, downloads)
             return await self.node.db.run(lambda s: _ready(s, image_uuid, answers))
         except BaseException as exc:
+            for download in downloads:
+                download.cancel()
             rollback = asyncio.create_task(
                 self._rollback(image_uuid, dispatched, refused, downloads),
                 name=f"image-rollback-{image_uuid}",
@@ -197,6 +203,9 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         (then, by the protocol, it left nothing behind)."""
         task_uuid = new_uuid()
         progress = self._progress[task_uuid] = _Progress(image_uuid, target.backup_storage_uuid)
+        stall_timeout = self.node.plugin(GlobalConfigPlugin).value(
+            global_config.CATEGORY, global_config.DOWNLOAD_STALL_TIMEOUT.name
+        )
         try:
             try:
                 answer = await agent.call_async(
@@ -206,8 +215,10 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
                         "installPath": target.install_path,
                         "checksum": msg.checksum or "",
                         "taskUuid": task_uuid,
+                        "stallTimeout": stall_timeout,
                     },
                     timeout=DOWNLOAD_TIMEOUT,
+                    cancellable=True,
                 )
             except OperationError as exc:
                 if _answered_failure(exc.error):
@@ -342,6 +353,8 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
 
     async def stop(self) -> None:
         await self._expunger.stop()
+        if self._rollbacks:  # a cancelled AddImage still removing what it made
+            await asyncio.wait(self._rollbacks, timeout=ROLLBACK_WAIT)
 
     async def expunge_expired(self) -> None:
         """With the Delay policy, expunge images Deleted longer than image.expungePeriod ago."""

@@ -36,6 +36,8 @@ WATCH_MISSES = 2
 """Refused connections in a row after which an agent counts as gone (not one: a remote
 agent's network may blink)."""
 ReportHandler = Callable[[dict[str, Any]], Awaitable[None]]
+CANCEL_TIMEOUT = 10.0
+"""Seconds a cancelled ``call_async`` waits for the agent to cancel its command."""
 
 
 class RestFacade:
@@ -175,8 +177,11 @@ class AgentClient:
         return self._checked(path, answer)
 
     async def call_async(
-        self, path: str, body: dict[str, Any], timeout: float = 300.0
+        self, path: str, body: dict[str, Any], timeout: float = 300.0, cancellable: bool = False
     ) -> dict[str, Any]:
+        """``cancellable``: if the caller is cancelled, the agent is told to cancel the
+        command (TASK_CANCEL) and the cancellation waits (at most CANCEL_TIMEOUT) for it
+        to end there, so that what the command leaves behind is settled."""
         task_uuid, future = self.rest.expect(self.token)
         headers = {"taskuuid": task_uuid, "callbackurl": self.rest.callback_url}
         try:
@@ -193,6 +198,10 @@ class AgentClient:
                         SysErrors.TIMEOUT, f"{self.what} did not answer {path} within {timeout:g}s"
                     )
                 ) from None
+        except asyncio.CancelledError:
+            if cancellable:
+                await self._cancel(path, task_uuid)
+            raise
         finally:
             self.rest.forget(task_uuid)
         return self._checked(path, answer)
@@ -235,6 +244,15 @@ class AgentClient:
                 cause=cause,
             )
         )
+
+    async def _cancel(self, path: str, task_uuid: str) -> None:
+        try:
+            answer = await self._http.post(
+                protocol.TASK_CANCEL, {"taskUuid": task_uuid}, CANCEL_TIMEOUT
+            )
+            self._checked(protocol.TASK_CANCEL, answer)
+        except OperationError as exc:
+            log.warning("cannot cancel %s (task %s) on %s: %s", path, task_uuid, self.what, exc)
 
     def _checked(self, path: str, answer: Any) -> dict[str, Any]:
         if not isinstance(answer, dict):

@@ -267,6 +267,7 @@ async def _image_cache(data: dict[str, Any], agent: Any) -> str:
                 "taskUuid": spec.vm_uuid,
             },
             timeout=3600,
+            cancellable=True,  # a cancelled copy leaves no partial cache behind
         )
 
         def record(session: Session) -> None:

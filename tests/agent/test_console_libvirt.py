@@ -4,6 +4,7 @@ host is shared by the whole process: the domain made here is undefined at the en
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,12 +29,14 @@ async def backend() -> AsyncIterator[LibvirtBackend]:
 async def test_refusals_are_clear(backend: LibvirtBackend, tmp_path: Path) -> None:
     with pytest.raises(AgentError, match=r"^VM con1 has no domain zsl-con1 on this host$"):
         await backend.vm_console_open("con1")
+    root = tmp_path / "con1.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(root), "1M"], check=True)
     spec = VmSpec(
         vm_uuid="con1",
         vm_name="t",
         cpu_num=1,
         memory_size=64 * 1024**2,
-        root_volume_path=str(tmp_path / "con1.qcow2"),
+        root_volume_path=str(root),
     )
     await backend.vm_start(spec)
     try:

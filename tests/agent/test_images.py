@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import os
+import re
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,8 +14,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from agent import images
+from agent import image_header, images
+from agent.app import Agent
 from agent.errors import AgentError, ArgumentError
+from agent.simulator_backend import SimulatorBackend
+from tests.agent.crafted_images import CASES, SECRET, craft, host_secret
 from tests.agent.helpers import AgentCaller, CoreStub, wait_until
 
 MIB = 1024 * 1024
@@ -44,27 +49,43 @@ def files(tmp_path: Path) -> dict[str, bytes]:
     }
 
 
+HUGE = 2**50
+"""A Content-Length no file system here has free (1 PiB)."""
+
+
 @pytest.fixture
 async def web_server(files: dict[str, bytes]) -> AsyncIterator[str]:
-    """A local HTTP server with the test files, a 404 and a 500."""
+    """A local HTTP server with the test files, a 404 and a 500; ``stall`` sends its headers
+    then nothing, ``stall-late`` 1 MiB then nothing, ``huge`` declares HUGE bytes then
+    stalls: until the test ends."""
+    release = asyncio.Event()
 
-    async def serve(request: web.Request) -> web.Response:
+    async def serve(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         if name == "broken":
             return web.Response(status=500, text="oops")
+        if name in ("stall", "stall-late", "huge"):
+            response = web.StreamResponse()
+            response.content_length = HUGE if name == "huge" else 4 * MIB
+            await response.prepare(request)
+            if name == "stall-late":
+                await response.write(raw_disk(MIB))
+            await release.wait()
+            return response
         if name not in files:
             raise web.HTTPNotFound()
         return web.Response(body=files[name], content_type="application/octet-stream")
 
     app = web.Application()
     app.router.add_get("/{name}", serve)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
+        release.set()
         await runner.cleanup()
 
 
@@ -132,7 +153,7 @@ async def test_qcow2_download_with_md5(
     md5 = hashlib.md5(files["base.qcow2"]).hexdigest()
     result = await images.download(f"{web_server}/base.qcow2", str(target), f"md5:{md5.upper()}")
     assert (result.format, result.size, result.md5sum) == ("qcow2", 64 * MIB, md5)
-    assert oct(target.stat().st_mode & 0o777) == "0o644"
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
 
 
 @pytest.mark.parametrize(
@@ -283,3 +304,227 @@ async def test_volume_commands_through_the_agent(connected: AgentCaller, tmp_pat
 async def test_qemu_img_version() -> None:
     version = await images.qemu_img_version()
     assert version[0].isdigit() and version.count(".") >= 1
+
+
+# -- images that name host files: refused before qemu-img opens them ---------------------------
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    return host_secret(tmp_path / "host")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_images_naming_host_files_are_refused(
+    case: str, secret: Path, tmp_path: Path
+) -> None:
+    image = craft(case, tmp_path / "crafted", secret)
+    target = tmp_path / "bs" / "image"
+    with pytest.raises(AgentError, match=image.reason) as refused:
+        await images.download(str(image.path), str(target))
+    assert str(image.path) in str(refused.value)  # the file is named
+    assert leftovers(target.parent) == []
+    # Nor can a volume be made on it, even if it got into a storage some other way.
+    with pytest.raises(AgentError, match=image.reason):
+        await images.create_volume(str(tmp_path / "vol.qcow2"), str(image.path), 0)
+    assert not (tmp_path / "vol.qcow2").exists()
+    assert secret.read_bytes() == SECRET
+
+
+async def test_host_file_images_are_refused_through_the_agent_over_http(
+    connected: AgentCaller, secret: Path, tmp_path: Path
+) -> None:
+    served = {
+        case.replace(" ", "-").replace(":", ""): craft(case, tmp_path / "crafted", secret)
+        for case in CASES
+    }
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(body=served[request.match_info["name"]].path.read_bytes())
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        for name, image in served.items():
+            target = tmp_path / "bs" / f"{name}.img"
+            answer = await connected.call_async(
+                "/image/download", {"url": f"{base}/{name}", "installPath": str(target)}
+            )
+            assert answer["success"] is False, name
+            assert re.search(image.reason, answer["error"]), (name, answer["error"])
+            assert f"{base}/{name}" in answer["error"]
+            assert leftovers(target.parent) == []
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_raw_disk_with_a_qcow2_inside_stays_raw(secret: Path, tmp_path: Path) -> None:
+    """The header is read where QEMU reads it: a qcow2 deeper in a raw disk is guest data."""
+    crafted = craft("backing file", tmp_path / "crafted", secret)
+    disk = bytearray(raw_disk(2 * MIB))
+    inner = crafted.path.read_bytes()
+    disk[MIB : MIB + len(inner)] = inner
+    source = tmp_path / "disk.raw"
+    source.write_bytes(bytes(disk))
+    cached = tmp_path / "cache" / "disk.raw"
+    result = await images.download(str(source), str(cached))
+    assert (result.format, result.size) == ("raw", 2 * MIB)
+    overlay = tmp_path / "vol" / "root.qcow2"
+    await images.create_volume(str(overlay), str(cached), 0)
+    header = image_header.inspect(str(overlay), "overlay", allow_backing=True)
+    assert (header.backing_file, header.backing_format) == (str(cached), "raw")
+    await images.check_root_volume(str(overlay), "qcow2")
+
+
+async def test_a_root_volume_chain_must_be_what_the_project_makes(
+    secret: Path, tmp_path: Path
+) -> None:
+    base = tmp_path / "cache" / "base.qcow2"
+    base.parent.mkdir()
+    qemu_img("create", "-q", "-f", "qcow2", str(base), "8M")
+    good = tmp_path / "vol" / "good.qcow2"
+    await images.create_volume(str(good), str(base), 0)
+    await images.check_root_volume(str(good), "qcow2")
+    await images.check_root_volume(str(base), "qcow2")  # a blank volume
+
+    chained = craft("backing file", tmp_path / "crafted", secret).path
+    data_file = craft("external data file", tmp_path / "crafted", secret).path
+
+    def overlay(name: str, backing: str, fmt: str) -> str:
+        path = tmp_path / "vol" / name
+        qemu_img("create", "-q", "-f", "qcow2", "-u", "-F", fmt, "-b", backing, str(path), "8M")
+        return str(path)
+
+    refusals = {
+        overlay("on-secret.qcow2", str(secret), "raw"): "not a disk image",
+        overlay("on-json.qcow2", "json:{}", "raw"): "not an absolute file path",
+        overlay("on-chain.qcow2", str(chained), "qcow2"): ("with a backing file"),
+        overlay("on-missing.qcow2", str(tmp_path / "nope"), "qcow2"): "does not exist",
+        overlay("on-wrong-format.qcow2", str(base), "raw"): "recorded as raw; it is qcow2",
+        str(data_file): "external data file",
+    }
+    for path, reason in refusals.items():
+        with pytest.raises(AgentError, match=reason):
+            await images.check_root_volume(path, "qcow2")
+    with pytest.raises(AgentError, match="is a qcow2 file, not raw"):
+        await images.check_root_volume(str(good), "raw")
+
+
+# -- modes: disks are root's (and QEMU's, through libvirt) -------------------------------------
+async def test_disks_and_their_directories_are_not_for_other_users(
+    files: dict[str, bytes], tmp_path: Path
+) -> None:
+    source = tmp_path / "src.qcow2"
+    source.write_bytes(files["base.qcow2"])
+    cached = tmp_path / "ps" / "imagecache" / "img.qcow2"
+    await images.download(str(source), str(cached))
+    first = tmp_path / "ps" / "rootvolumes" / "vm-1" / "root.qcow2"
+    second = tmp_path / "ps" / "rootvolumes" / "vm-2" / "root.qcow2"
+    await images.create_volume(str(first), str(cached), 0)  # by qemu-img
+    await images.create_volume(str(second), str(cached), 0)  # from the template
+    blank = tmp_path / "ps" / "blank.qcow2"
+    await images.create_volume(str(blank), "", MIB)
+    for path in (cached, first, second, blank):
+        assert oct(path.stat().st_mode & 0o777) == "0o600", path
+    for directory in (cached.parent, first.parent, first.parent.parent, second.parent):
+        assert oct(directory.stat().st_mode & 0o777) == "0o711", directory
+
+
+# -- bounds: free space, stalls, cancellation ----------------------------------------------------
+async def test_a_download_larger_than_the_free_space_is_refused_before_writing(
+    web_server: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "bs" / "huge.img"
+    with pytest.raises(AgentError, match=rf"is {HUGE} bytes .*, more than the \d+ bytes") as info:
+        await images.download(f"{web_server}/huge", str(target))
+    assert f"free on {target.parent}" in str(info.value)
+    assert leftovers(target.parent) == []
+
+    stat = os.statvfs(tmp_path)
+    sparse = tmp_path / "sparse.raw"  # takes no space, declares more than there is
+    with sparse.open("wb") as f:
+        f.truncate(stat.f_bavail * stat.f_frsize + 1024**3)
+    with pytest.raises(AgentError, match=r"more than the .* free on"):
+        await images.download(str(sparse), str(target))
+    assert leftovers(target.parent) == []
+
+
+@pytest.mark.parametrize("name", ["stall", "stall-late"])
+async def test_a_stalled_download_fails_after_the_stall_timeout(
+    web_server: str, tmp_path: Path, name: str
+) -> None:
+    target = tmp_path / "bs" / "img"
+    with pytest.raises(AgentError, match=r"stalled: nothing received for 0\.5s"):
+        await images.download(f"{web_server}/{name}", str(target), stall_timeout=0.5)
+    assert leftovers(target.parent) == []
+    with pytest.raises(ArgumentError, match="stall timeout must be positive"):
+        await images.download(f"{web_server}/{name}", str(target), stall_timeout=0)
+
+
+async def test_the_stall_timeout_reaches_the_download_through_the_agent(
+    connected: AgentCaller, web_server: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "bs" / "img"
+    body = {"url": f"{web_server}/stall-late", "installPath": str(target), "stallTimeout": 0.5}
+    answer = await connected.call_async("/image/download", body)
+    assert answer["success"] is False and "stalled" in answer["error"], answer
+    assert leftovers(target.parent) == []
+    answer = await connected.call_async("/image/download", body | {"stallTimeout": 0})
+    assert answer["error"] == "field 'stallTimeout' must be a number > 0"
+
+
+async def part_files(directory: Path) -> None:
+    await wait_until(
+        lambda: any(n.endswith(".part") for n in leftovers(directory)), 10, "a .part file"
+    )
+
+
+async def test_a_cancelled_download_leaves_nothing_and_never_answers(
+    connected: AgentCaller, core: CoreStub, web_server: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "bs" / "img"
+    body = {"url": f"{web_server}/stall-late", "installPath": str(target)}
+    task = await connected.start_async("/image/download", body)
+    await part_files(target.parent)
+    answer = await connected.ok("/task/cancel", {"taskUuid": task})
+    assert answer["cancelled"] is True and answer["taskUuid"] == task
+    assert leftovers(target.parent) == []
+    assert task not in core.callbacks
+    again = await connected.ok("/task/cancel", {"taskUuid": task})
+    assert again["cancelled"] is False
+    refused = await connected.call("/task/cancel", {})
+    assert refused["success"] is False and "taskUuid" in refused["error"]
+
+
+async def test_a_cancelled_local_copy_stops_its_thread_and_leaves_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "big.raw"
+    with source.open("wb") as f:
+        f.truncate(64 * 1024**3)  # sparse: reads as zeros, far longer than the test
+    target = tmp_path / "bs" / "big.raw"
+    copying = asyncio.create_task(images.download(str(source), str(target)))
+    await part_files(target.parent)
+    copying.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await copying
+    assert leftovers(target.parent) == []  # the thread ended before the file was removed
+    await asyncio.sleep(0.2)
+    assert leftovers(target.parent) == []
+
+
+async def test_the_agent_stops_without_waiting_for_a_stalled_download(
+    core: CoreStub, web_server: str, tmp_path: Path
+) -> None:
+    agent = Agent(SimulatorBackend(), tmp_path / "agent")
+    await agent.start("127.0.0.1", 0)
+    caller = AgentCaller(f"http://127.0.0.1:{agent.port}", agent.token, core)
+    target = tmp_path / "bs" / "img"
+    try:
+        body = {"url": f"{web_server}/stall-late", "installPath": str(target)}
+        await caller.start_async("/image/download", body)
+        await part_files(target.parent)
+    finally:
+        await caller.close()
+        await asyncio.wait_for(agent.stop(), 30)  # a guard against a hang, not a timing
+    assert leftovers(target.parent) == []

@@ -7,6 +7,8 @@ Each connection to test:///default is a fresh, private host with one domain name
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from agent.acceleration import FixedAcceleration
 from agent.backend import VmSpec
 from agent.errors import AgentError
 from agent.libvirt_backend import LibvirtBackend, domain_state, event_state
+from tests.agent.crafted_images import craft, host_secret
 from tests.agent.helpers import wait_until
 
 TEST_URI = "test:///default"
@@ -58,12 +61,16 @@ def reports(backend: LibvirtBackend) -> Recorder:
 
 
 def vm(vm_uuid: str, tmp_path: Path) -> VmSpec:
+    """A VM with a blank qcow2 root volume (the agent checks its header before a start)."""
+    root = tmp_path / f"{vm_uuid}.qcow2"
+    if not root.exists():
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(root), "1M"], check=True)
     return VmSpec(
         vm_uuid=vm_uuid,
         vm_name="t",
         cpu_num=1,
         memory_size=64 * 1024**2,
-        root_volume_path=str(tmp_path / f"{vm_uuid}.qcow2"),
+        root_volume_path=str(root),
     )
 
 
@@ -102,6 +109,21 @@ async def test_host_facts_and_capacity(backend: LibvirtBackend) -> None:
     capacity = await backend.capacity()
     assert capacity.total_memory == capacity.used_memory + capacity.free_memory
     await backend.ping()
+
+
+async def test_a_root_volume_naming_a_host_file_is_not_started(
+    backend: LibvirtBackend, tmp_path: Path
+) -> None:
+    secret = host_secret(tmp_path / "host")
+    for case, reason in (
+        ("backing file", r"the backing file '.*/secret\.txt', which is not a disk image"),
+        ("external data file", r"with an external data file \('.*/data\.bin'\)"),
+    ):
+        crafted = craft(case, tmp_path / "crafted", secret)
+        spec = dataclasses.replace(vm("r1", tmp_path), root_volume_path=str(crafted.path))
+        with pytest.raises(AgentError, match=reason):
+            await backend.vm_start(spec)
+        assert await backend.vm_sync() == {}  # not even defined
 
 
 async def test_life_cycle_with_reports(

@@ -138,3 +138,71 @@ async def test_vm_life_cycle_on_libvirt(node: ManagementNode) -> None:
     assert not list((node.data_dir / "primary-storage" / "rootvolumes").rglob("*.qcow2"))
     assert await capacity() == free
     assert await ok(node, "QueryVmInstance") == []
+
+
+def read_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
+    """Read a byte of ``path`` (or list it, for a directory) as the user nobody."""
+    command = ["ls", str(path)] if path.is_dir() else ["head", "-c", "1", str(path)]
+    return subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", *command],
+        capture_output=True,
+        text=True,
+    )
+
+
+def assert_private(*paths: Path) -> None:
+    """Root reads each path, nobody cannot (a file or a directory's listing)."""
+    for path in paths:
+        assert path.exists(), path
+        denied = read_as_nobody(path)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr, (
+            path,
+            oct(path.stat().st_mode),
+            denied,
+        )
+
+
+async def test_disks_are_for_root_and_qemu_only(node: ManagementNode) -> None:
+    """Root volumes, the image cache they share and the backup storage copy are unreadable
+    by other local users, with the VMs running, stopped and started again (libvirt's DAC
+    driver gives QEMU the disks it opens)."""
+    image = await ok(node, "AddImage", name="tiny", url=str(IMAGE))
+    offering = await ok(node, "CreateInstanceOffering", name="tiny", cpuNum=1, memorySize=256 * MiB)
+    vms = [
+        await ok(
+            node,
+            "CreateVmInstance",
+            name=f"private-{n}",
+            instanceOfferingUuid=offering["uuid"],
+            imageUuid=image["uuid"],
+        )
+        for n in (1, 2)
+    ]
+
+    async def boots(vm: dict[str, Any], times: int) -> None:
+        console = await ok(node, "GetVmConsoleAddress", uuid=vm["uuid"])
+        log = Path(console["consoleLogPath"])
+
+        async def booted() -> bool:
+            return log.exists() and log.read_text(errors="replace").count("TINY-GUEST up") >= times
+
+        await wait_for(booted, f"{vm['name']} booted {times} time(s)")
+
+    for vm in vms:
+        await boots(vm, 1)
+    storage = node.data_dir / "primary-storage"
+    roots = [next((storage / "rootvolumes" / f"vm-{vm['uuid']}").glob("*.qcow2")) for vm in vms]
+    cache = storage / "imagecache" / f"{image['uuid']}.qcow2"
+    copy = Path(image["backupStorageRefs"][0]["installPath"])
+    disks = [*roots, cache, copy]
+    directories = [storage, storage / "imagecache", storage / "rootvolumes", copy.parent]
+    assert_private(*disks, *directories)
+
+    await ok(node, "StopVmInstance", uuid=vms[0]["uuid"])
+    assert_private(*disks, *directories)
+    assert (await ok(node, "StartVmInstance", uuid=vms[0]["uuid"]))["state"] == "Running"
+    await boots(vms[0], 2)
+    assert_private(*disks, *directories)
+    for vm in vms:
+        await ok(node, "StopVmInstance", uuid=vm["uuid"])
+    assert_private(*disks, *directories)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.events import CanonicalEvent
 from core.kernel.node import ManagementNode
 from core.tag.models import SystemTagVO, UserTagVO
+from tests.agent.crafted_images import CASES, SECRET, craft, host_secret
 from tests.conftest import fails, ok
 
 MiB = 1024**2
@@ -118,7 +120,10 @@ class Files:
     url: str = ""
     files: dict[str, bytes] = field(default_factory=dict)
     gate: asyncio.Event | None = None
-    """When set up, a download sends its first MiB, then waits for the gate."""
+    """When set up, a download sends its first ``first`` bytes, then waits for the gate."""
+    first: int = MiB
+    declared: dict[str, int] = field(default_factory=dict)
+    """Content-Lengths that are not the file's."""
 
 
 @pytest.fixture
@@ -130,12 +135,12 @@ async def http() -> AsyncIterator[Files]:
         if data is None:
             raise web.HTTPNotFound()
         response = web.StreamResponse()
-        response.content_length = len(data)
+        response.content_length = served.declared.get(request.match_info["name"], len(data))
         await response.prepare(request)
-        await response.write(data[:MiB])
+        await response.write(data[: served.first])
         if served.gate is not None:
             await served.gate.wait()
-        await response.write(data[MiB:])
+        await response.write(data[served.first :])
         await response.write_eof()
         return response
 
@@ -368,6 +373,93 @@ async def test_a_cancelled_add_removes_its_copy(
     http.gate.set()  # the agent finishes its copy; the rollback then deletes it
     with pytest.raises(asyncio.CancelledError):
         await adding
+    await assert_nothing_left(node, lab_.bs_dir)
+
+
+async def test_a_cancelled_add_stops_its_download_on_the_agent(
+    node: ManagementNode, tmp_path: Path, http: Files
+) -> None:
+    """Cancelled (as the node's stop cancels the API calls still running), AddImage has the
+    agent stop its download: it ends with the download stalled, and leaves nothing."""
+    lab_ = await lab(node, tmp_path)
+    http.files["slow.raw"] = raw_disk(3 * MiB)
+    http.gate = asyncio.Event()  # never opened
+    events = progress_events(node)
+    msg = AddImage.from_params({"name": "slow", "url": f"{http.url}/slow.raw"})
+    adding = asyncio.create_task(node.plugin(ImagePlugin).add(msg))
+    await until(lambda: bool(events))
+    assert [n for n in os.listdir(lab_.bs_dir) if n.endswith(".part")]  # on its way
+    adding.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(adding, 60)  # a guard against a hang, not a timing
+    await assert_nothing_left(node, lab_.bs_dir)
+
+
+# -- bounds: images naming host files, free space, stalls ----------------------------------------
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_images_naming_host_files_are_refused(
+    node: ManagementNode, tmp_path: Path, case: str
+) -> None:
+    lab_ = await lab(node, tmp_path)
+    secret = host_secret(tmp_path / "host")
+    image = craft(case, tmp_path / "crafted", secret)
+    error = await add_fails(node, name="evil", url=str(image.path), userTags=["doomed"])
+    assert error.description == f"cannot add image evil from {image.path}", error
+    agent = error.root_cause().details
+    assert re.search(image.reason, agent) and str(image.path) in agent, agent
+    await assert_nothing_left(node, lab_.bs_dir)
+    assert secret.read_bytes() == SECRET
+
+
+async def test_images_naming_host_files_are_refused_over_http(
+    node: ManagementNode, tmp_path: Path, http: Files
+) -> None:
+    lab_ = await lab(node, tmp_path)
+    secret = host_secret(tmp_path / "host")
+    for case in ("backing file", "external data file", "json: backing file"):
+        image = craft(case, tmp_path / "crafted", secret)
+        http.files[image.path.name] = image.path.read_bytes()
+        url = f"{http.url}/{image.path.name}"
+        error = await add_fails(node, name="evil", url=url, format="qcow2")
+        assert re.search(image.reason, str(error)) and url in str(error), str(error)
+        await assert_nothing_left(node, lab_.bs_dir)
+
+
+async def test_a_download_larger_than_the_free_space_is_refused(
+    node: ManagementNode, tmp_path: Path, http: Files
+) -> None:
+    lab_ = await lab(node, tmp_path)
+    http.files["huge.raw"] = raw_disk(2 * MiB)
+    http.declared["huge.raw"] = huge = 2**50
+    http.gate = asyncio.Event()  # whatever came after the headers would wait here
+    error = await add_fails(node, name="huge", url=f"{http.url}/huge.raw")
+    details = error.root_cause().details
+    assert re.search(rf"is {huge} bytes .*, more than the \d+ bytes .* free on ", details), details
+    await assert_nothing_left(node, lab_.bs_dir)
+
+
+@pytest.mark.parametrize("first", [0, MiB])
+async def test_a_stalled_download_fails_after_image_download_stall_timeout(
+    node: ManagementNode, tmp_path: Path, http: Files, first: int
+) -> None:
+    lab_ = await lab(node, tmp_path)
+    for bad in ("0", "-1", "86401", "soon"):
+        await fails(
+            node,
+            "UpdateGlobalConfig",
+            SysErrors.INVALID_ARGUMENT,
+            category="image",
+            name="download.stallTimeout",
+            value=bad,
+        )
+    await ok(node, "UpdateGlobalConfig", category="image", name="download.stallTimeout", value="1")
+    http.files["stuck.raw"] = raw_disk(3 * MiB)
+    http.gate = asyncio.Event()  # never opened: headers (and ``first`` bytes), then nothing
+    http.first = first
+    error = await add_fails(node, name="stuck", url=f"{http.url}/stuck.raw")
+    assert "stalled: nothing received for 1s" in str(error), str(error)
     await assert_nothing_left(node, lab_.bs_dir)
 
 
