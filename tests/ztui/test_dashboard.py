@@ -3,6 +3,9 @@ reloading (VM counts one VM at a time, hosts and routers from their events)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,8 @@ from core.kernel.errors import ErrorCode
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
+from tests.core.host.test_hosts import simulator_pid
+from tests.core.host.test_owned_agents import hold
 from tests.core.virtual_router.conftest import make_net_lab
 from tests.core.vm.conftest import GiB, Lab
 from tests.ztui.conftest import LARGE, SMALL, app_on, shown, wait_until
@@ -259,3 +264,38 @@ async def test_a_failed_query_stays_on_the_status_line(lab: Lab) -> None:
         await create_vm(lab, "web1")
         await wait_until(pilot, lambda: screen.counts.counts == {"Running": 1})
         assert "hosts are on fire" in screen.status.text  # not hidden by the counts
+
+
+async def test_the_node_s_pid_uptime_and_problems_show(lab: Lab) -> None:
+    """A port another program holds: the dashboard names the port, the holder and the fix,
+    and the problem goes once the port is free (the node retried by itself)."""
+    node = lab.node
+    host = lab.host
+    app = app_on(node)
+    async with app.run_test(size=LARGE) as pilot:
+        screen = await shown(pilot, DashboardScreen)
+        assert f"pid {os.getpid()} · up " in screen.summary_panel.text
+        assert "Problem" not in screen.summary_panel.text
+        await ok(node, "UpdateGlobalConfig", category="host", name="ping.interval", value="1")
+        os.kill(simulator_pid(node, host["uuid"]), signal.SIGKILL)
+        squatters: list[subprocess.Popen[str]] = []
+        squatter = hold(squatters, host["agentPort"])
+        try:
+            await wait_until(
+                pilot,
+                lambda: f"is held by pid {squatter.pid}" in screen.summary_panel.text,
+                timeout=60,
+                what="the problem on the dashboard",
+            )
+            text = screen.summary_panel.text
+            assert f"Problem   host {host['name']}: " in text
+            assert f"port {host['agentPort']}" in text and "time.sleep(600)" in text
+        finally:
+            squatter.kill()
+            squatter.wait()
+        await wait_until(
+            pilot,
+            lambda: "Problem" not in screen.summary_panel.text,
+            timeout=60,
+            what="the problem to go",
+        )

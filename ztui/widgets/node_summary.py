@@ -41,15 +41,14 @@ def uptime(seconds: float) -> str:
 
 class NodeSummary(Widget):
     """``Data dir``, ``Node`` (how we reach it, its pid, uptime and version) and one
-    ``Problem`` line per problem the node reports."""
+    ``Problem`` per problem the node reports (wrapped: at 80 columns too it names the
+    port, the holder and what to do)."""
 
     DEFAULT_CSS = """
     NodeSummary {
         height: auto;
         padding: 0 1;
         background: $boost;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
     }
     """
 
