@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,8 @@ from core.host.local_agent import free_port
 from core.kernel.errors import SysErrors
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
-from tests.conftest import fails, load_props, ok, write_config
+from tests.conftest import fails, load_props, make_node, ok, write_config
+from tests.core.host.test_hosts import Veto
 
 pytestmark = pytest.mark.system
 MiB = 1024**2
@@ -32,9 +35,16 @@ async def kvm_props(tmp_path: Path) -> AsyncIterator[Properties]:
     props = load_props(write_config(tmp_path, f"[agent]\nport = {free_port()}\n"))
     try:
         yield props
-    finally:  # the local KVM agent outlives nodes by design: the test stops it
+    finally:  # nodes stop their agent; this is in case a test failed half-way
         for pid in agent_pids(props.data_dir):
             os.kill(pid, signal.SIGTERM)
+
+
+async def wait_for(check: Any, what: str, timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
 
 
 async def add_local_host(node: ManagementNode, props: Properties) -> dict:
@@ -67,17 +77,37 @@ async def test_local_kvm_host_facts_tags_and_reserved_memory(kvm_props: Properti
         assert again["totalMemoryCapacity"] == host["totalPhysicalMemory"] - 1024 * MiB
 
 
-async def test_node_restart_reconnects_to_the_running_agent(kvm_props: Properties) -> None:
+async def test_the_node_owns_its_kvm_agent(kvm_props: Properties) -> None:
     async with ManagementNode(kvm_props, serve_socket=False) as node:
         host = await add_local_host(node, kvm_props)
-    [pid] = agent_pids(kvm_props.data_dir)  # the agent outlives the node
+        [first] = agent_pids(kvm_props.data_dir)
+    assert agent_pids(kvm_props.data_dir) == []  # stopped with the node that owned it
     async with ManagementNode(kvm_props, serve_socket=False) as node:
-        again = await ok(node, "ReconnectHost", uuid=host["uuid"])
+        [again] = await ok(node, "QueryHost")  # started again, and reconnected, at start
         assert again["status"] == "Connected"
-        assert agent_pids(kvm_props.data_dir) == [pid]
-        # A dead agent is started again by a reconnect.
+        [pid] = agent_pids(kvm_props.data_dir)
+        assert pid != first
+        # A dead agent is started again by the ping tracker, with no call from anyone.
+        await ok(node, "UpdateGlobalConfig", category="host", name="ping.interval", value="1")
         os.kill(pid, signal.SIGKILL)
-        revived = await ok(node, "ReconnectHost", uuid=host["uuid"])
-        assert revived["status"] == "Connected"
-        [new_pid] = agent_pids(kvm_props.data_dir)
-        assert new_pid != pid
+
+        async def revived() -> bool:
+            pids = agent_pids(kvm_props.data_dir)
+            [now] = await ok(node, "QueryHost")
+            return len(pids) == 1 and pids[0] != pid and now["status"] == "Connected"
+
+        await wait_for(revived, "the agent to be started again", 90)
+        assert host["uuid"] == again["uuid"]
+
+
+async def test_a_refused_add_kvm_host_leaves_no_agent(kvm_props: Properties) -> None:
+    async with make_node(kvm_props, {"veto": Veto}, serve_socket=False) as node:
+        zone = await ok(node, "CreateZone", name="z")
+        cluster = await ok(node, "CreateCluster", name="kvm", zoneUuid=zone["uuid"])
+        reply = await node.call(
+            "AddKVMHost",
+            {"name": "local", "clusterUuid": cluster["uuid"], "agentPort": free_port()},
+        )
+        assert not reply.success and "openvswitch is not running" in str(reply.error)
+        assert agent_pids(kvm_props.data_dir) == []  # the agent it started is gone
+        assert await ok(node, "QueryHost") == []
