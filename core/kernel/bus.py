@@ -47,6 +47,11 @@ from core.kernel.query import QueryMessage, run_query
 from core.kernel.service import ApiInterceptor, GlobalApiInterceptor, Service
 
 log = logging.getLogger(__name__)
+STOPPED_WHILE_RUNNING = ErrorCode(
+    SysErrors.OPERATION_ERROR,
+    "cancelled: the management node stopped while this ran",
+    "its flow chains rolled back what they had done",
+)
 
 
 @dataclass
@@ -200,6 +205,11 @@ class ApiBus:
         task.add_done_callback(self._finished)
         try:
             return await asyncio.wait_for(asyncio.shield(task), limit)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not task.cancelled() or (current is not None and current.cancelling()):
+                raise  # the caller itself is cancelled
+            return ApiReply.failure(STOPPED_WHILE_RUNNING)  # drain() cancelled the operation
         except TimeoutError:
             return ApiReply.failure(
                 ErrorCode(
@@ -215,7 +225,7 @@ class ApiBus:
             result = await self._locks.run(msg.sync_signature(), lambda: route.handler(msg))
             reply = _reply(result)
         except asyncio.CancelledError:
-            self._end(op, ApiReply.failure(ErrorCode(SysErrors.TIMEOUT, "cancelled")))
+            self._end(op, ApiReply.failure(STOPPED_WHILE_RUNNING))
             raise
         except Exception as exc:
             if not isinstance(exc, OperationError):
