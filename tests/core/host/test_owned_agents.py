@@ -3,6 +3,7 @@ their port is held by another program, stopped with the node, never left by a re
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
 from tests.core.host.test_hosts import alive, sim_cluster, simulator_pid, wait_for
+from tests.core.vm.conftest import make_lab
 
 HOLDER = (
     "import socket, sys, time\n"
@@ -170,3 +172,21 @@ async def test_a_refused_add_kvm_host_starts_no_agent(node: ManagementNode) -> N
     assert "a KVM host cannot join it" in reply.error.description
     assert agents_of(node.data_dir) == []
     assert await ok(node, "QueryHost") == []
+
+
+async def test_a_call_during_a_host_reconnect_waits_for_it(
+    node: ManagementNode, tmp_path: Path
+) -> None:
+    lab = await make_lab(node, tmp_path)
+    reconnect = asyncio.create_task(node.call("ReconnectHost", {"uuid": lab.host["uuid"]}))
+    while await host_status(node, lab.host["uuid"]) != "Connecting":
+        await asyncio.sleep(0.005)
+    vm = await ok(
+        node,
+        "CreateVmInstance",
+        name="vm1",
+        instanceOfferingUuid=lab.offering["uuid"],
+        imageUuid=lab.image_uuid,
+    )  # not "no host is Enabled and Connected": it waited for the reconnect
+    assert vm["state"] == "Running"
+    assert (await reconnect).success
