@@ -20,6 +20,7 @@ from typing import Any
 
 from core.daemon import control
 from core.daemon.node_socket import NodeSocket, NodeUnreachable
+from core.daemon.uptime import format_uptime
 from core.kernel.data_dir import running_pid
 from core.kernel.properties import Properties, PropertyError, add_config_argument, load
 
@@ -70,17 +71,6 @@ def cmd_stop(props: Properties) -> int:
     else:
         print(f"management node (pid {pid}) stopped")
     return EXIT_OK
-
-
-def format_uptime(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h {minutes}m"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s"
 
 
 def print_status(status: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from core.daemon.uptime import format_uptime
 from ztui.formatting import Formatter
 
 LABEL_STYLE = "bold"
@@ -25,18 +26,6 @@ HOW = {
 
 def _line(label: str, *value: str | Text | tuple[str, str]) -> Text:
     return Text.assemble((f"{label:<{LABEL_WIDTH}}", LABEL_STYLE), *value)
-
-
-def uptime(seconds: float) -> str:
-    """``3d 4h``, ``2h 5m``, ``4m 10s``."""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s"
 
 
 class NodeSummary(Widget):
@@ -74,7 +63,7 @@ class NodeSummary(Widget):
         problems: list[Text] = []
         if status is not None:
             pid = fmt.volatile(status.get("pid"), "pid")
-            up = fmt.volatile(uptime(float(status.get("uptime") or 0)), "uptime")
+            up = fmt.volatile(format_uptime(float(status.get("uptime") or 0)), "uptime")
             node.append(f" · pid {pid} · up {up} · v{status.get('version')}", style="dim")
             problems = [
                 _line("Problem", (str(text), "bold yellow"))
