@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from core.host.plugin import HostPlugin
 from core.image.models import ImageVO
 from core.kernel.node import ManagementNode
 from tests.conftest import ok
+from tests.core.host.test_hosts import simulator_pid
 from tests.core.vm.conftest import Lab, make_lab
 
 
@@ -72,13 +72,11 @@ async def test_agent_killed_during_a_download_fails_the_call_within_seconds(
     lab: Lab, stalling: StallingServer
 ) -> None:
     node = lab.node
-    hosts = node.plugin(HostPlugin)
-    sim = hosts._simulators[lab.host["uuid"]]
-    assert sim.process is not None
+    pid = simulator_pid(node, lab.host["uuid"])
     call = asyncio.create_task(node.call("AddImage", {"name": "stall", "url": stalling.url}))
     await asyncio.wait_for(stalling.started.wait(), 30)  # the agent is downloading
     t0 = time.monotonic()
-    os.kill(sim.process.pid, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
     reply = await asyncio.wait_for(call, 60)  # the API's own timeout would be far longer
     assert time.monotonic() - t0 < 30
     assert not reply.success and reply.error is not None
