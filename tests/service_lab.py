@@ -96,6 +96,11 @@ class ServiceLab:
             time.sleep(0.02)
         return pid
 
+    def reset(self) -> Result:
+        """``zstack-lite reset --yes``: everything the lab made goes, on the host too; for
+        labs that made host objects (a kvm lab's bridges, routers, domains)."""
+        return finish(self.spawn(ZSTACK_LITE, "reset", "--yes"), timeout=900)
+
     def stop(self) -> None:
         """Stop the node; then end any process of the lab still running (an agent a
         killed node left) so that a failed test leaks nothing."""
