@@ -34,10 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+import libvirt
 from pyroute2 import IPRoute
 
 from agent.backend import domain_name
 from agent.lab import lab_id
+from agent.libvirt_backend import DEFAULT_URI as LIBVIRT_URI
+from agent.libvirt_backend import remove_domain
 from agent.network import bridges, host_nat, links
 from agent.network.appliance import NETNS_DIR, namespace_pids, remove_namespace
 from agent.network.names import (
@@ -50,7 +53,6 @@ from agent.network.names import (
 from agent.network.processes import SHORT_SOCKET_DIR, ProcessTable, cmdline, terminate
 from agent.protocol import DOMAIN_PREFIX
 
-LIBVIRT_URI: Final = "qemu:///system"
 LIBVIRT_LOG_DIR: Final = Path("/var/log/libvirt/qemu")
 PROGRAMS: Final = ("agent.main", "virtual_router.main", "core.daemon", "zstack-lite", "dnsmasq")
 """A process is the project's when one of its first three arguments ends with one of these
@@ -237,10 +239,6 @@ class LabSweep:
 
     # -- domains --------------------------------------------------------------------
     def remove_domains(self) -> None:
-        import libvirt
-
-        from agent.libvirt_backend import remove_domain
-
         try:
             conn = libvirt.open(LIBVIRT_URI)
         except libvirt.libvirtError as exc:
