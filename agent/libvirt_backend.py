@@ -130,6 +130,44 @@ def _is(exc: libvirt.libvirtError, *codes: int) -> bool:
     return exc.get_error_code() in codes
 
 
+def power_off(dom: libvirt.virDomain) -> None:
+    """Pull the plug (SIGTERM, then SIGKILL if QEMU does not go); fine if it is off."""
+    try:
+        dom.destroy()
+    except libvirt.libvirtError as exc:
+        if dom.isActive():
+            raise AgentError(f"cannot power off {dom.name()}: {_message(exc)}") from None
+
+
+def remove_domain(dom: libvirt.virDomain) -> None:
+    """Power the domain off and undefine it with its metadata; fine if it is gone."""
+    try:
+        if dom.isActive():
+            power_off(dom)
+    except libvirt.libvirtError as exc:
+        if _is(exc, libvirt.VIR_ERR_NO_DOMAIN):
+            return
+        raise
+    flags = (
+        libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+        | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+    )
+    try:
+        dom.undefineFlags(flags)
+    except libvirt.libvirtError as exc:
+        if _is(exc, libvirt.VIR_ERR_NO_DOMAIN):
+            return
+        if not _is(exc, libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+            raise AgentError(f"cannot undefine {dom.name()}: {_message(exc)}") from None
+        # A driver without NVRAM/checkpoint support (the test driver): the basic flags.
+        dom.undefineFlags(
+            libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        )
+
+
 class LibvirtBackend(LocalFileStorage, Backend):
     hypervisor_type = "KVM"
 
@@ -414,11 +452,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
 
     @staticmethod
     def _power_off(dom: libvirt.virDomain) -> None:
-        try:
-            dom.destroy()  # SIGTERM, then SIGKILL if QEMU does not go
-        except libvirt.libvirtError as exc:
-            if dom.isActive():
-                raise AgentError(f"cannot power off {dom.name()}: {_message(exc)}") from None
+        power_off(dom)
 
     async def vm_reboot(self, vm_uuid: str, timeout: float) -> str:
         """ZStack's reboot: a graceful stop (destroy after ``timeout``), then a start."""
@@ -461,28 +495,8 @@ class LibvirtBackend(LocalFileStorage, Backend):
 
     def _destroy(self, vm_uuid: str) -> None:
         dom = self._lookup(vm_uuid)
-        if dom is None:
-            return
-        if dom.isActive():
-            self._power_off(dom)
-        flags = (
-            libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-            | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-            | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-            | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-        )
-        try:
-            dom.undefineFlags(flags)
-        except libvirt.libvirtError as exc:
-            if _is(exc, libvirt.VIR_ERR_NO_DOMAIN):
-                return
-            if not _is(exc, libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-                raise AgentError(f"cannot undefine {dom.name()}: {_message(exc)}") from None
-            # A driver without NVRAM/checkpoint support (the test driver): the basic flags.
-            dom.undefineFlags(
-                libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-                | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-            )
+        if dom is not None:
+            remove_domain(dom)
 
     async def vm_sync(self) -> dict[str, str]:
         return await self._call(self._sync)

@@ -96,10 +96,12 @@ class ServiceLab:
             time.sleep(0.02)
         return pid
 
-    def reset(self) -> None:
-        """``zstack-lite reset --yes``: everything the lab made goes, the data dir too."""
-        res = self.service("reset", "--yes")
-        assert res.rc == 0, f"reset failed: {res.out}{res.err}"
+    def reset(self, check: bool = True) -> Result:
+        """``zstack-lite reset --yes``: everything the lab made goes, on the host too, and
+        the data dir; ``check``: insist it succeeded."""
+        res = finish(self.spawn(ZSTACK_LITE, "reset", "--yes"), timeout=900)
+        assert not check or res.rc == 0, f"reset failed: {res.out}{res.err}"
+        return res
 
     def stop(self) -> None:
         """Stop the node; then end any process of the lab still running (an agent a
