@@ -13,6 +13,10 @@ from core.kernel.extensions import ExtensionRegistry
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 
+# The session fails if it leaves a process, link, namespace, nft table, domain or file of
+# the project behind (tests/host_leaks.py); pytester runs inner sessions for its own test.
+pytest_plugins = ["tests.host_leaks", "pytester"]
+
 
 def write_config(directory: Path, body: str = "", data_dir: str | Path = "data") -> Path:
     """A config.toml in ``directory`` whose data dir is ``data_dir`` (relative to it)."""
