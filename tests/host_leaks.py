@@ -79,7 +79,7 @@ def is_project_process(argv: list[str], basetemp: str, in_project_netns: bool) -
         return True
     if SCRIPTS & {os.path.basename(a) for a in argv[:2]}:
         return True
-    if basetemp and any(names(a, basetemp) for a in argv):
+    if basetemp and any(mentions(a, basetemp) for a in argv):
         return True
     if program == "dnsmasq":
         return not any(a.startswith("--conf-file=/var/lib/libvirt/") for a in argv)
@@ -88,7 +88,7 @@ def is_project_process(argv: list[str], basetemp: str, in_project_netns: bool) -
     return False
 
 
-def names(text: str, path: str) -> bool:
+def mentions(text: str, path: str) -> bool:
     """Whether ``text`` names ``path`` or something under it (``pytest-1``: not ``pytest-10``)."""
     return re.search(re.escape(path) + r"(?=/|\s|$)", text) is not None
 
@@ -187,13 +187,12 @@ def domains() -> Iterator[HostObject]:
 
 
 def files() -> Iterator[HostObject]:
-    roots = [*FILE_ROOTS, *_entries(*TMP_GLOB)]
-    for root in roots:
+    for root in [*FILE_ROOTS, *_entries(*TMP_GLOB)]:
         if root.exists():
             yield HostObject("path", str(root))
-            if root.is_dir() and not root.is_symlink():
-                for path in sorted(root.rglob("*")):
-                    yield HostObject("path", str(path))
+        for top, dirs, filenames in os.walk(root):  # errors (a dir removed meanwhile) are skipped
+            for name in dirs + filenames:
+                yield HostObject("path", os.path.join(top, name))
 
 
 def snapshot(basetemp: str) -> set[HostObject]:
@@ -227,8 +226,9 @@ def report(diff: Diff, basetemp: str) -> Iterable[tuple[str, bool]]:
     if diff.leaked:
         count = len(diff.leaked)
         yield f"{count} project host object(s) left behind by this session (the run fails):", True
+        yield f"(this session's basetemp: {basetemp or 'unknown'})", True
         for obj in diff.leaked:
-            mine = obj.kind == "process" and bool(basetemp) and names(obj.detail, basetemp)
+            mine = obj.kind == "process" and bool(basetemp) and mentions(obj.detail, basetemp)
             yield f"  LEAKED {obj}" + ("  [names this session's basetemp]" if mine else ""), True
     for obj in diff.vanished:
         yield f"  gone (was there before the session) {obj}", False
