@@ -8,8 +8,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,8 +19,8 @@ import pytest
 from agent.guest_image import build as guest_image
 from core.host.local_agent import free_port
 from core.kernel.node import ManagementNode
-from tests.conftest import load_props, ok, write_config
-from tests.system.cleanup import delete_networks
+from tests.conftest import load_props, write_config
+from tests.system.cleanup import api_teardown, by_hand
 from tests.system.test_ztui_hosts_node import Tmux
 
 pytestmark = pytest.mark.system
@@ -60,23 +58,14 @@ def lab_config() -> Iterator[Path]:
 
 
 async def _clean(config: Path) -> None:
-    props = load_props(config)
-    node = ManagementNode(props, serve_socket=False)
-    await node.start()
+    node = ManagementNode(load_props(config), serve_socket=False)
     try:
-        for vm in await ok(node, "QueryVmInstance"):
-            await node.call("DestroyVmInstance", {"uuid": vm["uuid"]})
-            await node.call("ExpungeVmInstance", {"uuid": vm["uuid"]})
-        await delete_networks(node)
+        await node.start()
+        await api_teardown(node)
     finally:
-        await node.stop()
-    found = subprocess.run(
-        ["pgrep", "-f", f"agent.main --data-dir {props.data_dir}/agent"],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    for pid in found:
-        os.kill(int(pid), signal.SIGTERM)
+        if node.running:
+            await node.stop()
+        by_hand(config.parent)  # the local KVM agent outlives nodes by design
 
 
 def test_create_a_vm_with_keystrokes_and_read_its_ip(lab_config: Path) -> None:
