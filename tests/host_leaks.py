@@ -10,7 +10,9 @@ At session start and at session end this plugin lists the host objects of the pr
 * nftables tables whose name starts with ``zsl``, and the rules of the shared
   ``inet zsl_host_nat`` table;
 * libvirt domains ``zsl-*`` on qemu:///system (when libvirtd answers);
-* files and directories under ``/run/zstack-lite``, ``/var/lib/zstack-lite`` and ``/tmp/zsl*``.
+* files under ``/run/zstack-lite``, ``/var/lib/zstack-lite``, ``/tmp/zsl*`` and
+  ``/var/tmp/zsl*`` (and each ``zsl*`` entry of the temp dirs itself); an empty directory is
+  not a leak.
 
 Whatever is there at the end and was not at the start is a leak: the session fails (exit
 status 1) and the terminal summary lists each object (kind, name; pid and command line for a
@@ -42,7 +44,7 @@ MODULE_PREFIXES = ("agent", "virtual_router", "core", "ztui")
 SCRIPTS = frozenset({"zstack-lite", "ztui", "zcli"})
 SHARED_NFT_TABLES = (("inet", "zsl_host_nat"),)
 FILE_ROOTS = (Path("/run/zstack-lite"), Path("/var/lib/zstack-lite"))
-TMP_GLOB = (Path("/tmp"), PREFIX + "*")
+TMP_DIRS = (Path("/tmp"), Path("/var/tmp"))
 NETNS_DIR = Path("/run/netns")
 LIBVIRT_URI = "qemu:///system"
 SETTLE_INI = "host_leaks_settle"
@@ -187,11 +189,15 @@ def domains() -> Iterator[HostObject]:
 
 
 def files() -> Iterator[HostObject]:
-    for root in [*FILE_ROOTS, *_entries(*TMP_GLOB)]:
-        if root.exists():
-            yield HostObject("path", str(root))
-        for top, dirs, filenames in os.walk(root):  # errors (a dir removed meanwhile) are skipped
-            for name in dirs + filenames:
+    """Each ``zsl*`` entry of the temp dirs, and the files under those and the fixed roots
+    (not directories: they count by what is in them, and the product keeps e.g.
+    ``/run/zstack-lite/vr`` for its sockets)."""
+    tmp = [path for directory in TMP_DIRS for path in _entries(directory, PREFIX + "*")]
+    for path in tmp:
+        yield HostObject("path", str(path))
+    for root in [*FILE_ROOTS, *tmp]:
+        for top, _dirs, filenames in os.walk(root):  # errors (a dir removed meanwhile) skipped
+            for name in filenames:
                 yield HostObject("path", os.path.join(top, name))
 
 
