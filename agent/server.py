@@ -101,6 +101,7 @@ class AgentServer:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._builtin = {TASK_CANCEL: Command(self._cancel_task)}
         self._runner: web.AppRunner | None = None
+        self._unix_socket: tuple[str, int, int] | None = None
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------------
@@ -126,6 +127,8 @@ class AgentServer:
         site = web.UnixSite(self._runner, path)
         await site.start()
         os.chmod(path, 0o600)
+        made = os.lstat(path)
+        self._unix_socket = (path, made.st_dev, made.st_ino)
         log.info("agent listening on %s", path)
 
     async def stop(self) -> None:
@@ -137,6 +140,19 @@ class AgentServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._remove_unix_socket()
+
+    def _remove_unix_socket(self) -> None:
+        """The socket file this server made (aiohttp leaves it), unless another server has
+        put its own at the path since."""
+        made, self._unix_socket = self._unix_socket, None
+        if made is None:
+            return
+        path, dev, ino = made
+        with contextlib.suppress(FileNotFoundError):
+            now = os.lstat(path)
+            if (now.st_dev, now.st_ino) == (dev, ino):
+                os.unlink(path)
 
     @property
     def running_tasks(self) -> list[str]:

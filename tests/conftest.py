@@ -13,7 +13,10 @@ from core.kernel.extensions import ExtensionRegistry
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 
-pytest_plugins = ["tests.service_lab"]
+# The session fails if it leaves a process, link, namespace, nft table, domain or file of
+# the project behind (tests/host_leaks.py); pytester runs inner sessions for its own test;
+# tests.service_lab gives the node-service fixtures.
+pytest_plugins = ["tests.service_lab", "tests.host_leaks", "pytester"]
 
 
 def write_config(directory: Path, body: str = "", data_dir: str | Path = "data") -> Path:

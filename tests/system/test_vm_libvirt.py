@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -18,7 +16,7 @@ from agent.guest_image import build as guest_image
 from core.host.local_agent import free_port
 from core.kernel.node import ManagementNode
 from tests.conftest import load_props, ok, write_config
-from tests.system.cleanup import delete_networks
+from tests.system.cleanup import api_teardown, by_hand
 
 pytestmark = pytest.mark.system
 MiB = 1024**2
@@ -52,27 +50,16 @@ async def node() -> AsyncIterator[ManagementNode]:
         write_config(root, f'[agent]\nport = {free_port()}\n[bootstrap]\nlocal_host = "kvm"\n')
     )
     node = ManagementNode(props, serve_socket=False)
-    await node.start()
     try:
+        await node.start()
         yield node
     finally:
-        vms = await ok(node, "QueryVmInstance")
-        for vm in vms:
-            await node.call("DestroyVmInstance", {"uuid": vm["uuid"]})
-            await node.call("ExpungeVmInstance", {"uuid": vm["uuid"]})
-        await delete_networks(node)
-        await node.stop()
-        for vm in vms:
-            virsh("destroy", f"zsl-{vm['uuid']}")
-            virsh("undefine", f"zsl-{vm['uuid']}")
-        found = subprocess.run(
-            ["pgrep", "-f", f"agent.main --data-dir {props.data_dir}/agent"],
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-        for pid in found:
-            os.kill(int(pid), signal.SIGTERM)
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            if node.running:
+                await api_teardown(node)
+        finally:
+            by_hand(root)  # the local KVM agent outlives nodes by design
+            shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_vm_life_cycle_on_libvirt(node: ManagementNode) -> None:

@@ -3,6 +3,7 @@ validation, merge rules, nothing changed by a refused command."""
 
 from __future__ import annotations
 
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -69,20 +70,37 @@ async def test_init_then_ping_answers_the_signature(sim: VrClient) -> None:
 
 
 async def test_start_unix_replaces_a_stale_socket_but_not_a_file(short_dir: Path) -> None:
-    async def nothing(*_: Any) -> bool:
-        return False
-
     path = short_dir / "s.sock"
-    for _ in range(2):  # the second start finds the first one's socket file
-        server = AgentServer(CommandRegistry(), "t", nothing)
-        await server.start_unix(str(path))
-        await server.stop()
-    assert path.is_socket()
+    with socket.socket(socket.AF_UNIX) as stale:  # what a killed agent leaves
+        stale.bind(str(path))
+    server = AgentServer(CommandRegistry(), "t", _nothing)
+    await server.start_unix(str(path))
+    await server.stop()
     regular = short_dir / "file"
     regular.write_text("x")
     with pytest.raises(FileExistsError):
-        await AgentServer(CommandRegistry(), "t", nothing).start_unix(str(regular))
+        await AgentServer(CommandRegistry(), "t", _nothing).start_unix(str(regular))
     assert regular.read_text() == "x"
+
+
+async def test_stop_removes_its_socket_but_not_a_successors(short_dir: Path) -> None:
+    """Sockets under /run/zstack-lite/vr outlived their agents (tests/host_leaks.py saw them)."""
+    path = short_dir / "s.sock"
+    server = AgentServer(CommandRegistry(), "t", _nothing)
+    await server.start_unix(str(path))
+    await server.stop()
+    assert not path.exists()
+    old, new = (AgentServer(CommandRegistry(), "t", _nothing) for _ in range(2))
+    await old.start_unix(str(path))
+    await new.start_unix(str(path))  # a restarted agent takes the path over
+    await old.stop()
+    assert path.is_socket()
+    await new.stop()
+    assert not path.exists()
+
+
+async def _nothing(*_: Any) -> bool:
+    return False
 
 
 # -- DHCP -------------------------------------------------------------------------
