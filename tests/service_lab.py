@@ -104,12 +104,12 @@ class ServiceLab:
         return res
 
     def stop(self) -> None:
-        """Stop the node; then end any process of the lab still running (an agent a
-        killed node left) so that a failed test leaks nothing."""
+        """Take the lab away as a user would (``zstack-lite reset --yes``: its node, agents,
+        routers and files); then end any process still naming the data dir (if the reset
+        failed) so that a failed test leaks nothing."""
         try:
-            if self.node_pid is not None:
-                res = self.service("stop")
-                assert res.rc == 0, res.err
+            if self.data_dir.exists() or self.node_pid is not None:
+                self.reset()
         finally:
             for pid in processes_naming(self.data_dir):
                 os.kill(pid, signal.SIGKILL)

@@ -100,9 +100,11 @@ def _alive(pid: int) -> bool:
 
 
 def stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, then SIGKILL after ``timeout`` seconds (blocking)."""
+    """SIGTERM (and SIGCONT, for a stopped process), then SIGKILL after ``timeout`` seconds
+    (blocking)."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + timeout
     while _alive(pid):
         with contextlib.suppress(ChildProcessError):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from core.host.port_holder import port_holder
+from core.host.port_holder import cmdline_of, port_holder
 from tests.service_lab import ServiceLab, processes_naming, service_lab
 
 ASKED = {"AddImage", "CreateVmInstance", "DestroyVmInstance", "UpdateGlobalConfig"}
@@ -56,9 +56,11 @@ def test_first_calls_on_a_fresh_lab_succeed_first_try(tmp_path: Path, run: int) 
     try:
         vm = first_vm(lab, tmp_path)
         assert vm["state"] == "Running"
+        assert lab.service("stop").rc == 0
+        agents = [p for p in processes_naming(lab.data_dir) if "agent.main" in cmdline_of(p)]
+        assert agents == []  # stop took the agents the node owns
     finally:
         lab.stop()
-    assert processes_naming(lab.data_dir) == []  # stop took the agents it owns
 
 
 def test_start_status_stop(sim_node_service: ServiceLab) -> None:
