@@ -15,12 +15,13 @@ import pytest
 
 from core.host.local_agent import LocalAgent
 from core.host.plugin import HostPlugin
-from core.host.port_holder import port_holder
+from core.host.port_holder import cmdline_of, port_holder
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
 from tests.core.host.test_hosts import alive, sim_cluster, simulator_pid, wait_for
 from tests.core.vm.conftest import make_lab
+from tests.service_lab import processes_naming
 
 HOLDER = (
     "import socket, sys, time\n"
@@ -32,17 +33,7 @@ HOLDER = (
 
 def agents_of(data_dir: Path) -> list[int]:
     """Pids of agent processes whose command line names this data dir."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "agent.main" in cmdline and str(data_dir) in cmdline:
-            found.append(int(entry))
-    return found
+    return [p for p in processes_naming(data_dir) if "agent.main" in cmdline_of(p)]
 
 
 @pytest.fixture

@@ -18,21 +18,9 @@ from pathlib import Path
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
+from tests.core.host.test_owned_agents import agents_of
 
 GiB = 1024**3
-
-
-def agents_of(data_dir: Path) -> list[int]:
-    """The pids of agent processes whose data dir lies under ``data_dir``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"agent.main" in argv and any(a.startswith(bytes(data_dir)) for a in argv):
-            found.append(int(proc.name))
-    return found
 
 
 def running(pid: int) -> bool:
