@@ -94,12 +94,14 @@ class AgentServer:
         for path in self.streams:
             if registry.get(path) is not None:
                 raise ValueError(f"{path} is both a command and a stream")
-        if registry.get(TASK_STATUS) is None:
-            registry.add(TASK_STATUS, self._task_status)
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{path:.*}", self._handle)
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._builtin = {TASK_CANCEL: Command(self._cancel_task)}
+        self._builtin = {
+            TASK_STATUS: Command(self._task_status),
+            TASK_CANCEL: Command(self._cancel_task),
+        }
+        """Commands every agent serves, about its own async commands."""
         self._runner: web.AppRunner | None = None
         self._unix_socket: tuple[str, int, int] | None = None
         self.port = 0
@@ -160,9 +162,8 @@ class AgentServer:
 
     # -- requests --------------------------------------------------------------
     async def _task_status(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
-        task_uuid = body.get("taskUuid")
-        if not isinstance(task_uuid, str) or not task_uuid:
-            raise ArgumentError("taskUuid must be a non-empty string")
+        """TASK_STATUS: whether an async command still runs here."""
+        task_uuid = _task_uuid(body)
         return {"taskUuid": task_uuid, "running": task_uuid in self._tasks}
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -205,9 +206,7 @@ class AgentServer:
 
     async def _cancel_task(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
         """TASK_CANCEL: cancel a running async command and wait for it to end."""
-        task_uuid = body.get("taskUuid")
-        if not isinstance(task_uuid, str) or not task_uuid:
-            raise ArgumentError("field 'taskUuid' is required")
+        task_uuid = _task_uuid(body)
         task = self._tasks.get(task_uuid)
         if task is None:
             return {"taskUuid": task_uuid, "cancelled": False}
@@ -238,3 +237,10 @@ class AgentServer:
             return {"success": False, "error": f"{path} failed: {type(exc).__name__}: {exc}"}
         log.info("%s done in %.2fs", path, time.monotonic() - started)
         return {"success": True, "error": "", **fields}
+
+
+def _task_uuid(body: dict[str, Any]) -> str:
+    task_uuid = body.get("taskUuid")
+    if not isinstance(task_uuid, str) or not task_uuid:
+        raise ArgumentError("field 'taskUuid' must be a non-empty string")
+    return task_uuid

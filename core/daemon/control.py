@@ -12,6 +12,7 @@ line to that pipe when it is ready (``ready <pid> <socket>``) or cannot start
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import time
@@ -100,6 +101,12 @@ def start_detached(props: Properties, timeout: float = START_TIMEOUT) -> Started
     finally:
         os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
+        # The node writes its line when ready (its own bounds come first) or dies.
+        if not select.select([pipe], [], [], timeout)[0]:
+            raise ControlError(
+                f"the management node on {props.data_dir} (pid {proc.pid}) is not ready after "
+                f"{timeout:g}s; see {out} and its log"
+            )
         line = pipe.readline().decode(errors="replace").strip()
     word, _, rest = line.partition(" ")
     if word == "ready":

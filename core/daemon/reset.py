@@ -162,54 +162,53 @@ def say_now(line: str) -> None:
 def reset_lab(props: Properties, say: Say = say_now) -> int:
     """Reset the lab of ``props`` (see the module's doc); the exit status."""
     data_dir = Path(props.data_dir).absolute()
-    out = say
-    out(f"resetting the lab on {data_dir} (lab {lab_id(data_dir)})")
+    say(f"resetting the lab on {data_dir} (lab {lab_id(data_dir)})")
     failures: list[str] = []
     vm_uuids: set[str] = set()
     api_removed = 0
     if has_database(props):
         try:
-            control.ensure_running(props, announce=out)
+            control.ensure_running(props, announce=say)
         except control.ControlError as exc:
             failures.append(f"starting the node: {exc}")
-            out(f"the management node does not start ({exc}); sweeping the host instead")
+            say(f"the management node does not start ({exc}); sweeping the host instead")
         else:
-            phase = ApiPhase(NodeSocket(control.socket_of(props)), out)
+            phase = ApiPhase(NodeSocket(control.socket_of(props)), say)
             phase.run()
             failures += phase.failures
             vm_uuids, api_removed = phase.vm_uuids, phase.removed
     elif data_dir.exists():
-        out(f"{data_dir} holds no database: sweeping what the lab left on this host")
+        say(f"{data_dir} holds no database: sweeping what the lab left on this host")
     else:
-        out(f"{data_dir} does not exist: sweeping what the lab left on this host")
+        say(f"{data_dir} does not exist: sweeping what the lab left on this host")
     try:
         pid = control.stop_node(props)
         if pid is not None:
-            out(f"stopped the management node (pid {pid})")
+            say(f"stopped the management node (pid {pid})")
     except control.ControlError as exc:
-        out(f"{exc}; the sweep ends it")
-    swept = sweep(data_dir, vm_uuids, report=out)
+        say(f"{exc}; the sweep ends it")
+    swept = sweep(data_dir, vm_uuids, report=say)
     failures += swept.failures
     removed_dir = False
     if data_dir.exists():
         try:
             shutil.rmtree(data_dir)
             removed_dir = True
-            out(f"removed the data dir {data_dir}")
+            say(f"removed the data dir {data_dir}")
         except OSError as exc:
             failures.append(f"the data dir {data_dir}: {exc}")
-            out(f"could not remove the data dir {data_dir}: {exc}")
+            say(f"could not remove the data dir {data_dir}: {exc}")
     if not (api_removed or swept.removed or removed_dir or failures):
-        out(f"nothing of the lab on {data_dir} was left on this host")
+        say(f"nothing of the lab on {data_dir} was left on this host")
         return 0
-    out(
+    say(
         f"reset done: {api_removed} resource(s) deleted through the API, "
         f"{len(swept.removed)} leftover object(s) swept from the host"
         + (", the data dir removed" if removed_dir else "")
     )
     if failures:
-        out(f"{len(failures)} thing(s) could not be removed:")
+        say(f"{len(failures)} thing(s) could not be removed:")
         for failure in failures:
-            out(f"  - {failure}")
+            say(f"  - {failure}")
         return 1
     return 0

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from agent import protocol
+from agent.network.processes import alive
 from core.host.port_holder import PortHolder, port_holder
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.http import JsonHttpClient
@@ -89,16 +90,6 @@ def port_held_error(holder: PortHolder, what: str) -> OperationError:
     )
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, dead but not reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != b"Z"
-
-
 def stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM (and SIGCONT, for a stopped process), then SIGKILL after ``timeout`` seconds
     (blocking)."""
@@ -106,7 +97,7 @@ def stop_pid(pid: int, timeout: float = STOP_TIMEOUT) -> None:
         os.kill(pid, signal.SIGTERM)
         os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while alive(pid):
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return

@@ -105,12 +105,10 @@ class HostPlugin(
 
     async def start(self) -> None:
         hosts = await self.node.db.run(
-            lambda s: [
-                h.to_inventory() | {"agentToken": h.agent_token} for h in s.scalars(select(HostVO))
-            ]
+            lambda s: [_detached(s, uuid) for uuid in s.scalars(select(HostVO.uuid)).all()]
         )
         for host in hosts:
-            task = asyncio.create_task(self._revive(host), name=f"revive-host-{host['uuid']}")
+            task = asyncio.create_task(self._revive(host), name=f"revive-host-{host.uuid}")
             self._reconnecting.add(task)
             task.add_done_callback(self._reconnecting.discard)
         self._tracker.start()
@@ -140,15 +138,13 @@ class HostPlugin(
         self._local.clear()
         await asyncio.gather(*(asyncio.to_thread(a.stop) for a in agents))
 
-    async def _revive(self, host: dict[str, Any]) -> None:
+    async def _revive(self, host: HostVO) -> None:
         """At node start: make sure a local agent runs, then reconnect."""
         try:
             await self._ensure_local_agent(host)
-            await self.connect(host["uuid"], new_host=False)
-        except OperationError as exc:
-            self._problems[host["uuid"]] = _reason(exc)
-            log.warning("host %s could not be reconnected at start: %s", host["name"], exc.error)
-            await self._set_status(host["uuid"], "Disconnected")
+            await self.connect(host.uuid, new_host=False)
+        except OperationError as exc:  # kept as the host's problem
+            log.warning("host %s could not be reconnected at start: %s", host.name, exc.error)
 
     # -- what the node tells about its hosts -------------------------------------------------
 
@@ -178,8 +174,9 @@ class HostPlugin(
         """Calls that may change something wait for hosts that are connecting (bounded)."""
         if msg.read_only or _in_connect.get() or not self._connects:
             return msg
-        events = list(self._connects.values())
-        await asyncio.wait([asyncio.ensure_future(e.wait()) for e in events], timeout=CONNECT_WAIT)
+        waits = asyncio.gather(*(done.wait() for done in self._connects.values()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waits, CONNECT_WAIT)
         return msg
 
     # -- agents -----------------------------------------------------------------------
@@ -196,34 +193,38 @@ class HostPlugin(
             ["--sim-cpu", str(cpu or 8), "--sim-memory", str(memory or 32 << 30)],
         )
 
-    def _owned_agent(self, host: dict[str, Any]) -> LocalAgent | None:
-        """The agent this node owns for ``host`` (an inventory), None for a remote host."""
-        uuid = host["uuid"]
-        agent = self._local.get(uuid)
+    def _owned_agent(self, host: HostVO) -> LocalAgent | None:
+        """The agent this node owns for ``host``, None for a remote host."""
+        agent = self._local.get(host.uuid)
         if agent is None:
-            if host["hypervisorType"] == "Simulator":
+            if host.hypervisor_type == "Simulator":
                 agent = self._simulator_agent(
-                    uuid, host["agentPort"], host["cpuNum"], host["totalPhysicalMemory"]
+                    host.uuid, host.agent_port, host.cpu_num, host.total_physical_memory
                 )
-            elif is_local(host["managementIp"]):
-                agent = self._local_kvm_agent(host["agentPort"])
+            elif is_local(host.management_ip):
+                agent = self._local_kvm_agent(host.agent_port)
             else:
                 return None
-            self._local[uuid] = agent
+            self._local[host.uuid] = agent
         return agent
 
-    async def _ensure_local_agent(self, host: dict[str, Any]) -> str | None:
-        """Start (or adopt) the host's agent if this node owns it; its token.  Raises an
-        OperationError naming the problem (e.g. another program holds its port)."""
+    async def _ensure_local_agent(self, host: HostVO) -> None:
+        """Start (or adopt) the host's agent if this node owns it, and keep its token.  An
+        OperationError naming the problem (e.g. another program holds its port) is kept as
+        the host's problem, the host marked Disconnected, and raised."""
         agent = self._owned_agent(host)
         if agent is None:
-            return None
-        lock = self._agent_locks.setdefault(host["uuid"], asyncio.Lock())
-        async with lock:
-            token = await agent.ensure_running()
-        if token != host.get("agentToken", token):  # its agent dir was made anew
-            await self._adopt_token(host["uuid"], token)
-        return token
+            return
+        lock = self._agent_locks.setdefault(host.uuid, asyncio.Lock())
+        try:
+            async with lock:
+                token = await agent.ensure_running()
+        except OperationError as exc:
+            self._problems[host.uuid] = _reason(exc)
+            await self._set_status(host.uuid, "Disconnected")
+            raise
+        if token != host.agent_token:  # a new host, or its agent dir was made anew
+            await self._adopt_token(host.uuid, token)
 
     async def _adopt_token(self, host_uuid: str, token: str) -> None:
         await self.node.db.run(lambda s: setattr(s.get(HostVO, host_uuid), "agent_token", token))
@@ -358,7 +359,7 @@ class HostPlugin(
             failures = self._failures[host_uuid] = self._failures.get(host_uuid, 0) + 1
             limit = configs.value(global_config.CATEGORY, global_config.PING_MAX_FAILURE.name)
             log.info("ping of host %s failed (%d/%d): %s", host.name, failures, limit, exc.error)
-            if host_uuid in self._local or self._owned_agent(host.to_inventory()) is not None:
+            if self._owned_agent(host) is not None:
                 await self._restart_agent(host)
                 return
             if failures >= limit and host.status != "Disconnected":
@@ -375,13 +376,10 @@ class HostPlugin(
     async def _restart_agent(self, host: HostVO) -> None:
         """An owned agent did not answer a ping: start it again and reconnect."""
         try:
-            await self._ensure_local_agent(_with_token(host))
+            await self._ensure_local_agent(host)
             await self.connect(host.uuid, new_host=False)
-        except OperationError as exc:
-            self._problems[host.uuid] = _reason(exc)
+        except OperationError as exc:  # kept as the host's problem; tried at the next ping
             log.warning("the agent of host %s cannot be started: %s", host.name, exc.error)
-            if host.status != "Disconnected":
-                await self._set_status(host.uuid, "Disconnected")
 
     # -- API -------------------------------------------------------------------------------
 
@@ -410,9 +408,10 @@ class HostPlugin(
         """A new host's row is made: start its agent if this node owns it, connect.  A
         failure leaves nothing: no row, no tags, no agent."""
         try:
-            host = await self.node.db.run(lambda s: _detached(s, host_uuid))
             if not has_token:
-                await self._ensure_local_agent(host.to_inventory() | {"agentToken": ""})
+                await self._ensure_local_agent(
+                    await self.node.db.run(lambda s: _detached(s, host_uuid))
+                )
             return await self.connect(host_uuid, new_host=True)
         except BaseException:
             await self._forget(host_uuid)
@@ -464,6 +463,7 @@ class HostPlugin(
         await self.node.db.run(delete)
         self._failures.pop(host_uuid, None)
         self._problems.pop(host_uuid, None)
+        self._agent_locks.pop(host_uuid, None)
         client = self._agents.pop(host_uuid, None)
         if client is not None:
             await client.close()
@@ -473,13 +473,7 @@ class HostPlugin(
 
     @handles(ReconnectHost)
     async def reconnect(self, msg: ReconnectHost) -> dict[str, Any]:
-        host = await self.node.db.run(lambda s: _detached(s, msg.uuid))
-        try:
-            await self._ensure_local_agent(_with_token(host))
-        except OperationError as exc:
-            self._problems[msg.uuid] = _reason(exc)
-            await self._set_status(msg.uuid, "Disconnected")
-            raise
+        await self._ensure_local_agent(await self.node.db.run(lambda s: _detached(s, msg.uuid)))
         return await self.connect(msg.uuid, new_host=False)
 
     @handles(DeleteHost)
@@ -497,10 +491,6 @@ class HostPlugin(
 
         await self.node.db.run(check)
         await self._forget(msg.uuid)
-
-
-def _with_token(host: HostVO) -> dict[str, Any]:
-    return host.to_inventory() | {"agentToken": host.agent_token}
 
 
 def _reason(exc: OperationError) -> str:

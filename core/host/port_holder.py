@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.network.processes import cmdline
+
 LISTEN = "0A"
 """The TCP state LISTEN in /proc/net/tcp."""
 
@@ -46,11 +48,8 @@ def _listening_inodes(port: int) -> set[str]:
 
 
 def cmdline_of(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    """A process's command line as one string ("" once it is gone)."""
+    return " ".join(cmdline(pid))
 
 
 def port_holder(port: int, settle: float = 1.0) -> PortHolder | None:

@@ -25,6 +25,8 @@ from core.tag.definitions import SystemTagDef, SystemTagProvider
 from core.tag.plugin import TagPlugin
 
 VERSION_TAG = SystemTagDef("zstack-lite::version::{version}", "ManagementNodeVO")
+_VERSION = version("zstack-lite")
+"""Read once: the installed distribution does not change under a running node."""
 PYTHON_VERSION_TAG = SystemTagDef("python::version::{version}", "ManagementNodeVO")
 
 
@@ -61,7 +63,7 @@ class ManagementNodePlugin(Plugin, Service, Component, SystemTagProvider):
             row.started = utcnow()
             session.flush()
             for definition, value in (
-                (VERSION_TAG, version("zstack-lite")),
+                (VERSION_TAG, _VERSION),
                 (PYTHON_VERSION_TAG, platform.python_version()),
             ):
                 tags.create_system_tag(
@@ -82,7 +84,7 @@ class ManagementNodePlugin(Plugin, Service, Component, SystemTagProvider):
         status: dict[str, Any] = {
             "uuid": self.uuid,
             "pid": os.getpid(),
-            "version": version("zstack-lite"),
+            "version": _VERSION,
             "dataDir": str(self.node.data_dir),
             "socket": str(self.node.socket_path),
             "startedAt": started,
