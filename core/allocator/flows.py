@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from core.allocator.extension_points import InstanceOfferingTagAllocatorExtensionPoint
 from core.appliance.models import ApplianceVmVO
 from core.cluster.models import ClusterVO
+from core.host.capacity import reservation_shortage, reserved_capacity
 from core.host.models import HostVO
 from core.image.models import ImageBackupStorageRefVO
 from core.kernel.errors import ErrorCode, OperationError
@@ -136,18 +137,42 @@ class HostStateAndHypervisorAllocatorFlow(NoRollbackFlow):
 
 
 class HostCapacityAllocatorFlow(_Narrow):
+    """Hosts with the VM's CPUs and memory free.  When none has, and a host's reserved
+    capacity (kvm.reservedMemory…) is what is short, the refusal says so."""
+
     reason = "no Connected host has {cpu} CPU(s) and {memory} of memory free"
 
     async def keep(
         self, data: dict[str, Any], candidates: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         spec = data["spec"]
-        return [
+        kept = [
             h
             for h in candidates
             if h["availableCpuCapacity"] >= spec.cpu_num
             and h["availableMemoryCapacity"] >= spec.memory_size
         ]
+        if not kept:
+            notes = shortage_notes(data["node"], candidates, spec.cpu_num, spec.memory_size)
+            if notes:
+                raise no_host(f"{self.reason.format(**spec.describe())}: {notes}")
+        return kept
+
+
+def shortage_notes(
+    node: Any, hosts: list[dict[str, Any]], cpu: int, memory: int, most: int = 3
+) -> str:
+    """Of ``hosts`` (allocator candidates), those short of room only because of what their
+    reservation holds back, each in a sentence (the first ``most``)."""
+    notes = []
+    for host in hosts:
+        note = reservation_shortage(
+            host, reserved_capacity(node, host["hypervisorType"]), cpu, memory
+        )
+        if note is not None:
+            notes.append(note)
+    more = f"; and {len(notes) - most} more host(s)" if len(notes) > most else ""
+    return "; ".join(notes[:most]) + more
 
 
 class AttachedL2NetworkAllocatorFlow(_Narrow):

@@ -13,15 +13,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from agent import protocol
-from core.config.plugin import GlobalConfigPlugin
-from core.host import global_config as host_config
-from core.host.capacity import refresh_capacity
-from core.host.extension_points import (
-    HostConnectContext,
-    HostReservedCapacityExtensionPoint,
-    KVMHostConnectExtensionPoint,
-    ReservedHostCapacity,
-)
+from core.host.capacity import cpu_ratio, refresh_capacity, reserved_capacity
+from core.host.extension_points import HostConnectContext, KVMHostConnectExtensionPoint
 from core.host.models import HostVO
 from core.kernel.errors import not_found, operr
 from core.kernel.flow import NoRollbackFlow
@@ -112,14 +105,8 @@ class UpdateHostCapacityFlow(NoRollbackFlow):
 
     async def run(self, data: dict[str, Any]) -> None:
         node, facts = data["node"], data["facts"]
-        configs = node.plugin(GlobalConfigPlugin)
-        ratio = int(
-            configs.value(host_config.CATEGORY, host_config.CPU_OVER_PROVISIONING_RATIO.name)
-        )
-        reserved = ReservedHostCapacity()
-        for ext in node.registry.extensions(HostReservedCapacityExtensionPoint):
-            more = ext.reserved_host_capacity(data["hypervisor_type"])
-            reserved = ReservedHostCapacity(reserved.cpu + more.cpu, reserved.memory + more.memory)
+        ratio = cpu_ratio(node)
+        reserved = reserved_capacity(node, data["hypervisor_type"])
 
         def update(session: Session) -> None:
             refresh_capacity(

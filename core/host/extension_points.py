@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from core.config.definitions import GlobalConfigDef
 from core.kernel.rest import AgentClient
 
 
@@ -34,6 +35,14 @@ class ReservedHostCapacity:
     cpu: int = 0
     memory: int = 0
     """Bytes."""
+    held_by: tuple[str, ...] = ()
+    """What holds it back, as a user sets it (e.g. ``kvm.reservedMemory=1G``), for the
+    allocator's refusals."""
+
+    def __add__(self, other: ReservedHostCapacity) -> ReservedHostCapacity:
+        return ReservedHostCapacity(
+            self.cpu + other.cpu, self.memory + other.memory, self.held_by + other.held_by
+        )
 
 
 class HostReservedCapacityExtensionPoint(ABC):
@@ -41,3 +50,8 @@ class HostReservedCapacityExtensionPoint(ABC):
 
     @abstractmethod
     def reserved_host_capacity(self, hypervisor_type: str) -> ReservedHostCapacity: ...
+
+    def reserved_capacity_configs(self) -> list[GlobalConfigDef]:
+        """The global configs the reservation is read from: a change to one of them is
+        applied to every host's capacity at once."""
+        return []

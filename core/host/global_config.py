@@ -7,7 +7,8 @@ CATEGORY = "host"
 CPU_OVER_PROVISIONING_RATIO = GlobalConfigDef(
     CATEGORY,
     "cpu.overProvisioning.ratio",
-    "how many virtual CPUs may be allocated per physical CPU thread",
+    "how many virtual CPUs may be allocated per physical CPU thread; a change applies to "
+    "every host's capacity at once",
     default="10",
     type="Integer",
     number_range=(1, 1000),

@@ -29,10 +29,20 @@ from sqlalchemy.orm import Session
 
 from agent import protocol
 from core.cluster.models import ClusterVO
-from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
+from core.config.definitions import (
+    GlobalConfigDef,
+    GlobalConfigProvider,
+    GlobalConfigUpdateExtensionPoint,
+)
 from core.config.plugin import GlobalConfigPlugin
 from core.host import global_config
 from core.host.api import AddKVMHost, AddSimulatorHost, DeleteHost, QueryHost, ReconnectHost
+from core.host.capacity import (
+    apply_capacity_settings,
+    capacity_configs,
+    cpu_ratio,
+    reserved_capacity,
+)
 from core.host.connect import CHAIN, DEFAULT_FLOWS
 from core.host.local_agent import LocalAgent, free_port, is_local
 from core.host.models import HostVO
@@ -64,6 +74,7 @@ class HostPlugin(
     ReadinessCheck,
     GlobalApiInterceptor,
     NodeStatusExtensionPoint,
+    GlobalConfigUpdateExtensionPoint,
 ):
     implements = (
         GlobalConfigProvider,
@@ -72,6 +83,7 @@ class HostPlugin(
         ReadinessCheck,
         GlobalApiInterceptor,
         NodeStatusExtensionPoint,
+        GlobalConfigUpdateExtensionPoint,
     )
     order = 500
     service_id = "host"
@@ -100,6 +112,24 @@ class HostPlugin(
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
+
+    async def after_update_global_config(
+        self, definition: GlobalConfigDef, old_value: str, new_value: str
+    ) -> None:
+        """A setting host totals derive from (the CPU over-provisioning ratio, a reserved
+        capacity such as kvm.reservedMemory) applies to every host at once, not at its
+        next reconnect."""
+        if definition.identity not in capacity_configs(self.node):
+            return
+        ratio = cpu_ratio(self.node)
+
+        def apply(session: Session) -> None:
+            types = set(session.scalars(select(HostVO.hypervisor_type).distinct()))
+            reserved = {t: reserved_capacity(self.node, t) for t in types}
+            apply_capacity_settings(session, ratio, reserved)
+
+        await self.node.db.run(apply)
+        log.info("%s is %s: every host's capacity follows", definition.identity, new_value)
 
     # -- life cycle ---------------------------------------------------------------
 

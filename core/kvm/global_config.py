@@ -7,7 +7,8 @@ CATEGORY = "kvm"
 RESERVED_MEMORY = GlobalConfigDef(
     CATEGORY,
     "reservedMemory",
-    "memory reserved on every KVM host for the agent and other host programs; never given to VMs",
+    "memory reserved on every KVM host for the agent and other host programs; never given "
+    "to VMs; a change applies to every host's capacity at once",
     default="512M",
     type="Size",
 )

@@ -7,6 +7,7 @@ from core.host.extension_points import HostReservedCapacityExtensionPoint, Reser
 from core.kernel.extensions import Plugin
 from core.kvm import global_config, system_tags
 from core.tag.definitions import SystemTagDef, SystemTagProvider
+from core.vm.spec import human_size
 
 
 class KvmPlugin(
@@ -25,5 +26,9 @@ class KvmPlugin(
         if hypervisor_type != "KVM":
             return ReservedHostCapacity()
         configs = self.node.plugin(GlobalConfigPlugin)
-        memory = configs.value(global_config.CATEGORY, global_config.RESERVED_MEMORY.name)
-        return ReservedHostCapacity(memory=int(memory))
+        memory = int(configs.value(global_config.CATEGORY, global_config.RESERVED_MEMORY.name))
+        held_by = (f"{global_config.RESERVED_MEMORY.identity}={human_size(memory)}",)
+        return ReservedHostCapacity(memory=memory, held_by=held_by if memory else ())
+
+    def reserved_capacity_configs(self) -> list[GlobalConfigDef]:
+        return [global_config.RESERVED_MEMORY]

@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from agent import protocol
+from core.allocator.flows import shortage_notes
 from core.host.capacity import HOLDING_STATES, reserve_capacity, return_capacity
+from core.host.models import HostVO
 from core.host.plugin import HostPlugin
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
@@ -27,6 +29,7 @@ from core.vm.create_flows import (
     spec_of,
 )
 from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
+from core.vm.spec import human_size
 from core.volume.models import VolumeVO
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,16 @@ class VmAllocateHostForStoppedVmFlow(Flow):
             lambda s: reserve_capacity(s, host_uuid, vm["cpuNum"], vm["memorySize"])
         )
         if not taken:
+            host = await data["node"].db.run(lambda s: _inventory(s, HostVO, host_uuid))
+            name = host["name"] if host else f"[uuid:{host_uuid}]"
+            notes = (
+                ""
+                if host is None
+                else shortage_notes(data["node"], [host], vm["cpuNum"], vm["memorySize"])
+            )
             raise operr(
-                f"host[uuid:{host_uuid}] of VM {vm['name']} has not "
-                f"{vm['cpuNum']} CPU(s) and {vm['memorySize']} bytes of memory free"
+                f"host {name} of VM {vm['name']} has not {vm['cpuNum']} CPU(s) and "
+                f"{human_size(vm['memorySize'])} of memory free" + (f": {notes}" if notes else "")
             )
         data["host"] = {"uuid": host_uuid}
 

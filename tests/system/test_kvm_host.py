@@ -73,6 +73,9 @@ async def test_local_kvm_host_facts_tags_and_reserved_memory(kvm_props: Properti
         await fails(node, "DeleteTag", SysErrors.OPERATION_ERROR, uuid=tags[libvirt_tag]["uuid"])
 
         await ok(node, "UpdateGlobalConfig", category="kvm", name="reservedMemory", value="1G")
+        [now] = await ok(node, "QueryHost")  # applied at once, not at the next reconnect
+        assert now["totalMemoryCapacity"] == host["totalPhysicalMemory"] - 1024 * MiB
+        assert now["availableMemoryCapacity"] == host["availableMemoryCapacity"] - 512 * MiB
         again = await ok(node, "ReconnectHost", uuid=host["uuid"])
         assert again["totalMemoryCapacity"] == host["totalPhysicalMemory"] - 1024 * MiB
 
