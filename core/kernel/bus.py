@@ -38,10 +38,12 @@ from core.kernel.events import EventBus
 from core.kernel.operation import (
     API_CALL_DONE_PATH,
     API_CALL_START_PATH,
+    Subject,
     context_of,
     current_operation,
     loggable_params,
     new_operation_id,
+    new_subject,
 )
 from core.kernel.query import QueryMessage, run_query
 from core.kernel.service import ApiInterceptor, GlobalApiInterceptor, Service
@@ -221,17 +223,18 @@ class ApiBus:
 
     async def _serve(self, msg: ApiMessage, route: _Route, op: _Operation | None) -> ApiReply:
         """Run the handler in the message's queue; every error becomes a reply."""
+        subject = new_subject()  # this task's: the handler may name its resource
         try:
             result = await self._locks.run(msg.sync_signature(), lambda: route.handler(msg))
             reply = _reply(result)
         except asyncio.CancelledError:
-            self._end(op, ApiReply.failure(STOPPED_WHILE_RUNNING))
+            self._end(op, ApiReply.failure(STOPPED_WHILE_RUNNING), subject)
             raise
         except Exception as exc:
             if not isinstance(exc, OperationError):
                 log.exception("%s failed", msg.api_name)
             reply = ApiReply.failure(error_from_exception(exc))
-        self._end(op, reply)
+        self._end(op, reply, subject)
         return reply
 
     # -- operations ---------------------------------------------------------
@@ -255,13 +258,18 @@ class ApiBus:
             )
         return op
 
-    def _end(self, op: _Operation | None, reply: ApiReply) -> None:
+    def _end(self, op: _Operation | None, reply: ApiReply, subject: Subject | None = None) -> None:
         events = self.events
         if op is None or events is None or not events.has_subscribers(API_CALL_DONE_PATH):
             return
         inventory = reply.inventory
         resource_uuid = inventory.get("uuid") if isinstance(inventory, dict) else None
-        if not isinstance(resource_uuid, str):
+        resource_name = None
+        if isinstance(resource_uuid, str):
+            resource_name = inventory.get("name")  # type: ignore[union-attr]
+        elif subject is not None and subject.uuid is not None:
+            resource_uuid, resource_name = subject.uuid, subject.name
+        else:
             resource_uuid = op.resource_uuids[0] if op.resource_uuids else None
         events.publish(
             API_CALL_DONE_PATH,
@@ -271,6 +279,7 @@ class ApiBus:
                 "success": reply.success,
                 "error": None if reply.error is None else reply.error.to_dict(),
                 "resourceUuid": resource_uuid,
+                "resourceName": resource_name if isinstance(resource_name, str) else None,
                 "duration": time.perf_counter() - op.t0,
             },
         )

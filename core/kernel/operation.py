@@ -11,7 +11,11 @@ Events the bus publishes for every such call (data are JSON-able dicts):
 ``/api/call/start``
     ``{operationId, parentOperationId, apiName, params, resourceUuids, startedAt}``
 ``/api/call/done``
-    ``{operationId, apiName, success, error, resourceUuid, duration}``
+    ``{operationId, apiName, success, error, resourceUuid, resourceName, duration}``
+
+The resource of a call is the one its reply's inventory is, else the one its
+handler named with :func:`name_subject` (the VM a create makes, also when the
+create fails), else the first resource uuid among its parameters.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextvars
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from core.kernel.db import new_uuid
@@ -34,6 +39,34 @@ current_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "zstack_lite_operation", default=None
 )
 """The id of the operation the running code works for; None for background work."""
+
+
+@dataclass(slots=True)
+class Subject:
+    """The resource an operation is about, as its handler names it."""
+
+    uuid: str | None = None
+    name: str | None = None
+
+
+_subject: contextvars.ContextVar[Subject | None] = contextvars.ContextVar(
+    "zstack_lite_operation_subject", default=None
+)
+
+
+def new_subject() -> Subject:
+    """A fresh subject for the operation the current task runs (the bus, per call)."""
+    subject = Subject()
+    _subject.set(subject)
+    return subject
+
+
+def name_subject(uuid: str, name: str | None = None) -> None:
+    """Say which resource the running operation is about (e.g. the VM a create makes),
+    so that its record names it even if it fails.  Nothing outside an operation."""
+    subject = _subject.get()
+    if subject is not None:
+        subject.uuid, subject.name = uuid, name
 
 
 def operation_id() -> str | None:

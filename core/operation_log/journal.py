@@ -9,7 +9,7 @@ handed to ``on_finish`` (which stores it).
 
 A record (the inventory of ``OperationLogVO``)::
 
-    {uuid, name, apiName, parentUuid, params, resourceUuid, resourceUuids, status,
+    {uuid, name, apiName, parentUuid, params, resourceUuid, resourceName, resourceUuids, status,
      createDate, duration, error, chains: [{id, name, parentId, status, startedAt,
      duration, error, steps: [{index, name, state, startedAt, duration,
      revertDuration, error}]}]}
@@ -90,6 +90,7 @@ def new_record(
         "parentUuid": parent_uuid,
         "params": params,
         "resourceUuid": resource_uuids[0] if resource_uuids else None,
+        "resourceName": None,
         "resourceUuids": resource_uuids,
         "status": RUNNING,
         "createDate": iso_date(started_at),
@@ -168,6 +169,7 @@ class OperationJournal:
         record["duration"] = data["duration"]
         if data.get("resourceUuid"):
             record["resourceUuid"] = data["resourceUuid"]
+            record["resourceName"] = data.get("resourceName")
         self._finish(op)
 
     # -- flow chains ----------------------------------------------------------------

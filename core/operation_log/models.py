@@ -25,6 +25,8 @@ class OperationLogVO(Base):
     parent_uuid: Mapped[str | None] = mapped_column(String(32), default=None)
     params: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     resource_uuid: Mapped[str | None] = mapped_column(String(UUID_LENGTH), index=True, default=None)
+    resource_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    """The resource's name when the operation knew it (a create names what it makes)."""
     resource_uuids: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(32))
     create_date: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -33,6 +33,7 @@ def _row(record: Record) -> dict[str, Any]:
         "parent_uuid": record["parentUuid"],
         "params": record["params"],
         "resource_uuid": resource_uuid,
+        "resource_name": (record.get("resourceName") or "")[:255] or None,
         "resource_uuids": record["resourceUuids"],
         "status": record["status"],
         "create_date": datetime.fromisoformat(record["createDate"]),

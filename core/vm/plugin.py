@@ -35,6 +35,7 @@ from core.kernel.errors import OperationError, not_found
 from core.kernel.extensions import Component, Plugin
 from core.kernel.flow import NoRollbackFlow
 from core.kernel.local_api import LocalApiRouteProvider
+from core.kernel.operation import name_subject
 from core.kernel.periodic import PeriodicTask
 from core.kernel.service import Service, handles
 from core.network.l3.vm_networks import check_vm_networks
@@ -251,6 +252,7 @@ class VmPlugin(
             return vm, spec
 
         inventory, spec = await self.node.db.run(create_row)
+        name_subject(spec.vm_uuid, spec.name)  # the operation is about this VM, even if it fails
         if msg.strategy == "JustCreate":
             return inventory
         self._state_changed(st.CREATED, inventory)

@@ -175,6 +175,7 @@ async def test_a_call_is_an_operation_its_chains_and_tasks_share(
         "success": True,
         "error": None,
         "resourceUuid": "f" * 32,  # the inventory's uuid
+        "resourceName": "a",  # and its name
         "duration": done["duration"],
     }
     assert 0 <= done["duration"] < 5

@@ -84,6 +84,38 @@ async def test_past_operations_of_a_vm(node: ManagementNode, tmp_path: Path) -> 
     assert await ok(node, "GetRunningOperations") == []
 
 
+async def test_a_create_refused_for_capacity_names_the_vm_it_tried_to_make(
+    node: ManagementNode, tmp_path: Path
+) -> None:
+    lab = await make_lab(node, tmp_path)
+    big = await ok(node, "CreateInstanceOffering", name="big", cpuNum=64, memorySize=1 << 29)
+    reply = await node.call(
+        "CreateVmInstance",
+        {"name": "web9", "instanceOfferingUuid": big["uuid"], "imageUuid": lab.image_uuid},
+    )
+    assert not reply.success
+    [record] = await ok(node, "QueryOperationLog", conditions=["apiName=CreateVmInstance"])
+    assert record["resourceName"] == "web9"
+    assert record["resourceUuid"] not in (big["uuid"], lab.image_uuid)
+    assert len(record["resourceUuid"]) == 32
+    # The uuid the VM had while it was tried: its rows are gone, the record stays.
+    assert await ok(node, "QueryVmInstance") == []
+    past = await ok(
+        node, "QueryOperationLog", conditions=[f"resourceUuid={record['resourceUuid']}"]
+    )
+    assert [p["uuid"] for p in past] == [record["uuid"]]
+    # A success names its resource too.
+    vm = await ok(
+        node,
+        "CreateVmInstance",
+        name="web1",
+        instanceOfferingUuid=lab.offering["uuid"],
+        imageUuid=lab.image_uuid,
+    )
+    [done] = await ok(node, "QueryOperationLog", conditions=[f"resourceUuid={vm['uuid']}"])
+    assert done["resourceName"] == "web1"
+
+
 async def test_a_failed_create_is_rolled_back_with_its_error_chain(
     node: ManagementNode, tmp_path: Path
 ) -> None:
