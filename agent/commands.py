@@ -12,15 +12,17 @@ import ipaddress
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import PurePosixPath
 from typing import Any
 
 from agent import protocol as p
 from agent.backend import STOP_TYPES, Backend, ExtraCommand, NicSpec, VmSpec
-from agent.errors import ArgumentError
+from agent.errors import AgentError, ArgumentError
 from agent.network import names
 from agent.network.base import ROLES, ApplianceNic, ApplianceSpec
 from agent.reports import Reporter
 from agent.server import CommandContext, CommandRegistry, Handler
+from agent.storage import delete_console_log
 
 _VM_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
@@ -213,6 +215,8 @@ def _absolute(f: Fields, name: str, optional: bool = False) -> str:
     value = f.text(name, "" if optional else None)
     if value and not value.startswith("/"):
         raise ArgumentError(f"field {f._name(name)!r} must be an absolute path: {value!r}")
+    if ".." in PurePosixPath(value).parts:
+        raise ArgumentError(f"field {f._name(name)!r} must not climb with '..': {value!r}")
     return value
 
 
@@ -256,6 +260,7 @@ class AgentCommands:
             p.VM_RESUME: self.vm_resume,
             p.VM_SYNC: self.vm_sync,
             p.VM_CONSOLE: self.vm_console,
+            p.VM_EXPUNGE: self.vm_expunge,
             p.VOLUME_CREATE: self.volume_create,
             p.VOLUME_DELETE: self.volume_delete,
             p.IMAGE_INFO: self.image_info,
@@ -368,6 +373,17 @@ class AgentCommands:
 
     async def vm_sync(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
         return {"states": await self.backend.vm_sync()}
+
+    async def vm_expunge(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        vm_uuid = f.vm_uuid()
+        console_log = _absolute(f, "consoleLogPath", optional=True)
+        async with self.vm_locks.hold(vm_uuid):
+            if vm_uuid in await self.backend.vm_sync():
+                raise AgentError(f"VM {vm_uuid} still has a domain; destroy it first")
+            if console_log:
+                await delete_console_log(vm_uuid, console_log)
+        return {}
 
     async def vm_console(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
         vm_uuid = Fields(body).vm_uuid()

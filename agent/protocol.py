@@ -87,6 +87,12 @@ VM_RESUME: Final = "/vm/resume"
 VM_DESTROY: Final = "/vm/destroy"
 """ASYNC {vmUuid} -> {vmUuid}: power off and undefine; succeeds if it does not exist."""
 
+VM_EXPUNGE: Final = "/vm/expunge"
+"""{vmUuid, consoleLogPath} -> {}: remove what a VM gone for good left on the host: its
+serial console log and virtlogd's rotated copies of it (``<log>.0``…).  The log must be
+the VM's own (file name ``<vmUuid>.log``); refused while the VM has a domain; missing
+files are fine."""
+
 VM_SYNC: Final = "/vm/vmsync"
 """{} -> {states: {vmUuid: state}} for every domain the project owns."""
 
@@ -123,7 +129,8 @@ VOLUME_CREATE: Final = "/volume/create"
 must be standalone (no backing or data file of its own)."""
 
 VOLUME_DELETE: Final = "/volume/delete"
-"""{installPath} -> {}: succeeds if the file does not exist."""
+"""{installPath} -> {}: succeeds if the file does not exist.  The directory it was in goes
+too when that is a VM's volume directory (``vm-<vmUuid>``) left empty."""
 
 IMAGE_DOWNLOAD: Final = "/image/download"
 """ASYNC {url (http(s) or file path), installPath, checksum ("sha256:<hex>"|"md5:<hex>"|""),

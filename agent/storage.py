@@ -7,7 +7,10 @@ download real images.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import os
+import re
 from pathlib import Path
 
 from agent import images
@@ -21,6 +24,9 @@ from agent.backend import (
 from agent.errors import ArgumentError
 from agent.protocol import DEFAULT_STALL_TIMEOUT
 
+VM_VOLUME_DIRECTORY = re.compile(r"vm-[0-9a-f]{32}")
+"""The directory of one VM's volumes on primary storage (the core's layout)."""
+
 
 class LocalFileStorage:
     async def volume_create(
@@ -30,6 +36,7 @@ class LocalFileStorage:
 
     async def volume_delete(self, install_path: str) -> None:
         await images.delete_file(install_path)
+        await asyncio.to_thread(remove_empty_vm_directory, Path(install_path).parent)
 
     async def image_download(
         self,
@@ -59,3 +66,34 @@ def _storage_init(path: Path) -> StorageCapacity:
     path.chmod(images.DIRECTORY_MODE)
     stat = os.statvfs(path)
     return StorageCapacity(stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize)
+
+
+def remove_empty_vm_directory(directory: Path) -> None:
+    """A VM's volume directory goes with its last volume; any other directory, a symlink,
+    or one that still holds something stays."""
+    if not VM_VOLUME_DIRECTORY.fullmatch(directory.name) or directory.is_symlink():
+        return
+    try:
+        directory.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+
+
+async def delete_console_log(vm_uuid: str, path: str) -> None:
+    """A VM's console log and virtlogd's rotated copies (``<log>.0``, ``<log>.1``…)."""
+    log = Path(path)
+    if log.name != f"{vm_uuid}.log":
+        raise ArgumentError(f"{path} is not the console log of VM {vm_uuid} ({vm_uuid}.log)")
+    for copy in await asyncio.to_thread(_rotated_copies, log):
+        await images.delete_file(str(copy))
+    await images.delete_file(path)
+
+
+def _rotated_copies(log: Path) -> list[Path]:
+    rotated = re.compile(re.escape(log.name) + r"\.\d+")
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        return [log.parent / name for name in os.listdir(log.parent) if rotated.fullmatch(name)]
+    return []

@@ -383,8 +383,10 @@ class VmCreateOnHypervisorFlow(Flow):
     async def rollback(self, data: dict[str, Any]) -> None:
         if data.pop("on_hypervisor", False):
             agent = await data["node"].plugin(HostPlugin).agent_of(data["host"]["uuid"])
-            await agent.call_async(
-                protocol.VM_DESTROY, {"vmUuid": data["spec"].vm_uuid}, timeout=300
+            vm_uuid = data["spec"].vm_uuid
+            await agent.call_async(protocol.VM_DESTROY, {"vmUuid": vm_uuid}, timeout=300)
+            await agent.call(
+                protocol.VM_EXPUNGE, {"vmUuid": vm_uuid, "consoleLogPath": data["console_log"]}
             )
 
 

@@ -196,6 +196,33 @@ class VmExpungeNicFlow(NoRollbackFlow):
         await data["node"].db.run(lambda s: delete_nics(s, vm_uuid))
 
 
+class VmExpungeConsoleLogFlow(NoRollbackFlow):
+    """Delete the VM's serial console log on the host it last ran on (it sits beside the
+    root volume, on the same primary storage)."""
+
+    def skip(self, data: dict[str, Any]) -> bool:
+        vm = data["vm"]
+        return vm["rootVolumeUuid"] is None or (vm["hostUuid"] or vm["lastHostUuid"]) is None
+
+    async def run(self, data: dict[str, Any]) -> None:
+        vm, node = data["vm"], data["node"]
+
+        def storage_url(session: Session) -> str | None:
+            volume = session.get(VolumeVO, vm["rootVolumeUuid"])
+            if volume is None or volume.primary_storage_uuid is None:
+                return None
+            storage = session.get(PrimaryStorageVO, volume.primary_storage_uuid)
+            return None if storage is None else storage.url
+
+        url = await node.db.run(storage_url)
+        if url is None:
+            return
+        await (await _agent(data, vm["hostUuid"] or vm["lastHostUuid"])).call(
+            protocol.VM_EXPUNGE,
+            {"vmUuid": vm["uuid"], "consoleLogPath": console_log_path(url, vm["uuid"])},
+        )
+
+
 class VmExpungeRootVolumeFlow(NoRollbackFlow):
     """Delete the root volume's file and row; its primary storage gets the room back."""
 
@@ -247,5 +274,5 @@ CHAINS: dict[str, list[str]] = {
     "pauseVm": _paths(VmPauseOnHypervisorFlow),
     "resumeVm": _paths(VmResumeOnHypervisorFlow),
     "destroyVm": _paths(VmDestroyOnHypervisorFlow, VmReturnHostFlow, VmReleaseResourceFlow),
-    "expungeVm": _paths(VmExpungeNicFlow, VmExpungeRootVolumeFlow),
+    "expungeVm": _paths(VmExpungeNicFlow, VmExpungeConsoleLogFlow, VmExpungeRootVolumeFlow),
 }

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from agent import protocol as p
 from agent.protocol import REPORT_VM_STATE
 from agent.simulator_backend import SIM_SET_VM_STATE, SimulatorBackend
 from tests.agent.helpers import AgentCaller, CoreStub, wait_until
@@ -140,3 +141,18 @@ async def test_capacity_is_configurable() -> None:
     )
     with pytest.raises(ValueError):
         SimulatorBackend(cpu_num=0)
+
+
+async def test_vm_expunge_is_refused_while_the_domain_exists(
+    connected: AgentCaller, root_volume: Path
+) -> None:
+    vm = "d" * 32
+    body = start_body(vm, root_volume)
+    await connected.ok_async(p.VM_START, body)
+    expunge = {"vmUuid": vm, "consoleLogPath": body["consoleLogPath"]}
+    answer = await connected.call(p.VM_EXPUNGE, expunge)
+    assert answer["success"] is False and "destroy it first" in answer["error"]
+    assert Path(body["consoleLogPath"]).is_file()
+    await connected.ok_async(p.VM_DESTROY, {"vmUuid": vm})
+    await connected.ok(p.VM_EXPUNGE, expunge)
+    assert not Path(body["consoleLogPath"]).exists()

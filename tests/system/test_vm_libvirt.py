@@ -193,3 +193,32 @@ async def test_disks_are_for_root_and_qemu_only(node: ManagementNode) -> None:
     for vm in vms:
         await ok(node, "StopVmInstance", uuid=vm["uuid"])
     assert_private(*disks, *directories)
+
+
+async def test_expunge_leaves_no_console_log_and_no_volume_directory(node: ManagementNode) -> None:
+    image = await ok(node, "AddImage", name="tiny", url=str(IMAGE))
+    offering = await ok(node, "CreateInstanceOffering", name="tiny", cpuNum=1, memorySize=256 * MiB)
+    vm = await ok(
+        node,
+        "CreateVmInstance",
+        name="leftovers",
+        instanceOfferingUuid=offering["uuid"],
+        imageUuid=image["uuid"],
+    )
+    console = await ok(node, "GetVmConsoleAddress", uuid=vm["uuid"])
+    log = Path(console["consoleLogPath"])
+    storage = node.data_dir / "primary-storage"
+    directory = storage / "rootvolumes" / f"vm-{vm['uuid']}"
+    assert log.parent == storage / "consoles"
+
+    async def logged() -> bool:
+        return log.exists()
+
+    await wait_for(logged, "virtlogd to write the console log")
+    assert directory.is_dir()
+    await ok(node, "StopVmInstance", uuid=vm["uuid"])
+    await ok(node, "DestroyVmInstance", uuid=vm["uuid"])
+    await ok(node, "ExpungeVmInstance", uuid=vm["uuid"])
+    assert not log.exists() and not list(log.parent.glob(f"{log.name}.*"))
+    assert not directory.exists()
+    assert (storage / "rootvolumes").is_dir() and (storage / "consoles").is_dir()

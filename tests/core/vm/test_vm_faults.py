@@ -50,11 +50,12 @@ async def snapshot(lab: Lab) -> dict[str, Any]:
         "hostMemory": host["availableMemoryCapacity"],
         "psCapacity": ps["availableCapacity"],
         "domains": domains,
-        "volumeFiles": sorted(
-            str(p) for p in (lab.primary_url / "rootvolumes").rglob("*") if p.is_file()
-        )
-        if (lab.primary_url / "rootvolumes").exists()
-        else [],
+        # Files and directories: volumes, VMs' volume directories, console logs.
+        "storageEntries": sorted(
+            str(p.relative_to(lab.primary_url))
+            for top in ("rootvolumes", "consoles")
+            for p in (lab.primary_url / top).rglob("*")
+        ),
         "tags": await ok(node, "QueryUserTag"),
     }
 

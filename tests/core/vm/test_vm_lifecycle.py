@@ -65,6 +65,24 @@ async def test_full_life_cycle_leaves_nothing(lab: Lab) -> None:
     assert events[:3] == ["Starting", "Running", "Pausing"]
 
 
+async def test_expunge_leaves_no_console_log_and_no_volume_directory(lab: Lab) -> None:
+    vms = [await create(lab, f"vm{i}") for i in range(3)]
+    logs = [lab.primary_url / "consoles" / f"{vm['uuid']}.log" for vm in vms]
+    directories = [lab.primary_url / "rootvolumes" / f"vm-{vm['uuid']}" for vm in vms]
+    assert all(log.is_file() for log in logs) and all(d.is_dir() for d in directories)
+    (lab.primary_url / "consoles" / f"{vms[0]['uuid']}.log.0").write_text("rotated\n")
+
+    await ok(lab.node, "StopVmInstance", uuid=vms[0]["uuid"])
+    for vm in vms:
+        await ok(lab.node, "DestroyVmInstance", uuid=vm["uuid"])
+        await ok(lab.node, "ExpungeVmInstance", uuid=vm["uuid"])
+    assert not any(log.exists() for log in logs)
+    assert not any(d.exists() for d in directories)
+    assert sorted(p.name for p in (lab.primary_url / "consoles").iterdir()) == []
+    assert sorted(p.name for p in (lab.primary_url / "rootvolumes").iterdir()) == []
+    assert (lab.primary_url / "imagecache").is_dir()  # what other VMs share stays
+
+
 async def test_state_machine_refuses_what_a_state_does_not_allow(lab: Lab) -> None:
     vm = await create(lab)
     text = await fails(lab.node, "ResumeVmInstance", SysErrors.INVALID_STATE, uuid=vm["uuid"])
