@@ -120,6 +120,19 @@ def reserve_capacity(session: InTransaction, host_uuid: str, cpu: int, memory: i
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
+def take_capacity(session: InTransaction, host_uuid: str, cpu: int, memory: int) -> None:
+    """Count what a VM already running holds (one started outside the project), room or
+    not: the host may end over-committed, and takes no VM until enough is given back."""
+    session.execute(
+        update(_hosts)
+        .where(_hosts.c.uuid == host_uuid)
+        .values(
+            available_cpu_capacity=_hosts.c.available_cpu_capacity - cpu,
+            available_memory_capacity=_hosts.c.available_memory_capacity - memory,
+        )
+    )
+
+
 def return_capacity(session: InTransaction, host_uuid: str, cpu: int, memory: int) -> None:
     """Give capacity back, never above the host's totals (portable: no LEAST/MIN)."""
     cpu_back = HostVO.available_cpu_capacity + cpu

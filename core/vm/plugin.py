@@ -24,7 +24,7 @@ from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
 from core.allocator.flows import DEFAULT_FLOWS as ALLOCATOR_FLOWS
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import GlobalConfigPlugin
-from core.host.capacity import HOLDING_STATES, return_capacity
+from core.host.capacity import HOLDING_STATES, return_capacity, take_capacity
 from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.plugin import HostPlugin
 from core.image.plugin import ready_image
@@ -59,6 +59,8 @@ from core.vm.api import (
 from core.vm.console import add_console_routes
 from core.vm.create_flows import CHAIN as CREATE_CHAIN
 from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
+from core.vm.create_flows import spec_of
+from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
 from core.vm.lifecycle_flows import CHAINS as LIFECYCLE_CHAINS
 from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec
@@ -163,8 +165,13 @@ class VmPlugin(
         assert self.node.bus is not None
         return vm_uuid in self._creating or self.node.bus.is_busy(f"Vm-{vm_uuid}")
 
-    async def reconcile(self, vm_uuid: str, reported: str) -> None:
-        """Make the DB say what the hypervisor says (a report, or a sync)."""
+    async def reconcile(self, vm_uuid: str, reported: str, host_uuid: str | None = None) -> None:
+        """Make the DB say what the hypervisor says (a report from ``host_uuid``, or a sync).
+
+        A VM that stops outside the project gives its capacity back and loses what its
+        start prepared (its DHCP entry…), as a stop through the API does; one started
+        outside takes them again, on the host that reports it.
+        """
         event = st.REPORTED.get(reported)
         if event is None or self._busy(vm_uuid):
             return
@@ -183,6 +190,10 @@ class VmPlugin(
                 return None
             if old in HOLDING_STATES and new not in HOLDING_STATES and vm.host_uuid:
                 return_capacity(session, vm.host_uuid, vm.cpu_num, vm.memory_size)
+            if old not in HOLDING_STATES and new in HOLDING_STATES:
+                vm.host_uuid = vm.host_uuid or host_uuid or vm.last_host_uuid
+                if vm.host_uuid:  # it runs whether or not the host had room: count it
+                    take_capacity(session, vm.host_uuid, vm.cpu_num, vm.memory_size)
             vm.state = new
             if new == st.STOPPED and vm.host_uuid is not None:
                 vm.last_host_uuid, vm.host_uuid = vm.host_uuid, None
@@ -190,13 +201,42 @@ class VmPlugin(
             return old, new, vm.to_inventory()
 
         changed = await self.node.db.run(apply)
-        if changed is not None:
-            old, new, inventory = changed
-            log.info("VM %s changed outside the project: %s -> %s", inventory["name"], old, new)
-            self._state_changed(old, inventory)
+        if changed is None:
+            return
+        old, new, inventory = changed
+        log.info("VM %s changed outside the project: %s -> %s", inventory["name"], old, new)
+        self._state_changed(old, inventory)
+        if old in HOLDING_STATES and new not in HOLDING_STATES:
+            await self._release_resources(inventory)
+        elif old not in HOLDING_STATES and new in HOLDING_STATES:
+            await self._instantiate_resources(inventory)
+
+    async def _release_resources(self, vm: dict[str, Any]) -> None:
+        """What a stop through the API releases (VmReleaseResourceFlow), for a VM that
+        stopped outside the project.  A failure is logged: the VM is off already."""
+        spec = await spec_of({"node": self.node, "vm": vm})
+        for ext in reversed(self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):
+            try:
+                await ext.pre_release_vm_resource(spec)
+            except Exception as exc:
+                log.warning("cannot release %s of VM %s: %s", type(ext).__name__, spec.name, exc)
+
+    async def _instantiate_resources(self, vm: dict[str, Any]) -> None:
+        """What a start through the API prepares, for a VM started outside the project."""
+        spec = await spec_of({"node": self.node, "vm": vm})
+        spec.dest_host_uuid = vm["hostUuid"]
+        for ext in self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint):
+            try:
+                await ext.pre_instantiate_vm_resource(spec)
+            except Exception as exc:
+                log.warning("cannot prepare %s of VM %s: %s", type(ext).__name__, spec.name, exc)
 
     async def _on_state_report(self, body: dict[str, Any]) -> None:
-        await self.reconcile(str(body.get("vmUuid", "")), str(body.get("vmState", "")))
+        await self.reconcile(
+            str(body.get("vmUuid", "")),
+            str(body.get("vmState", "")),
+            str(body.get("hostUuid") or "") or None,
+        )
 
     # -- create ------------------------------------------------------------------------
 
@@ -421,7 +461,7 @@ class VmSyncOnHostConnectFlow(NoRollbackFlow):
         )
         plugin = node.plugin(VmPlugin)
         for vm_uuid in vms:
-            await plugin.reconcile(vm_uuid, states.get(vm_uuid, "Stopped"))
+            await plugin.reconcile(vm_uuid, states.get(vm_uuid, "Stopped"), host_uuid)
 
 
 _VM_STATE = select(_vms.c.state, _vms.c.host_uuid).where(_vms.c.uuid == bindparam("vm"))

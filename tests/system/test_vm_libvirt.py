@@ -222,3 +222,49 @@ async def test_expunge_leaves_no_console_log_and_no_volume_directory(node: Manag
     assert not log.exists() and not list(log.parent.glob(f"{log.name}.*"))
     assert not directory.exists()
     assert (storage / "rootvolumes").is_dir() and (storage / "consoles").is_dir()
+
+
+async def test_a_vm_destroyed_outside_loses_its_dhcp_entry(node: ManagementNode) -> None:
+    image = await ok(node, "AddImage", name="tiny", url=str(IMAGE))
+    offering = await ok(node, "CreateInstanceOffering", name="tiny", cpuNum=1, memorySize=256 * MiB)
+    [private] = await ok(node, "QueryL3Network", conditions=["name=private"])
+    vm = await ok(
+        node,
+        "CreateVmInstance",
+        name="outside",
+        instanceOfferingUuid=offering["uuid"],
+        imageUuid=image["uuid"],
+        l3NetworkUuids=[private["uuid"]],
+    )
+    [nic] = await ok(node, "QueryVmNic", conditions=[f"vmInstanceUuid={vm['uuid']}"])
+    [router] = await ok(node, "QueryVirtualRouterVm")
+    conf = (Path(router["agentTokenFile"]).parent / "dnsmasq.conf").read_text()
+    [hosts_file] = [
+        Path(line.split("=", 1)[1])
+        for line in conf.splitlines()
+        if line.startswith("dhcp-hostsfile=")
+    ]
+
+    def served() -> str:
+        try:
+            return hosts_file.read_text()
+        except FileNotFoundError:  # none yet, or none any more
+            return ""
+
+    async def entry_there() -> bool:
+        return nic["mac"] in served()
+
+    await wait_for(entry_there, "the VM's DHCP entry served", timeout=30)
+
+    virsh("destroy", f"zsl-{vm['uuid']}")  # the core did not ask for it
+
+    async def stopped() -> bool:
+        [row] = await ok(node, "QueryVmInstance", conditions=[f"uuid={vm['uuid']}"])
+        return row["state"] == "Stopped"
+
+    await wait_for(stopped, "the VM reported Stopped", timeout=30)
+
+    async def entry_gone() -> bool:
+        return nic["mac"] not in served()
+
+    await wait_for(entry_gone, "the DHCP entry removed", timeout=10)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from typing import Any
 
 from agent import protocol
+from agent.simulator_backend import SIM_SET_VM_STATE
 from core.host.plugin import HostPlugin
 from core.kernel.errors import SysErrors
 from core.virtual_router.plugin import STATUS_EVENT, VirtualRouterPlugin
@@ -35,6 +37,53 @@ async def test_vms_get_ips_and_the_router_serves_them(net_lab: NetLab) -> None:
     assert await net_lab.served() == {nics[b["uuid"]]["mac"]: "10.10.0.3"}
     await ok(node, "StartVmInstance", uuid=a["uuid"])
     assert set(await net_lab.served()) == {nics[a["uuid"]]["mac"], nics[b["uuid"]]["mac"]}
+
+
+async def test_a_vm_stopped_or_started_outside_the_project_loses_or_gets_its_dhcp_entry(
+    net_lab: NetLab,
+) -> None:
+    node = net_lab.node
+    a = await net_lab.create_vm("web-1")
+    b = await net_lab.create_vm("web-2")
+    macs = {n["vmInstanceUuid"]: n["mac"] for n in await ok(node, "QueryVmNic")}
+    [host] = await ok(node, "QueryHost")
+    agent = node.plugin(HostPlugin)._agents[host["uuid"]]
+
+    async def state_of(vm: dict[str, Any]) -> tuple[str, str | None]:
+        [row] = await ok(node, "QueryVmInstance", conditions=[f"uuid={vm['uuid']}"])
+        return row["state"], row["hostUuid"]
+
+    async def served_when(state: str, vm: dict[str, Any]) -> set[str]:
+        await wait_for(lambda: _is(state_of(vm), state))
+        return set(await net_lab.served())
+
+    # The guest powers off (or `virsh destroy`): the agent reports Stopped.
+    await agent.call(SIM_SET_VM_STATE, {"vmUuid": a["uuid"], "state": "Stopped"})
+    assert await served_when("Stopped", a) == {macs[b["uuid"]]}
+    [after_stop] = await ok(node, "QueryHost")
+    # Started again outside (`virsh start`): its entry, host and capacity come back.
+    await agent.call(SIM_SET_VM_STATE, {"vmUuid": a["uuid"], "state": "Running"})
+    assert await served_when("Running", a) == {macs[a["uuid"]], macs[b["uuid"]]}
+    assert await state_of(a) == ("Running", host["uuid"])
+    [after_start] = await ok(node, "QueryHost")
+    assert after_start["availableMemoryCapacity"] == (
+        after_stop["availableMemoryCapacity"] - a["memorySize"]
+    )
+    # Through the API, as before.
+    await ok(node, "StopVmInstance", uuid=a["uuid"])
+    assert await net_lab.served() == {macs[b["uuid"]]: "10.10.0.3"}
+
+
+async def _is(state: Any, wanted: str) -> bool:
+    return (await state)[0] == wanted
+
+
+async def wait_for(check: Any, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
 
 
 async def test_static_ip_tag_and_refusals_change_nothing(net_lab: NetLab) -> None:
