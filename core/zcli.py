@@ -1,8 +1,9 @@
 """zcli: every API of the node from the shell, ZStack-CLI style.
 
-    zcli [--config PATH] [--no-start] <ApiName> key=value ...
+    zcli [--config PATH] [--no-start] [--output table|json|yaml] <ApiName> key=value ...
     zcli help                 list every API
     zcli help <ApiName>       its parameters
+    zcli completion bash|zsh  a completion script: ``source <(zcli completion bash)``
 
 zcli is a client of the management node service: it sends its call over
 ``<data_dir>/node.sock`` and, when no node runs there, starts the service
@@ -11,13 +12,17 @@ imports only what a client needs (no database, libvirt or UI code), so a call
 costs little more than Python's start-up.  ``zcli help`` never starts a node.
 
 The verbs are the node's API list (nothing is kept by hand).  List values are
-comma-separated (``systemTags=a::b,c``).  For ``Query<Resource>`` APIs every
-argument that is not one of the query's own parameters is a condition:
-``name=web1``, ``cpuNum>=2``, ``state?=Running,Stopped``, ``'description is null'``.
+comma-separated (``systemTags=a::b,c``).  A parameter that takes the uuid of one
+kind of resource takes its name too (``imageUuid=tiny``, and ``StopVmInstance
+name=web2`` for ``uuid=``): the node resolves names, and refuses one that matches
+several resources or none.  For ``Query<Resource>`` APIs every argument that is
+not one of the query's own parameters is a condition: ``name=web1``,
+``cpuNum>=2``, ``state?=Running,Stopped``, ``'description is null'``.
 
-Prints the reply as JSON.  Exit status: 0 success, 1 the API answered an
-error (code and description on stderr), 2 a usage error, 3 no node runs
-(with ``--no-start``) or none could be started.
+Prints the reply as a table on a terminal, as the node's JSON otherwise (or as
+``--output`` says; errors go to stderr in every format).  Exit status: 0 success,
+1 the API answered an error (code and description on stderr), 2 a usage error,
+3 no node runs (with ``--no-start``) or none could be started.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
     from core.kernel.errors import ErrorCode
 
 EXIT_OK, EXIT_API_ERROR, EXIT_USAGE, EXIT_NO_NODE = 0, 1, 2, 3
+OUTPUTS = ("table", "json", "yaml")
 TAG_PARAMS = ("systemTags", "userTags")
 """Taken by every API that creates a resource (tags for it); lists, comma-separated."""
 
@@ -57,7 +63,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="fail when no management node runs, instead of starting one",
     )
-    parser.add_argument("api", help="an API name, or 'help'")
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUTS,
+        help="how to print the reply (default: table on a terminal, json otherwise)",
+    )
+    parser.add_argument("api", help="an API name, 'help' or 'completion'")
     parser.add_argument("args", nargs="*", help="key=value parameters")
     return parser.parse_args(argv)
 
@@ -66,16 +78,21 @@ def takes_tags(api: dict[str, Any]) -> bool:
     return str(api["name"]).startswith(("Create", "Add"))
 
 
+def is_query(api: dict[str, Any]) -> bool:
+    """A ``Query<Resource>`` API: its arguments are conditions."""
+    return str(api["name"]).startswith("Query") and "conditions" in api["params"]
+
+
 def build_params(api: dict[str, Any], args: list[str]) -> dict[str, Any]:
     """zcli arguments -> API parameters (conditions for queries)."""
     from core.kernel.conditions import Condition  # here: most calls are no queries
     from core.kernel.errors import OperationError
 
     params: dict[str, Any] = {}
-    is_query = api["name"].startswith("Query") and "conditions" in api["params"]
+    query = is_query(api)
     conditions: list[str] = []
     for arg in args:
-        if is_query:
+        if query:
             try:
                 cond = Condition.parse(arg)
             except OperationError as exc:
@@ -146,11 +163,9 @@ def print_help(apis: list[dict[str, Any]], name: str | None) -> int:
     return EXIT_OK
 
 
-def help_command(props: Properties, args: list[str]) -> int:
+def api_list(props: Properties) -> list[dict[str, Any]]:
     """The running node's API list, or, when none runs, the installed plugins' (no node is
-    started for help)."""
-    if len(args) > 1:
-        raise UsageError("usage: zcli help [ApiName]")
+    started for it)."""
     node_socket = NodeSocket(socket_of(props), timeout=10)
     try:
         _status, apis = node_socket.get("/v1/apis")
@@ -158,7 +173,29 @@ def help_command(props: Properties, args: list[str]) -> int:
         from core.kernel.local_api import describe_installed_apis
 
         apis = describe_installed_apis(props["plugins.enabled"], props["plugins.disabled"])
-    return print_help(apis, args[0] if args else None)
+    return list(apis)
+
+
+def help_command(props: Properties, args: list[str]) -> int:
+    if len(args) > 1:
+        raise UsageError("usage: zcli help [ApiName]")
+    return print_help(api_list(props), args[0] if args else None)
+
+
+def completion_command(props: Properties, args: list[str]) -> int:
+    from core.zcli_completion import SHELLS, script
+
+    if len(args) != 1 or args[0] not in SHELLS:
+        raise UsageError(f"usage: zcli completion {'|'.join(SHELLS)}")
+    apis = {
+        api["name"]: [
+            *(p for p in api["params"] if not (is_query(api) and p == "conditions")),
+            *(TAG_PARAMS if takes_tags(api) else ()),
+        ]
+        for api in api_list(props)
+    }
+    print(script(args[0], apis), end="")
+    return EXIT_OK
 
 
 def attach(props: Properties, start: bool) -> NodeSocket:
@@ -185,12 +222,23 @@ def call(props: Properties, ns: argparse.Namespace) -> int:
         raise UsageError(f"no API named {ns.api}; 'zcli help' lists them")
     params = build_params(api, ns.args)
     answer = node_socket.exchange("POST", f"/v1/api/{ns.api}?indent=2", params)
-    sys.stdout.buffer.write(answer.body)  # the reply as the node formatted it
+    success = answer.headers.get(SUCCESS_HEADER) == "true"
+    output = ns.output or ("table" if sys.stdout.isatty() else "json")
+    reply = {} if success and output == "json" else answer.json() or {}
+    if output == "json":
+        sys.stdout.buffer.write(answer.body)  # the reply as the node formatted it
+    elif output == "yaml":
+        from core.zcli_output import to_yaml
+
+        sys.stdout.write(to_yaml(reply))
+    elif success:
+        from core.zcli_output import render_table
+
+        sys.stdout.write(render_table(ns.api, reply))
     sys.stdout.flush()
-    if answer.headers.get(SUCCESS_HEADER) != "true":
+    if not success:
         from core.kernel.errors import ErrorCode
 
-        reply = answer.json() or {}
         print(format_error(ErrorCode.from_dict(reply.get("error") or {})), file=sys.stderr)
         return EXIT_API_ERROR
     return EXIT_OK
@@ -200,6 +248,8 @@ def run(ns: argparse.Namespace) -> int:
     props = load(ns.config)
     if ns.api == "help":
         return help_command(props, ns.args)
+    if ns.api == "completion":
+        return completion_command(props, ns.args)
     try:
         return call(props, ns)
     except NodeUnreachable:

@@ -98,7 +98,7 @@ class ParamSpec:
         if p.max_length:
             bits.append(f"max length {p.max_length}")
         if p.resource_type:
-            bits.append(f"uuid of a {p.resource_type}")
+            bits.append(f"uuid or name of a {p.resource_type}")
         text = ", ".join(bits)
         return f"{text}: {p.description}" if p.description else text
 
@@ -177,8 +177,8 @@ class ApiMessage:
         """Build a message from API (camelCase) parameters, coercing and validating each."""
         check_limits(cls.api_name, raw)
         raw = dict(raw)
-        system_tags = _string_list(raw.pop("systemTags", None) or [], cls.api_name, "systemTags")
-        user_tags = _string_list(raw.pop("userTags", None) or [], cls.api_name, "userTags")
+        system_tags = string_list(raw.pop("systemTags", None) or [], cls.api_name, "systemTags")
+        user_tags = string_list(raw.pop("userTags", None) or [], cls.api_name, "userTags")
         unknown = sorted(set(raw) - set(cls.params))
         if unknown:
             names = ", ".join(cls.params) or "none"
@@ -271,7 +271,7 @@ def _copy_default(default: Any) -> Any:
     )
 
 
-def _string_list(value: Any, api: str, name: str) -> list[str]:
+def string_list(value: Any, api: str, name: str) -> list[str]:
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -325,7 +325,7 @@ def _coerce(api: str, spec: ParamSpec, value: Any) -> Any:
             raise argerr(f"parameter {name} of {api} must be a finite number, got {_shown(value)}")
         return number_f
     if kind is list:
-        return _string_list(value, api, name)
+        return string_list(value, api, name)
     if kind is dict:
         if isinstance(value, str):  # zcli: a JSON object
             try:

@@ -1,6 +1,7 @@
 """The API bus: routes each API message through its interceptors to its service.
 
-One call goes: parameters checked (types and rules by the message class, then
+One call goes: resources given by name resolved to their uuids (see
+:mod:`core.kernel.names`) -> parameters checked (types and rules by the message class, then
 every resource uuid looked up with its type) -> interceptors in order -> the
 per-resource queue of the message's sync signature -> the service's handler,
 under a timeout.  A call whose timeout passes gets a timeout error at once;
@@ -32,9 +33,10 @@ from sqlalchemy.engine import Connection
 
 from core.kernel.api import ApiMessage, ApiReply, QueryResult, bounded_params
 from core.kernel.db import Database, resource_model
-from core.kernel.errors import ErrorCode, OperationError, SysErrors, error_from_exception
+from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, error_from_exception
 from core.kernel.event_json import to_json
 from core.kernel.events import EventBus
+from core.kernel.names import resolve_names
 from core.kernel.operation import (
     API_CALL_DONE_PATH,
     API_CALL_START_PATH,
@@ -166,7 +168,7 @@ class ApiBus:
                 ErrorCode(SysErrors.INVALID_ARGUMENT, f"no API named {api_name}")
             )
         try:
-            msg = msg_type.from_params(params)
+            msg = msg_type.from_params(await resolve_names(msg_type, params, self._named))
         except OperationError as exc:
             reply = ApiReply.failure(exc.error)
             if not msg_type.read_only:  # a refused call is an operation that failed at once
@@ -331,6 +333,24 @@ class ApiBus:
                     f"parameter {name} of {msg.api_name}: {rtype}[uuid:{uuid}] does not exist",
                 )
             )
+
+    async def _named(self, resource_type: str, name: str) -> list[dict[str, Any]]:
+        """The inventories of the resources of a type with a name, by the type's Query API
+        (the one named after the type when several query it)."""
+        queries = [
+            m
+            for m in self._by_name.values()
+            if issubclass(m, QueryMessage)
+            and getattr(m.model, "resource_type", None) == resource_type
+        ]
+        if not queries:
+            raise argerr(f"a {resource_type} can be given only by its uuid: no API queries them")
+        own = f"Query{resource_type.removesuffix('VO')}"
+        query = next((q for q in queries if q.api_name == own), queries[0])
+        reply = await self.call(query.from_params({"conditions": [f"name={name}"]}))
+        if reply.error is not None:
+            raise OperationError(reply.error)
+        return reply.inventories or []
 
     async def _query_handler(self, msg: QueryMessage) -> QueryResult:
         return await self.db.run(lambda session: run_query(session, msg))

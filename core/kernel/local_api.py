@@ -34,6 +34,7 @@ from core.kernel.api import ApiMessage
 from core.kernel.errors import OperationError, argerr
 from core.kernel.event_json import EventQueue, NodeEvent
 from core.kernel.events import EventBus
+from core.kernel.names import describe_alias
 
 if TYPE_CHECKING:
     from core.kernel.bus import ApiBus
@@ -52,7 +53,8 @@ def describe_api(msg_type: type[ApiMessage]) -> dict[str, Any]:
         "name": msg_type.api_name,
         "description": (msg_type.__doc__ or "").strip().splitlines()[0] if msg_type.__doc__ else "",
         "readOnly": msg_type.read_only,
-        "params": {name: spec.describe() for name, spec in msg_type.params.items()},
+        "params": {name: spec.describe() for name, spec in msg_type.params.items()}
+        | describe_alias(msg_type),
     }
 
 

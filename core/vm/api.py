@@ -25,7 +25,9 @@ class CreateVmInstance(ApiMessage):
     description: str = param(max_length=2048)
     instance_offering_uuid: str = param(required=True, resource_type="InstanceOfferingVO")
     image_uuid: str = param(required=True, resource_type="ImageVO")
-    l3_network_uuids: list[str] = param(default=[], description="L3 networks, default first")
+    l3_network_uuids: list[str] = param(
+        default=[], resource_type="L3NetworkVO", description="L3 networks, default first"
+    )
     host_uuid: str = param(resource_type="HostVO", description="run it on this host")
     cluster_uuid: str = param(resource_type="ClusterVO")
     zone_uuid: str = param(resource_type="ZoneVO")

@@ -4,8 +4,14 @@ subprocesses on a temp data dir."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import pty
+import select
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +19,8 @@ import pytest
 from core.kernel.data_dir import running_pid
 from core.kernel.node import ManagementNode
 from tests.conftest import load_props, write_config
-from tests.service_lab import ServiceLab, service_lab
+from tests.core.test_zcli_output import yaml_python
+from tests.service_lab import ZCLI, ServiceLab, service_lab
 
 STARTED = "zcli: started the management node on"
 
@@ -188,3 +195,181 @@ def test_zcli_of_two_labs_reach_their_own_nodes(lab: ServiceLab, tmp_path: Path)
         assert lab.node_pid != other.node_pid
     finally:
         other.stop()
+
+
+def test_resources_by_name(lab: ServiceLab) -> None:
+    z1 = lab.ok("CreateZone", "name=z1")
+    twins = [lab.ok("CreateZone", "name=twin")["uuid"] for _ in range(2)]
+    cluster = lab.ok("CreateCluster", "name=c1", "zoneUuid=z1")  # a uuid parameter, by name
+    assert cluster["zoneUuid"] == z1["uuid"]
+    changed = lab.ok("ChangeZoneState", "name=z1", "stateEvent=disable")  # name= for uuid=
+    assert changed["uuid"] == z1["uuid"] and changed["state"] == "Disabled"
+    assert lab.ok("UpdateZone", "uuid=z1", "name=z1b")["uuid"] == z1["uuid"]  # name: the new one
+
+    ambiguous, missing, missing_ref, both = lab.zcli_many(
+        ["DeleteZone", "name=twin"],
+        ["DeleteZone", "name=nope"],
+        ["CreateCluster", "name=c2", "zoneUuid=nowhere"],
+        ["ChangeZoneState", "name=z1b", f"uuid={z1['uuid']}", "stateEvent=enable"],
+    )
+    assert ambiguous.rc == 1
+    assert "parameter name of DeleteZone: 2 ZoneVOs are named 'twin':" in ambiguous.err
+    assert all(f"{uuid} (Enabled)" in ambiguous.err for uuid in twins)
+    assert (
+        missing.rc == 1 and "parameter name of DeleteZone: no ZoneVO is named 'nope'" in missing.err
+    )
+    assert missing_ref.rc == 1
+    assert "parameter zoneUuid of CreateCluster: no ZoneVO is named 'nowhere'" in missing_ref.err
+    assert both.rc == 1 and "ChangeZoneState takes uuid or name, not both" in both.err
+    zones = {z["uuid"]: z for z in lab.ok("QueryZone")}
+    assert set(twins) <= set(zones)  # nothing was deleted
+    assert zones[z1["uuid"]]["state"] == "Disabled"  # nor enabled
+    assert [c["name"] for c in lab.ok("QueryCluster")] == ["c1"]
+
+    helped = lab.zcli("help", "DeleteZone")
+    assert "name  string: the ZoneVO's name, instead of uuid" in helped.out
+    assert "uuid  string, required, uuid or name of a ZoneVO" in helped.out
+
+
+def test_a_vm_by_name(sim_node_service: ServiceLab, tmp_path: Path) -> None:
+    lab = sim_node_service
+    image = tmp_path / "tiny.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], check=True)
+    lab.ok("AddImage", "name=tiny", f"url={image}")
+    vm = lab.ok(
+        "CreateVmInstance",
+        "name=web2",
+        "imageUuid=tiny",
+        "instanceOfferingUuid=small",
+        "l3NetworkUuids=private",  # a list of uuids, by name
+    )
+    [private] = lab.ok("QueryL3Network", "name=private")
+    assert vm["state"] == "Running" and vm["defaultL3NetworkUuid"] == private["uuid"]
+    stopped = lab.ok("StopVmInstance", "name=web2", "type=cold")
+    assert stopped["uuid"] == vm["uuid"] and stopped["state"] == "Stopped"
+
+
+def zcli_on_a_terminal(lab: ServiceLab, *args: str) -> tuple[int, str, str]:
+    """zcli with its stdout on a pseudo-terminal 160 columns wide: exit status, output,
+    errors.  The node must run already (a node it started would hold the terminal)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [str(ZCLI), *args],
+        env={**lab.env, "COLUMNS": "160"},
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 1)[0]:
+                continue
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: zcli closed the terminal
+                break
+            if not data:
+                break
+            out += data
+        rc = proc.wait(timeout=60)
+    finally:
+        os.close(master)
+    return rc, out.decode().replace("\r\n", "\n"), proc.communicate()[1]
+
+
+def test_output_formats(lab: ServiceLab) -> None:
+    lab.ok("CreateZone", "name=z1", "description=first zone")
+    lab.ok("CreateZone", "name=yes")  # a name YAML would read as true unless quoted
+    [z1] = lab.ok("QueryZone", "name=z1")
+
+    rc, table, err = zcli_on_a_terminal(lab, "QueryZone")
+    assert rc == 0, err
+    header, *rows = table.splitlines()
+    assert header.split() == ["name", "uuid", "state"]  # the kind's columns
+    assert rows[0].split() == ["z1", z1["uuid"], "Enabled"]
+    assert rows[1].split()[0] == "yes" and len(rows) == 2
+
+    rc, one, err = zcli_on_a_terminal(lab, "UpdateZone", "uuid=z1", "description=the first")
+    assert rc == 0, err
+    fields = [line.split(maxsplit=1) for line in one.splitlines()]  # one: a field a line
+    assert fields[:3] == [["name", "z1"], ["uuid", z1["uuid"]], ["state", "Enabled"]]
+    assert ["description", "the first"] in fields
+
+    rc, refused, err = zcli_on_a_terminal(lab, "DeleteZone", "name=nope")
+    assert rc == 1 and refused == ""  # on a terminal, the error alone, on stderr
+    assert err.startswith("Error SYS.1008: parameter name of DeleteZone: no ZoneVO is named")
+
+    piped, as_table, as_yaml, count, yaml_error = lab.zcli_many(
+        ["QueryZone"],
+        ["-o", "table", "QueryZone", "name=z1"],
+        ["--output", "yaml", "QueryZone"],
+        ["-o", "table", "QueryGlobalConfig", "count=true", "category=kvm"],
+        ["-o", "yaml", "DeleteZone", "name=nope"],
+    )
+    assert piped.rc == 0 and piped.json()["inventories"][0]["uuid"] == z1["uuid"]  # JSON
+    assert as_table.rc == 0 and as_table.out.splitlines()[0].split() == ["name", "uuid", "state"]
+    assert count.out == "total  2\n"
+    assert as_yaml.rc == 0
+    lines = as_yaml.out.splitlines()
+    assert lines[:3] == ["success: true", "inventories:", "- state: Enabled"]
+    assert "  name: z1" in lines and '  name: "yes"' in lines
+    assert yaml_error.rc == 1 and "success: false" in yaml_error.out.splitlines()
+    assert "no ZoneVO is named 'nope'" in yaml_error.err
+    python = yaml_python()
+    if python is not None:  # read back by PyYAML: the same data as the JSON
+        read = subprocess.run(
+            [python, "-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"],
+            input=as_yaml.out,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(read.stdout) == piped.json()
+
+
+def complete(script: Path, line: str) -> list[str]:
+    """What bash completes for ``line`` with the script (the cursor at its end)."""
+    probe = f'source {script}\nCOMP_LINE="{line}"; COMP_POINT=${{#COMP_LINE}}\n_zcli\n'
+    probe += 'printf "%s\\n" "${COMPREPLY[@]}"\n'
+    res = subprocess.run(["bash", "--norc", "-c", probe], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+def test_completion_scripts(lab: ServiceLab, tmp_path: Path) -> None:
+    bash, zsh, every, fish = lab.zcli_many(
+        ["completion", "bash"], ["completion", "zsh"], ["help"], ["completion", "fish"]
+    )
+    assert lab.node_pid is None  # made without a node
+    assert bash.rc == 0 and zsh.rc == 0, bash.err + zsh.err
+    assert fish.rc == 2 and "usage: zcli completion bash|zsh" in fish.err
+    apis = [line.split()[0] for line in every.out.splitlines()[2:] if line.strip()]
+    script = tmp_path / "zcli.bash"
+    script.write_text(bash.out)
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert complete(script, "zcli ") == ["help", "completion", *apis]
+    assert complete(script, "zcli StopVm") == ["StopVmInstance"]
+    assert complete(script, "zcli --no-start StopVmInstance ") == [
+        "uuid=", "type=", "stopTimeout=", "name="
+    ]  # fmt: skip
+    assert complete(script, "zcli CreateVmInstance name=web1 im") == ["imageUuid="]
+    assert complete(script, "zcli CreateZone ") == [
+        "name=",
+        "description=",
+        "systemTags=",
+        "userTags=",
+    ]
+    assert complete(script, "zcli QueryZone s") == ["start=", "sortBy=", "sortDirection="]
+    assert complete(script, "zcli StopVmInstance name=w") == []  # values are the user's
+    assert complete(script, "zcli -o ") == ["table", "json", "yaml"]
+    assert complete(script, "zcli help StopV") == ["StopVmInstance"]
+    assert complete(script, "zcli completion ") == ["bash", "zsh"]
+    assert "compdef _zcli zcli" in zsh.out
+    assert "    StopVmInstance 'uuid= type= stopTimeout= name='" in zsh.out.splitlines()
+    assert all(f"    {api} '" in zsh.out for api in apis)
+    if zsh_bin := shutil.which("zsh"):
+        (tmp_path / "zcli.zsh").write_text(zsh.out)
+        assert subprocess.run([zsh_bin, "-n", str(tmp_path / "zcli.zsh")]).returncode == 0

@@ -83,7 +83,7 @@ def test_describe_lists_the_rules() -> None:
     assert specs["cpuNum"].describe() == "integer, default 1, in [1, 64]"
     assert specs["memoryRatio"].describe() == "number, in [0.5, 2.5]"
     assert specs["stateEvent"].describe() == "string, one of enable|disable"
-    assert specs["zoneUuid"].describe() == "string, uuid of a ZoneVO: where it goes"
+    assert specs["zoneUuid"].describe() == "string, uuid or name of a ZoneVO: where it goes"
 
 
 def test_constructor_defaults_and_unknown_attribute() -> None:
