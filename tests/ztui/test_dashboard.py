@@ -260,7 +260,7 @@ async def test_a_failed_query_stays_on_the_status_line(lab: Lab) -> None:
         screen = await shown(pilot, DashboardScreen)
         assert screen.status.has_class("-error")
         assert "QueryHost: SYS.1000: hosts are on fire" in screen.status.text
-        assert screen.capacity.text.startswith("no hosts")
+        assert screen.capacity.text.startswith("hosts unknown: QueryHost failed")
         await create_vm(lab, "web1")
         await wait_until(pilot, lambda: screen.counts.counts == {"Running": 1})
         assert "hosts are on fire" in screen.status.text  # not hidden by the counts

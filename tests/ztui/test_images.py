@@ -155,7 +155,7 @@ async def test_a_rejected_import_shows_its_error_in_the_dialog(lab: Lab, tmp_pat
         assert dialog.error_text == "parameter name of AddImage must not be empty"
 
         # Refused by the form's check (AddImage's own rules): nothing is sent.
-        await pilot.press(*"bad", "tab", *"disk.qcow2", "enter")
+        await pilot.press(*"bad", "tab", *"ftp://host/disk.qcow2", "enter")
         assert "must be an http(s) URL or an absolute local path" in dialog.error_text
         assert app.screen is dialog
 

@@ -117,11 +117,10 @@ async def test_each_tab_shows_its_data(net_lab: NetLab) -> None:
             (name, "L2NoVlanNetwork", l2s[name]["bridgeName"])
             for name in ("private-l2", "public-l2")
         ]
-        if "attachedClusterUuids" in l2s["private-l2"]:  # once QueryL2Network says it
-            assert column(l2, "name", "clusters") == {
-                "private-l2": cluster["name"],
-                "public-l2": cluster["name"],
-            }
+        assert column(l2, "name", "clusters") == {
+            "private-l2": cluster["name"],
+            "public-l2": cluster["name"],
+        }
 
         await pilot.press("right_square_bracket")
         ranges = screen.table_of("ranges")

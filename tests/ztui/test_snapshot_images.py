@@ -1,5 +1,5 @@
-"""The images view at 80x24 and 120x40 (ages masked), and the import dialog refusing a
-relative path at 80x24.
+"""The images view at 80x24 and 120x40 (ages masked), and the import dialog refusing an
+ftp URL at 80x24 (a relative path is taken: made absolute against where ztui started).
 
 The images are written to the DB directly, with fixed sizes: an AddImage'd image's
 actual size is what the file system allocated, which differs between file systems.
@@ -85,7 +85,7 @@ def test_import_dialog_with_an_error_small(
         dialog = await shown(pilot, ImportImageDialog)
         await wait_until(pilot, lambda: dialog.loaded, what="the backup storages")
         await pilot.press(*"debian", "tab")
-        dialog.query_one("#url", Input).value = "images/debian.qcow2"
+        dialog.query_one("#url", Input).value = "ftp://images/debian.qcow2"
         await pilot.press("enter")
         await wait_until(pilot, lambda: bool(dialog.error_text), what="the error")
 

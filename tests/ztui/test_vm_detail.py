@@ -111,7 +111,7 @@ async def test_each_tab_shows_the_vms_data(net_lab: NetLab) -> None:
         ):
             assert expected in text, text
         assert cells(screen.table_of("nics"), "name", "ip", "macShown", "l3Name", "gateway") == [
-            ("eth0", "203.0.113.2", nic["mac"], "public", "203.0.113.1")
+            ("eth0", "203.0.113.2 (static)", nic["mac"], "public", "203.0.113.1")  # no DHCP
         ]
         assert cells(screen.table_of("nics"), "tap", "bridge") == [
             (nic["internalName"], l2["bridgeName"])

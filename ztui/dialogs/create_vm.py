@@ -1,21 +1,34 @@
-"""The create-VM dialog: name, image, offering, networks and how many."""
+"""The create-VM dialog: name, image, offering, networks and how many.
+
+Its border says what it is and which keys create and cancel (as the keymap has them);
+a network without DHCP says the address must be configured in the guest, and the
+network checkboxes show ``X`` or nothing, so they read without colour too.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.segment import Segment
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
+from textual.strip import Strip
 from textual.widgets import Button, Input, Label, Select, SelectionList
+
+from ztui.addressing import SERVICE_REFS, Services, network_label
 
 if TYPE_CHECKING:
     from ztui.app import ZtuiApp
 
 MAX_COUNT = 50
+TITLE = "New VM"
+CHECKED, UNCHECKED = "X", " "
+"""What a network's box holds: readable without colour (Textual draws X in both)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,11 @@ class VmRequest:
             "instanceOfferingUuid": self.instance_offering_uuid,
             "l3NetworkUuids": self.l3_network_uuids,
         }
+
+
+def spelled(keys: str) -> str:
+    """Keys as a newcomer reads them: ``^s`` is ``ctrl+s``."""
+    return re.sub(r"(?<!\S)\^(?=\S)", "ctrl+", keys)
 
 
 def names_for(name: str, count: int) -> list[str]:
@@ -56,6 +74,21 @@ def check_form(name: str, count_text: str, image: Any, offering: Any) -> str | N
     return None
 
 
+class NetworkList(SelectionList[str]):
+    """A SelectionList whose boxes show ``X`` when marked and nothing when not."""
+
+    def render_line(self, y: int) -> Strip:
+        line = super().render_line(y)
+        segments = list(line)
+        index = self.scroll_offset.y + y
+        if len(segments) < 2 or not 0 <= index < self.option_count:
+            return line
+        marked = self.get_option_at_index(index).value in self.selected
+        box = segments[1]
+        segments[1] = Segment(CHECKED if marked else UNCHECKED, box.style, box.control)
+        return Strip(segments, line.cell_length)
+
+
 class CreateVmDialog(ModalScreen[VmRequest | None]):
     """Dismissed with a :class:`VmRequest`, or None when cancelled."""
 
@@ -71,6 +104,8 @@ class CreateVmDialog(ModalScreen[VmRequest | None]):
         border: thick $accent;
         background: $surface;
         padding: 0 1;
+        border-title-align: left;
+        border-subtitle-align: right;
     }
     CreateVmDialog Label {
         margin-top: 1;
@@ -103,7 +138,13 @@ class CreateVmDialog(ModalScreen[VmRequest | None]):
         """True once images, offerings and networks are in the form (tests wait on it)."""
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        from ztui.screens.help import keys_of
+
+        create = spelled(keys_of(self.app, "ztui.create-vm.submit", "ctrl+s"))
+        cancel = spelled(keys_of(self.app, "ztui.create-vm.cancel", "esc"))
+        with VerticalScroll() as box:
+            box.border_title = TITLE
+            box.border_subtitle = f"{create} create · {cancel} cancel"
             yield Label("Name")
             yield Input(placeholder="web", id="name")
             yield Label("Image")
@@ -111,13 +152,13 @@ class CreateVmDialog(ModalScreen[VmRequest | None]):
             yield Label("Instance offering")
             yield Select[str]([], prompt="loading…", id="offering")
             yield Label("Networks (the first marked is the default)")
-            yield SelectionList[str](id="networks")
+            yield NetworkList(id="networks")
             yield Label("Count")
             yield Input("1", id="count", restrict=r"[0-9]*", max_length=3)
             yield Label("", id="error")
             with Horizontal():
-                yield Button("Cancel", id="cancel")
-                yield Button("Create", variant="primary", id="create")
+                yield Button(f"Cancel ({cancel})", id="cancel")
+                yield Button(f"Create ({create})", variant="primary", id="create")
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
@@ -181,11 +222,13 @@ class CreateVmDialog(ModalScreen[VmRequest | None]):
 async def _choices(
     app: ZtuiApp,
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
-    """Ready images, offerings and the networks a VM may join (private first)."""
+    """Ready images, offerings and the networks a VM may join (private first; one without
+    DHCP says the address must be configured in the guest)."""
     session = app.session
     images = await session.call("QueryImage", {"conditions": ["status=Ready"], "limit": 10000})
     offerings = await session.call("QueryInstanceOffering", {"limit": 10000})
     l3s = await session.call("QueryL3Network", {"limit": 10000})
+    refs = await session.call(SERVICE_REFS, {"limit": 1_000_000})
 
     def rows(reply: Any) -> list[dict[str, Any]]:
         return list(reply.inventories or []) if reply.success else []
@@ -196,5 +239,6 @@ async def _choices(
         for o in rows(offerings)
     ]
     networks = sorted(rows(l3s), key=lambda n: (n.get("category") != "Private", str(n["name"])))
-    network_options = [(f"{n['name']} ({n.get('category', '')})", str(n["uuid"])) for n in networks]
+    services = Services.of(rows(refs))
+    network_options = [(network_label(n, services), str(n["uuid"])) for n in networks]
     return image_options, offering_options, network_options

@@ -6,13 +6,19 @@ the view to start the import and waits a moment: a refusal that comes at once
 (a file that does not exist, an HTTP 404, a storage that cannot take images)
 is shown here, in the dialog, so the user can fix the form; a download that
 goes on is left to the view's progress bars.
+
+A path may be relative (to the directory ztui was started in) or start with ``~``:
+it is made absolute before it is checked and sent, since the node resolves nothing.
+The path field completes directory entries as one types (right arrow takes it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -20,6 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import ModalScreen
+from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label, Select
 
 from core.image.api import PLATFORMS, AddImage
@@ -72,6 +79,47 @@ class ImportJob:
 
 
 StartImport = Callable[[ImportRequest], ImportJob]
+
+
+def is_url(text: str) -> bool:
+    return "://" in text
+
+
+def resolve_path(text: str, base: Path) -> str:
+    """A local path made absolute against ``base`` (``~`` expanded); a URL, an absolute
+    path and an empty field are left as they are."""
+    if not text or is_url(text) or text.startswith("/"):
+        return text
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+class PathSuggester(Suggester):
+    """Completes the last part of a local path with the first directory entry it starts
+    (a directory with a ``/``), relative paths against ``base``; hidden entries only when
+    the part starts with a dot."""
+
+    def __init__(self, base: Path) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        self.base = base
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value or is_url(value):
+            return None
+        head, _, part = value.rpartition("/")
+        folder = Path(resolve_path(head + "/" if head or value.startswith("/") else ".", self.base))
+        try:
+            names = sorted(
+                entry.name + ("/" if entry.is_dir() else "")
+                for entry in os.scandir(folder)
+                if entry.name.startswith(part) and (part.startswith(".") or entry.name[0] != ".")
+            )
+        except OSError:
+            return None
+        for name in names:
+            if name != part:
+                return value[: len(value) - len(part)] + name
+        return None
 
 
 def check_request(request: ImportRequest) -> str | None:
@@ -143,9 +191,11 @@ class ImportImageDialog(ModalScreen[ImportJob | None]):
         Binding("ctrl+s", "submit", "Import", id="ztui.import-image.submit"),
     ]
 
-    def __init__(self, start: StartImport) -> None:
+    def __init__(self, start: StartImport, base: Path | None = None) -> None:
+        """``base``: where relative paths start (the directory ztui was started in)."""
         super().__init__()
         self.start = start
+        self.base = base or Path.cwd()
         self.loaded = False
         """True once the backup storages are in the form (tests wait on it)."""
         self.job: ImportJob | None = None
@@ -159,7 +209,10 @@ class ImportImageDialog(ModalScreen[ImportJob | None]):
                 yield Input(placeholder="debian-12", id="name", compact=True)
                 yield Label("URL or path")
                 yield Input(
-                    placeholder="https://host/disk.qcow2 or /absolute/path", id="url", compact=True
+                    placeholder="https://host/disk.qcow2 or a path (→ completes)",
+                    id="url",
+                    compact=True,
+                    suggester=PathSuggester(self.base),
                 )
                 yield Label("Format")
                 yield Select[str](
@@ -215,7 +268,7 @@ class ImportImageDialog(ModalScreen[ImportJob | None]):
         platform = self.query_one("#platform", Select).value
         return ImportRequest(
             name=self.query_one("#name", Input).value.strip(),
-            url=self.query_one("#url", Input).value.strip(),
+            url=resolve_path(self.query_one("#url", Input).value.strip(), self.base),
             format=fmt if isinstance(fmt, str) else None,
             backup_storage_uuids=[storage] if isinstance(storage, str) else [],
             platform=platform if isinstance(platform, str) else "Linux",

@@ -91,9 +91,8 @@ class ZtuiScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.ztui.register_view(self)
-        record = self.ztui.operations.followed
-        if record is not None and self.ztui.trace_shown:
-            self.trace_panel.record = record
+        if self.ztui.trace_shown:
+            self.trace_panel.records = tuple(self.ztui.operations.followed_records())
         if self.ztui.connected:
             self.reload()
         else:
@@ -181,10 +180,9 @@ class ZtuiScreen(Screen[None]):
 
     @on(OperationUpdated)
     def _operation_updated(self, event: OperationUpdated) -> None:
-        followed = self.ztui.operations.followed
-        is_followed = followed is not None and followed.get("uuid") == event.record.get("uuid")
-        if is_followed and self.ztui.trace_shown:
-            self.trace_panel.record = event.record
+        operations = self.ztui.operations
+        if operations.is_followed(event.record) and self.ztui.trace_shown:
+            self.trace_panel.records = tuple(operations.followed_records())
         self.on_operation(event.record)
 
     def on_operation(self, record: dict[str, Any]) -> None:
@@ -193,7 +191,8 @@ class ZtuiScreen(Screen[None]):
     def action_toggle_trace(self) -> None:
         """Show or hide the flow-chain panel (binding ``ztui.trace.toggle``)."""
         self.ztui.trace_shown = not self.ztui.trace_shown
-        self.trace_panel.record = self.ztui.operations.followed if self.ztui.trace_shown else None
+        followed = self.ztui.operations.followed_records() if self.ztui.trace_shown else []
+        self.trace_panel.records = tuple(followed)
 
 
 class ResourceScreen(ZtuiScreen):

@@ -15,24 +15,33 @@ import asyncio
 import ipaddress
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 
 from ztui.screens.base import ZtuiScreen
+from ztui.screens.help import keys_of
 from ztui.widgets.capacity_panel import CapacityPanel
-from ztui.widgets.event_log import PROGRESS, EventLog
+from ztui.widgets.event_log import OPERATION, PROGRESS, EventLog
 from ztui.widgets.network_panel import NetworkPanel
-from ztui.widgets.node_summary import NodeSummary
+from ztui.widgets.node_summary import NodeSummary, hint_line
 from ztui.widgets.state_counts import StateCounts
+
+if TYPE_CHECKING:
+    from ztui.app import ZtuiApp
 
 Row = dict[str, Any]
 USAGE_DELAY = 1.0
 """Seconds between a change and fetching capacity and addresses again (at most once)."""
 NODE_STATUS_INTERVAL = 5.0
 """Seconds between two looks at the node's uptime and problems."""
+HISTORY = 50
+"""Finished operations of the log the recent events start from (ztui just started:
+no event came yet)."""
 USAGE_EVENTS = ("/vm/state/change", "/vm/deleted", "/appliance-vm/status/change")
 """Events after which capacity, addresses or the networks' routers may have changed."""
 
@@ -45,6 +54,35 @@ def range_size(ip_range: Mapping[str, Any]) -> int:
     except ValueError:
         return 0
     return max(end - start + 1, 0)
+
+
+def key_hints(app: ZtuiApp, *, first_vm: bool) -> tuple[Text, ...]:
+    """What a newcomer does next, with the keys as the keymap has them now: the views'
+    keys, how to make a (first) VM, help and the command bar."""
+    views = [
+        f"{keys_of(app, f'ztui.view.{v.name}', v.key)} {v.name}"
+        for v in app.views
+        if v.name not in ("dashboard", "help")
+    ]
+    vms, new = keys_of(app, "ztui.view.vms", "2"), keys_of(app, "ztui.vm.create", "n")
+    help_key, command = keys_of(app, "ztui.view.help", "?"), keys_of(app, "ztui.command", ":")
+    vm = "your first VM" if first_vm else "a new VM"
+    return (
+        hint_line("Views", " · ".join(views)),
+        hint_line("Start", f"{vms} then {new}: {vm} · {help_key} help · {command} a view by name"),
+    )
+
+
+def finished_at(record: Mapping[str, Any]) -> datetime:
+    """When an operation of the log ended, in local time (its createDate is UTC)."""
+    try:
+        start = datetime.fromisoformat(str(record.get("createDate")))
+    except ValueError:
+        return datetime.now()
+    took = record.get("duration")
+    seconds = float(took) if isinstance(took, int | float) else 0.0
+    local = start.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
+    return local + timedelta(seconds=seconds)
 
 
 def _plural(n: int, word: str) -> str:
@@ -78,6 +116,8 @@ class DashboardScreen(ZtuiScreen):
         self._dirty: set[str] = set()
         self._usage_timer: Any = None
         self._asked_names: set[str] = set()
+        self.history_loaded = False
+        """Whether the recent events were started from the operations log."""
 
     # -- widgets ------------------------------------------------------------------
 
@@ -112,6 +152,7 @@ class DashboardScreen(ZtuiScreen):
     def on_mount(self) -> None:
         self.event_log.names = self.names
         self.event_log.events = tuple(self.ztui.recent_events)
+        self.summary_panel.hints = key_hints(self.ztui, first_vm=True)
         super().on_mount()
         self.set_interval(NODE_STATUS_INTERVAL, self.refresh_node_status)
 
@@ -120,7 +161,13 @@ class DashboardScreen(ZtuiScreen):
         """The node's uptime and problems again (they change without an event)."""
         reply = await self.session.call("GetManagementNodeStatus")
         if reply.success:
-            self.summary_panel.show_node(self.session.in_process, reply.inventory)
+            self._show_status(reply.inventory)
+
+    def _show_status(self, status: Any) -> None:
+        """The node's status on top, and its hosts' problems by their hosts."""
+        self.summary_panel.show_node(self.session.in_process, status)
+        if isinstance(status, Mapping):
+            self.capacity.node_status = status
 
     # -- loading ------------------------------------------------------------------
 
@@ -132,7 +179,7 @@ class DashboardScreen(ZtuiScreen):
         try:
             status, hosts, vms, routers, images = await asyncio.gather(
                 self.api_call("GetManagementNodeStatus"),
-                self.api_query("QueryHost", {"sortBy": "createDate"}),
+                self.api_call("QueryHost", {"sortBy": "createDate", "limit": 1_000_000}),
                 self.api_query("QueryVmInstance"),
                 self.api_query("QueryVirtualRouterVm", {"sortBy": "createDate"}),
                 self.api_query("QueryImage"),
@@ -141,18 +188,41 @@ class DashboardScreen(ZtuiScreen):
         finally:
             if self._pending is pending:  # not replaced by a newer load
                 self._pending = None
-        self.summary_panel.show_node(self.session.in_process, status)
+        self._show_status(status)
         self.names.update({str(i["uuid"]): str(i["name"]) for i in (*vms, *images)})
         self.vm_states = {str(vm["uuid"]): str(vm["state"]) for vm in vms}
         self.vm_counts = Counter(self.vm_states.values())
         self._show_hosts(hosts)
         self._show_routers(routers)
+        self.summary_panel.hints = key_hints(self.ztui, first_vm=not vms)
         self.networks.networks = tuple(networks or ())
         self.counts.counts = dict(self.vm_counts)
         for path, data in pending:
             self.apply_event(path, data)
+        if not self.history_loaded:
+            await self._load_history()
         self.event_log.events = tuple(self.ztui.recent_events)
         self._show_summary()
+
+    async def _load_history(self) -> None:
+        """Put the latest finished operations among the recent events, by time (once)."""
+        records = await self.api_query(
+            "QueryOperationLog",
+            {
+                "conditions": ["parentUuid is null"],
+                "sortBy": "createDate",
+                "sortDirection": "desc",
+                "limit": HISTORY,
+            },
+        )
+        from ztui.app import RecentEvent
+
+        events = self.ztui.recent_events
+        past = [RecentEvent(finished_at(r), OPERATION, r) for r in records]
+        merged = sorted([*past, *events], key=lambda e: e.at)
+        events.clear()
+        events.extend(merged)  # the deque keeps the newest
+        self.history_loaded = True
 
     async def _networks(self) -> list[Row] | None:
         """L3 networks with the addresses their ranges hold and how many are taken
@@ -201,9 +271,11 @@ class DashboardScreen(ZtuiScreen):
         if not self.status.has_class("-error"):
             self.status.show_info(self.summary())
 
-    def _show_hosts(self, hosts: list[Row]) -> None:
-        self.hosts = {str(h["uuid"]): h for h in hosts}
+    def _show_hosts(self, hosts: list[Row] | None) -> None:
+        """Show the hosts (None: QueryHost failed, the error is shown: none are known)."""
+        self.hosts = {str(h["uuid"]): h for h in hosts or ()}
         self.names.update({uuid: str(h["name"]) for uuid, h in self.hosts.items()})
+        self.capacity.listed = hosts is not None
         self.capacity.hosts = tuple(self.hosts.values())
 
     def _show_routers(self, routers: list[Row]) -> None:

@@ -206,8 +206,7 @@ class NetworkData:
         }
 
     def l2_row(self, l2: Inventory) -> Row:
-        """``clusters`` names the clusters of ``attachedClusterUuids`` (when the inventory
-        carries it: QueryL2Network does not say yet)."""
+        """``clusters`` names the clusters of ``attachedClusterUuids`` (QueryL2Network's)."""
         attached = l2.get("attachedClusterUuids") or []
         return {
             **l2,

@@ -15,7 +15,7 @@ is gone.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from rich.table import Table
@@ -28,6 +28,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 
 from core.kernel.errors import OperationError
 from ztui import vm_verbs
+from ztui.addressing import NO_DHCP, SERVICE_REFS, Services, dns_names, shown_ip
 from ztui.columns import Column, Kind
 from ztui.formatting import Formatter
 from ztui.screens.base import ZtuiScreen
@@ -96,13 +97,21 @@ def names(items: list[dict[str, Any]]) -> dict[str, str]:
     return {str(i["uuid"]): str(i.get("name") or "") for i in items}
 
 
-def nic_row(nic: Inventory, l3s: Mapping[str, Inventory], l2s: Inventory, fmt: Formatter) -> Row:
+def nic_row(
+    nic: Inventory,
+    l3s: Mapping[str, Inventory],
+    l2s: Inventory,
+    fmt: Formatter,
+    services: Services | None = None,
+) -> Row:
     """A NIC with its L3 network's name and the tap and bridge it is plugged through
-    (MACs, taps and bridges differ between runs: masked for screenshots)."""
+    (MACs, taps and bridges differ between runs: masked for screenshots); an address no
+    DHCP serves is marked ``(static)``."""
     l3 = l3s.get(str(nic.get("l3NetworkUuid")), {})
     l2 = l2s.get(str(l3.get("l2NetworkUuid")), {})
     return {
         **nic,
+        "ip": shown_ip(nic, services),
         "macShown": fmt.volatile(nic.get("mac"), "mac"),
         "l3Name": l3.get("name", ""),
         "tap": fmt.volatile(nic.get("internalName"), "tap") if nic.get("internalName") else "",
@@ -115,9 +124,41 @@ def is_about(record: Inventory, vm_uuid: str) -> bool:
     return record.get("resourceUuid") == vm_uuid or vm_uuid in (record.get("resourceUuids") or [])
 
 
-def render_overview(vm: Inventory, found: Mapping[str, str], fmt: Formatter) -> Table:
+def address_lines(
+    vm: Inventory,
+    nics: Sequence[Inventory],
+    l3s: Mapping[str, Inventory],
+    services: Services,
+) -> list[tuple[str, str | Text]]:
+    """``IPs`` (one NIC a line: the address, its network, and where no DHCP serves it,
+    that the guest must be given it) and ``DNS names`` (as the network's virtual router
+    answers them)."""
+    ips: list[Text] = []
+    names: list[str] = []
+    for nic in sorted(nics, key=lambda n: int(n.get("deviceId") or 0)):
+        if not nic.get("ip"):
+            continue
+        l3 = l3s.get(str(nic.get("l3NetworkUuid")), {})
+        line = Text(f"{nic['ip']} on {l3.get('name') or '?'}")
+        if not services.dhcp(nic.get("l3NetworkUuid")):
+            line.append(f" — {NO_DHCP}", style="yellow")
+        ips.append(line)
+        names += [n for n in dns_names(vm, l3, services) if n not in names]
+    return [
+        ("IPs", Text("\n").join(ips) if ips else "none"),
+        ("DNS names", ", ".join(names) if names else "none (no network serves DNS for it)"),
+    ]
+
+
+def render_overview(
+    vm: Inventory,
+    found: Mapping[str, str],
+    fmt: Formatter,
+    addresses: Sequence[tuple[str, str | Text]] = (),
+) -> Table:
     """The VM's inventory, one field a line; ``found`` holds the names of its host,
-    image, offering and default L3 network (keys ``host``, ``image``…)."""
+    image, offering and default L3 network (keys ``host``, ``image``…), ``addresses``
+    the lines of :func:`address_lines`."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -134,6 +175,7 @@ def render_overview(vm: Inventory, found: Mapping[str, str], fmt: Formatter) -> 
         ("image", found.get("image", "")),
         ("offering", found.get("offering", "")),
         ("default L3", found.get("l3", "")),
+        *addresses,
         (
             "type",
             " · ".join(
@@ -244,6 +286,9 @@ class VmDetailScreen(ZtuiScreen):
         self.l3s: dict[str, dict[str, Any]] = {}
         self.l2s: dict[str, dict[str, Any]] = {}
         self.hosts: dict[str, str] = {}
+        self.nics: list[dict[str, Any]] = []
+        self.services: Services | None = None
+        """The network services of each L3 network (None until loaded)."""
         self.tails_read = 0
         """How many times the console tab's tail was read (tests wait on it)."""
 
@@ -328,6 +373,7 @@ class VmDetailScreen(ZtuiScreen):
             offerings,
             l3s,
             l2s,
+            refs,
         ) = await asyncio.gather(
             self.api_query("QueryVmInstance", {"conditions": [f"uuid={uuid}"]}),
             self.api_query("QueryVmNic", {"conditions": [f"vmInstanceUuid={uuid}"]}),
@@ -343,6 +389,7 @@ class VmDetailScreen(ZtuiScreen):
             self.api_query("QueryInstanceOffering"),
             self.api_query("QueryL3Network"),
             self.api_query("QueryL2Network"),
+            self.api_query(SERVICE_REFS),
         )
         if not vms:
             if not self.load_failed:
@@ -358,6 +405,8 @@ class VmDetailScreen(ZtuiScreen):
             "l3": names(l3s).get(str(vm.get("defaultL3NetworkUuid")), ""),
         }
         self.hosts = names(hosts)
+        self.services = Services.of(refs)
+        self.nics = nics
         self.show_vm(vm)
         self.show_nics(nics)
         tags = [{**t, "type": "system"} for t in system_tags]
@@ -377,12 +426,26 @@ class VmDetailScreen(ZtuiScreen):
         host_uuid = vm.get("hostUuid") or vm.get("lastHostUuid")
         if host_uuid and str(host_uuid) in self.hosts:
             self.found["host"] = self.hosts[str(host_uuid)]
-        self.query_one("#overview-body", Static).update(render_overview(vm, self.found, self.fmt))
+        self._show_overview()
         self.sub_title = self._title()
         self.refresh_bindings()
 
+    def _show_overview(self) -> None:
+        if self.vm is None:
+            return
+        addresses = (
+            address_lines(self.vm, self.nics, self.l3s, self.services)
+            if self.services is not None
+            else ()
+        )
+        body = render_overview(self.vm, self.found, self.fmt, addresses)
+        self.query_one("#overview-body", Static).update(body)
+
     def show_nics(self, nics: list[dict[str, Any]]) -> None:
-        rows = [nic_row(n, self.l3s, self.l2s, self.fmt) for n in nics]
+        """Show the NICs (their addresses on the overview too)."""
+        self.nics = nics
+        self._show_overview()
+        rows = [nic_row(n, self.l3s, self.l2s, self.fmt, self.services) for n in nics]
         self.table_of("nics").show(sorted(rows, key=lambda n: int(n.get("deviceId") or 0)))
         self._show_counts()
 

@@ -12,6 +12,7 @@ from textual import on, work
 from textual.binding import Binding, BindingType
 
 from ztui import vm_verbs
+from ztui.addressing import SERVICE_REFS, Services, shown_ip
 from ztui.columns import VM_COLUMNS
 from ztui.dialogs.create_vm import CreateVmDialog, VmRequest
 from ztui.screens.base import ResourceScreen
@@ -38,12 +39,13 @@ def vm_row(
     }
 
 
-def ips_by_vm(nics: list[dict[str, Any]]) -> dict[str, str]:
-    """``{vm uuid: "10.0.0.5, 10.1.0.7"}`` (default NIC first, as the NICs are ordered)."""
+def ips_by_vm(nics: list[dict[str, Any]], services: Services | None = None) -> dict[str, str]:
+    """``{vm uuid: "10.0.0.5, 192.168.1.7 (static)"}`` (default NIC first, as the NICs are
+    ordered; an address no DHCP serves is marked: the guest must be given it)."""
     found: dict[str, list[str]] = {}
     for nic in sorted(nics, key=lambda n: int(n.get("deviceId") or 0)):
         if nic.get("ip"):
-            found.setdefault(str(nic["vmInstanceUuid"]), []).append(str(nic["ip"]))
+            found.setdefault(str(nic["vmInstanceUuid"]), []).append(shown_ip(nic, services))
     return {vm: ", ".join(ips) for vm, ips in found.items()}
 
 
@@ -64,19 +66,23 @@ class VmsScreen(ResourceScreen):
         super().__init__()
         self.hosts: dict[str, str] = {}
         self.images: dict[str, str] = {}
+        self.services: Services | None = None
+        """The network services of each L3 network (an address without DHCP is marked)."""
 
     # -- loading ------------------------------------------------------------------
 
     async def load(self) -> None:
-        vms, nics, hosts, images = await asyncio.gather(
+        vms, nics, hosts, images, refs = await asyncio.gather(
             self.api_query("QueryVmInstance", {"sortBy": "createDate"}),
             self.api_query("QueryVmNic"),
             self.api_query("QueryHost"),
             self.api_query("QueryImage"),
+            self.api_query(SERVICE_REFS),
         )
         self.hosts = {str(h["uuid"]): str(h["name"]) for h in hosts}
         self.images = {str(i["uuid"]): str(i["name"]) for i in images}
-        ips = ips_by_vm(nics)
+        self.services = Services.of(refs)
+        ips = ips_by_vm(nics, self.services)
         self.table.show([vm_row(vm, ips, self.hosts, self.images) for vm in vms])
         self.show_loaded(self.summary())
 
@@ -107,7 +113,7 @@ class VmsScreen(ResourceScreen):
             if str(row.get("hostUuid")) not in self.hosts:
                 hosts = await self.api_query("QueryHost")
                 self.hosts = {str(h["uuid"]): str(h["name"]) for h in hosts}
-            ips = ips_by_vm(nics)
+            ips = ips_by_vm(nics, self.services)
             self.table.upsert(vm_row(row, ips, self.hosts, self.images))
 
     @on(ResourceTable.RowSelected)

@@ -1,6 +1,11 @@
 """Per-host capacity on the dashboard: CPU and memory used of what VMs may have, with the
 memory each host keeps for itself (``kvm.reservedMemory`` on KVM hosts) shown apart.
 
+A host that is not Connected says why (its problem, as GetManagementNodeStatus tells)
+or that it is connecting; with no host, the panel names the cause: still connecting to
+the node, hosts that could not be listed, the node's problems (a first-start bootstrap
+that could not add this machine), or that none was added.
+
 The core sets ``totalMemoryCapacity`` to the physical memory less the reserved memory
 and ``totalCpuCapacity`` to the cores times ``host.cpu.overProvisioning.ratio``; the
 VMs that hold capacity take theirs from the ``available*`` columns.
@@ -24,6 +29,9 @@ CPU_LABEL, MEM_LABEL = "  CPU ", "  Mem "
 """The bars' labels, indented under their host's title."""
 USED, RESERVED, FREE = "█", "▒", "░"
 NO_HOSTS = "no hosts: zcli AddKVMHost / AddSimulatorHost, or bootstrap.local_host"
+NOT_LOADED = "connecting to the management node…"
+NOT_LISTED = "hosts unknown: QueryHost failed (the status line says why)"
+NO_HOSTS_YET = "no hosts yet:"
 
 
 def _int(value: Any) -> int:
@@ -127,11 +135,59 @@ def host_title(host: Host, fmt: Formatter) -> Text:
     return line
 
 
-def capacity_lines(host: Host, width: int, fmt: Formatter) -> list[Text]:
-    """A host's title, CPU bar and memory bar, fitted to ``width`` cells."""
+def host_note(host: Host, problem: str | None) -> Text | None:
+    """Why a host that is not Connected is not (its problem), or that it is connecting."""
+    status = host.get("status")
+    if status == "Connected":
+        return None
+    if problem:
+        return Text(f"  ✘ {problem}", style="yellow")
+    if status == "Connecting":
+        return Text(f"  connecting host {host.get('name')}…", style="dim")
+    return None
+
+
+def capacity_lines(
+    host: Host, width: int, fmt: Formatter, problem: str | None = None
+) -> list[Text]:
+    """A host's title, why it is not Connected (if so), its CPU and memory bars, fitted to
+    ``width`` cells."""
     capacity = HostCapacity.of(host)
     cells = bar_width(width, capacity, fmt)
-    return [host_title(host, fmt), cpu_line(capacity, cells), memory_line(capacity, cells, fmt)]
+    note = host_note(host, problem)
+    return [
+        host_title(host, fmt),
+        *([note] if note is not None else []),
+        cpu_line(capacity, cells),
+        memory_line(capacity, cells, fmt),
+    ]
+
+
+def host_problems(status: Mapping[str, Any] | None) -> dict[str, str]:
+    """Each host's problem by uuid, from a GetManagementNodeStatus answer."""
+    hosts = status.get("hosts") if status is not None else None
+    if not isinstance(hosts, list):
+        return {}
+    return {
+        str(h.get("uuid")): str(h["problem"])
+        for h in hosts
+        if isinstance(h, Mapping) and h.get("problem")
+    }
+
+
+def empty_lines(listed: bool | None, status: Mapping[str, Any] | None) -> list[Text]:
+    """What the panel says with no host: its real cause (``listed``: None before the first
+    load, False when QueryHost failed)."""
+    if listed is None:
+        return [Text(NOT_LOADED, style="dim")]
+    if not listed:
+        return [Text(NOT_LISTED, style="yellow")]
+    problems = [str(p) for p in (status or {}).get("problems") or ()]
+    if problems:
+        return [Text(NO_HOSTS_YET, style="bold yellow")] + [
+            Text(f"  ✘ {p}", style="yellow") for p in problems
+        ]
+    return [Text(NO_HOSTS, style="dim")]
 
 
 class CapacityPanel(Widget):
@@ -152,6 +208,12 @@ class CapacityPanel(Widget):
 
     hosts: reactive[tuple[Host, ...]] = reactive((), layout=True, always_update=True)
     """Host inventories (QueryHost), in the order shown."""
+    listed: reactive[bool | None] = reactive(None, layout=True)
+    """None until hosts are first loaded; False when the last QueryHost failed."""
+    node_status: reactive[Mapping[str, Any] | None] = reactive(
+        None, layout=True, always_update=True
+    )
+    """The node's GetManagementNodeStatus answer: hosts' problems, the node's problems."""
 
     def __init__(self, fmt: Formatter, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -163,10 +225,11 @@ class CapacityPanel(Widget):
 
     def lines(self, width: int) -> list[Text]:
         if not self.hosts:
-            return [Text(NO_HOSTS, style="dim")]
+            return empty_lines(self.listed, self.node_status)
+        problems = host_problems(self.node_status)
         found: list[Text] = []
         for host in self.hosts:
-            found += capacity_lines(host, width, self._fmt)
+            found += capacity_lines(host, width, self._fmt, problems.get(str(host.get("uuid"))))
         return found
 
     def render(self) -> Text:

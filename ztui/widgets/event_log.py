@@ -1,6 +1,10 @@
 """The node's recent canonical events, newest first, one readable line each:
 ``12:04:31  VM web1  Starting → Running``.
 
+After a restart of ztui the events start from the node's operations log: its latest
+finished operations come in as ``OPERATION`` entries (``op StopVmInstance web1
+Succeeded``).
+
 Only the lines that fit are built, when the widget is drawn, so a burst of
 thousands of events costs one redraw per frame, not one per event.  Of an
 image's download progress only the newest report is shown.
@@ -17,11 +21,14 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from ztui.formatting import STATE_STYLES, Formatter
+from ztui.widgets.flow_chain_panel import status_style
 
 if TYPE_CHECKING:
     from ztui.app import RecentEvent
 
 PROGRESS = "/image/download/progress"
+OPERATION = "ztui/operation-log"
+"""Not an event: a finished operation from the operations log (its record as data)."""
 CONFIG_PREFIX = "/globalConfig/update/"
 NO_EVENTS = "no events yet: VM, host, router, image and config changes show here"
 ARROW = " → "
@@ -61,6 +68,26 @@ def _progress(data: Mapping[str, Any], names: Mapping[str, str], fmt: Formatter)
     return line
 
 
+def _operation(record: Mapping[str, Any], names: Mapping[str, str], fmt: Formatter) -> Text:
+    """``op StopVmInstance web1  Succeeded`` (and a failure's reason)."""
+    api = record.get("apiName") or record.get("name") or "operation"
+    params = record.get("params")
+    name = params.get("name") if isinstance(params, Mapping) else None
+    resource = record.get("resourceUuid")
+    if not name and resource:
+        name = names.get(str(resource))
+    status = str(record.get("status") or "")
+    line = Text.assemble(("op ", "dim"), (str(api), "bold"))
+    if name:
+        line.append(f" {name}")
+    line.append("  ")
+    line.append(status, style=status_style(status))
+    error = record.get("error")
+    if isinstance(error, Mapping) and error.get("description"):
+        line.append(f": {error['description']}")
+    return line
+
+
 def describe_event(path: str, data: Any, names: Mapping[str, str], fmt: Formatter) -> Text:
     """One line that says what an event means (the path itself for an unknown one)."""
     d: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
@@ -91,6 +118,8 @@ def describe_event(path: str, data: Any, names: Mapping[str, str], fmt: Formatte
             (key, "bold"),
             f"  {fmt.text(d.get('oldValue'))}{ARROW}{fmt.text(d.get('newValue'))}",
         )
+    if path == OPERATION:
+        return _operation(d, names, fmt)
     if path == "/client/overflow":
         return Text(
             f"{fmt.text(d.get('dropped'))} events dropped: the views reloaded",

@@ -286,7 +286,8 @@ def _number(value: Any) -> float | None:
 
 
 class FlowChainPanel(Static):
-    """Shows the operation the app follows; hidden while there is none."""
+    """Shows the operations the app follows (several when one verb acted on several
+    resources: every chain, one after the other); hidden while there is none."""
 
     DEFAULT_CSS = """
     FlowChainPanel {
@@ -304,21 +305,31 @@ class FlowChainPanel(Static):
     }
     """
 
-    record: reactive[dict[str, Any] | None] = reactive(None, always_update=True)
-    """The operation shown (as ``/operation/update`` carries it), or None."""
+    records: reactive[tuple[dict[str, Any], ...]] = reactive((), always_update=True)
+    """The operations shown (as ``/operation/update`` carries them), oldest first."""
 
     def __init__(self, fmt: Formatter, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._fmt = fmt
 
-    def watch_record(self, record: dict[str, Any] | None) -> None:
-        self.set_class(record is not None, "-shown")
-        if record is not None:
-            self.update(render_operation(record, self._fmt))
+    @property
+    def record(self) -> dict[str, Any] | None:
+        """The newest operation shown, or None."""
+        return self.records[-1] if self.records else None
+
+    @record.setter
+    def record(self, record: dict[str, Any] | None) -> None:
+        self.records = () if record is None else (record,)
+
+    def watch_records(self, records: tuple[dict[str, Any], ...]) -> None:
+        self.set_class(bool(records), "-shown")
+        if records:
+            self.update(self._render_all())
+
+    def _render_all(self) -> Group:
+        return Group(*(render_operation(r, self._fmt) for r in self.records))
 
     @property
     def text(self) -> str:
         """The panel's lines as plain text (for tests)."""
-        if self.record is None:
-            return ""
-        return plain_text(render_operation(self.record, self._fmt))
+        return "\n".join(plain_text(render_operation(r, self._fmt)) for r in self.records)

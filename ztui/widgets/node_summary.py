@@ -1,5 +1,6 @@
 """The lines on top of the dashboard that say which node this is, how long it has run,
-and what is wrong with it (a host whose agent cannot start, say)."""
+what is wrong with it (a host whose agent cannot start, say), and what to do next
+(the keys of the views, of a first VM and of help)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def _line(label: str, *value: str | Text | tuple[str, str]) -> Text:
     return Text.assemble((f"{label:<{LABEL_WIDTH}}", LABEL_STYLE), *value)
 
 
+def hint_line(label: str, text: str) -> Text:
+    """A line of what to do next: ``Views     2 vms · 3 images…``."""
+    return _line(label, (text, "italic"))
+
+
 class NodeSummary(Widget):
     """``Data dir``, ``Node`` (how we reach it, its pid, uptime and version) and one
     ``Problem`` per problem the node reports (wrapped: at 80 columns too it names the
@@ -45,6 +51,8 @@ class NodeSummary(Widget):
     """True: this process hosts the node; False: attached to the service; None: neither."""
     status: reactive[Mapping[str, Any] | None] = reactive(None, always_update=True)
     """The node's GetManagementNodeStatus answer, when we have it."""
+    hints: reactive[tuple[Text, ...]] = reactive((), layout=True)
+    """What to do next, after the node's lines (:func:`hint_line` each)."""
 
     def __init__(self, data_dir: Path, fmt: Formatter, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -71,7 +79,8 @@ class NodeSummary(Widget):
             ]
         elif self.in_process is not None:
             node.append(" · node status unavailable", style="dim")
-        return [_line("Data dir", fmt.volatile(self._data_dir, "data dir")), node, *problems]
+        data_dir = _line("Data dir", fmt.volatile(self._data_dir, "data dir"))
+        return [data_dir, node, *problems, *self.hints]
 
     def render(self) -> Text:
         return Text("\n").join(self.lines())

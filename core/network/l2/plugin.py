@@ -12,10 +12,12 @@ from sqlalchemy.orm import Session
 from core.cluster.models import ClusterVO
 from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.models import HostVO
+from core.kernel.api import QueryResult
 from core.kernel.chains import FlowChainContributor, FlowInsertion
 from core.kernel.errors import argerr, not_found, operr
 from core.kernel.extensions import Plugin
 from core.kernel.flow import NoRollbackFlow
+from core.kernel.query import run_query
 from core.kernel.service import Service, handles
 from core.network.l2.api import (
     AttachL2NetworkToCluster,
@@ -36,7 +38,6 @@ log = logging.getLogger(__name__)
 class L2NetworkPlugin(Plugin, Service, FlowChainContributor):
     implements = (Service, FlowChainContributor)
     service_id = "l2Network"
-    queries = (QueryL2Network,)
 
     def flow_insertions(self) -> list[FlowInsertion]:
         return [FlowInsertion(HOST_CONNECT_CHAIN, f"{__name__}.L2NetworkRealizeOnHostConnectFlow")]
@@ -55,6 +56,16 @@ class L2NetworkPlugin(Plugin, Service, FlowChainContributor):
             if ext.l2_network_type == l2_type:
                 return ext
         raise operr(f"no plugin realises L2 networks of type {l2_type} on hosts")
+
+    @handles(QueryL2Network)
+    async def query(self, msg: QueryL2Network) -> QueryResult:
+        """The generic query; each L2 network also says ``attachedClusterUuids``."""
+
+        def run(session: Session) -> QueryResult:
+            result = run_query(session, msg)
+            return QueryResult(with_clusters(session, result.inventories), result.total)
+
+        return await self.node.db.run(run)
 
     # -- create / delete ------------------------------------------------------------------
 
@@ -241,6 +252,22 @@ def _l2(session: Session, uuid: str) -> L2NetworkVO:
     if l2 is None:
         raise not_found(L2NetworkVO.resource_type, uuid)
     return l2
+
+
+def with_clusters(session: Session, l2s: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The L2 inventories, each with the sorted uuids of the clusters it is attached to
+    (one query for the page)."""
+    if not l2s:
+        return l2s
+    ref = L2NetworkClusterRefVO.__table__.c
+    attached: dict[str, list[str]] = {}
+    for l2_uuid, cluster_uuid in session.execute(
+        select(ref.l2_network_uuid, ref.cluster_uuid).where(
+            ref.l2_network_uuid.in_([l2["uuid"] for l2 in l2s])
+        )
+    ):
+        attached.setdefault(l2_uuid, []).append(cluster_uuid)
+    return [{**l2, "attachedClusterUuids": sorted(attached.get(l2["uuid"], []))} for l2 in l2s]
 
 
 def _attached_clusters(session: Session, l2_uuid: str) -> list[str]:
