@@ -36,7 +36,7 @@ from core.kernel.extensions import PluginError
 from core.kernel.logs import configure_logging
 from core.kernel.properties import Properties, PropertyError, add_config_argument, load
 from ztui.commands import ViewActionsProvider
-from ztui.dialogs.command_prompt import CommandPrompt
+from ztui.dialogs.command_prompt import QUIT_WORDS, CommandPrompt, command_words
 from ztui.formatting import Formatter
 from ztui.keymap import load_keymap
 from ztui.messages import NodeConnected, NodeEvent, OperationUpdated
@@ -233,15 +233,15 @@ class ZtuiApp(App[None]):
 
     def action_command(self) -> None:
         """Open the ``:`` command bar (binding ``ztui.command``)."""
-        words = sorted({w for v in self.views for w in v.words})
-        self.push_screen(CommandPrompt(words, self.command_history), self.run_command)
+        prompt = CommandPrompt(command_words(self.views), self.command_history)
+        self.push_screen(prompt, self.run_command)
 
     def run_command(self, text: str | None) -> None:
         """Run what was typed in the command bar: a view name or alias, or ``q``."""
         if not text:
             return
         word = text.split()[0]
-        if word in ("q", "quit"):
+        if word in QUIT_WORDS:
             self.exit()
             return
         view = find_view(word)

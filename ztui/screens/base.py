@@ -204,7 +204,6 @@ class ResourceScreen(ZtuiScreen):
 
     DEFAULT_CSS = """
     ResourceScreen #filter {
-        dock: bottom;
         display: none;
         border: none;
         height: 1;

@@ -23,7 +23,7 @@ from textual.widgets import Label, ProgressBar
 from textual.worker import Worker
 
 from ztui.columns import Column, Kind
-from ztui.dialogs.confirm import ConfirmDialog
+from ztui.dialogs.confirm import ConfirmDialog, Wording, question
 from ztui.dialogs.import_image import ImportImageDialog, ImportJob, ImportRequest
 from ztui.screens.base import ResourceScreen
 from ztui.widgets.resource_table import ResourceTable
@@ -69,6 +69,18 @@ VERBS: dict[str, Verb] = {
     "recover": Verb("RecoverImage", "recovered", frozenset({DELETED})),
     "expunge": Verb("ExpungeImage", "expunged", frozenset({DELETED}), confirm=True),
 }
+IMAGE_NOUN = Wording("image", "images")
+IMAGE_WARNINGS = {
+    "delete": Wording(
+        "(image.deletionPolicy decides whether it can be recovered.)",
+        "(image.deletionPolicy decides whether they can be recovered.)",
+    ),
+    "expunge": Wording(
+        "Its files on backup storage are deleted for good.",
+        "Their files on backup storage are deleted for good.",
+    ),
+}
+"""What the confirmation of a verb adds (for one image, for several)."""
 
 
 @dataclass
@@ -312,18 +324,14 @@ class ImagesScreen(ResourceScreen):
         if not verb.confirm:
             self.run_verb(verb, rows)
             return
-        names = ", ".join(str(r["name"]) for r in rows)
-        question = f"{name.capitalize()} {names}?"
-        if name == "delete":
-            question += "\n(image.deletionPolicy decides whether it can be recovered.)"
-        if name == "expunge":
-            question += "\nIts files on backup storage are deleted for good."
+        names = [str(r["name"]) for r in rows]
+        text = question(name.capitalize(), IMAGE_NOUN, names, IMAGE_WARNINGS.get(name))
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.run_verb(verb, rows)
 
-        self.app.push_screen(ConfirmDialog(question, name.capitalize()), answered)
+        self.app.push_screen(ConfirmDialog(text, name.capitalize()), answered)
 
     @work(group="verbs", exit_on_error=False)
     async def run_verb(self, verb: Verb, rows: list[Row]) -> None:

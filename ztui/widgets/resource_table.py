@@ -163,8 +163,9 @@ class ResourceTable(DataTable[Any]):
         return None if key is None else self.rows_by_key.get(key)
 
     def selection(self) -> list[Row]:
-        """The marked rows that are shown, or else the row under the cursor."""
-        marked = [self.rows_by_key[k] for k in self.marked if k in self.rows]
+        """The marked rows that are shown (top to bottom), or else the row under the cursor."""
+        shown = (str(row.key.value) for row in self.ordered_rows)
+        marked = [self.rows_by_key[k] for k in shown if k in self.marked]
         if marked:
             return marked
         row = self.cursor_row_data
