@@ -27,6 +27,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
+from textual.widget import AwaitMount
 from textual.worker import Worker, WorkerError
 
 from core.daemon.control import ControlError
@@ -86,7 +87,7 @@ class ZtuiApp(App[None]):
     """The ZStack Lite terminal UI."""
 
     TITLE = "ZStack Lite"
-    COMMANDS = App.COMMANDS | {ViewActionsProvider}
+    COMMANDS = {ViewActionsProvider}  # the view's verbs first, then Textual's system commands
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="ztui.quit"),
         Binding("colon", "command", "Command", id="ztui.command"),
@@ -119,6 +120,8 @@ class ZtuiApp(App[None]):
         """Whether views show the flow-chain panel of the followed operation."""
         self.recent_events: deque[RecentEvent] = deque(maxlen=RECENT_EVENTS)
         self.command_history: list[str] = []
+        self.previous_mode = DEFAULT_MODE
+        """The view shown before the current one (Esc on the help goes back to it)."""
         self.views = VIEWS
         self._open_views: list[Screen[Any]] = []
         self._connecting: Worker[None] | None = None
@@ -222,6 +225,11 @@ class ZtuiApp(App[None]):
         await self.session.close()
 
     # -- views and commands -------------------------------------------------------
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        if mode != self.current_mode:
+            self.previous_mode = self.current_mode
+        return super().switch_mode(mode)
 
     def action_view(self, name: str) -> None:
         """Switch to a view by name (bindings ``ztui.view.<name>``)."""

@@ -304,6 +304,17 @@ class ImagesScreen(ResourceScreen):
         rows = self.table.selection()
         return True if any(r.get("status") in verb.statuses for r in rows) else None
 
+    def disabled_reason(self, action: str, parameters: tuple[object, ...]) -> str:
+        if self.ztui.read_only or action != "verb" or not parameters:
+            return super().disabled_reason(action, parameters)
+        return self.nothing_to(str(parameters[0]), self.table.selection())
+
+    @staticmethod
+    def nothing_to(name: str, selected: Iterable[Row]) -> str:
+        """``Nothing to expunge: base is Ready.`` (no selected image's status allows it)."""
+        what = ", ".join(f"{r['name']} is {r.get('status')}" for r in selected)
+        return f"Nothing to {name}{': ' + what if what else ''}."
+
     @on(ResourceTable.RowHighlighted)
     def _row_highlighted(self) -> None:
         self.refresh_bindings()  # which verbs apply depends on the row
@@ -315,11 +326,7 @@ class ImagesScreen(ResourceScreen):
         selected = self.table.selection()
         rows = [r for r in selected if r.get("status") in verb.statuses]
         if not rows:
-            what = ", ".join(f"{r['name']} is {r.get('status')}" for r in selected)
-            self.notify(
-                f"Nothing to {name}{': ' + what if what else ''}.",
-                severity="warning",
-            )
+            self.notify(self.nothing_to(name, selected), severity="warning")
             return
         if not verb.confirm:
             self.run_verb(verb, rows)
