@@ -82,3 +82,19 @@ async def test_colon_q_quits(node: ManagementNode, typed: str) -> None:
         await pilot.press(*typed, "enter")
         await wait_until(pilot, lambda: not app.is_running, what="the app to quit")
     assert app.return_code == 0
+
+
+@SIZES
+async def test_the_flow_chain_panel_shows_above_the_footer(
+    node: ManagementNode, size: tuple[int, int]
+) -> None:
+    app = app_on(node)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("2")
+        screen = await shown(pilot, VmsScreen)
+        panel = screen.trace_panel
+        panel.record = {"uuid": "op", "apiName": "CreateVmInstance", "status": "Running"}
+        await wait_until(pilot, lambda: panel.region.height > 0, what="the panel")
+        footer = screen.query_one(Footer)
+        assert not panel.region.overlaps(footer.region), (panel.region, footer.region)
+        assert not panel.region.overlaps(screen.status.region)
