@@ -27,6 +27,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
+from textual.widget import AwaitMount
 from textual.worker import Worker, WorkerError
 
 from core.daemon.control import ControlError
@@ -36,7 +37,7 @@ from core.kernel.extensions import PluginError
 from core.kernel.logs import configure_logging
 from core.kernel.properties import Properties, PropertyError, add_config_argument, load
 from ztui.commands import ViewActionsProvider
-from ztui.dialogs.command_prompt import CommandPrompt
+from ztui.dialogs.command_prompt import QUIT_WORDS, CommandPrompt, command_words
 from ztui.formatting import Formatter
 from ztui.keymap import load_keymap
 from ztui.messages import NodeConnected, NodeEvent, OperationUpdated
@@ -86,7 +87,7 @@ class ZtuiApp(App[None]):
     """The ZStack Lite terminal UI."""
 
     TITLE = "ZStack Lite"
-    COMMANDS = App.COMMANDS | {ViewActionsProvider}
+    COMMANDS = {ViewActionsProvider}  # the view's verbs first, then Textual's system commands
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="ztui.quit"),
         Binding("colon", "command", "Command", id="ztui.command"),
@@ -119,6 +120,8 @@ class ZtuiApp(App[None]):
         """Whether views show the flow-chain panel of the followed operation."""
         self.recent_events: deque[RecentEvent] = deque(maxlen=RECENT_EVENTS)
         self.command_history: list[str] = []
+        self.previous_mode = DEFAULT_MODE
+        """The view shown before the current one (Esc on the help goes back to it)."""
         self.views = VIEWS
         self._open_views: list[Screen[Any]] = []
         self._connecting: Worker[None] | None = None
@@ -223,6 +226,11 @@ class ZtuiApp(App[None]):
 
     # -- views and commands -------------------------------------------------------
 
+    def switch_mode(self, mode: str) -> AwaitMount:
+        if mode != self.current_mode:
+            self.previous_mode = self.current_mode
+        return super().switch_mode(mode)
+
     def action_view(self, name: str) -> None:
         """Switch to a view by name (bindings ``ztui.view.<name>``)."""
         view = find_view(name)
@@ -233,15 +241,15 @@ class ZtuiApp(App[None]):
 
     def action_command(self) -> None:
         """Open the ``:`` command bar (binding ``ztui.command``)."""
-        words = sorted({w for v in self.views for w in v.words})
-        self.push_screen(CommandPrompt(words, self.command_history), self.run_command)
+        prompt = CommandPrompt(command_words(self.views), self.command_history)
+        self.push_screen(prompt, self.run_command)
 
     def run_command(self, text: str | None) -> None:
         """Run what was typed in the command bar: a view name or alias, or ``q``."""
         if not text:
             return
         word = text.split()[0]
-        if word in ("q", "quit"):
+        if word in QUIT_WORDS:
             self.exit()
             return
         view = find_view(word)

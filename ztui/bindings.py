@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from textual.actions import parse
 from textual.binding import Binding
 from textual.dom import DOMNode
+from textual.screen import Screen
 
 if TYPE_CHECKING:
     from ztui.app import ZtuiApp
@@ -45,11 +47,41 @@ def dialog_types() -> list[type[DOMNode]]:
     ]
 
 
+def widget_types() -> list[tuple[str, type[DOMNode]]]:
+    """``(where, class)`` of the widgets that declare bindings of ztui (``j``/``k`` in every
+    table)."""
+    from ztui.widgets.resource_table import ResourceTable
+
+    return [("tables", ResourceTable)]
+
+
+def ztui_bindings(node_type: type[DOMNode]) -> Iterator[Binding]:
+    """The bindings of ztui a class declares: those with an id (Textual's own have none)."""
+    return (b for b in declared_bindings(node_type) if b.id)
+
+
 def every_binding(app: ZtuiApp) -> list[tuple[str, Binding]]:
-    """``(where, binding)`` for the app, each view's screen and each dialog."""
+    """``(where, binding)`` for the app, each view's screen, each dialog and each widget
+    that declares some."""
     found: list[tuple[str, Binding]] = [("global", b) for b in declared_bindings(type(app))]
     for view in app.views:
         found += [(view.name, b) for b in declared_bindings(view.screen_type)]
     for dialog in dialog_types():
         found += [(dialog.__name__, b) for b in declared_bindings(dialog)]
+    for where, widget in widget_types():
+        found += [(where, b) for b in ztui_bindings(widget)]
     return found
+
+
+def why_disabled(screen: Screen[object], key: str) -> str | None:
+    """Why the binding ``key`` would run on ``screen`` is disabled now (the node that
+    declares it says, through its ``disabled_reason(action, parameters)``); None when the
+    key runs something, or nothing is bound to it."""
+    active = screen.active_bindings.get(key)
+    if active is None or active.enabled:
+        return None
+    _target, action, parameters = parse(active.binding.action)
+    explain = getattr(active.node, "disabled_reason", None)
+    if explain is None:
+        return f"{active.binding.description or action}: not available now."
+    return str(explain(action, parameters))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual.binding import Binding
 
-from ztui.dialogs.confirm import ConfirmDialog
+from ztui.dialogs.confirm import ConfirmDialog, Wording, question
 
 if TYPE_CHECKING:
     from ztui.screens.base import ZtuiScreen
@@ -27,14 +27,16 @@ class Verb:
     past: str
     """What the status line says when it is done: ``stopped``."""
     confirm: bool = False
-    warning: str = ""
-    """A line the confirmation adds under the question."""
+    warning: Wording | None = None
+    """A line the confirmation adds under the question (for one VM, for several)."""
 
     def question(self, rows: Sequence[Row]) -> str:
-        """``Destroy web, db?`` and the warning line."""
-        names = ", ".join(str(r.get("name")) for r in rows)
-        question = f"{self.name.capitalize()} {names}?"
-        return f"{question}\n{self.warning}" if self.warning else question
+        """``Destroy VM web?`` or ``Destroy 2 VMs: web, db?``, and the warning line."""
+        names = [str(r.get("name")) for r in rows]
+        return question(self.name.capitalize(), VM_NOUN, names, self.warning)
+
+
+VM_NOUN = Wording("VM", "VMs")
 
 
 VERBS: dict[str, Verb] = {
@@ -51,14 +53,19 @@ VERBS: dict[str, Verb] = {
             "DestroyVmInstance",
             "destroyed",
             confirm=True,
-            warning="(vm.deletionPolicy decides whether it can be recovered.)",
+            warning=Wording(
+                "(vm.deletionPolicy decides whether it can be recovered.)",
+                "(vm.deletionPolicy decides whether they can be recovered.)",
+            ),
         ),
         Verb(
             "expunge",
             "ExpungeVmInstance",
             "expunged",
             confirm=True,
-            warning="Its root volume is deleted for good.",
+            warning=Wording(
+                "Its root volume is deleted for good.", "Their root volumes are deleted for good."
+            ),
         ),
     )
 }

@@ -46,7 +46,7 @@ async def test_question_mark_shows_every_binding(node: ManagementNode) -> None:
         filters = [r["where"] for r in rows if r["id"] == "ztui.filter"]
         assert filters[0] == "table views"  # (a view that declares its own is listed too)
         assert row(screen, "ztui.command.cancel")["where"] == "command prompt"
-        assert [r["where"] for r in rows].count("every screen") == 3  # Textual's Tab…
+        assert "every screen" not in {r["where"] for r in rows}  # no Textual internals (Tab…)
         assert f"{len(rows)} key bindings" in screen.status.text
         text = str(screen.query_one("#grammar").content)
         for words in (":name", "/regex", "/!regex", "space", "^p", "--read-only", "keymap"):

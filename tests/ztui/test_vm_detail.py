@@ -196,7 +196,7 @@ async def test_destroy_asks_first(lab: Lab) -> None:
         screen = await open_detail(pilot)
         await pilot.press("d")
         dialog = await shown(pilot, ConfirmDialog)
-        assert dialog.question.startswith("Destroy web?")
+        assert dialog.question.startswith("Destroy VM web?")
         await pilot.press("n")
         await wait_until(pilot, lambda: app.screen is screen, what="the detail again")
         [found] = await ok(lab.node, "QueryVmInstance", conditions=[f"uuid={vm['uuid']}"])

@@ -1,14 +1,47 @@
-"""Asks yes or no before something that cannot be undone."""
+"""Asks yes or no before something that cannot be undone.
+
+The question wraps and the dialog grows to fit it (at 80x24 too); a question longer than
+the screen scrolls, with the buttons always shown.  :func:`question` words one for one
+resource and for several marked ones."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label
+from textual.widgets import Button, Static
+
+
+@dataclass(frozen=True)
+class Wording:
+    """What to say about one resource, and about several."""
+
+    one: str
+    many: str
+
+    def of(self, count: int) -> str:
+        return self.one if count == 1 else self.many
+
+
+NAMES_SHOWN = 12
+"""How many names a question lists before ``and 30 more`` (so its warning stays in view)."""
+
+
+def question(verb: str, noun: Wording, names: Sequence[str], warning: Wording | None = None) -> str:
+    """``Destroy VM web?`` or ``Destroy 2 VMs: web, db?``, then the warning for that many."""
+    if len(names) == 1:
+        text = f"{verb} {noun.one} {names[0]}?"
+    else:
+        listed = ", ".join(names[:NAMES_SHOWN])
+        if len(names) > NAMES_SHOWN:
+            listed += f" and {len(names) - NAMES_SHOWN} more"
+        text = f"{verb} {len(names)} {noun.many}: {listed}?"
+    return f"{text}\n{warning.of(len(names))}" if warning is not None else text
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -19,14 +52,23 @@ class ConfirmDialog(ModalScreen[bool]):
         align: center middle;
     }
     ConfirmDialog > Vertical {
-        width: 60;
-        max-width: 95%;
+        width: 64;
+        max-width: 100%;
         height: auto;
+        max-height: 100%;
         border: thick $error;
         background: $surface;
         padding: 1 2;
     }
+    ConfirmDialog #question-box {
+        height: auto;
+    }
+    ConfirmDialog #question {
+        width: 100%;
+        height: auto;
+    }
     ConfirmDialog Horizontal {
+        dock: bottom;
         height: auto;
         align-horizontal: right;
         margin-top: 1;
@@ -48,7 +90,8 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question, id="question")
+            with VerticalScroll(id="question-box", can_focus=False):
+                yield Static(self.question, id="question", markup=False)
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button(self.confirm_label, variant="error", id="confirm")

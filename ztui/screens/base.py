@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 from textual.worker import Worker, WorkerState
 
+from ztui.bindings import why_disabled
 from ztui.columns import Column
 from ztui.formatting import Formatter
 from ztui.messages import NodeConnected, NodeEvent, OperationUpdated
@@ -105,6 +106,18 @@ class ZtuiScreen(Screen[None]):
         if action in self.MUTATING and self.ztui.read_only:
             return None  # shown dimmed: the app was started with --read-only
         return True
+
+    def disabled_reason(self, action: str, parameters: tuple[object, ...]) -> str:
+        """Why ``action`` is disabled now: said when its key is pressed (override)."""
+        if action in self.MUTATING and self.ztui.read_only:
+            return "Read-only: ztui was started with --read-only, so nothing can be changed."
+        return "Not available now."
+
+    def on_key(self, event: events.Key) -> None:
+        """A key whose action is disabled here says why, instead of doing nothing."""
+        reason = why_disabled(self, event.key)
+        if reason is not None:
+            self.notify(reason, severity="warning")
 
     # -- loading ------------------------------------------------------------------
 
@@ -203,7 +216,6 @@ class ResourceScreen(ZtuiScreen):
 
     DEFAULT_CSS = """
     ResourceScreen #filter {
-        dock: bottom;
         display: none;
         border: none;
         height: 1;

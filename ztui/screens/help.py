@@ -3,8 +3,9 @@ themselves (so it cannot go stale): where it works, its keys as the user's keyma
 them now, what it does, and the id that ``[ztui.keymap]`` in config.toml takes.
 
 A binding that a shared base class declares (Refresh on every view, the filter on
-every table, Textual's Tab on every screen) is listed once, under where it works,
-instead of once per view."""
+every table view) is listed once, under where it works, instead of once per view.
+Only ztui's own bindings are listed (those with an id, which a keymap can move):
+Textual's built-in ones (Tab, ctrl+c, a table's arrow keys) are not."""
 
 from __future__ import annotations
 
@@ -13,13 +14,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.dom import DOMNode
-from textual.screen import Screen
 from textual.widgets import Input, Static
 
-from ztui.bindings import declared_bindings, dialog_types
+from ztui.bindings import dialog_types, widget_types, ztui_bindings
 from ztui.columns import Column
 from ztui.screens.base import ResourceScreen, ZtuiScreen
 from ztui.widgets.resource_table import ResourceTable
@@ -29,8 +29,6 @@ OFF_READ_ONLY = " (off: --read-only)"
 SHARED_PLACES: tuple[tuple[type[DOMNode], str], ...] = (
     (ResourceScreen, "table views"),
     (ZtuiScreen, "every view"),
-    (Screen, "every screen"),
-    (App, "global"),
 )
 """Where a binding declared by a shared base class works (most specific first)."""
 
@@ -57,10 +55,11 @@ def action_name(action: str) -> str:
 
 
 def places(app: App[Any]) -> list[tuple[str, type[DOMNode]]]:
-    """``(where, class)``: the app, each view's screen, each dialog."""
+    """``(where, class)``: the app, each view's screen, each dialog, the widgets with keys."""
     found: list[tuple[str, type[DOMNode]]] = [("global", type(app))]
     found += [(view.name, view.screen_type) for view in getattr(app, "views", ())]
     found += [(dialog_place(dialog), dialog) for dialog in dialog_types()]
+    found += widget_types()
     return found
 
 
@@ -90,14 +89,14 @@ def shared_place(cls: type[DOMNode], owner: type[DOMNode]) -> str | None:
 
 
 def grouped_bindings(app: App[Any]) -> Iterator[tuple[str, Binding, type[DOMNode]]]:
-    """``(where, binding, place class)`` for every binding, the shared ones once: the
-    app's, every view's, every table view's, each view's and dialog's own, then every
-    screen's (Textual's)."""
+    """``(where, binding, place class)`` for every binding of ztui, the shared ones once:
+    the app's, every view's, every table view's, then each view's, dialog's and widget's
+    own."""
     own: list[tuple[str, Binding, type[DOMNode]]] = []
     shared: dict[str, list[tuple[Binding, type[DOMNode]]]] = {}
     seen: set[int] = set()
     for where, owner in places(app):
-        for binding in declared_bindings(owner):
+        for binding in ztui_bindings(owner):
             common = shared_place(declaring_class(owner, binding), owner)
             if common is None:
                 own.append((where, binding, owner))
@@ -109,7 +108,6 @@ def grouped_bindings(app: App[Any]) -> Iterator[tuple[str, Binding, type[DOMNode
         return ((where, b, o) for b, o in shared.pop(where, []))
 
     yield from (row for row in own if row[0] == "global")
-    yield from common("global")
     yield from common("every view")
     yield from common("table views")
     yield from (row for row in own if row[0] != "global")
@@ -118,8 +116,8 @@ def grouped_bindings(app: App[Any]) -> Iterator[tuple[str, Binding, type[DOMNode
 
 
 def binding_rows(app: App[Any]) -> list[Row]:
-    """One row per binding: the app's, every view's shared ones, each view's own, each
-    dialog's, then Textual's on every screen."""
+    """One row per binding of ztui: the app's, every view's shared ones, each view's own,
+    each dialog's, each widget's."""
     read_only = bool(getattr(app, "read_only", False))
     views = {f"ztui.view.{view.name}": view for view in getattr(app, "views", ())}
     rows: list[Row] = []
@@ -146,7 +144,7 @@ def binding_rows(app: App[Any]) -> list[Row]:
 def keys_of(app: App[Any], binding_id: str, default: str) -> str:
     """The current keys of the binding with this id (``default`` if there is none)."""
     for _where, owner in places(app):
-        for binding in declared_bindings(owner):
+        for binding in ztui_bindings(owner):
             if binding.id == binding_id:
                 return keys_shown(app, binding)
     return default
@@ -164,7 +162,7 @@ def grammar(app: App[Any]) -> Content:
         keys_of(app, "ztui.mark", "space"),
     )
     lines: list[tuple[str, list[str | tuple[str, str]]]] = [
-        (f"{command}name", ["goes to a view by name or alias (see global below)"]),
+        (f"{command}name", ["goes to a view by name or alias (see global below); :q quits"]),
         (
             f"{filter_}regex",
             [
@@ -188,7 +186,10 @@ def grammar(app: App[Any]) -> Content:
                 " quit",
             ],
         ),
-        ("--read-only", [f"({read_only}) nothing can change: such keys are dimmed"]),
+        (
+            "--read-only",
+            [f"({read_only}) nothing can change: such keys are dimmed and say why"],
+        ),
         (
             "keymap",
             ["config.toml ", ('[ztui.keymap] "ztui.vm.stop" = "S"', "italic"), " (ids below)"],
@@ -217,6 +218,10 @@ class HelpScreen(ResourceScreen):
 
     MUTATING: ClassVar[frozenset[str]] = frozenset()
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="ztui.help.back"),
+    ]
+
     def compose_body(self) -> ComposeResult:
         yield Static(id="grammar")
         yield ResourceTable(self.COLUMNS, key_field="key", fmt=self.fmt, id="table")
@@ -226,6 +231,14 @@ class HelpScreen(ResourceScreen):
         super().on_mount()
         if not self.ztui.connected:
             self.reload()  # the help needs no node
+
+    def action_back(self) -> None:
+        """Esc: clear the filter if there is one, else go back to the view the help was
+        opened from (binding ``ztui.help.back``)."""
+        if self.query_one("#filter", Input).has_class("-shown") or self.table.row_filter.active:
+            self.action_clear()
+            return
+        self.ztui.switch_mode(self.ztui.previous_mode)
 
     async def load(self) -> None:
         self.query_one("#grammar", Static).update(grammar(self.app))

@@ -23,7 +23,7 @@ from textual.widgets import Label, ProgressBar
 from textual.worker import Worker
 
 from ztui.columns import Column, Kind
-from ztui.dialogs.confirm import ConfirmDialog
+from ztui.dialogs.confirm import ConfirmDialog, Wording, question
 from ztui.dialogs.import_image import ImportImageDialog, ImportJob, ImportRequest
 from ztui.screens.base import ResourceScreen
 from ztui.widgets.resource_table import ResourceTable
@@ -69,6 +69,18 @@ VERBS: dict[str, Verb] = {
     "recover": Verb("RecoverImage", "recovered", frozenset({DELETED})),
     "expunge": Verb("ExpungeImage", "expunged", frozenset({DELETED}), confirm=True),
 }
+IMAGE_NOUN = Wording("image", "images")
+IMAGE_WARNINGS = {
+    "delete": Wording(
+        "(image.deletionPolicy decides whether it can be recovered.)",
+        "(image.deletionPolicy decides whether they can be recovered.)",
+    ),
+    "expunge": Wording(
+        "Its files on backup storage are deleted for good.",
+        "Their files on backup storage are deleted for good.",
+    ),
+}
+"""What the confirmation of a verb adds (for one image, for several)."""
 
 
 @dataclass
@@ -292,6 +304,17 @@ class ImagesScreen(ResourceScreen):
         rows = self.table.selection()
         return True if any(r.get("status") in verb.statuses for r in rows) else None
 
+    def disabled_reason(self, action: str, parameters: tuple[object, ...]) -> str:
+        if self.ztui.read_only or action != "verb" or not parameters:
+            return super().disabled_reason(action, parameters)
+        return self.nothing_to(str(parameters[0]), self.table.selection())
+
+    @staticmethod
+    def nothing_to(name: str, selected: Iterable[Row]) -> str:
+        """``Nothing to expunge: base is Ready.`` (no selected image's status allows it)."""
+        what = ", ".join(f"{r['name']} is {r.get('status')}" for r in selected)
+        return f"Nothing to {name}{': ' + what if what else ''}."
+
     @on(ResourceTable.RowHighlighted)
     def _row_highlighted(self) -> None:
         self.refresh_bindings()  # which verbs apply depends on the row
@@ -303,27 +326,19 @@ class ImagesScreen(ResourceScreen):
         selected = self.table.selection()
         rows = [r for r in selected if r.get("status") in verb.statuses]
         if not rows:
-            what = ", ".join(f"{r['name']} is {r.get('status')}" for r in selected)
-            self.notify(
-                f"Nothing to {name}{': ' + what if what else ''}.",
-                severity="warning",
-            )
+            self.notify(self.nothing_to(name, selected), severity="warning")
             return
         if not verb.confirm:
             self.run_verb(verb, rows)
             return
-        names = ", ".join(str(r["name"]) for r in rows)
-        question = f"{name.capitalize()} {names}?"
-        if name == "delete":
-            question += "\n(image.deletionPolicy decides whether it can be recovered.)"
-        if name == "expunge":
-            question += "\nIts files on backup storage are deleted for good."
+        names = [str(r["name"]) for r in rows]
+        text = question(name.capitalize(), IMAGE_NOUN, names, IMAGE_WARNINGS.get(name))
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.run_verb(verb, rows)
 
-        self.app.push_screen(ConfirmDialog(question, name.capitalize()), answered)
+        self.app.push_screen(ConfirmDialog(text, name.capitalize()), answered)
 
     @work(group="verbs", exit_on_error=False)
     async def run_verb(self, verb: Verb, rows: list[Row]) -> None:

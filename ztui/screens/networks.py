@@ -30,7 +30,7 @@ from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 from core.network.l3.nics import VM_NIC
 from core.virtual_router.sync import GUEST, PUBLIC, SERVED_STATES, hostname_of
 from ztui.columns import Column, Kind
-from ztui.dialogs.confirm import ConfirmDialog
+from ztui.dialogs.confirm import ConfirmDialog, Wording, question
 from ztui.formatting import Formatter
 from ztui.screens.base import ResourceScreen
 from ztui.widgets.resource_table import ResourceTable
@@ -107,6 +107,20 @@ TABS = (
 TAB_BY_ID = {tab.id: tab for tab in TABS}
 ACTION_TAB = {"delete_l3": "l3", "reconnect": "routers", "destroy": "routers"}
 """The tab on which each verb acts (elsewhere it is hidden)."""
+ROUTER_NOUN = Wording("virtual router", "virtual routers")
+ROUTER_WARNING = Wording(
+    "Its VMs lose DHCP, DNS and SNAT until one of them needs it again "
+    "(a VM start makes a new one).",
+    "Their VMs lose DHCP, DNS and SNAT until one of them needs a router again "
+    "(a VM start makes a new one).",
+)
+L3_NOUN = Wording("L3 network", "L3 networks")
+L3_WARNING = Wording(
+    "Its IP ranges go with it, and the virtual router that serves it is destroyed. "
+    "Refused while a VM NIC uses it.",
+    "Their IP ranges go with them, and the virtual routers that serve them are destroyed. "
+    "They go one after the other; the first one a VM NIC uses is refused and stops the rest.",
+)
 
 
 # -- the data ----------------------------------------------------------------------------
@@ -657,18 +671,14 @@ class NetworksScreen(ResourceScreen):
         if not rows:
             self.notify("No router selected.", severity="warning")
             return
-        names = ", ".join(str(r["name"]) for r in rows)
-        question = (
-            f"Destroy virtual router {names}?\n"
-            "Its VMs lose DHCP, DNS and SNAT until one of them needs it again "
-            "(a VM start makes a new one)."
-        )
+        names = [str(r["name"]) for r in rows]
+        text = question("Destroy", ROUTER_NOUN, names, ROUTER_WARNING)
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.destroy_routers(rows)
 
-        self.app.push_screen(ConfirmDialog(question, "Destroy"), answered)
+        self.app.push_screen(ConfirmDialog(text, "Destroy"), answered)
 
     @work(group="verbs", exit_on_error=False)
     async def destroy_routers(self, rows: list[Mapping[str, Any]]) -> None:
@@ -697,18 +707,14 @@ class NetworksScreen(ResourceScreen):
         if not rows:
             self.notify("No L3 network selected.", severity="warning")
             return
-        names = ", ".join(str(r["name"]) for r in rows)
-        question = (
-            f"Delete L3 network {names}?\n"
-            "Its IP ranges go with it, and the virtual router that serves it is destroyed. "
-            "Refused while a VM NIC uses it."
-        )
+        names = [str(r["name"]) for r in rows]
+        text = question("Delete", L3_NOUN, names, L3_WARNING)
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.delete_l3s(rows)
 
-        self.app.push_screen(ConfirmDialog(question, "Delete"), answered)
+        self.app.push_screen(ConfirmDialog(text, "Delete"), answered)
 
     @work(group="verbs", exit_on_error=False)
     async def delete_l3s(self, rows: list[Mapping[str, Any]]) -> None:

@@ -291,7 +291,6 @@ class FlowChainPanel(Static):
 
     DEFAULT_CSS = """
     FlowChainPanel {
-        dock: bottom;
         height: auto;
         max-height: 12;
         overflow-y: auto;

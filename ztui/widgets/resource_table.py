@@ -2,21 +2,23 @@
 
 The table holds every row it was given (``rows``) and shows those that pass
 the filter, in the chosen order.  ``upsert`` and ``remove`` touch one row, so
-a live state change costs one row's cells, not a rebuild of thousands.
+a live state change costs one row's cells, not a rebuild of thousands.  Age
+cells ("42s", "5m") are recomputed every few seconds, without a reload.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowDoesNotExist
 
-from ztui.columns import Column
+from ztui.columns import Column, Kind
 from ztui.formatting import Formatter
 
 Row = Mapping[str, Any]
@@ -60,6 +62,16 @@ class ResourceTable(DataTable[Any]):
     }
     """
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", id="ztui.table.down", show=False),
+        Binding("k", "cursor_up", "Up", id="ztui.table.up", show=False),
+        Binding("g", "scroll_top", "Top", id="ztui.table.top", show=False),
+        Binding("G", "scroll_bottom", "Bottom", id="ztui.table.bottom", show=False),
+    ]
+
+    AGE_TICK: ClassVar[float] = 5.0
+    """Seconds between two recomputations of the age cells."""
+
     def __init__(
         self,
         columns: Sequence[Column],
@@ -86,6 +98,8 @@ class ResourceTable(DataTable[Any]):
             self.add_column(" ", key=MARK_COLUMN, width=1)
         for spec in self.specs:
             self.add_column(spec.label, key=spec.field)
+        if any(spec.kind is Kind.AGE for spec in self.specs):
+            self.set_interval(self.AGE_TICK, self.refresh_ages)
 
     # -- content ------------------------------------------------------------------
 
@@ -125,6 +139,19 @@ class ResourceTable(DataTable[Any]):
         if self.sort_field is not None:
             self._sort()
 
+    def refresh_ages(self) -> None:
+        """Recompute the age cells of the shown rows (the time moved on, not the rows)."""
+        ages = [spec for spec in self.specs if spec.kind is Kind.AGE]
+        for row_key in list(self.rows):
+            row = self.rows_by_key.get(str(row_key.value))
+            if row is None:
+                continue
+            for spec in ages:
+                cell = spec.cell(row, self.fmt)
+                if self.get_cell(row_key, spec.field) != cell:
+                    wider = cell_len(str(cell)) > self.columns[ColumnKey(spec.field)].content_width
+                    self.update_cell(row_key, spec.field, cell, update_width=wider)
+
     def remove(self, key: str) -> None:
         self.rows_by_key.pop(key, None)
         self.marked.discard(key)
@@ -163,8 +190,9 @@ class ResourceTable(DataTable[Any]):
         return None if key is None else self.rows_by_key.get(key)
 
     def selection(self) -> list[Row]:
-        """The marked rows that are shown, or else the row under the cursor."""
-        marked = [self.rows_by_key[k] for k in self.marked if k in self.rows]
+        """The marked rows that are shown (top to bottom), or else the row under the cursor."""
+        shown = (str(row.key.value) for row in self.ordered_rows)
+        marked = [self.rows_by_key[k] for k in shown if k in self.marked]
         if marked:
             return marked
         row = self.cursor_row_data
