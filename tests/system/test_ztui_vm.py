@@ -1,6 +1,9 @@
 """A new user's first VM: ztui in a real terminal (tmux) on a fresh data dir, as `make run`
 starts it, bootstraps the local KVM host with the tiny image, an offering and a private
-network with DHCP, DNS and SNAT; keystrokes create a VM that reaches Running with its IP."""
+network with DHCP, DNS and SNAT; keystrokes create a VM that reaches Running with its IP.
+Then its console: the tiny guest's shell runs a command with more than a screenful of
+output, whose last line and the prompt after it are on the screen (at 120x40, then at
+80x24), and again once the console is opened anew."""
 
 from __future__ import annotations
 
@@ -26,6 +29,24 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = REPO / "build" / "tiny-guest.qcow2"
 IP_ON_ROW = re.compile(r"\btiny\s+Running\s+(\d+\.\d+\.\d+\.\d+)\b")
+PROMPT = re.compile(r"^\S* ?# ?$")
+"""The tiny guest's busybox shell prompt (``/ # ``, ``~ # ``) alone on its row."""
+SCROLLBAR = " ▁▂▃▄▅▆▇█▏▕▌▐"
+END = "ZSL-END"
+
+
+def rows(screen: str) -> list[str]:
+    """The screen's rows, without a scrollbar at the right edge."""
+    return [row.rstrip(SCROLLBAR) for row in screen.splitlines()]
+
+
+def prompt_after_end(screen: str) -> bool:
+    """Whether the screen shows the output's last line with a prompt on the next row."""
+    shown = rows(screen)
+    return any(
+        row == END and i + 1 < len(shown) and PROMPT.match(shown[i + 1])
+        for i, row in enumerate(shown)
+    )
 
 
 def wait_for(
@@ -59,13 +80,15 @@ def lab_config() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_create_a_vm_with_keystrokes_and_read_its_ip(lab_config: Path) -> None:
+def test_create_a_vm_with_keystrokes_then_use_its_console(lab_config: Path) -> None:
     tmux = Tmux(f"zstack-lite-test-vm-{os.getpid()}")
     data = lab_config.parent / "data"
     try:
+        # (under pytest the C environment has COLUMNS=80 LINES=24: ztui would take them over
+        # the pane's size)
         tmux.run(
             "new-session", "-d", "-s", "ztui", "-x", "120", "-y", "40",
-            f"{BIN / 'ztui'} --config {lab_config}",
+            f"env -u COLUMNS -u LINES {BIN / 'ztui'} --config {lab_config}",
         )  # fmt: skip
         screen = tmux.screen
         wait_for(lambda: "service (node.sock)" in screen(), "the dashboard", screen, 120)
@@ -83,6 +106,30 @@ def test_create_a_vm_with_keystrokes_and_read_its_ip(lab_config: Path) -> None:
         assert match is not None
         ip = match.group(1)
         assert not ip.startswith("192.168.253.")  # the private network's, not the public one's
+
+        # its console: the shell's prompt, then more than a screenful of output
+        tmux.run("send-keys", "-t", "ztui", "c")
+        wait_for(lambda: "console tiny" in screen(), "the console", screen, 30)
+
+        def prompt_shown() -> bool:
+            tmux.run("send-keys", "-t", "ztui", "Enter")  # (the guest may still be booting)
+            time.sleep(1)
+            return any(PROMPT.match(row) for row in rows(screen()))
+
+        wait_for(prompt_shown, "the guest's shell prompt", screen, 120)
+        tmux.run("send-keys", "-t", "ztui", "-l", f"seq 1 200; echo {END}")
+        tmux.run("send-keys", "-t", "ztui", "Enter")
+        wait_for(lambda: prompt_after_end(screen()), f"{END} and the prompt", screen, 60)
+        tmux.run("resize-window", "-t", "ztui", "-x", "80", "-y", "24")
+        wait_for(lambda: prompt_after_end(screen()), f"{END} at 80x24", screen, 30)
+
+        # opened anew, the console shows the bottom of its log
+        tmux.run("send-keys", "-t", "ztui", "C-]")
+        wait_for(lambda: "IPs" in screen(), "the VMs view again", screen, 30)
+        tmux.run("send-keys", "-t", "ztui", "c")
+        wait_for(lambda: prompt_after_end(screen()), f"{END} after attaching again", screen, 30)
+        tmux.run("send-keys", "-t", "ztui", "C-]")
+        wait_for(lambda: "IPs" in screen(), "the VMs view again", screen, 30)
         tmux.run("send-keys", "-t", "ztui", "q")
         wait_for(lambda: not tmux.alive(), "ztui to quit", screen, 60)
         assert (data / "node.sock").exists()  # the node goes on without ztui

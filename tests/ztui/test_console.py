@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.text import Text
+from textual import events
+from textual.app import App, ComposeResult
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 
@@ -150,12 +152,13 @@ async def test_the_detach_key_follows_the_keymap(lab: Lab) -> None:
     await create_vm(lab)
     app = app_on(lab.node)
     async with app.run_test(size=SMALL) as pilot:
-        app.set_keymap({"ztui.console.detach": "ctrl+x"})
+        app.set_keymap({"ztui.console.detach": "ctrl+x", "ztui.console.follow": "ctrl+f"})
         screen = await open_console(pilot)
         term = terminal(screen)
         await pilot.press(DETACH)  # now typed into the console
         assert isinstance(app.screen, ConsoleScreen)
         assert "ctrl+x detaches" in str(screen.sub_title)
+        assert "ctrl+f" in term.leave_keys and "ctrl+f to follow" in term.scrolled_back_note
         await pilot.press("ctrl+x")
         await wait_until(pilot, lambda: isinstance(app.screen, VmsScreen), what="the VMs view")
         assert not term.input_enabled or not screen.attached
@@ -224,3 +227,155 @@ def test_volatile_values_are_masked_for_screenshots() -> None:
         "<date> simulated VM <uuid> started"
     )
     assert mask_text(line, Formatter()) is line
+
+
+# -- following the guest, and the scroll-back -------------------------------------------
+
+LINES = 500
+
+
+def on_screen(pilot: Pilot) -> list[str]:
+    """The rows the terminal shows, as text (what a user sees)."""
+    return [strip.text.rstrip() for strip in pilot.app.screen._compositor.render_strips()]
+
+
+def output_shown(pilot: Pilot, term: SerialTerminal) -> list[str]:
+    """The terminal's rows on screen, without its scrollbar."""
+    region = term.scrollable_content_region
+    rows = [strip.text for strip in pilot.app.screen._compositor.render_strips()]
+    return [row[region.x : region.right].rstrip() for row in rows[region.y : region.bottom]]
+
+
+def top_line(rows: list[str]) -> int:
+    """The number of the first ``line <n>`` shown (under the header)."""
+    return int(rows[1].rpartition(" ")[2])
+
+
+async def output(pilot: Pilot, term: SerialTerminal, first: int, last: int) -> None:
+    """Make the guest print ``line <first>`` … ``line <last>`` (the simulator echoes
+    what is pasted, each line followed by its prompt), fifty lines at a time."""
+    for start in range(first, last + 1, 50):
+        end = min(last, start + 49)
+        term.post_message(events.Paste("".join(f"line {n}\n" for n in range(start, end + 1))))
+        await wait_until(pilot, lambda e=end: f"line {e}\n/ # " in term.text, what="the echo")
+
+
+async def console_after_output(pilot: Pilot) -> tuple[ConsoleScreen, SerialTerminal]:
+    screen = await open_console(pilot)
+    term = terminal(screen)
+    await wait_until(pilot, lambda: "started" in term.text, what="the console log's tail")
+    await output(pilot, term, 1, LINES)
+    await pilot.pause()
+    return screen, term
+
+
+async def test_the_console_follows_the_guest_past_a_screenful(lab: Lab) -> None:
+    await create_vm(lab)
+    app = app_on(lab.node)
+    async with app.run_test(size=SMALL) as pilot:
+        _screen, term = await console_after_output(pilot)
+        shown_rows = on_screen(pilot)
+        assert f"/ # line {LINES}" in shown_rows
+        assert shown_rows.index(f"/ # line {LINES}") + 1 == shown_rows.index("/ #")  # the prompt
+        assert term.following
+        await pilot.press(*"echo hi")
+        await pilot.pause()
+        assert "/ # echo hi" in on_screen(pilot)
+
+
+async def test_scroll_back_pages_through_the_past_and_sends_nothing(lab: Lab) -> None:
+    vm = await create_vm(lab)
+    app = app_on(lab.node)
+    async with app.run_test(size=SMALL) as pilot:
+        screen, term = await console_after_output(pilot)
+        text_before = term.text
+        newest = top_line(on_screen(pilot))
+        await pilot.press("shift+pageup")
+        await pilot.pause()
+        rows = on_screen(pilot)
+        assert f"/ # line {LINES}" not in rows and top_line(rows) < newest
+        assert not term.following
+        assert "scrolled back: shift+pgdn / shift+end to follow" in rows[-3]  # the border
+        page, height = top_line(rows), term.scrollable_content_region.height
+        await pilot.press("shift+pageup", "shift+pageup")
+        await pilot.pause()
+        assert top_line(on_screen(pilot)) == page - 2 * height
+        await pilot.press("shift+pagedown")
+        await pilot.pause()
+        assert top_line(on_screen(pilot)) == page - height
+        await pilot.press("shift+home")
+        await pilot.pause()
+        assert "started" in on_screen(pilot)[1]  # the top of the log
+        await pilot.pause(0.3)
+        assert term.text == text_before  # nothing reached the guest (it would echo)
+        assert screen.attached and isinstance(app.screen, ConsoleScreen)
+
+        # the guest prints while the view is scrolled back: the view stays
+        await ok(lab.node, "PauseVmInstance", uuid=vm["uuid"])
+        await pilot.press("shift+end")
+        await pilot.press(*"late", "enter")  # waits in the paused guest
+        await pilot.press("shift+pageup")
+        await pilot.pause()
+        rows = output_shown(pilot, term)
+        await ok(lab.node, "ResumeVmInstance", uuid=vm["uuid"])
+        await wait_until(pilot, lambda: term.text.endswith("late\n/ # "), what="the late echo")
+        await pilot.pause()
+        assert output_shown(pilot, term) == rows and not term.following
+
+        await pilot.press("shift+end")  # following again
+        await pilot.pause()
+        rows = on_screen(pilot)
+        assert "/ # late" in rows and rows.index("/ # late") + 1 == rows.index("/ #")
+        assert term.following and "scrolled back" not in str(term.border_subtitle or "")
+        await output(pilot, term, LINES + 1, LINES + 40)
+        await pilot.pause()
+        assert f"/ # line {LINES + 40}" in on_screen(pilot)
+
+
+async def test_a_typed_key_while_scrolled_back_follows_again(lab: Lab) -> None:
+    await create_vm(lab)
+    app = app_on(lab.node)
+    async with app.run_test(size=SMALL) as pilot:
+        _screen, term = await console_after_output(pilot)
+        await pilot.press("shift+pageup", "x")
+        await wait_until(pilot, lambda: term.text.endswith("/ # x"), what="the echo")
+        await pilot.pause()
+        assert term.following and "/ # x" in on_screen(pilot)
+
+
+async def test_attaching_again_shows_the_bottom_of_the_log(lab: Lab) -> None:
+    await create_vm(lab)
+    app = app_on(lab.node)
+    async with app.run_test(size=SMALL) as pilot:
+        await console_after_output(pilot)
+        await pilot.press(DETACH)
+        await wait_until(pilot, lambda: isinstance(app.screen, VmsScreen), what="the VMs view")
+        await pilot.press("c")
+        screen = await shown(pilot, ConsoleScreen)
+        term = terminal(screen)
+        await wait_until(pilot, lambda: f"\nline {LINES}\n" in term.text, what="the log's tail")
+        await pilot.pause()
+        rows = on_screen(pilot)
+        assert f"line {LINES}" in rows and term.following
+
+
+class TerminalApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield SerialTerminal(max_lines=100)
+
+
+async def test_scrolled_back_the_view_stays_on_its_lines_as_the_oldest_go() -> None:
+    app = TerminalApp()
+    async with app.run_test(size=SMALL) as pilot:
+        term = app.query_one(SerialTerminal)
+        for n in range(1, 101):
+            term.write(b"line %d\r\n" % n)
+        await pilot.pause()
+        assert term.following and output_shown(pilot, term)[-2] == "line 100"
+        term.scroll_page_up(animate=False)
+        await pilot.pause()
+        rows = output_shown(pilot, term)
+        term.write(b"".join(b"line %d\r\n" % n for n in range(101, 111)))
+        await pilot.pause()
+        assert term.buffer.dropped == 10 and not term.following
+        assert output_shown(pilot, term) == rows

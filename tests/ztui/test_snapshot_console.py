@@ -1,6 +1,7 @@
 """Snapshots of the serial console view at 80x24 and 120x40: the console log's tail,
 ``echo hi`` typed and echoed with the simulator's prompt, the cursor after it; read-only
-(the banner, nothing typed); and a console that closed because its VM stopped.  The
+(the banner, nothing typed); a console that closed because its VM stopped; 500 lines of
+output (the newest and the prompt at the bottom), and the same scrolled back a page.  The
 console log's dates and uuids are masked.  (The lab: tests/ztui/test_snapshot_vm_detail.)"""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from textual import events
 from textual.pilot import Pilot
 
 from core.kernel.properties import Properties
@@ -20,9 +22,12 @@ from ztui.widgets.serial_terminal import SerialTerminal
 __all__ = ["lab_props"]  # the fixture
 
 
-def on_console(*typed: str, stop: bool = False) -> Callable[[Pilot], Awaitable[None]]:
+def on_console(
+    *typed: str, stop: bool = False, lines: int = 0, after: tuple[str, ...] = ()
+) -> Callable[[Pilot], Awaitable[None]]:
     """``run_before``: the VM running again, its console open from the VMs view, ``typed``
-    and echoed; with ``stop``, the VM then stopped (the console closes)."""
+    and echoed; with ``stop``, the VM then stopped (the console closes); with ``lines``,
+    that many lines pasted and echoed (``line 1``…), then the keys ``after`` pressed."""
 
     async def run_before(pilot: Pilot) -> None:
         await vm_running_again(pilot)
@@ -44,6 +49,16 @@ def on_console(*typed: str, stop: bool = False) -> Callable[[Pilot], Awaitable[N
             await wait_until(
                 pilot, lambda: terminal.text.endswith(f"{line}\n/ # "), what="the echo"
             )
+        for start in range(1, lines + 1, 50):
+            end = min(lines, start + 49)
+            terminal.post_message(
+                events.Paste("".join(f"line {n}\n" for n in range(start, end + 1)))
+            )
+            await wait_until(
+                pilot, lambda e=end: f"line {e}\n/ # " in terminal.text, what="the echo"
+            )
+        if after:
+            await pilot.press(*after)
         if stop:
             reply = await app.session.call("StopVmInstance", {"uuid": screen.vm_uuid})
             assert reply.success, reply.error
@@ -82,3 +97,15 @@ def test_console_read_only_small(lab_props: Properties, snap_compare: Any) -> No
 
 def test_console_closed_small(lab_props: Properties, snap_compare: Any) -> None:
     assert snapshot(lab_props, snap_compare, SMALL, on_console(*TYPED, stop=True))
+
+
+def test_console_500_lines_small(lab_props: Properties, snap_compare: Any) -> None:
+    assert snapshot(lab_props, snap_compare, SMALL, on_console(lines=500))
+
+
+def test_console_500_lines_large(lab_props: Properties, snap_compare: Any) -> None:
+    assert snapshot(lab_props, snap_compare, LARGE, on_console(lines=500))
+
+
+def test_console_scrolled_back_small(lab_props: Properties, snap_compare: Any) -> None:
+    assert snapshot(lab_props, snap_compare, SMALL, on_console(lines=500, after=("shift+pageup",)))

@@ -8,6 +8,13 @@ closes the stream and goes back.  When the console ends (the VM stopped,
 another viewer took it over, the node is stopping…) the reason is shown; then
 the keys work the app again: ``r`` attaches again, Esc goes back.  With
 ``--read-only`` the output is shown and nothing is typed.
+
+The view follows the guest's output.  The scroll-back keys never reach the guest:
+shift+pgup / shift+pgdn page through the past (``ztui.console.page_back`` /
+``ztui.console.page_forward``), shift+home goes to the oldest line kept
+(``ztui.console.oldest``), shift+end follows the output again
+(``ztui.console.follow``; so does paging down to the bottom, or typing).  While scrolled
+back, new output does not move the view, and the terminal's bottom border says so.
 """
 
 from __future__ import annotations
@@ -70,6 +77,40 @@ class ConsoleScreen(ZtuiScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(DETACH_KEY, "detach", "Detach", id=DETACH_ID, key_display="^]", priority=True),
         Binding("escape", "back", "Back", id="ztui.back"),
+        Binding(
+            "shift+pageup",
+            "page_back",
+            "Scroll",
+            id="ztui.console.page_back",
+            key_display="⇧PgUp",
+            priority=True,
+        ),
+        Binding(
+            "shift+pagedown",
+            "page_forward",
+            "Page forward",
+            id="ztui.console.page_forward",
+            key_display="⇧PgDn",
+            priority=True,
+            show=False,
+        ),
+        Binding(
+            "shift+home",
+            "oldest",
+            "Oldest output",
+            id="ztui.console.oldest",
+            key_display="⇧Home",
+            priority=True,
+            show=False,
+        ),
+        Binding(
+            "shift+end",
+            "follow",
+            "Follow",
+            id="ztui.console.follow",
+            key_display="⇧End",
+            priority=True,
+        ),
     ]
 
     def __init__(self, vm_uuid: str, vm_name: str) -> None:
@@ -97,9 +138,18 @@ class ConsoleScreen(ZtuiScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("read-only: the output is shown, nothing you type is sent", id="banner")
-        yield SerialTerminal(
-            self.fmt, leave_keys=self._detach_keys(), declared_keys={DETACH_KEY}, id="terminal"
+        own = self.own_keys()
+        terminal = SerialTerminal(
+            self.fmt,
+            leave_keys=set().union(*(self._keys(i) for i in own)),
+            declared_keys=set(own.values()),
+            id="terminal",
         )
+        forward, follow = self._keys("ztui.console.page_forward"), self._keys("ztui.console.follow")
+        terminal.scrolled_back_note = (
+            f"scrolled back: {self._shown(forward)} / {self._shown(follow)} to follow"
+        )
+        yield terminal
 
     def on_mount(self) -> None:
         # (ZtuiScreen.on_mount runs after this one: Textual calls every class's handler)
@@ -107,15 +157,31 @@ class ConsoleScreen(ZtuiScreen):
         self.sub_title = self._title()
         self.terminal.focus()
 
-    def _detach_keys(self) -> set[str]:
-        """The detach key(s), as the user's keymap has them (they never reach the console)."""
+    @classmethod
+    def own_keys(cls) -> dict[str, str]:
+        """The screen's priority bindings (detach, scroll-back), whose keys never reach the
+        guest: their default keys by binding id."""
+        return {b.id: b.key for b in cls.BINDINGS if isinstance(b, Binding) and b.priority and b.id}
+
+    def _keys(self, binding_id: str) -> set[str]:
+        """A binding's keys, as the user's keymap has them (they never reach the console)."""
         keymap: dict[str, str] = getattr(self.app, "_keymap", {}) or {}
-        keys = keymap.get(DETACH_ID, DETACH_KEY)
+        keys = keymap.get(binding_id, self.own_keys()[binding_id])
         return {k.strip() for k in keys.split(",") if k.strip()}
 
+    @staticmethod
+    def _shown(keys: set[str]) -> str:
+        """Keys as the titles say them."""
+        named = {DETACH_KEY: "ctrl+]", "pageup": "pgup", "pagedown": "pgdn"}
+        shown = []
+        for key in sorted(keys):
+            for name, short in named.items():
+                key = key.replace(name, short)
+            shown.append(key)
+        return ", ".join(shown)
+
     def _title(self) -> str:
-        keys = ", ".join(sorted(self._detach_keys())).replace(DETACH_KEY, "ctrl+]")
-        text = f"console {self.vm_name} · {keys} detaches"
+        text = f"console {self.vm_name} · {self._shown(self._keys(DETACH_ID))} detaches"
         return f"{text} · read-only" if self.ztui.read_only else text
 
     # -- attaching ----------------------------------------------------------------
@@ -195,6 +261,30 @@ class ConsoleScreen(ZtuiScreen):
         self.end_message = message
         self.terminal.input_enabled = False
         self.status.show_error(f"{message} · r attaches again")
+
+    # -- the scroll-back -----------------------------------------------------------
+
+    def action_page_back(self) -> None:
+        """A page further into the past (binding ``ztui.console.page_back``)."""
+        self.terminal.scroll_page_up(animate=False)
+
+    def action_page_forward(self) -> None:
+        """A page nearer the newest output; at the bottom, following it again (binding
+        ``ztui.console.page_forward``)."""
+        self.terminal.scroll_page_down(animate=False)
+
+    def action_oldest(self) -> None:
+        """The oldest output kept (binding ``ztui.console.oldest``)."""
+        self.terminal.scroll_home(animate=False)
+
+    def action_follow(self) -> None:
+        """Back to the newest output, following it (binding ``ztui.console.follow``)."""
+        self.terminal.follow()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "follow" and self.is_mounted:
+            return not self.terminal.following  # shown while scrolled back
+        return super().check_action(action, parameters)
 
     # -- leaving ------------------------------------------------------------------
 

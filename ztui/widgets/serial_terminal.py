@@ -12,7 +12,10 @@ when the terminal accepts input.
 :class:`SerialTerminal` shows the lines and, while ``input_enabled``, turns
 every key into the bytes a terminal would send (Enter ``\\r``, Backspace
 ``\\x7f``, arrows ``ESC[A``…, ctrl+c ``\\x03``) posted as :class:`SerialTerminal.Typed`,
-except ``leave_keys`` (the screen's detach key), which reach the screen's bindings.
+except ``leave_keys`` (the screen's detach and scroll-back keys), which reach the screen's
+bindings.  It follows the output (the newest line at the bottom) while ``following``: a
+scroll away from the bottom (a key, the wheel, the scrollbar) stops that, a scroll back to
+it, :meth:`follow` or a key typed into the console starts it again.
 """
 
 from __future__ import annotations
@@ -318,6 +321,11 @@ class SerialTerminal(ScrollView, can_focus=True):
     SerialTerminal:focus {
         background-tint: $foreground 3%;
     }
+    SerialTerminal.-scrolled-back {
+        border-bottom: heavy $warning;
+        border-subtitle-align: left;
+        border-subtitle-color: $text;
+    }
     """
 
     class Typed(Message):
@@ -328,6 +336,8 @@ class SerialTerminal(ScrollView, can_focus=True):
             self.data = data
 
     NOTE_STYLE: ClassVar[str] = "bold yellow"
+    SCROLLED_BACK_NOTE: ClassVar[str] = "scrolled back: shift+pgdn / shift+end to follow"
+    """The bottom border's note while scrolled back (the screen says its own keys)."""
 
     def __init__(
         self,
@@ -351,6 +361,8 @@ class SerialTerminal(ScrollView, can_focus=True):
         self._input_enabled = False
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._strips: LRUCache[int, Strip] = LRUCache(1024)
+        self._following = True
+        self.scrolled_back_note = self.SCROLLED_BACK_NOTE
 
     # -- input --------------------------------------------------------------------
 
@@ -376,12 +388,14 @@ class SerialTerminal(ScrollView, can_focus=True):
         event.prevent_default()
         data = key_bytes(event.key, event.character)
         if data:
+            self.follow()  # what is typed is seen, as a terminal scrolls on a keystroke
             self.post_message(self.Typed(data))
 
     def on_paste(self, event: events.Paste) -> None:
         if self._input_enabled and event.text:
             event.stop()
             text = event.text.replace("\r\n", "\r").replace("\n", "\r")
+            self.follow()
             self.post_message(self.Typed(text.encode()))
 
     def on_focus(self) -> None:
@@ -399,8 +413,12 @@ class SerialTerminal(ScrollView, can_focus=True):
         if not text:
             return
         row = min(self.line_count, max(1, self.size.height))
+        dropped = self.buffer.dropped
         reply = self.buffer.feed(text, row=row, answer=answer and self._input_enabled)
         self._changed()
+        if not self._following and self.buffer.dropped > dropped:
+            # the lines shown moved up as the oldest went: the view goes with them
+            self.scroll_to(y=self.scroll_y - (self.buffer.dropped - dropped), animate=False)
         if reply:
             self.post_message(self.Typed(reply.encode()))
 
@@ -431,12 +449,53 @@ class SerialTerminal(ScrollView, can_focus=True):
         return "\n".join(self.buffer.plain_lines())
 
     def _changed(self) -> None:
-        at_end = self.is_vertical_scroll_end
         width = max(self.buffer.width, self.buffer.current_width + 1)
         self.virtual_size = Size(width, self.line_count)
-        if at_end:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self._keep_following()
         self.refresh()
+
+    # -- following the output -----------------------------------------------------
+
+    @property
+    def following(self) -> bool:
+        """Whether the view stays on the newest output (else it stays where it was
+        scrolled to)."""
+        return self._following
+
+    def follow(self) -> None:
+        """Show the newest output, and keep showing it as more comes."""
+        self._set_following(True)
+        self._keep_following()
+
+    def _keep_following(self) -> None:
+        """While following, scroll to the bottom now and again once the layout has
+        counted the new size (a scrollbar that appears changes the bottom; before the
+        layout, Textual refuses the scroll of a view without a scrollbar)."""
+        if self._following:
+            self._to_bottom()
+            self.call_after_refresh(self._to_bottom)
+
+    def _to_bottom(self) -> None:
+        if self._following and self.is_attached:
+            self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        """Any scroll (a key, the wheel, the scrollbar, following itself) follows from
+        then on only when it ends at the bottom."""
+        super().watch_scroll_y(old_value, new_value)
+        self._set_following(round(new_value) >= self.max_scroll_y)
+
+    def on_resize(self) -> None:
+        self._keep_following()
+
+    def _set_following(self, following: bool) -> None:
+        if following == self._following:
+            return
+        self._following = following
+        self.border_subtitle = "" if following else self.scrolled_back_note
+        self.set_class(not following, "-scrolled-back")
+        if self.is_attached:
+            self.screen.refresh_bindings()  # the screen's follow key shows, or not
 
     # -- rendering ----------------------------------------------------------------
 
