@@ -6,6 +6,7 @@ from core.cluster.models import ClusterVO
 from core.config.models import GlobalConfigVO
 from core.host.models import HostVO
 from core.image.models import ImageBackupStorageRefVO, ImageVO
+from core.kernel.flow_journal import FlowRunVO
 from core.management_node.models import ManagementNodeVO
 from core.network.l2.models import L2NetworkClusterRefVO, L2NetworkVO
 from core.network.l3.models import IpRangeVO, L3NetworkDnsVO, L3NetworkVO, UsedIpVO, VmNicVO
@@ -28,6 +29,7 @@ __all__ = [
     "ApplianceVmVO",
     "BackupStorageVO",
     "ClusterVO",
+    "FlowRunVO",
     "GlobalConfigVO",
     "HostVO",
     "ImageBackupStorageRefVO",

@@ -203,7 +203,7 @@ class ApiBus:
         task = asyncio.create_task(
             self._serve(msg, route, op),
             name=f"api:{msg.api_name}",
-            context=None if op is None else context_of(op.id),
+            context=None if op is None else context_of(op.id, msg.api_name),
         )
         self._running.add(task)
         task.add_done_callback(self._finished)

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.kernel.events import EventBus
-from core.kernel.flow import FlowChain, FlowChainBuilder, FlowConfigError
+from core.kernel.flow import FlowChain, FlowChainBuilder, FlowConfigError, FlowJournal
+from core.kernel.flow_data import FlowData
 
 
 class ChainConfigError(ValueError):
@@ -45,18 +46,39 @@ class FlowChainContributor(ABC):
     def flow_insertions(self) -> list[FlowInsertion]: ...
 
 
+@dataclass(frozen=True)
+class ChainTraits:
+    """What a declared chain runs over, and what recovery does with it after a crash."""
+
+    data: type[FlowData] | None = None
+    """Its FlowData class; a chain with one is durable (written to the flow journal)."""
+    resumable: bool = False
+    """After a crash, run on from the interrupted step (its steps are idempotent and it
+    has no way back, e.g. an expunge) instead of rolling back."""
+
+
 class ChainCatalog:
     def __init__(self) -> None:
         self._defaults: dict[str, list[str]] = {}
+        self._traits: dict[str, ChainTraits] = {}
         self._builders: dict[str, FlowChainBuilder] = {}
 
-    def declare(self, name: str, default_flows: Sequence[str]) -> None:
+    def declare(
+        self, name: str, default_flows: Sequence[str], traits: ChainTraits | None = None
+    ) -> None:
         if name in self._defaults:
             raise ChainConfigError(f"flow chain {name} is declared twice")
         self._defaults[name] = list(default_flows)
+        self._traits[name] = traits or ChainTraits()
+
+    def traits(self, name: str) -> ChainTraits:
+        return self._traits.get(name) or ChainTraits()
 
     def declared(self) -> list[str]:
         return sorted(self._defaults)
+
+    def builder(self, name: str) -> FlowChainBuilder:
+        return self._builders[name]
 
     def flows(self, name: str) -> list[str]:
         """The flow class paths a run of ``name`` uses."""
@@ -87,12 +109,20 @@ class ChainCatalog:
         except FlowConfigError as exc:
             raise ChainConfigError(str(exc)) from exc
 
-    def chain(self, name: str, events: EventBus | None) -> FlowChain:
+    def chain(
+        self, name: str, events: EventBus | None, journal: FlowJournal | None = None
+    ) -> FlowChain:
         try:
             builder = self._builders[name]
         except KeyError:
             raise ChainConfigError(f"no flow chain {name} is declared") from None
-        return builder.build(events=events)
+        traits = self._traits[name]
+        return builder.build(
+            events=events,
+            journal=journal if traits.data is not None else None,
+            data_type=traits.data,
+            resumable=traits.resumable,
+        )
 
 
 def _insert(lists: dict[str, list[str]], ins: FlowInsertion) -> None:

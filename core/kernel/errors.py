@@ -23,6 +23,8 @@ class SysErrors:
     INVALID_STATE = "SYS.1009"
     ROLLBACK_FAILED = "SYS.1010"
     NOT_SUPPORTED = "SYS.1011"
+    INTERRUPTED = "SYS.1012"
+    """The node died while the operation ran; the next start rolled it back or ran it on."""
 
 
 @dataclass(frozen=True)

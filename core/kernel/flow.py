@@ -37,14 +37,21 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, ClassVar, NoReturn, Self, TypeVar
+from typing import Any, ClassVar, NoReturn, Protocol, Self, TypeVar
 
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, error_from_exception
 from core.kernel.events import EventBus
-from core.kernel.operation import current_operation
+from core.kernel.flow_data import FlowData
+from core.kernel.operation import (
+    Subject,
+    current_operation,
+    current_operation_name,
+    current_subject,
+)
 
 __all__ = [
     "FLOW_TRACE_PATH",
+    "DurableRun",
     "Flow",
     "FlowChain",
     "FlowChainBuilder",
@@ -56,7 +63,10 @@ __all__ = [
     "NoRollbackFlow",
     "StepRecord",
     "StepState",
+    "checkpoint",
+    "checkpointer",
     "current_chain",
+    "flow_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -368,6 +378,120 @@ def _cancel_error(what: str) -> ErrorCode:
     return ErrorCode(SysErrors.TIMEOUT, "cancelled", what)
 
 
+class FlowJournal(Protocol):
+    """Where durable runs are written down (:class:`core.kernel.flow_journal.SqlFlowJournal`)."""
+
+    async def write(self, run: DurableRun) -> None: ...
+
+    def write_in(self, conn: Any, run: DurableRun) -> None: ...
+
+    async def forget(self, run: DurableRun) -> None: ...
+
+
+def flow_path(flow: Flow) -> str:
+    """The dotted class path a flow is rebuilt from at recovery."""
+    cls = type(flow)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class DurableRun:
+    """A chain run over :class:`FlowData` and the chains nested in it over the same data:
+    what the flow journal writes before every step (see :mod:`core.kernel.flow_journal`)."""
+
+    __slots__ = (
+        "chains", "data", "id", "journal", "name", "operation_id", "operation_name",
+        "parent_chain_id", "persisted", "resumable", "started_at", "status", "subject",
+    )  # fmt: skip
+
+    def __init__(
+        self, root: FlowChain, data: FlowData, journal: FlowJournal, parent: FlowChain | None
+    ) -> None:
+        self.id = root.id
+        self.name = root.name
+        self.data = data
+        self.journal = journal
+        self.chains: list[FlowChain] = [root]
+        self.resumable = root.resumable
+        self.parent_chain_id = None if parent is None else parent.id
+        self.operation_id = root.operation_id
+        self.operation_name = current_operation_name.get()
+        self.subject = current_subject()
+        self.status = "Running"
+        self.started_at = _now()
+        self.persisted = False
+
+    @classmethod
+    def restored(
+        cls,
+        row: Any,
+        root: FlowChain,
+        chains: list[FlowChain],
+        data: FlowData,
+        journal: FlowJournal,
+    ) -> DurableRun:
+        """The run of journal row ``row`` (a :class:`~core.kernel.flow_journal.JournalledRun`)."""
+        run = cls(root, data, journal, None)
+        run.chains = chains
+        run.resumable = row.resumable
+        run.parent_chain_id = row.parent_chain_id
+        run.operation_id = row.operation_id
+        run.operation_name = row.operation_name
+        run.status = row.status
+        run.subject = Subject(row.resource_uuid, row.resource_name)
+        run.started_at = row.started_at
+        run.persisted = True
+        return run
+
+    @property
+    def data_type(self) -> str:
+        cls = type(self.data)
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    def row(self) -> dict[str, Any]:
+        """The changing columns of the run's journal row."""
+        subject = self.subject
+        return {
+            "status": self.status,
+            "resource_uuid": None if subject is None else subject.uuid,
+            "resource_name": None if subject is None else subject.name,
+            "data": self.data.model_dump_json(),
+            "chains": [chain._journal_entry() for chain in self.chains],
+        }
+
+    async def write(self) -> None:
+        await self.journal.write(self)
+
+
+def checkpointer() -> Callable[[Any], None]:
+    """A function that writes the running chain's data down inside a transaction.
+
+    Get it in a flow (on the event loop), call it with the transaction's connection in
+    the same ``db.run``/``run_core`` function as a change the flow can only undo by a
+    value it keeps in its data (a capacity reservation, a row with a generated uuid),
+    after putting that value into the data: the change and the record of it then
+    commit together.  Outside a durable chain it does nothing.
+    """
+    chain = _current_chain.get()
+    run = None if chain is None else chain._run
+    if run is None:
+        return _no_checkpoint
+    journal = run.journal
+    return lambda conn: journal.write_in(conn, run)
+
+
+def _no_checkpoint(conn: Any) -> None:
+    return None
+
+
+async def checkpoint() -> None:
+    """Write the running chain's data down now (before a step's outside effect that
+    its rollback finds through a value the step chose).  A no-op outside a durable chain."""
+    chain = _current_chain.get()
+    run = None if chain is None else chain._run
+    if run is not None:
+        await run.write()
+
+
 class FlowChain(Flow):
     """Flows run in order over one shared dict, rolled back in reverse on failure.
 
@@ -382,7 +506,14 @@ class FlowChain(Flow):
     __delattr__ = object.__delattr__  # type: ignore[assignment]
 
     def __init__(
-        self, name: str, flows: Iterable[Flow] = (), *, events: EventBus | None = None
+        self,
+        name: str,
+        flows: Iterable[Flow] = (),
+        *,
+        events: EventBus | None = None,
+        journal: FlowJournal | None = None,
+        data_type: type[FlowData] | None = None,
+        resumable: bool = False,
     ) -> None:
         self.name = name  # type: ignore[misc]
         self.id = f"FCID_{random.getrandbits(32):08x}"
@@ -403,6 +534,25 @@ class FlowChain(Flow):
         self._trace = False
         self._cancel_exc: asyncio.CancelledError | None = None
         self._records: list[StepRecord] = []
+        self._journal = journal
+        self._data_type = data_type
+        self.resumable = resumable
+        """After a crash, run on from the interrupted step instead of rolling back."""
+        self._run: DurableRun | None = None
+
+    def _journal_entry(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "parentId": self.parent_id,
+            "flows": [flow_path(flow) for flow in self._flows],
+            "steps": [rec.state.value for rec in self._records],
+        }
+
+    @property
+    def durable(self) -> bool:
+        """Whether this run is written to the flow journal as it goes."""
+        return self._run is not None
 
     def __repr__(self) -> str:
         return f"<FlowChain {self.name} {self.id} ({len(self._flows)} flows)>"
@@ -483,6 +633,20 @@ class FlowChain(Flow):
             self.parent_id = parent.id
             if self._events is None:
                 self._events = parent._events
+            if self._journal is None:
+                self._journal = parent._journal
+        if self._data_type is not None and not isinstance(data, self._data_type):
+            raise TypeError(
+                f"flow chain {self.name} runs over {self._data_type.__name__}, "
+                f"not {type(data).__name__}"
+            )
+        if self._journal is not None and isinstance(data, FlowData):
+            outer = None if parent is None else parent._run
+            if outer is not None and outer.data is data:
+                self._run = outer  # nested over the same data: recorded under its parent
+                outer.chains.append(self)
+            else:
+                self._run = DurableRun(self, data, self._journal, parent)
         events = self._events
         trace = self._trace = events is not None and events.has_subscribers(FLOW_TRACE_PATH)
 
@@ -520,6 +684,8 @@ class FlowChain(Flow):
                         outcome.status = FlowChainStatus.ROLLED_BACK
         finally:
             _current_chain.reset(token)
+            if self._run is not None:
+                await self._leave_run()
 
         outcome.duration = _perf() - t0
         if trace:
@@ -537,15 +703,21 @@ class FlowChain(Flow):
             raise self._cancel_exc
         return outcome
 
-    async def _run_flows(self, data: dict[str, Any], records: list[StepRecord]) -> ErrorCode | None:
+    async def _run_flows(
+        self, data: dict[str, Any], records: list[StepRecord], first: int = 0
+    ) -> ErrorCode | None:
         """Run the flows in order; return the located error of the one that failed."""
         # Hot path: locals only, and no trace event is built unless someone listens.
         debug = log.isEnabledFor(logging.DEBUG)
         publish = self._events.publish if self._trace and self._events is not None else None
         name, cid, pid, total = self.name, self.id, self.parent_id, len(records)
         oid = self.operation_id
+        run = self._run
         rec: StepRecord | None = None
-        for flow, rec in zip(self._flows, records, strict=True):
+        flows = self._flows
+        if first:
+            flows, records = flows[first:], records[first:]
+        for flow, rec in zip(flows, records, strict=True):
             t0 = _perf()
             try:
                 if flow.skip(data):
@@ -567,6 +739,8 @@ class FlowChain(Flow):
                             _RUNNING, None, oid,
                         ),
                     )  # fmt: skip
+                if run is not None:
+                    await run.write()
                 await flow.run(data)
             except asyncio.CancelledError as exc:
                 if _being_cancelled():
@@ -621,6 +795,8 @@ class FlowChain(Flow):
             rec.state = StepState.REVERTING
             t0 = _perf()
             try:
+                if self._run is not None:
+                    await self._write_run("RollingBack")
                 if self._cancel_exc is None:
                     await flow.rollback(data)
                 else:
@@ -658,6 +834,35 @@ class FlowChain(Flow):
             if publish is not None:
                 self._emit("step-revert-failed", rec, rec.revert_duration, rec.state, err)
         return failures
+
+    async def _write_run(self, status: str) -> None:
+        """Write the run down before a rollback step (shielded while cancelled: the
+        rollback goes on, so must its record)."""
+        run = self._run
+        assert run is not None
+        run.status = status
+        if self._cancel_exc is None:
+            await run.write()
+        else:
+            await _shielded(run.write())
+
+    async def _leave_run(self) -> None:
+        """The chain has ended: the outermost chain's run leaves the journal; a nested
+        chain leaves its run's list of chains under way."""
+        run = self._run
+        assert run is not None
+        if run.chains[0] is not self:
+            if self in run.chains:
+                run.chains.remove(self)
+            return
+        try:
+            await _shielded(run.journal.forget(run))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "[FlowChain(%s): %s] cannot remove the run from the journal", self.id, self.name
+            )
 
     async def _call_handler(self, kind: str, cb: Callable[..., Any], *args: Any) -> None:
         try:
@@ -700,6 +905,103 @@ class FlowChain(Flow):
                 self.operation_id,
             ),
         )
+
+    # -- after a crash (see core.kernel.flow_recovery) ---------------------
+
+    @classmethod
+    def restored(
+        cls,
+        entry: dict[str, Any],
+        flows: list[Flow],
+        *,
+        events: EventBus | None,
+        operation_id: str | None,
+    ) -> FlowChain:
+        """A chain a crash interrupted, as the journal entry ``entry`` recorded it."""
+        chain = cls(entry["name"], flows, events=events)
+        chain.id = entry["id"]
+        chain.parent_id = entry.get("parentId")
+        chain.operation_id = operation_id
+        chain._started = True
+        chain._records = [
+            StepRecord(_flow_name(flow), i, StepState(state))
+            for i, (flow, state) in enumerate(zip(flows, entry["steps"], strict=True), 1)
+        ]
+        return chain
+
+    def _begin_restored(self, run: DurableRun, data: Any, error: ErrorCode | None) -> FlowOutcome:
+        self._run = run
+        self._trace = self._events is not None and self._events.has_subscribers(FLOW_TRACE_PATH)
+        outcome = self.outcome = FlowOutcome(
+            self.name, self.id, FlowChainStatus.SUCCEEDED, error, [], self._records, data
+        )
+        if self._trace:
+            assert self._events is not None
+            self._events.publish(
+                FLOW_TRACE_PATH,
+                FlowChainStartEvent(
+                    "chain-start", self.name, self.id, self.parent_id, None, None,
+                    len(self._records), _now(), None, None, None, self.operation_id,
+                    tuple(r.name for r in self._records),
+                ),
+            )  # fmt: skip
+        return outcome
+
+    async def roll_back_interrupted(
+        self, run: DurableRun, data: Any, error: ErrorCode
+    ) -> FlowOutcome:
+        """Roll back what an interrupted run of this chain did, last step first.
+
+        A step the crash caught running (or rolling back) may have done part of its
+        work, so it is rolled back too; every rollback checks the real state.
+        """
+        outcome = self._begin_restored(run, data, error)
+        for rec in self._records:
+            if rec.state in (_RUNNING, StepState.REVERTING):
+                rec.state = _FAILURE
+        t0 = _perf()
+        token = _current_chain.set(self)
+        try:
+            failures = await self._unwind(data)
+        finally:
+            _current_chain.reset(token)
+        outcome.rollback_errors.extend(failures)
+        outcome.status = (
+            FlowChainStatus.ROLLBACK_FAILED if failures else FlowChainStatus.ROLLED_BACK
+        )
+        outcome.duration = _perf() - t0
+        if self._trace:
+            self._emit("chain-done", None, outcome.duration, outcome.status, outcome.error)
+        return outcome
+
+    async def resume_interrupted(self, run: DurableRun, data: Any) -> FlowOutcome:
+        """Run an interrupted resumable chain on: the step the crash caught runs again
+        (its run is idempotent), then the rest; a failure rolls back as usual."""
+        outcome = self._begin_restored(run, data, None)
+        records = self._records
+        first = next(
+            (i for i, rec in enumerate(records) if rec.state not in (_SUCCESS, StepState.SKIPPED)),
+            len(records),
+        )
+        for rec in records[first:]:
+            rec.state = StepState.PENDING
+        t0 = _perf()
+        token = _current_chain.set(self)
+        try:
+            error = await self._run_flows(data, records, first)
+            if error is not None:
+                outcome.error = error
+                failures = await self._unwind(data)
+                outcome.rollback_errors.extend(failures)
+                outcome.status = (
+                    FlowChainStatus.ROLLBACK_FAILED if failures else FlowChainStatus.ROLLED_BACK
+                )
+        finally:
+            _current_chain.reset(token)
+        outcome.duration = _perf() - t0
+        if self._trace:
+            self._emit("chain-done", None, outcome.duration, outcome.status, outcome.error)
+        return outcome
 
     # -- as a step of an outer chain -------------------------------------
 
@@ -782,9 +1084,23 @@ class FlowChainBuilder:
     def flows(self) -> tuple[Flow, ...]:
         return tuple(self._flows)
 
-    def build(self, *, events: EventBus | None = None) -> FlowChain:
+    def build(
+        self,
+        *,
+        events: EventBus | None = None,
+        journal: FlowJournal | None = None,
+        data_type: type[FlowData] | None = None,
+        resumable: bool = False,
+    ) -> FlowChain:
         """A new chain over the shared flow instances."""
-        return FlowChain(self._name, self._flows, events=events)
+        return FlowChain(
+            self._name,
+            self._flows,
+            events=events,
+            journal=journal,
+            data_type=data_type,
+            resumable=resumable,
+        )
 
     def __repr__(self) -> str:
         return f"<FlowChainBuilder {self._name} ({len(self._flows)} flows)>"

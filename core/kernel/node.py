@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from core.kernel.api import ApiMessage, ApiReply
 from core.kernel.bus import ApiBus
-from core.kernel.chains import ChainCatalog, ChainConfigError, FlowChainContributor
+from core.kernel.chains import ChainCatalog, ChainConfigError, ChainTraits, FlowChainContributor
 from core.kernel.data_dir import (
     SOCKET_NAME,
     DataDirLock,
@@ -37,6 +37,9 @@ from core.kernel.event_json import DEFAULT_MAX_QUEUED, EventQueue
 from core.kernel.events import EventBus
 from core.kernel.extensions import Component, ExtensionRegistry, PluginError, ReadinessCheck
 from core.kernel.flow import FlowChain
+from core.kernel.flow_data import FlowData
+from core.kernel.flow_journal import SqlFlowJournal
+from core.kernel.flow_recovery import Recovered, recover_interrupted
 from core.kernel.local_api import LocalApiRouteProvider, LocalApiServer
 from core.kernel.properties import Properties
 from core.kernel.rest import RestFacade
@@ -67,6 +70,9 @@ class ManagementNode:
         self.events = EventBus()
         self.registry = ExtensionRegistry()
         self.db: Database | None = None
+        self.flow_journal: SqlFlowJournal | None = None
+        self.recovered: list[Recovered] = []
+        """What the last start did with the chain runs a crash had interrupted."""
         self.bus: ApiBus | None = None
         self.rest = RestFacade(props["rest.host"], props["rest.port"])
         self._plugin_classes = plugin_classes
@@ -105,6 +111,7 @@ class ManagementNode:
 
     async def _start_locked(self) -> None:
         self.db = Database(self.props.db_url)
+        self.flow_journal = SqlFlowJournal(self.db)
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.db.migrate)
         except Exception as exc:
@@ -144,6 +151,8 @@ class ManagementNode:
             self._started.append(component)
         for check in self.registry.extensions(ReadinessCheck):
             await check.settled(SETTLE_TIMEOUT)
+        # Before any call is served: what a crash interrupted is rolled back (or run on).
+        self.recovered = await recover_interrupted(self)
         self.started_at = time.time()
         if self._serve_socket:
             self._socket = LocalApiServer(
@@ -222,16 +231,28 @@ class ManagementNode:
 
     # -- flow chains declared in configuration ----------------------------------
 
-    def declare_chain(self, name: str, default_flows: Sequence[str]) -> None:
-        """Declare a chain a service runs (call from a plugin's __init__)."""
+    def declare_chain(
+        self,
+        name: str,
+        default_flows: Sequence[str],
+        data: type[FlowData] | None = None,
+        *,
+        resumable: bool = False,
+    ) -> None:
+        """Declare a chain a service runs (call from a plugin's __init__).
+
+        With ``data`` (its FlowData class) the chain is durable: every run is written to
+        the flow journal as it goes and taken up at the next start if the node dies
+        (rolled back, or run on if ``resumable``).
+        """
         try:
-            self.chains.declare(name, default_flows)
+            self.chains.declare(name, default_flows, ChainTraits(data, resumable))
         except ChainConfigError as exc:
             raise PluginError(str(exc)) from exc
 
     def chain(self, name: str) -> FlowChain:
         """A new run of a declared chain, tracing to the node's event bus."""
-        return self.chains.chain(name, self.events)
+        return self.chains.chain(name, self.events, self.flow_journal)
 
     def new_chain(self, name: str) -> FlowChain:
         """An ad-hoc chain (flows added in code with ``then``), tracing to the event bus."""

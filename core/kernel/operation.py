@@ -40,6 +40,11 @@ current_operation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 """The id of the operation the running code works for; None for background work."""
 
+current_operation_name: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "zstack_lite_operation_name", default=None
+)
+"""The API name of that operation (what the flow journal writes down with a run)."""
+
 
 @dataclass(slots=True)
 class Subject:
@@ -61,6 +66,11 @@ def new_subject() -> Subject:
     return subject
 
 
+def current_subject() -> Subject | None:
+    """The running operation's subject, if it has one."""
+    return _subject.get()
+
+
 def name_subject(uuid: str, name: str | None = None) -> None:
     """Say which resource the running operation is about (e.g. the VM a create makes),
     so that its record names it even if it fails.  Nothing outside an operation."""
@@ -79,11 +89,13 @@ def new_operation_id() -> str:
     return new_uuid()
 
 
-def context_of(op_id: str | None) -> contextvars.Context:
+def context_of(op_id: str | None, api_name: str | None = None) -> contextvars.Context:
     """A copy of the current context in which :data:`current_operation` is ``op_id``
-    (for ``asyncio.create_task(..., context=...)``)."""
+    (and :data:`current_operation_name` ``api_name``), for
+    ``asyncio.create_task(..., context=...)``."""
     ctx = contextvars.copy_context()
     ctx.run(current_operation.set, op_id)
+    ctx.run(current_operation_name.set, api_name)
     return ctx
 
 

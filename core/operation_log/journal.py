@@ -18,6 +18,7 @@ A record (the inventory of ``OperationLogVO``)::
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from core.kernel.db import new_uuid
 from core.kernel.errors import SysErrors
 from core.kernel.events import CanonicalEvent, EventBus, Subscription
 from core.kernel.flow import FLOW_TRACE_PATH, FlowChainStatus, FlowTraceEvent, StepState
+from core.kernel.flow_recovery import RECOVERY_DONE_PATH, RECOVERY_START_PATH
 from core.kernel.operation import API_CALL_DONE_PATH, API_CALL_START_PATH
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ ROLLED_BACK = "RolledBack"
 ROLLBACK_FAILED = "RollbackFailed"
 ROLLING_BACK = "RollingBack"
 """A chain unwinding (chains only; an operation stays Running meanwhile)."""
+INTERRUPTED = "Interrupted"
+"""The node died while the operation ran; the next start is taking it up (it then ends
+as RolledBack, RollbackFailed, or Succeeded when run on)."""
 
 _CHAIN_ENDS: dict[str | None, str] = {
     FlowChainStatus.SUCCEEDED.value: SUCCEEDED,
@@ -60,10 +65,12 @@ _STEP_STATES = {
 
 
 class _Operation:
-    __slots__ = ("chain_ids", "record", "root_chain")
+    __slots__ = ("chain_ids", "record", "root_chain", "started")
 
     def __init__(self, record: Record, root_chain: str | None = None) -> None:
         self.record = record
+        self.started: float | None = None
+        """When recovery took an interrupted operation up (its duration counts from there)."""
         self.chain_ids: list[str] = []
         self.root_chain = root_chain
         """For background work: the chain whose end ends the operation."""
@@ -119,6 +126,8 @@ class OperationJournal:
             events.subscribe(API_CALL_START_PATH, self._on_call_start),
             events.subscribe(API_CALL_DONE_PATH, self._on_call_done),
             events.subscribe(FLOW_TRACE_PATH, self._on_trace),
+            events.subscribe(RECOVERY_START_PATH, self._on_recovery_start),
+            events.subscribe(RECOVERY_DONE_PATH, self._on_recovery_done),
         ]
 
     def close(self) -> None:
@@ -170,6 +179,38 @@ class OperationJournal:
         if data.get("resourceUuid"):
             record["resourceUuid"] = data["resourceUuid"]
             record["resourceName"] = data.get("resourceName")
+        self._finish(op)
+
+    # -- runs a crash interrupted, taken up at start ----------------------------------
+
+    def _on_recovery_start(self, event: CanonicalEvent) -> None:
+        data = event.data
+        resource = data.get("resourceUuid")
+        record = new_record(
+            data["operationId"],
+            data.get("apiName") or data["chainName"],
+            data.get("apiName"),
+            None,
+            None,
+            [resource] if resource else [],
+            data["startedAt"],
+        )
+        record["resourceName"] = data.get("resourceName")
+        record["status"] = INTERRUPTED
+        record["error"] = data.get("error")
+        op = self._running[record["uuid"]] = _Operation(record)
+        op.started = time.time()
+        self._publish(op)
+
+    def _on_recovery_done(self, event: CanonicalEvent) -> None:
+        data = event.data
+        op = self._running.get(data["operationId"])
+        if op is None:
+            return
+        record = op.record
+        record["status"] = _CHAIN_ENDS.get(data["status"], FAILED)
+        record["error"] = data.get("error")
+        record["duration"] = time.time() - (op.started or time.time())
         self._finish(op)
 
     # -- flow chains ----------------------------------------------------------------

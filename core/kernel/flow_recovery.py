@@ -1,0 +1,197 @@
+"""Recovery at start: every chain run a crash interrupted is taken up before API calls
+are served.
+
+The flow journal (:mod:`core.kernel.flow_journal`) holds exactly the runs that were
+under way when the node died.  Each is rebuilt from its row (the flow classes it ran,
+its data, each step's state) and, by default, rolled back from its last recorded step:
+the chains nested in it first, then the chain itself, every rollback checking the real
+state.  A run whose chain declares itself resumable (an expunge: nothing to go back
+to) is run on from the interrupted step instead.  Runs go newest first, so a run that a
+flow of another run started (a router made for a VM) is undone before the VM's.
+
+The run's operation shows in the operations log as ``Interrupted`` while this happens
+and ends as ``RolledBack`` (or ``RollbackFailed``, or ``Succeeded`` when resumed), with
+the recovery's chain traces under it, through two events the journal of operations
+listens to: :data:`RECOVERY_START_PATH` and :data:`RECOVERY_DONE_PATH`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core.kernel.errors import ErrorCode, SysErrors
+from core.kernel.flow import DurableRun, Flow, FlowChain, FlowChainStatus, _instantiate_flow
+from core.kernel.flow_data import FlowData
+from core.kernel.flow_journal import JournalledRun
+from core.kernel.operation import new_operation_id, operation
+
+if TYPE_CHECKING:
+    from core.kernel.node import ManagementNode
+
+__all__ = ["RECOVERY_DONE_PATH", "RECOVERY_START_PATH", "Recovered", "recover_interrupted"]
+
+log = logging.getLogger(__name__)
+
+RECOVERY_START_PATH = "/flowchain/recovery/start"
+"""Data: ``{operationId, runId, chainName, apiName, resourceUuid, resourceName, startedAt,
+pid, resumable, error}``: an interrupted run is being taken up."""
+RECOVERY_DONE_PATH = "/flowchain/recovery/done"
+"""Data: ``{operationId, runId, status, error}`` (status: a FlowChainStatus)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What recovery did with one interrupted run."""
+
+    run_id: str
+    chain_name: str
+    operation_id: str
+    status: FlowChainStatus
+    error: ErrorCode | None
+
+
+def interrupted_error(row: JournalledRun) -> ErrorCode:
+    step = _interrupted_step(row)
+    return ErrorCode(
+        SysErrors.INTERRUPTED,
+        "interrupted: the management node stopped while this ran",
+        f"node process {row.pid} died at {step}; the next start took the work up",
+    )
+
+
+def _interrupted_step(row: JournalledRun) -> str:
+    if not row.chains:
+        return f"chain {row.name}"
+    inner = row.chains[-1]
+    states = inner["steps"]
+    for i in range(len(states) - 1, -1, -1):
+        if states[i] not in ("PENDING", "SKIPPED"):
+            name = inner["flows"][i].rsplit(".", 1)[-1]
+            return f"{inner['name']}: {name} ({i + 1}/{len(states)})"
+    return f"chain {inner['name']}"
+
+
+async def recover_interrupted(node: ManagementNode) -> list[Recovered]:
+    """Take up every run in the flow journal, newest first; return what was done."""
+    journal = node.flow_journal
+    assert journal is not None
+    runs = await journal.runs()
+    if runs:
+        log.warning("taking up %d flow chain run(s) the last node process left", len(runs))
+    done: list[Recovered] = []
+    for row in reversed(runs):
+        with operation(None):
+            done.append(await _recover(node, row))
+    return done
+
+
+async def _recover(node: ManagementNode, row: JournalledRun) -> Recovered:
+    journal = node.flow_journal
+    assert journal is not None
+    op_id = row.operation_id or new_operation_id()
+    error = interrupted_error(row)
+    node.events.publish(
+        RECOVERY_START_PATH,
+        {
+            "operationId": op_id,
+            "runId": row.id,
+            "chainName": row.name,
+            "apiName": row.operation_name,
+            "resourceUuid": row.resource_uuid,
+            "resourceName": row.resource_name,
+            "startedAt": row.started_at,
+            "pid": row.pid,
+            "resumable": row.resumable,
+            "error": error.to_dict(),
+        },
+    )
+    status = FlowChainStatus.ROLLBACK_FAILED
+    final_error: ErrorCode | None = error
+    try:
+        status, final_error = await _take_up(node, row, op_id, error)
+    except Exception as exc:
+        log.exception("cannot take up interrupted chain %s (%s)", row.name, row.id)
+        final_error = ErrorCode(
+            SysErrors.ROLLBACK_FAILED,
+            f"cannot take up interrupted chain {row.name}: resources may be left behind",
+            f"{type(exc).__name__}: {exc}",
+            cause=error,
+        )
+    try:
+        await journal.forget_id(row.id)
+    except Exception:
+        log.exception("cannot remove run %s from the flow journal", row.id)
+    node.events.publish(
+        RECOVERY_DONE_PATH,
+        {
+            "operationId": op_id,
+            "runId": row.id,
+            "status": status.value,
+            "error": None if final_error is None else final_error.to_dict(),
+        },
+    )
+    log.warning("interrupted chain %s (%s) ended %s", row.name, row.id, status.value)
+    return Recovered(row.id, row.name, op_id, status, final_error)
+
+
+async def _take_up(
+    node: ManagementNode, row: JournalledRun, op_id: str, error: ErrorCode
+) -> tuple[FlowChainStatus, ErrorCode | None]:
+    data = _data_class(row.data_type).restore(row.data, node)
+    chains = [
+        FlowChain.restored(
+            entry, _flows(node, entry), events=node.events, operation_id=row.operation_id or op_id
+        )
+        for entry in row.chains
+    ]
+    if not chains:
+        return FlowChainStatus.ROLLED_BACK, error
+    journal = node.flow_journal
+    assert journal is not None
+    run = DurableRun.restored(row, chains[0], chains, data, journal)
+    if row.resumable and row.status == "Running":
+        # Nested chains run again inside the step that started them.
+        del chains[1:]
+        outcome = await chains[0].resume_interrupted(run, data)
+        return outcome.status, outcome.error if outcome.error is not None else None
+    failed: list[ErrorCode] = []
+    for chain in reversed(list(chains)):
+        outcome = await chain.roll_back_interrupted(run, data, error)
+        failed.extend(err for _, err in outcome.rollback_errors)
+        if chain is not chains[0]:
+            chains.remove(chain)
+    if failed:
+        return FlowChainStatus.ROLLBACK_FAILED, ErrorCode(
+            SysErrors.ROLLBACK_FAILED,
+            f"interrupted chain {row.name}: {len(failed)} rollback(s) failed, so resources "
+            "may be left behind",
+            "; ".join(str(err) for err in failed),
+            cause=error,
+        )
+    return FlowChainStatus.ROLLED_BACK, error
+
+
+def _data_class(path: str) -> type[FlowData]:
+    module, _, name = path.rpartition(".")
+    cls: Any = importlib.import_module(module)
+    for part in name.split("."):
+        cls = getattr(cls, part)
+    if not isinstance(cls, type) or not issubclass(cls, FlowData):
+        raise TypeError(f"{path} is not a FlowData class")
+    return cls
+
+
+def _flows(node: ManagementNode, entry: dict[str, Any]) -> list[Flow]:
+    """The flows an entry ran: the declared chain's own instances when its list is the
+    same, else new instances of the recorded classes."""
+    paths: list[str] = entry["flows"]
+    try:
+        declared = node.chains.flows(entry["name"])
+    except KeyError:
+        declared = []
+    if declared == paths:
+        return list(node.chains.builder(entry["name"]).flows)
+    return [_instantiate_flow(entry["name"], path) for path in paths]
