@@ -1,7 +1,8 @@
 """The host allocator chain (ZStack's HostAllocatorChain), declared as ``hostAllocator``.
 
-Each flow narrows ``data["candidates"]`` (host rows as dicts, best first) for
-the VM described by ``data["spec"]``; the first queries the database.  A flow
+It runs over :class:`HostAllocationData` (nested in ``createVm``, over that chain's data,
+a subclass).  Each flow narrows ``data.candidates`` (host rows as dicts, best first) for
+the VM described by ``data.spec``; the first queries the database.  A flow
 that leaves no candidate fails with HOST_ALLOCATION.1000 and says which
 condition no host met.  Nothing here reserves anything: VmAllocateHostFlow
 reserves capacity atomically on the first candidate that still has it.
@@ -22,9 +23,11 @@ from core.host.models import HostVO
 from core.image.models import ImageBackupStorageRefVO
 from core.kernel.errors import ErrorCode, OperationError
 from core.kernel.flow import NoRollbackFlow
+from core.kernel.flow_data import FlowData
 from core.network.l2.models import L2NetworkClusterRefVO, L2NetworkVO
 from core.network.l3.models import L3NetworkVO
 from core.storage.models import BackupStorageVO, PrimaryStorageClusterRefVO, PrimaryStorageVO
+from core.vm.spec import VmInstanceSpec
 from core.zone.models import ZoneVO
 
 # Tables, for Core statements on hot paths (see Base.inventory_columns).
@@ -42,6 +45,15 @@ _appliances = ApplianceVmVO.__table__
 
 CHAIN = "hostAllocator"
 NO_AVAILABLE_HOST = "HOST_ALLOCATION.1000"
+
+
+class HostAllocationData(FlowData):
+    """What the allocator reads (the VM) and narrows (the candidates)."""
+
+    spec: VmInstanceSpec
+    candidates: list[dict[str, Any]] = []
+    """Host rows (``uuid``, ``name``, ``zoneUuid``, ``clusterUuid``, ``hypervisorType``,
+    ``acceleration``, available capacities), best first."""
 
 
 def no_host(description: str, details: str = "") -> OperationError:
@@ -104,14 +116,14 @@ class _Narrow(NoRollbackFlow):
 
     reason = ""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        kept = await self.keep(data, data["candidates"])
+    async def run(self, data: HostAllocationData) -> None:
+        kept = await self.keep(data, data.candidates)
         if not kept:
-            raise no_host(self.reason.format(**data["spec"].describe()))
-        data["candidates"] = kept
+            raise no_host(self.reason.format(**data.spec.describe()))
+        data.candidates = kept
 
     async def keep(
-        self, data: dict[str, Any], candidates: list[dict[str, Any]]
+        self, data: HostAllocationData, candidates: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         raise NotImplementedError
 
@@ -119,8 +131,8 @@ class _Narrow(NoRollbackFlow):
 class HostStateAndHypervisorAllocatorFlow(NoRollbackFlow):
     """Hosts Enabled and Connected, in Enabled zones and clusters (the first query)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        spec = data["spec"]
+    async def run(self, data: HostAllocationData) -> None:
+        spec = data.spec
 
         def query(session: Connection) -> list[dict[str, Any]]:
             if spec.hypervisor_type:
@@ -131,8 +143,8 @@ class HostStateAndHypervisorAllocatorFlow(NoRollbackFlow):
                 rows = session.execute(_CANDIDATES)
             return [dict(zip(_CANDIDATE_COLUMNS, row, strict=True)) for row in rows]
 
-        data["candidates"] = await data["node"].db.run_core(query)
-        if not data["candidates"]:
+        data.candidates = await data.node.db.run_core(query)
+        if not data.candidates:
             raise no_host("no host is Enabled and Connected in an Enabled zone and cluster")
 
 
@@ -143,9 +155,9 @@ class HostCapacityAllocatorFlow(_Narrow):
     reason = "no Connected host has {cpu} CPU(s) and {memory} of memory free"
 
     async def keep(
-        self, data: dict[str, Any], candidates: list[dict[str, Any]]
+        self, data: HostAllocationData, candidates: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        spec = data["spec"]
+        spec = data.spec
         kept = [
             h
             for h in candidates
@@ -153,7 +165,7 @@ class HostCapacityAllocatorFlow(_Narrow):
             and h["availableMemoryCapacity"] >= spec.memory_size
         ]
         if not kept:
-            notes = shortage_notes(data["node"], candidates, spec.cpu_num, spec.memory_size)
+            notes = shortage_notes(data.node, candidates, spec.cpu_num, spec.memory_size)
             if notes:
                 raise no_host(f"{self.reason.format(**spec.describe())}: {notes}")
         return kept
@@ -185,13 +197,13 @@ class AttachedL2NetworkAllocatorFlow(_Narrow):
 
     reason = "no host is in a cluster attached to the L2 networks of every L3 network asked for"
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        return not data["spec"].l3_network_uuids
+    def skip(self, data: HostAllocationData) -> bool:
+        return not data.spec.l3_network_uuids
 
     async def keep(
-        self, data: dict[str, Any], candidates: list[dict[str, Any]]
+        self, data: HostAllocationData, candidates: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        l3s = data["spec"].l3_network_uuids
+        l3s = data.spec.l3_network_uuids
 
         def rules(session: Connection) -> tuple[set[str], set[str] | None]:
             l2s = {
@@ -226,7 +238,7 @@ class AttachedL2NetworkAllocatorFlow(_Narrow):
             )
             return clusters or set(), pinned or None
 
-        clusters, pinned = await data["node"].db.run_core(rules)
+        clusters, pinned = await data.node.db.run_core(rules)
         kept = [h for h in candidates if h["clusterUuid"] in clusters]
         if kept and pinned is not None:
             kept = [h for h in kept if h["uuid"] in pinned]
@@ -244,18 +256,18 @@ class ImageBackupStorageAllocatorFlow(_Narrow):
 
     reason = "no host is in a zone whose backup storage holds image {image}"
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        return data["spec"].image_uuid is None
+    def skip(self, data: HostAllocationData) -> bool:
+        return data.spec.image_uuid is None
 
     async def keep(
-        self, data: dict[str, Any], candidates: list[dict[str, Any]]
+        self, data: HostAllocationData, candidates: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        image_uuid = data["spec"].image_uuid
+        image_uuid = data.spec.image_uuid
 
         def zones(session: Connection) -> set[str]:
             return set(session.scalars(_ZONES_WITH_IMAGE, {"image_uuid": image_uuid}))
 
-        ok = await data["node"].db.run_core(zones)
+        ok = await data.node.db.run_core(zones)
         return [h for h in candidates if h["zoneUuid"] in ok]
 
 
@@ -265,14 +277,14 @@ class HostPrimaryStorageAllocatorFlow(_Narrow):
     reason = "no host reaches primary storage with {disk} free"
 
     async def keep(
-        self, data: dict[str, Any], candidates: list[dict[str, Any]]
+        self, data: HostAllocationData, candidates: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        need = data["spec"].disk_size
+        need = data.spec.disk_size
 
         def clusters(session: Connection) -> set[str]:
             return set(session.scalars(_CLUSTERS_WITH_ROOM, {"need": need}))
 
-        ok = await data["node"].db.run_core(clusters)
+        ok = await data.node.db.run_core(clusters)
         return [h for h in candidates if h["clusterUuid"] in ok]
 
 
@@ -281,14 +293,14 @@ class DesignatedHostAllocatorFlow(_Narrow):
 
     reason = "the host, cluster or zone asked for ({designated}) cannot take the VM"
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        spec = data["spec"]
+    def skip(self, data: HostAllocationData) -> bool:
+        spec = data.spec
         return not (spec.host_uuid or spec.cluster_uuid or spec.zone_uuid)
 
     async def keep(
-        self, data: dict[str, Any], candidates: list[dict[str, Any]]
+        self, data: HostAllocationData, candidates: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        spec = data["spec"]
+        spec = data.spec
         return [
             h
             for h in candidates
@@ -301,13 +313,13 @@ class DesignatedHostAllocatorFlow(_Narrow):
 class AvoidHostAllocatorFlow(_Narrow):
     reason = "every host that could take the VM is on its avoid list"
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        return not data["spec"].avoid_host_uuids
+    def skip(self, data: HostAllocationData) -> bool:
+        return not data.spec.avoid_host_uuids
 
     async def keep(
-        self, data: dict[str, Any], candidates: list[dict[str, Any]]
+        self, data: HostAllocationData, candidates: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        avoid = set(data["spec"].avoid_host_uuids)
+        avoid = set(data.spec.avoid_host_uuids)
         return [h for h in candidates if h["uuid"] not in avoid]
 
 
@@ -317,22 +329,22 @@ class TagAllocatorFlow(_Narrow):
     reason = "no host matches the tag rules of the instance offering"
 
     async def keep(
-        self, data: dict[str, Any], candidates: list[dict[str, Any]]
+        self, data: HostAllocationData, candidates: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        for ext in data["node"].registry.extensions(InstanceOfferingTagAllocatorExtensionPoint):
-            candidates = await ext.allocate_by_tags(data["spec"], candidates)
+        for ext in data.node.registry.extensions(InstanceOfferingTagAllocatorExtensionPoint):
+            candidates = await ext.allocate_by_tags(data.spec, candidates)
         return candidates
 
 
 class LastHostPreferredAllocatorFlow(NoRollbackFlow):
     """The host the VM last ran on first, if it is still a candidate."""
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        return data["spec"].last_host_uuid is None
+    def skip(self, data: HostAllocationData) -> bool:
+        return data.spec.last_host_uuid is None
 
-    async def run(self, data: dict[str, Any]) -> None:
-        last = data["spec"].last_host_uuid
-        data["candidates"].sort(key=lambda h: h["uuid"] != last)
+    async def run(self, data: HostAllocationData) -> None:
+        last = data.spec.last_host_uuid
+        data.candidates.sort(key=lambda h: h["uuid"] != last)
 
 
 DEFAULT_FLOWS = [

@@ -401,6 +401,7 @@ class DurableRun:
     __slots__ = (
         "chains", "data", "id", "journal", "name", "operation_id", "operation_name",
         "parent_chain_id", "persisted", "resumable", "started_at", "status", "subject",
+        "written",
     )  # fmt: skip
 
     def __init__(
@@ -419,6 +420,8 @@ class DurableRun:
         self.status = "Running"
         self.started_at = _now()
         self.persisted = False
+        self.written = 0
+        """How many times the run was written (a nested chain knows if its entry was)."""
 
     @classmethod
     def restored(
@@ -459,6 +462,7 @@ class DurableRun:
         }
 
     async def write(self) -> None:
+        self.written += 1
         await self.journal.write(self)
 
 
@@ -476,7 +480,12 @@ def checkpointer() -> Callable[[Any], None]:
     if run is None:
         return _no_checkpoint
     journal = run.journal
-    return lambda conn: journal.write_in(conn, run)
+
+    def write_in(conn: Any) -> None:
+        run.written += 1
+        journal.write_in(conn, run)
+
+    return write_in
 
 
 def _no_checkpoint(conn: Any) -> None:
@@ -539,6 +548,7 @@ class FlowChain(Flow):
         self.resumable = resumable
         """After a crash, run on from the interrupted step instead of rolling back."""
         self._run: DurableRun | None = None
+        self._run_written_at = 0
 
     def _journal_entry(self) -> dict[str, Any]:
         return {
@@ -644,6 +654,7 @@ class FlowChain(Flow):
             outer = None if parent is None else parent._run
             if outer is not None and outer.data is data:
                 self._run = outer  # nested over the same data: recorded under its parent
+                self._run_written_at = outer.written
                 outer.chains.append(self)
             else:
                 self._run = DurableRun(self, data, self._journal, parent)
@@ -739,8 +750,8 @@ class FlowChain(Flow):
                             _RUNNING, None, oid,
                         ),
                     )  # fmt: skip
-                if run is not None:
-                    await run.write()
+                if run is not None and (run.resumable or not isinstance(flow, NoRollbackFlow)):
+                    await run.write()  # a step with nothing to undo needs no record before it
                 await flow.run(data)
             except asyncio.CancelledError as exc:
                 if _being_cancelled():
@@ -854,6 +865,17 @@ class FlowChain(Flow):
         if run.chains[0] is not self:
             if self in run.chains:
                 run.chains.remove(self)
+                if run.written > self._run_written_at:
+                    # The row names this chain: write it down as ended, or a crash before
+                    # the parent's next write would roll back its steps again.
+                    try:
+                        await _shielded(run.write())
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception(
+                            "[FlowChain(%s): %s] cannot write the journal", self.id, self.name
+                        )
             return
         try:
             await _shielded(run.journal.forget(run))

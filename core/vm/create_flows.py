@@ -1,10 +1,15 @@
 """The create-VM chain (ZStack's ``createVmWorkFlowElements``), declared as ``createVm``.
 
-Data keys: ``node``, ``spec`` (VmInstanceSpec); the flows add ``host``,
-``backup_storage``, ``primary_storage``, ``root_volume`` and the spec's ``nics``.
-Each flow undoes in ``rollback`` exactly what its ``run`` did, reading what it needs from ``data``,
-so a failure anywhere leaves no capacity taken, no volume row or file, and no
-domain.
+It runs over :class:`CreateVmData`: the caller gives the spec (the VM row exists, in
+``Starting``); the flows add the host, the storages, the root volume and the spec's NICs.
+Each flow undoes in ``rollback`` what its ``run`` did, so a failure anywhere leaves no
+capacity taken, no volume row or file, no domain, and no VM row.
+
+The chain is durable: after a crash its rollbacks run from the journal's record (see
+:mod:`core.kernel.flow_journal`), for a step that may have done none, part or all of its
+work.  So every rollback finds what to undo by the VM's uuid or by a value the step
+wrote down in the same transaction as its change (``checkpointer``), and undoing twice
+is harmless.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ from sqlalchemy.orm import Session
 
 from agent import protocol
 from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
-from core.allocator.flows import no_host
+from core.allocator.flows import HostAllocationData, no_host
 from core.host.capacity import reserve_capacity, return_capacity
 from core.host.plugin import HostPlugin
 from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.kernel.db import new_uuid
 from core.kernel.errors import operr
-from core.kernel.flow import Flow, NoRollbackFlow
+from core.kernel.flow import Flow, NoRollbackFlow, checkpointer
 from core.network.l3.ipam import allocate_ip
 from core.network.l3.nics import agent_nics, create_nic, delete_nics, nics_of, tap_name
 from core.storage.capacity import reserve_primary_capacity, return_primary_capacity
@@ -34,6 +39,7 @@ from core.storage.models import (
     PrimaryStorageClusterRefVO,
     PrimaryStorageVO,
 )
+from core.tag.plugin import delete_all_tags
 from core.vm.extension_points import (
     PostVmInstantiateResourceExtensionPoint,
     PreVmInstantiateResourceExtensionPoint,
@@ -49,6 +55,22 @@ _primary_storages = PrimaryStorageVO.__table__
 _volumes = VolumeVO.__table__
 
 CHAIN = "createVm"
+
+
+class CreateVmData(HostAllocationData):
+    """What the createVm flows share (the allocator's data, and what the flows make)."""
+
+    host: dict[str, Any] | None = None
+    """The allocator's candidate the VM's CPU and memory are reserved on."""
+    backup_storage: dict[str, Any] | None = None
+    """``{uuid, installPath}``: where the image is copied from."""
+    primary_storage: dict[str, Any] | None = None
+    """``{uuid, url, reserved}``: where the root volume lives, and the room reserved."""
+    root_volume: dict[str, Any] | None = None
+    """``{uuid, installPath}`` of the root volume, once its row exists."""
+    console_log: str | None = None
+
+
 _cache_locks: dict[tuple[str, str], asyncio.Lock] = {}
 # Caches are never removed while the node runs, so a hit can be remembered.
 _cache_paths: dict[tuple[str, str], str] = {}
@@ -96,97 +118,140 @@ _VOLUME_READY = (
 )
 
 
+class VmInstanceRowFlow(Flow):
+    """The VM's row, made (in ``Starting``) by the caller just before the chain: its
+    rollback, the chain's last, takes the row away with its tags, so a failed or
+    interrupted create leaves no VM behind."""
+
+    async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
+        return None
+
+    async def rollback(self, data: CreateVmData) -> None:  # type: ignore[override]
+        await forget_vm(data.node, data.spec.vm_uuid)
+
+
+async def forget_vm(node: Any, vm_uuid: str) -> None:
+    """Delete a VM's row and tags (no-op if gone) and say so on ``/vm/deleted``."""
+    from core.vm.models import VmInstanceVO
+    from core.vm.plugin import DELETED_EVENT
+
+    def forget(session: Session) -> bool:
+        vm = session.get(VmInstanceVO, vm_uuid)
+        if vm is not None:
+            session.delete(vm)
+        delete_all_tags(session, [vm_uuid])
+        return vm is not None
+
+    if await node.db.run(forget):
+        node.events.publish(DELETED_EVENT, {"vmUuid": vm_uuid})
+
+
 class VmAllocateHostFlow(Flow):
     """Run the host allocator chain, then reserve CPU and memory on the first candidate
-    that still has them (one conditional UPDATE, so concurrent creates never overbook)."""
+    that still has them (one conditional UPDATE, so concurrent creates never overbook;
+    the choice is written down with it)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node, spec = data["node"], data["spec"]
+    async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
+        node, spec = data.node, data.spec
         await node.chain(ALLOCATOR_CHAIN).run(data)
+        save = checkpointer()
 
-        def reserve(session: Connection) -> dict[str, Any] | None:
-            for host in data["candidates"]:
-                if reserve_capacity(session, host["uuid"], spec.cpu_num, spec.memory_size):
+        def reserve(conn: Connection) -> dict[str, Any] | None:
+            for host in data.candidates:
+                if reserve_capacity(conn, host["uuid"], spec.cpu_num, spec.memory_size):
+                    data.host = host
+                    save(conn)
                     return host
             return None
 
-        host = await node.db.run_core(reserve)
-        if host is None:
+        if await node.db.run_core(reserve) is None:
             raise no_host(
                 f"no Connected host has {spec.describe()['cpu']} CPU(s) and "
                 f"{spec.describe()['memory']} of memory free",
                 "the last candidates were taken by concurrent allocations",
             )
-        data["host"] = host
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        host, spec = data.get("host"), data["spec"]
-        if host is not None:
-            await data["node"].db.run(
-                lambda s: return_capacity(s, host["uuid"], spec.cpu_num, spec.memory_size)
-            )
-            del data["host"]
+    async def rollback(self, data: CreateVmData) -> None:  # type: ignore[override]
+        host, spec = data.host, data.spec
+        if host is None:
+            return
+        save = checkpointer()
+
+        def give_back(conn: Connection) -> None:
+            return_capacity(conn, host["uuid"], spec.cpu_num, spec.memory_size)
+            data.host = None
+            save(conn)
+
+        await data.node.db.run_core(give_back)
 
 
 class VmImageSelectBackupStorageFlow(NoRollbackFlow):
     """The backup storage in the host's zone that holds the image."""
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        return data["spec"].image_uuid is None
+    def skip(self, data: CreateVmData) -> bool:  # type: ignore[override]
+        return data.spec.image_uuid is None
 
-    async def run(self, data: dict[str, Any]) -> None:
-        zone, image = data["host"]["zoneUuid"], data["spec"].image_uuid
+    async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
+        assert data.host is not None
+        zone, image = data.host["zoneUuid"], data.spec.image_uuid
 
         def select_bs(session: Connection) -> dict[str, Any] | None:
             row = session.execute(_IMAGE_COPY_IN_ZONE, {"image": image, "zone": zone}).first()
             return None if row is None else {"uuid": row[0], "installPath": row[1]}
 
-        data["backup_storage"] = await data["node"].db.run_core(select_bs)
-        if data["backup_storage"] is None:
+        data.backup_storage = await data.node.db.run_core(select_bs)
+        if data.backup_storage is None:
             raise operr(f"no backup storage in the host's zone holds image {image}")
 
 
 class VmAllocatePrimaryStorageFlow(Flow):
-    """Primary storage attached to the host's cluster, with the root volume's room reserved."""
+    """Primary storage attached to the host's cluster, with the root volume's room reserved
+    (written down with the reservation)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        cluster, need = data["host"]["clusterUuid"], data["spec"].disk_size
+    async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
+        assert data.host is not None
+        cluster, need = data.host["clusterUuid"], data.spec.disk_size
+        save = checkpointer()
 
-        def allocate(session: Connection) -> dict[str, Any] | None:
-            for uuid, url in session.execute(_CLUSTER_PRIMARY_STORAGES, {"cluster": cluster}):
-                if reserve_primary_capacity(session, uuid, need):
-                    return {"uuid": uuid, "url": url, "reserved": need}
-            return None
+        def allocate(conn: Connection) -> bool:
+            for uuid, url in conn.execute(_CLUSTER_PRIMARY_STORAGES, {"cluster": cluster}):
+                if reserve_primary_capacity(conn, uuid, need):
+                    data.primary_storage = {"uuid": uuid, "url": url, "reserved": need}
+                    save(conn)
+                    return True
+            return False
 
-        data["primary_storage"] = await data["node"].db.run_core(allocate)
-        if data["primary_storage"] is None:
+        if not await data.node.db.run_core(allocate):
             raise operr(
-                f"no primary storage of the host's cluster has "
-                f"{data['spec'].describe()['disk']} free"
+                f"no primary storage of the host's cluster has {data.spec.describe()['disk']} free"
             )
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        ps = data.pop("primary_storage", None)
-        if ps is not None:
-            await data["node"].db.run(
-                lambda s: return_primary_capacity(s, ps["uuid"], ps["reserved"])
-            )
+    async def rollback(self, data: CreateVmData) -> None:  # type: ignore[override]
+        ps = data.primary_storage
+        if ps is None:
+            return
+        save = checkpointer()
+
+        def give_back(conn: Connection) -> None:
+            return_primary_capacity(conn, ps["uuid"], ps["reserved"])
+            data.primary_storage = None
+            save(conn)
+
+        await data.node.db.run_core(give_back)
 
 
 class VmAllocateVolumeFlow(Flow):
-    """The root volume: a qcow2 overlay on the image, cached once per primary storage."""
+    """The root volume: a qcow2 overlay on the image, cached once per primary storage.
+    Its row (and so its uuid and path) is written down before the file is made."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node, spec, ps = data["node"], data["spec"], data["primary_storage"]
-        agent = await node.plugin(HostPlugin).agent_of(data["host"]["uuid"])
+    async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
+        node, spec, ps, host = data.node, data.spec, data.primary_storage, data.host
+        assert ps is not None and host is not None
+        agent = await node.plugin(HostPlugin).agent_of(host["uuid"])
         cache = await _image_cache(data, agent)
 
         uuid = new_uuid()
-        volume = data["root_volume"] = {
-            "uuid": uuid,
-            "installPath": f"{ps['url']}/rootvolumes/vm-{spec.vm_uuid}/{uuid}.qcow2",
-            "created": False,
-        }
+        path = f"{ps['url']}/rootvolumes/vm-{spec.vm_uuid}/{uuid}.qcow2"
         row = {
             "uuid": uuid,
             "name": f"ROOT-for-{spec.name}",
@@ -196,20 +261,21 @@ class VmAllocateVolumeFlow(Flow):
             "type": "Root",
             "format": "qcow2",
             "status": "Creating",
-            "install_path": volume["installPath"],
+            "install_path": path,
         }
-        await node.db.run_core(lambda c: c.execute(_NEW_VOLUME, row))
+        save = checkpointer()
+
+        def new_volume(conn: Connection) -> None:
+            conn.execute(_NEW_VOLUME, row)
+            data.root_volume = {"uuid": uuid, "installPath": path}
+            save(conn)
+
+        await node.db.run_core(new_volume)
         answer = await agent.call(
             protocol.VOLUME_CREATE,
-            {
-                "installPath": volume["installPath"],
-                "backingFile": cache,
-                "format": "qcow2",
-                "size": 0,
-            },
+            {"installPath": path, "backingFile": cache, "format": "qcow2", "size": 0},
             timeout=120,
         )
-        volume["created"] = True
         # The size is what was reserved on the primary storage (the image's virtual
         # size), so expunging gives back exactly that.
         ready = {
@@ -220,21 +286,30 @@ class VmAllocateVolumeFlow(Flow):
         }
         await node.db.run_core(lambda c: c.execute(_VOLUME_READY, ready))
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        volume = data.pop("root_volume", None)
+    async def rollback(self, data: CreateVmData) -> None:  # type: ignore[override]
+        volume = data.root_volume
         if volume is None:
             return
-        node = data["node"]
-        if volume["created"]:
-            agent = await node.plugin(HostPlugin).agent_of(data["host"]["uuid"])
-            await agent.call(protocol.VOLUME_DELETE, {"installPath": volume["installPath"]})
-        await node.db.run(lambda s: _delete(s, VolumeVO, volume["uuid"]))
+        node = data.node
+        assert data.host is not None
+        agent = await node.plugin(HostPlugin).agent_of(data.host["uuid"])
+        # Deleting a file that was never made (or is gone already) succeeds.
+        await agent.call(protocol.VOLUME_DELETE, {"installPath": volume["installPath"]})
+        save = checkpointer()
+
+        def forget(session: Session) -> None:
+            _delete(session, VolumeVO, volume["uuid"])
+            data.root_volume = None
+            save(session.connection())
+
+        await node.db.run(forget)
 
 
-async def _image_cache(data: dict[str, Any], agent: Any) -> str:
+async def _image_cache(data: CreateVmData, agent: Any) -> str:
     """The image's copy on the primary storage, made on first use (never rolled back:
     a cache serves every later VM, as ZStack's ImageCacheVO does)."""
-    node, spec, ps = data["node"], data["spec"], data["primary_storage"]
+    node, spec, ps, bs = data.node, data.spec, data.primary_storage, data.backup_storage
+    assert ps is not None and bs is not None
     key = (ps["uuid"], spec.image_uuid)
     cached = _cache_paths.get(key)
     if cached is not None:
@@ -261,7 +336,7 @@ async def _image_cache(data: dict[str, Any], agent: Any) -> str:
         answer = await agent.call_async(
             protocol.IMAGE_DOWNLOAD,
             {
-                "url": data["backup_storage"]["installPath"],
+                "url": bs["installPath"],
                 "installPath": path,
                 "checksum": "",
                 "taskUuid": spec.vm_uuid,
@@ -289,11 +364,11 @@ class VmAllocateNicFlow(Flow):
     """One NIC per L3 network, the default first: an address from IPAM (the one a
     ``staticIp`` tag asks for, or the lowest free), a fresh MAC and a tap name."""
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        return not data["spec"].l3_network_uuids
+    def skip(self, data: CreateVmData) -> bool:  # type: ignore[override]
+        return not data.spec.l3_network_uuids
 
-    async def run(self, data: dict[str, Any]) -> None:
-        spec = data["spec"]
+    async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
+        spec = data.spec
 
         def allocate(session: Session) -> list[dict[str, Any]]:
             for device_id, l3_uuid in enumerate(spec.l3_network_uuids):
@@ -308,62 +383,68 @@ class VmAllocateNicFlow(Flow):
                 )
             return nics_of(session, spec.vm_uuid)
 
-        data["nics_allocated"] = True
-        spec.nics = await data["node"].db.run(allocate)
+        spec.nics = await data.node.db.run(allocate)
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        if data.pop("nics_allocated", False):
-            spec = data["spec"]
-            await data["node"].db.run(lambda s: delete_nics(s, spec.vm_uuid))
-            spec.nics = []
+    async def rollback(self, data: CreateVmData) -> None:  # type: ignore[override]
+        # Found by the VM's uuid: nothing to write down first, and a second run is a no-op.
+        spec = data.spec
+        await data.node.db.run(lambda s: delete_nics(s, spec.vm_uuid))
+        spec.nics = []
 
 
-async def spec_of(data: dict[str, Any]) -> VmInstanceSpec:
+async def spec_of(data: Any) -> VmInstanceSpec:
     """The operation's VmInstanceSpec: a create's own, or one read from the VM's row and
-    NICs (the life-cycle chains start from the row, ``data["vm"]``)."""
-    spec: VmInstanceSpec | None = data.get("spec")
+    NICs (the life-cycle chains start from the row, ``data.vm``), kept in ``data.spec``."""
+    spec: VmInstanceSpec | None = data.spec
     if spec is None:
-        vm = data["vm"]
-        nics = await data["node"].db.run(lambda s: nics_of(s, vm["uuid"]))
-        spec = data["spec"] = VmInstanceSpec(
-            vm_uuid=vm["uuid"],
-            name=vm["name"],
-            cpu_num=vm["cpuNum"],
-            memory_size=vm["memorySize"],
-            image_uuid=vm["imageUuid"],
-            l3_network_uuids=[nic["l3NetworkUuid"] for nic in nics],
-            nics=nics,
-            last_host_uuid=vm["lastHostUuid"],
-        )
+        spec = data.spec = await spec_from_row(data.node, data.vm)
     return spec
 
 
-class VmInstantiateResourcePreFlow(Flow):
-    """Every PreVmInstantiateResourceExtensionPoint prepares its part (DHCP, DNS…)."""
+async def spec_from_row(node: Any, vm: dict[str, Any]) -> VmInstanceSpec:
+    """A VmInstanceSpec for the VM of inventory ``vm``, with its NICs."""
+    nics = await node.db.run(lambda s: nics_of(s, vm["uuid"]))
+    return VmInstanceSpec(
+        vm_uuid=vm["uuid"],
+        name=vm["name"],
+        cpu_num=vm["cpuNum"],
+        memory_size=vm["memorySize"],
+        image_uuid=vm["imageUuid"],
+        l3_network_uuids=[nic["l3NetworkUuid"] for nic in nics],
+        nics=nics,
+        last_host_uuid=vm["lastHostUuid"],
+    )
 
-    async def run(self, data: dict[str, Any]) -> None:
-        done = data.setdefault("pre_instantiated", [])
+
+class VmInstantiateResourcePreFlow(Flow):
+    """Every PreVmInstantiateResourceExtensionPoint prepares its part (DHCP, DNS…).
+
+    The rollback asks every one of them to release, last first: a release finds what to
+    undo by the VM (its NICs' entries) and does nothing when there is nothing."""
+
+    async def run(self, data: Any) -> None:
         spec = await spec_of(data)
-        spec.dest_host_uuid = data["host"]["uuid"]
-        for ext in data["node"].registry.extensions(PreVmInstantiateResourceExtensionPoint):
+        assert data.host is not None
+        spec.dest_host_uuid = data.host["uuid"]
+        for ext in data.node.registry.extensions(PreVmInstantiateResourceExtensionPoint):
             await ext.pre_before_instantiate_vm_resource(spec)
-        for ext in data["node"].registry.extensions(PreVmInstantiateResourceExtensionPoint):
-            done.append(ext)
+        for ext in data.node.registry.extensions(PreVmInstantiateResourceExtensionPoint):
             await ext.pre_instantiate_vm_resource(spec)
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        for ext in reversed(data.pop("pre_instantiated", [])):
-            await ext.pre_release_vm_resource(data["spec"])
+    async def rollback(self, data: Any) -> None:
+        spec = await spec_of(data)
+        for ext in reversed(data.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):
+            await ext.pre_release_vm_resource(spec)
 
 
 class VmCreateOnHypervisorFlow(Flow):
     """Define and start the domain on the host."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node, spec, volume = data["node"], data["spec"], data["root_volume"]
-        agent = await node.plugin(HostPlugin).agent_of(data["host"]["uuid"])
-        data["console_log"] = console_log_path(data["primary_storage"]["url"], spec.vm_uuid)
-        data["on_hypervisor"] = True
+    async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
+        node, spec, volume, host = data.node, data.spec, data.root_volume, data.host
+        assert volume is not None and host is not None and data.primary_storage is not None
+        agent = await node.plugin(HostPlugin).agent_of(host["uuid"])
+        data.console_log = console_log_path(data.primary_storage["url"], spec.vm_uuid)
         await agent.call_async(
             protocol.VM_START,
             {
@@ -373,35 +454,60 @@ class VmCreateOnHypervisorFlow(Flow):
                 "memorySize": spec.memory_size,
                 "rootVolume": {"installPath": volume["installPath"], "format": "qcow2"},
                 "nics": agent_nics(spec.nics),
-                "consoleLogPath": data["console_log"],
-                "acceleration": data["host"]["acceleration"] or "",
+                "consoleLogPath": data.console_log,
+                "acceleration": host["acceleration"] or "",
                 "timeout": 120,
             },
             timeout=300,
         )
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        if data.pop("on_hypervisor", False):
-            agent = await data["node"].plugin(HostPlugin).agent_of(data["host"]["uuid"])
-            vm_uuid = data["spec"].vm_uuid
-            await agent.call_async(protocol.VM_DESTROY, {"vmUuid": vm_uuid}, timeout=300)
-            await agent.call(
-                protocol.VM_EXPUNGE, {"vmUuid": vm_uuid, "consoleLogPath": data["console_log"]}
-            )
+    async def rollback(self, data: CreateVmData) -> None:  # type: ignore[override]
+        # The domain is named after the VM: destroying one that is not there succeeds.
+        assert data.host is not None and data.primary_storage is not None
+        agent = await data.node.plugin(HostPlugin).agent_of(data.host["uuid"])
+        vm_uuid = data.spec.vm_uuid
+        await agent.call_async(protocol.VM_DESTROY, {"vmUuid": vm_uuid}, timeout=300)
+        await agent.call(
+            protocol.VM_EXPUNGE,
+            {
+                "vmUuid": vm_uuid,
+                "consoleLogPath": console_log_path(data.primary_storage["url"], vm_uuid),
+            },
+        )
 
 
 class VmInstantiateResourcePostFlow(Flow):
-    """Every PostVmInstantiateResourceExtensionPoint, after the domain runs."""
+    """Every PostVmInstantiateResourceExtensionPoint, after the domain runs (the rollback
+    asks each to release, as the pre flow's does)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        done = data.setdefault("post_instantiated", [])
-        for ext in data["node"].registry.extensions(PostVmInstantiateResourceExtensionPoint):
-            done.append(ext)
-            await ext.post_instantiate_vm_resource(data["spec"])
+    async def run(self, data: Any) -> None:
+        for ext in data.node.registry.extensions(PostVmInstantiateResourceExtensionPoint):
+            await ext.post_instantiate_vm_resource(data.spec)
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        for ext in reversed(data.pop("post_instantiated", [])):
-            await ext.post_release_vm_resource(data["spec"])
+    async def rollback(self, data: Any) -> None:
+        spec = await spec_of(data)
+        for ext in reversed(data.node.registry.extensions(PostVmInstantiateResourceExtensionPoint)):
+            await ext.post_release_vm_resource(spec)
+
+
+class VmCreatedRunningFlow(NoRollbackFlow):
+    """The VM is Running on its host, with its root volume: the last step, so a create
+    whose chain ended has a consistent row (nothing after it can be interrupted)."""
+
+    async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
+        from core.vm.plugin import VmPlugin
+
+        host, volume = data.host, data.root_volume
+        assert host is not None and volume is not None
+        await data.node.plugin(VmPlugin).change_state(
+            data.spec.vm_uuid,
+            "running",
+            host_uuid=host["uuid"],
+            cluster_uuid=host["clusterUuid"],
+            zone_uuid=host["zoneUuid"],
+            root_volume_uuid=volume["uuid"],
+            hypervisor_type=host["hypervisorType"],
+        )
 
 
 def _delete(session: Session, model: Any, uuid: str) -> None:
@@ -413,6 +519,7 @@ def _delete(session: Session, model: Any, uuid: str) -> None:
 DEFAULT_FLOWS = [
     f"{__name__}.{cls.__name__}"
     for cls in (
+        VmInstanceRowFlow,
         VmAllocateHostFlow,
         VmImageSelectBackupStorageFlow,
         VmAllocatePrimaryStorageFlow,
@@ -421,5 +528,6 @@ DEFAULT_FLOWS = [
         VmInstantiateResourcePreFlow,
         VmCreateOnHypervisorFlow,
         VmInstantiateResourcePostFlow,
+        VmCreatedRunningFlow,
     )
 ]

@@ -1,8 +1,16 @@
 """The life-cycle chains of a VM (ZStack's start, stop, reboot, pause, resume,
 destroy and expunge work flows), each declared under its own name.
 
-Data keys: ``node``, ``vm`` (the VM row as a dict, read before the chain),
-``spec``; stop takes ``stop_type`` and ``stop_timeout``.
+They run over :class:`VmOperationData`: the VM row as read before the chain, and the
+state-machine events around it.  Each chain but expunge begins with
+:class:`VmTransitionFlow` (the intermediate state; its rollback puts the old state back)
+and ends with :class:`VmSettleStateFlow` (the final state), so a chain that ended, failed
+or was taken up after a crash leaves the row in a state that is not intermediate.
+
+Start, reboot, pause and resume roll back when interrupted.  Stop, destroy and expunge
+are resumable (:data:`RESUMABLE`): once the hypervisor was asked to stop a domain there
+is no way back, so recovery runs them on; their steps are idempotent, and what is not
+(capacity given back) is written down with its change.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from core.host.capacity import HOLDING_STATES, reserve_capacity, return_capacity
 from core.host.models import HostVO
 from core.host.plugin import HostPlugin
 from core.kernel.errors import operr
-from core.kernel.flow import Flow, NoRollbackFlow
+from core.kernel.flow import Flow, NoRollbackFlow, checkpointer
+from core.kernel.flow_data import FlowData
 from core.network.l3.nics import agent_nics, delete_nics
 from core.storage.capacity import return_primary_capacity
 from core.storage.models import PrimaryStorageVO
@@ -26,55 +35,114 @@ from core.vm.create_flows import (
     VmInstantiateResourcePostFlow,
     VmInstantiateResourcePreFlow,
     console_log_path,
+    forget_vm,
     spec_of,
 )
 from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
-from core.vm.spec import human_size
+from core.vm.spec import VmInstanceSpec, human_size
 from core.volume.models import VolumeVO
 
 log = logging.getLogger(__name__)
 
 
-async def _agent(data: dict[str, Any], host_uuid: str) -> Any:
-    return await data["node"].plugin(HostPlugin).agent_of(host_uuid)
+class VmOperationData(FlowData):
+    """What a VM life-cycle chain's flows share."""
+
+    vm: dict[str, Any]
+    """The VM's inventory as read before the chain (its old state and host)."""
+    spec: VmInstanceSpec | None = None
+    """Read from the row and NICs when a flow first needs it (``spec_of``)."""
+    start_event: str | None = None
+    """The state-machine event that puts the VM in its intermediate state."""
+    done_event: str | None = None
+    """The event of the final state."""
+    host: dict[str, Any] | None = None
+    """Start: ``{uuid}`` of the host capacity is reserved on."""
+    capacity_returned: bool = False
+    """Stop, destroy: the VM's CPU and memory went back to its host."""
+    stop_type: str = "grace"
+    stop_timeout: int = 60
+
+
+async def _agent(data: VmOperationData, host_uuid: str) -> Any:
+    return await data.node.plugin(HostPlugin).agent_of(host_uuid)
+
+
+class VmTransitionFlow(Flow):
+    """The VM's intermediate state (Starting, Stopping…); the rollback puts back the
+    state and host the VM had before the chain."""
+
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
+        from core.vm.plugin import VmPlugin
+
+        if data.start_event is not None:
+            await data.node.plugin(VmPlugin).change_state(data.vm["uuid"], data.start_event)
+
+    async def rollback(self, data: VmOperationData) -> None:  # type: ignore[override]
+        from core.vm.plugin import VmPlugin
+
+        await data.node.plugin(VmPlugin).restore_state(data.vm)
+
+
+class VmSettleStateFlow(NoRollbackFlow):
+    """The final state (with the host a start reserved on)."""
+
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
+        from core.vm.plugin import VmPlugin
+
+        if data.done_event is None:
+            return
+        columns = {} if data.host is None else {"host_uuid": data.host["uuid"]}
+        await data.node.plugin(VmPlugin).change_state(data.vm["uuid"], data.done_event, **columns)
 
 
 class VmAllocateHostForStoppedVmFlow(Flow):
     """Reserve capacity on the host that holds the VM's root volume (its last host)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        vm = data["vm"]
+    async def run(self, data: VmOperationData) -> None:
+        vm = data.vm
         host_uuid = vm["hostUuid"] or vm["lastHostUuid"]
         if host_uuid is None:
             raise operr(f"VM {vm['name']} has never run on a host; its volume has no home")
-        taken = await data["node"].db.run(
-            lambda s: reserve_capacity(s, host_uuid, vm["cpuNum"], vm["memorySize"])
-        )
-        if not taken:
-            host = await data["node"].db.run(lambda s: _inventory(s, HostVO, host_uuid))
+        save = checkpointer()
+
+        def reserve(session: Session) -> bool:
+            if not reserve_capacity(session, host_uuid, vm["cpuNum"], vm["memorySize"]):
+                return False
+            data.host = {"uuid": host_uuid}
+            save(session.connection())
+            return True
+
+        if not await data.node.db.run(reserve):
+            host = await data.node.db.run(lambda s: _inventory(s, HostVO, host_uuid))
             name = host["name"] if host else f"[uuid:{host_uuid}]"
             notes = (
                 ""
                 if host is None
-                else shortage_notes(data["node"], [host], vm["cpuNum"], vm["memorySize"])
+                else shortage_notes(data.node, [host], vm["cpuNum"], vm["memorySize"])
             )
             raise operr(
                 f"host {name} of VM {vm['name']} has not {vm['cpuNum']} CPU(s) and "
                 f"{human_size(vm['memorySize'])} of memory free" + (f": {notes}" if notes else "")
             )
-        data["host"] = {"uuid": host_uuid}
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        host, vm = data.pop("host", None), data["vm"]
-        if host is not None:
-            await data["node"].db.run(
-                lambda s: return_capacity(s, host["uuid"], vm["cpuNum"], vm["memorySize"])
-            )
+    async def rollback(self, data: VmOperationData) -> None:
+        host, vm = data.host, data.vm
+        if host is None:
+            return
+        save = checkpointer()
+
+        def give_back(session: Session) -> None:
+            return_capacity(session, host["uuid"], vm["cpuNum"], vm["memorySize"])
+            data.host = None
+            save(session.connection())
+
+        await data.node.db.run(give_back)
 
 
 class VmStartOnHypervisorFlow(Flow):
-    async def run(self, data: dict[str, Any]) -> None:
-        vm = data["vm"]
+    async def run(self, data: VmOperationData) -> None:
+        vm = data.vm
 
         def root_volume(session: Session) -> tuple[dict[str, Any], str]:
             volume = session.get(VolumeVO, vm["rootVolumeUuid"])
@@ -83,10 +151,10 @@ class VmStartOnHypervisorFlow(Flow):
             assert storage is not None
             return volume.to_inventory(), console_log_path(storage.url, vm["uuid"])
 
-        volume, console = await data["node"].db.run(root_volume)
+        volume, console = await data.node.db.run(root_volume)
         spec = await spec_of(data)
-        data["on_hypervisor"] = True
-        await (await _agent(data, data["host"]["uuid"])).call_async(
+        assert data.host is not None
+        await (await _agent(data, data.host["uuid"])).call_async(
             protocol.VM_START,
             {
                 "vmUuid": vm["uuid"],
@@ -101,72 +169,81 @@ class VmStartOnHypervisorFlow(Flow):
             timeout=300,
         )
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        if data.pop("on_hypervisor", False):
-            await (await _agent(data, data["host"]["uuid"])).call_async(
-                protocol.VM_STOP,
-                {"vmUuid": data["vm"]["uuid"], "type": "force", "timeout": 30},
-                timeout=300,
-            )
+    async def rollback(self, data: VmOperationData) -> None:
+        # Stopping a domain that is not running succeeds: no need to know how far run got.
+        if data.host is None:
+            return
+        await (await _agent(data, data.host["uuid"])).call_async(
+            protocol.VM_STOP,
+            {"vmUuid": data.vm["uuid"], "type": "force", "timeout": 30},
+            timeout=300,
+        )
 
 
 class VmStopOnHypervisorFlow(NoRollbackFlow):
-    async def run(self, data: dict[str, Any]) -> None:
-        vm = data["vm"]
+    async def run(self, data: VmOperationData) -> None:
+        vm = data.vm
         await (await _agent(data, vm["hostUuid"])).call_async(
             protocol.VM_STOP,
             {
                 "vmUuid": vm["uuid"],
-                "type": data.get("stop_type", "grace"),
-                "timeout": data.get("stop_timeout", 60),
+                "type": data.stop_type,
+                "timeout": data.stop_timeout,
             },
-            timeout=data.get("stop_timeout", 60) + 120,
+            timeout=data.stop_timeout + 120,
         )
 
 
 class VmReturnHostFlow(NoRollbackFlow):
-    """Give the VM's CPU and memory back to its host."""
+    """Give the VM's CPU and memory back to its host (once: written down with it)."""
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        vm = data["vm"]
+    def skip(self, data: VmOperationData) -> bool:
+        vm = data.vm
         return vm["hostUuid"] is None or vm["state"] not in HOLDING_STATES
 
-    async def run(self, data: dict[str, Any]) -> None:
-        vm = data["vm"]
-        await data["node"].db.run(
-            lambda s: return_capacity(s, vm["hostUuid"], vm["cpuNum"], vm["memorySize"])
-        )
+    async def run(self, data: VmOperationData) -> None:
+        vm = data.vm
+        if data.capacity_returned:
+            return
+        save = checkpointer()
+
+        def give_back(session: Session) -> None:
+            return_capacity(session, vm["hostUuid"], vm["cpuNum"], vm["memorySize"])
+            data.capacity_returned = True
+            save(session.connection())
+
+        await data.node.db.run(give_back)
 
 
 class VmRebootOnHypervisorFlow(NoRollbackFlow):
-    async def run(self, data: dict[str, Any]) -> None:
-        vm = data["vm"]
+    async def run(self, data: VmOperationData) -> None:
+        vm = data.vm
         await (await _agent(data, vm["hostUuid"])).call_async(
             protocol.VM_REBOOT, {"vmUuid": vm["uuid"], "timeout": 60}, timeout=300
         )
 
 
 class VmPauseOnHypervisorFlow(NoRollbackFlow):
-    async def run(self, data: dict[str, Any]) -> None:
-        vm = data["vm"]
+    async def run(self, data: VmOperationData) -> None:
+        vm = data.vm
         await (await _agent(data, vm["hostUuid"])).call(protocol.VM_PAUSE, {"vmUuid": vm["uuid"]})
 
 
 class VmResumeOnHypervisorFlow(NoRollbackFlow):
-    async def run(self, data: dict[str, Any]) -> None:
-        vm = data["vm"]
+    async def run(self, data: VmOperationData) -> None:
+        vm = data.vm
         await (await _agent(data, vm["hostUuid"])).call(protocol.VM_RESUME, {"vmUuid": vm["uuid"]})
 
 
 class VmDestroyOnHypervisorFlow(NoRollbackFlow):
     """Power off and undefine the domain (on the host it last ran on)."""
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        vm = data["vm"]
+    def skip(self, data: VmOperationData) -> bool:
+        vm = data.vm
         return (vm["hostUuid"] or vm["lastHostUuid"]) is None
 
-    async def run(self, data: dict[str, Any]) -> None:
-        vm = data["vm"]
+    async def run(self, data: VmOperationData) -> None:
+        vm = data.vm
         await (await _agent(data, vm["hostUuid"] or vm["lastHostUuid"])).call_async(
             protocol.VM_DESTROY, {"vmUuid": vm["uuid"]}, timeout=300
         )
@@ -177,11 +254,9 @@ class VmReleaseResourceFlow(NoRollbackFlow):
     entry, ...) once the domain is off.  A release that fails is logged, not fatal: the
     VM is already off, and the provider's next full re-sync drops what is left."""
 
-    async def run(self, data: dict[str, Any]) -> None:
+    async def run(self, data: VmOperationData) -> None:
         spec = await spec_of(data)
-        for ext in reversed(
-            data["node"].registry.extensions(PreVmInstantiateResourceExtensionPoint)
-        ):
+        for ext in reversed(data.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):
             try:
                 await ext.pre_release_vm_resource(spec)
             except Exception as exc:
@@ -191,21 +266,21 @@ class VmReleaseResourceFlow(NoRollbackFlow):
 class VmExpungeNicFlow(NoRollbackFlow):
     """Delete the VM's NICs; their addresses go back to their L3 networks."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        vm_uuid = data["vm"]["uuid"]
-        await data["node"].db.run(lambda s: delete_nics(s, vm_uuid))
+    async def run(self, data: VmOperationData) -> None:
+        vm_uuid = data.vm["uuid"]
+        await data.node.db.run(lambda s: delete_nics(s, vm_uuid))
 
 
 class VmExpungeConsoleLogFlow(NoRollbackFlow):
     """Delete the VM's serial console log on the host it last ran on (it sits beside the
     root volume, on the same primary storage)."""
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        vm = data["vm"]
+    def skip(self, data: VmOperationData) -> bool:
+        vm = data.vm
         return vm["rootVolumeUuid"] is None or (vm["hostUuid"] or vm["lastHostUuid"]) is None
 
-    async def run(self, data: dict[str, Any]) -> None:
-        vm, node = data["vm"], data["node"]
+    async def run(self, data: VmOperationData) -> None:
+        vm, node = data.vm, data.node
 
         def storage_url(session: Session) -> str | None:
             volume = session.get(VolumeVO, vm["rootVolumeUuid"])
@@ -226,11 +301,11 @@ class VmExpungeConsoleLogFlow(NoRollbackFlow):
 class VmExpungeRootVolumeFlow(NoRollbackFlow):
     """Delete the root volume's file and row; its primary storage gets the room back."""
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        return data["vm"]["rootVolumeUuid"] is None
+    def skip(self, data: VmOperationData) -> bool:
+        return data.vm["rootVolumeUuid"] is None
 
-    async def run(self, data: dict[str, Any]) -> None:
-        vm, node = data["vm"], data["node"]
+    async def run(self, data: VmOperationData) -> None:
+        vm, node = data.vm, data.node
         volume = await node.db.run(lambda s: _inventory(s, VolumeVO, vm["rootVolumeUuid"]))
         if volume is None:
             return
@@ -262,17 +337,32 @@ def _paths(*classes: type) -> list[str]:
     return [f"{cls.__module__}.{cls.__name__}" for cls in classes]
 
 
+class VmExpungeRowFlow(NoRollbackFlow):
+    """The VM's row and tags go last, once everything it held is gone."""
+
+    async def run(self, data: VmOperationData) -> None:
+        await forget_vm(data.node, data.vm["uuid"])
+
+
+def _around(*classes: type) -> list[str]:
+    return _paths(VmTransitionFlow, *classes, VmSettleStateFlow)
+
+
 CHAINS: dict[str, list[str]] = {
-    "startVm": _paths(
+    "startVm": _around(
         VmAllocateHostForStoppedVmFlow,
         VmInstantiateResourcePreFlow,
         VmStartOnHypervisorFlow,
         VmInstantiateResourcePostFlow,
     ),
-    "stopVm": _paths(VmStopOnHypervisorFlow, VmReturnHostFlow, VmReleaseResourceFlow),
-    "rebootVm": _paths(VmRebootOnHypervisorFlow),
-    "pauseVm": _paths(VmPauseOnHypervisorFlow),
-    "resumeVm": _paths(VmResumeOnHypervisorFlow),
-    "destroyVm": _paths(VmDestroyOnHypervisorFlow, VmReturnHostFlow, VmReleaseResourceFlow),
-    "expungeVm": _paths(VmExpungeNicFlow, VmExpungeConsoleLogFlow, VmExpungeRootVolumeFlow),
+    "stopVm": _around(VmStopOnHypervisorFlow, VmReturnHostFlow, VmReleaseResourceFlow),
+    "rebootVm": _around(VmRebootOnHypervisorFlow),
+    "pauseVm": _around(VmPauseOnHypervisorFlow),
+    "resumeVm": _around(VmResumeOnHypervisorFlow),
+    "destroyVm": _around(VmDestroyOnHypervisorFlow, VmReturnHostFlow, VmReleaseResourceFlow),
+    "expungeVm": _paths(
+        VmExpungeNicFlow, VmExpungeConsoleLogFlow, VmExpungeRootVolumeFlow, VmExpungeRowFlow
+    ),
 }
+RESUMABLE = frozenset({"stopVm", "destroyVm", "expungeVm"})
+"""Chains run on, not rolled back, after a crash (see the module's docstring)."""

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from agent import protocol
 from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
 from core.allocator.flows import DEFAULT_FLOWS as ALLOCATOR_FLOWS
+from core.allocator.flows import HostAllocationData
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import GlobalConfigPlugin
 from core.host.capacity import HOLDING_STATES, return_capacity, take_capacity
@@ -40,7 +41,7 @@ from core.kernel.periodic import PeriodicTask
 from core.kernel.service import Service, handles
 from core.network.l3.vm_networks import check_vm_networks
 from core.offering.models import InstanceOfferingVO
-from core.tag.plugin import TagPlugin, delete_all_tags
+from core.tag.plugin import TagPlugin
 from core.vm import global_config
 from core.vm import state as st
 from core.vm.api import (
@@ -59,9 +60,10 @@ from core.vm.api import (
 from core.vm.console import add_console_routes
 from core.vm.create_flows import CHAIN as CREATE_CHAIN
 from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
-from core.vm.create_flows import spec_of
+from core.vm.create_flows import CreateVmData, forget_vm, spec_from_row
 from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
 from core.vm.lifecycle_flows import CHAINS as LIFECYCLE_CHAINS
+from core.vm.lifecycle_flows import RESUMABLE, VmOperationData
 from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec
 
@@ -91,10 +93,10 @@ class VmPlugin(
 
     def __init__(self, node: Any) -> None:
         super().__init__(node)
-        node.declare_chain(CREATE_CHAIN, CREATE_FLOWS)
-        node.declare_chain(ALLOCATOR_CHAIN, ALLOCATOR_FLOWS)
+        node.declare_chain(CREATE_CHAIN, CREATE_FLOWS, CreateVmData)
+        node.declare_chain(ALLOCATOR_CHAIN, ALLOCATOR_FLOWS, HostAllocationData)
         for name, flows in LIFECYCLE_CHAINS.items():
-            node.declare_chain(name, flows)
+            node.declare_chain(name, flows, VmOperationData, resumable=name in RESUMABLE)
         node.rest.on_report(protocol.REPORT_VM_STATE, self._on_state_report)
         self._creating: set[str] = set()  # creates have no per-VM queue: tracked here
         self._expunger = PeriodicTask(
@@ -214,7 +216,7 @@ class VmPlugin(
     async def _release_resources(self, vm: dict[str, Any]) -> None:
         """What a stop through the API releases (VmReleaseResourceFlow), for a VM that
         stopped outside the project.  A failure is logged: the VM is off already."""
-        spec = await spec_of({"node": self.node, "vm": vm})
+        spec = await spec_from_row(self.node, vm)
         for ext in reversed(self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):
             try:
                 await ext.pre_release_vm_resource(spec)
@@ -223,7 +225,7 @@ class VmPlugin(
 
     async def _instantiate_resources(self, vm: dict[str, Any]) -> None:
         """What a start through the API prepares, for a VM started outside the project."""
-        spec = await spec_of({"node": self.node, "vm": vm})
+        spec = await spec_from_row(self.node, vm)
         spec.dest_host_uuid = vm["hostUuid"]
         for ext in self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint):
             try:
@@ -303,33 +305,16 @@ class VmPlugin(
             self._creating.discard(spec.vm_uuid)
 
     async def _instantiate(self, msg: CreateVmInstance, spec: VmInstanceSpec) -> dict[str, Any]:
-        outcome = await self.node.chain(CREATE_CHAIN).start({"node": self.node, "spec": spec})
+        """The createVm chain: the VM ends Running, or (failed) without its row."""
+        data = CreateVmData(spec=spec).bind(self.node)
+        outcome = await self.node.chain(CREATE_CHAIN).start(data)
         if not outcome.succeeded:
-            await self._forget_vm(spec.vm_uuid)
+            await forget_vm(self.node, spec.vm_uuid)  # gone already unless the chain never ran
             outcome.raise_for_error(f"cannot create VM {msg.name}")
-        data = outcome.data
-        inventory = await self.change_state(
-            spec.vm_uuid,
-            "running",
-            host_uuid=data["host"]["uuid"],
-            cluster_uuid=data["host"]["clusterUuid"],
-            zone_uuid=data["host"]["zoneUuid"],
-            root_volume_uuid=data["root_volume"]["uuid"],
-            hypervisor_type=data["host"]["hypervisorType"],
-        )
+        inventory = await self.node.db.run(lambda s: _vm(s, spec.vm_uuid).to_inventory())
         if msg.strategy == "CreateStopped":
             inventory = await self._stop(inventory, "cold", 60)
         return inventory
-
-    async def _forget_vm(self, vm_uuid: str) -> None:
-        def forget(session: Session) -> None:
-            vm = session.get(VmInstanceVO, vm_uuid)
-            if vm is not None:
-                session.delete(vm)
-            delete_all_tags(session, [vm_uuid])
-
-        await self.node.db.run(forget)
-        self.node.events.publish(DELETED_EVENT, {"vmUuid": vm_uuid})
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -338,43 +323,41 @@ class VmPlugin(
         st.check_operation(vm["name"], vm["state"], operation)
         return vm
 
-    async def _run(self, chain: str, vm: dict[str, Any], **data: Any) -> dict[str, Any]:
+    async def _run(self, chain: str, vm: dict[str, Any], **fields: Any) -> VmOperationData:
         """Run a life-cycle chain; its data on success, a clear error on failure."""
-        outcome = await self.node.chain(chain).start({"node": self.node, "vm": vm, **data})
+        data = VmOperationData(vm=vm, **fields).bind(self.node)
+        outcome = await self.node.chain(chain).start(data)
         outcome.raise_for_error(f"cannot {chain.removesuffix('Vm')} VM {vm['name']}")
-        return outcome.data
+        return data
 
     async def _operate(
-        self, vm: dict[str, Any], chain: str, start_event: str, done_event: str, **data: Any
+        self, vm: dict[str, Any], chain: str, start_event: str, done_event: str, **fields: Any
     ) -> dict[str, Any]:
-        """Intermediate state, the chain, the final state; on failure, back to the old state
-        as the hypervisor tells it (a sync of that one VM)."""
-        await self.change_state(vm["uuid"], start_event)
-        try:
-            await self._run(chain, vm, **data)
-        except BaseException:
-            await self._restore(vm)
-            raise
-        return await self.change_state(vm["uuid"], done_event)
+        """The chain takes the VM through ``start_event`` to ``done_event``; on failure it
+        is back in its old state (VmTransitionFlow's rollback)."""
+        await self._run(chain, vm, start_event=start_event, done_event=done_event, **fields)
+        return await self.node.db.run(lambda s: _vm(s, vm["uuid"]).to_inventory())
 
-    async def _restore(self, vm: dict[str, Any]) -> None:
-        def restore(session: Session) -> None:
+    async def restore_state(self, vm: dict[str, Any]) -> None:
+        """Put back the state and host of inventory ``vm`` (taken before an operation)."""
+
+        def restore(session: Session) -> tuple[str, dict[str, Any]] | None:
             row = session.get(VmInstanceVO, vm["uuid"])
-            if row is not None:
-                row.state, row.host_uuid = vm["state"], vm["hostUuid"]
+            if row is None:
+                return None
+            old = row.state
+            row.state, row.host_uuid = vm["state"], vm["hostUuid"]
+            session.flush()
+            return old, row.to_inventory()
 
-        await self.node.db.run(restore)
+        changed = await self.node.db.run(restore)
+        if changed is not None:
+            self._state_changed(*changed)
 
     @handles(StartVmInstance)
     async def start_vm(self, msg: StartVmInstance) -> dict[str, Any]:
         vm = await self._load(msg.uuid, "start")
-        await self.change_state(vm["uuid"], "starting")
-        try:
-            data = await self._run("startVm", vm)
-        except BaseException:
-            await self._restore(vm)
-            raise
-        return await self.change_state(vm["uuid"], "running", host_uuid=data["host"]["uuid"])
+        return await self._operate(vm, "startVm", "starting", "running")
 
     async def _stop(self, vm: dict[str, Any], stop_type: str, timeout: int) -> dict[str, Any]:
         return await self._operate(
@@ -426,8 +409,7 @@ class VmPlugin(
         await self._expunge(vm)
 
     async def _expunge(self, vm: dict[str, Any]) -> None:
-        await self._run("expungeVm", vm)
-        await self._forget_vm(vm["uuid"])
+        await self._run("expungeVm", vm)  # its last step forgets the row
 
     def add_local_api_routes(self, app: web.Application) -> None:
         """``/v1/console/{vmUuid}``: a VM's serial console for clients of the node's socket."""
