@@ -225,7 +225,8 @@ class ApiBus:
 
     async def _serve(self, msg: ApiMessage, route: _Route, op: _Operation | None) -> ApiReply:
         """Run the handler in the message's queue; every error becomes a reply."""
-        subject = new_subject()  # this task's: the handler may name its resource
+        # This task's: the handler may name its resource (the flow journal records it).
+        subject = new_subject(op.resource_uuids[0] if op and op.resource_uuids else None)
         try:
             result = await self._locks.run(msg.sync_signature(), lambda: route.handler(msg))
             reply = _reply(result)

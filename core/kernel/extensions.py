@@ -69,6 +69,16 @@ class ReadinessCheck(ABC):
         """Return once the work has settled, or ``timeout`` seconds have passed."""
 
 
+class AfterRecoveryExtensionPoint(ABC):
+    """An extension point: at start, once the chain runs a crash interrupted were taken up
+    (:mod:`core.kernel.flow_recovery`) and before calls are served, a service makes the
+    state of its resources consistent where no chain record could (a row made just before
+    its chain's first record)."""
+
+    @abstractmethod
+    async def after_recovery(self) -> None: ...
+
+
 def missing_members(cls: type, interface: type) -> list[str]:
     """The members of ``interface`` that ``cls`` does not implement."""
     required: set[str] = set(getattr(interface, "__abstractmethods__", ()))

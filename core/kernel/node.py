@@ -35,7 +35,13 @@ from core.kernel.data_dir import (
 from core.kernel.db import Database
 from core.kernel.event_json import DEFAULT_MAX_QUEUED, EventQueue
 from core.kernel.events import EventBus
-from core.kernel.extensions import Component, ExtensionRegistry, PluginError, ReadinessCheck
+from core.kernel.extensions import (
+    AfterRecoveryExtensionPoint,
+    Component,
+    ExtensionRegistry,
+    PluginError,
+    ReadinessCheck,
+)
 from core.kernel.flow import FlowChain
 from core.kernel.flow_data import FlowData
 from core.kernel.flow_journal import SqlFlowJournal
@@ -72,6 +78,8 @@ class ManagementNode:
         self.db: Database | None = None
         self.flow_journal: SqlFlowJournal | None = None
         self.recovered: list[Recovered] = []
+        self.interrupted_resources: set[str] = set()
+        """Resources of the runs a crash interrupted, while start-up has not taken them up."""
         """What the last start did with the chain runs a crash had interrupted."""
         self.bus: ApiBus | None = None
         self.rest = RestFacade(props["rest.host"], props["rest.port"])
@@ -146,6 +154,10 @@ class ManagementNode:
             raise NodeError(str(exc)) from exc
 
         await self.rest.start()
+        # What interrupted runs are about waits for recovery: a host's sync leaves it alone.
+        self.interrupted_resources = {
+            run.resource_uuid for run in await self.flow_journal.runs() if run.resource_uuid
+        }
         for component in self.registry.extensions(Component):
             await component.start()
             self._started.append(component)
@@ -153,6 +165,9 @@ class ManagementNode:
             await check.settled(SETTLE_TIMEOUT)
         # Before any call is served: what a crash interrupted is rolled back (or run on).
         self.recovered = await recover_interrupted(self)
+        self.interrupted_resources = set()
+        for ext in self.registry.extensions(AfterRecoveryExtensionPoint):
+            await ext.after_recovery()
         self.started_at = time.time()
         if self._serve_socket:
             self._socket = LocalApiServer(

@@ -59,9 +59,10 @@ _subject: contextvars.ContextVar[Subject | None] = contextvars.ContextVar(
 )
 
 
-def new_subject() -> Subject:
-    """A fresh subject for the operation the current task runs (the bus, per call)."""
-    subject = Subject()
+def new_subject(uuid: str | None = None) -> Subject:
+    """A fresh subject for the operation the current task runs (the bus, per call): the
+    first resource its parameters name until its handler names one."""
+    subject = Subject(uuid)
     _subject.set(subject)
     return subject
 

@@ -44,6 +44,7 @@ from core.vm.extension_points import (
     PostVmInstantiateResourceExtensionPoint,
     PreVmInstantiateResourceExtensionPoint,
 )
+from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec
 from core.volume.models import VolumeVO
 
@@ -53,6 +54,7 @@ _image_copies = ImageBackupStorageRefVO.__table__
 _ps_clusters = PrimaryStorageClusterRefVO.__table__
 _primary_storages = PrimaryStorageVO.__table__
 _volumes = VolumeVO.__table__
+_vms = VmInstanceVO.__table__
 
 CHAIN = "createVm"
 
@@ -111,6 +113,9 @@ _CLUSTER_PRIMARY_STORAGES = (
     .order_by(_primary_storages.c.available_capacity.desc())
 )
 _NEW_VOLUME = insert(_volumes)
+_SET_VM_HOST = (
+    update(_vms).where(_vms.c.uuid == bindparam("vm")).values(host_uuid=bindparam("host"))
+)
 _VOLUME_READY = (
     update(VolumeVO)
     .where(_volumes.c.uuid == bindparam("volume"))
@@ -132,7 +137,6 @@ class VmInstanceRowFlow(Flow):
 
 async def forget_vm(node: Any, vm_uuid: str) -> None:
     """Delete a VM's row and tags (no-op if gone) and say so on ``/vm/deleted``."""
-    from core.vm.models import VmInstanceVO
     from core.vm.plugin import DELETED_EVENT
 
     def forget(session: Session) -> bool:
@@ -159,6 +163,9 @@ class VmAllocateHostFlow(Flow):
         def reserve(conn: Connection) -> dict[str, Any] | None:
             for host in data.candidates:
                 if reserve_capacity(conn, host["uuid"], spec.cpu_num, spec.memory_size):
+                    # The row names the host too: a host's capacity is recomputed from the
+                    # rows at reconnect, which must count this reservation.
+                    conn.execute(_SET_VM_HOST, {"vm": spec.vm_uuid, "host": host["uuid"]})
                     data.host = host
                     save(conn)
                     return host
@@ -179,6 +186,7 @@ class VmAllocateHostFlow(Flow):
 
         def give_back(conn: Connection) -> None:
             return_capacity(conn, host["uuid"], spec.cpu_num, spec.memory_size)
+            conn.execute(_SET_VM_HOST, {"vm": spec.vm_uuid, "host": None})
             data.host = None
             save(conn)
 

@@ -39,6 +39,7 @@ from core.vm.create_flows import (
     spec_of,
 )
 from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
+from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec, human_size
 from core.volume.models import VolumeVO
 
@@ -109,6 +110,7 @@ class VmAllocateHostForStoppedVmFlow(Flow):
         def reserve(session: Session) -> bool:
             if not reserve_capacity(session, host_uuid, vm["cpuNum"], vm["memorySize"]):
                 return False
+            _set_host(session, vm["uuid"], host_uuid)  # counted by a reconnect's recompute
             data.host = {"uuid": host_uuid}
             save(session.connection())
             return True
@@ -134,6 +136,7 @@ class VmAllocateHostForStoppedVmFlow(Flow):
 
         def give_back(session: Session) -> None:
             return_capacity(session, host["uuid"], vm["cpuNum"], vm["memorySize"])
+            _set_host(session, vm["uuid"], vm["hostUuid"])
             data.host = None
             save(session.connection())
 
@@ -326,6 +329,12 @@ class VmExpungeRootVolumeFlow(NoRollbackFlow):
                 return_primary_capacity(session, volume["primaryStorageUuid"], int(volume["size"]))
 
         await node.db.run(forget)
+
+
+def _set_host(session: Session, vm_uuid: str, host_uuid: str | None) -> None:
+    row = session.get(VmInstanceVO, vm_uuid)
+    if row is not None:
+        row.host_uuid = host_uuid
 
 
 def _inventory(session: Session, model: Any, uuid: str) -> dict[str, Any] | None:

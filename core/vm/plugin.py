@@ -33,7 +33,7 @@ from core.kernel.chains import FlowChainContributor, FlowInsertion
 from core.kernel.db import new_uuid
 from core.kernel.deletion import expunge_expired
 from core.kernel.errors import OperationError, not_found
-from core.kernel.extensions import Component, Plugin
+from core.kernel.extensions import AfterRecoveryExtensionPoint, Component, Plugin
 from core.kernel.flow import NoRollbackFlow
 from core.kernel.local_api import LocalApiRouteProvider
 from core.kernel.operation import name_subject
@@ -79,7 +79,13 @@ DELETED_EVENT = "/vm/deleted"
 
 
 class VmPlugin(
-    Plugin, GlobalConfigProvider, Service, FlowChainContributor, Component, LocalApiRouteProvider
+    Plugin,
+    GlobalConfigProvider,
+    Service,
+    FlowChainContributor,
+    Component,
+    LocalApiRouteProvider,
+    AfterRecoveryExtensionPoint,
 ):
     implements = (
         GlobalConfigProvider,
@@ -87,6 +93,7 @@ class VmPlugin(
         FlowChainContributor,
         Component,
         LocalApiRouteProvider,
+        AfterRecoveryExtensionPoint,
     )
     service_id = "vmInstance"
     queries = (QueryVmInstance,)
@@ -165,7 +172,40 @@ class VmPlugin(
 
     def _busy(self, vm_uuid: str) -> bool:
         assert self.node.bus is not None
-        return vm_uuid in self._creating or self.node.bus.is_busy(f"Vm-{vm_uuid}")
+        return (
+            vm_uuid in self._creating
+            or vm_uuid in self.node.interrupted_resources
+            or self.node.bus.is_busy(f"Vm-{vm_uuid}")
+        )
+
+    async def after_recovery(self) -> None:
+        """A VM still in an intermediate state after recovery had no chain record: a create
+        killed between making the row and its chain's first record (nothing was made for
+        it: it goes), or one whose state the hypervisor knows (its host's report decides)."""
+
+        def stuck(session: Session) -> list[dict[str, Any]]:
+            rows = session.scalars(
+                select(VmInstanceVO).where(VmInstanceVO.state.in_(st.INTERMEDIATE))
+            )
+            return [vm.to_inventory() for vm in rows]
+
+        for vm in await self.node.db.run(stuck):
+            if vm["state"] == st.STARTING and not vm["hostUuid"] and not vm["rootVolumeUuid"]:
+                log.warning("VM %s was never made (interrupted create): removing it", vm["name"])
+                await forget_vm(self.node, vm["uuid"])
+                continue
+            host_uuid = vm["hostUuid"] or vm["lastHostUuid"]
+            reported = "Stopped"
+            if host_uuid is not None:
+                try:
+                    agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
+                    states = (await agent.call(protocol.VM_SYNC, {}))["states"]
+                    reported = states.get(vm["uuid"], "Stopped")
+                except Exception as exc:
+                    log.warning("cannot ask host %s about VM %s: %s", host_uuid, vm["name"], exc)
+                    continue
+            log.warning("VM %s was left %s: its host reports %s", vm["name"], vm["state"], reported)
+            await self.reconcile(vm["uuid"], reported, host_uuid)
 
     async def reconcile(self, vm_uuid: str, reported: str, host_uuid: str | None = None) -> None:
         """Make the DB say what the hypervisor says (a report from ``host_uuid``, or a sync).

@@ -1,0 +1,64 @@
+"""Faults a test inserts into a declared chain through config.toml [chains], the way a
+plugin inserts a flow (the product has no test switch): they must be importable by the
+node process, so they live in this module of plain classes.
+
+:class:`KillNode` SIGKILLs the node process when it runs (a crash between two steps);
+:class:`KillNodeOnRollback` when it is rolled back (a crash while unwinding), once per
+marker file so that the recovery, which runs the recorded flows again, gets through;
+:class:`FailHere` fails the chain so that it unwinds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from core.kernel.errors import operr
+from core.kernel.flow import Flow, NoRollbackFlow
+
+MARKER = "killed-on-rollback"
+"""In the node's data dir: present once KillNodeOnRollback has killed (remove it to arm
+the fault again)."""
+
+
+def path_of(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class KillNode(NoRollbackFlow):
+    async def run(self, data: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillNodeOnRollback(Flow):
+    async def run(self, data: Any) -> None:
+        return None
+
+    async def rollback(self, data: Any) -> None:
+        marker = Path(data.node.data_dir) / MARKER
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FailHere(NoRollbackFlow):
+    async def run(self, data: Any) -> None:
+        raise operr("injected fault")
+
+
+KILL = path_of(KillNode)
+KILL_ON_ROLLBACK = path_of(KillNodeOnRollback)
+FAIL = path_of(FailHere)
+
+
+def killed_at(flows: list[str], position: int) -> list[str]:
+    """``flows`` with the node killed before the flow at ``position`` runs."""
+    return [*flows[:position], KILL, *flows[position:]]
+
+
+def killed_unwinding_at(flows: list[str], position: int) -> list[str]:
+    """``flows`` failing at the end, the node killed when the unwinding reaches
+    ``position`` (after the flows from there on were rolled back)."""
+    return [*flows[:position], KILL_ON_ROLLBACK, *flows[position:], FAIL]

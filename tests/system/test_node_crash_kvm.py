@@ -1,0 +1,155 @@
+"""A node killed (SIGKILL) at any step of the VM chains, or while unwinding them, on the
+real host with libvirt: after it starts again the database and the host are as after a
+clean failure (or, for the chains that run on after a crash, as after the operation):
+no domain, overlay, console log, IP, NIC, capacity, tag or journal row left, and no VM or
+router in an intermediate state.
+
+The kill points are every position of the declared chains (their DEFAULT_FLOWS), so a
+new flow is covered without editing this test.  One kvm lab serves every case: each case
+restarts the node with its fault (tests/faults.py, through config.toml [chains]), makes
+the call that dies, and restarts the node plain, which takes the interrupted run up.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.guest_image import build as guest_image
+from core.allocator.flows import DEFAULT_FLOWS as ALLOCATOR_FLOWS
+from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
+from core.vm.lifecycle_flows import CHAINS
+from tests.crash_lab import CrashLab
+from tests.faults import killed_at, killed_unwinding_at
+
+pytestmark = pytest.mark.system
+IMAGE = Path(__file__).resolve().parents[2] / "build" / "tiny-guest.qcow2"
+
+
+class Lab:
+    """The lab and what every case needs from it."""
+
+    def __init__(self, crash: CrashLab) -> None:
+        self.crash = crash
+        crash.configure()
+        crash.start()
+        image = crash.ok("AddImage", "name=tiny", f"url={IMAGE}")
+        [offering] = crash.ok("QueryInstanceOffering", "name=small")
+        [l3] = crash.ok("QueryL3Network", "name=private")
+        self.create_args = [
+            f"instanceOfferingUuid={offering['uuid']}",
+            f"imageUuid={image['uuid']}",
+            f"l3NetworkUuids={l3['uuid']}",
+        ]
+        # The network's router and the image cache are made by the first VM and kept.
+        self.keeper = self.create("keeper")
+
+    def create(self, name: str) -> dict[str, Any]:
+        return self.crash.ok("CreateVmInstance", f"name={name}", *self.create_args)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    guest_image.main(["--output", str(IMAGE)])  # builds only if missing or stale
+    root = Path(tempfile.mkdtemp(prefix="zsl-test-crash-", dir="/var/tmp"))
+    root.chmod(0o755)  # QEMU runs as libvirt-qemu and must reach the storage
+    crash = CrashLab(root, '[bootstrap]\nlocal_host = "kvm"\n', kvm=True)
+    try:
+        yield Lab(crash)
+    finally:
+        try:
+            crash.lab.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _after_recovery(lab: Lab) -> dict[str, Any]:
+    lab.crash.recover()
+    lab.crash.assert_settled()
+    return lab.crash.state()
+
+
+CREATE_CASES = [
+    *(("createVm", killed_at(CREATE_FLOWS, p)) for p in range(len(CREATE_FLOWS) + 1)),
+    *(("createVm", killed_unwinding_at(CREATE_FLOWS, p)) for p in range(1, len(CREATE_FLOWS))),
+    *(("hostAllocator", killed_at(ALLOCATOR_FLOWS, p)) for p in (0, len(ALLOCATOR_FLOWS))),
+]
+
+
+def _case_id(case: tuple[str, list[str]]) -> str:
+    chain, flows = case
+    kind = "unwinding" if flows[-1].endswith("FailHere") else "running"
+    at = next(i for i, f in enumerate(flows) if f.startswith("tests.faults.Kill"))
+    return f"{chain}-{kind}-{at}"
+
+
+@pytest.mark.parametrize("case", CREATE_CASES, ids=_case_id)
+def test_a_create_killed_anywhere_leaves_nothing(lab: Lab, case: tuple[str, list[str]]) -> None:
+    chain, flows = case
+    before = lab.crash.state()
+    lab.crash.crash({chain: flows}, "CreateVmInstance", "name=doomed", *lab.create_args)
+    assert _after_recovery(lab) == before
+
+
+def _victim(lab: Lab, name: str) -> dict[str, Any]:
+    return lab.create(name)
+
+
+@pytest.mark.parametrize(
+    "flows",
+    [
+        *(killed_at(CHAINS["startVm"], p) for p in range(len(CHAINS["startVm"]) + 1)),
+        *(killed_unwinding_at(CHAINS["startVm"], p) for p in range(1, len(CHAINS["startVm"]))),
+    ],
+    ids=lambda flows: _case_id(("startVm", flows)),
+)
+def test_a_start_killed_anywhere_leaves_the_vm_stopped(lab: Lab, flows: list[str]) -> None:
+    vm = _victim(lab, "start-victim")
+    lab.crash.ok("StopVmInstance", f"uuid={vm['uuid']}")
+    before = lab.crash.state()
+    lab.crash.crash({"startVm": flows}, "StartVmInstance", f"uuid={vm['uuid']}")
+    assert _after_recovery(lab) == before  # rolled back: Stopped, no domain, capacity back
+    _expunge(lab, vm)
+
+
+@pytest.mark.parametrize("chain", ["stopVm", "destroyVm"])
+@pytest.mark.parametrize("position", range(8))
+def test_a_stop_or_destroy_killed_anywhere_runs_on(lab: Lab, chain: str, position: int) -> None:
+    flows = CHAINS[chain]
+    if position > len(flows):
+        pytest.skip(f"{chain} has {len(flows)} flows")
+    vm = _victim(lab, f"{chain}-victim")
+    api = "StopVmInstance" if chain == "stopVm" else "DestroyVmInstance"
+    lab.crash.crash({chain: killed_at(flows, position)}, api, f"uuid={vm['uuid']}")
+    after = _after_recovery(lab)
+    # Resumed to its end: as after the call itself.
+    state = dict((uuid, st) for uuid, st, _ in after["vms"])[vm["uuid"]]
+    assert state == ("Stopped" if chain == "stopVm" else "Destroyed")
+    assert not any(vm["uuid"] in name and "running" in st for name, st in after["domains"])
+    _expunge(lab, vm)
+
+
+@pytest.mark.parametrize("position", range(len(CHAINS["expungeVm"]) + 1))
+def test_an_expunge_killed_anywhere_runs_on(lab: Lab, position: int) -> None:
+    before = lab.crash.state()
+    vm = _victim(lab, "expunge-victim")
+    lab.crash.ok("DestroyVmInstance", f"uuid={vm['uuid']}")
+    lab.crash.crash(
+        {"expungeVm": killed_at(CHAINS["expungeVm"], position)},
+        "ExpungeVmInstance",
+        f"uuid={vm['uuid']}",
+    )
+    assert _after_recovery(lab) == before  # the VM is gone with all it held
+
+
+def _expunge(lab: Lab, vm: dict[str, Any]) -> None:
+    """Take a case's VM away again, so that the next case starts from the same state."""
+    [now] = lab.crash.ok("QueryVmInstance", f"uuid={vm['uuid']}")
+    if now["state"] != "Destroyed":
+        lab.crash.ok("DestroyVmInstance", f"uuid={vm['uuid']}")
+    lab.crash.ok("ExpungeVmInstance", f"uuid={vm['uuid']}")
