@@ -335,7 +335,7 @@ def verify(lab: Lab) -> None:
     its lease, the nft table SNATs."""
     want = {(entry_mac(n), str(entry_ip(n))) for n in range(1, ENTRIES + 1)}
     hosts = (lab.data / "dhcp-hosts").read_text().splitlines()
-    leases = {(line.split(",")[0], line.split(",")[2]) for line in hosts}
+    leases = {(line.split(",")[0], line.split(",")[1]) for line in hosts}
     if len(hosts) != ENTRIES or leases != want:
         raise BenchFailed(f"dhcp-hosts has {len(hosts)} lines, not the {ENTRIES} leases")
     names = (lab.data / "addn-hosts").read_text().splitlines()

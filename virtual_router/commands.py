@@ -53,7 +53,8 @@ class VrCommands:
 
     async def ping(self, _body: Answer, _ctx: CommandContext) -> Answer:
         repaired = await self.router.repair()
-        return {"uuid": self.router.uuid, "repaired": repaired}
+        dnsmasq = self.router.dnsmasq.status().to_json()
+        return {"uuid": self.router.uuid, "repaired": repaired, "dnsmasq": dnsmasq}
 
     async def add_dhcp(self, body: Answer, _ctx: CommandContext) -> Answer:
         f = Fields(body)

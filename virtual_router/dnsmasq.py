@@ -3,13 +3,24 @@
 One dnsmasq per appliance serves static DHCP leases and DNS on the guest
 interfaces only (``bind-interfaces`` with ``interface=`` lines).  Its files:
 
-* ``dnsmasq.conf``, in the agent's data dir: interfaces, DHCP ranges, upstream
-  servers and the paths of the files below.  A change here restarts dnsmasq.
-* ``dhcp-hosts``, ``dhcp-opts``, ``addn-hosts`` and ``dns-servers`` (the
-  ``server=/<domain>/`` lines that keep each guest domain local): what changes
-  with the entries.  dnsmasq re-reads them on SIGHUP, so a change of entries
+* ``dnsmasq.conf``, in the agent's data dir: interfaces, DHCP ranges (each tagging
+  its network), the rare per-guest tags (below) and the paths of the files below.
+  A change here restarts dnsmasq.
+* ``dhcp-hosts``, ``dhcp-opts``, ``addn-hosts`` and ``dns-servers`` (the upstream
+  servers and the ``server=/<domain>/`` lines that keep each guest domain local): what
+  changes with the entries.  dnsmasq re-reads them on SIGHUP, so a change of entries
   never interrupts DHCP or DNS.
 * ``dnsmasq.leases`` and ``dnsmasq.pid``, in the agent's data dir.
+
+Why ``dhcp-hosts`` carries no ``set:`` tag (dnsmasq 2.90 crashes): for every DHCP
+packet of a known guest, dnsmasq links the guest's ``set:`` tags into a list built on
+its stack (``list->list->next = netid`` in rfc2131.c); on SIGHUP it frees the configs
+read from the hosts file, walking that stale ``next`` chain, and ``free()``s memory
+it never allocated: SIGSEGV in ``dhcp_config_free`` (later releases free the tags alone).  So the
+options a guest gets are keyed by tags dnsmasq never frees: its network's tag, set by
+its ``dhcp-range`` in the conf.  A guest whose options differ from the rest of its
+network (a NIC that is not on the VM's default L3 network, or inconsistent entries)
+is tagged by a ``dhcp-mac`` line in the conf instead: the rare change restarts.
 
 dnsmasq starts as root (it binds port 67 and 53, opens its lease file and writes
 its pid file), then drops to an unprivileged user (:func:`unprivileged_user`:
@@ -22,6 +33,9 @@ so whoever looks in the data dir sees what is served.  The lease file stays in
 the data dir: dnsmasq keeps the descriptor it opened as root.  When the agent
 does not run as root, dnsmasq cannot switch users, and everything stays in the
 data dir.
+
+An unexpected exit is logged with its status as soon as it happens; the watchdog
+(or the next command) starts dnsmasq again, and :meth:`Dnsmasq.status` counts it.
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import grp
+import hashlib
 import logging
 import os
 import pwd
@@ -36,9 +51,10 @@ import re
 import shutil
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -138,11 +154,111 @@ class DnsmasqConfig:
     def wanted(self) -> bool:
         return bool(self.interfaces)
 
+    @cached_property
+    def option_plan(self) -> OptionPlan:
+        return plan_options(self.entries)
+
 
 # -- rendering -----------------------------------------------------------------
+OWN_OPTIONS_TAG = "zsl-own"
+"""Set (by a ``dhcp-mac`` line) on the guests whose options are not their network's."""
+
+
+@dataclass(frozen=True)
+class GuestOptions:
+    """What a guest is told besides its address and name: router, DNS servers and domain
+    for its default L3 network; empty router and DNS options (3 and 6) for the others,
+    so it keeps its default route (as ZStack's dnsmasq.py)."""
+
+    network: IPv4Network
+    default: bool
+    gateway: IPv4Address | None = None
+    dns: tuple[IPv4Address, ...] = ()
+    domain: str = ""
+
+    @classmethod
+    def of(cls, e: DhcpEntry) -> GuestOptions:
+        return cls.from_signature(e.network, signature(e))
+
+    @classmethod
+    def from_signature(cls, network: IPv4Network, sig: Signature) -> GuestOptions:
+        default, gateway, dns, domain = sig
+        if not default:
+            return cls(network, False)
+        router = IPv4Address(gateway) if gateway >= 0 else None
+        return cls(network, True, router, tuple(IPv4Address(d) for d in dns), domain)
+
+    @property
+    def tag(self) -> str:
+        """The tag of guests with these options, when they are not their network's."""
+        digest = hashlib.sha256(repr(self).encode()).hexdigest()[:10]
+        return f"zsl-o{digest}"
+
+    def lines(self) -> list[str]:
+        lines = [f"option:netmask,{self.network.netmask}"]
+        if not self.default:
+            return [*lines, "3", "6"]
+        if self.gateway is not None:
+            lines.append(f"option:router,{self.gateway}")
+        if self.dns:
+            lines.append(f"option:dns-server,{','.join(str(d) for d in self.dns)}")
+        if self.domain:
+            lines.append(f"option:domain-name,{self.domain}")
+        return lines
+
+
+Signature = tuple[bool, int, tuple[int, ...], str]
+"""A guest's options within its network, cheap to hash and compare (thousands of entries are
+planned on every change): default L3 or not, gateway (-1: none), DNS servers, domain."""
+
+
+def signature(e: DhcpEntry) -> Signature:
+    if not e.is_default_l3:
+        return (False, -1, (), "")
+    gateway = int(e.gateway) if e.gateway is not None else -1
+    return (True, gateway, tuple(int(d) for d in e.dns), e.dns_domain)
+
+
+def network_tag(network: IPv4Network) -> str:
+    """The tag a network's ``dhcp-range`` sets on its guests."""
+    return f"zsl-net-{str(network.network_address).replace('.', '-')}-{network.prefixlen}"
+
+
+@dataclass(frozen=True)
+class OptionPlan:
+    """Which options each guest gets: its network's (by the range's tag), or its own."""
+
+    networks: dict[IPv4Network, GuestOptions]
+    own: tuple[tuple[str, GuestOptions], ...]
+    """(MAC, options) of the guests whose options are not their network's, by MAC."""
+
+
+def plan_options(entries: Iterable[DhcpEntry]) -> OptionPlan:
+    """A network's options are those most of its default-L3 guests have (of all its guests
+    when none is on its default L3 network; ties go to the first in sort order), so the
+    conf, which names the exceptions, changes only when an exception does."""
+    groups: dict[tuple[int, int], list[DhcpEntry]] = {}
+    for e in entries:
+        mask = int(e.netmask)
+        groups.setdefault((int(e.ip) & mask, mask), []).append(e)
+    networks: dict[IPv4Network, GuestOptions] = {}
+    own: list[tuple[str, GuestOptions]] = []
+    for members in groups.values():
+        network = members[0].network
+        sigs = [(e.mac, signature(e)) for e in members]
+        counts = Counter(sig for _, sig in sigs if sig[0]) or Counter(sig for _, sig in sigs)
+        chosen = min(counts, key=lambda sig: (-counts[sig], sig))
+        networks[network] = GuestOptions.from_signature(network, chosen)
+        own += [
+            (mac, GuestOptions.from_signature(network, sig)) for mac, sig in sigs if sig != chosen
+        ]
+    return OptionPlan(networks, tuple(sorted(own, key=lambda guest: guest[0])))
+
+
 def render_conf(config: DnsmasqConfig, files: DnsmasqFiles, run_as: RunAs | None = None) -> str:
     """``run_as``: the user to drop to (none: stay who started it, when that is not root)."""
     owner = [f"user={run_as.user}", f"group={run_as.group}"] if run_as is not None else []
+    own = config.option_plan.own
     lines = [
         "# Written by the ZStack Lite virtual-router agent; every change is overwritten.",
         *owner,
@@ -162,39 +278,40 @@ def render_conf(config: DnsmasqConfig, files: DnsmasqFiles, run_as: RunAs | None
         f"addn-hosts={files.addn_hosts}",
         f"servers-file={files.servers}",
         *(
-            f"dhcp-range={net.network_address},static,{net.netmask},infinite"
+            f"dhcp-range=set:{network_tag(net)},{net.network_address},static,{net.netmask},infinite"
             for net in config.ranges
         ),
-        *(f"server={address}" for address in config.upstream),
+        *(
+            line
+            for mac, options in own
+            for line in (
+                f"dhcp-mac=set:{OWN_OPTIONS_TAG},{mac}",
+                f"dhcp-mac=set:{options.tag},{mac}",
+            )
+        ),
     ]
     return "\n".join(lines) + "\n"
 
 
 def render_dhcp_hosts(entries: Iterable[DhcpEntry]) -> str:
-    """One static lease per guest; only the default L3 network names the guest."""
+    """One static lease per guest, with no ``set:`` tag (see the module's doc); only the
+    default L3 network names the guest."""
     lines = []
     for e in entries:
         name = f"{e.hostname}," if e.is_default_l3 and e.hostname else ""
-        lines.append(f"{e.mac},set:{e.tag},{e.ip},{name}infinite")
+        lines.append(f"{e.mac},{e.ip},{name}infinite")
     return "".join(line + "\n" for line in lines)
 
 
-def render_dhcp_opts(entries: Iterable[DhcpEntry]) -> str:
-    """Options per guest tag, as ZStack's dnsmasq.py: router, DNS and domain for the default
-    L3 network; empty router and DNS options (3 and 6) for the others."""
+def render_dhcp_opts(plan: OptionPlan) -> str:
+    """Each network's options for its guests but those with their own, then each set of
+    guests' own options."""
     lines = []
-    for e in entries:
-        tag = f"tag:{e.tag}"
-        lines.append(f"{tag},option:netmask,{e.netmask}")
-        if not e.is_default_l3:
-            lines += [f"{tag},3", f"{tag},6"]
-            continue
-        if e.gateway is not None:
-            lines.append(f"{tag},option:router,{e.gateway}")
-        if e.dns:
-            lines.append(f"{tag},option:dns-server,{','.join(str(d) for d in e.dns)}")
-        if e.dns_domain:
-            lines.append(f"{tag},option:domain-name,{e.dns_domain}")
+    for network, options in sorted(plan.networks.items()):
+        prefix = f"tag:{network_tag(network)},tag:!{OWN_OPTIONS_TAG}"
+        lines += [f"{prefix},{line}" for line in options.lines()]
+    for options in sorted({o for _, o in plan.own}, key=lambda o: o.tag):
+        lines += [f"tag:{options.tag},{line}" for line in options.lines()]
     return "".join(line + "\n" for line in lines)
 
 
@@ -208,11 +325,17 @@ def render_addn_hosts(entries: Iterable[DhcpEntry]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def render_servers(entries: Iterable[DhcpEntry]) -> str:
-    """``server=/<domain>/`` (what ``local=`` means) per guest domain: answered from the
-    hosts file only, never forwarded.  This file, unlike the conf, is re-read on SIGHUP."""
-    domains = sorted({e.dns_domain for e in entries if e.dns_domain})
-    return "".join(f"server=/{d}/\n" for d in domains)
+def render_servers(config: DnsmasqConfig) -> str:
+    """The upstream servers, and ``server=/<domain>/`` (what ``local=`` means) per guest
+    domain: answered from the hosts file only, never forwarded.  This file, unlike the
+    conf, is re-read on SIGHUP, so neither a new domain nor new upstream servers restart."""
+    domains = sorted({e.dns_domain for e in config.entries if e.dns_domain})
+    return "".join(
+        [
+            *(f"server={address}\n" for address in config.upstream),
+            *(f"server=/{d}/\n" for d in domains),
+        ]
+    )
 
 
 def render(
@@ -222,9 +345,9 @@ def render(
     return {
         files.conf: render_conf(config, files, run_as),
         files.dhcp_hosts: render_dhcp_hosts(config.entries),
-        files.dhcp_opts: render_dhcp_opts(config.entries),
+        files.dhcp_opts: render_dhcp_opts(config.option_plan),
         files.addn_hosts: render_addn_hosts(config.entries),
-        files.servers: render_servers(config.entries),
+        files.servers: render_servers(config),
     }
 
 
@@ -277,6 +400,36 @@ def _write(path: Path, text: str, gid: int | None = None) -> None:
 
 
 # -- the process ---------------------------------------------------------------
+@dataclass(frozen=True)
+class DnsmasqStatus:
+    """What /ping tells about dnsmasq: a restart is one after an unexpected exit (a
+    restart for a changed conf is not counted)."""
+
+    pid: int | None = None
+    restarts: int = 0
+    last_exit: str = ""
+    """How the last unexpected exit happened (``killed by SIGSEGV``, ``exit status 2``)."""
+    reloads: int = 0
+    """SIGHUPs sent (entries changed)."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "lastExit": self.last_exit,
+            "reloads": self.reloads,
+        }
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
 class Dnsmasq:
     """Renders the files and keeps one dnsmasq child serving the last applied config."""
 
@@ -304,7 +457,11 @@ class Dnsmasq:
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[None] | None = None
         self._stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self._exit_task: asyncio.Task[None] | None = None
         self._running_conf = ""
+        self.restarts = 0
+        self.last_exit = ""
+        self.reloads = 0
 
     @property
     def running(self) -> bool:
@@ -313,6 +470,9 @@ class Dnsmasq:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self.running and self._proc is not None else None
+
+    def status(self) -> DnsmasqStatus:
+        return DnsmasqStatus(self.pid, self.restarts, self.last_exit, self.reloads)
 
     async def apply(self, config: DnsmasqConfig) -> None:
         """Serve ``config``: rewrite the files, then SIGHUP when only entries changed, restart
@@ -333,8 +493,6 @@ class Dnsmasq:
         """Start dnsmasq again if it should run but does not; whether it had to."""
         if not self.config.wanted or self.running:
             return False
-        if self._proc is not None:
-            log.warning("dnsmasq exited (status %s); restarting it", self._proc.returncode)
         texts = render(self.config, self.files, self.run_as)
         self._write_files(texts)  # the served ones may have gone with /run
         await self._restart(texts[self.files.conf])
@@ -384,7 +542,7 @@ class Dnsmasq:
                     link.unlink()
 
     async def _stop_process(self) -> None:
-        proc, self._proc = self._proc, None
+        proc, self._proc = self._proc, None  # not current any more: its exit is expected
         self._running_conf = ""
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -399,6 +557,9 @@ class Dnsmasq:
                 await proc.wait()
         if proc is not None:
             await proc.wait()
+        task, self._exit_task = self._exit_task, None
+        if task is not None:
+            await task
         await self._drain_stderr()
         self.files.pid.unlink(missing_ok=True)
 
@@ -465,8 +626,20 @@ class Dnsmasq:
         elif changed and self._proc is not None:
             log.info("dnsmasq: entries changed; SIGHUP")
             self._proc.send_signal(signal.SIGHUP)
+            self.reloads += 1
 
     async def _restart(self, conf: str, entries: Iterable[DhcpEntry] | None = None) -> None:
+        """Start dnsmasq (again); one that died on its own is counted and logged."""
+        died = self._proc
+        if died is not None and died.returncode is not None:
+            self.restarts += 1
+            self.last_exit = describe_exit(died.returncode)
+            log.warning(
+                "restarting dnsmasq (restart %d): %d exited unexpectedly (%s)",
+                self.restarts,
+                died.pid,
+                self.last_exit,
+            )
         await self._stop_process()
         dropped = prune_leases(
             self.files.leases, self.config.entries if entries is None else entries
@@ -490,6 +663,7 @@ class Dnsmasq:
         self._stderr_task = asyncio.create_task(
             self._read_stderr(self._proc), name="dnsmasq stderr"
         )
+        self._exit_task = asyncio.create_task(self._watch_exit(self._proc), name="dnsmasq exit")
         await self._wait_started(self._proc)
         self._running_conf = conf
         log.info("dnsmasq %d started", self._proc.pid)
@@ -508,9 +682,20 @@ class Dnsmasq:
                 async with asyncio.timeout(0.02):
                     await proc.wait()
         self._proc = None
+        task, self._exit_task = self._exit_task, None
+        if task is not None:
+            await task
         await self._drain_stderr()
         message = explain_start_failure("\n".join(self._stderr))
         raise AgentError(message)
+
+    async def _watch_exit(self, proc: asyncio.subprocess.Process) -> None:
+        """Log an exit nobody asked for as soon as it happens, with its status (the
+        watchdog restarts dnsmasq; a stopped one is no longer ``self._proc``)."""
+        returncode = await proc.wait()
+        if proc is self._proc and self._running_conf:
+            self.last_exit = describe_exit(returncode)
+            log.error("dnsmasq %d exited unexpectedly (%s)", proc.pid, self.last_exit)
 
     async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stderr is not None
@@ -558,6 +743,9 @@ class SimulatedDnsmasq:
     @property
     def running(self) -> bool:
         return self.config.wanted
+
+    def status(self) -> DnsmasqStatus:
+        return DnsmasqStatus()
 
     async def apply(self, config: DnsmasqConfig) -> None:
         self.config = config

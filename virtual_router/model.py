@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -107,11 +108,6 @@ def network_of(ip: IPv4Address, netmask: IPv4Address) -> IPv4Network:
     return IPv4Network(f"{ip}/{netmask}", strict=False)
 
 
-def tag_of(mac: str) -> str:
-    """dnsmasq's tag for a guest, as ZStack: its MAC without colons."""
-    return mac.replace(":", "")
-
-
 @dataclass(frozen=True)
 class DhcpEntry:
     ip: IPv4Address
@@ -124,13 +120,10 @@ class DhcpEntry:
     is_default_l3: bool
     vr_nic_mac: str
 
-    @property
+    @cached_property
     def network(self) -> IPv4Network:
+        """(Parsed once: dnsmasq's files are rendered from every entry on each change.)"""
         return network_of(self.ip, self.netmask)
-
-    @property
-    def tag(self) -> str:
-        return tag_of(self.mac)
 
     @classmethod
     def parse(cls, f: Fields) -> DhcpEntry:

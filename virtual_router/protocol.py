@@ -51,14 +51,18 @@ INIT: Final = "/init"
 """{uuid} -> {}: sets the agent's signature (the appliance's uuid)."""
 
 PING: Final = "/ping"
-"""{} -> {uuid, repaired: [str]}: ``uuid`` is the signature set by /init ("" after
-an agent restart, so the core notices and replays everything).  Before
-answering, the agent checks that dnsmasq runs (when it should) and that the nft
-table exists with the expected content (when SNAT entries exist), repairs what
-is wrong from its desired state, and lists what it repaired (e.g.
-``"dnsmasq restarted"``, ``"nft table zsl_vr_nat restored"``, ``"ip_forward
-enabled"``).  A repair that fails fails the ping, with an error naming it.  A
-watchdog does the same every 2 s, so repairs also happen between pings."""
+"""{} -> {uuid, repaired: [str], dnsmasq: {pid, restarts, lastExit, reloads}}: ``uuid``
+is the signature set by /init ("" after an agent restart, so the core notices and
+replays everything).  Before answering, the agent checks that dnsmasq runs (when it
+should) and that the nft table exists with the expected content (when SNAT entries
+exist), repairs what is wrong from its desired state, and lists what it repaired (e.g.
+``"dnsmasq restarted (killed by SIGSEGV)"``, ``"nft table zsl_vr_nat restored"``,
+``"ip_forward enabled"``).  A repair that fails fails the ping, with an error naming it.
+A watchdog does the same every 2 s, so repairs also happen between pings.  ``dnsmasq``:
+its ``pid`` (null when it does not run), how many times this agent had to start it again
+after it exited on its own (``restarts``; a restart for a changed interface or range is
+not one) and how the last such exit happened (``lastExit``: ``"killed by SIGSEGV"``,
+``"exit status 2"``, "" if none), and how many times it re-read its files (``reloads``)."""
 
 # -- DHCP ----------------------------------------------------------------------
 ADD_DHCP: Final = "/adddhcp"
@@ -76,7 +80,8 @@ not exist are ignored."""
 # -- DNS -----------------------------------------------------------------------
 SET_DNS: Final = "/setdns"
 """{dns: [DnsInfo]} -> {}: replaces the upstream DNS servers (in order) and the
-interfaces DNS is served on.  dnsmasq restarts when they change."""
+interfaces DNS is served on.  dnsmasq re-reads its upstream servers; it restarts only
+when the interfaces change."""
 
 REMOVE_DNS: Final = "/removedns"
 """{dns: [DnsInfo]} -> {}: removes those ``dnsAddress``/``nicMac`` pairs."""

@@ -17,7 +17,7 @@ from ipaddress import IPv4Network
 from typing import Protocol
 
 from agent.errors import AgentError, ArgumentError
-from virtual_router.dnsmasq import DnsmasqConfig
+from virtual_router.dnsmasq import DnsmasqConfig, DnsmasqStatus
 from virtual_router.interfaces import Interface, Interfaces, InterfaceTable
 from virtual_router.model import DhcpEntry, DhcpKey, DnsInfo, Snat
 from virtual_router.snat import SnatRule
@@ -32,6 +32,7 @@ class DnsmasqDriver(Protocol):
 
     @property
     def running(self) -> bool: ...
+    def status(self) -> DnsmasqStatus: ...
     async def apply(self, config: DnsmasqConfig) -> None: ...
     async def ensure_running(self) -> bool: ...
     async def release(self, interface: str, ip: str, mac: str) -> None: ...
@@ -211,7 +212,8 @@ class VirtualRouter:
             failures: list[str] = []
             try:
                 if await self.dnsmasq.ensure_running():
-                    repaired.append("dnsmasq restarted")
+                    why = self.dnsmasq.status().last_exit
+                    repaired.append(f"dnsmasq restarted ({why})" if why else "dnsmasq restarted")
             except AgentError as exc:
                 failures.append(f"dnsmasq is not running and could not be restarted: {exc}")
             try:

@@ -13,7 +13,7 @@ import pytest
 
 from agent.errors import AgentError
 from tests.virtual_router.helpers import dhcp_entry, snat, wait_for
-from virtual_router.dnsmasq import Dnsmasq
+from virtual_router.dnsmasq import Dnsmasq, DnsmasqStatus
 from virtual_router.interfaces import Interface, InterfaceTable
 from virtual_router.model import DhcpEntry, Fields, Snat
 from virtual_router.router import VirtualRouter
@@ -91,7 +91,7 @@ def fake_dnsmasq(tmp_path: Path) -> Path:
 
 
 async def test_a_failed_start_names_the_conflict_and_restores(
-    tmp_path: Path, fake_dnsmasq: Path
+    tmp_path: Path, fake_dnsmasq: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     data = tmp_path / "data"
     vr = VirtualRouter(FixedInterfaces(), Dnsmasq(data, binary=str(fake_dnsmasq)), NftSnat())
@@ -111,17 +111,31 @@ async def test_a_failed_start_names_the_conflict_and_restores(
         await vr.add_dhcp([second], rebuild=False)  # entries only: SIGHUP, same process
         assert int((data / "dnsmasq.pid").read_text()) == pid
         assert "52:54:00:00:00:02" in (data / "dhcp-hosts").read_text()
+        assert vr.dnsmasq.status() == DnsmasqStatus(pid, restarts=0, last_exit="", reloads=1)
 
-        # Killed: repaired.  Killed while it cannot start: the repair's failure is named.
+        # Killed: the exit is logged at once with its signal, repaired and counted.
         os.kill(pid, signal.SIGKILL)
         await wait_for(lambda: not vr.dnsmasq.running, 5, "the exit to be noticed")
-        assert await vr.repair() == ["dnsmasq restarted"]
+        await wait_for(lambda: vr.dnsmasq.status().last_exit != "", 5, "the exit's status")
+        assert f"dnsmasq {pid} exited unexpectedly (killed by SIGKILL)" in caplog.text
+        assert await vr.repair() == ["dnsmasq restarted (killed by SIGKILL)"]
         assert int((data / "dnsmasq.pid").read_text()) != pid
+        status = vr.dnsmasq.status()
+        assert (status.restarts, status.last_exit) == (1, "killed by SIGKILL")
+        assert "restarting dnsmasq (restart 1)" in caplog.text
+        # A restart for a changed conf is not counted: a guest with options of its own (not
+        # its default L3 network) is tagged in the conf.
+        restarted = int((data / "dnsmasq.pid").read_text())
+        own = dhcp_entry("10.1.0.12", "52:54:00:00:00:03", GUEST.mac, default=False)
+        await vr.add_dhcp([DhcpEntry.parse(Fields(own))], rebuild=False)
+        assert "dhcp-mac=set:zsl-own,52:54:00:00:00:03" in (data / "dnsmasq.conf").read_text()
+        assert int((data / "dnsmasq.pid").read_text()) != restarted
+        assert vr.dnsmasq.status().restarts == 1
         os.kill(int((data / "dnsmasq.pid").read_text()), signal.SIGKILL)
         await wait_for(lambda: not vr.dnsmasq.running, 5, "the exit to be noticed")
         Path(f"{fake_dnsmasq}.fail").touch()
         with pytest.raises(AgentError, match="dnsmasq is not running and could not be restarted"):
             await vr.repair()
-        assert len(vr.state.dhcp) == 2
+        assert len(vr.state.dhcp) == 3
     finally:
         await vr.close()

@@ -9,8 +9,10 @@ from tests.virtual_router.helpers import dhcp_entry
 from virtual_router.dnsmasq import (
     DnsmasqConfig,
     DnsmasqFiles,
+    GuestOptions,
     RunAs,
     explain_start_failure,
+    plan_options,
     prune_leases,
     render_addn_hosts,
     render_conf,
@@ -33,33 +35,79 @@ VM2 = entry("10.2.0.20", "52:54:00:aa:00:02", hostname="vm2", domain="other.lan"
 VM3 = entry("10.1.0.11", "52:54:00:aa:00:03")
 
 
-def test_dhcp_hosts_name_only_default_l3_guests() -> None:
+def test_dhcp_hosts_name_only_default_l3_guests_and_set_no_tag() -> None:
+    """No ``set:`` tag: dnsmasq 2.90 crashes freeing one on SIGHUP after the guest's packet."""
     assert render_dhcp_hosts([VM1, VM2, VM3]) == (
-        "52:54:00:aa:00:01,set:525400aa0001,10.1.0.10,vm1,infinite\n"
-        "52:54:00:aa:00:02,set:525400aa0002,10.2.0.20,infinite\n"
-        "52:54:00:aa:00:03,set:525400aa0003,10.1.0.11,infinite\n"
+        "52:54:00:aa:00:01,10.1.0.10,vm1,infinite\n"
+        "52:54:00:aa:00:02,10.2.0.20,infinite\n"
+        "52:54:00:aa:00:03,10.1.0.11,infinite\n"
     )
 
 
-def test_dhcp_opts_as_zstack() -> None:
-    assert render_dhcp_opts([VM1, VM2, VM3]) == (
-        "tag:525400aa0001,option:netmask,255.255.255.0\n"
-        "tag:525400aa0001,option:router,10.1.0.1\n"
-        "tag:525400aa0001,option:dns-server,10.1.0.1\n"
-        "tag:525400aa0001,option:domain-name,lab.lan\n"
-        "tag:525400aa0002,option:netmask,255.255.255.0\n"
-        "tag:525400aa0002,3\n"
-        "tag:525400aa0002,6\n"
-        "tag:525400aa0003,option:netmask,255.255.255.0\n"
-        "tag:525400aa0003,option:router,10.1.0.1\n"
+NET1, NET2 = "zsl-net-10-1-0-0-24", "zsl-net-10-2-0-0-24"
+LAB = {"domain": "lab.lan", "dns": ["10.1.0.1"]}
+GUESTS = [
+    entry("10.1.0.10", "52:54:00:aa:00:01", hostname="vm1", **LAB),  # type: ignore[arg-type]
+    entry("10.1.0.11", "52:54:00:aa:00:03", hostname="vm3", **LAB),  # type: ignore[arg-type]
+    entry("10.1.0.12", "52:54:00:aa:00:04", default=False),
+    VM2,
+]
+
+
+def test_options_are_the_networks_and_only_exceptions_are_tagged_in_the_conf(
+    tmp_path: Path,
+) -> None:
+    own = GuestOptions.of(GUESTS[2])
+    assert render_dhcp_opts(plan_options(GUESTS)) == (
+        f"tag:{NET1},tag:!zsl-own,option:netmask,255.255.255.0\n"
+        f"tag:{NET1},tag:!zsl-own,option:router,10.1.0.1\n"
+        f"tag:{NET1},tag:!zsl-own,option:dns-server,10.1.0.1\n"
+        f"tag:{NET1},tag:!zsl-own,option:domain-name,lab.lan\n"
+        f"tag:{NET2},tag:!zsl-own,option:netmask,255.255.255.0\n"
+        f"tag:{NET2},tag:!zsl-own,3\n"
+        f"tag:{NET2},tag:!zsl-own,6\n"
+        f"tag:{own.tag},option:netmask,255.255.255.0\n"
+        f"tag:{own.tag},3\n"
+        f"tag:{own.tag},6\n"
     )
+    config = DnsmasqConfig(
+        interfaces=("eth1",),
+        ranges=(IPv4Network("10.1.0.0/24"), IPv4Network("10.2.0.0/24")),
+        entries=tuple(GUESTS),
+    )
+    conf = render_conf(config, DnsmasqFiles.in_dir(tmp_path)).splitlines()
+    assert [line for line in conf if line.startswith(("dhcp-range=", "dhcp-mac="))] == [
+        f"dhcp-range=set:{NET1},10.1.0.0,static,255.255.255.0,infinite",
+        f"dhcp-range=set:{NET2},10.2.0.0,static,255.255.255.0,infinite",
+        "dhcp-mac=set:zsl-own,52:54:00:aa:00:04",
+        f"dhcp-mac=set:{own.tag},52:54:00:aa:00:04",
+    ]
 
 
-def test_names_and_local_domains() -> None:
+def test_a_networks_options_follow_most_of_its_default_guests() -> None:
+    odd = entry("10.1.0.13", "52:54:00:aa:00:05", gateway="10.1.0.254")
+    plan = plan_options([*GUESTS, odd])
+    assert plan.networks[IPv4Network("10.1.0.0/24")] == GuestOptions.of(GUESTS[0])
+    assert [mac for mac, _ in plan.own] == ["52:54:00:aa:00:04", "52:54:00:aa:00:05"]
+    # Adding or removing guests like most of them changes nothing in the conf.
+    more = entry("10.1.0.14", "52:54:00:aa:00:06", hostname="vm6", **LAB)  # type: ignore[arg-type]
+    assert plan_options([*GUESTS, odd, more]).own == plan.own
+    assert plan_options([GUESTS[0], GUESTS[2], odd]).own == plan.own
+    # A network without default-L3 guests: theirs, nothing tagged.
+    assert plan_options([VM2]).own == ()
+
+
+def test_names_local_domains_and_upstream_servers_are_reread_on_sighup() -> None:
     assert render_addn_hosts([VM1, VM2, VM3]) == (
         "10.1.0.10 vm1.lab.lan vm1\n10.2.0.20 vm2.other.lan vm2\n"
     )
-    assert render_servers([VM1, VM2, VM3, VM1]) == "server=/lab.lan/\nserver=/other.lan/\n"
+    config = DnsmasqConfig(
+        upstream=(IPv4Address("203.0.113.53"), IPv4Address("203.0.113.54")),
+        entries=(VM1, VM2, VM3, VM1),
+    )
+    assert render_servers(config) == (
+        "server=203.0.113.53\nserver=203.0.113.54\nserver=/lab.lan/\nserver=/other.lan/\n"
+    )
 
 
 def test_conf_binds_only_the_guest_interfaces(tmp_path: Path) -> None:
@@ -84,15 +132,15 @@ def test_conf_binds_only_the_guest_interfaces(tmp_path: Path) -> None:
         f"dhcp-optsfile={tmp_path}/dhcp-opts",
         f"addn-hosts={tmp_path}/addn-hosts",
         f"servers-file={tmp_path}/dns-servers",
-        "dhcp-range=10.1.0.0,static,255.255.255.0,infinite",
-        "dhcp-range=10.2.0.0,static,255.255.255.128,infinite",
-        "server=203.0.113.53",
+        f"dhcp-range=set:{NET1},10.1.0.0,static,255.255.255.0,infinite",
+        "dhcp-range=set:zsl-net-10-2-0-0-25,10.2.0.0,static,255.255.255.128,infinite",
     ):
         assert expected in lines
     assert [line for line in lines if line.startswith("interface=")] == [
         "interface=eth1",
         "interface=eth2",
     ]
+    assert not [line for line in lines if line.startswith("server=")]  # in the servers file
     assert not DnsmasqConfig().wanted
 
 

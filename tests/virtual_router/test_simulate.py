@@ -63,7 +63,13 @@ async def test_deep_or_huge_bodies_are_400_naming_the_field(sim: VrClient) -> No
 
 
 async def test_init_then_ping_answers_the_signature(sim: VrClient) -> None:
-    assert await sim.ok(p.PING) == {"success": True, "error": "", "uuid": "", "repaired": []}
+    assert await sim.ok(p.PING) == {
+        "success": True,
+        "error": "",
+        "uuid": "",
+        "repaired": [],
+        "dnsmasq": {"pid": None, "restarts": 0, "lastExit": "", "reloads": 0},
+    }
     await sim.ok(p.INIT, {"uuid": "vr-1"})
     assert (await sim.ok(p.PING))["uuid"] == "vr-1"
     assert "uuid" in await sim.fails(p.INIT, {})

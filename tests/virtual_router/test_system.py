@@ -2,269 +2,51 @@
 udhcpc, names with busybox nslookup, SNAT to an "upstream" namespace, repairs, restarts and a
 port-53 conflict.
 
-Everything made here is a namespace named ``zsl-t<random>`` (the veths live and die with them)
-or lives in one temp directory; all is removed in ``finally``.  Traffic stays between these
-namespaces (the upstream one is 203.0.113.0/24, a documentation range).
+The namespaces and the agent's process come from tests.virtual_router.lab, which removes
+everything it made.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import pwd
-import re
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.network.names import dnsmasq_run_dir
-from tests.virtual_router.helpers import VrClient, dhcp_entry, snat, wait_for
+from tests.virtual_router.helpers import dhcp_entry, snat, wait_for
+from tests.virtual_router.lab import (
+    BUSYBOX,
+    DOMAIN,
+    PUBLIC_IP,
+    UPSTREAM_IP,
+    AgentProcess,
+    Lab,
+    alive,
+    guest_entry,
+    in_ns,
+    made_lab,
+    random_mac,
+    why_not,
+)
 from virtual_router import protocol as p
 from virtual_router.dnsmasq import unprivileged_user
 
 pytestmark = pytest.mark.system
 
-REPO = Path(__file__).resolve().parents[2]
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-DOMAIN = "lab.lan"
-PUBLIC_IP, UPSTREAM_IP = "203.0.113.10", "203.0.113.1"
-
-
-def _why_not() -> str:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    for tool in ("/usr/sbin/dnsmasq", "/usr/sbin/nft", "/usr/bin/dhcp_release", BUSYBOX):
-        if not os.path.exists(tool):
-            return f"{tool} is missing (make system-deps)"
-    return ""
-
-
-if _why_not():
-    pytest.skip(_why_not(), allow_module_level=True)
-
-
-def run(*args: str, check: bool = True, timeout: float = 15) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    return result
-
-
-def in_ns(ns: str, *args: str, check: bool = True, timeout: float = 15) -> str:
-    return run("ip", "netns", "exec", ns, *args, check=check, timeout=timeout).stdout
-
-
-def random_mac() -> str:
-    return "02:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
-
-
-@dataclass
-class Lab:
-    """The appliance (``vr``), a guest and an upstream namespace, wired by veths."""
-
-    suffix: str
-    workdir: Path
-    net: int = field(default_factory=lambda: 1 + secrets.randbelow(250))
-    vr_guest_mac: str = field(default_factory=random_mac)
-    vr_guest2_mac: str = field(default_factory=random_mac)
-    vr_public_mac: str = field(default_factory=random_mac)
-    guest_mac: str = field(default_factory=random_mac)
-    guest2_mac: str = field(default_factory=random_mac)
-
-    @property
-    def vr(self) -> str:
-        return f"zsl-t{self.suffix}v"
-
-    @property
-    def guest(self) -> str:
-        return f"zsl-t{self.suffix}g"
-
-    @property
-    def upstream(self) -> str:
-        return f"zsl-t{self.suffix}u"
-
-    @property
-    def namespaces(self) -> list[str]:
-        return [self.vr, self.guest, self.upstream]
-
-    def ip(self, host: int, second: bool = False) -> str:
-        return f"10.{77 + second}.{self.net}.{host}"
-
-    @property
-    def gateway(self) -> str:
-        return self.ip(1)
-
-    def create(self) -> None:
-        for ns in self.namespaces:
-            run("ip", "netns", "add", ns)
-            run("ip", "-n", ns, "link", "set", "lo", "up")
-        self._veth("vg0", self.vr_guest_mac, "ge0", self.guest_mac, self.guest)
-        self._veth("vg1", self.vr_guest2_mac, "ge1", self.guest2_mac, self.guest)
-        self._veth("vp0", self.vr_public_mac, "ue0", random_mac(), self.upstream)
-        run("ip", "-n", self.vr, "addr", "add", f"{self.gateway}/24", "dev", "vg0")
-        run("ip", "-n", self.vr, "addr", "add", f"{self.ip(1, True)}/24", "dev", "vg1")
-        run("ip", "-n", self.vr, "addr", "add", f"{PUBLIC_IP}/24", "dev", "vp0")
-        run("ip", "-n", self.upstream, "addr", "add", f"{UPSTREAM_IP}/24", "dev", "ue0")
-
-    def _veth(self, name: str, mac: str, peer: str, peer_mac: str, peer_ns: str) -> None:
-        run(
-            "ip", "-n", self.vr, "link", "add", name, "address", mac, "type", "veth",
-            "peer", "name", peer, "address", peer_mac, "netns", peer_ns,
-        )  # fmt: skip
-        run("ip", "-n", self.vr, "link", "set", name, "up")
-        run("ip", "-n", peer_ns, "link", "set", peer, "up")
-
-    def destroy(self) -> None:
-        """Kill whatever still runs in our namespaces (all of it started here), then delete them."""
-        existing = run("ip", "netns", "list", check=False).stdout
-        for ns in self.namespaces:
-            if not re.search(rf"^{re.escape(ns)}\b", existing, re.M):
-                continue
-            for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            run("ip", "netns", "del", ns, check=False)
-
-    # -- the guest's view ------------------------------------------------------------
-    def dhcp(self, interface: str = "ge0", tries: int = 4) -> dict[str, str]:
-        """One DHCP exchange from the guest with busybox udhcpc; the lease's variables
-        (empty when no lease came)."""
-        script = self.workdir / "udhcpc.sh"
-        if not script.exists():
-            script.write_text(
-                "#!/bin/sh\n"
-                '[ "$1" = bound ] && echo "LEASE ip=$ip router=$router dns=$dns '
-                'domain=$domain subnet=$subnet hostname=$hostname"\nexit 0\n'
-            )
-            script.chmod(0o755)
-        out = in_ns(
-            self.guest, BUSYBOX, "udhcpc", "-i", interface, "-n", "-q", "-f",
-            "-t", str(tries), "-T", "1", "-A", "1", "-s", str(script),
-            check=False,
-        )  # fmt: skip
-        for line in out.splitlines():
-            if line.startswith("LEASE "):
-                return dict(kv.split("=", 1) for kv in line[6:].split())
-        return {}
-
-    def configure_guest(self, ip: str) -> None:
-        run("ip", "-n", self.guest, "addr", "replace", f"{ip}/24", "dev", "ge0")
-        run("ip", "-n", self.guest, "route", "replace", "default", "via", self.gateway)
-
-    def lookup(self, name: str) -> list[str]:
-        """The addresses the appliance's DNS answers for ``name``, asked from the guest."""
-        out = in_ns(self.guest, BUSYBOX, "nslookup", name, self.gateway, check=False)
-        answer = out.split(f"Name:\t{name}", 1)
-        return re.findall(r"Address:\s*([\d.]+)\s*$", answer[1], re.M) if len(answer) > 1 else []
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie not yet reaped does not)."""
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-
-
-class AgentProcess:
-    """``python -m virtual_router.main`` inside the appliance namespace."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self.socket = lab.workdir / "vr.sock"
-        self.data = lab.workdir / "data"
-        self.token_file = lab.workdir / "token"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.client: VrClient | None = None
-        self._log_start = 0
-
-    async def start(self) -> VrClient:
-        self._log_start = len(self.log())
-        self.proc = subprocess.Popen(
-            [
-                "ip", "netns", "exec", self.lab.vr, sys.executable, "-m", "virtual_router.main",
-                "--socket", str(self.socket), "--data-dir", str(self.data),
-                "--token-file", str(self.token_file), "--log-level", "debug",
-            ],
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        await wait_for(self._listening, 20, "the agent to listen")
-        self.client = VrClient(str(self.socket), self.token_file.read_text().strip())
-        return self.client
-
-    def _listening(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the agent exited ({self.proc.returncode}):\n{self.log()}")
-        return "serving on" in self.log()[self._log_start :]
-
-    async def stop(self) -> int:
-        """SIGTERM; the exit status."""
-        if self.client is not None:
-            await self.client.close()
-            self.client = None
-        if self.proc is None:
-            return 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.to_thread(self.proc.wait, 10)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        return code
-
-    async def kill(self) -> None:
-        """SIGKILL, as a crash would: dnsmasq is left running."""
-        if self.client is not None:
-            await self.client.close()
-            self.client = None
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        self.proc = None
-
-    def log(self) -> str:
-        path = self.data / p.LOG_FILE
-        return path.read_text() if path.exists() else ""
-
-    def dnsmasq_pid(self) -> int | None:
-        """The running dnsmasq's pid (from its pid file), if it runs."""
-        try:
-            pid = int((self.data / "dnsmasq.pid").read_text())
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
-
-    def leases(self) -> str:
-        path = self.data / "dnsmasq.leases"
-        return path.read_text() if path.exists() else ""
+if why_not():
+    pytest.skip(why_not(), allow_module_level=True)
 
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    workdir = Path(tempfile.mkdtemp(prefix="zsl-vr-sys-"))
-    made = Lab(secrets.token_hex(3), workdir)
-    try:
-        made.create()
+    with made_lab() as made:
         yield made
-    finally:
-        made.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -274,12 +56,6 @@ async def agent(lab: Lab) -> AsyncIterator[AgentProcess]:
         yield process
     finally:
         await process.stop()
-
-
-def guest_entry(lab: Lab, host: int, mac: str, name: str) -> dict[str, Any]:
-    return dhcp_entry(
-        lab.ip(host), mac, lab.vr_guest_mac, hostname=name, domain=DOMAIN, dns=[lab.gateway]
-    )
 
 
 def nft_table(lab: Lab) -> str:
@@ -385,6 +161,10 @@ async def test_dhcp_dns_snat_repairs_and_restart(lab: Lab, agent: AgentProcess) 
         lambda: agent.dnsmasq_pid() not in (None, first_pid), 10, "dnsmasq to be restarted"
     )
     await wait_for(lambda: "repaired: dnsmasq restarted" in agent.log(), 5, "the repair's log")
+    assert f"dnsmasq {first_pid} exited unexpectedly (killed by SIGKILL)" in agent.log()
+    status = (await vr.ok(p.PING))["dnsmasq"]
+    assert (status["restarts"], status["lastExit"]) == (1, "killed by SIGKILL")
+    assert status["pid"] == agent.dnsmasq_pid()
     assert lab.dhcp()["ip"] == lab.ip(10)
     assert lab.lookup(f"vm2.{DOMAIN}") == [lab.ip(20)]
     assert_unprivileged(agent)
@@ -406,7 +186,14 @@ async def test_dhcp_dns_snat_repairs_and_restart(lab: Lab, agent: AgentProcess) 
     assert dnsmasq_pid is not None and not alive(dnsmasq_pid)
     assert not dnsmasq_run_dir(agent.data).exists()
     vr = await agent.start()
-    assert (await vr.ok(p.PING)) == {"success": True, "error": "", "uuid": "", "repaired": []}
+    fresh = {"pid": None, "restarts": 0, "lastExit": "", "reloads": 0}
+    assert (await vr.ok(p.PING)) == {
+        "success": True,
+        "error": "",
+        "uuid": "",
+        "repaired": [],
+        "dnsmasq": fresh,
+    }
     await vr.ok(p.INIT, {"uuid": "vr-uuid-1"})
     await vr.ok(p.ADD_DHCP, {"dhcpEntryList": [vm1]})
 
@@ -477,3 +264,39 @@ async def test_port_53_taken_is_named_and_nothing_is_half_applied(
     # Once the port is free the same command succeeds.
     await vr.ok(p.ADD_DHCP, {"dhcpEntryList": [blocked]})
     assert lab.dhcp("ge1")["ip"] == lab.ip(10, True)
+
+
+async def test_a_guest_off_its_default_l3_network_gets_no_router(
+    lab: Lab, agent: AgentProcess
+) -> None:
+    """Options come by the network's tag, and by a tag of its own (set in the conf) for a
+    guest whose options differ: the one thing the hosts file no longer carries."""
+    vr = await agent.start()
+    first = guest_entry(lab, 10, lab.guest_mac, "vm1")
+    other = dhcp_entry(lab.ip(20, True), random_mac(), lab.vr_guest2_mac, hostname="vm2")
+    second = dhcp_entry(lab.ip(30, True), lab.guest2_mac, lab.vr_guest2_mac, default=False)
+    await vr.ok(p.ADD_DHCP, {"rebuild": True, "dhcpEntryList": [first, other, second]})
+    assert "dhcp-mac=set:zsl-own," + lab.guest2_mac in (agent.data / "dnsmasq.conf").read_text()
+
+    assert lab.dhcp("ge1") == {
+        "ip": lab.ip(30, True),
+        "router": "",
+        "dns": "",
+        "domain": "",
+        "subnet": "255.255.255.0",
+        "hostname": "",
+    }
+    lease = lab.dhcp("ge0")
+    assert (lease["router"], lease["dns"], lease["domain"]) == (lab.gateway, lab.gateway, DOMAIN)
+
+    # Now its default network: the network's options, and nothing of its own in the conf.
+    second = dhcp_entry(lab.ip(30, True), lab.guest2_mac, lab.vr_guest2_mac, hostname="vm3")
+    await vr.ok(p.ADD_DHCP, {"dhcpEntryList": [second]})
+    assert "dhcp-mac=" not in (agent.data / "dnsmasq.conf").read_text()
+    lease = lab.dhcp("ge1")
+    assert (lease["ip"], lease["router"], lease["hostname"]) == (
+        lab.ip(30, True),
+        lab.ip(1, True),
+        "vm3",
+    )
+    assert (await vr.ok(p.PING))["dnsmasq"]["restarts"] == 0

@@ -54,7 +54,7 @@ class NetLab:
         hosts = self.router_dir(router) / "dhcp-hosts"
         out = {}
         for line in hosts.read_text().splitlines():
-            mac, _tag, ip, *_ = line.split(",")
+            mac, ip, *_ = line.split(",")
             out[mac] = ip
         return out
 
