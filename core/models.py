@@ -4,6 +4,7 @@
 from core.appliance.models import ApplianceVmVO
 from core.cluster.models import ClusterVO
 from core.config.models import GlobalConfigVO
+from core.gc.models import GarbageCollectorVO
 from core.host.models import HostVO
 from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.management_node.models import ManagementNodeVO
@@ -28,6 +29,7 @@ __all__ = [
     "ApplianceVmVO",
     "BackupStorageVO",
     "ClusterVO",
+    "GarbageCollectorVO",
     "GlobalConfigVO",
     "HostVO",
     "ImageBackupStorageRefVO",
