@@ -73,8 +73,8 @@ class GarbageCollectorPlugin(
         if isinstance(trigger_events, str):
             raise argerr("GC job trigger_events must be a list of event paths, not a string")
         triggers = [Trigger.parse(t).text for t in trigger_events]
-        if resource_uuid is not None and (not isinstance(resource_uuid, str) or
-                                          len(resource_uuid) > 64):  # fmt: skip
+        uuid_ok = isinstance(resource_uuid, str) and 0 < len(resource_uuid) <= 64
+        if resource_uuid is not None and not uuid_ok:
             raise argerr(f"GC job resource uuid {resource_uuid!r} is not a uuid")
         if isinstance(error, str):
             error = ErrorCode(SysErrors.OPERATION_ERROR, error)
@@ -95,13 +95,13 @@ class GarbageCollectorPlugin(
         session.add(row)
         session.flush()
         inventory = row.to_inventory()
-        scheduler = self.scheduler
+        scheduler, uuid = self.scheduler, row.uuid
 
         def committed(_session: Session) -> None:
-            scheduler.submitted_threadsafe(row.uuid, next_run, triggers, inventory)
+            scheduler.submitted_threadsafe(uuid, next_run, triggers, inventory)
 
         event.listen(session, "after_commit", committed, once=True)
-        return row.uuid
+        return uuid
 
     async def submit(
         self,

@@ -191,7 +191,7 @@ class GcScheduler:
     def _on_event(self, path: str, event: CanonicalEvent) -> None:
         fired = [
             uuid
-            for uuid, triggers in self._triggers.items()
+            for uuid, triggers in list(self._triggers.items())  # any publisher's thread
             if any(t.path == path and t.matches(event.data) for t in triggers)
         ]
         if fired and self._loop is not None:
