@@ -130,15 +130,15 @@ class GcScheduler:
     # -- what is due ----------------------------------------------------------------------
 
     async def scan(self) -> None:
-        """Delete Done jobs past retention; arm every Idle job as the table has it."""
+        """Delete Done jobs past retention; arm every Idle job as the table has it.  (A job
+        armed that is gone from the table is forgotten when its timer or trigger finds it
+        gone: what this scan read may be older than a submit that was armed meanwhile.)"""
         retention = config_value(self.node, cfg.DONE_RETENTION)
         pruned, idle = await self.node.db.run(lambda s: _scan(s, retention))
         for uuid, name in pruned:
             self.node.events.publish(DELETED_EVENT, {"uuid": uuid, "name": name})
         if not self.started:
             return
-        for uuid in set(self._triggers) - {uuid for uuid, _, _ in idle} - set(self._runs):
-            self.disarm(uuid)
         for uuid, at, triggers in idle:
             self.arm(uuid, at, triggers)
 
