@@ -4,6 +4,7 @@
 from core.appliance.models import ApplianceVmVO
 from core.cluster.models import ClusterVO
 from core.config.models import GlobalConfigVO
+from core.gc.models import GarbageCollectorVO
 from core.host.models import HostVO
 from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.kernel.flow_journal import FlowRunVO
@@ -30,6 +31,7 @@ __all__ = [
     "BackupStorageVO",
     "ClusterVO",
     "FlowRunVO",
+    "GarbageCollectorVO",
     "GlobalConfigVO",
     "HostVO",
     "ImageBackupStorageRefVO",

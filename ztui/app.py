@@ -57,6 +57,8 @@ EVENT_PATTERNS = (
     "/image/download/progress",
     "/globalConfig/update/{category}/{name}",
     "/operation/update",
+    "/gc/job/update",
+    "/gc/job/deleted",
     "/client/overflow",
 )
 """The canonical events ztui follows (``/operation/update`` feeds the flow-chain panel)."""

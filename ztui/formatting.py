@@ -41,6 +41,10 @@ STATE_STYLES = {
     "Failed": "bold red",
     "RolledBack": "red",
     "RollbackFailed": "bold red reverse",
+    # GC jobs
+    "Idle": "yellow",
+    "Processing": "cyan",
+    "Done": "green",
 }
 """Colour of each state or status word, wherever a table shows one."""
 

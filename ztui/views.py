@@ -63,7 +63,7 @@ VIEWS: tuple[View, ...] = (
     View(
         "config",
         "Global config",
-        ("cfg", "settings", "gc"),
+        ("cfg", "settings"),
         "6",
         "ztui.screens.global_config:GlobalConfigScreen",
     ),
@@ -74,6 +74,7 @@ VIEWS: tuple[View, ...] = (
         "7",
         "ztui.screens.operations:OperationsScreen",
     ),
+    View("gc", "GC jobs", ("garbage", "gcjob", "cleanup"), "8", "ztui.screens.gc:GcScreen"),
     View("help", "Help", ("h", "keys", "?"), "question_mark", "ztui.screens.help:HelpScreen"),
 )
 """Every view, in the order of their keys."""
