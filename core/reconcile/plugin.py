@@ -11,10 +11,12 @@ and :data:`FOUND_EVENT` is published; once it has been an orphan at every compar
 refuses anything not of this lab) and :data:`REMOVED_EVENT` is published.  With ``Never``
 orphans are kept and reported.  An object owned again (or gone) is forgotten.
 
-A host's comparison is the background chain ``reconcileHost`` (in the operations log):
-``ReconcileListHostObjectsFlow``, ``ReconcileFindOrphansFlow``,
-``ReconcileRemoveOrphansFlow``; the latter runs one nested chain ``reconcileRemoveOrphan``
-per removal, whose one step is named after the object (``remove domain zsl-…``).
+A host's listing and comparison are quiet; when they find a new orphan or one whose grace
+period has ended, the background chain ``reconcileHost`` runs (in the operations log):
+``ReconcileReportOrphansFlow``, ``ReconcileRemoveOrphansFlow``; the latter runs one
+nested chain ``reconcileRemoveOrphan`` per removal, whose one step is named after the
+object (``remove domain zsl-…``).  So the operations log holds what the reconciler found
+and did, and a clean lab's log is not filled with its looks.
 
 Races: an object a running chain is making has no row yet for a moment (a tap or domain
 during createVm, a namespace during createVirtualRouter).  The grace period (15 minutes
@@ -85,28 +87,14 @@ class _RunFlow(NoRollbackFlow):
         self.state = run
 
 
-class ReconcileListHostObjectsFlow(_RunFlow):
+class ReconcileReportOrphansFlow(_RunFlow):
+    """Reports the orphans seen for the first time (the log, :data:`FOUND_EVENT`)."""
+
+    def skip(self, data: dict[str, Any]) -> bool:
+        return not any(o["new"] for o in self.state.orphans)
+
     async def run(self, data: dict[str, Any]) -> None:
-        run, node = self.state, self.plugin.node
-        run.paths = await node.db.run(lambda s: storage_paths(s, run.host_uuid))
-        agent = await node.plugin(HostPlugin).agent_of(run.host_uuid)
-        answer = await agent.call(
-            protocol.LAB_INVENTORY, {"storagePaths": run.paths}, INVENTORY_TIMEOUT
-        )
-        run.objects = list(answer.get("objects") or [])
-
-
-class ReconcileFindOrphansFlow(_RunFlow):
-    async def run(self, data: dict[str, Any]) -> None:
-        run, plugin = self.state, self.plugin
-        grace = plugin.grace()
-
-        def compare(session: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-            found = orphans(run.objects, load_owners(session, run.host_uuid))
-            tracked = tracking.track(session, run.host_uuid, found, run.now)
-            return tracked, tracking.due(tracked, run.now, grace)
-
-        run.orphans, run.due = await plugin.node.db.run(compare)
+        run = self.state
         for orphan in run.orphans:
             if orphan["new"]:
                 log.warning(
@@ -116,7 +104,7 @@ class ReconcileFindOrphansFlow(_RunFlow):
                     orphan["name"],
                     orphan.get("detail") or "no owner in the database",
                 )
-                plugin.publish(FOUND_EVENT, run.host_uuid, orphan)
+                self.plugin.publish(FOUND_EVENT, run.host_uuid, orphan)
 
 
 class ReconcileRemoveOrphansFlow(_RunFlow):
@@ -249,20 +237,44 @@ class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
         return runs
 
     async def reconcile_host(self, host_uuid: str) -> HostRun:
-        """One comparison of one host, as the background chain ``reconcileHost``."""
+        """One comparison of one host.  The listing and the comparison are quiet; when they
+        find a new orphan or one whose grace period has ended, the background chain
+        ``reconcileHost`` reports and removes (so the operations log holds what the
+        reconciler did, not every look it took)."""
         async with self._lock:
             run = HostRun(host_uuid)
+            try:
+                await self._compare(run)
+            except Exception as exc:
+                log.warning("cannot compare host %s with the database: %s", host_uuid, exc)
+                return run
+            if not run.due and not any(o["new"] for o in run.orphans):
+                return run
             chain = self.node.new_chain(CHAIN)
-            for step in (
-                ReconcileListHostObjectsFlow,
-                ReconcileFindOrphansFlow,
-                ReconcileRemoveOrphansFlow,
-            ):
-                chain.then(step(self, run))
+            chain.then(ReconcileReportOrphansFlow(self, run))
+            chain.then(ReconcileRemoveOrphansFlow(self, run))
             outcome = await chain.start()
             if outcome.error is not None:
                 log.warning("reconciling host %s failed: %s", host_uuid, outcome.error)
             return run
+
+    async def _compare(self, run: HostRun) -> None:
+        """List the host's objects of this lab; record the orphans among them."""
+        db = self.node.db
+        run.paths = await db.run(lambda s: storage_paths(s, run.host_uuid))
+        agent = await self.node.plugin(HostPlugin).agent_of(run.host_uuid)
+        answer = await agent.call(
+            protocol.LAB_INVENTORY, {"storagePaths": run.paths}, INVENTORY_TIMEOUT
+        )
+        run.objects = list(answer.get("objects") or [])
+        grace = self.grace()
+
+        def compare(session: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            found = orphans(run.objects, load_owners(session, run.host_uuid))
+            tracked = tracking.track(session, run.host_uuid, found, run.now)
+            return tracked, tracking.due(tracked, run.now, grace)
+
+        run.orphans, run.due = await db.run(compare)
 
     def publish(self, path: str, host_uuid: str, orphan: dict[str, Any]) -> None:
         first = orphan.get("firstSeen")
