@@ -29,15 +29,19 @@ class Agent:
         callback_policy: RetryPolicy | None = None,
         report_timeout: float = 10.0,
         lab: str | None = None,
+        lab_dir: Path | None = None,
     ) -> None:
-        """``lab``: the identity (:func:`agent.lab.lab_id`) of the lab this agent serves;
-        default: the one its data dir implies."""
+        """``lab_dir``: the data dir of the node (the lab) this agent serves, default: the
+        one its data dir implies; ``lab``: the lab's identity (:func:`agent.lab.lab_id`),
+        default: the lab dir's."""
         self.backend = backend
         self.data_dir = Path(data_dir)
-        self.lab = lab or lab_id(default_lab_dir(self.data_dir))
+        self.lab_dir = Path(lab_dir) if lab_dir is not None else default_lab_dir(self.data_dir)
+        self.lab = lab or lab_id(self.lab_dir)
         self.token = load_or_create_token(self.data_dir / TOKEN_FILE)
         backend.set_data_dir(self.data_dir)
         backend.set_lab(self.lab)
+        backend.set_lab_dir(self.lab_dir)
         self.callback_policy = callback_policy
         self.report_timeout = report_timeout
         self.reporter: Reporter | None = None

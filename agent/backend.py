@@ -12,11 +12,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.console import ConsoleStream, OpenConsoles
+from agent.errors import AgentError
 from agent.network.base import NetworkDriver
 from agent.protocol import DEFAULT_STALL_TIMEOUT, DOMAIN_PREFIX
+
+if TYPE_CHECKING:
+    from agent.lab_inventory import HostObject, Removal
 
 StateListener = Callable[[str, str], None]
 """Called on the event loop with ``(vmUuid, state)``; must not block."""
@@ -131,6 +135,8 @@ class Backend(ABC):
         self._listener: StateListener | None = None
         self.consoles = OpenConsoles()
         """The console each VM has open (one viewer per VM); closed by :meth:`close`."""
+        self.lab_dir: Path | None = None
+        """The data dir of the node this agent serves (:meth:`set_lab_dir`)."""
 
     def set_data_dir(self, data_dir: Path) -> None:
         """The agent's data dir: appliance directories go under ``<data_dir>/appliances``."""
@@ -140,6 +146,10 @@ class Backend(ABC):
         """The identity of the lab this agent serves (:mod:`agent.lab`): what the
         network driver makes on the host carries it."""
         self.network.lab = lab
+
+    def set_lab_dir(self, lab_dir: Path) -> None:
+        """The data dir of the node this agent serves: what under it is the lab's."""
+        self.lab_dir = Path(lab_dir).absolute()
 
     def set_state_listener(self, listener: StateListener | None) -> None:
         self._listener = listener
@@ -151,6 +161,15 @@ class Backend(ABC):
     def extra_commands(self) -> dict[str, ExtraCommand]:
         """Paths this backend serves beyond the protocol's (none by default)."""
         return {}
+
+    # -- reconciliation (agent.lab_inventory) --------------------------------------------
+    async def lab_inventory(self, storage_paths: list[str]) -> list[HostObject]:
+        """Every object of this agent's lab on the host (agent.protocol.LAB_INVENTORY)."""
+        raise AgentError(f"the {self.hypervisor_type} backend cannot list the lab's objects")
+
+    async def lab_remove(self, objects: list[tuple[str, str]], storage_paths: list[str]) -> Removal:
+        """Remove the named objects that are this lab's now (agent.protocol.LAB_REMOVE)."""
+        raise AgentError(f"the {self.hypervisor_type} backend cannot remove the lab's objects")
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections, start probes; called once before serving."""

@@ -18,6 +18,7 @@ from typing import Any
 from agent import protocol as p
 from agent.backend import STOP_TYPES, Backend, ExtraCommand, NicSpec, VmSpec
 from agent.errors import AgentError, ArgumentError
+from agent.lab_inventory import KINDS
 from agent.network import names
 from agent.network.base import ROLES, ApplianceNic, ApplianceSpec
 from agent.reports import Reporter
@@ -275,6 +276,8 @@ class AgentCommands:
             p.APPLIANCE_CREATE: self.appliance_create,
             p.APPLIANCE_DESTROY: self.appliance_destroy,
             p.APPLIANCE_CHECK: self.appliance_check,
+            p.LAB_INVENTORY: self.lab_inventory,
+            p.LAB_REMOVE: self.lab_remove,
         }
         asynchronous: dict[str, Handler] = {
             p.VM_START: self.vm_start,
@@ -525,6 +528,39 @@ class AgentCommands:
             "agentRunning": status.agent_running,
             "missingNics": list(status.missing_nics),
         }
+
+    # -- reconciliation ----------------------------------------------------------
+    async def lab_inventory(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        paths = _storage_paths(Fields(body))
+        objects = await self.backend.lab_inventory(paths)
+        return {"lab": self.backend.network.lab, "objects": [o.to_json() for o in objects]}
+
+    async def lab_remove(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        f = Fields(body)
+        paths = _storage_paths(f)
+        wanted = []
+        for obj in f.objects("objects"):
+            kind = obj.text("kind")
+            if kind not in KINDS:
+                raise ArgumentError(
+                    f"field {obj._name('kind')!r} must be one of {', '.join(KINDS)}"
+                )
+            wanted.append((kind, obj.text("name")))
+        # Links and host NAT are one host-wide state: no bridge or NAT command meanwhile.
+        async with self.host_network_lock:
+            result = await self.backend.lab_remove(wanted, paths)
+        return {
+            "removed": [o.to_json() for o in result.removed],
+            "refused": [{"kind": o.kind, "name": o.name, "error": e} for o, e in result.refused],
+            "failures": [{"kind": o.kind, "name": o.name, "error": e} for o, e in result.failures],
+        }
+
+
+def _storage_paths(f: Fields) -> list[str]:
+    paths = f.texts("storagePaths")
+    for i, path in enumerate(paths):
+        _absolute(Fields({"path": path}, f"storagePaths[{i}]."), "path")
+    return paths
 
 
 def _without_context(extra: ExtraCommand) -> Handler:

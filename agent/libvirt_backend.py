@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import libvirt
 
@@ -39,9 +39,13 @@ from agent.console import ConsoleStream
 from agent.domain_xml import DOMAIN_TYPES, build_domain_xml, console_of
 from agent.errors import AgentError, ArgumentError
 from agent.host_facts import format_libvirt_version, read_cpuinfo, read_meminfo
+from agent.lab import default_lab_dir
 from agent.libvirt_console import LibvirtConsole
 from agent.network.host import HostNetwork
 from agent.storage import LocalFileStorage
+
+if TYPE_CHECKING:
+    from agent.lab_inventory import HostObject, Removal
 
 log = logging.getLogger(__name__)
 
@@ -500,6 +504,24 @@ class LibvirtBackend(LocalFileStorage, Backend):
 
     async def vm_sync(self) -> dict[str, str]:
         return await self._call(self._sync)
+
+    # -- reconciliation ------------------------------------------------------------
+    async def lab_inventory(self, storage_paths: list[str]) -> list[HostObject]:
+        from agent import lab_inventory as inv
+
+        finder = inv.LabFinder(self._lab_dir(), self.network.lab)
+        return await self._call(lambda: inv.inventory(finder, self._ensure_conn(), storage_paths))
+
+    async def lab_remove(self, objects: list[tuple[str, str]], storage_paths: list[str]) -> Removal:
+        from agent import lab_inventory as inv
+
+        finder = inv.LabFinder(self._lab_dir(), self.network.lab)
+        return await self._call(
+            lambda: inv.remove_objects(finder, self._ensure_conn(), objects, storage_paths)
+        )
+
+    def _lab_dir(self) -> Path:
+        return self.lab_dir or default_lab_dir(self.network.data_dir)
 
     def _sync(self) -> dict[str, str]:
         states: dict[str, str] = {}

@@ -62,7 +62,7 @@ def make_backend(args: argparse.Namespace) -> Backend:
 
 async def serve(args: argparse.Namespace) -> None:
     lab_dir = args.lab_dir or default_lab_dir(args.data_dir)
-    agent = Agent(make_backend(args), args.data_dir, lab=lab_id(lab_dir))
+    agent = Agent(make_backend(args), args.data_dir, lab=lab_id(lab_dir), lab_dir=lab_dir)
     stop = asyncio.Event()
     on_stop_signals(asyncio.get_running_loop(), stop)
     await agent.start(args.host, args.port)

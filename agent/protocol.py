@@ -232,6 +232,34 @@ APPLIANCE_CHECK: Final = "/appliance/check"
 """{applianceUuid} -> {namespace: bool, agentRunning: bool, missingNics: [mac]}: a NIC
 is missing when its veth pair, its MAC or its bridge port is gone."""
 
+# -- reconciliation ------------------------------------------------------------
+LAB_INVENTORY: Final = "/lab/inventory"
+"""{storagePaths: [str]} -> {lab, objects: [{kind, name, ref, detail}]}: every object of
+this agent's lab on the host, found by the lab's identity as a reset's sweep finds it
+(agent.lab_inventory): kinds ``domain``, ``process`` (router agents, dnsmasq and host
+agents, never the node nor this agent), ``namespace``, ``veth``, ``tap``, ``hostNat``
+(name ``<bridge> <gatewayCidr>``), ``bridge``, ``file`` (under ``storagePaths``, the
+primary storage directories of the host, only those under the lab's data dir: VM volume
+directories ``rootvolumes/vm-<uuid>``, ``imagecache/*``, ``consoles/*``).  ``ref`` is what
+the core compares with its database (a VM uuid, a router's short id or uuid, a bridge
+name, an image uuid, an agent's directory).  A simulator host lists its simulated objects
+(domains, bridges, host NAT, routers as namespaces) and files."""
+
+LAB_OBJECT_KINDS: Final = (
+    "domain", "process", "namespace", "veth", "tap", "hostNat", "bridge", "file"
+)  # fmt: skip
+"""The kinds LAB_INVENTORY lists, in the order removals go: what holds an object goes
+before it (a domain holds its taps and disks, a namespace its processes and veths, a tap
+marks itself the lab's by its bridge)."""
+
+LAB_REMOVE: Final = "/lab/remove"
+"""{objects: [{kind, name}], storagePaths: [str]} -> {removed: [{kind, name, ref,
+detail}], refused: [{kind, name, error}], failures: [{kind, name, error}]}: remove the
+named objects (orphans the core found), each only if it is this lab's now (listed as
+LAB_INVENTORY lists it): anything else (another lab's, gone) is refused, untouched.  A
+namespace goes with its processes, veths, router directory, dnsmasq run dir and socket;
+a domain with libvirt's log of it; a host NAT entry with its gateway address."""
+
 # -- reports (agent -> core) --------------------------------------------------
 REPORT_VM_STATE: Final = "/kvm/reportvmstate"
 REPORT_PROGRESS: Final = "/kvm/reportprogress"

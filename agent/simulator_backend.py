@@ -14,6 +14,8 @@ real virtual-router agents started ``--simulate`` (and stopped at close).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -34,6 +36,20 @@ from agent.backend import (
 )
 from agent.console import ConsoleStream
 from agent.errors import AgentError, ArgumentError
+from agent.lab import default_lab_dir
+from agent.lab_inventory import (
+    BRIDGE,
+    DOMAIN,
+    FILE,
+    HOST_NAT,
+    NAMESPACE,
+    TAP,
+    HostObject,
+    LabFinder,
+    Removal,
+    remove_path,
+)
+from agent.network.names import namespace_name, short_id
 from agent.network.simulated import SimulatedNetwork
 from agent.protocol import VM_STATES
 from agent.simulator_console import SimulatedConsole
@@ -205,6 +221,79 @@ class SimulatorBackend(LocalFileStorage, Backend):
             return SimulatedConsole(vm_uuid, domain.spec.console_log_path, running)
 
         return await self.consoles.open(vm_uuid, opener)
+
+    # -- reconciliation ------------------------------------------------------------
+    def _lab_finder(self) -> LabFinder:
+        return LabFinder(self.lab_dir or default_lab_dir(self.network.data_dir), self.network.lab)
+
+    def _simulated_routers(self) -> set[str]:
+        """Appliances this simulated host has: known, or with a directory (after a restart)."""
+        known = set(self.network.appliances)
+        directory = self.network.appliances_dir
+        if directory.is_dir():
+            known.update(
+                p.name for p in directory.iterdir() if self.network.paths(p.name).spec.exists()
+            )
+        return known
+
+    async def lab_inventory(self, storage_paths: list[str]) -> list[HostObject]:
+        """The simulated objects (domains and their taps while active, bridges, host NAT,
+        routers as namespaces) and the lab's files under ``storage_paths``."""
+        objects = [HostObject(DOMAIN, domain_name(u), u) for u in sorted(self.domains)]
+        for d in self.domains.values():
+            if d.state in ACTIVE:
+                objects += [
+                    HostObject(TAP, n.device_name, n.device_name, n.bridge_name)
+                    for n in d.spec.nics
+                    if n.device_name
+                ]
+        for uuid in sorted(self._simulated_routers()):
+            objects.append(HostObject(NAMESPACE, namespace_name(uuid), short_id(uuid)))
+        for entry in sorted(self.network.host_nat):
+            name = f"{entry.bridge_name} {entry.gateway.with_prefixlen}"
+            objects.append(HostObject(HOST_NAT, name, entry.bridge_name))
+        objects += [HostObject(BRIDGE, b, b) for b in sorted(self.network.bridges)]
+        finder = self._lab_finder()
+        objects += await asyncio.to_thread(finder.files, storage_paths)
+        return objects
+
+    async def lab_remove(self, objects: list[tuple[str, str]], storage_paths: list[str]) -> Removal:
+        present = {(o.kind, o.name): o for o in await self.lab_inventory(storage_paths)}
+        result = Removal()
+        for kind, name in objects:
+            obj = present.get((kind, name))
+            if obj is None:
+                result.refused.append((HostObject(kind, name), f"no {kind} {name} of this lab"))
+                continue
+            try:
+                await self._remove_simulated(obj)
+            except Exception as exc:
+                result.failures.append((obj, str(exc)))
+                continue
+            result.removed.append(obj)
+        return result
+
+    async def _remove_simulated(self, obj: HostObject) -> None:
+        if obj.kind == DOMAIN:
+            await self.vm_destroy(obj.ref)
+        elif obj.kind == TAP:
+            for d in self.domains.values():
+                nics = tuple(n for n in d.spec.nics if n.device_name != obj.name)
+                d.spec = dataclasses.replace(d.spec, nics=nics)
+        elif obj.kind == NAMESPACE:
+            for uuid in self._simulated_routers():
+                if short_id(uuid) == obj.ref:
+                    await self.network.appliance_destroy(uuid)
+        elif obj.kind == HOST_NAT:
+            self.network.host_nat = {
+                e
+                for e in self.network.host_nat
+                if f"{e.bridge_name} {e.gateway.with_prefixlen}" != obj.name
+            }
+        elif obj.kind == BRIDGE:
+            self.network.bridges.pop(obj.name, None)
+        elif obj.kind == FILE:
+            await asyncio.to_thread(remove_path, Path(obj.name))
 
     # -- simulation ------------------------------------------------------------
     def extra_commands(self) -> dict[str, ExtraCommand]:

@@ -14,6 +14,7 @@ from core.network.l3.models import IpRangeVO, L3NetworkDnsVO, L3NetworkVO, UsedI
 from core.network.service.models import NetworkServiceL3NetworkRefVO, NetworkServiceProviderVO
 from core.offering.models import InstanceOfferingVO
 from core.operation_log.models import OperationLogVO
+from core.reconcile.models import HostOrphanVO
 from core.storage.models import (
     BackupStorageVO,
     ImageCacheVO,
@@ -33,6 +34,7 @@ __all__ = [
     "FlowRunVO",
     "GarbageCollectorVO",
     "GlobalConfigVO",
+    "HostOrphanVO",
     "HostVO",
     "ImageBackupStorageRefVO",
     "ImageCacheVO",

@@ -240,6 +240,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
         "image",
         "virtualRouter",
         "vm",
+        "reconcile",
     ]
     services = [p.name for p in node.registry.extensions(Service)]
     assert services == [
@@ -258,6 +259,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
         "virtualRouter",
         "vm",
         "zone",
+        "reconcile",
     ]
 
 
@@ -336,6 +338,7 @@ async def test_components_start_in_order_and_stop_in_reverse(
         "VmPlugin",
         "CLastA",
         "CLastB",
+        "ReconcilePlugin",
     ]
     journal.entries.clear()
     await node.stop()
