@@ -250,6 +250,9 @@ class AgentCommands:
         self.host_network_lock = asyncio.Lock()
         """Bridges and host NAT: one host-wide state (links, one nftables table)."""
         self.appliance_locks = KeyedLocks()
+        self.file_locks = KeyedLocks()
+        """Volume creations and downloads, by target path: a repeat of one still running
+        (its answer was lost) waits for it, then finds its file in place."""
 
     def registry(self) -> CommandRegistry:
         registry = CommandRegistry()
@@ -396,12 +399,11 @@ class AgentCommands:
     # -- volumes and images ----------------------------------------------------
     async def volume_create(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
         f = Fields(body)
-        volume = await self.backend.volume_create(
-            _absolute(f, "installPath"),
-            _absolute(f, "backingFile", optional=True),
-            f.integer("size", 0),
-            f.text("format", "qcow2"),
-        )
+        install_path = _absolute(f, "installPath")
+        backing_file = _absolute(f, "backingFile", optional=True)
+        size, fmt = f.integer("size", 0), f.text("format", "qcow2")
+        async with self.file_locks.hold(install_path):
+            volume = await self.backend.volume_create(install_path, backing_file, size, fmt)
         return {
             "installPath": volume.install_path,
             "size": volume.size,
@@ -422,13 +424,12 @@ class AgentCommands:
         stall_timeout = f.number("stallTimeout", p.DEFAULT_STALL_TIMEOUT)
         if stall_timeout == 0:
             raise ArgumentError("field 'stallTimeout' must be a number > 0")
-        result = await self.backend.image_download(
-            f.text("url"),
-            _absolute(f, "installPath"),
-            f.text("checksum", ""),
-            progress,
-            stall_timeout,
-        )
+        url, install_path = f.text("url"), _absolute(f, "installPath")
+        checksum = f.text("checksum", "")
+        async with self.file_locks.hold(install_path):
+            result = await self.backend.image_download(
+                url, install_path, checksum, progress, stall_timeout
+            )
         return {
             "installPath": result.install_path,
             "format": result.format,

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -138,25 +137,33 @@ async def create_volume(
 ) -> VolumeInfo:
     """A qcow2 overlay on ``backing_file`` (or a blank qcow2 of ``size`` bytes), mode 0600.
 
-    Refuses to overwrite an existing file: it could be a VM's disk.  The backing file
-    must be a standalone image (agent.image_header): an overlay's chain is always two
-    files the project made.  ``qemu-img`` makes the first overlay of each backing file
-    and size; later ones are copies of its bytes (see ``_OverlayTemplates``).
+    Idempotent, keyed by ``install_path``: the file is made under a temporary name beside
+    it (:func:`in_progress_paths`, replaced if an agent that died left one) and linked
+    into place only once complete, so a file at ``install_path`` is always a whole
+    volume; when it is already the volume asked for (a repeat of a call whose answer was
+    lost) it is answered as made, anything else there is refused (it could be a VM's
+    disk).  The backing file must be a standalone image (agent.image_header): an
+    overlay's chain is always two files the project made.  ``qemu-img`` makes the first
+    overlay of each backing file and size; later ones are copies of its bytes (see
+    ``_OverlayTemplates``).
     """
     _require_absolute(install_path)
     if fmt not in VOLUME_FORMATS:
         raise ArgumentError(f"volume format {fmt!r} is not supported (only qcow2)")
     if size < 0:
         raise ArgumentError(f"size must not be negative, got {size}")
-    if os.path.lexists(install_path):
-        raise AgentError(f"{install_path} already exists")
     if not backing_file and not size:
         raise ArgumentError("a volume without a backing file needs a size")
+    if os.path.lexists(install_path):
+        return await _existing_volume(install_path, backing_file, size)
     make_directories(Path(install_path).parent)
+    creating = _creating_path(install_path)
+    _remove_quietly(creating)  # left by an agent that died making it
     key = _overlay_templates.key(backing_file, size) if backing_file else None
     template = _overlay_templates.get(key)
     if template is not None:
-        _overlay_templates.write(install_path, template)
+        _overlay_templates.write(creating, template)
+        _put_in_place(creating, install_path)
         return VolumeInfo(install_path, template.virtual_size, _allocated(install_path))
     args = ["create", "-q", "-f", fmt]
     if backing_file:
@@ -166,18 +173,66 @@ async def create_volume(
                 f"size {size} is smaller than the backing image's {backing.size} bytes"
             )
         args += ["-F", backing.format, "-b", backing_file]
-    args.append(install_path)
+    args.append(creating)
     if size:
         args.append(str(size))
     try:
         await run_qemu_img(*args)
-        created = await info(install_path, "qcow2")
+        created = await info(creating, "qcow2")
+        if key is not None:
+            _overlay_templates.remember(key, creating, created.size)
+        _put_in_place(creating, install_path)
     except BaseException:
-        _remove_quietly(install_path)
+        _remove_quietly(creating)
         raise
-    if key is not None:
-        _overlay_templates.remember(key, install_path, created.size)
     return VolumeInfo(install_path, created.size, created.actual_size)
+
+
+async def _existing_volume(install_path: str, backing_file: str, size: int) -> VolumeInfo:
+    """The volume at ``install_path`` if it is the one asked for; an AgentError otherwise."""
+    refused = f"{install_path} already exists"
+    if not image_header.is_regular_file(install_path):
+        raise AgentError(f"{refused} and is not a regular file")
+    try:
+        header = await _inspect(install_path, install_path, allow_backing=True)
+    except AgentError as exc:
+        raise AgentError(f"{refused} and is not a volume of the project: {exc}") from None
+    if header.format != "qcow2" or header.backing_file != backing_file:
+        was = f"backing file {header.backing_file!r}" if header.backing_file else "no backing"
+        raise AgentError(f"{refused}, a {header.format} with {was}: not the volume asked for")
+    found = await info(install_path, "qcow2")
+    wanted = size or (await standalone_info(backing_file)).size
+    if found.size != wanted:
+        raise AgentError(f"{refused} with {found.size} bytes, not {wanted}")
+    log.info("volume %s exists already as asked; answering it as made", install_path)
+    return VolumeInfo(install_path, found.size, found.actual_size)
+
+
+def _put_in_place(made: str, install_path: str) -> None:
+    """Link the finished ``made`` to ``install_path`` (never over a file there), drop ``made``."""
+    try:
+        os.link(made, install_path)
+    except FileExistsError:
+        raise AgentError(f"{install_path} already exists") from None
+    os.unlink(made)
+
+
+def _creating_path(install_path: str) -> str:
+    path = Path(install_path)
+    return str(path.parent / f".{path.name}.creating")
+
+
+def _part_path(install_path: str) -> str:
+    path = Path(install_path)
+    return str(path.parent / f".{path.name}.part")
+
+
+def in_progress_paths(install_path: str) -> list[str]:
+    """Where a volume (``.<name>.creating``) or a download (``.<name>.part``) to
+    ``install_path`` is written before it is put in place: one name per target, so a
+    command sent again after the agent died overwrites what the dead one left, and a
+    delete of the target removes it."""
+    return [_creating_path(install_path), _part_path(install_path)]
 
 
 @dataclass(frozen=True)
@@ -214,7 +269,7 @@ class _OverlayTemplates:
 
     @staticmethod
     def write(path: str, template: _Template) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DISK_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, DISK_MODE)
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(template.content)
@@ -287,10 +342,13 @@ def _allocated(path: str) -> int:
 
 # -- deletion -----------------------------------------------------------------
 async def delete_file(path: str) -> None:
-    """Remove a file; a missing one is fine, a directory is refused."""
+    """Remove a file and what a volume creation or download to it left half-made
+    (:func:`in_progress_paths`); missing ones are fine, a directory is refused."""
     _require_absolute(path)
     if os.path.isdir(path) and not os.path.islink(path):
         raise AgentError(f"{path} is a directory; only files are deleted")
+    for leftover in in_progress_paths(path):
+        await asyncio.to_thread(_remove_quietly, leftover)
     await asyncio.to_thread(Path(path).unlink, missing_ok=True)
 
 
@@ -365,7 +423,7 @@ async def download(
     algorithm, expected = parse_checksum(checksum)
     source = _local_source(url)
     if os.path.lexists(install_path):
-        raise AgentError(f"{install_path} already exists")
+        return await _existing_image(url, install_path, algorithm, expected)
     target = Path(install_path)
     make_directories(target.parent)
     part = _PartFile(target)
@@ -384,12 +442,44 @@ async def download(
                 )
         fmt, found = await _image_format(part.path, url)
         os.chmod(part.path, DISK_MODE)
-        os.replace(part.path, target)
+        _put_in_place(part.path, install_path)
     except BaseException:
         part.remove()
         raise
     log.info("downloaded %s to %s (%s, %d bytes)", url, install_path, fmt, sink.done)
     return DownloadResult(install_path, fmt, found.size, found.actual_size, sink.md5.hexdigest())
+
+
+async def _existing_image(
+    url: str, install_path: str, algorithm: str, expected: str
+) -> DownloadResult:
+    """A download whose target is there already (a repeat of a call whose answer was lost:
+    a download is only renamed into place once checked): checked again (the checksum if
+    one is given, the format) and answered; anything else there is refused."""
+    refused = f"{install_path} already exists"
+    if not image_header.is_regular_file(install_path):
+        raise AgentError(f"{refused} and is not a regular file")
+    md5, digest = await asyncio.to_thread(_digests, install_path, algorithm)
+    if algorithm and digest != expected:
+        raise AgentError(f"{refused} and its {algorithm} is not the one asked for")
+    try:
+        fmt, found = await _image_format(install_path, url)
+    except AgentError as exc:
+        raise AgentError(f"{refused} and is not an image: {exc}") from None
+    log.info("%s exists already (%s); answering the download of %s as done", install_path, fmt, url)
+    return DownloadResult(install_path, fmt, found.size, found.actual_size, md5)
+
+
+def _digests(path: str, algorithm: str) -> tuple[str, str]:
+    """The file's md5 and its ``algorithm`` digest (blocking)."""
+    md5 = hashlib.md5()
+    extra = hashlib.new(algorithm) if algorithm and algorithm != "md5" else None
+    with open(path, "rb") as file:
+        while data := file.read(CHUNK):
+            md5.update(data)
+            if extra is not None:
+                extra.update(data)
+    return md5.hexdigest(), (extra or md5).hexdigest()
 
 
 class _PartFile:
@@ -411,9 +501,10 @@ class _PartFile:
                 f"{url} is {_bytes(size)}, more than the {_bytes(free)} free on {directory}: "
                 "not downloaded"
             )
-        fd, self.path = tempfile.mkstemp(
-            prefix=f".{self.target.name}.", suffix=".part", dir=directory
-        )
+        # One name per target (not a random one): what an agent that died while
+        # downloading left is overwritten by the repeat, and removed by delete_file.
+        self.path = _part_path(str(self.target))
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, DISK_MODE)
         self._file = os.fdopen(fd, "wb")
         return self._file
 

@@ -25,6 +25,15 @@ given at host connect) with the bearer token:
 
 Field names are ZStack's camelCase.  States are ZStack's: ``Running``,
 ``Stopped``, ``Paused``, ``Crashed``, ``Unknown``.
+
+Crashes: an agent may die around any command (before it, in it, after it and before its
+answer).  The caller's call then fails (a synchronous one when the connection drops, an
+ASYNC one when :data:`TASK_STATUS` shows the task gone), and every command is safe to send
+again to the next agent, keyed by the resource it names (``vmUuid``, ``installPath``,
+``bridgeName``, ``applianceUuid``…), not by the task uuid: what exists already as asked is
+answered as made, what a dead agent left half-made is replaced, and deleting what is gone
+succeeds; nothing is made twice.  The test-only fault hook ``ZSL_AGENT_FAULT`` (agent.fault,
+unset in production) makes an agent SIGKILL itself before or after one command.
 """
 
 from __future__ import annotations
@@ -126,11 +135,15 @@ CONSOLE_CLOSE_TAKEN_OVER: Final = 4001
 VOLUME_CREATE: Final = "/volume/create"
 """{installPath, backingFile, format: "qcow2", size (bytes, 0 = the backing size)}
 -> {installPath, actualSize, size}: a qcow2 overlay (mode 0600) on a cached image, which
-must be standalone (no backing or data file of its own)."""
+must be standalone (no backing or data file of its own).  Written beside the target
+(``.<name>.creating``) and linked into place when whole, never over an existing file.  A
+volume already at ``installPath`` with that backing file and size is answered as made (a
+repeat); any other file there is refused."""
 
 VOLUME_DELETE: Final = "/volume/delete"
-"""{installPath} -> {}: succeeds if the file does not exist.  The directory it was in goes
-too when that is a VM's volume directory (``vm-<vmUuid>``) left empty."""
+"""{installPath} -> {}: succeeds if the file does not exist.  What a creation or download
+to that path cut short left (``.<name>.creating``, ``.<name>.part``) goes too, and so does
+the directory it was in when that is a VM's volume directory (``vm-<vmUuid>``) left empty."""
 
 IMAGE_DOWNLOAD: Final = "/image/download"
 """ASYNC {url (http(s) or file path), installPath, checksum ("sha256:<hex>"|"md5:<hex>"|""),
@@ -140,8 +153,13 @@ local file's size) larger than the free space before writing anything; fetches t
 temporary file beside ``installPath`` (failing when nothing arrives for ``stallTimeout``
 seconds), checks the checksum, then the format: the header first (a qcow2 naming a
 backing or external data file, encrypted or with an unusual feature, and other formats
-than qcow2, raw and iso are refused), then ``qemu-img info``; then renames (mode 0600).
-On any failure, or when cancelled (:data:`TASK_CANCEL`), nothing is left."""
+than qcow2, raw and iso are refused), then ``qemu-img info``; then links it into place
+(mode 0600).  On any failure, or when cancelled (:data:`TASK_CANCEL`), nothing is left.
+The temporary file is ``.<name>.part`` (one per target): a repeat after the agent died
+overwrites it and :data:`FILE_DELETE` of the target removes it, and a file at
+``installPath`` is always a finished download.  A target that exists already is checked
+again (the checksum if given, the format) and answered (a repeat whose answer was lost);
+anything else there is refused."""
 
 DEFAULT_STALL_TIMEOUT: Final = 60.0
 
@@ -154,7 +172,9 @@ IMAGE_INFO: Final = "/image/info"
 """{installPath} -> {format, size, actualSize}: ``qemu-img info`` of a file."""
 
 FILE_DELETE: Final = "/file/delete"
-"""{path} -> {}: delete a file the project made (image cache, volume); missing is fine."""
+"""{path} -> {}: delete a file the project made (image cache, volume) and what a download or
+volume creation to it cut short left (``.<name>.part``, ``.<name>.creating``); missing is
+fine."""
 
 STORAGE_INIT: Final = "/storage/init"
 """{path} -> {path, totalCapacity, availableCapacity} (bytes): make a storage

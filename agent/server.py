@@ -32,6 +32,7 @@ from aiohttp import web
 from agent.auth import bearer_matches
 from agent.bounded_json import BadJsonBody, read_object
 from agent.errors import AgentError, ArgumentError
+from agent.fault import Fault
 from agent.protocol import TASK_CANCEL, TASK_STATUS
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class AgentServer:
             TASK_CANCEL: Command(self._cancel_task),
         }
         """Commands every agent serves, about its own async commands."""
+        self.fault = Fault.from_env()
+        """The test-only fault hook (agent.fault): None unless ZSL_AGENT_FAULT is set."""
         self._runner: web.AppRunner | None = None
         self._unix_socket: tuple[str, int, int] | None = None
         self.port = 0
@@ -224,6 +227,16 @@ class AgentServer:
         await self.send_callback(callback_url, task_uuid, answer)
 
     async def _execute(
+        self, path: str, command: Command, body: dict[str, Any], ctx: CommandContext
+    ) -> dict[str, Any]:
+        if self.fault is not None:
+            self.fault.hit(path, "before")
+        answer = await self._run_handler(path, command, body, ctx)
+        if self.fault is not None:
+            self.fault.hit(path, "after")
+        return answer
+
+    async def _run_handler(
         self, path: str, command: Command, body: dict[str, Any], ctx: CommandContext
     ) -> dict[str, Any]:
         started = time.monotonic()

@@ -35,6 +35,13 @@ Types used below:
 * ``Snat`` = ``{privateNicMac, privateNicIp, snatNetmask, publicNicMac, publicIp}``:
   traffic from the private network (``privateNicIp``/``snatNetmask``) leaving by
   the public interface is source-NATed to ``publicIp``.
+
+Crashes: every command sets a desired state (replace, add or remove by key), so sending
+it again is harmless.  An agent that died loses its state: the next one (started by the
+host agent's APPLIANCE_CREATE) stops the dnsmasq the dead one left, answers ``/ping``
+with an empty ``uuid``, and the node replays the router's whole state (``/init``, DNS,
+DHCP with ``rebuild``, ``/syncsnat``, which replaces the nft table left behind).  The
+test-only fault hook ``ZSL_AGENT_FAULT`` (agent.fault) works here too.
 """
 
 from __future__ import annotations

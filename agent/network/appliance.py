@@ -48,6 +48,7 @@ from agent.network.names import lab_alias, namespace_name, veth_index, veth_name
 from agent.network.processes import (
     AppliancePaths,
     ProcessTable,
+    cmdline,
     default_agent_command,
     make_dir,
     recorded_agent,
@@ -116,6 +117,7 @@ class ApplianceManager:
                 terminate([pid], self.processes)  # left behind in a namespace now gone
                 pid = None
             if pid is None:
+                _end_unrecorded_agents(ns, paths, self.processes)
                 argv = ["ip", "netns", "exec", ns, *paths.agent_argv(_command(agent_command))]
                 proc = self.processes.start(argv, paths)
                 pid = proc.pid
@@ -246,6 +248,15 @@ def _nic_ok(ipr: IPRoute, nsr: IPRoute, uuid: str, i: int, nic: ApplianceNic) ->
         and links.master_of(host) == bridge["index"]
         and links.mac_of(peer) == nic.mac
     )
+
+
+def _end_unrecorded_agents(ns: str, paths: AppliancePaths, table: ProcessTable) -> None:
+    """A host agent that died between starting the appliance's agent and recording its pid
+    left one running that nothing knows: end it, so that the new one is the only one."""
+    strays = [pid for pid in namespace_pids(ns) if str(paths.socket) in cmdline(pid)]
+    if strays:
+        log.warning("ending unrecorded virtual-router agents %s in %s", strays, ns)
+        terminate(strays, table)
 
 
 def _ensure_default_route(nsr: IPRoute, gateway: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from pyroute2 import IPRoute
 
@@ -45,11 +46,12 @@ def create_bridge(
             bridge = links.find(ipr, name)
             if bridge is None:
                 raise AgentError(f"bridge {name} vanished right after it was made")
-            # Pin the bridge's MAC: otherwise it follows the lowest port MAC and the
-            # gateway's address changes under the guests whenever a port comes or goes.
-            ipr.link("set", index=bridge["index"], address=links.mac_of(bridge))
             log.info("created bridge %s", name)
         try:
+            if created or not _mac_pinned(name):  # an agent may have died before it did
+                # Pin the bridge's MAC: otherwise it follows the lowest port MAC and the
+                # gateway's address changes under the guests whenever a port comes or goes.
+                ipr.link("set", index=bridge["index"], address=links.mac_of(bridge))
             if lab:
                 links.set_alias(ipr, bridge, lab_alias(lab))
             ipr.link("set", index=bridge["index"], state="up")
@@ -62,6 +64,14 @@ def create_bridge(
             if created:
                 links.delete_link(ipr, bridge["index"])
             raise AgentError(f"cannot set up bridge {name}: {links.message(exc)}") from None
+
+
+def _mac_pinned(name: str) -> bool:
+    """Whether the link's MAC was set (NET_ADDR_SET) rather than random or inherited."""
+    try:
+        return Path(f"/sys/class/net/{name}/addr_assign_type").read_text().strip() == "3"
+    except OSError:
+        return False
 
 
 def _check_physical(

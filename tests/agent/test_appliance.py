@@ -223,6 +223,34 @@ async def test_appliance_with_a_stand_in_agent(host: HostObjects, net: HostNetwo
     assert leftovers(before, snapshot(str(directory)), appliance_uuid, str(directory)) == []
 
 
+async def test_an_agent_started_but_not_recorded_is_not_left_beside_a_second_one(
+    host: HostObjects, net: HostNetwork
+) -> None:
+    """The host agent died between starting the appliance's agent and writing its pid: the
+    repeated create ends that agent before it starts the one it records."""
+    guest, public = await two_bridges(host, net)
+    appliance_uuid = host.appliance()
+    spec = two_nic_spec(appliance_uuid, guest, public)
+    directory = net.appliance_dir(appliance_uuid)
+    before = snapshot(str(directory))
+    first = await net.appliance_create(spec, stand_in_command())
+    (directory / "agent.pid").unlink()
+    again = await net.appliance_create(spec, stand_in_command())
+    assert again.agent_pid != first.agent_pid
+    agents = [p for p in namespace_pids(again.namespace) if again.socket_path in _cmdline(p)]
+    assert agents == [again.agent_pid]
+    assert stand_in_greeting(again.socket_path) == "stand-in real"
+    await net.appliance_destroy(appliance_uuid)
+    assert leftovers(before, snapshot(str(directory)), appliance_uuid, str(directory)) == []
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 async def test_a_failure_in_the_middle_leaves_nothing(host: HostObjects, net: HostNetwork) -> None:
     guest = host.bridge()
     await net.bridge_create(guest)

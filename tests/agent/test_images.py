@@ -236,8 +236,13 @@ async def test_overlay_volume_on_a_cached_image(tmp_path: Path) -> None:
     assert (info.format, info.backing_file) == ("qcow2", str(base))
     bigger = await images.create_volume(str(tmp_path / "big.qcow2"), str(base), 64 * MIB)
     assert bigger.size == 64 * MIB
-    with pytest.raises(AgentError, match="already exists"):
-        await images.create_volume(str(path), str(base), 0)
+    # A repeat (its answer was lost) is answered as made; another volume there is refused.
+    again = await images.create_volume(str(path), str(base), 0)
+    assert (again.install_path, again.size) == (str(path), 32 * MIB)
+    with pytest.raises(AgentError, match="already exists with 33554432 bytes, not 67108864"):
+        await images.create_volume(str(path), str(base), 64 * MIB)
+    with pytest.raises(AgentError, match="already exists, a qcow2 with backing file"):
+        await images.create_volume(str(path), "", 32 * MIB)
     with pytest.raises(ArgumentError, match="smaller"):
         await images.create_volume(str(tmp_path / "small.qcow2"), str(base), MIB)
     with pytest.raises(AgentError, match="does not exist"):
@@ -257,8 +262,10 @@ async def test_later_overlays_are_the_files_qemu_img_would_make(tmp_path: Path) 
     qemu_img("check", "-q", str(tmp_path / "b.qcow2"))
     info = await images.info(str(tmp_path / "b.qcow2"))
     assert (info.size, info.backing_file) == (32 * MIB, str(base))
-    with pytest.raises(AgentError, match="already exists"):
-        await images.create_volume(str(tmp_path / "b.qcow2"), str(base), 0)
+    other = tmp_path / "other.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", str(other), "32M")
+    with pytest.raises(AgentError, match="already exists, a qcow2 with backing file"):
+        await images.create_volume(str(tmp_path / "b.qcow2"), str(other), 0)
     # A new file at the backing path (another image) is not mistaken for the old one.
     base.unlink()
     qemu_img("create", "-q", "-f", "qcow2", str(base), "48M")
@@ -528,3 +535,47 @@ async def test_the_agent_stops_without_waiting_for_a_stalled_download(
         await caller.close()
         await asyncio.wait_for(agent.stop(), 30)  # a guard against a hang, not a timing
     assert leftovers(target.parent) == []
+
+
+# -- repeats after an agent died around a command -------------------------------------------
+async def test_a_repeated_download_is_answered_from_the_finished_file(
+    files: dict[str, bytes], tmp_path: Path
+) -> None:
+    source = tmp_path / "disk.raw"
+    source.write_bytes(files["disk.raw"])
+    target = tmp_path / "cache" / "img.raw"
+    digest = "sha256:" + hashlib.sha256(files["disk.raw"]).hexdigest()
+    first = await images.download(str(source), str(target), digest)
+    again = await images.download(str(source), str(target), digest)
+    assert again == first
+    with pytest.raises(AgentError, match="already exists and its sha256 is not the one"):
+        await images.download(str(source), str(target), "sha256:" + "0" * 64)
+    assert leftovers(target.parent) == ["img.raw"]
+
+
+async def test_what_a_dead_agent_left_half_made_is_replaced_and_deleted(
+    files: dict[str, bytes], tmp_path: Path
+) -> None:
+    """A download or volume cut short by the agent's death leaves only its in-progress file
+    (never a file at the target); the repeat overwrites it, a delete of the target removes it."""
+    source = tmp_path / "disk.raw"
+    source.write_bytes(files["disk.raw"])
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = cache / "img.raw"
+    part, creating = cache / ".img.raw.part", cache / ".vol.qcow2.creating"
+    part.write_bytes(files["disk.raw"][:1000])  # as a killed download leaves it
+    await images.delete_file(str(target))
+    assert leftovers(cache) == []
+    part.write_bytes(files["disk.raw"][:1000])
+    await images.download(str(source), str(target))
+    assert leftovers(cache) == ["img.raw"]
+    assert target.read_bytes() == files["disk.raw"]
+
+    creating.write_bytes(b"QFI\xfb half a header")
+    volume = await images.create_volume(str(cache / "vol.qcow2"), str(target), 0)
+    assert volume.size == len(files["disk.raw"])
+    assert leftovers(cache) == ["img.raw", "vol.qcow2"]
+    creating.write_bytes(b"QFI\xfb half a header")
+    await images.delete_file(str(cache / "vol.qcow2"))
+    assert leftovers(cache) == ["img.raw"]

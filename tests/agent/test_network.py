@@ -133,6 +133,22 @@ async def test_bridge_create_and_delete_are_idempotent(host: HostObjects, net: H
     assert await net.bridge_check([name]) == [name]
 
 
+async def test_a_bridge_an_agent_died_making_is_finished_by_the_repeat(
+    host: HostObjects, net: HostNetwork
+) -> None:
+    """Killed between making the bridge and pinning its MAC (and setting it up): the repeated
+    create finishes the job instead of taking the half-made bridge as done."""
+    name = host.bridge()
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    assert Path(f"/sys/class/net/{name}/addr_assign_type").read_text().strip() != "3"
+    await net.bridge_create(name)
+    bridge = link(name)
+    assert bridge is not None and links.is_up(bridge)
+    # 3: NET_ADDR_SET, the MAC was set and no longer follows the lowest port's.
+    assert Path(f"/sys/class/net/{name}/addr_assign_type").read_text().strip() == "3"
+    await net.bridge_delete(name)
+
+
 async def test_a_given_interface_is_enslaved_then_released_not_deleted(
     host: HostObjects, net: HostNetwork
 ) -> None:
