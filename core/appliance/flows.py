@@ -1,9 +1,11 @@
 """The appliance flows (ZStack's appliance VM chain) for the namespace backend: NICs
 from the database, then the namespace, veths and agent made by the host agent.
 
-Data keys: ``node``, ``appliance`` (the ApplianceVmVO inventory), ``networks``
-(``[(l3 uuid, role)]``, public first), and ``nics`` (role -> NIC) once allocated.
-Each flow undoes exactly what its ``run`` did.
+They run over :class:`ApplianceData` (a chain's data class derives from it, e.g. the
+virtual router's ``RouterData``).  The chains are durable: after a crash a rollback runs
+from the journal's record, for a step that may have done none, part or all of its work.
+So every rollback finds what to undo by the appliance's uuid (its row, its NICs, its
+namespace and agent on the host) and undoing twice is harmless.
 """
 
 from __future__ import annotations
@@ -19,16 +21,29 @@ from core.appliance.models import ApplianceVmVO
 from core.host.plugin import HostPlugin
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
+from core.kernel.flow_data import FlowData
 from core.network.l3.ipam import allocate_ip, prefix_length
 from core.network.l3.models import IpRangeVO
 from core.network.l3.nics import APPLIANCE_NIC, create_nic, delete_nics, nics_of
+from core.tag.plugin import delete_all_tags
 
 GUEST = "guest"
 """A NIC that is its network's gateway (it takes the range's gateway address)."""
 
 
-async def _agent(data: dict[str, Any]) -> Any:
-    return await data["node"].plugin(HostPlugin).agent_of(data["appliance"]["hostUuid"])
+class ApplianceData(FlowData):
+    """What the appliance flows share."""
+
+    appliance: dict[str, Any]
+    """The ApplianceVmVO inventory, as the last flow that changed the row left it."""
+    networks: list[tuple[str, str]] = []
+    """Create: ``[l3 uuid, role]`` of each NIC to make, public first."""
+    nics: dict[str, dict[str, Any]] = {}
+    """Role -> NIC (``nics_of``), once allocated (create) or read (reconnect)."""
+
+
+async def _agent(data: ApplianceData) -> Any:
+    return await data.node.plugin(HostPlugin).agent_of(data.appliance["hostUuid"])
 
 
 def nics_by_role(session: Session, appliance_uuid: str) -> dict[str, dict[str, Any]]:
@@ -36,15 +51,37 @@ def nics_by_role(session: Session, appliance_uuid: str) -> dict[str, dict[str, A
     return {nic["metaData"]: nic for nic in nics_of(session, appliance_uuid)}
 
 
+def forget_appliance(session: Session, uuid: str) -> bool:
+    """Delete an appliance's row and tags (no-op if gone); whether the row was there."""
+    row = session.get(ApplianceVmVO, uuid)
+    if row is not None:
+        session.delete(row)
+    delete_all_tags(session, [uuid])
+    return row is not None
+
+
+class ApplianceVmRowFlow(Flow):
+    """The appliance's row, made (in ``Creating``) by the caller just before the chain:
+    its rollback, the chain's last, takes the row away, so a failed or interrupted
+    create leaves no appliance behind."""
+
+    async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
+        return None
+
+    async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
+        uuid = data.appliance["uuid"]
+        await data.node.db.run(lambda s: forget_appliance(s, uuid))
+
+
 class ApplianceVmAllocateNicFlow(Flow):
     """One NIC per network: a guest NIC takes its network's gateway address, any other
-    an address from IPAM."""
+    an address from IPAM.  Undone by the appliance's uuid (its NICs' owner)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        appliance = data["appliance"]
+    async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
+        appliance = data.appliance
 
         def allocate(session: Session) -> dict[str, dict[str, Any]]:
-            for device_id, (l3_uuid, role) in enumerate(data["networks"]):
+            for device_id, (l3_uuid, role) in enumerate(data.networks):
                 name = veth_name(appliance["uuid"], device_id)
                 common = {
                     "owner_uuid": appliance["uuid"],
@@ -73,21 +110,19 @@ class ApplianceVmAllocateNicFlow(Flow):
                     create_nic(session, **common, used_ip=used)
             return nics_by_role(session, appliance["uuid"])
 
-        data["nics_allocated"] = True
-        data["nics"] = await data["node"].db.run(allocate)
+        data.nics = await data.node.db.run(allocate)
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        if data.pop("nics_allocated", False):
-            uuid = data["appliance"]["uuid"]
-            await data["node"].db.run(lambda s: delete_nics(s, uuid))
-            data.pop("nics", None)
+    async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
+        uuid = data.appliance["uuid"]
+        await data.node.db.run(lambda s: delete_nics(s, uuid))
+        data.nics = {}
 
 
-def _create_body(data: dict[str, Any]) -> dict[str, Any]:
-    nics = sorted(data["nics"].values(), key=lambda n: n["deviceId"])
+def _create_body(data: ApplianceData) -> dict[str, Any]:
+    nics = sorted(data.nics.values(), key=lambda n: n["deviceId"])
     public = [n for n in nics if n["metaData"] != GUEST]
     return {
-        "applianceUuid": data["appliance"]["uuid"],
+        "applianceUuid": data.appliance["uuid"],
         "nics": [
             {
                 "bridgeName": n["bridgeName"],
@@ -102,48 +137,51 @@ def _create_body(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _record_agent(data: dict[str, Any], answer: dict[str, Any]) -> None:
-    uuid = data["appliance"]["uuid"]
+async def _record_agent(data: ApplianceData, answer: dict[str, Any]) -> None:
+    uuid = data.appliance["uuid"]
 
     def record(session: Session) -> dict[str, Any]:
         row = session.get(ApplianceVmVO, uuid)
-        assert row is not None
+        if row is None:
+            raise operr(f"appliance {data.appliance['name']} is gone")
         row.namespace = answer.get("namespace") or None
         row.agent_socket_path = answer["socketPath"]
         row.agent_token_file = answer["tokenFile"]
         row.agent_pid = answer.get("agentPid")
         return row.to_inventory()
 
-    data["appliance"] = await data["node"].db.run(record)
+    data.appliance = await data.node.db.run(record)
+
+
+async def destroy_on_host(data: ApplianceData) -> None:
+    """The host agent ends the appliance's processes and removes its veths, namespace and
+    directory; an appliance it does not have (never made, or gone already) is fine."""
+    await (await _agent(data)).call(
+        protocol.APPLIANCE_DESTROY, {"applianceUuid": data.appliance["uuid"]}, timeout=90
+    )
 
 
 class ApplianceVmCreateOnHostFlow(Flow):
     """The host agent makes the namespace, a veth per NIC into its bridge, and starts the
-    appliance's agent; undone by destroying all of it."""
+    appliance's agent; undone by destroying all of it (whatever part of it exists)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
+    async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
         agent = await _agent(data)
-        data["on_host"] = True
         answer = await agent.call(protocol.APPLIANCE_CREATE, _create_body(data), timeout=90)
         await _record_agent(data, answer)
 
-    async def rollback(self, data: dict[str, Any]) -> None:
-        if data.pop("on_host", False):
-            agent = await _agent(data)
-            await agent.call(
-                protocol.APPLIANCE_DESTROY,
-                {"applianceUuid": data["appliance"]["uuid"]},
-                timeout=90,
-            )
+    async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
+        await destroy_on_host(data)
 
 
 class ApplianceVmEnsureOnHostFlow(NoRollbackFlow):
     """Reconnect: the host agent makes whatever is missing (the namespace after a host
-    reboot, a veth deleted by hand, a dead agent) and leaves the rest."""
+    reboot, a veth deleted by hand, a dead agent) and leaves the rest (so running it
+    again after a crash is harmless)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        uuid = data["appliance"]["uuid"]
-        data["nics"] = await data["node"].db.run(lambda s: nics_by_role(s, uuid))
+    async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
+        uuid = data.appliance["uuid"]
+        data.nics = await data.node.db.run(lambda s: nics_by_role(s, uuid))
         answer = await (await _agent(data)).call(
             protocol.APPLIANCE_CREATE, _create_body(data), timeout=90
         )
@@ -153,18 +191,17 @@ class ApplianceVmEnsureOnHostFlow(NoRollbackFlow):
 class ApplianceVmDestroyOnHostFlow(NoRollbackFlow):
     """Ends the appliance's processes and removes its veths, namespace and directory."""
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        return data["appliance"]["hostUuid"] is None
+    def skip(self, data: ApplianceData) -> bool:  # type: ignore[override]
+        return data.appliance["hostUuid"] is None
 
-    async def run(self, data: dict[str, Any]) -> None:
-        await (await _agent(data)).call(
-            protocol.APPLIANCE_DESTROY, {"applianceUuid": data["appliance"]["uuid"]}, timeout=90
-        )
+    async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
+        await destroy_on_host(data)
 
 
 class ApplianceVmReleaseNicFlow(NoRollbackFlow):
     """Deletes the appliance's NICs; its public address goes back to IPAM."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        uuid = data["appliance"]["uuid"]
-        await data["node"].db.run(lambda s: delete_nics(s, uuid))
+    async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
+        uuid = data.appliance["uuid"]
+        await data.node.db.run(lambda s: delete_nics(s, uuid))
+        data.nics = {}

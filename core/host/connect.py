@@ -1,9 +1,18 @@
 """The host connect chain (ZStack's KVMHost connect flows), declared as ``hostConnect``.
 
-Data keys: ``node``, ``host_uuid``, ``agent`` (AgentClient), ``new_host``;
-``ConnectAgentFlow`` adds ``facts``.  Every flow is stateless (shared by all
-runs).  Nothing here undoes a host row: adding a host deletes it when the
-chain fails, reconnecting marks it Disconnected.
+It runs over :class:`HostConnectData`.  Nothing here undoes a host row: adding a host
+deletes it when the chain fails, reconnecting marks it Disconnected (the host plugin
+does both around the chain).
+
+The chain is declared with its data class, but no run of it is ever in the flow
+journal: every step (these, and those the L2, L3 and VM plugins insert) is an
+idempotent NoRollbackFlow that makes the host agree with the database, and the engine
+writes a run down only before a step with something to undo.  Rolling back an
+interrupted connect would mean nothing: at every start the node reconnects every host
+(``HostPlugin._revive``, before the journal is taken up), which runs this chain again
+from the start and settles the host Connected or Disconnected.  A flow inserted here
+must be of the same kind; one with a rollback would be rolled back at the next start
+*after* that reconnect redid it.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ from core.host.extension_points import HostConnectContext, KVMHostConnectExtensi
 from core.host.models import HostVO
 from core.kernel.errors import not_found, operr
 from core.kernel.flow import NoRollbackFlow
+from core.kernel.flow_data import FlowData
+from core.kernel.rest import AgentClient
 from core.kvm import system_tags as kvm_tags
 from core.tag.plugin import TagPlugin
 
@@ -25,14 +36,33 @@ CHAIN = "hostConnect"
 HVM_FLAGS = ("vmx", "svm")
 
 
+class HostConnectData(FlowData):
+    """What the host connect flows share."""
+
+    host_uuid: str
+    new_host: bool
+    """True while the host is being added (not a reconnect)."""
+    hypervisor_type: str
+    """The host row's (the agent's facts must agree)."""
+    facts: dict[str, Any] = {}
+    """What the agent answered to /host/connect (ConnectAgentFlow)."""
+
+    async def agent(self) -> AgentClient:
+        """The client of the host's agent (the host plugin's: not data)."""
+        from core.host.plugin import HostPlugin
+
+        return await self.node.plugin(HostPlugin).agent_of(self.host_uuid)
+
+
 class ConnectAgentFlow(NoRollbackFlow):
     """Send /host/connect: the agent learns its host uuid and our report URL."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node = data["node"]
-        data["facts"] = await data["agent"].call(
+    async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
+        node = data.node
+        agent = await data.agent()
+        data.facts = await agent.call(
             protocol.HOST_CONNECT,
-            {"hostUuid": data["host_uuid"], "reportUrl": node.rest.base_url},
+            {"hostUuid": data.host_uuid, "reportUrl": node.rest.base_url},
             timeout=120,  # the first connect runs the agent's acceleration probe
         )
 
@@ -40,19 +70,19 @@ class ConnectAgentFlow(NoRollbackFlow):
 class HostConnectExtensionPointFlow(NoRollbackFlow):
     """Call every KVMHostConnectExtensionPoint; one that raises stops the connect."""
 
-    def skip(self, data: dict[str, Any]) -> bool:
-        return data["facts"].get("hypervisorType", "KVM") != "KVM"
+    def skip(self, data: HostConnectData) -> bool:  # type: ignore[override]
+        return data.facts.get("hypervisorType", "KVM") != "KVM"
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node = data["node"]
-        host = await node.db.run(lambda s: _host(s, data["host_uuid"]).to_inventory())
+    async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
+        node, host_uuid = data.node, data.host_uuid
+        host = await node.db.run(lambda s: _host(s, host_uuid).to_inventory())
         context = HostConnectContext(
-            data["host_uuid"],
+            host_uuid,
             host["name"],
             host["hypervisorType"],
-            data["facts"],
-            data["agent"],
-            data["new_host"],
+            data.facts,
+            await data.agent(),
+            data.new_host,
         )
         for ext in node.registry.extensions(KVMHostConnectExtensionPoint):
             await ext.kvm_host_connected(context)
@@ -61,17 +91,17 @@ class HostConnectExtensionPointFlow(NoRollbackFlow):
 class RecordHostFactsFlow(NoRollbackFlow):
     """Write the host's facts as inherent system tags and columns."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node, facts = data["node"], data["facts"]
+    async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
+        node, facts = data.node, data.facts
         tags = node.plugin(TagPlugin)
-        if facts.get("hypervisorType", "KVM") != data["hypervisor_type"]:
+        if facts.get("hypervisorType", "KVM") != data.hypervisor_type:
             raise operr(
                 f"the agent is a {facts.get('hypervisorType')} agent, but the host is "
-                f"a {data['hypervisor_type']} host"
+                f"a {data.hypervisor_type} host"
             )
 
         def record(session: Session) -> None:
-            host = _host(session, data["host_uuid"])
+            host = _host(session, data.host_uuid)
             host.acceleration = facts.get("acceleration")
             for definition, value in (
                 (kvm_tags.QEMU_IMG_VERSION, facts.get("qemuImgVersion")),
@@ -103,15 +133,15 @@ class RecordHostFactsFlow(NoRollbackFlow):
 class UpdateHostCapacityFlow(NoRollbackFlow):
     """Totals from the facts less reserved capacity; availability from the VMs."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node, facts = data["node"], data["facts"]
+    async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
+        node, facts = data.node, data.facts
         ratio = cpu_ratio(node)
-        reserved = reserved_capacity(node, data["hypervisor_type"])
+        reserved = reserved_capacity(node, data.hypervisor_type)
 
         def update(session: Session) -> None:
             refresh_capacity(
                 session,
-                _host(session, data["host_uuid"]),
+                _host(session, data.host_uuid),
                 int(facts.get("cpuNum", 0)),
                 int(facts.get("cpuSockets", 0)),
                 int(facts.get("totalMemory", 0)),

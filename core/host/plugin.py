@@ -43,7 +43,7 @@ from core.host.capacity import (
     cpu_ratio,
     reserved_capacity,
 )
-from core.host.connect import CHAIN, DEFAULT_FLOWS
+from core.host.connect import CHAIN, DEFAULT_FLOWS, HostConnectData
 from core.host.local_agent import LocalAgent, free_port, is_local
 from core.host.models import HostVO
 from core.kernel.api import ApiMessage
@@ -92,7 +92,7 @@ class HostPlugin(
 
     def __init__(self, node: Any) -> None:
         super().__init__(node)
-        node.declare_chain(CHAIN, DEFAULT_FLOWS)
+        node.declare_chain(CHAIN, DEFAULT_FLOWS, HostConnectData)
         self._agents: dict[str, AgentClient] = {}
         self._local: dict[str, LocalAgent] = {}
         """The agents this node owns, by host uuid (simulators, the local KVM agent)."""
@@ -327,17 +327,12 @@ class HostPlugin(
 
     async def _connect(self, host_uuid: str, new_host: bool) -> dict[str, Any]:
         host = await self.node.db.run(lambda s: _detached(s, host_uuid))
-        client = self.agent(host_uuid, host)
+        self.agent(host_uuid, host)  # the flows' client (HostConnectData.agent)
         await self._set_status(host_uuid, "Connecting")
-        outcome = await self.node.chain(CHAIN).start(
-            {
-                "node": self.node,
-                "host_uuid": host_uuid,
-                "agent": client,
-                "new_host": new_host,
-                "hypervisor_type": host.hypervisor_type,
-            }
+        data = HostConnectData(
+            host_uuid=host_uuid, new_host=new_host, hypervisor_type=host.hypervisor_type
         )
+        outcome = await self.node.chain(CHAIN).start(data.bind(self.node))
         if not outcome.succeeded:
             await self._set_status(host_uuid, "Disconnected")
             outcome.raise_for_error(f"cannot connect host {host.name}")

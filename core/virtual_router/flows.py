@@ -1,28 +1,49 @@
-"""Virtual-router flows: the post-create flows (declared in config.toml as
-``virtualRouterPostCreate``, ZStack's VirtualRouterManager postCreateFlows), run after
-the appliance is made and again at every reconnect, and the chains around them.
+"""Virtual-router chains: create, reconnect and destroy an appliance, and the post-create
+flows (declared in config.toml as ``virtualRouterPostCreate``, ZStack's
+VirtualRouterManager postCreateFlows), run after the appliance is made and again at
+every reconnect, nested over the same data.
 
-Data keys (besides the appliance flows' own): ``guest_l3`` (the served L3 network's
-uuid), ``client`` (the agent's client, from VirtualRouterDeployAgentFlow on).
+They run over :class:`RouterData` and are durable (see :mod:`core.kernel.flow_journal`);
+the appliance's state changes are steps of the chains, so a crash never leaves a router
+``Creating`` or ``Connecting``:
+
+* ``createVirtualRouter`` starts from the row the caller made (``Creating``): its first
+  flow's rollback forgets the row, its last flow makes it ``Running``/``Connected``;
+  interrupted, it is rolled back (NICs, namespace and agent, row).
+* ``reconnectVirtualRouter`` sets ``Connecting`` first (rolled back: ``Disconnected``)
+  and ``Connected`` last; its steps make what is missing and replay the rest, so an
+  interrupted run is run on (resumable).
+* ``destroyVirtualRouter`` sets ``Destroying`` (rolled back: the old state), destroys on
+  the host, releases the NICs and forgets the row last; interrupted, it is run on.
+
+The agent's client is not data (it cannot be written down): it lives on the data as a
+private attribute, opened by VirtualRouterDeployAgentFlow (or again when missing), and
+handed to the plugin by the last flow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
+from pydantic import PrivateAttr
 from sqlalchemy.orm import Session
 
 from core.appliance.flows import (
+    ApplianceData,
     ApplianceVmAllocateNicFlow,
     ApplianceVmCreateOnHostFlow,
     ApplianceVmDestroyOnHostFlow,
     ApplianceVmEnsureOnHostFlow,
     ApplianceVmReleaseNicFlow,
+    ApplianceVmRowFlow,
+    forget_appliance,
     nics_by_role,
 )
 from core.kernel.errors import OperationError
-from core.kernel.flow import NoRollbackFlow
+from core.kernel.flow import Flow, NoRollbackFlow
+from core.kernel.rest import AgentClient
 from core.network.service.plugin import services_of
 from core.virtual_router.api import VIRTUAL_ROUTER
 from core.virtual_router.client import open_client
@@ -42,19 +63,51 @@ AGENT_WAIT = 20.0
 """Seconds a new or restarted agent has to answer its first ping."""
 
 
-class VirtualRouterPostCreateFlow(NoRollbackFlow):
-    """Runs the post-create chain (what it sets up goes with the appliance itself)."""
+class RouterData(ApplianceData):
+    """What the virtual-router chains share (the appliance flows' data, and more)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        await data["node"].chain(POST_CREATE_CHAIN).run(data)
+    guest_l3: str
+    """The uuid of the L3 network the router serves."""
+
+    _client: AgentClient | None = PrivateAttr(default=None)
+
+    def client(self) -> AgentClient:
+        """The client of the router's agent (opened from the row's socket if none is)."""
+        if self._client is None:
+            self._client = open_client(self.node, self.appliance)
+        return self._client
+
+    async def close_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+def _plugin(data: RouterData) -> Any:
+    from core.virtual_router.plugin import VirtualRouterPlugin
+
+    return data.node.plugin(VirtualRouterPlugin)
+
+
+class VirtualRouterPostCreateFlow(Flow):
+    """Runs the post-create chain (what it sets up goes with the appliance itself); the
+    rollback closes the agent's client the chain opened."""
+
+    async def run(self, data: RouterData) -> None:  # type: ignore[override]
+        await data.node.chain(POST_CREATE_CHAIN).run(data)
+
+    async def rollback(self, data: RouterData) -> None:  # type: ignore[override]
+        await data.close_client()
 
 
 class VirtualRouterDeployAgentFlow(NoRollbackFlow):
     """The agent the host agent started answers, and /init gives it its signature (the
     appliance's uuid), which every ping returns until the agent restarts."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        client = data["client"] = open_client(data["node"], data["appliance"])
+    async def run(self, data: RouterData) -> None:  # type: ignore[override]
+        await data.close_client()  # a client of an agent an earlier run saw
+        client = data.client()
         deadline = asyncio.get_running_loop().time() + AGENT_WAIT
         while True:
             try:
@@ -64,16 +117,16 @@ class VirtualRouterDeployAgentFlow(NoRollbackFlow):
                 if asyncio.get_running_loop().time() > deadline:
                     raise
                 await asyncio.sleep(0.2)
-        await client.call(vr.INIT, {"uuid": data["appliance"]["uuid"]})
+        await client.call(vr.INIT, {"uuid": data.appliance["uuid"]})
 
 
-async def _state(data: dict[str, Any]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    uuid, l3 = data["appliance"]["uuid"], data["guest_l3"]
+async def _state(data: RouterData) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    uuid, l3 = data.appliance["uuid"], data.guest_l3
 
     def read(session: Session) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
         return services_of(session, l3), nics_by_role(session, uuid)
 
-    return await data["node"].db.run(read)
+    return await data.node.db.run(read)
 
 
 def _ours(services: dict[str, str], service_type: str) -> bool:
@@ -83,25 +136,25 @@ def _ours(services: dict[str, str], service_type: str) -> bool:
 class VirtualRouterSyncDnsOnStartFlow(NoRollbackFlow):
     """The upstream DNS servers of the guest network (none without the DNS service)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
+    async def run(self, data: RouterData) -> None:  # type: ignore[override]
         services, nics = await _state(data)
         body: dict[str, Any] = {"dns": []}
         if _ours(services, "DNS"):
-            body = await data["node"].db.run(lambda s: dns_body(s, data["guest_l3"], nics[GUEST]))
-        await data["client"].call(vr.SET_DNS, body)
+            body = await data.node.db.run(lambda s: dns_body(s, data.guest_l3, nics[GUEST]))
+        await data.client().call(vr.SET_DNS, body)
 
 
 class VirtualRouterSyncDHCPOnStartFlow(NoRollbackFlow):
     """Every DHCP entry of the guest network, in one rebuild."""
 
-    async def run(self, data: dict[str, Any]) -> None:
+    async def run(self, data: RouterData) -> None:  # type: ignore[override]
         services, nics = await _state(data)
         entries: list[dict[str, Any]] = []
         if _ours(services, "DHCP"):
-            entries = await data["node"].db.run(
-                lambda s: all_dhcp_entries(s, data["guest_l3"], nics[GUEST])
+            entries = await data.node.db.run(
+                lambda s: all_dhcp_entries(s, data.guest_l3, nics[GUEST])
             )
-        await data["client"].call(
+        await data.client().call(
             vr.ADD_DHCP, {"rebuild": True, "dhcpEntryList": entries}, timeout=60
         )
 
@@ -109,10 +162,80 @@ class VirtualRouterSyncDHCPOnStartFlow(NoRollbackFlow):
 class VirtualRouterSyncSNATOnStartFlow(NoRollbackFlow):
     """Source NAT of the guest network through the public NIC, replacing the table."""
 
-    async def run(self, data: dict[str, Any]) -> None:
+    async def run(self, data: RouterData) -> None:  # type: ignore[override]
         services, nics = await _state(data)
         body = snat_body(nics) if _ours(services, "SNAT") else {"snats": []}
-        await data["client"].call(vr.SYNC_SNAT, body)
+        await data.client().call(vr.SYNC_SNAT, body)
+
+
+class VirtualRouterConnectingFlow(Flow):
+    """Reconnect, first: the router is ``Connecting``; the rollback (the chain failed)
+    makes it ``Disconnected``, for the ping tracker to try again."""
+
+    async def run(self, data: RouterData) -> None:  # type: ignore[override]
+        changed = await _plugin(data).update_appliance(data.appliance["uuid"], status="Connecting")
+        assert changed is not None
+        data.appliance = changed
+
+    async def rollback(self, data: RouterData) -> None:  # type: ignore[override]
+        await data.close_client()
+        changed = await _plugin(data).update_appliance(
+            data.appliance["uuid"], missing_ok=True, status="Disconnected"
+        )
+        if changed is not None:
+            data.appliance = changed
+
+
+class VirtualRouterConnectedFlow(Flow):
+    """Create and reconnect, last: the router is ``Running`` and ``Connected``, and the
+    plugin keeps the agent's client.  The rollback (only a flow inserted after this one
+    can fail) takes the client back from the plugin."""
+
+    async def run(self, data: RouterData) -> None:  # type: ignore[override]
+        plugin = _plugin(data)
+        client = data.client()
+        changed = await plugin.update_appliance(
+            data.appliance["uuid"], state="Running", status="Connected"
+        )
+        assert changed is not None
+        data.appliance = changed
+        await plugin.keep_client(changed["uuid"], client)
+
+    async def rollback(self, data: RouterData) -> None:  # type: ignore[override]
+        await _plugin(data).drop_client(data.appliance["uuid"])
+
+
+class VirtualRouterDestroyingFlow(Flow):
+    """Destroy, first: the router is ``Destroying`` (the ping tracker leaves it alone); a
+    failed destroy puts back the state it had."""
+
+    async def run(self, data: RouterData) -> None:  # type: ignore[override]
+        await _plugin(data).update_appliance(data.appliance["uuid"], state="Destroying")
+
+    async def rollback(self, data: RouterData) -> None:  # type: ignore[override]
+        await _plugin(data).update_appliance(
+            data.appliance["uuid"], missing_ok=True, state=data.appliance["state"]
+        )
+
+
+class VirtualRouterForgetFlow(NoRollbackFlow):
+    """Destroy, last: the plugin closes the agent's client, the row and tags go, and
+    ``/appliance-vm/status/change`` says ``Destroyed``."""
+
+    async def run(self, data: RouterData) -> None:  # type: ignore[override]
+        from core.virtual_router.plugin import STATUS_EVENT
+
+        uuid = data.appliance["uuid"]
+        await _plugin(data).drop_client(uuid)
+        if await data.node.db.run(lambda s: forget_appliance(s, uuid)):
+            data.node.events.publish(
+                STATUS_EVENT,
+                {
+                    "applianceVmUuid": uuid,
+                    "oldStatus": data.appliance["status"],
+                    "newStatus": "Destroyed",
+                },
+            )
 
 
 def _paths(*classes: type) -> list[str]:
@@ -121,7 +244,11 @@ def _paths(*classes: type) -> list[str]:
 
 CHAINS: dict[str, list[str]] = {
     CREATE_CHAIN: _paths(
-        ApplianceVmAllocateNicFlow, ApplianceVmCreateOnHostFlow, VirtualRouterPostCreateFlow
+        ApplianceVmRowFlow,
+        ApplianceVmAllocateNicFlow,
+        ApplianceVmCreateOnHostFlow,
+        VirtualRouterPostCreateFlow,
+        VirtualRouterConnectedFlow,
     ),
     POST_CREATE_CHAIN: _paths(
         VirtualRouterDeployAgentFlow,
@@ -129,6 +256,18 @@ CHAINS: dict[str, list[str]] = {
         VirtualRouterSyncDHCPOnStartFlow,
         VirtualRouterSyncSNATOnStartFlow,
     ),
-    RECONNECT_CHAIN: _paths(ApplianceVmEnsureOnHostFlow, VirtualRouterPostCreateFlow),
-    DESTROY_CHAIN: _paths(ApplianceVmDestroyOnHostFlow, ApplianceVmReleaseNicFlow),
+    RECONNECT_CHAIN: _paths(
+        VirtualRouterConnectingFlow,
+        ApplianceVmEnsureOnHostFlow,
+        VirtualRouterPostCreateFlow,
+        VirtualRouterConnectedFlow,
+    ),
+    DESTROY_CHAIN: _paths(
+        VirtualRouterDestroyingFlow,
+        ApplianceVmDestroyOnHostFlow,
+        ApplianceVmReleaseNicFlow,
+        VirtualRouterForgetFlow,
+    ),
 }
+RESUMABLE = frozenset({RECONNECT_CHAIN, DESTROY_CHAIN})
+"""Chains run on, not rolled back, after a crash (see the module's docstring)."""

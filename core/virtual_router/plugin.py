@@ -11,6 +11,8 @@ are made on demand, one per guest L3 network, the first time a VM there needs on
   does not answer or lost its signature: the ``reconnectVirtualRouter`` chain makes
   what is missing on the host and replays DNS, DHCP and SNAT (the post-create flows).
 * Operations on one appliance are serialised by a lock per guest network.
+* The chains are durable and hold the appliance's state changes (see
+  :mod:`core.virtual_router.flows`): a crash leaves no appliance Creating or Connecting.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.appliance.flows import nics_by_role
+from core.appliance.flows import forget_appliance, nics_by_role
 from core.appliance.models import ApplianceVmVO
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.host.models import HostVO
 from core.kernel.errors import OperationError, argerr, not_found, operr
 from core.kernel.extensions import Component, Plugin
+from core.kernel.flow import checkpointer
 from core.kernel.periodic import PeriodicTask
 from core.kernel.rest import AgentClient
 from core.kernel.service import Service, handles
@@ -50,7 +53,14 @@ from core.virtual_router.api import (
     ReconnectVirtualRouter,
 )
 from core.virtual_router.client import open_client
-from core.virtual_router.flows import CHAINS, CREATE_CHAIN, DESTROY_CHAIN, RECONNECT_CHAIN
+from core.virtual_router.flows import (
+    CHAINS,
+    CREATE_CHAIN,
+    DESTROY_CHAIN,
+    RECONNECT_CHAIN,
+    RESUMABLE,
+    RouterData,
+)
 from core.virtual_router.models import VirtualRouterOfferingVO
 from core.virtual_router.sync import GUEST, dhcp_entry
 from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
@@ -88,7 +98,7 @@ class VirtualRouterPlugin(
     def __init__(self, node: Any) -> None:
         super().__init__(node)
         for name, flows in CHAINS.items():
-            node.declare_chain(name, flows)
+            node.declare_chain(name, flows, RouterData, resumable=name in RESUMABLE)
         self._locks: dict[str, asyncio.Lock] = {}
         self._clients: dict[str, AgentClient] = {}
         self._tracker = PeriodicTask(
@@ -263,12 +273,17 @@ class VirtualRouterPlugin(
         existing = await self.node.db.run(lambda s: _appliance_of(s, l3_uuid))
         if existing is not None:
             return existing
-        assert spec.dest_host_uuid is not None
-        appliance = await self._create(l3_uuid, spec.dest_host_uuid)
-        spec.made_by_this_operation.append(appliance["uuid"])
-        return appliance
+        return await self._create(l3_uuid, spec)
 
-    async def _create(self, l3_uuid: str, host_uuid: str) -> dict[str, Any]:
+    async def _create(self, l3_uuid: str, spec: VmInstanceSpec) -> dict[str, Any]:
+        """The ``createVirtualRouter`` chain for the network, on the VM's host.  The row is
+        made here, and listed in ``spec.made_by_this_operation`` in the same transaction,
+        written down with the VM's chain (if durable): whenever the node dies, the VM's
+        rollback knows the router was made for it."""
+        host_uuid = spec.dest_host_uuid
+        assert host_uuid is not None
+        save = checkpointer()
+
         def prepare(session: Session) -> tuple[dict[str, Any], str]:
             l3 = session.get(L3NetworkVO, l3_uuid)
             assert l3 is not None
@@ -302,54 +317,36 @@ class VirtualRouterPlugin(
             )
             session.add(row)
             session.flush()
+            spec.made_by_this_operation.append(row.uuid)
+            save(session.connection())
             return row.to_inventory(), public.uuid
 
         appliance, public_uuid = await self.node.db.run(prepare)
-        data = {
-            "node": self.node,
-            "appliance": appliance,
-            "networks": [(public_uuid, "public"), (l3_uuid, GUEST)],
-            "guest_l3": l3_uuid,
-        }
+        data = RouterData(
+            appliance=appliance,
+            networks=[(public_uuid, "public"), (l3_uuid, GUEST)],
+            guest_l3=l3_uuid,
+        ).bind(self.node)
         outcome = await self.node.chain(CREATE_CHAIN).start(data)
         if not outcome.succeeded:
-            await _close(outcome.data.get("client"))
-            await self.node.db.run(lambda s: _forget(s, appliance["uuid"]))
+            # Gone already, unless the chain failed before its row flow.
+            await self.node.db.run(lambda s: forget_appliance(s, appliance["uuid"]))
             outcome.raise_for_error(f"cannot create the virtual router of L3 network {l3_uuid}")
-        await self._keep_client(appliance["uuid"], outcome.data["client"])
-        return await self._set(outcome.data["appliance"], state="Running", status="Connected")
+        return data.appliance
 
     async def _destroy(self, appliance: dict[str, Any]) -> None:
-        data = {"node": self.node, "appliance": appliance}
-        outcome = await self.node.chain(DESTROY_CHAIN).start(data)
+        """The ``destroyVirtualRouter`` chain: its last flow forgets the row."""
+        data = RouterData(appliance=appliance, guest_l3=appliance["guestNetworkUuid"])
+        outcome = await self.node.chain(DESTROY_CHAIN).start(data.bind(self.node))
         outcome.raise_for_error(f"cannot destroy virtual router {appliance['name']}")
-        await _close(self._clients.pop(appliance["uuid"], None))
-        await self.node.db.run(lambda s: _forget(s, appliance["uuid"]))
-        self.node.events.publish(
-            STATUS_EVENT,
-            {
-                "applianceVmUuid": appliance["uuid"],
-                "oldStatus": appliance["status"],
-                "newStatus": "Destroyed",
-            },
-        )
 
     async def reconnect(self, appliance: dict[str, Any]) -> dict[str, Any]:
         """Make what is missing on the host, then replay DNS, DHCP and SNAT (the caller
-        holds the appliance's lock)."""
-        appliance = await self._set(appliance, status="Connecting")
-        data = {
-            "node": self.node,
-            "appliance": appliance,
-            "guest_l3": appliance["guestNetworkUuid"],
-        }
-        outcome = await self.node.chain(RECONNECT_CHAIN).start(data)
-        if not outcome.succeeded:
-            await _close(outcome.data.get("client"))
-            await self._set(appliance, status="Disconnected")
-            outcome.raise_for_error(f"cannot reconnect virtual router {appliance['name']}")
-        await self._keep_client(appliance["uuid"], outcome.data["client"])
-        return await self._set(outcome.data["appliance"], status="Connected")
+        holds the appliance's lock): the ``reconnectVirtualRouter`` chain."""
+        data = RouterData(appliance=appliance, guest_l3=appliance["guestNetworkUuid"])
+        outcome = await self.node.chain(RECONNECT_CHAIN).start(data.bind(self.node))
+        outcome.raise_for_error(f"cannot reconnect virtual router {appliance['name']}")
+        return data.appliance
 
     def _client(self, appliance: dict[str, Any]) -> AgentClient:
         client = self._clients.get(appliance["uuid"])
@@ -357,24 +354,40 @@ class VirtualRouterPlugin(
             client = self._clients[appliance["uuid"]] = open_client(self.node, appliance)
         return client
 
-    async def _keep_client(self, uuid: str, client: AgentClient) -> None:
+    async def keep_client(self, uuid: str, client: AgentClient) -> None:
+        """From now on, talk to appliance ``uuid``'s agent through ``client``."""
         old = self._clients.get(uuid)
         self._clients[uuid] = client
         if old is not client:
             await _close(old)
 
-    async def _set(self, appliance: dict[str, Any], **columns: str) -> dict[str, Any]:
-        def update(session: Session) -> tuple[str, dict[str, Any]]:
-            row = session.get(ApplianceVmVO, appliance["uuid"])
+    async def drop_client(self, uuid: str) -> None:
+        """Close the client of appliance ``uuid``'s agent, if one is open."""
+        await _close(self._clients.pop(uuid, None))
+
+    async def update_appliance(
+        self, uuid: str, *, missing_ok: bool = False, **columns: str
+    ) -> dict[str, Any] | None:
+        """Set columns of an appliance's row; a status change is published on
+        ``/appliance-vm/status/change``.  A missing row raises, or with ``missing_ok``
+        changes nothing (returns None)."""
+
+        def update(session: Session) -> tuple[str, dict[str, Any]] | None:
+            row = session.get(ApplianceVmVO, uuid)
             if row is None:
-                raise not_found(ApplianceVmVO.resource_type, appliance["uuid"])
+                if missing_ok:
+                    return None
+                raise not_found(ApplianceVmVO.resource_type, uuid)
             old = row.status
             for key, value in columns.items():
                 setattr(row, key, value)
             session.flush()
             return old, row.to_inventory()
 
-        old, inventory = await self.node.db.run(update)
+        changed = await self.node.db.run(update)
+        if changed is None:
+            return None
+        old, inventory = changed
         if old != inventory["status"]:
             self.node.events.publish(
                 STATUS_EVENT,
@@ -424,7 +437,7 @@ class VirtualRouterPlugin(
                 )
         if reason is None:
             if appliance["status"] != "Connected":
-                await self._set(appliance, status="Connected")
+                await self.update_appliance(appliance["uuid"], status="Connected")
             return
         lock = self._lock(appliance["guestNetworkUuid"])
         if lock.locked():
@@ -527,13 +540,6 @@ def _offering_for(session: Session, l3_uuid: str) -> VirtualRouterOfferingVO:
             "zone has no virtual router offering; CreateVirtualRouterOffering first"
         )
     return offering
-
-
-def _forget(session: Session, uuid: str) -> None:
-    row = session.get(ApplianceVmVO, uuid)
-    if row is not None:
-        session.delete(row)
-    delete_all_tags(session, [uuid])
 
 
 async def _close(client: AgentClient | None) -> None:

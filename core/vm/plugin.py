@@ -27,6 +27,7 @@ from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import GlobalConfigPlugin
 from core.host.capacity import HOLDING_STATES, return_capacity, take_capacity
 from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
+from core.host.connect import HostConnectData
 from core.host.plugin import HostPlugin
 from core.image.plugin import ready_image
 from core.kernel.chains import FlowChainContributor, FlowInsertion
@@ -473,9 +474,9 @@ class VmSyncOnHostConnectFlow(NoRollbackFlow):
     """Last step of a host connect: every VM of the host takes the state the agent reports
     (a VM the agent does not know is Stopped)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node, host_uuid = data["node"], data["host_uuid"]
-        states: dict[str, str] = (await data["agent"].call(protocol.VM_SYNC, {}))["states"]
+    async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
+        node, host_uuid = data.node, data.host_uuid
+        states: dict[str, str] = (await (await data.agent()).call(protocol.VM_SYNC, {}))["states"]
         vms = await node.db.run(
             lambda s: list(
                 s.scalars(select(VmInstanceVO.uuid).where(VmInstanceVO.host_uuid == host_uuid))

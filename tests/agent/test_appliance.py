@@ -208,6 +208,18 @@ def _running(net: HostNetwork, appliance_uuid: str) -> bool:
     return net.appliances.check(appliance_uuid).agent_running
 
 
+async def test_destroying_an_appliance_never_made_succeeds(
+    host: HostObjects, net: HostNetwork
+) -> None:
+    """A rollback after a crash destroys an appliance whose create may never have run."""
+    appliance_uuid = host.appliance()
+    directory = net.appliance_dir(appliance_uuid)
+    before = snapshot(str(directory))
+    await net.appliance_destroy(appliance_uuid)
+    assert leftovers(before, snapshot(str(directory)), appliance_uuid, str(directory)) == []
+    assert not namespace_exists(namespace_name(appliance_uuid))
+
+
 async def test_appliance_with_a_stand_in_agent(host: HostObjects, net: HostNetwork) -> None:
     """The same life without the real virtual-router module: a tiny Unix-socket server."""
     guest, public = await two_bridges(host, net)

@@ -288,3 +288,13 @@ async def test_a_stand_in_agent_and_close_stops_it(short_dir: Path) -> None:
     assert (await network.appliance_check(UUID)).agent_running
     await backend.close()
     await wait_until(lambda: not alive(info.agent_pid), 5, "the stand-in to end")
+
+
+async def test_destroying_an_appliance_never_made_succeeds(
+    sim: tuple[Agent, AgentCaller],
+) -> None:
+    """A rollback after a crash destroys an appliance whose create may never have run."""
+    agent, caller = sim
+    await caller.ok("/appliance/destroy", {"applianceUuid": UUID})
+    await caller.ok("/appliance/destroy", {"applianceUuid": UUID})
+    assert not agent.backend.network.appliance_dir(UUID).exists()

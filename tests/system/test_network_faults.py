@@ -48,20 +48,20 @@ SEEN: dict[str, set[str]] = {"vms": set(), "appliances": set()}
 
 
 class InjectedFault(Flow):
-    async def run(self, data: dict[str, Any]) -> None:
-        spec = data.get("spec")
+    async def run(self, data: Any) -> None:  # a chain's FlowData
+        spec = getattr(data, "spec", None)
         if spec is not None:
             SEEN["vms"].add(spec.vm_uuid)
-        appliance = data.get("appliance")
+        appliance = getattr(data, "appliance", None)
         if appliance is not None:
             SEEN["appliances"].add(appliance["uuid"])
         # A fault after the pre-instantiate flow: the router it made exists by now.
         SEEN["appliances"].update(
-            await data["node"].db.run(lambda s: list(s.scalars(select(ApplianceVmVO.uuid))))
+            await data.node.db.run(lambda s: list(s.scalars(select(ApplianceVmVO.uuid))))
         )
         raise RuntimeError("injected fault")
 
-    async def rollback(self, data: dict[str, Any]) -> None:
+    async def rollback(self, data: Any) -> None:
         return None
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.cluster.models import ClusterVO
 from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
+from core.host.connect import HostConnectData
 from core.host.models import HostVO
 from core.kernel.api import QueryResult
 from core.kernel.chains import FlowChainContributor, FlowInsertion
@@ -239,8 +240,8 @@ class L2NetworkPlugin(Plugin, Service, FlowChainContributor):
 class L2NetworkRealizeOnHostConnectFlow(NoRollbackFlow):
     """A connecting host gets every L2 network of its cluster (bridges are idempotent)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node, host_uuid = data["node"], data["host_uuid"]
+    async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
+        node, host_uuid = data.node, data.host_uuid
         cluster_uuid = await node.db.run(
             lambda s: s.scalar(select(HostVO.cluster_uuid).where(HostVO.uuid == host_uuid))
         )

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agent import protocol
+from core.host.connect import HostConnectData
 from core.host.models import HostVO
 from core.host.plugin import HostPlugin
 from core.kernel.flow import NoRollbackFlow
@@ -93,8 +94,8 @@ class HostNatOnHostConnectFlow(NoRollbackFlow):
     """A connecting host gets the gateways of the host-NAT networks of its cluster (set
     anew: an address or a rule removed by hand while the host was away comes back)."""
 
-    async def run(self, data: dict[str, Any]) -> None:
-        node, host_uuid = data["node"], data["host_uuid"]
+    async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
+        node, host_uuid = data.node, data.host_uuid
         entries = await node.db.run(
             lambda s: host_nat_entries(s, host_uuid=host_uuid, connected_only=False)
         )
