@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.lab import lab_id
 from agent.network.names import lab_of_alias
+from core.kernel.data_dir import LOG_NAME
 from core.vm import state as vm_states
 from tests import faults
 from tests.service_lab import ServiceLab, service_lab
@@ -46,7 +47,11 @@ class CrashLab:
 
     def start(self) -> None:
         res = self.lab.service("start")
-        assert res.rc == 0, f"the node did not start: {res.out}{res.err}"
+        if res.rc != 0:
+            log = self.lab.data_dir / LOG_NAME
+            lines = log.read_text().splitlines() if log.exists() else ["(no log)"]
+            tail = "\n".join([ln for ln in lines if "alembic" not in ln][-25:])
+            raise AssertionError(f"the node did not start: {res.out}{res.err}\n{tail}")
 
     def ok(self, *args: str) -> Any:
         return self.lab.ok(*args)

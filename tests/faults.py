@@ -3,8 +3,9 @@ plugin inserts a flow (the product has no test switch): they must be importable 
 node process, so they live in this module of plain classes.
 
 :class:`KillNode` SIGKILLs the node process when it runs (a crash between two steps);
-:class:`KillNodeOnRollback` when it is rolled back (a crash while unwinding), once per
-marker file so that the recovery, which runs the recorded flows again, gets through;
+:class:`KillNodeOnRollback` when it is rolled back (a crash while unwinding).  Each kills
+once per marker file, so that the recovery, which runs the recorded flows again (a
+resumed chain runs the killing step again), gets through;
 :class:`FailHere` fails the chain so that it unwinds.
 """
 
@@ -18,18 +19,24 @@ from typing import Any
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
 
-MARKER = "killed-on-rollback"
-"""In the node's data dir: present once KillNodeOnRollback has killed (remove it to arm
-the fault again)."""
+MARKER = "killed-by-fault"
+"""In the node's data dir: present once a fault has killed (remove it to arm it again)."""
 
 
 def path_of(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _kill_once(data: Any) -> None:
+    marker = Path(data.node.data_dir) / MARKER
+    if not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class KillNode(NoRollbackFlow):
     async def run(self, data: Any) -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
+        _kill_once(data)
 
 
 class KillNodeOnRollback(Flow):
@@ -37,10 +44,7 @@ class KillNodeOnRollback(Flow):
         return None
 
     async def rollback(self, data: Any) -> None:
-        marker = Path(data.node.data_dir) / MARKER
-        if not marker.exists():
-            marker.touch()
-            os.kill(os.getpid(), signal.SIGKILL)
+        _kill_once(data)
 
 
 class FailHere(NoRollbackFlow):

@@ -43,6 +43,11 @@ HOLDING_STATES = (
 )
 
 
+_COUNTED_STATES = (*HOLDING_STATES, "Destroying")
+"""What a recompute counts: a VM being destroyed holds its capacity until the destroy
+chain gives it back, which also clears the row's host (VmReturnHostFlow)."""
+
+
 def cpu_ratio(node: Any) -> int:
     """host.cpu.overProvisioning.ratio."""
     configs = node.plugin(GlobalConfigPlugin)
@@ -87,7 +92,7 @@ def refresh_capacity(
         select(
             func.coalesce(func.sum(VmInstanceVO.cpu_num), 0),
             func.coalesce(func.sum(VmInstanceVO.memory_size), 0),
-        ).where(VmInstanceVO.host_uuid == host.uuid, VmInstanceVO.state.in_(HOLDING_STATES))
+        ).where(VmInstanceVO.host_uuid == host.uuid, VmInstanceVO.state.in_(_COUNTED_STATES))
     ).one()
     host.cpu_num = cpu_num
     host.cpu_sockets = cpu_sockets

@@ -212,6 +212,11 @@ class VmReturnHostFlow(NoRollbackFlow):
 
         def give_back(session: Session) -> None:
             return_capacity(session, vm["hostUuid"], vm["cpuNum"], vm["memorySize"])
+            # The row stops naming the host with it: a reconnect's recompute, which counts
+            # the rows that name a host, then agrees with the counters whatever happens next.
+            row = session.get(VmInstanceVO, vm["uuid"])
+            if row is not None and row.host_uuid == vm["hostUuid"]:
+                row.last_host_uuid, row.host_uuid = row.host_uuid, None
             data.capacity_returned = True
             save(session.connection())
 

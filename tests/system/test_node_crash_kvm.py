@@ -140,12 +140,14 @@ def _victim(lab: Lab, name: str) -> dict[str, Any]:
     ids=lambda flows: _case_id(("startVm", flows)),
 )
 def test_a_start_killed_anywhere_leaves_the_vm_stopped(lab: Lab, flows: list[str]) -> None:
+    empty = lab.crash.state()
     vm = _victim(lab, "start-victim")
     lab.crash.ok("StopVmInstance", f"uuid={vm['uuid']}")
     before = lab.crash.state()
     lab.crash.crash({"startVm": flows}, "StartVmInstance", f"uuid={vm['uuid']}")
     assert _after_recovery(lab) == before  # rolled back: Stopped, no domain, capacity back
     _expunge(lab, vm)
+    assert lab.crash.state() == empty
 
 
 @pytest.mark.parametrize(
@@ -154,6 +156,7 @@ def test_a_start_killed_anywhere_leaves_the_vm_stopped(lab: Lab, flows: list[str
 )
 def test_a_stop_or_destroy_killed_anywhere_runs_on(lab: Lab, chain: str, position: int) -> None:
     flows = CHAINS[chain]
+    empty = lab.crash.state()
     vm = _victim(lab, f"{chain}-victim")
     api = "StopVmInstance" if chain == "stopVm" else "DestroyVmInstance"
     lab.crash.crash({chain: killed_at(flows, position)}, api, f"uuid={vm['uuid']}")
@@ -163,6 +166,7 @@ def test_a_stop_or_destroy_killed_anywhere_runs_on(lab: Lab, chain: str, positio
     assert state == ("Stopped" if chain == "stopVm" else "Destroyed")
     assert not any(vm["uuid"] in name and "running" in st for name, st in after["domains"])
     _expunge(lab, vm)
+    assert lab.crash.state() == empty  # capacity given back once, nothing left
 
 
 @pytest.mark.parametrize("position", positions(CHAINS["expungeVm"]))
