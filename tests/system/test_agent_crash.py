@@ -275,6 +275,11 @@ async def bridge_gone(lab: Lab, n: Names) -> None:
     await lab.agent.call(kvm.BRIDGE_DELETE, {"bridgeName": n.guest_bridge})
 
 
+async def bridge_removed_as_orphan(lab: Lab, n: Names) -> Any:
+    body = {"objects": [{"kind": "bridge", "name": n.guest_bridge}], "storagePaths": [n.storage]}
+    return await lab.agent.call(kvm.LAB_REMOVE, body, timeout=60)
+
+
 async def volume(lab: Lab, n: Names) -> None:
     base = str(lab.root / "ps" / "imagecache" / "base.qcow2")
     await lab.agent.call(
@@ -542,6 +547,8 @@ CASES: dict[str, Case] = {
         kvm_step(kvm.HOSTNAT_REMOVE, hostnat_body), hostnat_ready, bridge_gone
     ),
     kvm.HOST_ROUTES: Case(kvm_step(kvm.HOST_ROUTES, lambda _n: {})),
+    kvm.LAB_INVENTORY: Case(kvm_step(kvm.LAB_INVENTORY, lambda n: {"storagePaths": [n.storage]})),
+    kvm.LAB_REMOVE: Case(bridge_removed_as_orphan, bridge, bridge_gone),
     kvm.APPLIANCE_CREATE: Case(create_appliance, two_bridges, appliance_gone),
     kvm.APPLIANCE_DESTROY: Case(
         kvm_step(kvm.APPLIANCE_DESTROY, lambda n: {"applianceUuid": n.appliance_uuid}),
