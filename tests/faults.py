@@ -6,7 +6,8 @@ node process, so they live in this module of plain classes.
 :class:`KillNodeOnRollback` when it is rolled back (a crash while unwinding).  Each kills
 once per marker file, so that the recovery, which runs the recorded flows again (a
 resumed chain runs the killing step again), gets through;
-:class:`FailHere` fails the chain so that it unwinds.
+:class:`FailHere` fails the chain so that it unwinds; :class:`KillAgentThenFail` kills the
+lab's KVM agent first, so that the rollbacks that need it fail.
 """
 
 from __future__ import annotations
@@ -52,9 +53,24 @@ class FailHere(NoRollbackFlow):
         raise operr("injected fault")
 
 
+class KillAgentThenFail(NoRollbackFlow):
+    async def run(self, data: Any) -> None:
+        agent_dir = f"--data-dir {data.node.data_dir / 'agent'} "
+        for proc in Path("/proc").iterdir():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            line = " ".join(a.decode(errors="replace") for a in argv)
+            if "agent.main" in line and agent_dir in line:
+                os.kill(int(proc.name), signal.SIGKILL)
+        raise operr("injected fault after the KVM agent was killed")
+
+
 KILL = path_of(KillNode)
 KILL_ON_ROLLBACK = path_of(KillNodeOnRollback)
 FAIL = path_of(FailHere)
+KILL_AGENT_THEN_FAIL = path_of(KillAgentThenFail)
 
 
 def killed_at(flows: list[str], position: int) -> list[str]:

@@ -41,6 +41,10 @@ class ApplianceData(FlowData):
     nics: dict[str, dict[str, Any]] = {}
     """Role -> NIC (``nics_of``), once allocated (create) or read (reconnect)."""
 
+    def hosts(self) -> list[str]:
+        host = self.appliance.get("hostUuid")
+        return [host] if host else []
+
 
 async def _agent(data: ApplianceData) -> Any:
     return await data.node.plugin(HostPlugin).agent_of(data.appliance["hostUuid"])

@@ -6,6 +6,7 @@ is how a service hands over a clean-up it cannot do now; see :mod:`core.gc.job`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -16,15 +17,20 @@ from sqlalchemy.orm import Session
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.gc import global_config
 from core.gc.api import DeleteGarbageCollector, QueryGarbageCollector, TriggerGarbageCollector
+from core.gc.flow_rollback import adopt_failed_rollbacks
 from core.gc.job import check_context, new_runner
 from core.gc.models import DONE, IDLE, GarbageCollectorVO
 from core.gc.runner import DELETED_EVENT, GcScheduler, config_value
 from core.gc.triggers import Trigger
 from core.kernel.db import utcnow
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found
+from core.kernel.events import CanonicalEvent, Subscription
 from core.kernel.extensions import Component, Plugin
+from core.kernel.flow import ROLLBACK_HANDED_OVER_PATH
 from core.kernel.service import Service, handles
 from core.management_node.plugin import NodeStatusExtensionPoint
+
+log = logging.getLogger(__name__)
 
 MAX_NAME = 255
 
@@ -40,15 +46,29 @@ class GarbageCollectorPlugin(
     def __init__(self, node: Any) -> None:
         super().__init__(node)
         self.scheduler = GcScheduler(node)
+        self._handovers: Subscription | None = None
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
 
     async def start(self) -> None:
         await self.scheduler.start()
+        self._handovers = self.node.events.subscribe(
+            ROLLBACK_HANDED_OVER_PATH, self._rollback_handed_over
+        )
+        await adopt_failed_rollbacks(self)
 
     async def stop(self) -> None:
+        if self._handovers is not None:
+            self._handovers.cancel()
+            self._handovers = None
         await self.scheduler.stop()
+
+    async def _rollback_handed_over(self, event: CanonicalEvent) -> None:
+        try:
+            await adopt_failed_rollbacks(self, {event.data["runId"]: event.data.get("error", "")})
+        except Exception:
+            log.exception("cannot make the GC job of a failed rollback (the next start will)")
 
     # -- submitting -------------------------------------------------------------------------
 

@@ -12,7 +12,11 @@ Differences from OpenStack TaskFlow, on purpose (ZStack's choices):
 * a rollback that raises does not stop the unwinding: the step is recorded as
   ``REVERT_FAILURE`` and the chain goes on rolling back the earlier steps, so
   one broken rollback leaks one resource instead of all of them; the outcome
-  (``ROLLBACK_FAILED``) says so;
+  (``ROLLBACK_FAILED``) says so.  A *durable* chain (one over FlowData, written to
+  the flow journal) does better: it stops at the failed step, since what the earlier
+  steps hold (an IP, capacity) may be in use by what it could not undo (a running
+  domain), and hands the rest of the rollback, kept in the journal, to a GC job
+  (:data:`ROLLBACK_HANDED_OVER_PATH`) that finishes it when it can;
 * flows share one dict instead of declaring requires/provides.
 
 From TaskFlow we take the step state names and per-step records.
@@ -51,6 +55,8 @@ from core.kernel.operation import (
 
 __all__ = [
     "FLOW_TRACE_PATH",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_HANDED_OVER_PATH",
     "DurableRun",
     "Flow",
     "FlowChain",
@@ -72,6 +78,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FLOW_TRACE_PATH = "/flowchain/trace"
+ROLLBACK_HANDED_OVER_PATH = "/flowchain/rollback/handedOver"
+"""Data: ``{runId, chainName, operationId, resourceUuid, resourceName, hosts, error}``: a
+durable run's rollback failed at a step; the run stays in the flow journal (status
+``RollbackFailed``) with the rest of its rollback, for a GC job to finish
+(core.gc.flow_rollback)."""
+ROLLBACK_FAILED = "RollbackFailed"
+"""The journal status of a run whose rollback was handed over."""
 """The one event path every :class:`FlowTraceEvent` is published on."""
 
 _perf = time.perf_counter
@@ -151,6 +164,9 @@ class FlowOutcome:
     data: dict[str, Any] = field(default_factory=dict)
     duration: float = 0.0
     """Seconds from start to the end of the unwinding (handlers excluded)."""
+    handed_over: bool = False
+    """A durable run whose rollback stopped at a failed step: the rest waits in the flow
+    journal for garbage collection."""
 
     @property
     def succeeded(self) -> bool:
@@ -168,18 +184,32 @@ class FlowOutcome:
             return
         error = self.error
         if self.rollback_errors:
-            error = _rollback_failed_error(self.chain_name, self.error, self.rollback_errors)
+            error = _rollback_failed_error(
+                self.chain_name, self.error, self.rollback_errors, self.handed_over
+            )
         if description is not None:
             error = ErrorCode(SysErrors.OPERATION_ERROR, description, cause=error)
         raise OperationError(error)
 
 
 def _rollback_failed_error(
-    chain_name: str, original: ErrorCode | None, failures: list[tuple[str, ErrorCode]]
+    chain_name: str,
+    original: ErrorCode | None,
+    failures: list[tuple[str, ErrorCode]],
+    handed_over: bool = False,
 ) -> ErrorCode:
     count = len(failures)
     names = ", ".join(name for name, _ in failures)
     details = "; ".join(f"{name}: {err}" for name, err in failures)
+    if handed_over:
+        description = (
+            f"the operation failed and its rollback could not undo {names}; the rest of "
+            "the rollback is a garbage-collection job (QueryGarbageCollector), retried "
+            "until it succeeds, and what it holds stays in use until then"
+        )
+        return ErrorCode(
+            SysErrors.ROLLBACK_FAILED, description, details, original or failures[0][1], chain_name
+        )
     if original is not None:
         description = (
             f"the operation failed and {count} rollback(s) failed, so resources may be "
@@ -400,8 +430,8 @@ class DurableRun:
 
     __slots__ = (
         "chains", "data", "id", "journal", "name", "operation_id", "operation_name",
-        "parent_chain_id", "persisted", "resumable", "started_at", "status", "subject",
-        "written",
+        "parent_chain_id", "persisted", "resumable", "rollback_failed", "started_at", "status",
+        "subject", "written",
     )  # fmt: skip
 
     def __init__(
@@ -420,6 +450,8 @@ class DurableRun:
         self.status = "Running"
         self.started_at = _now()
         self.persisted = False
+        self.rollback_failed = False
+        """A rollback step failed: the run is handed over, not forgotten, at its end."""
         self.written = 0
         """How many times the run was written (a nested chain knows if its entry was)."""
 
@@ -464,6 +496,19 @@ class DurableRun:
     async def write(self) -> None:
         self.written += 1
         await self.journal.write(self)
+
+    def handover(self, failures: list[tuple[str, ErrorCode]]) -> dict[str, Any]:
+        """The data of :data:`ROLLBACK_HANDED_OVER_PATH` for this run."""
+        subject = self.subject
+        return {
+            "runId": self.id,
+            "chainName": self.name,
+            "operationId": self.operation_id,
+            "resourceUuid": None if subject is None else subject.uuid,
+            "resourceName": None if subject is None else subject.name,
+            "hosts": self.data.hosts(),
+            "error": "; ".join(f"{name}: {err}" for name, err in failures),
+        }
 
 
 def checkpointer() -> Callable[[Any], None]:
@@ -549,6 +594,7 @@ class FlowChain(Flow):
         """After a crash, run on from the interrupted step instead of rolling back."""
         self._run: DurableRun | None = None
         self._run_written_at = 0
+        self._handed_over = False
 
     def _journal_entry(self) -> dict[str, Any]:
         return {
@@ -834,6 +880,19 @@ class FlowChain(Flow):
             rec.state = StepState.REVERT_FAILURE
             err = rec.error = err.with_location(f"{name}: {rec.name} ({rec.index}/{total})")
             failures.append((rec.name, err))
+            if publish is not None:
+                self._emit("step-revert-failed", rec, rec.revert_duration, rec.state, err)
+            if self._run is not None:
+                # Durable: stop here.  What earlier steps hold (an IP, capacity, the row)
+                # may be in use by what this one could not undo (a domain still running),
+                # so they are undone after it, by the GC job the run is handed to.
+                self._run.rollback_failed = self._handed_over = True
+                log.warning(
+                    "[FlowChain(%s): %s] rollback of flow[%s] failed; the rest of the "
+                    "rollback is handed to garbage collection: %s",
+                    cid, name, rec.name, err,
+                )  # fmt: skip
+                break
             log.warning(
                 "[FlowChain(%s): %s] rollback of flow[%s] failed, continuing with the next "
                 "rollback: %s",
@@ -842,8 +901,6 @@ class FlowChain(Flow):
                 rec.name,
                 err,
             )
-            if publish is not None:
-                self._emit("step-revert-failed", rec, rec.revert_duration, rec.state, err)
         return failures
 
     async def _write_run(self, status: str) -> None:
@@ -863,7 +920,7 @@ class FlowChain(Flow):
         run = self._run
         assert run is not None
         if run.chains[0] is not self:
-            if self in run.chains:
+            if self in run.chains and not self._handed_over:
                 run.chains.remove(self)
                 if run.written > self._run_written_at:
                     # The row names this chain: write it down as ended, or a crash before
@@ -877,6 +934,9 @@ class FlowChain(Flow):
                             "[FlowChain(%s): %s] cannot write the journal", self.id, self.name
                         )
             return
+        if run.rollback_failed:
+            await self._hand_over(run)
+            return
         try:
             await _shielded(run.journal.forget(run))
         except asyncio.CancelledError:
@@ -885,6 +945,23 @@ class FlowChain(Flow):
             log.exception(
                 "[FlowChain(%s): %s] cannot remove the run from the journal", self.id, self.name
             )
+
+    async def _hand_over(self, run: DurableRun) -> None:
+        """Keep the run in the journal as ``RollbackFailed`` and say so: garbage
+        collection finishes its rollback (core.gc.flow_rollback)."""
+        run.status = ROLLBACK_FAILED
+        outcome = self.outcome
+        if outcome is not None:
+            outcome.handed_over = True
+        try:
+            await _shielded(run.write())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("[FlowChain(%s): %s] cannot write the journal", self.id, self.name)
+        if self._events is not None:
+            failures = [] if outcome is None else outcome.rollback_errors
+            self._events.publish(ROLLBACK_HANDED_OVER_PATH, run.handover(failures))
 
     async def _call_handler(self, kind: str, cb: Callable[..., Any], *args: Any) -> None:
         try:
@@ -979,7 +1056,7 @@ class FlowChain(Flow):
         """
         outcome = self._begin_restored(run, data, error)
         for rec in self._records:
-            if rec.state in (_RUNNING, StepState.REVERTING):
+            if rec.state in (_RUNNING, StepState.REVERTING, StepState.REVERT_FAILURE):
                 rec.state = _FAILURE
         t0 = _perf()
         token = _current_chain.set(self)

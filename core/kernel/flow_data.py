@@ -45,6 +45,11 @@ class FlowData(BaseModel):
         self._node = node
         return self
 
+    def hosts(self) -> list[str]:
+        """The hosts whose agents this chain's rollbacks call: a rollback that failed (and
+        went to a GC job) is tried again as soon as one of them reconnects."""
+        return []
+
     @classmethod
     def restore(cls, text: str, node: ManagementNode | Any) -> Self:
         """Data as the journal wrote it down, bound to ``node`` (validated)."""

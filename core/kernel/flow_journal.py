@@ -5,7 +5,9 @@ together with the chains nested in it over the same data (the host allocator ins
 ``VmAllocateHostFlow``), which are recorded under it.  The row is written before each
 step runs and before each step is rolled back, with the data as it is then, and
 deleted when the run ends; so the table holds exactly the runs under way, and after a
-crash exactly the runs the crash interrupted (:mod:`core.kernel.flow_recovery`).
+crash exactly the runs the crash interrupted (:mod:`core.kernel.flow_recovery`).  The
+one exception: a run whose rollback failed at a step stays, as ``RollbackFailed``, until
+its GC job has finished the rollback (core.gc.flow_rollback).
 
 A step's state in the row is what the engine knew before it acted: a step marked
 ``RUNNING`` may have done all, some or none of its work, which is why a rollback must
@@ -57,7 +59,8 @@ class FlowRunVO(Base):
     """The id of the run's outermost chain."""
     name: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(32))
-    """``Running``, or ``RollingBack`` once a step failed."""
+    """``Running``, ``RollingBack`` once a step failed, or ``RollbackFailed``: a rollback
+    step failed and the rest of the rollback waits here for its GC job."""
     resumable: Mapped[bool] = mapped_column(Boolean, default=False)
     parent_chain_id: Mapped[str | None] = mapped_column(String(32), default=None)
     """The chain (of another run) whose flow started this run, if any."""
@@ -166,5 +169,14 @@ class SqlFlowJournal:
         def read(conn: Connection) -> list[JournalledRun]:
             rows = conn.execute(select(_table).order_by(_table.c.started_at)).mappings()
             return [JournalledRun(**row) for row in rows]
+
+        return await self._db.run_core(read)
+
+    async def run(self, run_id: str) -> JournalledRun | None:
+        """The run ``run_id``, if it is in the journal."""
+
+        def read(conn: Connection) -> JournalledRun | None:
+            row = conn.execute(select(_table).where(_table.c.id == run_id)).mappings().first()
+            return None if row is None else JournalledRun(**row)
 
         return await self._db.run_core(read)

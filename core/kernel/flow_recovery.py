@@ -13,6 +13,11 @@ The run's operation shows in the operations log as ``Interrupted`` while this ha
 and ends as ``RolledBack`` (or ``RollbackFailed``, or ``Succeeded`` when resumed), with
 the recovery's chain traces under it, through two events the journal of operations
 listens to: :data:`RECOVERY_START_PATH` and :data:`RECOVERY_DONE_PATH`.
+
+A rollback step that fails (its agent is down) stops the rollback there: the run stays
+in the journal as ``RollbackFailed`` and is handed to garbage collection, whose job
+calls :func:`finish_rollback` until the rest of the rollback succeeds.  Start-up leaves
+such runs to their jobs.
 """
 
 from __future__ import annotations
@@ -22,8 +27,16 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from core.kernel.errors import ErrorCode, SysErrors
-from core.kernel.flow import DurableRun, Flow, FlowChain, FlowChainStatus, _instantiate_flow
+from core.kernel.errors import ErrorCode, OperationError, SysErrors
+from core.kernel.flow import (
+    ROLLBACK_FAILED,
+    ROLLBACK_HANDED_OVER_PATH,
+    DurableRun,
+    Flow,
+    FlowChain,
+    FlowChainStatus,
+    _instantiate_flow,
+)
 from core.kernel.flow_data import FlowData
 from core.kernel.flow_journal import JournalledRun
 from core.kernel.operation import new_operation_id, operation
@@ -31,7 +44,14 @@ from core.kernel.operation import new_operation_id, operation
 if TYPE_CHECKING:
     from core.kernel.node import ManagementNode
 
-__all__ = ["RECOVERY_DONE_PATH", "RECOVERY_START_PATH", "Recovered", "recover_interrupted"]
+__all__ = [
+    "RECOVERY_DONE_PATH",
+    "RECOVERY_START_PATH",
+    "Recovered",
+    "finish_rollback",
+    "hosts_of",
+    "recover_interrupted",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +98,7 @@ async def recover_interrupted(node: ManagementNode) -> list[Recovered]:
     """Take up every run in the flow journal, newest first; return what was done."""
     journal = node.flow_journal
     assert journal is not None
-    runs = await journal.runs()
+    runs = [run for run in await journal.runs() if run.status != ROLLBACK_FAILED]
     if runs:
         log.warning("taking up %d flow chain run(s) the last node process left", len(runs))
     done: list[Recovered] = []
@@ -110,8 +130,9 @@ async def _recover(node: ManagementNode, row: JournalledRun) -> Recovered:
     )
     status = FlowChainStatus.ROLLBACK_FAILED
     final_error: ErrorCode | None = error
+    run: DurableRun | None = None
     try:
-        status, final_error = await _take_up(node, row, op_id, error)
+        status, final_error, run = await _take_up(node, row, op_id, error)
     except Exception as exc:
         log.exception("cannot take up interrupted chain %s (%s)", row.name, row.id)
         final_error = ErrorCode(
@@ -121,7 +142,10 @@ async def _recover(node: ManagementNode, row: JournalledRun) -> Recovered:
             cause=error,
         )
     try:
-        await journal.forget_id(row.id)
+        if run is not None and run.rollback_failed:
+            await _hand_over(node, run, final_error)
+        else:
+            await journal.forget_id(row.id)
     except Exception:
         log.exception("cannot remove run %s from the flow journal", row.id)
     node.events.publish(
@@ -139,39 +163,121 @@ async def _recover(node: ManagementNode, row: JournalledRun) -> Recovered:
 
 async def _take_up(
     node: ManagementNode, row: JournalledRun, op_id: str, error: ErrorCode
-) -> tuple[FlowChainStatus, ErrorCode | None]:
+) -> tuple[FlowChainStatus, ErrorCode | None, DurableRun | None]:
+    run = _restore(node, row, row.operation_id or op_id)
+    if run is None:
+        return FlowChainStatus.ROLLED_BACK, error, None
+    if row.resumable and row.status == "Running":
+        # Nested chains run again inside the step that started them.
+        del run.chains[1:]
+        outcome = await run.chains[0].resume_interrupted(run, run.data)
+        return outcome.status, outcome.error, run
+    failed = await _roll_back(run, error)
+    if failed:
+        return (
+            FlowChainStatus.ROLLBACK_FAILED,
+            _still_failing(
+                f"interrupted chain {row.name}: a rollback failed, so the rest of the "
+                "rollback waits for a garbage-collection job, and what it holds stays in "
+                "use until then",
+                failed,
+                error,
+            ),
+            run,
+        )
+    return FlowChainStatus.ROLLED_BACK, error, run
+
+
+def _restore(node: ManagementNode, row: JournalledRun, op_id: str) -> DurableRun | None:
+    """The run of ``row``, its chains rebuilt; None if it had none under way."""
     data = _data_class(row.data_type).restore(row.data, node)
     chains = [
-        FlowChain.restored(
-            entry, _flows(node, entry), events=node.events, operation_id=row.operation_id or op_id
-        )
+        FlowChain.restored(entry, _flows(node, entry), events=node.events, operation_id=op_id)
         for entry in row.chains
     ]
     if not chains:
-        return FlowChainStatus.ROLLED_BACK, error
+        return None
     journal = node.flow_journal
     assert journal is not None
-    run = DurableRun.restored(row, chains[0], chains, data, journal)
-    if row.resumable and row.status == "Running":
-        # Nested chains run again inside the step that started them.
-        del chains[1:]
-        outcome = await chains[0].resume_interrupted(run, data)
-        return outcome.status, outcome.error if outcome.error is not None else None
+    return DurableRun.restored(row, chains[0], chains, data, journal)
+
+
+async def _roll_back(run: DurableRun, error: ErrorCode) -> list[ErrorCode]:
+    """Roll back the run's chains, innermost first; stop at a failed step (the run is
+    then ``rollback_failed``, its rest recorded in its chains); return the failures."""
     failed: list[ErrorCode] = []
+    chains = run.chains
     for chain in reversed(list(chains)):
-        outcome = await chain.roll_back_interrupted(run, data, error)
+        outcome = await chain.roll_back_interrupted(run, run.data, error)
         failed.extend(err for _, err in outcome.rollback_errors)
+        if run.rollback_failed:
+            break
         if chain is not chains[0]:
             chains.remove(chain)
-    if failed:
-        return FlowChainStatus.ROLLBACK_FAILED, ErrorCode(
-            SysErrors.ROLLBACK_FAILED,
-            f"interrupted chain {row.name}: {len(failed)} rollback(s) failed, so resources "
-            "may be left behind",
-            "; ".join(str(err) for err in failed),
-            cause=error,
+    return failed
+
+
+def _still_failing(description: str, failed: list[ErrorCode], cause: ErrorCode | None) -> ErrorCode:
+    return ErrorCode(
+        SysErrors.ROLLBACK_FAILED,
+        description,
+        "; ".join(str(err) for err in failed),
+        cause=cause if cause is not None else failed[0],
+    )
+
+
+async def _hand_over(node: ManagementNode, run: DurableRun, error: ErrorCode | None) -> None:
+    run.status = ROLLBACK_FAILED
+    await run.write()
+    data = run.handover([])
+    data["error"] = "" if error is None else str(error)
+    node.events.publish(ROLLBACK_HANDED_OVER_PATH, data)
+
+
+async def finish_rollback(node: ManagementNode, run_id: str) -> bool:
+    """Run the rest of the rollback of run ``run_id``, handed over after a rollback step
+    failed.  Returns False if the run is no longer in the journal (finished already);
+    raises :class:`OperationError` if a rollback step fails again (the run stays, with
+    what is left)."""
+    journal = node.flow_journal
+    assert journal is not None
+    row = await journal.run(run_id)
+    if row is None:
+        return False
+    if row.status != ROLLBACK_FAILED:
+        raise OperationError(
+            ErrorCode(
+                SysErrors.OPERATION_ERROR,
+                f"the rollback of chain {row.name} ({run_id}) is under way ({row.status})",
+            )
         )
-    return FlowChainStatus.ROLLED_BACK, error
+    run = _restore(node, row, row.operation_id or new_operation_id())
+    if run is not None:
+        failed = await _roll_back(
+            run,
+            ErrorCode(SysErrors.ROLLBACK_FAILED, f"finishing the rollback of chain {row.name}"),
+        )
+        if failed:
+            run.status = ROLLBACK_FAILED
+            await run.write()
+            raise OperationError(
+                _still_failing(
+                    f"the rollback of chain {row.name} ({run_id}) still fails; what it "
+                    "holds stays in use until a later run of its job succeeds",
+                    failed,
+                    None,
+                )
+            )
+    await journal.forget_id(run_id)
+    if row.resource_uuid:
+        node.interrupted_resources.discard(row.resource_uuid)
+    log.warning("the handed-over rollback of chain %s (%s) is done", row.name, run_id)
+    return True
+
+
+def hosts_of(node: ManagementNode, row: JournalledRun) -> list[str]:
+    """The hosts a run's rollbacks call (:meth:`FlowData.hosts` of its data)."""
+    return _data_class(row.data_type).restore(row.data, node).hosts()
 
 
 def _data_class(path: str) -> type[FlowData]:

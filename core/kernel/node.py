@@ -34,7 +34,7 @@ from core.kernel.data_dir import (
 )
 from core.kernel.db import Database
 from core.kernel.event_json import DEFAULT_MAX_QUEUED, EventQueue
-from core.kernel.events import EventBus
+from core.kernel.events import CanonicalEvent, EventBus
 from core.kernel.extensions import (
     AfterRecoveryExtensionPoint,
     Component,
@@ -42,7 +42,7 @@ from core.kernel.extensions import (
     PluginError,
     ReadinessCheck,
 )
-from core.kernel.flow import FlowChain
+from core.kernel.flow import ROLLBACK_HANDED_OVER_PATH, FlowChain
 from core.kernel.flow_data import FlowData
 from core.kernel.flow_journal import SqlFlowJournal
 from core.kernel.flow_recovery import Recovered, recover_interrupted
@@ -78,9 +78,11 @@ class ManagementNode:
         self.db: Database | None = None
         self.flow_journal: SqlFlowJournal | None = None
         self.recovered: list[Recovered] = []
-        self.interrupted_resources: set[str] = set()
-        """Resources of the runs a crash interrupted, while start-up has not taken them up."""
         """What the last start did with the chain runs a crash had interrupted."""
+        self.interrupted_resources: set[str] = set()
+        """Resources of runs in the flow journal that no operation is running: those a
+        crash interrupted, while start-up has not taken them up, and those whose rollback
+        waits for a GC job.  A host's sync leaves them alone."""
         self.bus: ApiBus | None = None
         self.rest = RestFacade(props["rest.host"], props["rest.port"])
         self._plugin_classes = plugin_classes
@@ -165,7 +167,10 @@ class ManagementNode:
             await check.settled(SETTLE_TIMEOUT)
         # Before any call is served: what a crash interrupted is rolled back (or run on).
         self.recovered = await recover_interrupted(self)
-        self.interrupted_resources = set()
+        self.interrupted_resources = {
+            run.resource_uuid for run in await self.flow_journal.runs() if run.resource_uuid
+        }  # left: runs whose rollback waits for a GC job
+        self.events.subscribe(ROLLBACK_HANDED_OVER_PATH, self._rollback_handed_over)
         for ext in self.registry.extensions(AfterRecoveryExtensionPoint):
             await ext.after_recovery()
         self.started_at = time.time()
@@ -177,6 +182,11 @@ class ManagementNode:
                 self.registry.extensions(LocalApiRouteProvider),
             )
             await self._socket.start()
+
+    def _rollback_handed_over(self, event: CanonicalEvent) -> None:
+        uuid = event.data.get("resourceUuid")
+        if uuid:
+            self.interrupted_resources.add(uuid)
 
     async def stop(self) -> None:
         if not self.running:

@@ -72,6 +72,9 @@ class CreateVmData(HostAllocationData):
     """``{uuid, installPath}`` of the root volume, once its row exists."""
     console_log: str | None = None
 
+    def hosts(self) -> list[str]:
+        return [] if self.host is None else [self.host["uuid"]]
+
 
 _cache_locks: dict[tuple[str, str], asyncio.Lock] = {}
 # Caches are never removed while the node runs, so a hit can be remembered.

@@ -64,6 +64,12 @@ class VmOperationData(FlowData):
     stop_type: str = "grace"
     stop_timeout: int = 60
 
+    def hosts(self) -> list[str]:
+        found = [self.vm.get("hostUuid"), self.vm.get("lastHostUuid")]
+        if self.host is not None:
+            found.append(self.host["uuid"])
+        return list(dict.fromkeys(h for h in found if h))
+
 
 async def _agent(data: VmOperationData, host_uuid: str) -> Any:
     return await data.node.plugin(HostPlugin).agent_of(host_uuid)

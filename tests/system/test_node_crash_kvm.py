@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from core.allocator.flows import DEFAULT_FLOWS as ALLOCATOR_FLOWS
 from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
 from core.vm.lifecycle_flows import CHAINS
 from tests.crash_lab import CrashLab
-from tests.faults import killed_at, killed_unwinding_at
+from tests.faults import KILL_AGENT_THEN_FAIL, killed_at, killed_unwinding_at
 
 pytestmark = pytest.mark.system
 IMAGE = Path(__file__).resolve().parents[2] / "build" / "tiny-guest.qcow2"
@@ -188,3 +189,34 @@ def _expunge(lab: Lab, vm: dict[str, Any]) -> None:
     if now["state"] != "Destroyed":
         lab.crash.ok("DestroyVmInstance", f"uuid={vm['uuid']}")
     lab.crash.ok("ExpungeVmInstance", f"uuid={vm['uuid']}")
+
+
+def test_a_rollback_the_dead_agent_cannot_do_waits_for_gc_and_then_cleans_up(lab: Lab) -> None:
+    """The KVM agent dies after the domain is made; the create's rollback stops at the
+    domain (it cannot be destroyed) and holds the VM's IP, capacity and disk; a GC job
+    finishes the rollback once the host is reconnected (its agent started again)."""
+    before = lab.crash.state()
+    at = next(i for i, f in enumerate(CREATE_FLOWS) if f.endswith("VmCreateOnHypervisorFlow")) + 1
+    lab.crash.lab.service("stop")
+    lab.crash.configure({"createVm": [*CREATE_FLOWS[:at], KILL_AGENT_THEN_FAIL]})
+    lab.crash.start()
+    res = lab.crash.lab.zcli("--no-start", "CreateVmInstance", "name=orphan", *lab.create_args)
+    assert res.rc != 0 and "garbage-collection job" in res.out + res.err, res.out + res.err
+    held = lab.crash.state()
+    assert [name for _id, name in held["journal"]] == ["createVm"]  # kept for the job
+    assert len(held["domains"]) == len(before["domains"]) + 1  # the agent could not undo it
+    assert len(held["usedIps"]) == len(before["usedIps"]) + 1  # not free while it may run
+    [job] = lab.crash.ok("QueryGarbageCollector", "runner=core.gc.flow_rollback.FinishRollbackJob")
+    assert job["status"] == "Idle" and job["triggerEvents"], job
+    [host] = lab.crash.ok("QueryHost")
+    lab.crash.ok("ReconnectHost", f"uuid={host['uuid']}")  # starts the agent again
+    deadline = time.monotonic() + 120
+    while (now := lab.crash.ok("QueryGarbageCollector", f"uuid={job['uuid']}")[0])[
+        "status"
+    ] != "Done":
+        assert time.monotonic() < deadline, now
+        time.sleep(0.5)
+    lab.crash.lab.service("stop")
+    lab.crash.configure()
+    lab.crash.start()
+    assert lab.crash.state() == before

@@ -8,8 +8,9 @@ real state, idempotent) and logs ``undo <name>`` to ``<data dir>/undo.log``.
 
 Faults are inserted through config.toml [chains], as the product allows any flow to be:
 :class:`KillHere` SIGKILLs the node when it runs, :class:`KillOnRollback` when it is
-rolled back, :class:`Fail` fails the chain.  :func:`main` calls RunLab in a node of its
-own (the tests run it in a child process).
+rolled back, :class:`Fail` fails the chain, and :class:`Blocked`'s rollback fails while
+``<data dir>/blocked`` exists (as a rollback fails while its agent is down).
+:func:`main` calls RunLab in a node of its own (the tests run it in a child process).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config.plugin import GlobalConfigPlugin
+from core.gc.plugin import GarbageCollectorPlugin
 from core.kernel import properties
 from core.kernel.api import ApiMessage, param
 from core.kernel.errors import operr
@@ -39,6 +41,9 @@ INNER = "labInner"
 class LabData(FlowData):
     tag: str
     reservation: str | None = None
+
+    def hosts(self) -> list[str]:
+        return [f"host-of-{self.tag}"]
 
 
 class RunLab(ApiMessage):
@@ -143,6 +148,20 @@ class KillOnRollback(Flow):
             log.write("undo kill\n")
 
 
+class Blocked(Flow):
+    """A step whose rollback cannot be done while ``<data dir>/blocked`` exists."""
+
+    async def run(self, data: Any) -> None:
+        (_made(data) / f"{data.tag}-blocked").write_text("x")
+
+    async def rollback(self, data: Any) -> None:
+        if (data.node.data_dir / "blocked").exists():
+            raise operr("the agent that would undo this is down")
+        (_made(data) / f"{data.tag}-blocked").unlink(missing_ok=True)
+        with open(data.node.data_dir / "undo.log", "a") as log:
+            log.write("undo blocked\n")
+
+
 class Fail(NoRollbackFlow):
     async def run(self, data: Any) -> None:
         raise operr("the lab fails here")
@@ -157,6 +176,7 @@ INNER_FLOWS = _paths(InnerC, InnerD)
 KILL = _paths(KillHere)[0]
 KILL_ON_ROLLBACK = _paths(KillOnRollback)[0]
 FAIL = _paths(Fail)[0]
+BLOCKED = _paths(Blocked)[0]
 
 
 class DurableLabPlugin(Plugin, Service):
@@ -180,6 +200,7 @@ PLUGINS: dict[str, type] = {
     "globalConfig": GlobalConfigPlugin,
     "operationLog": OperationLogPlugin,
     "durableLab": DurableLabPlugin,
+    "garbageCollector": GarbageCollectorPlugin,
 }
 
 
