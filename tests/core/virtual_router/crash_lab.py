@@ -1,42 +1,29 @@
 """A simulator lab with a virtual router whose node is killed (SIGKILL) in a router chain,
 for test_router_crash.py.
 
-The fault is a flow inserted through config.toml [chains], as the product allows any flow
-to be: :class:`KillOnce` SIGKILLs the node the first time it runs in a data dir (it leaves
-a marker), so a chain resumed after the crash, which runs the recorded flows again, goes
-on past it.  :func:`main` runs in a child process: it starts a node on the config, makes
-the lab if the data dir has none, and does one action, which a fault kills.
+The fault is tests/faults.py's KillNode, inserted through config.toml [chains]: it
+SIGKILLs the node the first time it runs in a data dir (it leaves a marker), so a chain
+resumed after the crash, which runs the recorded flows again, goes on past it.
+:func:`main` runs in a child process: it starts a node on the config, makes the lab if
+the data dir has none, and does one action, which a fault kills.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from core.kernel import properties
-from core.kernel.flow import NoRollbackFlow
 from core.kernel.node import ManagementNode
+from tests import faults
 from tests.conftest import ok
 from tests.core.virtual_router.conftest import NetLab, make_net_lab
 from tests.core.vm.conftest import Lab
 
-MARKER = "killed-once"
-
-
-class KillOnce(NoRollbackFlow):
-    async def run(self, data: Any) -> None:
-        node = data["node"] if isinstance(data, dict) else data.node  # dict: chains before 13
-        marker = node.data_dir / MARKER
-        if not marker.exists():
-            marker.touch()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-KILL = f"{__name__}.{KillOnce.__name__}"
+MARKER = faults.MARKER
+KILL = faults.KILL
 
 
 def lab_node(config: Path) -> ManagementNode:
