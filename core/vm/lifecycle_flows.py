@@ -380,8 +380,11 @@ CHAINS: dict[str, list[str]] = {
     "pauseVm": _around(VmPauseOnHypervisorFlow),
     "resumeVm": _around(VmResumeOnHypervisorFlow),
     "destroyVm": _around(VmDestroyOnHypervisorFlow, VmReturnHostFlow, VmReleaseResourceFlow),
+    # The NICs (and their addresses) go only once the host confirmed the domain is gone
+    # (VM_EXPUNGE refuses while it exists) and the volume file is deleted: an expunge
+    # that fails on the host keeps the VM whole, its IP not handed out again.
     "expungeVm": _paths(
-        VmExpungeNicFlow, VmExpungeConsoleLogFlow, VmExpungeRootVolumeFlow, VmExpungeRowFlow
+        VmExpungeConsoleLogFlow, VmExpungeRootVolumeFlow, VmExpungeNicFlow, VmExpungeRowFlow
     ),
 }
 RESUMABLE = frozenset({"stopVm", "destroyVm", "expungeVm"})

@@ -33,7 +33,7 @@ from core.image.plugin import ready_image
 from core.kernel.chains import FlowChainContributor, FlowInsertion
 from core.kernel.db import new_uuid
 from core.kernel.deletion import expunge_expired
-from core.kernel.errors import OperationError, not_found
+from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found
 from core.kernel.extensions import AfterRecoveryExtensionPoint, Component, Plugin
 from core.kernel.flow import NoRollbackFlow
 from core.kernel.local_api import LocalApiRouteProvider
@@ -430,12 +430,33 @@ class VmPlugin(
     @handles(DestroyVmInstance)
     async def destroy(self, msg: DestroyVmInstance) -> dict[str, Any] | None:
         vm = await self._load(msg.uuid, "destroy")
+        if vm["uuid"] in self._creating:
+            # Its create chain (no per-VM queue) may be starting the domain right now: a
+            # destroy could not know the domain is gone when it says so.
+            raise OperationError(
+                ErrorCode(
+                    SysErrors.INVALID_STATE,
+                    f"cannot destroy VM {vm['name']}: it is being created",
+                    "destroy it once CreateVmInstance has answered (a failed create leaves no VM)",
+                )
+            )
         inventory = await self._operate(vm, "destroyVm", "destroying", "destroyed")
         policy = self.node.plugin(GlobalConfigPlugin).value(
             global_config.CATEGORY, global_config.DELETION_POLICY.name
         )
         if policy == "Direct":
-            await self._expunge(inventory)
+            try:
+                await self._expunge(inventory)
+            except OperationError as exc:
+                raise OperationError(
+                    ErrorCode(
+                        SysErrors.OPERATION_ERROR,
+                        f"VM {vm['name']} is destroyed but not expunged (vm.deletionPolicy "
+                        "is Direct); it keeps its NICs and volume",
+                        "call ExpungeVmInstance once the host can remove what is left",
+                        cause=exc.error,
+                    )
+                ) from None
             return None
         return inventory
 
