@@ -337,6 +337,11 @@ class Flow(ABC):
 
     _frozen_by: str | None = None  # chain name, once FlowChainBuilder shares the instance
 
+    checkpointed: ClassVar[bool] = False
+    """True if ``run`` changes nothing its rollback must undo before a transaction that
+    calls :func:`checkpointer` commits: a durable chain then does not write the run
+    down before the step (that transaction records the step as running)."""
+
     @abstractmethod
     async def run(self, data: dict[str, Any]) -> None: ...
 
@@ -595,15 +600,20 @@ class FlowChain(Flow):
         self._run: DurableRun | None = None
         self._run_written_at = 0
         self._handed_over = False
+        self._flow_paths: list[str] | None = None
 
     def _journal_entry(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
             "parentId": self.parent_id,
-            "flows": [flow_path(flow) for flow in self._flows],
-            "steps": [rec.state.value for rec in self._records],
+            "flows": self._flow_paths or self._paths(),
+            "steps": [rec.state for rec in self._records],  # StrEnum: JSON strings
         }
+
+    def _paths(self) -> list[str]:
+        self._flow_paths = [flow_path(flow) for flow in self._flows]  # fixed once started
+        return self._flow_paths
 
     @property
     def durable(self) -> bool:
@@ -796,7 +806,9 @@ class FlowChain(Flow):
                             _RUNNING, None, oid,
                         ),
                     )  # fmt: skip
-                if run is not None and (run.resumable or not isinstance(flow, NoRollbackFlow)):
+                if run is not None and (
+                    run.resumable or not (flow.checkpointed or isinstance(flow, NoRollbackFlow))
+                ):
                     await run.write()  # a step with nothing to undo needs no record before it
                 await flow.run(data)
             except asyncio.CancelledError as exc:

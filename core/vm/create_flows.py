@@ -158,6 +158,8 @@ class VmAllocateHostFlow(Flow):
     that still has them (one conditional UPDATE, so concurrent creates never overbook;
     the choice is written down with it)."""
 
+    checkpointed = True
+
     async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
         node, spec = data.node, data.spec
         await node.chain(ALLOCATOR_CHAIN).run(data)
@@ -219,6 +221,8 @@ class VmAllocatePrimaryStorageFlow(Flow):
     """Primary storage attached to the host's cluster, with the root volume's room reserved
     (written down with the reservation)."""
 
+    checkpointed = True
+
     async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
         assert data.host is not None
         cluster, need = data.host["clusterUuid"], data.spec.disk_size
@@ -254,6 +258,8 @@ class VmAllocatePrimaryStorageFlow(Flow):
 class VmAllocateVolumeFlow(Flow):
     """The root volume: a qcow2 overlay on the image, cached once per primary storage.
     Its row (and so its uuid and path) is written down before the file is made."""
+
+    checkpointed = True
 
     async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
         node, spec, ps, host = data.node, data.spec, data.primary_storage, data.host

@@ -216,7 +216,7 @@ async def test_expunge_leaves_no_console_log_and_no_volume_directory(node: Manag
 
     await wait_for(logged, "virtlogd to write the console log")
     assert directory.is_dir()
-    await ok(node, "StopVmInstance", uuid=vm["uuid"])
+    await ok(node, "StopVmInstance", uuid=vm["uuid"], type="cold")  # not booted: no ACPI yet
     await ok(node, "DestroyVmInstance", uuid=vm["uuid"])
     await ok(node, "ExpungeVmInstance", uuid=vm["uuid"])
     assert not log.exists() and not list(log.parent.glob(f"{log.name}.*"))
