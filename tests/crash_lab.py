@@ -6,7 +6,8 @@ serves calls), and the database and the host are compared with how they were bef
 What is compared (:meth:`CrashLab.state`): the VMs and their states, volumes, NICs,
 used IPs, tags, routers, the flow journal, host and primary storage capacity (from the
 database, read with sqlite3); the files under primary storage (volumes, console logs);
-and on a kvm lab the libvirt domains, the links and the namespaces of the project.
+and on a kvm lab the libvirt domains, the links, namespaces, processes (QEMU, router
+agents, dnsmasq) and host NAT rules of the lab, and the project's run files.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from agent.lab import lab_id
 from agent.network.names import lab_of_alias
 from core.kernel.data_dir import LOG_NAME
 from core.vm import state as vm_states
-from tests import faults
+from tests import faults, host_leaks
 from tests.service_lab import ServiceLab, service_lab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,10 +49,13 @@ class CrashLab:
     def start(self) -> None:
         res = self.lab.service("start")
         if res.rc != 0:
-            log = self.lab.data_dir / LOG_NAME
-            lines = log.read_text().splitlines() if log.exists() else ["(no log)"]
-            tail = "\n".join([ln for ln in lines if "alembic" not in ln][-25:])
-            raise AssertionError(f"the node did not start: {res.out}{res.err}\n{tail}")
+            raise AssertionError(f"the node did not start: {res.out}{res.err}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 25) -> str:
+        """The end of the node's log (shown when a case fails)."""
+        log = self.lab.data_dir / LOG_NAME
+        found = log.read_text().splitlines() if log.exists() else ["(no log)"]
+        return "\n".join([ln for ln in found if "alembic" not in ln][-lines:])
 
     def ok(self, *args: str) -> Any:
         return self.lab.ok(*args)
@@ -108,15 +112,23 @@ class CrashLab:
             ),
         }
         if self.kvm:
+            lab = lab_id(self.lab.data_dir)
             found["domains"] = _domains_naming(self.lab.data_dir)
-            found["links"] = _links_of(lab_id(self.lab.data_dir))
+            found["links"] = _links_of(lab)
             found["namespaces"] = _namespaces_of(found["links"])
+            found["processes"] = _processes_naming(self.lab.data_dir)
+            found["hostNat"] = sorted(
+                obj.detail for obj in host_leaks.nft_objects() if f"lab={lab}" in obj.detail
+            )
+            found["runFiles"] = sorted(
+                str(p) for root in host_leaks.FILE_ROOTS if root.exists() for p in root.rglob("*")
+            )
         return found
 
     def assert_settled(self) -> None:
         """No run left in the journal, no VM or router in an intermediate state."""
         state = self.state()
-        assert state["journal"] == [], state["journal"]
+        assert state["journal"] == [], f"{state['journal']}\n{self.log_tail(40)}"
         stuck = [vm for vm in state["vms"] if vm[1] in vm_states.INTERMEDIATE]
         assert stuck == [], f"VMs in intermediate states: {stuck}"
         routers = [r for r in state["routers"] if r[1] == "Creating" or r[2] == "Connecting"]
@@ -137,6 +149,16 @@ def _domains_naming(data_dir: Path) -> list[tuple[str, str]]:
         if name.startswith("zsl-") and str(data_dir) in _virsh("dumpxml", name):
             found.append((name, _virsh("domstate", name).strip()))
     return sorted(found)
+
+
+def _processes_naming(data_dir: Path) -> list[str]:
+    """Command lines (not pids: a restart changes those) of the processes that name a
+    path under the data dir: the node, its KVM agent, QEMU, router agents, dnsmasq."""
+    return sorted(
+        proc.detail
+        for proc in host_leaks.processes(str(data_dir))
+        if host_leaks.mentions(proc.detail, str(data_dir))
+    )
 
 
 def _links_of(lab: str) -> list[str]:

@@ -242,9 +242,15 @@ class VirtualRouterPlugin(
                 appliance = await self.node.db.run(lambda s, u=l3_uuid: _appliance_of(s, u))
                 if appliance is None:
                     continue
+                # A router made for this VM goes with it when no other VM uses it, or
+                # when it was never finished (the node died in its chain, which had
+                # made the row already): no other VM could have been served by it.
                 made_here = appliance["uuid"] in spec.made_by_this_operation
-                if made_here and not await self.node.db.run(
-                    lambda s, u=l3_uuid: nics_on_l3(s, u, except_vm=spec.vm_uuid)
+                if made_here and (
+                    appliance["state"] == "Creating"
+                    or not await self.node.db.run(
+                        lambda s, u=l3_uuid: nics_on_l3(s, u, except_vm=spec.vm_uuid)
+                    )
                 ):
                     await self._destroy(appliance)
                     continue

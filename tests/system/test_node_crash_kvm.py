@@ -1,13 +1,15 @@
-"""A node killed (SIGKILL) at any step of the VM chains, or while unwinding them, on the
-real host with libvirt: after it starts again the database and the host are as after a
-clean failure (or, for the chains that run on after a crash, as after the operation):
-no domain, overlay, console log, IP, NIC, capacity, tag or journal row left, and no VM or
-router in an intermediate state.
+"""A node killed (SIGKILL) at any step of the VM and virtual-router chains, or while
+unwinding them, on the real host with libvirt: after it starts again the database and the
+host are as after a clean failure (or, for the chains that run on after a crash, as after
+the operation): no domain, overlay, console log, IP, NIC, capacity, tag, journal row,
+link, namespace, process, host NAT rule or run file left, and no VM or router in an
+intermediate state.
 
 The kill points are every position of the declared chains (their DEFAULT_FLOWS), so a
 new flow is covered without editing this test.  A case takes 10-60 s on these machines
 (two node starts on a kvm lab), so ``make test`` runs the positions that touch the host
-(the kill right after a flow that made something on it: volume, resources, domain) and
+(the kill right after a flow that made something on it: volume, resources, domain,
+router namespace, agent, dnsmasq and nftables entries) and
 ``ZSL_CRASH_MATRIX=full`` runs every position.  One kvm lab serves every case: each case
 restarts the node with its fault (tests/faults.py, through config.toml [chains]), makes
 the call that dies, and restarts the node plain, which takes the interrupted run up.
@@ -27,6 +29,9 @@ import pytest
 
 from agent.guest_image import build as guest_image
 from core.allocator.flows import DEFAULT_FLOWS as ALLOCATOR_FLOWS
+from core.virtual_router.flows import CHAINS as ROUTER_CHAINS
+from core.virtual_router.flows import CREATE_CHAIN as ROUTER_CREATE
+from core.virtual_router.flows import POST_CREATE_CHAIN as ROUTER_POST_CREATE
 from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
 from core.vm.lifecycle_flows import CHAINS
 from tests.crash_lab import CrashLab
@@ -42,6 +47,11 @@ HOST_FLOWS = (
     "VmStopOnHypervisorFlow",
     "VmDestroyOnHypervisorFlow",
     "VmExpungeRootVolumeFlow",
+    "ApplianceVmCreateOnHostFlow",
+    "VirtualRouterDeployAgentFlow",
+    "VirtualRouterSyncDnsOnStartFlow",
+    "VirtualRouterSyncDHCPOnStartFlow",
+    "VirtualRouterSyncSNATOnStartFlow",
 )
 """Flows that make or remove something on the host: the default matrix kills after them."""
 
@@ -221,3 +231,58 @@ def test_a_rollback_the_dead_agent_cannot_do_waits_for_gc_and_then_cleans_up(lab
     lab.crash.configure()
     lab.crash.start()
     assert lab.crash.state() == before
+
+
+# -- the virtual router's chains: last, since they take the network's router away ---------
+def _router(lab: Lab) -> dict[str, Any] | None:
+    routers = lab.crash.ok("QueryVirtualRouterVm")
+    return routers[0] if routers else None
+
+
+ROUTER_CASES = [
+    *(
+        (ROUTER_CREATE, killed_at(ROUTER_CHAINS[ROUTER_CREATE], p))
+        for p in positions(ROUTER_CHAINS[ROUTER_CREATE])
+    ),
+    *(
+        (ROUTER_CREATE, killed_unwinding_at(ROUTER_CHAINS[ROUTER_CREATE], p))
+        for p in positions(ROUTER_CHAINS[ROUTER_CREATE], 1, len(ROUTER_CHAINS[ROUTER_CREATE]))
+    ),
+    *(
+        (ROUTER_POST_CREATE, killed_at(ROUTER_CHAINS[ROUTER_POST_CREATE], p))
+        for p in positions(ROUTER_CHAINS[ROUTER_POST_CREATE])
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ROUTER_CASES, ids=_case_id)
+def test_a_router_create_killed_anywhere_leaves_nothing(
+    lab: Lab, case: tuple[str, list[str]]
+) -> None:
+    """The network has no router; a VM's create makes one and the node dies in the
+    router's chain (or in its nested post-create): both creates are rolled back."""
+    chain, flows = case
+    if (router := _router(lab)) is not None:
+        lab.crash.ok("DestroyVirtualRouter", f"uuid={router['uuid']}")
+    before = lab.crash.state()
+    lab.crash.crash({chain: flows}, "CreateVmInstance", "name=doomed", *lab.create_args)
+    assert _after_recovery(lab) == before
+
+
+@pytest.mark.parametrize(
+    "flows",
+    [
+        killed_at(ROUTER_CHAINS[ROUTER_POST_CREATE], p)
+        for p in positions(ROUTER_CHAINS[ROUTER_POST_CREATE])
+        if FULL or p == len(ROUTER_CHAINS[ROUTER_POST_CREATE])
+    ],
+    ids=lambda flows: _case_id((ROUTER_POST_CREATE, flows)),
+)
+def test_a_router_reconnect_killed_anywhere_runs_on(lab: Lab, flows: list[str]) -> None:
+    """A reconnect runs on after the crash: the router serves as before."""
+    if _router(lab) is None:  # a VM's create makes the network's router, which stays
+        _expunge(lab, lab.create("router-maker"))
+    [router] = lab.crash.ok("QueryVirtualRouterVm")
+    before = lab.crash.state()
+    lab.crash.crash({ROUTER_POST_CREATE: flows}, "ReconnectVirtualRouter", f"uuid={router['uuid']}")
+    assert _after_recovery(lab) == before

@@ -66,7 +66,9 @@ async def act(net_lab: NetLab, action: str) -> None:
         await ok(node, "ReconnectVirtualRouter", uuid=(await a_router(net_lab))["uuid"])
     elif action == "destroy":
         await ok(node, "DestroyVirtualRouter", uuid=(await a_router(net_lab))["uuid"])
-    elif action != "setup":
+    elif action == "setup":  # a VM that stays on the network, as in any lab in use
+        await net_lab.create_vm("keeper")
+    else:
         raise ValueError(f"unknown action {action}")
 
 
