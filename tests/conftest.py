@@ -15,8 +15,9 @@ from core.kernel.properties import Properties
 
 # The session fails if it leaves a process, link, namespace, nft table, domain or file of
 # the project behind (tests/host_leaks.py); pytester runs inner sessions for its own test;
-# tests.service_lab gives the node-service fixtures.
-pytest_plugins = ["tests.service_lab", "tests.host_leaks", "pytester"]
+# tests.service_lab gives the node-service fixtures; under make test no test may skip
+# (tests/no_skips.py).
+pytest_plugins = ["tests.service_lab", "tests.host_leaks", "tests.no_skips", "pytester"]
 
 
 def write_config(directory: Path, body: str = "", data_dir: str | Path = "data") -> Path:

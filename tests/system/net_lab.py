@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import libvirt
+
 from agent.guest_image import UP_LINE_PREFIX
 from agent.guest_image import build as guest_image
 from agent.network.names import namespace_name, veth_prefix
@@ -70,6 +72,18 @@ def sh(*argv: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr}")
     return done.stdout
+
+
+def why_not_libvirt(needs: str) -> str:
+    """Why a test on qemu:///system cannot run here ("" when it can): it ``needs`` root
+    for those things, and libvirtd."""
+    if os.geteuid() != 0:
+        return f"needs root ({needs})"
+    try:
+        libvirt.open("qemu:///system").close()
+    except libvirt.libvirtError as exc:
+        return f"no libvirtd on qemu:///system ({exc})"
+    return ""
 
 
 def virsh(*args: str) -> str:

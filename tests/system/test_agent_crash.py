@@ -35,7 +35,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import libvirt
 import pytest
 from aiohttp import web
 
@@ -50,7 +49,7 @@ from core.kernel.errors import OperationError, SysErrors
 from core.kernel.rest import AgentClient, RestFacade
 from tests import host_leaks
 from tests.agent.net_helpers import free_subnet
-from tests.system.net_lab import IMAGE, kill_all, sh, virsh, wait_for
+from tests.system.net_lab import IMAGE, kill_all, sh, virsh, wait_for, why_not_libvirt
 
 pytestmark = pytest.mark.system
 MiB = 1024**2
@@ -60,18 +59,8 @@ CALL_TIMEOUT = 240.0
 instead of by the agent's death is a failure of the test."""
 
 
-def _why_not() -> str:
-    if os.geteuid() != 0:
-        return "needs root (links, namespaces, nftables, libvirt)"
-    try:
-        libvirt.open("qemu:///system").close()
-    except libvirt.libvirtError as exc:
-        return f"no libvirtd on qemu:///system ({exc})"
-    return ""
-
-
-if _why_not():
-    pytest.skip(_why_not(), allow_module_level=True)
+if why_not_libvirt("links, namespaces, nftables, libvirt"):
+    pytest.skip(why_not_libvirt("links, namespaces, nftables, libvirt"), allow_module_level=True)
 
 
 def commands(module: ModuleType, skip: set[str]) -> list[str]:

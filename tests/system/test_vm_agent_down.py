@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import libvirt
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
@@ -38,7 +37,7 @@ from core.network.l3.nics import tap_name
 from core.vm.plugin import VmPlugin
 from core.volume.models import VolumeVO
 from tests.conftest import ok
-from tests.system.net_lab import Lab, MiB, alive, running_node, sh, virsh, wait_for
+from tests.system.net_lab import Lab, MiB, alive, running_node, sh, virsh, wait_for, why_not_libvirt
 
 pytestmark = [pytest.mark.system, pytest.mark.asyncio(loop_scope="module")]
 POLICIES = ("Direct", "Delay", "Never")
@@ -46,18 +45,8 @@ OFFERING_MEMORY = 256 * MiB
 """What a VM of running_node's offering (1 CPU) holds on the host."""
 
 
-def _why_not() -> str:
-    if os.geteuid() != 0:
-        return "needs root (libvirt, links)"
-    try:
-        libvirt.open("qemu:///system").close()
-    except libvirt.libvirtError as exc:
-        return f"no libvirtd on qemu:///system ({exc})"
-    return ""
-
-
-if _why_not():
-    pytest.skip(_why_not(), allow_module_level=True)
+if why_not_libvirt("libvirt, links"):
+    pytest.skip(why_not_libvirt("libvirt, links"), allow_module_level=True)
 
 
 @dataclass

@@ -10,6 +10,7 @@ while its host's agent is down.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -169,8 +170,6 @@ async def test_a_recovery_whose_rollback_fails_hands_the_run_over(tmp_path: Path
 async def until_jobs(node: ManagementNode, count: int) -> list[dict[str, Any]]:
     """The flow-rollback jobs once there are ``count`` (the hand-over makes them in the
     background)."""
-    import asyncio
-
     for _ in range(400):
         jobs = await _jobs(node)
         if len(jobs) >= count:
