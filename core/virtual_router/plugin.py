@@ -193,6 +193,8 @@ class VirtualRouterPlugin(
 
     async def _served(self, l3_uuids: list[str]) -> dict[str, dict[str, str]]:
         """The VM's L3 networks that get a service from the virtual router -> services."""
+        if not l3_uuids:  # a VM without NICs: no transaction on the hot path
+            return {}
 
         def read(session: Session) -> dict[str, dict[str, str]]:
             out = {}
@@ -207,6 +209,8 @@ class VirtualRouterPlugin(
     async def pre_before_instantiate_vm_resource(self, spec: VmInstanceSpec) -> None:
         """An L3 network served by the virtual router needs an offering (or a router)."""
         served = await self._served(spec.l3_network_uuids)
+        if not served:
+            return
 
         def check(session: Session) -> None:
             for uuid in served:

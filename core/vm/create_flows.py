@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pydantic import PrivateAttr
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -71,9 +72,16 @@ class CreateVmData(HostAllocationData):
     root_volume: dict[str, Any] | None = None
     """``{uuid, installPath}`` of the root volume, once its row exists."""
     console_log: str | None = None
+    _running: dict[str, Any] | None = PrivateAttr(default=None)
+    """The VM's inventory as the chain's last step left it (not journalled: no step follows)."""
 
     def hosts(self) -> list[str]:
         return [] if self.host is None else [self.host["uuid"]]
+
+    @property
+    def running_inventory(self) -> dict[str, Any] | None:
+        """The VM's inventory once the chain made it Running (None before)."""
+        return self._running
 
 
 _cache_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -516,7 +524,7 @@ class VmCreatedRunningFlow(NoRollbackFlow):
 
         host, volume = data.host, data.root_volume
         assert host is not None and volume is not None
-        await data.node.plugin(VmPlugin).change_state(
+        data._running = await data.node.plugin(VmPlugin).change_state(
             data.spec.vm_uuid,
             "running",
             host_uuid=host["uuid"],

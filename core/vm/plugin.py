@@ -352,7 +352,9 @@ class VmPlugin(
         if not outcome.succeeded:
             await forget_vm(self.node, spec.vm_uuid)  # gone already unless the chain never ran
             outcome.raise_for_error(f"cannot create VM {msg.name}")
-        inventory = await self.node.db.run(lambda s: _vm(s, spec.vm_uuid).to_inventory())
+        inventory = data.running_inventory or await self.node.db.run(
+            lambda s: _vm(s, spec.vm_uuid).to_inventory()
+        )
         if msg.strategy == "CreateStopped":
             inventory = await self._stop(inventory, "cold", 60)
         return inventory
