@@ -132,10 +132,7 @@ async def test_a_restart_keeps_the_handed_over_run_for_its_job(tmp_path: Path) -
         assert second.recovered == []  # not an interrupted run: its job's
         assert [j["uuid"] for j in await _jobs(second)] == [job["uuid"]]  # no second job
         assert _made(second) == HELD
-        (second.data_dir / "blocked").unlink()
-        await ok(second, "TriggerGarbageCollector", uuid=job["uuid"])
-        await until_done(second, job["uuid"])
-        assert _made(second) == [] and await _runs(second) == []
+        await _unblock_and_collect(second, job["uuid"])
     finally:
         await second.stop()
 
@@ -159,12 +156,17 @@ async def test_a_recovery_whose_rollback_fails_hands_the_run_over(tmp_path: Path
         [job] = await until_jobs(node, 1)
         [operation] = await ok(node, "QueryOperationLog", conditions=["apiName=RunLab"])
         assert operation["status"] == "RollbackFailed"
-        (node.data_dir / "blocked").unlink()
-        await ok(node, "TriggerGarbageCollector", uuid=job["uuid"])
-        await until_done(node, job["uuid"])
-        assert _made(node) == [] and await _runs(node) == []
+        await _unblock_and_collect(node, job["uuid"])
     finally:
         await node.stop()
+
+
+async def _unblock_and_collect(node: ManagementNode, job_uuid: str) -> None:
+    """Let Blocked be undone, run the job: the rest of the rollback is done, nothing held."""
+    (node.data_dir / "blocked").unlink()
+    await ok(node, "TriggerGarbageCollector", uuid=job_uuid)
+    await until_done(node, job_uuid)
+    assert _made(node) == [] and await _runs(node) == []
 
 
 async def until_jobs(node: ManagementNode, count: int) -> list[dict[str, Any]]:
