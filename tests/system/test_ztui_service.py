@@ -100,8 +100,12 @@ def test_ztui_starts_the_service_and_leaves_it_running(config: Path, tmux: Tmux)
     wait_for(lambda: (data / "node.sock").exists(), "the node's socket")
     node_pid = int((data / "node.lock").read_text().strip())
     wait_for(lambda: "started the management node" in tmux.screen(), "the announcement")
-    wait_for(lambda: f"pid {node_pid}" in tmux.screen(), "the node's pid on the dashboard")
-    assert "service (node.sock)" in tmux.screen()
+    # The announcement names the pid too, before the dashboard has attached: wait for the
+    # dashboard's own line, which says how ztui reaches the node.
+    wait_for(
+        lambda: f"service (node.sock) · pid {node_pid}" in tmux.screen(),
+        "the dashboard's Node line: attached to the service, with the node's pid",
+    )
     ztui_pid = int(tmux.run("display-message", "-p", "-t", "ztui", "#{pane_pid}").strip())
     assert node_pid != ztui_pid  # ztui is not the node
 

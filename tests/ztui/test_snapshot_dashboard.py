@@ -80,12 +80,25 @@ async def settle_then_act(pilot: Pilot) -> None:
     await call(app, "ReconnectHost", uuid=host["uuid"])
 
     def done() -> bool:
+        """Every panel shows the end of the sequence and nothing is still on its way (a
+        usage refresh due, a query running): a slow machine may get there late, but the
+        snapshot is taken of the same screen."""
         events = [line.split("  ", 1)[1] for line in screen.event_log.text.splitlines()]
+        capacity, networks = screen.capacity.text, screen.networks.text
         return (
             events == EXPECTED_EVENTS
-            and "1/40 vCPU" in screen.capacity.text
-            and "2/253 IPs" in screen.networks.text
+            and "Connected" in capacity.splitlines()[0]
+            and "1/40 vCPU" in capacity
+            and "512M/8G used" in capacity
+            and "1/253 IPs" in networks
+            and "2/253 IPs" in networks
+            and "vr-private Connected" in networks
+            and screen.counts.counts == {"Running": 1, "Stopped": 1, "Created": 1}
+            and "in this process · pid" in screen.summary_panel.text
+            and "Problem" not in screen.summary_panel.text
             and screen.status.text == "1 host · 3 VMs · 2 L3 networks · 1 router"
+            and screen.usage_refresh_due is False
+            and not any(w.is_running for w in app.workers if w.group == "usage")
         )
 
     await wait_until(pilot, done, what="the events and capacity of the sequence")

@@ -363,6 +363,11 @@ class DashboardScreen(ZtuiScreen):
             self.names[uuid] = str(inventory.get("name"))
         self._changed("routers", "summary")
 
+    @property
+    def usage_refresh_due(self) -> bool:
+        """True while a usage refresh is scheduled and has not started."""
+        return self._usage_timer is not None
+
     def schedule_usage_refresh(self) -> None:
         """Fetch capacity and addresses again in a second (once, however many events)."""
         if self._usage_timer is None:
