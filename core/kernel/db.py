@@ -27,6 +27,8 @@ from sqlalchemy import DateTime, String, create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from core.kernel.db_worker import DatabaseWorker
+
 T = TypeVar("T")
 InTransaction = Session | Connection
 """What functions that only execute Core statements take: they serve both ``run`` and
@@ -135,8 +137,9 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._executor = ThreadPoolExecutor(
-            max_workers=1 if self.is_sqlite else 8, thread_name_prefix="db"
+        self._worker: DatabaseWorker | None = DatabaseWorker(self) if self.is_sqlite else None
+        self._executor = (
+            None if self.is_sqlite else ThreadPoolExecutor(max_workers=8, thread_name_prefix="db")
         )
 
     @contextmanager
@@ -151,6 +154,8 @@ class Database:
 
     async def run(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn(session)`` in a transaction, off the event loop."""
+        if self._worker is not None:
+            return await self._worker.submit(fn, orm=True)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_sync, fn)
 
@@ -160,12 +165,23 @@ class Database:
         For hot paths whose statements are all Core (built once, on table columns): a
         transaction on a bare connection costs a third of one in a Session.
         """
+        if self._worker is not None:
+            return await self._worker.submit(fn, orm=False)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run_core_sync, fn)
 
     def _run_core_sync(self, fn: Callable[[Connection], T]) -> T:
         with self.engine.begin() as connection:
             return fn(connection)
+
+    def in_transaction_on(self, connection: Connection, fn: Callable[..., T], orm: bool) -> T:
+        """``fn`` in a transaction on ``connection`` (the worker's own), with a session
+        bound to it if ``orm``."""
+        if not orm:
+            with connection.begin():
+                return fn(connection)
+        with self._sessions(bind=connection) as session, session.begin():
+            return fn(session)
 
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest migration."""
@@ -186,7 +202,10 @@ class Database:
                     path.chmod(0o600)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._worker is not None:
+            self._worker.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         self.engine.dispose()
 
 

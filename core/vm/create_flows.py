@@ -137,7 +137,13 @@ _VOLUME_READY = (
 class VmInstanceRowFlow(Flow):
     """The VM's row, made (in ``Starting``) by the caller just before the chain: its
     rollback, the chain's last, takes the row away with its tags, so a failed or
-    interrupted create leaves no VM behind."""
+    interrupted create leaves no VM behind.
+
+    Its run does nothing, so the journal needs no record before it: the next step's
+    checkpoint is the run's first record.  A node that dies before that leaves a row
+    with no run, which ``VmPlugin.after_recovery`` removes."""
+
+    checkpointed = True
 
     async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
         return None

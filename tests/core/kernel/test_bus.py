@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import pytest
@@ -137,14 +136,6 @@ class Logging(ApiInterceptor):
         if self.refuse:
             raise OperationError(ErrorCode("TEST.1", f"refused by {self.label}"))
         return msg
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'bus.db'}")
-    database.migrate()
-    yield database
-    database.close()
 
 
 @pytest.fixture

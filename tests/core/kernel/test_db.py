@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -24,19 +23,6 @@ from tests.conftest import ok
 # Every model's table: the migrations must create each one (and nothing else).
 TABLES = set(Base.metadata.tables)
 HEAD = "0009"
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "zstack.db"
-
-
-@pytest.fixture
-def db(db_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{db_path}")
-    database.migrate()
-    yield database
-    database.close()
 
 
 def test_sqlite_is_in_wal_mode(db: Database, db_path: Path) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -114,14 +113,6 @@ class OpService(Service):
     @handles(Refused)
     async def refused(self, msg: Refused) -> None:
         raise AssertionError("never reached")
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'op.db'}")
-    database.migrate()
-    yield database
-    database.close()
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ listed from the chain's start, statuses that say how it ended; background work t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -95,14 +94,6 @@ class Svc(Service):
             await FlowChain("leftover", [Ok()], events=self.events).start()
 
         self.spawned = asyncio.create_task(later())
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
-    database.migrate()
-    yield database
-    database.close()
 
 
 class World:
