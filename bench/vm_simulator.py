@@ -25,6 +25,12 @@ first host that has room, so in practice every VM lands on the first one).
     journal off's throughput) is on the 100-caller round.
 (2) QueryVmInstance with every VM in the database: a page of Running VMs
     (``limit=100``), a full ``count=true``, and one unpaged query of them all.
+(3) Against the code before durable chains (``BASELINE``, the commit before them):
+    the 100-caller round in processes of their own (``bench/create_round.py``), the
+    working tree's and the baseline's taking turns (ABBAAB), so that both see the same
+    machine; the median of each is compared.  The baseline's files come from
+    ``git archive`` (``bench/baseline_tree.py``); ``--baseline REV`` picks another
+    revision and ``--baseline none`` skips the comparison.
 
 Every call must succeed (the run stops otherwise); targets are printed, never
 asserted.  The node is stopped (its simulator agents with it) and the data dir
@@ -33,13 +39,16 @@ removed at the end, whatever happens.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import logging
 import math
 import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
+from baseline_tree import NoBaseline, baseline_env, baseline_tree
 
 from core.kernel import properties
 from core.kernel.node import ManagementNode
@@ -68,8 +78,12 @@ QUERY_REPEATS = 100
 FULL_QUERY_REPEATS = 10
 UNPAGED = 1_000_000  # the largest limit a query takes
 
+BASELINE = "75710e429477cfaca11ec81ef2007e4e66f9701b"  # the commit before durable chains
+BASELINE_ROUND = (100, 600)  # (callers, VMs) of each process
+BASELINE_ORDER = "ABBAAB"  # A: the working tree, B: the baseline
+
 THROUGHPUT_TARGET = 200.0  # VMs/s with 100 callers
-DURABLE_TARGET = 0.8  # durable create throughput / journal off
+DURABLE_TARGET = 0.8  # durable create throughput / journal off, and / the baseline's
 QUERY_TARGET_MS = 50.0
 
 
@@ -338,8 +352,62 @@ async def run(root: Path) -> None:
         await node.stop()
 
 
+def against_baseline(revision: str) -> None:
+    """(3): the create round of the working tree and of ``revision``, side by side."""
+    callers, vms = BASELINE_ROUND
+    script = Path(__file__).with_name("create_round.py")
+    print(
+        f"CreateVmInstance, {callers} callers, {vms} VMs per process: this tree (durable "
+        f"chains) against {revision[:12]} (before them), in the order {BASELINE_ORDER}"
+    )
+    try:
+        with baseline_tree(revision) as root:
+            runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
+            for which in BASELINE_ORDER:
+                env = baseline_env(root) if which == "B" else None
+                done = subprocess.run(
+                    [sys.executable, str(script), str(callers), str(vms)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    timeout=600,
+                )
+                if done.returncode != 0:
+                    raise ApiFailed(f"create round ({which}) failed:\n{done.stderr[-2000:]}")
+                runs[which].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    except NoBaseline as exc:
+        print(f"not measured: {exc}")
+        return
+    header = (
+        f"{'code':<26} {'rounds':>6} {'VMs/s (median)':>15} {'CPU ms/VM':>10} {'each round':<24}"
+    )
+    print(header)
+    print("-" * len(header))
+    rates: dict[str, float] = {}
+    for which, label in (("A", "this tree"), ("B", f"{revision[:12]} (baseline)")):
+        each = [r["vms"] / r["wall"] for r in runs[which]]
+        rates[which] = statistics.median(each)
+        cpu = statistics.median(r["cpu"] / r["vms"] for r in runs[which])
+        listed = " ".join(f"{rate:.1f}" for rate in each)
+        print(f"{label:<26} {len(each):>6} {rates[which]:>15.1f} {cpu * 1e3:>10.2f} {listed:<24}")
+    ratio = rates["A"] / rates["B"]
+    print()
+    print(
+        f"target: durable create throughput >= {DURABLE_TARGET:.0%} of the code before "
+        f"durable chains with {callers} callers: {verdict(ratio >= DURABLE_TARGET)} "
+        f"({ratio:.0%})"
+    )
+
+
 async def main() -> int:
     logging.basicConfig(level=logging.ERROR)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE,
+        help="the revision to compare with, or 'none' (default: %(default)s)",
+    )
+    args = parser.parse_args()
     print(
         f"VM benchmark on simulator hosts: Python {platform.python_version()}, "
         f"SQLAlchemy {sqlalchemy.__version__}, {os.cpu_count()} CPUs"
@@ -355,6 +423,9 @@ async def main() -> int:
         await run(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if args.baseline != "none":
+        print()
+        against_baseline(args.baseline)
     return 0
 
 
