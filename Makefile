@@ -39,7 +39,7 @@ install-service: $(STAMP)
 
 test: $(STAMP) services
 	$(VENV)/bin/ruff check .
-	ZSL_NO_SKIPS=1 $(VENV)/bin/pytest
+	ZSL_NO_SKIPS=1 $(VENV)/bin/pytest --durations=25
 
 # Flow engine first (no services needed), then the VM benchmarks on simulator hosts and
 # on qemu:///system, then the virtual-router re-sync (root, dnsmasq and nft only).  Each
