@@ -60,6 +60,9 @@ RECOVERY_START_PATH = "/flowchain/recovery/start"
 pid, resumable, error}``: an interrupted run is being taken up."""
 RECOVERY_DONE_PATH = "/flowchain/recovery/done"
 """Data: ``{operationId, runId, status, error}`` (status: a FlowChainStatus)."""
+ROLLBACK_FINISHED_PATH = "/flowchain/rollback/finished"
+"""Data: ``{operationId, runId, chainName, resourceUuid}``: the rest of a handed-over
+rollback ran (:func:`finish_rollback`); what the run held is free."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +275,15 @@ async def finish_rollback(node: ManagementNode, run_id: str) -> bool:
     if row.resource_uuid:
         node.interrupted_resources.discard(row.resource_uuid)
     log.warning("the handed-over rollback of chain %s (%s) is done", row.name, run_id)
+    node.events.publish(
+        ROLLBACK_FINISHED_PATH,
+        {
+            "operationId": row.operation_id,
+            "runId": run_id,
+            "chainName": row.name,
+            "resourceUuid": row.resource_uuid,
+        },
+    )
     return True
 
 

@@ -19,14 +19,16 @@ from typing import Any
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import GlobalConfigPlugin
 from core.kernel.api import QueryResult
+from core.kernel.events import CanonicalEvent
 from core.kernel.extensions import Component, Plugin
+from core.kernel.flow_recovery import ROLLBACK_FINISHED_PATH
 from core.kernel.operation import context_of
 from core.kernel.query import run_query
 from core.kernel.service import Service, handles
 from core.operation_log import global_config
 from core.operation_log.api import GetRunningOperations, QueryOperationLog
-from core.operation_log.journal import OperationJournal, Record
-from core.operation_log.store import insert_and_prune
+from core.operation_log.journal import OPERATION_UPDATE_PATH, OperationJournal, Record
+from core.operation_log.store import insert_and_prune, mark_rolled_back
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ class OperationLogPlugin(Plugin, GlobalConfigProvider, Service, Component):
         self._written = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._stopped = False
+        self._finished_rollbacks = node.events.subscribe(
+            ROLLBACK_FINISHED_PATH, self._on_rollback_finished
+        )
+        self._updates: set[asyncio.Task[None]] = set()
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
@@ -56,6 +62,9 @@ class OperationLogPlugin(Plugin, GlobalConfigProvider, Service, Component):
     async def stop(self) -> None:
         self._stopped = True
         self.journal.close()
+        self._finished_rollbacks.cancel()
+        if self._updates:
+            await asyncio.gather(*self._updates, return_exceptions=True)
         if self._writer is not None:
             await asyncio.shield(self._writer)
 
@@ -69,6 +78,32 @@ class OperationLogPlugin(Plugin, GlobalConfigProvider, Service, Component):
     @handles(GetRunningOperations)
     async def running(self, msg: GetRunningOperations) -> list[dict[str, Any]]:
         return self.journal.running(msg.resource_uuid or None)
+
+    # -- a handed-over rollback finished later ------------------------------------------
+
+    def _on_rollback_finished(self, event: CanonicalEvent) -> None:
+        operation = event.data.get("operationId")
+        if not operation or self._stopped:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._rolled_back(operation), context=context_of(None)
+        )
+        self._updates.add(task)
+        task.add_done_callback(self._updates.discard)
+
+    async def _rolled_back(self, operation_id: str) -> None:
+        """The GC job of an operation kept as RollbackFailed finished its rollback: the
+        operation is RolledBack now (its error still says what failed and why)."""
+        await self.written()  # its RollbackFailed record may still be on its way
+        try:
+            record = await self.node.db.run_core(
+                functools.partial(mark_rolled_back, uuid=operation_id)
+            )
+        except Exception:
+            log.exception("cannot mark operation %s rolled back", operation_id)
+            return
+        if record is not None and self.node.events.has_subscribers(OPERATION_UPDATE_PATH):
+            self.node.events.publish(OPERATION_UPDATE_PATH, record)
 
     # -- writing ------------------------------------------------------------------------
 

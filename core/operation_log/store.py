@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from core.kernel.db import InTransaction
-from core.operation_log.journal import Record
+from core.operation_log.journal import ROLLBACK_FAILED, ROLLED_BACK, Record
 from core.operation_log.models import UUID_LENGTH, OperationLogVO
 
 _TABLE = OperationLogVO.__table__
@@ -20,6 +20,22 @@ def insert_and_prune(connection: InTransaction, records: list[Record], keep: int
         connection.execute(insert(_TABLE), [_row(record) for record in records])
     stale = select(_TABLE.c.uuid).order_by(_TABLE.c.create_date.desc()).offset(keep)
     connection.execute(delete(_TABLE).where(_TABLE.c.uuid.in_(stale)))
+
+
+def mark_rolled_back(connection: InTransaction, uuid: str) -> Record | None:
+    """Operation ``uuid``, kept as RollbackFailed, is RolledBack: its record as it is now,
+    or None if it is not kept as RollbackFailed (pruned, or never kept)."""
+    changed = connection.execute(
+        update(_TABLE)
+        .where(_TABLE.c.uuid == uuid, _TABLE.c.status == ROLLBACK_FAILED)
+        .values(status=ROLLED_BACK)
+    )
+    if changed.rowcount == 0:
+        return None
+    row = connection.execute(
+        select(*OperationLogVO.inventory_columns()).where(_TABLE.c.uuid == uuid)
+    ).one()
+    return OperationLogVO.inventory_of(row)
 
 
 def _row(record: Record) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import select
 from core.gc.flow_rollback import RUNNER
 from core.kernel.flow_journal import FlowRunVO
 from core.kernel.node import ManagementNode
+from core.operation_log.journal import OPERATION_UPDATE_PATH
 from tests.conftest import ok, write_config
 from tests.core.gc.conftest import until_done, until_status
 from tests.core.kernel import durable_lab as lab
@@ -94,15 +95,35 @@ async def test_the_rollback_stops_at_the_failed_step_and_a_gc_job_finishes_it(
     assert failed["attempts"] == 1
     assert "agent that would undo this is down" in json.dumps(failed["lastError"])
     assert _made(node) == HELD and await _runs(node) == [(lab.OUTER, "RollbackFailed")]
+    assert await _operation_status(node) == "RollbackFailed"
 
     # Unblocked: the job finishes the rollback from the failed step down.
     (node.data_dir / "blocked").unlink()
+    updates: list[dict[str, Any]] = []
+    node.events.subscribe(OPERATION_UPDATE_PATH, lambda e: updates.append(e.data))
     await ok(node, "TriggerGarbageCollector", uuid=job["uuid"])
     await until_done(node, job["uuid"])
     assert _made(node) == []
     assert _undone(node) == ["undo F", "undo E", "undo blocked", "undo B", "undo A"]
     assert await _runs(node) == []
     assert node.interrupted_resources == set()
+    # The operation the job finished is RolledBack, in the log and live (ztui's view).
+    await _until(lambda: any(u["name"] == "RunLab" for u in updates))
+    assert await _operation_status(node) == "RolledBack"
+    [update] = [u for u in updates if u["name"] == "RunLab"]
+    assert update["status"] == "RolledBack" and "Blocked" in json.dumps(update["error"])
+
+
+async def _operation_status(node: ManagementNode) -> str:
+    [operation] = await ok(node, "QueryOperationLog", conditions=["name=RunLab"])
+    return str(operation["status"])
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
 
 
 async def test_the_hosts_reconnect_runs_the_job(node: ManagementNode) -> None:
