@@ -1,9 +1,10 @@
 """One CreateVmInstance round in a process of its own, on the code the process imports:
 the working tree, or a past revision (``bench.baseline_tree``).  A fresh node and lab,
-one VM made first and not counted, then ``CALLERS`` closed-loop callers create ``VMS``
-VMs.  Prints one JSON line: ``{"vms", "wall", "cpu"}`` (seconds; cpu is the node's).
+one VM made first and not counted, then closed-loop callers create the VMs.  Prints one
+JSON line: ``{"vms", "wall", "cpu"}`` (seconds; cpu is the node's).
 
-Run by ``bench/vm_simulator.py``; by hand: ``.venv/bin/python bench/create_round.py 100 600``.
+Run by ``bench/vm_simulator.py``; by hand, with the callers and the VMs:
+``.venv/bin/python bench/create_round.py 100 600``.
 """
 
 from __future__ import annotations

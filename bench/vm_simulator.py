@@ -373,7 +373,8 @@ def against_baseline(revision: str) -> None:
                     timeout=600,
                 )
                 if done.returncode != 0:
-                    raise ApiFailed(f"create round ({which}) failed:\n{done.stderr[-2000:]}")
+                    who = "the baseline" if which == "B" else "this tree"
+                    raise RuntimeError(f"{who}'s create round failed:\n{done.stderr[-2000:]}")
                 runs[which].append(json.loads(done.stdout.strip().splitlines()[-1]))
     except NoBaseline as exc:
         print(f"not measured: {exc}")

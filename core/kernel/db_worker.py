@@ -89,15 +89,16 @@ class DatabaseWorker:
                 fn, orm, future, loop = job
                 if future.cancelled():
                     continue
-                if connection is None:
-                    connection = self._db.engine.connect()
                 error: BaseException | None = None
                 value: Any = None
                 try:
+                    if connection is None:  # a database that cannot be opened fails the job
+                        connection = self._db.engine.connect()
                     value = self._db.in_transaction_on(connection, fn, orm)
                 except BaseException as exc:  # handed to the caller, like run_in_executor
                     error = exc
-                    connection = _usable(connection)
+                    if connection is not None:
+                        connection = _usable(connection)
                 finished.setdefault(loop, []).append((future, error, value))
                 pending += 1
                 if pending >= MAX_BATCH:

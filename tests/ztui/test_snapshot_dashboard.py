@@ -87,7 +87,7 @@ async def settle_then_act(pilot: Pilot) -> None:
         capacity, networks = screen.capacity.text, screen.networks.text
         return (
             events == EXPECTED_EVENTS
-            and "Connected" in capacity.splitlines()[0]
+            and "sim  Connected" in capacity
             and "1/40 vCPU" in capacity
             and "512M/8G used" in capacity
             and "1/253 IPs" in networks

@@ -68,6 +68,22 @@ async def test_a_failed_statement_does_not_spoil_the_connection(db: Database) ->
     assert await db.run(names) == ["a", "b"]
 
 
+async def test_a_database_that_cannot_be_opened_fails_the_call_not_the_worker(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "not-yet"
+    db = Database(f"sqlite:///{directory / 'zstack.db'}")
+    try:
+        with pytest.raises(Exception, match="unable to open database file"):
+            await asyncio.wait_for(db.run_core(names), 10)
+        directory.mkdir()
+        db.migrate()
+        await asyncio.wait_for(db.run_core(add_zone("a")), 10)  # the worker is still there
+        assert await db.run_core(names) == ["a"]
+    finally:
+        db.close()
+
+
 async def test_results_come_back_in_bursts_without_losing_any(db: Database) -> None:
     count = 500
     await asyncio.gather(*(db.run_core(add_zone(f"z{i}")) for i in range(count)))
