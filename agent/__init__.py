@@ -1,1 +1,1 @@
-"""The KVM host agent: an aiohttp server over libvirt and qemu-img (see agent.protocol)."""
+"""The KVM host agent: an aiohttp server over libvirt and qemu-img (see contracts.kvm)."""

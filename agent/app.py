@@ -7,15 +7,16 @@ from pathlib import Path
 
 import aiohttp
 
-from agent.auth import load_or_create_token
 from agent.backend import Backend
-from agent.callback import CallbackSender, RetryPolicy
 from agent.commands import AgentCommands
 from agent.console_relay import ConsoleRelay
-from agent.lab import default_lab_dir, lab_id
-from agent.protocol import AGENT_PORT, TOKEN_FILE, VM_CONSOLE_STREAM
+from agent.lab import default_lab_dir
 from agent.reports import Reporter
-from agent.server import AgentServer
+from agentkit.auth import load_or_create_token
+from agentkit.callback import CallbackSender, RetryPolicy
+from agentkit.server import AgentServer
+from contracts.kvm import AGENT_PORT, TOKEN_FILE, VM_CONSOLE_STREAM
+from contracts.names import lab_id
 
 log = logging.getLogger(__name__)
 

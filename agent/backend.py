@@ -1,7 +1,7 @@
 """The backend the agent's commands call: libvirt on a real host, or the simulator.
 
 Everything is async: a backend that must block (libvirt, qemu-img) does so in a
-thread.  Failures raise :class:`agent.errors.AgentError` with a message meant for
+thread.  Failures raise :class:`agentkit.errors.AgentError` with a message meant for
 the caller.  VM state changes - whoever caused them - go to the listener set by
 :meth:`Backend.set_state_listener`, which the agent turns into REPORT_VM_STATE.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.console import ConsoleStream, OpenConsoles
-from agent.errors import AgentError
 from agent.network.base import NetworkDriver
-from agent.protocol import DEFAULT_STALL_TIMEOUT, DOMAIN_PREFIX
+from agentkit.errors import AgentError
+from contracts.kvm import DEFAULT_STALL_TIMEOUT, DOMAIN_PREFIX
 
 if TYPE_CHECKING:
     from agent.lab_inventory import HostObject, Removal
@@ -164,11 +164,11 @@ class Backend(ABC):
 
     # -- reconciliation (agent.lab_inventory) --------------------------------------------
     async def lab_inventory(self, storage_paths: list[str]) -> list[HostObject]:
-        """Every object of this agent's lab on the host (agent.protocol.LAB_INVENTORY)."""
+        """Every object of this agent's lab on the host (contracts.kvm.LAB_INVENTORY)."""
         raise AgentError(f"the {self.hypervisor_type} backend cannot list the lab's objects")
 
     async def lab_remove(self, objects: list[tuple[str, str]], storage_paths: list[str]) -> Removal:
-        """Remove the named objects that are this lab's now (agent.protocol.LAB_REMOVE)."""
+        """Remove the named objects that are this lab's now (contracts.kvm.LAB_REMOVE)."""
         raise AgentError(f"the {self.hypervisor_type} backend cannot remove the lab's objects")
 
     async def start(self) -> None:  # noqa: B027 - optional hook

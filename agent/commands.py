@@ -1,4 +1,4 @@
-"""The protocol's commands (agent.protocol) mapped onto a backend.
+"""The protocol's commands (contracts.kvm) mapped onto a backend.
 
 Each handler checks its JSON fields (a missing or invalid one is answered as a
 failure naming the field), calls the backend, and returns the answer's fields in
@@ -15,15 +15,16 @@ from contextlib import asynccontextmanager
 from pathlib import PurePosixPath
 from typing import Any
 
-from agent import protocol as p
 from agent.backend import STOP_TYPES, Backend, ExtraCommand, NicSpec, VmSpec
-from agent.errors import AgentError, ArgumentError
 from agent.lab_inventory import KINDS
 from agent.network import names
 from agent.network.base import ROLES, ApplianceNic, ApplianceSpec
 from agent.reports import Reporter
-from agent.server import CommandContext, CommandRegistry, Handler
 from agent.storage import delete_console_log
+from agentkit.errors import AgentError, ArgumentError
+from agentkit.server import CommandContext, CommandRegistry, Handler
+from contracts import kvm as p
+from contracts.names import MAX_APPLIANCE_NICS
 
 _VM_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
@@ -196,8 +197,8 @@ def appliance_spec(f: Fields) -> ApplianceSpec:
         nics.append(ApplianceNic(bridge, mac, str(iface.ip), iface.network.prefixlen, role))
     if not nics:
         raise ArgumentError("field 'nics' needs at least one NIC")
-    if len(nics) > names.MAX_APPLIANCE_NICS:
-        raise ArgumentError(f"field 'nics' has more than {names.MAX_APPLIANCE_NICS} NICs")
+    if len(nics) > MAX_APPLIANCE_NICS:
+        raise ArgumentError(f"field 'nics' has more than {MAX_APPLIANCE_NICS} NICs")
     _unique([n.mac for n in nics], "nics[].mac")
     gateway = f.text("defaultGateway", "")
     if gateway:

@@ -1,7 +1,7 @@
 """A VM's serial console as one viewer's byte stream, whatever the backend.
 
 A backend's console produces output with :meth:`ConsoleStream.feed` and says why it
-ended with :meth:`ConsoleStream.end` (a websocket close code of agent.protocol and a
+ended with :meth:`ConsoleStream.end` (a websocket close code of contracts.kvm and a
 message); the viewer's side reads, writes and closes.  :class:`OpenConsoles` keeps one
 console per VM, as libvirt does: opening it again takes it over.
 """
@@ -15,12 +15,8 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
-from agent.errors import AgentError
-from agent.protocol import (
-    CONSOLE_CLOSE_GOING_AWAY,
-    CONSOLE_CLOSE_NORMAL,
-    CONSOLE_CLOSE_TAKEN_OVER,
-)
+from agentkit.errors import AgentError
+from contracts.kvm import CONSOLE_CLOSE_GOING_AWAY, CONSOLE_CLOSE_NORMAL, CONSOLE_CLOSE_TAKEN_OVER
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """``GET /vm/console/stream?vmUuid=``: a websocket onto a VM's serial console.
 
 The framing (first a JSON text frame ``opened`` or ``error``, then the log tail and the
-live output as binary frames, close codes saying why it ended) is agent.protocol's
+live output as binary frames, close codes saying why it ended) is contracts.kvm's
 VM_CONSOLE_STREAM.  The console is opened before its log is read, so no output falls
 between the two; a few bytes may appear in both (the log is written asynchronously).
-The bearer token is checked by agent.server before this handler runs.
+The bearer token is checked by agentkit.server before this handler runs.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from aiohttp import web
 from agent.backend import Backend
 from agent.commands import Fields
 from agent.console import read_log_tail
-from agent.console_pump import close_reason, pump
-from agent.errors import AgentError
-from agent.protocol import (
+from agentkit.console_pump import close_reason, pump
+from agentkit.errors import AgentError
+from contracts.kvm import (
     CONSOLE_CLOSE_FAILED,
     CONSOLE_CLOSE_GOING_AWAY,
     CONSOLE_CLOSE_NORMAL,

@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from agent.errors import AgentError
+from agentkit.errors import AgentError
 
 QCOW2_MAGIC = b"QFI\xfb"
 MAX_NAME = 1023

@@ -33,8 +33,8 @@ import aiohttp
 
 from agent import image_header
 from agent.backend import DownloadResult, ImageInfo, ProgressCallback, VolumeInfo
-from agent.errors import AgentError, ArgumentError
-from agent.protocol import DEFAULT_STALL_TIMEOUT
+from agentkit.errors import AgentError, ArgumentError
+from contracts.kvm import DEFAULT_STALL_TIMEOUT
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""A lab's identity on a host.
+"""Which lab an agent belongs to; the identity itself is :func:`contracts.names.lab_id`.
 
 Several labs (management nodes with their own data dirs) may share one host.
 Everything a lab makes on the host carries its identity, so that a lab removes
@@ -10,16 +10,7 @@ absolute path of the node's data dir, so it survives the deletion of the dir.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-
-LAB_ID_LENGTH = 10
-
-
-def lab_id(node_data_dir: Path | str) -> str:
-    """``zsl`` + 10 hex digits of the SHA-256 of the data dir's absolute path."""
-    path = str(Path(node_data_dir).absolute())
-    return "zsl" + hashlib.sha256(path.encode()).hexdigest()[:LAB_ID_LENGTH]
 
 
 def default_lab_dir(agent_data_dir: Path) -> Path:

@@ -41,8 +41,8 @@ from agent.libvirt_backend import DEFAULT_URI as LIBVIRT_URI
 from agent.libvirt_backend import remove_domain
 from agent.network import bridges, host_nat, links
 from agent.network.appliance import namespace_pids, remove_namespace
-from agent.network.names import short_id
 from agent.network.processes import SHORT_SOCKET_DIR, ProcessTable, terminate
+from contracts.names import short_id
 
 __all__ = [
     "LIBVIRT_LOG_DIR",

@@ -21,8 +21,8 @@ prefix:
 
 :class:`LabFinder` finds (blocking; root): the reset's sweep (agent.lab_cleanup) removes
 everything it finds; :func:`inventory` lists it as :class:`HostObject` s for the
-reconciler (agent.protocol.LAB_INVENTORY), and :func:`remove_objects` removes the ones the
-node names, refusing any that is not the lab's now (agent.protocol.LAB_REMOVE).  The node
+reconciler (contracts.kvm.LAB_INVENTORY), and :func:`remove_objects` removes the ones the
+node names, refusing any that is not the lab's now (contracts.kvm.LAB_REMOVE).  The node
 decides what is an orphan: the agent knows nothing of the database.
 """
 
@@ -43,21 +43,22 @@ import libvirt
 from pyroute2 import IPRoute
 
 from agent.backend import vm_uuid_of
-from agent.errors import AgentError
-from agent.lab import lab_id
 from agent.libvirt_backend import remove_domain
 from agent.network import bridges, host_nat, links
 from agent.network.appliance import NETNS_DIR, namespace_pids, remove_namespace
-from agent.network.names import (
+from agent.network.processes import SHORT_SOCKET_DIR, ProcessTable, terminate
+from agentkit.errors import AgentError
+from agentkit.procs import cmdline
+from contracts.kvm import DOMAIN_PREFIX, LAB_OBJECT_KINDS
+from contracts.names import (
     DNSMASQ_RUN_DIR,
     NAMESPACE_PREFIX,
     PREFIX,
     VETH_PREFIX,
+    lab_id,
     lab_of_alias,
     short_id,
 )
-from agent.network.processes import SHORT_SOCKET_DIR, ProcessTable, cmdline, terminate
-from agent.protocol import DOMAIN_PREFIX, LAB_OBJECT_KINDS
 
 log = logging.getLogger(__name__)
 

@@ -37,12 +37,12 @@ from agent.backend import (
 )
 from agent.console import ConsoleStream
 from agent.domain_xml import DOMAIN_TYPES, build_domain_xml, console_of
-from agent.errors import AgentError, ArgumentError
 from agent.host_facts import format_libvirt_version, read_cpuinfo, read_meminfo
 from agent.lab import default_lab_dir
 from agent.libvirt_console import LibvirtConsole
 from agent.network.host import HostNetwork
 from agent.storage import LocalFileStorage
+from agentkit.errors import AgentError, ArgumentError
 
 if TYPE_CHECKING:
     from agent.lab_inventory import HostObject, Removal

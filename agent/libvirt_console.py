@@ -29,8 +29,8 @@ from typing import Any
 import libvirt
 
 from agent.console import ConsoleStream
-from agent.errors import AgentError
-from agent.protocol import CONSOLE_CLOSE_FAILED
+from agentkit.errors import AgentError
+from contracts.kvm import CONSOLE_CLOSE_FAILED
 
 log = logging.getLogger(__name__)
 

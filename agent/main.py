@@ -11,11 +11,12 @@ from pathlib import Path
 from agent.acceleration import AccelerationProbe, FixedAcceleration
 from agent.app import Agent
 from agent.backend import Backend
-from agent.daemon import on_stop_signals, setup_logging
-from agent.lab import default_lab_dir, lab_id
+from agent.lab import default_lab_dir
 from agent.libvirt_backend import DEFAULT_URI, LibvirtBackend
-from agent.protocol import AGENT_PORT
 from agent.simulator_backend import DEFAULT_CPU_NUM, DEFAULT_MEMORY, SimulatorBackend
+from agentkit.daemon import on_stop_signals, setup_logging
+from contracts.kvm import AGENT_PORT
+from contracts.names import lab_id
 
 DEFAULT_DATA_DIR = "/var/lib/zstack-lite/agent"
 LOG_FILE = "agent.log"

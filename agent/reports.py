@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from agent.protocol import REPORT_PROGRESS, REPORT_VM_STATE
+from contracts.kvm import REPORT_PROGRESS, REPORT_VM_STATE
 
 log = logging.getLogger(__name__)
 

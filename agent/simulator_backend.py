@@ -35,7 +35,6 @@ from agent.backend import (
     domain_name,
 )
 from agent.console import ConsoleStream
-from agent.errors import AgentError, ArgumentError
 from agent.lab import default_lab_dir
 from agent.lab_inventory import (
     BRIDGE,
@@ -49,11 +48,12 @@ from agent.lab_inventory import (
     Removal,
     remove_path,
 )
-from agent.network.names import namespace_name, short_id
 from agent.network.simulated import SimulatedNetwork
-from agent.protocol import VM_STATES
 from agent.simulator_console import SimulatedConsole
 from agent.storage import LocalFileStorage
+from agentkit.errors import AgentError, ArgumentError
+from contracts.kvm import VM_STATES
+from contracts.names import namespace_name, short_id
 
 log = logging.getLogger(__name__)
 

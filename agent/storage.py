@@ -21,8 +21,8 @@ from agent.backend import (
     StorageCapacity,
     VolumeInfo,
 )
-from agent.errors import ArgumentError
-from agent.protocol import DEFAULT_STALL_TIMEOUT
+from agentkit.errors import ArgumentError
+from contracts.kvm import DEFAULT_STALL_TIMEOUT
 
 VM_VOLUME_DIRECTORY = re.compile(r"vm-[0-9a-f]{32}")
 """The directory of one VM's volumes on primary storage (the core's layout)."""

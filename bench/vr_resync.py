@@ -55,8 +55,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from contracts import virtual_router as p
 from core.kernel.http import JsonHttpClient
-from virtual_router import protocol as p
 
 REPO = Path(__file__).resolve().parents[1]
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.lab import lab_id
-from agent.network.names import lab_of_alias
+from contracts.names import lab_id, lab_of_alias
 from core.kernel.data_dir import LOG_NAME
 from core.vm import state as vm_states
 from tests import faults, host_leaks

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from agent.auth import load_or_create_token
-from agent.server import AgentServer
+from agentkit.auth import load_or_create_token
+from agentkit.server import AgentServer
 from virtual_router.commands import VrCommands
 from virtual_router.dnsmasq import Dnsmasq, SimulatedDnsmasq
 from virtual_router.interfaces import NetlinkInterfaces, SimulatedInterfaces

@@ -1,4 +1,4 @@
-"""The protocol's commands (virtual_router.protocol) mapped onto the VirtualRouter.
+"""The protocol's commands (contracts.virtual_router) mapped onto the VirtualRouter.
 
 Each handler parses and checks every field before anything is changed; a bad
 one is answered as a failure naming the field and the value.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.errors import ArgumentError
-from agent.server import CommandContext, CommandRegistry, Handler
-from virtual_router import protocol as p
+from agentkit.errors import ArgumentError
+from agentkit.server import CommandContext, CommandRegistry, Handler
+from contracts import virtual_router as p
 from virtual_router.model import DhcpEntry, DhcpKey, DnsInfo, Fields, Snat
 from virtual_router.router import VirtualRouter
 

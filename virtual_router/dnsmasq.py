@@ -27,7 +27,7 @@ its pid file), then drops to an unprivileged user (:func:`unprivileged_user`:
 ``dnsmasq``, which Debian's dnsmasq-base makes, else ``nobody``).  The files it
 re-reads on SIGHUP cannot stay in the agent's data dir (0700 under the node's
 data dir, which may itself be private): they live in a directory of their own,
-:func:`agent.network.names.dnsmasq_run_dir` (0750, root and the user's group;
+:func:`contracts.names.dnsmasq_run_dir` (0750, root and the user's group;
 the files 0640), and the data dir holds symlinks to them under the same names,
 so whoever looks in the data dir sees what is served.  The lease file stays in
 the data dir: dnsmasq keeps the descriptor it opened as root.  When the agent
@@ -58,8 +58,8 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from agent.errors import AgentError
-from agent.network.names import dnsmasq_run_dir
+from agentkit.errors import AgentError
+from contracts.names import dnsmasq_run_dir
 from virtual_router.model import DhcpEntry
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from pyroute2 import AsyncIPRoute
 
-from agent.errors import ArgumentError
+from agentkit.errors import ArgumentError
 
 
 @dataclass(frozen=True)

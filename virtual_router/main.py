@@ -12,9 +12,9 @@ import logging
 import sys
 from pathlib import Path
 
-from agent.daemon import on_stop_signals, setup_logging
+from agentkit.daemon import on_stop_signals, setup_logging
+from contracts.virtual_router import LOG_FILE
 from virtual_router.app import VrAgent
-from virtual_router.protocol import LOG_FILE
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 from typing import Protocol
 
-from agent.errors import AgentError, ArgumentError
+from agentkit.errors import AgentError, ArgumentError
 from virtual_router.dnsmasq import DnsmasqConfig, DnsmasqStatus
 from virtual_router.interfaces import Interface, Interfaces, InterfaceTable
 from virtual_router.model import DhcpEntry, DhcpKey, DnsInfo, Snat

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from agent.errors import AgentError
-from virtual_router.protocol import NFT_TABLE
+from agentkit.errors import AgentError
+from contracts.virtual_router import NFT_TABLE
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,6 @@ from typing import Final
 
 from pyroute2 import IPRoute, netns
 
-from agent.auth import create_token
-from agent.errors import AgentError
 from agent.network import links
 from agent.network.base import (
     AgentCommand,
@@ -44,17 +42,19 @@ from agent.network.base import (
     ApplianceStatus,
 )
 from agent.network.bridges import bridge_index
-from agent.network.names import lab_alias, namespace_name, veth_index, veth_name
 from agent.network.processes import (
     AppliancePaths,
     ProcessTable,
-    cmdline,
     default_agent_command,
     make_dir,
     recorded_agent,
     terminate,
     wait_for_socket,
 )
+from agentkit.auth import create_token
+from agentkit.errors import AgentError
+from agentkit.procs import cmdline
+from contracts.names import lab_alias, namespace_name, veth_index, veth_name
 
 log = logging.getLogger(__name__)
 

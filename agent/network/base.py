@@ -5,7 +5,7 @@ Two implementations: :class:`agent.network.host.HostNetwork` changes the real ho
 keeps the same state in memory and changes nothing on the host except starting
 the virtual-router agent (without a namespace, ``--simulate``).  Both get their
 arguments already checked by agent.commands and raise
-:class:`agent.errors.AgentError` with a message naming what is in the way.
+:class:`agentkit.errors.AgentError` with a message naming what is in the way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from agent.lab import default_lab_dir, lab_id
+from agent.lab import default_lab_dir
+from contracts.names import lab_id
 
 DEFAULT_DATA_DIR: Final = Path("/var/lib/zstack-lite/agent")
 """Where appliance directories go until the agent is told its data dir (agent.main's default)."""

@@ -8,7 +8,7 @@ never one another master holds.  Deleting a bridge releases (never deletes) the
 interfaces the project did not make, then deletes the bridge.
 
 A bridge says which lab made it in its ifalias (``zstack-lite lab=<lab id>``,
-agent.network.names.lab_alias); a bridge of the same name that another lab made is
+contracts.names.lab_alias); a bridge of the same name that another lab made is
 refused, never taken over.
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from agent.errors import AgentError
 from agent.network import links
-from agent.network.names import is_ours, lab_alias, lab_of_alias
+from agentkit.errors import AgentError
+from contracts.names import is_ours, lab_alias, lab_of_alias
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from typing import TypeVar
 
 from pyroute2 import IPRoute
 
-from agent.errors import AgentError
 from agent.network import bridges, host_nat, links
 from agent.network.appliance import ApplianceManager
 from agent.network.base import (
@@ -29,6 +28,7 @@ from agent.network.base import (
     HostRoute,
     NetworkDriver,
 )
+from agentkit.errors import AgentError
 
 T = TypeVar("T")
 

@@ -56,9 +56,9 @@ from typing import Any, Final
 
 from pyroute2 import IPRoute
 
-from agent.errors import AgentError
 from agent.network import links
 from agent.network.bridges import bridge_index
+from agentkit.errors import AgentError
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from agent.errors import AgentError
-from agent.network.names import dnsmasq_run_dir
+from agentkit.errors import AgentError
+from agentkit.procs import alive, cmdline
+from contracts.names import dnsmasq_run_dir
 
 AGENT_MODULE: Final = "virtual_router.main"
 SOCKET_FILE: Final = "agent.sock"
@@ -196,24 +197,6 @@ def _stderr_tail(paths: AppliancePaths, limit: int = 600) -> str:
     except OSError:
         return ""
     return f"; its stderr ends: {text[-limit:]}" if text else ""
-
-
-def alive(pid: int) -> bool:
-    """True if ``pid`` runs (a zombie does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # The state follows the command name in parentheses, which may hold spaces.
-    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def recorded_agent(paths: AppliancePaths) -> int | None:

@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from agent.auth import create_token
-from agent.errors import AgentError
 from agent.network.base import (
     AgentCommand,
     ApplianceInfo,
@@ -29,7 +27,6 @@ from agent.network.base import (
     NetworkDriver,
 )
 from agent.network.host_nat import HostNatEntry
-from agent.network.names import namespace_name
 from agent.network.processes import (
     AppliancePaths,
     ProcessTable,
@@ -39,6 +36,9 @@ from agent.network.processes import (
     terminate,
     wait_for_socket,
 )
+from agentkit.auth import create_token
+from agentkit.errors import AgentError
+from contracts.names import namespace_name
 
 log = logging.getLogger(__name__)
 

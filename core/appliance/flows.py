@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agent import protocol
-from agent.network.names import veth_name
+from contracts import kvm
+from contracts.names import veth_name
 from core.appliance.models import ApplianceVmVO
 from core.host.plugin import HostPlugin
 from core.kernel.errors import operr
@@ -161,7 +161,7 @@ async def destroy_on_host(data: ApplianceData) -> None:
     """The host agent ends the appliance's processes and removes its veths, namespace and
     directory; an appliance it does not have (never made, or gone already) is fine."""
     await (await _agent(data)).call(
-        protocol.APPLIANCE_DESTROY, {"applianceUuid": data.appliance["uuid"]}, timeout=90
+        kvm.APPLIANCE_DESTROY, {"applianceUuid": data.appliance["uuid"]}, timeout=90
     )
 
 
@@ -171,7 +171,7 @@ class ApplianceVmCreateOnHostFlow(Flow):
 
     async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
         agent = await _agent(data)
-        answer = await agent.call(protocol.APPLIANCE_CREATE, _create_body(data), timeout=90)
+        answer = await agent.call(kvm.APPLIANCE_CREATE, _create_body(data), timeout=90)
         await _record_agent(data, answer)
 
     async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
@@ -187,7 +187,7 @@ class ApplianceVmEnsureOnHostFlow(NoRollbackFlow):
         uuid = data.appliance["uuid"]
         data.nics = await data.node.db.run(lambda s: nics_by_role(s, uuid))
         answer = await (await _agent(data)).call(
-            protocol.APPLIANCE_CREATE, _create_body(data), timeout=90
+            kvm.APPLIANCE_CREATE, _create_body(data), timeout=90
         )
         await _record_agent(data, answer)
 

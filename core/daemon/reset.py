@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.lab import lab_id
 from agent.lab_cleanup import sweep
+from contracts.names import lab_id
 from core.daemon import control
 from core.daemon.node_socket import NodeSocket, NodeUnreachable
 from core.kernel.properties import Properties

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 
-from agent.daemon import on_stop_signals
+from agentkit.daemon import on_stop_signals
 from core.kernel.data_dir import NodeAlreadyRunning, NodeError
 from core.kernel.extensions import PluginError
 from core.kernel.node import ManagementNode

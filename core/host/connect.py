@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
 from core.host.capacity import cpu_ratio, refresh_capacity, reserved_capacity
 from core.host.extension_points import HostConnectContext, KVMHostConnectExtensionPoint
 from core.host.models import HostVO
@@ -61,7 +61,7 @@ class ConnectAgentFlow(NoRollbackFlow):
         node = data.node
         agent = await data.agent()
         data.facts = await agent.call(
-            protocol.HOST_CONNECT,
+            kvm.HOST_CONNECT,
             {"hostUuid": data.host_uuid, "reportUrl": node.rest.base_url},
             timeout=120,  # the first connect runs the agent's acceleration probe
         )

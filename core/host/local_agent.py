@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from agent import protocol
-from agent.network.processes import alive
+from agentkit.procs import alive
+from contracts import kvm
 from core.host.port_holder import PortHolder, port_holder
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.http import JsonHttpClient
@@ -46,7 +46,7 @@ def free_port() -> int:
 
 def read_token(agent_dir: Path) -> str:
     try:
-        return (agent_dir / protocol.TOKEN_FILE).read_text().strip()
+        return (agent_dir / kvm.TOKEN_FILE).read_text().strip()
     except FileNotFoundError:
         return ""
 
@@ -64,7 +64,7 @@ async def answers(port: int, token: str) -> bool:
         f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
     )
     try:
-        reply = await client.post(protocol.HOST_PING, {"hostUuid": ""}, timeout=5)
+        reply = await client.post(kvm.HOST_PING, {"hostUuid": ""}, timeout=5)
         return isinstance(reply, dict) and "bearer token" not in str(reply.get("error", ""))
     except OperationError:
         return False

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
 from core.cluster.models import ClusterVO
 from core.config.definitions import (
     GlobalConfigDef,
@@ -378,7 +378,7 @@ class HostPlugin(
         host = await self.node.db.run(lambda s: _detached(s, host_uuid))
         try:
             answer = await self.agent(host_uuid, host).call(
-                protocol.HOST_PING, {"hostUuid": host_uuid}, timeout=10
+                kvm.HOST_PING, {"hostUuid": host_uuid}, timeout=10
             )
         except OperationError as exc:
             failures = self._failures[host_uuid] = self._failures.get(host_uuid, 0) + 1
@@ -416,7 +416,7 @@ class HostPlugin(
                 f"agentToken is needed for the remote host {msg.management_ip} "
                 "(it is in the agent's data dir, file agent.token)"
             )
-        port = msg.agent_port or (free_port() if local else protocol.AGENT_PORT)
+        port = msg.agent_port or (free_port() if local else kvm.AGENT_PORT)
         host_uuid = await self._create_row(msg, "KVM", msg.management_ip, port, msg.agent_token)
         return await self._start_and_connect(host_uuid, bool(msg.agent_token))
 

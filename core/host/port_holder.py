@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.network.processes import cmdline
+from agentkit.procs import cmdline
 
 LISTEN = "0A"
 """The TCP state LISTEN in /proc/net/tcp."""

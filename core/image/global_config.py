@@ -1,6 +1,6 @@
 """Global configs of images (ZStack's conf/globalConfig/image.xml)."""
 
-from agent.protocol import DEFAULT_STALL_TIMEOUT
+from contracts.kvm import DEFAULT_STALL_TIMEOUT
 from core.config.definitions import GlobalConfigDef
 
 CATEGORY = "image"

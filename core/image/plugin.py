@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import GlobalConfigPlugin
 from core.host.plugin import HostPlugin
@@ -109,7 +109,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         )
         self._progress: dict[str, _Progress] = {}
         self._rollbacks: set[asyncio.Task[list[str]]] = set()
-        node.rest.on_report(protocol.REPORT_PROGRESS, self._on_progress)
+        node.rest.on_report(kvm.REPORT_PROGRESS, self._on_progress)
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
@@ -209,7 +209,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         try:
             try:
                 answer = await agent.call_async(
-                    protocol.IMAGE_DOWNLOAD,
+                    kvm.IMAGE_DOWNLOAD,
                     {
                         "url": msg.url,
                         "installPath": target.install_path,
@@ -307,7 +307,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         for target in targets:
             try:
                 agent = await hosts.local_agent(target.zone_uuid)
-                await agent.call(protocol.FILE_DELETE, {"path": target.install_path})
+                await agent.call(kvm.FILE_DELETE, {"path": target.install_path})
             except OperationError as exc:
                 failed.append((target, exc.error))
         return failed

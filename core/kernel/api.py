@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
-from agent import bounded_json
+from agentkit import bounded_json
 from core.kernel.db import camel
 from core.kernel.errors import ErrorCode, argerr
 
@@ -240,7 +240,7 @@ class ApiMessage:
 
 
 def check_limits(api: str, raw: Mapping[str, Any]) -> None:
-    """Refuse parameters beyond what any API takes (see agent.bounded_json: nesting, number
+    """Refuse parameters beyond what any API takes (see agentkit.bounded_json: nesting, number
     sizes), with an argerr naming the parameter, before anything else looks at them."""
     for name, value in raw.items():
         try:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from agent.bounded_json import BadJsonBody, read_object
+from agentkit.bounded_json import BadJsonBody, read_object
 from core.daemon.node_socket import SUCCESS_HEADER
 from core.kernel.api import ApiMessage
 from core.kernel.errors import OperationError, argerr

@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from agent import protocol
-from agent.bounded_json import BadJsonBody, read_object
+from agentkit.bounded_json import BadJsonBody, read_object
+from contracts.envelope import TASK_CANCEL, TASK_STATUS
 from core.kernel.db import new_uuid
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.http import JsonHttpClient, UnreachableError
@@ -219,7 +219,7 @@ class AgentClient:
                 return future.result()
             try:
                 status = await self._http.post(
-                    protocol.TASK_STATUS, {"taskUuid": task_uuid}, self.watch_interval
+                    TASK_STATUS, {"taskUuid": task_uuid}, self.watch_interval
                 )
             except UnreachableError as exc:
                 unreachable += 1
@@ -247,10 +247,8 @@ class AgentClient:
 
     async def _cancel(self, path: str, task_uuid: str) -> None:
         try:
-            answer = await self._http.post(
-                protocol.TASK_CANCEL, {"taskUuid": task_uuid}, CANCEL_TIMEOUT
-            )
-            self._checked(protocol.TASK_CANCEL, answer)
+            answer = await self._http.post(TASK_CANCEL, {"taskUuid": task_uuid}, CANCEL_TIMEOUT)
+            self._checked(TASK_CANCEL, answer)
         except OperationError as exc:
             log.warning("cannot cancel %s (task %s) on %s: %s", path, task_uuid, self.what, exc)
 

@@ -1,13 +1,13 @@
 """The reconciler: the last net under rollbacks and GC jobs (ZStack's host reconcilers).
 
 When the node has started, then every ``reconcile.interval`` seconds (0: only at start),
-each Connected host's agent lists what of this lab it has (agent.protocol.LAB_INVENTORY:
+each Connected host's agent lists what of this lab it has (contracts.kvm.LAB_INVENTORY:
 domains, disks under primary storage, taps, bridges, router namespaces and veths, host
 NAT rules, agent and dnsmasq processes), and the node compares that with the database
 (core.reconcile.owners).  An object no row owns is an orphan: first seen, it is recorded
 (``host_orphan``, so the grace period survives restarts; ``QueryHostOrphan`` lists them)
 and :data:`FOUND_EVENT` is published; once it has been an orphan at every comparison for
-``reconcile.orphanGracePeriod`` seconds it is removed (agent.protocol.LAB_REMOVE, which
+``reconcile.orphanGracePeriod`` seconds it is removed (contracts.kvm.LAB_REMOVE, which
 refuses anything not of this lab) and :data:`REMOVED_EVENT` is published.  With ``Never``
 orphans are kept and reported.  An object owned again (or gone) is forgotten.
 
@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
-from agent import protocol
+from contracts import kvm
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import UPDATE_EVENT, GlobalConfigPlugin
 from core.host.models import HostVO
@@ -116,7 +116,7 @@ class ReconcileRemoveOrphansFlow(_RunFlow):
         # Read ownership again: a row may have come since the comparison.
         owners = await plugin.node.db.run(lambda s: load_owners(s, run.host_uuid))
         failed = []
-        order = {kind: i for i, kind in enumerate(protocol.LAB_OBJECT_KINDS)}
+        order = {kind: i for i, kind in enumerate(kvm.LAB_OBJECT_KINDS)}
         for orphan in sorted(run.due, key=lambda o: order.get(o["kind"], len(order))):
             if owners.owns(orphan):
                 continue
@@ -148,7 +148,7 @@ class RemoveOrphanFlow(NoRollbackFlow):
             "objects": [{"kind": orphan["kind"], "name": orphan["name"]}],
             "storagePaths": run.paths,
         }
-        answer = await agent.call(protocol.LAB_REMOVE, body, REMOVE_TIMEOUT)
+        answer = await agent.call(kvm.LAB_REMOVE, body, REMOVE_TIMEOUT)
         failures = answer.get("failures") or []
         if failures:
             raise operr(f"cannot remove {self.name[7:]}", failures[0].get("error", ""))
@@ -263,9 +263,7 @@ class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
         db = self.node.db
         run.paths = await db.run(lambda s: storage_paths(s, run.host_uuid))
         agent = await self.node.plugin(HostPlugin).agent_of(run.host_uuid)
-        answer = await agent.call(
-            protocol.LAB_INVENTORY, {"storagePaths": run.paths}, INVENTORY_TIMEOUT
-        )
+        answer = await agent.call(kvm.LAB_INVENTORY, {"storagePaths": run.paths}, INVENTORY_TIMEOUT)
         run.objects = list(answer.get("objects") or [])
         grace = self.grace()
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
 from core.cluster.models import ClusterVO
 from core.host.plugin import HostPlugin
 from core.image.models import ImageBackupStorageRefVO
@@ -63,7 +63,7 @@ class StoragePlugin(Plugin, Service):
 
         await self.node.db.run(clash)
         agent = await self.node.plugin(HostPlugin).local_agent(msg.zone_uuid)
-        measured = await agent.call(protocol.STORAGE_INIT, {"path": url})
+        measured = await agent.call(kvm.STORAGE_INIT, {"path": url})
         tags = self.node.plugin(TagPlugin)
 
         def create(session: Session) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import PrivateAttr
 from sqlalchemy.orm import Session
 
+from contracts import virtual_router as vr
 from core.appliance.flows import (
     ApplianceData,
     ApplianceVmAllocateNicFlow,
@@ -53,7 +54,6 @@ from core.virtual_router.sync import (
     dns_body,
     snat_body,
 )
-from virtual_router import protocol as vr
 
 CREATE_CHAIN = "createVirtualRouter"
 POST_CREATE_CHAIN = "virtualRouterPostCreate"

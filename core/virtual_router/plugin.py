@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts import virtual_router as vr
 from core.appliance.flows import forget_appliance, nics_by_role
 from core.appliance.models import ApplianceVmVO
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
@@ -65,7 +66,6 @@ from core.virtual_router.models import VirtualRouterOfferingVO
 from core.virtual_router.sync import GUEST, dhcp_entry
 from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
 from core.vm.spec import VmInstanceSpec
-from virtual_router import protocol as vr
 
 log = logging.getLogger(__name__)
 STATUS_EVENT = "/appliance-vm/status/change"

@@ -1,5 +1,5 @@
 """What a virtual router should serve, computed from the database: the bodies of its
-agent's /setdns, /adddhcp and /syncsnat (virtual_router.protocol).
+agent's /setdns, /adddhcp and /syncsnat (contracts.virtual_router).
 
 The database is the source of truth; a full re-sync sends all of it, so an appliance
 that lost its state (agent restart, new namespace) comes back exactly as it was.

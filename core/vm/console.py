@@ -1,7 +1,7 @@
 """A VM's serial console as a byte stream, for the TUI: core -> host agent -> libvirt.
 
 :func:`open_vm_console` checks the VM and opens the host agent's console websocket
-(agent.protocol VM_CONSOLE_STREAM).  :func:`add_console_routes` serves the same stream on
+(contracts.kvm VM_CONSOLE_STREAM).  :func:`add_console_routes` serves the same stream on
 the node's local socket (``GET /v1/console/{vmUuid}``, a websocket), so a ztui attached
 to another process's node can open it with :func:`open_console_over_socket`.
 
@@ -29,8 +29,8 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from sqlalchemy.orm import Session
 
-from agent import protocol
-from agent.console_pump import close_reason, pump
+from agentkit.console_pump import close_reason, pump
+from contracts import kvm
 from core.host.plugin import HostPlugin
 from core.kernel.errors import (
     ErrorCode,
@@ -142,7 +142,7 @@ class VmConsoleStream:
 
     async def close(self) -> None:
         """Close the console (the far end lets go of it); idempotent."""
-        self._end(protocol.CONSOLE_CLOSE_NORMAL, "closed by the viewer")
+        self._end(kvm.CONSOLE_CLOSE_NORMAL, "closed by the viewer")
         try:
             if not self._ws.closed:
                 await self._ws.close()
@@ -196,7 +196,7 @@ async def open_vm_console(node: Any, vm_uuid: str) -> VmConsoleStream:
 
     try:
         ws = await http.websocket(
-            protocol.VM_CONSOLE_STREAM, {"vmUuid": vm_uuid}, OPEN_TIMEOUT, HEARTBEAT
+            kvm.VM_CONSOLE_STREAM, {"vmUuid": vm_uuid}, OPEN_TIMEOUT, HEARTBEAT
         )
     except OperationError as exc:
         await http.close()
@@ -244,7 +244,7 @@ class _ConsoleRoute:
     async def shutdown(self, _app: web.Application) -> None:
         for ws in list(self._sockets):
             await ws.close(
-                code=protocol.CONSOLE_CLOSE_GOING_AWAY,
+                code=kvm.CONSOLE_CLOSE_GOING_AWAY,
                 message=b"the management node is stopping",
             )
 
@@ -267,9 +267,7 @@ class _ConsoleRoute:
                 log.exception("cannot open the console of VM %s", vm_uuid)
             with contextlib.suppress(ConnectionError):
                 await ws.send_json({"type": "error", "error": error.to_dict()})
-            await ws.close(
-                code=protocol.CONSOLE_CLOSE_FAILED, message=close_reason(error.description)
-            )
+            await ws.close(code=kvm.CONSOLE_CLOSE_FAILED, message=close_reason(error.description))
             return
         try:
             await ws.send_json(
@@ -286,4 +284,4 @@ class _ConsoleRoute:
         finally:
             await stream.close()
             if not ws.closed:
-                await ws.close(code=protocol.CONSOLE_CLOSE_NORMAL)
+                await ws.close(code=kvm.CONSOLE_CLOSE_NORMAL)

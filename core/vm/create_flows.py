@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
 from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
 from core.allocator.flows import HostAllocationData, no_host
 from core.host.capacity import reserve_capacity, return_capacity
@@ -303,7 +303,7 @@ class VmAllocateVolumeFlow(Flow):
 
         await node.db.run_core(new_volume)
         answer = await agent.call(
-            protocol.VOLUME_CREATE,
+            kvm.VOLUME_CREATE,
             {"installPath": path, "backingFile": cache, "format": "qcow2", "size": 0},
             timeout=120,
         )
@@ -325,7 +325,7 @@ class VmAllocateVolumeFlow(Flow):
         assert data.host is not None
         agent = await node.plugin(HostPlugin).agent_of(data.host["uuid"])
         # Deleting a file that was never made (or is gone already) succeeds.
-        await agent.call(protocol.VOLUME_DELETE, {"installPath": volume["installPath"]})
+        await agent.call(kvm.VOLUME_DELETE, {"installPath": volume["installPath"]})
         save = checkpointer()
 
         def forget(session: Session) -> None:
@@ -365,7 +365,7 @@ async def _image_cache(data: CreateVmData, agent: Any) -> str:
             return existing
         path = f"{ps['url']}/imagecache/{spec.image_uuid}.{fmt}"
         answer = await agent.call_async(
-            protocol.IMAGE_DOWNLOAD,
+            kvm.IMAGE_DOWNLOAD,
             {
                 "url": bs["installPath"],
                 "installPath": path,
@@ -477,7 +477,7 @@ class VmCreateOnHypervisorFlow(Flow):
         agent = await node.plugin(HostPlugin).agent_of(host["uuid"])
         data.console_log = console_log_path(data.primary_storage["url"], spec.vm_uuid)
         await agent.call_async(
-            protocol.VM_START,
+            kvm.VM_START,
             {
                 "vmUuid": spec.vm_uuid,
                 "vmName": spec.name,
@@ -497,9 +497,9 @@ class VmCreateOnHypervisorFlow(Flow):
         assert data.host is not None and data.primary_storage is not None
         agent = await data.node.plugin(HostPlugin).agent_of(data.host["uuid"])
         vm_uuid = data.spec.vm_uuid
-        await agent.call_async(protocol.VM_DESTROY, {"vmUuid": vm_uuid}, timeout=300)
+        await agent.call_async(kvm.VM_DESTROY, {"vmUuid": vm_uuid}, timeout=300)
         await agent.call(
-            protocol.VM_EXPUNGE,
+            kvm.VM_EXPUNGE,
             {
                 "vmUuid": vm_uuid,
                 "consoleLogPath": console_log_path(data.primary_storage["url"], vm_uuid),

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
 from core.allocator.flows import shortage_notes
 from core.host.capacity import HOLDING_STATES, reserve_capacity, return_capacity
 from core.host.models import HostVO
@@ -164,7 +164,7 @@ class VmStartOnHypervisorFlow(Flow):
         spec = await spec_of(data)
         assert data.host is not None
         await (await _agent(data, data.host["uuid"])).call_async(
-            protocol.VM_START,
+            kvm.VM_START,
             {
                 "vmUuid": vm["uuid"],
                 "vmName": vm["name"],
@@ -183,7 +183,7 @@ class VmStartOnHypervisorFlow(Flow):
         if data.host is None:
             return
         await (await _agent(data, data.host["uuid"])).call_async(
-            protocol.VM_STOP,
+            kvm.VM_STOP,
             {"vmUuid": data.vm["uuid"], "type": "force", "timeout": 30},
             timeout=300,
         )
@@ -193,7 +193,7 @@ class VmStopOnHypervisorFlow(NoRollbackFlow):
     async def run(self, data: VmOperationData) -> None:
         vm = data.vm
         await (await _agent(data, vm["hostUuid"])).call_async(
-            protocol.VM_STOP,
+            kvm.VM_STOP,
             {
                 "vmUuid": vm["uuid"],
                 "type": data.stop_type,
@@ -233,20 +233,20 @@ class VmRebootOnHypervisorFlow(NoRollbackFlow):
     async def run(self, data: VmOperationData) -> None:
         vm = data.vm
         await (await _agent(data, vm["hostUuid"])).call_async(
-            protocol.VM_REBOOT, {"vmUuid": vm["uuid"], "timeout": 60}, timeout=300
+            kvm.VM_REBOOT, {"vmUuid": vm["uuid"], "timeout": 60}, timeout=300
         )
 
 
 class VmPauseOnHypervisorFlow(NoRollbackFlow):
     async def run(self, data: VmOperationData) -> None:
         vm = data.vm
-        await (await _agent(data, vm["hostUuid"])).call(protocol.VM_PAUSE, {"vmUuid": vm["uuid"]})
+        await (await _agent(data, vm["hostUuid"])).call(kvm.VM_PAUSE, {"vmUuid": vm["uuid"]})
 
 
 class VmResumeOnHypervisorFlow(NoRollbackFlow):
     async def run(self, data: VmOperationData) -> None:
         vm = data.vm
-        await (await _agent(data, vm["hostUuid"])).call(protocol.VM_RESUME, {"vmUuid": vm["uuid"]})
+        await (await _agent(data, vm["hostUuid"])).call(kvm.VM_RESUME, {"vmUuid": vm["uuid"]})
 
 
 class VmDestroyOnHypervisorFlow(NoRollbackFlow):
@@ -259,7 +259,7 @@ class VmDestroyOnHypervisorFlow(NoRollbackFlow):
     async def run(self, data: VmOperationData) -> None:
         vm = data.vm
         await (await _agent(data, vm["hostUuid"] or vm["lastHostUuid"])).call_async(
-            protocol.VM_DESTROY, {"vmUuid": vm["uuid"]}, timeout=300
+            kvm.VM_DESTROY, {"vmUuid": vm["uuid"]}, timeout=300
         )
 
 
@@ -307,7 +307,7 @@ class VmExpungeConsoleLogFlow(NoRollbackFlow):
         if url is None:
             return
         await (await _agent(data, vm["hostUuid"] or vm["lastHostUuid"])).call(
-            protocol.VM_EXPUNGE,
+            kvm.VM_EXPUNGE,
             {"vmUuid": vm["uuid"], "consoleLogPath": console_log_path(url, vm["uuid"])},
         )
 
@@ -326,7 +326,7 @@ class VmExpungeRootVolumeFlow(NoRollbackFlow):
         host_uuid = vm["hostUuid"] or vm["lastHostUuid"]
         if volume["installPath"] and host_uuid:
             await (await _agent(data, host_uuid)).call(
-                protocol.VOLUME_DELETE, {"installPath": volume["installPath"]}
+                kvm.VOLUME_DELETE, {"installPath": volume["installPath"]}
             )
 
         def forget(session: Session) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
 from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
 from core.allocator.flows import DEFAULT_FLOWS as ALLOCATOR_FLOWS
 from core.allocator.flows import HostAllocationData
@@ -105,7 +105,7 @@ class VmPlugin(
         node.declare_chain(ALLOCATOR_CHAIN, ALLOCATOR_FLOWS, HostAllocationData)
         for name, flows in LIFECYCLE_CHAINS.items():
             node.declare_chain(name, flows, VmOperationData, resumable=name in RESUMABLE)
-        node.rest.on_report(protocol.REPORT_VM_STATE, self._on_state_report)
+        node.rest.on_report(kvm.REPORT_VM_STATE, self._on_state_report)
         self._creating: set[str] = set()  # creates have no per-VM queue: tracked here
         self._expunger = PeriodicTask(
             node,
@@ -200,7 +200,7 @@ class VmPlugin(
             if host_uuid is not None:
                 try:
                     agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
-                    states = (await agent.call(protocol.VM_SYNC, {}))["states"]
+                    states = (await agent.call(kvm.VM_SYNC, {}))["states"]
                     reported = states.get(vm["uuid"], "Stopped")
                 except Exception as exc:
                     log.warning("cannot ask host %s about VM %s: %s", host_uuid, vm["name"], exc)
@@ -483,7 +483,7 @@ class VmPlugin(
     async def console(self, msg: GetVmConsoleAddress) -> dict[str, Any]:
         vm = await self._load(msg.uuid, "console")
         agent = await self.node.plugin(HostPlugin).agent_of(vm["hostUuid"])
-        answer = await agent.call(protocol.VM_CONSOLE, {"vmUuid": vm["uuid"]})
+        answer = await agent.call(kvm.VM_CONSOLE, {"vmUuid": vm["uuid"]})
         return {
             "vmUuid": vm["uuid"],
             "hostUuid": vm["hostUuid"],
@@ -499,7 +499,7 @@ class VmSyncOnHostConnectFlow(NoRollbackFlow):
 
     async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
         node, host_uuid = data.node, data.host_uuid
-        states: dict[str, str] = (await (await data.agent()).call(protocol.VM_SYNC, {}))["states"]
+        states: dict[str, str] = (await (await data.agent()).call(kvm.VM_SYNC, {}))["states"]
         vms = await node.db.run(
             lambda s: list(
                 s.scalars(select(VmInstanceVO.uuid).where(VmInstanceVO.host_uuid == host_uuid))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.app import Agent
-from agent.callback import RetryPolicy
 from agent.simulator_backend import SimulatorBackend
+from agentkit.callback import RetryPolicy
 from tests.agent.helpers import AgentCaller, CoreStub
 
 FAST_RETRIES = RetryPolicy(deadline=5.0, first_delay=0.05, max_delay=0.2, attempt_timeout=2.0)

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.protocol import REPORT_PROGRESS, REPORT_VM_STATE
+from contracts.kvm import REPORT_PROGRESS, REPORT_VM_STATE
 from core.kernel.http import JsonHttpClient
 
 CALLBACK_PATH = "/zstack/asyncrest/callback"

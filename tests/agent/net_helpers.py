@@ -26,7 +26,7 @@ import aiohttp
 from pyroute2 import IPRoute, netns
 
 from agent.network import host_nat, links
-from agent.network.names import namespace_name, veth_index
+from contracts.names import namespace_name, veth_index
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from pyroute2 import IPRoute
 
-from agent.errors import AgentError
 from agent.network import links
 from agent.network.appliance import namespace_exists, namespace_pids
 from agent.network.base import ApplianceNic, ApplianceSpec
 from agent.network.host import HostNetwork
-from agent.network.names import namespace_name, veth_name
+from agentkit.errors import AgentError
+from contracts.names import namespace_name, veth_name
 from tests.agent.helpers import wait_until
 from tests.agent.net_helpers import (
     ROOT,
@@ -161,7 +161,7 @@ async def test_appliance_with_the_real_agent(host: HostObjects, net: HostNetwork
         0o700,
         0o600,
     )
-    # 32 random bytes, URL-safe base64 (agent.auth makes every agent token).
+    # 32 random bytes, URL-safe base64 (agentkit.auth makes every agent token).
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", Path(info.token_file).read_text().strip())
     assert host_end(veth_name(appliance_uuid, 0)) == (guest, True)
     assert host_end(veth_name(appliance_uuid, 1)) == (public, True)

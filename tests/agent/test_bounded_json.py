@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.bounded_json import MAX_DEPTH, JsonLimitError, check, loads
+from agentkit.bounded_json import MAX_DEPTH, JsonLimitError, check, loads
 
 
 def refusal(text: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 from agent.app import Agent
 from agent.console import read_log_tail
-from agent.protocol import (
+from contracts.kvm import (
     CONSOLE_CLOSE_FAILED,
     CONSOLE_CLOSE_GOING_AWAY,
     CONSOLE_CLOSE_NORMAL,

@@ -12,8 +12,8 @@ import pytest
 
 from agent.acceleration import FixedAcceleration
 from agent.backend import VmSpec
-from agent.errors import AgentError
 from agent.libvirt_backend import LibvirtBackend
+from agentkit.errors import AgentError
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.daemon import on_stop_signals
+from agentkit.daemon import on_stop_signals
 
 
 @pytest.fixture

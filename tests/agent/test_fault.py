@@ -1,12 +1,12 @@
-"""The test-only fault hook's setting (agent.fault); the kill itself is exercised on the
+"""The test-only fault hook's setting (agentkit.fault); the kill itself is exercised on the
 real host by tests/system/test_agent_crash.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.fault import FAULT_ENV, Fault
-from agent.server import AgentServer, CommandRegistry
+from agentkit.fault import FAULT_ENV, Fault
+from agentkit.server import AgentServer, CommandRegistry
 
 
 async def _no_callback(_url: str, _task: str, _answer: dict) -> bool:

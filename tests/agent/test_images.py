@@ -16,8 +16,8 @@ from aiohttp import web
 
 from agent import image_header, images
 from agent.app import Agent
-from agent.errors import AgentError, ArgumentError
 from agent.simulator_backend import SimulatorBackend
+from agentkit.errors import AgentError, ArgumentError
 from tests.agent.crafted_images import CASES, SECRET, craft, host_secret
 from tests.agent.helpers import AgentCaller, CoreStub, wait_until
 

@@ -17,8 +17,8 @@ import pytest
 
 from agent.acceleration import FixedAcceleration
 from agent.backend import VmSpec
-from agent.errors import AgentError
 from agent.libvirt_backend import LibvirtBackend, domain_state, event_state
+from agentkit.errors import AgentError
 from tests.agent.crafted_images import craft, host_secret
 from tests.agent.helpers import wait_until
 

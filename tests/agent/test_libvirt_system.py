@@ -24,7 +24,7 @@ import pytest
 
 from agent.acceleration import AccelerationProbe
 from agent.host_facts import format_libvirt_version, read_cpuinfo
-from agent.protocol import DOMAIN_PREFIX, TOKEN_FILE
+from contracts.kvm import DOMAIN_PREFIX, TOKEN_FILE
 from tests.agent.helpers import AgentCaller, CoreStub, wait_until
 from tests.agent.test_main import AGENT_BIN, free_port
 

@@ -12,8 +12,8 @@ from pathlib import Path
 from agent.acceleration import FixedAcceleration
 from agent.libvirt_backend import LibvirtBackend
 from agent.main import make_backend, parse_args
-from agent.protocol import TOKEN_FILE
 from agent.simulator_backend import SimulatorBackend
+from contracts.kvm import TOKEN_FILE
 from tests.agent.helpers import AgentCaller, wait_until
 
 AGENT_BIN = Path(sys.executable).parent / "zstack-lite-agent"

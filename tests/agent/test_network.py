@@ -21,12 +21,12 @@ import pytest
 from pyroute2 import IPRoute
 
 from agent.app import Agent
-from agent.errors import AgentError
 from agent.network import host_nat, links
 from agent.network.base import ApplianceNic, ApplianceSpec
 from agent.network.host import HostNetwork
-from agent.network.names import namespace_name, veth_name
 from agent.simulator_backend import SimulatorBackend
+from agentkit.errors import AgentError
+from contracts.names import namespace_name, veth_name
 from tests.agent.helpers import AgentCaller
 from tests.agent.net_helpers import (
     ROOT,

@@ -14,8 +14,8 @@ import pytest
 
 from agent.app import Agent
 from agent.network.base import ApplianceNic, ApplianceSpec
-from agent.network.processes import alive
 from agent.simulator_backend import SimulatorBackend
+from agentkit.procs import alive
 from tests.agent.helpers import AgentCaller, wait_until
 from tests.agent.net_helpers import (
     ROOT,

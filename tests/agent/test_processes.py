@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import AgentError
 from agent.network.processes import AppliancePaths, ProcessTable, wait_for_socket
+from agentkit.errors import AgentError
 
 
 def test_a_bound_socket_that_does_not_listen_yet_is_not_ready(tmp_path: Path) -> None:

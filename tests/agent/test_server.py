@@ -11,12 +11,12 @@ import aiohttp
 import pytest
 
 from agent.app import Agent
-from agent.auth import bearer_matches, load_or_create_token
-from agent.callback import CallbackSender, RetryPolicy
-from agent.errors import AgentError
-from agent.protocol import TOKEN_FILE
-from agent.server import AgentServer, CommandContext, CommandRegistry
 from agent.simulator_backend import SimulatorBackend
+from agentkit.auth import bearer_matches, load_or_create_token
+from agentkit.callback import CallbackSender, RetryPolicy
+from agentkit.errors import AgentError
+from agentkit.server import AgentServer, CommandContext, CommandRegistry
+from contracts.kvm import TOKEN_FILE
 from tests.agent.helpers import AgentCaller, CoreStub, wait_until
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from agent import protocol as p
-from agent.protocol import REPORT_VM_STATE
 from agent.simulator_backend import SIM_SET_VM_STATE, SimulatorBackend
+from contracts import kvm as p
+from contracts.kvm import REPORT_VM_STATE
 from tests.agent.helpers import AgentCaller, CoreStub, wait_until
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent import protocol as p
+from contracts import kvm as p
 from tests.agent.helpers import AgentCaller
 
 

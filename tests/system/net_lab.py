@@ -44,12 +44,10 @@ import libvirt
 
 from agent.guest_image import UP_LINE_PREFIX
 from agent.guest_image import build as guest_image
-from agent.network.names import namespace_name, veth_prefix
+from contracts.names import bridge_name, namespace_name, tap_name, veth_prefix
 from core.host.local_agent import free_port
 from core.kernel.chains import FlowChainContributor
 from core.kernel.node import ManagementNode
-from core.network.l2.no_vlan import bridge_name
-from core.network.l3.nics import tap_name
 from tests.conftest import load_props, ok, write_config
 
 log = logging.getLogger(__name__)

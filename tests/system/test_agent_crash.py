@@ -1,8 +1,8 @@
 """Agents killed around each of their commands (issue 13, point 7), on the real host.
 
-For every command of the KVM host agent (agent.protocol) and of the virtual-router agent
-(virtual_router.protocol), before and after the agent runs it: the agent is started with
-the test-only fault hook (agent.fault, ``ZSL_AGENT_FAULT=<path>:before|after``) and the
+For every command of the KVM host agent (contracts.kvm) and of the virtual-router agent
+(contracts.virtual_router), before and after the agent runs it: the agent is started with
+the test-only fault hook (agentkit.fault, ``ZSL_AGENT_FAULT=<path>:before|after``) and the
 command is sent as the node sends it, through the node's own AgentClient.  The call must
 fail with an error saying the agent went away (never by its timeout); then the agent is
 started again without the fault, the same command is sent again and must succeed, nothing
@@ -38,13 +38,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-import agent.protocol as kvm
-import virtual_router.protocol as vr
-from agent.fault import FAULT_ENV
 from agent.guest_image import build as guest_image
 from agent.network.appliance import namespace_pids
-from agent.network.names import namespace_name, veth_prefix
-from agent.network.processes import alive
+from agentkit.fault import FAULT_ENV
+from agentkit.procs import alive
+from contracts import kvm
+from contracts import virtual_router as vr
+from contracts.names import namespace_name, veth_prefix
 from core.kernel.errors import OperationError, SysErrors
 from core.kernel.rest import AgentClient, RestFacade
 from tests import host_leaks
@@ -76,8 +76,6 @@ NOT_COMMANDS = {
     kvm.REPORT_VM_STATE,  # sent by the agent to the node
     kvm.REPORT_PROGRESS,
     kvm.VM_CONSOLE_STREAM,  # a websocket, not a command
-    kvm.TASK_STATUS,  # built into every agent's server, about the other commands
-    kvm.TASK_CANCEL,
 }
 KVM_COMMANDS = commands(kvm, NOT_COMMANDS)
 VR_COMMANDS = commands(vr, set())

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from contracts import virtual_router as p
 from tests.virtual_router.helpers import VrClient, wait_for
 from tests.virtual_router.lab import (
     DOMAIN,
@@ -29,7 +30,6 @@ from tests.virtual_router.lab import (
     random_mac,
     why_not,
 )
-from virtual_router import protocol as p
 
 pytestmark = pytest.mark.system
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agent.lab import lab_id
 from agent.network import host_nat
+from contracts.names import lab_id
 from tests.conftest import ok
 from tests.system.net_lab import running_node, sh
 

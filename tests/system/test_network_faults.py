@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from agent import protocol
+from contracts import kvm
 from core.appliance.models import ApplianceVmVO
 from core.host.plugin import HostPlugin
 from core.kernel.flow import Flow
@@ -103,7 +103,7 @@ async def db_state(lab: Lab) -> dict[str, Any]:
 
 async def domains(lab: Lab) -> dict[str, str]:
     agent = await lab.node.plugin(HostPlugin).agent_of(lab.host_uuid)
-    return dict((await agent.call(protocol.VM_SYNC, {}))["states"])
+    return dict((await agent.call(kvm.VM_SYNC, {}))["states"])
 
 
 @pytest.fixture

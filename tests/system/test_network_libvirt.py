@@ -25,8 +25,7 @@ from typing import Any
 
 import pytest
 
-from agent.network.names import namespace_name, veth_name
-from core.network.l2.no_vlan import bridge_name
+from contracts.names import bridge_name, namespace_name, veth_name
 from tests.conftest import ok
 from tests.system.net_lab import (
     UP_RE,

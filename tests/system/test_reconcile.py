@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from agent.lab import lab_id
-from agent.network.names import lab_alias
+from contracts.names import lab_alias, lab_id
 from core.kernel.db import new_uuid
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties

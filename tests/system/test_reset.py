@@ -26,11 +26,9 @@ from typing import Any
 import pytest
 
 from agent.guest_image import build as guest_image
-from agent.lab import lab_id
 from agent.lab_cleanup import LIBVIRT_LOG_DIR, PROGRAMS
-from agent.network.names import short_id
-from agent.network.processes import cmdline
-from core.network.l3.nics import tap_name
+from agentkit.procs import cmdline
+from contracts.names import lab_id, short_id, tap_name
 from tests.service_lab import ServiceLab, service_lab
 from tests.system.net_lab import sh, virsh
 

@@ -30,10 +30,10 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
+from contracts.names import tap_name
 from core.host.plugin import HostPlugin
 from core.host.port_holder import port_holder
 from core.network.l3.models import UsedIpVO
-from core.network.l3.nics import tap_name
 from core.vm.plugin import VmPlugin
 from core.volume.models import VolumeVO
 from tests.conftest import ok

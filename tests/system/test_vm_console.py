@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.protocol import CONSOLE_CLOSE_NORMAL, CONSOLE_CLOSE_TAKEN_OVER
+from contracts.kvm import CONSOLE_CLOSE_NORMAL, CONSOLE_CLOSE_TAKEN_OVER
 from core.kernel.node import ManagementNode
 from core.vm.console import VmConsoleStream, open_vm_console
 from tests.conftest import ok

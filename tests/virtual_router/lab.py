@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts import virtual_router as p
 from tests.virtual_router.helpers import VrClient, dhcp_entry, wait_for
-from virtual_router import protocol as p
 
 REPO = Path(__file__).resolve().parents[2]
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import AgentError
+from agentkit.errors import AgentError
 from tests.virtual_router.helpers import dhcp_entry, snat, wait_for
 from virtual_router.dnsmasq import Dnsmasq, DnsmasqStatus
 from virtual_router.interfaces import Interface, InterfaceTable

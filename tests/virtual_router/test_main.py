@@ -8,8 +8,8 @@ import stat
 import sys
 from pathlib import Path
 
+from contracts import virtual_router as p
 from tests.virtual_router.helpers import VrClient, wait_for
-from virtual_router import protocol as p
 from virtual_router.main import parse_args
 
 

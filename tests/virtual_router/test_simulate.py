@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from agent.server import AgentServer, CommandRegistry
+from agentkit.server import AgentServer, CommandRegistry
+from contracts import virtual_router as p
 from tests.virtual_router.helpers import VrClient, dhcp_entry, snat
-from virtual_router import protocol as p
 from virtual_router.app import VrAgent
 from virtual_router.dnsmasq import SimulatedDnsmasq
 from virtual_router.snat import SimulatedSnat

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.network.names import dnsmasq_run_dir
+from contracts import virtual_router as p
+from contracts.names import dnsmasq_run_dir
 from tests.virtual_router.helpers import dhcp_entry, snat, wait_for
 from tests.virtual_router.lab import (
     BUSYBOX,
@@ -34,7 +35,6 @@ from tests.virtual_router.lab import (
     random_mac,
     why_not,
 )
-from virtual_router import protocol as p
 from virtual_router.dnsmasq import unprivileged_user
 
 pytestmark = pytest.mark.system

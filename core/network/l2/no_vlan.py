@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
+from contracts.names import bridge_name
 from core.host.plugin import HostPlugin
 from core.kernel.db import new_uuid
 from core.kernel.errors import argerr
@@ -16,13 +17,6 @@ from core.network.l2.extension_points import L2NetworkFactory, L2NetworkRealizat
 from core.network.l2.models import L2NetworkVO
 
 L2_NO_VLAN = "L2NoVlanNetwork"
-BRIDGE_PREFIX = "zslbr-"
-
-
-def bridge_name(l2_uuid: str) -> str:
-    """``zslbr-`` and 9 hex digits of the network's uuid: 15 characters, the most a Linux
-    interface name may have."""
-    return BRIDGE_PREFIX + l2_uuid[:9]
 
 
 class L2NoVlanNetworkPlugin(Plugin):
@@ -53,7 +47,7 @@ class L2NoVlanNetworkPlugin(Plugin):
     async def realize(self, l2: dict[str, Any], host_uuid: str) -> None:
         agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
         await agent.call(
-            protocol.BRIDGE_CREATE,
+            kvm.BRIDGE_CREATE,
             {
                 "bridgeName": l2["bridgeName"],
                 "physicalInterface": l2["physicalInterface"],
@@ -63,4 +57,4 @@ class L2NoVlanNetworkPlugin(Plugin):
 
     async def unrealize(self, l2: dict[str, Any], host_uuid: str) -> None:
         agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
-        await agent.call(protocol.BRIDGE_DELETE, {"bridgeName": l2["bridgeName"]})
+        await agent.call(kvm.BRIDGE_DELETE, {"bridgeName": l2["bridgeName"]})

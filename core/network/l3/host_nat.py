@@ -4,7 +4,7 @@ The default public network made at first start works on any host without
 configuration: its L2 network is an isolated bridge, the host holds the gateway
 address on that bridge and forwards and masquerades the network's traffic through
 its own routes, in the nftables table the host agent owns (``inet zsl_host_nat``,
-agent.protocol.HOSTNAT_SET).  The entries are set when the L3 network gets its
+contracts.kvm.HOSTNAT_SET).  The entries are set when the L3 network gets its
 IP range and on every host connect, and removed with the range or the network.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
 from core.host.connect import HostConnectData
 from core.host.models import HostVO
 from core.host.plugin import HostPlugin
@@ -76,7 +76,7 @@ def is_host_nat(session: Session, l3_uuid: str) -> bool:
 async def set_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
     hosts = node.plugin(HostPlugin)
     for host_uuid, body in entries:
-        await (await hosts.agent_of(host_uuid)).call(protocol.HOSTNAT_SET, body)
+        await (await hosts.agent_of(host_uuid)).call(kvm.HOSTNAT_SET, body)
 
 
 async def remove_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
@@ -85,7 +85,7 @@ async def remove_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) 
     hosts = node.plugin(HostPlugin)
     for host_uuid, body in entries:
         try:
-            await (await hosts.agent_of(host_uuid)).call(protocol.HOSTNAT_REMOVE, body)
+            await (await hosts.agent_of(host_uuid)).call(kvm.HOSTNAT_REMOVE, body)
         except Exception as exc:
             log.warning("cannot remove host NAT %s on host %s: %s", body, host_uuid, exc)
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from contracts import names
 from core.kernel.errors import operr
 from core.network.l2.models import L2NetworkVO
 from core.network.l3.ipam import release_ip
@@ -32,7 +33,7 @@ def tap_name(vm_uuid: str, device_id: int) -> str:
     """A VM NIC's tap on the host: ``zslt``, 9 hex digits of the VM's uuid, the device id."""
     if not 0 <= device_id < 100:
         raise operr("a VM has at most 100 NICs")
-    return f"zslt{vm_uuid[:9]}{device_id}"
+    return names.tap_name(vm_uuid, device_id)
 
 
 def create_nic(

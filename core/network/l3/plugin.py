@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from agent import protocol
+from contracts import kvm
 from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.models import HostVO
 from core.host.plugin import HostPlugin
@@ -221,7 +221,7 @@ class L3NetworkPlugin(Plugin, Service, SystemTagProvider, FlowChainContributor):
         bridge, candidates = await self.node.db.run(hosts)
         for host_uuid, host_name in candidates:
             agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
-            answer = await agent.call(protocol.HOST_ROUTES, {})
+            answer = await agent.call(kvm.HOST_ROUTES, {})
             for route in answer.get("routes", []):
                 if route.get("interface") == bridge:
                     continue

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.lab import lab_id
-from agent.network.names import DNSMASQ_RUN_DIR
-from agent.network.processes import SHORT_SOCKET_DIR, alive
+from agent.network.processes import SHORT_SOCKET_DIR
+from agentkit.procs import alive
+from contracts.names import DNSMASQ_RUN_DIR, lab_id
 from tests.core.daemon.test_service import first_vm
 from tests.service_lab import ServiceLab, processes_naming
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from agent.server import AgentServer, CommandContext, CommandRegistry
+from agentkit.server import AgentServer, CommandContext, CommandRegistry
 from core.kernel.errors import OperationError
 from core.kernel.rest import AgentClient, RestFacade
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from agent import protocol
+from contracts import kvm
 from core.kernel.db import new_uuid
 from core.reconcile.models import HostOrphanVO
 from core.reconcile.plugin import CHAIN, REMOVE_CHAIN, REMOVED_EVENT
@@ -54,12 +54,12 @@ async def make_orphans(rlab: ReconcileLab) -> dict[str, str]:
     volume = ps / "rootvolumes" / f"vm-{vm}" / "root.qcow2"
     volume.parent.mkdir(parents=True)
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(volume), "16M"], check=True)
-    await rlab.agent_call(protocol.BRIDGE_CREATE, {"bridgeName": ORPHAN_BRIDGE})
+    await rlab.agent_call(kvm.BRIDGE_CREATE, {"bridgeName": ORPHAN_BRIDGE})
     await rlab.agent_call(
-        protocol.HOSTNAT_SET, {"bridgeName": ORPHAN_BRIDGE, "gatewayCidr": "192.0.2.1/24"}
+        kvm.HOSTNAT_SET, {"bridgeName": ORPHAN_BRIDGE, "gatewayCidr": "192.0.2.1/24"}
     )
     await rlab.agent_call(
-        protocol.VM_START,
+        kvm.VM_START,
         {
             "vmUuid": vm, "cpuNum": 1, "memorySize": 64 * 1024**2,
             "rootVolume": {"installPath": str(volume), "format": "qcow2"},
@@ -70,7 +70,7 @@ async def make_orphans(rlab: ReconcileLab) -> dict[str, str]:
     )  # fmt: skip
     router = new_uuid()
     await rlab.agent_call(
-        protocol.APPLIANCE_CREATE,
+        kvm.APPLIANCE_CREATE,
         {
             "applianceUuid": router,
             "nics": [{"bridgeName": ORPHAN_BRIDGE, "mac": "52:54:00:aa:bb:cd", "ip": "192.0.2.2",
@@ -213,7 +213,7 @@ async def test_an_object_owned_again_before_its_grace_ends_is_forgotten(
 
 async def test_the_agent_refuses_what_is_not_this_labs(rlab: ReconcileLab) -> None:
     answer = await rlab.agent_call(
-        protocol.LAB_REMOVE,
+        kvm.LAB_REMOVE,
         {"objects": [{"kind": "bridge", "name": "zslbr-n0tm1ne"}, {"kind": "file",
                      "name": "/etc/hostname"}]},
     )  # fmt: skip

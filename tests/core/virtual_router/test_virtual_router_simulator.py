@@ -7,8 +7,8 @@ import os
 import signal
 from typing import Any
 
-from agent import protocol
 from agent.simulator_backend import SIM_SET_VM_STATE
+from contracts import kvm
 from core.host.plugin import HostPlugin
 from core.kernel.errors import SysErrors
 from core.virtual_router.plugin import STATUS_EVENT, VirtualRouterPlugin
@@ -268,10 +268,10 @@ async def test_host_nat_is_set_again_at_host_reconnect(net_lab: NetLab) -> None:
     [host] = await ok(node, "QueryHost")
     agent = await node.plugin(HostPlugin).agent_of(host["uuid"])
     route = {"destination": "10.97.0.0/24", "interface": l2["bridgeName"], "gateway": ""}
-    assert route in (await agent.call(protocol.HOST_ROUTES, {}))["routes"]
+    assert route in (await agent.call(kvm.HOST_ROUTES, {}))["routes"]
     entry = {"bridgeName": l2["bridgeName"], "gatewayCidr": "10.97.0.1/24"}
-    await agent.call(protocol.HOSTNAT_REMOVE, entry)
-    assert route not in (await agent.call(protocol.HOST_ROUTES, {}))["routes"]
+    await agent.call(kvm.HOSTNAT_REMOVE, entry)
+    assert route not in (await agent.call(kvm.HOST_ROUTES, {}))["routes"]
 
     assert (await ok(node, "ReconnectHost", uuid=host["uuid"]))["status"] == "Connected"
-    assert route in (await agent.call(protocol.HOST_ROUTES, {}))["routes"]
+    assert route in (await agent.call(kvm.HOST_ROUTES, {}))["routes"]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agent.protocol import CONSOLE_CLOSE_GOING_AWAY, CONSOLE_CLOSE_NORMAL, CONSOLE_CLOSE_TAKEN_OVER
+from contracts.kvm import CONSOLE_CLOSE_GOING_AWAY, CONSOLE_CLOSE_NORMAL, CONSOLE_CLOSE_TAKEN_OVER
 from core.kernel.errors import OperationError, SysErrors
 from core.vm.console import (
     VmConsoleStream,

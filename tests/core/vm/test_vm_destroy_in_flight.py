@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent import protocol
+from contracts import kvm
 from core.host.plugin import HostPlugin
 from core.kernel.errors import SysErrors
 from core.kernel.flow import NoRollbackFlow
@@ -70,4 +70,4 @@ async def test_a_vm_being_created_is_not_destroyed(lab: Lab, policy: str) -> Non
         await ok(node, "ExpungeVmInstance", uuid=vm["uuid"])
     assert await ok(node, "QueryVmInstance") == []
     agent = node.plugin(HostPlugin)._agents[lab.host["uuid"]]
-    assert (await agent.call(protocol.VM_SYNC, {}))["states"] == {}
+    assert (await agent.call(kvm.VM_SYNC, {}))["states"] == {}

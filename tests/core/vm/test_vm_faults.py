@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agent import protocol
+from contracts import kvm
 from core.allocator.flows import DEFAULT_FLOWS as ALLOCATOR_FLOWS
 from core.host.plugin import HostPlugin
 from core.kernel.flow import Flow
@@ -41,7 +41,7 @@ async def snapshot(lab: Lab) -> dict[str, Any]:
     [host] = await ok(node, "QueryHost")
     [ps] = await ok(node, "QueryPrimaryStorage")
     agent = node.plugin(HostPlugin)._agents[lab.host["uuid"]]
-    domains = (await agent.call(protocol.VM_SYNC, {}))["states"]
+    domains = (await agent.call(kvm.VM_SYNC, {}))["states"]
     volumes = await node.db.run(lambda s: s.query(VolumeVO).count())  # type: ignore[union-attr]
     return {
         "vms": await ok(node, "QueryVmInstance"),

@@ -1,5 +1,5 @@
 """The byte pump between a serial console and a viewer's websocket, as both ends of the
-console protocol (agent.protocol VM_CONSOLE_STREAM) run it: the agent in front of the
+console protocol (contracts.kvm VM_CONSOLE_STREAM) run it: the agent in front of the
 hypervisor's console, the management node in front of the agent's websocket."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Protocol
 
 from aiohttp import WSMsgType, web
 
-from agent.protocol import CONSOLE_CLOSE_NORMAL
+from contracts.kvm import CONSOLE_CLOSE_NORMAL
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Off in production: it acts only when the environment variable :data:`FAULT_ENV` 
 when an agent's server is made (it is read once then).  Its value is
 ``<command path>:before`` or ``<command path>:after``, e.g. ``/vm/start:after``; the agent
 serving that path (the KVM host agent or a virtual router's agent: both use
-agent.server) sends itself SIGKILL right before running the command, or right after it
+agentkit.server) sends itself SIGKILL right before running the command, or right after it
 ran and before its answer leaves (the HTTP answer of a synchronous command, the callback
 of an asynchronous one).  Child processes inherit the environment, so a virtual router's
 agent started by a host agent carrying the variable has the same fault.  The system

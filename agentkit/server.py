@@ -7,7 +7,7 @@ registered path (404) and carries a JSON object (400).  A command's answer is
 
 An ASYNC command called with the ``taskuuid`` and ``callbackurl`` headers is
 answered ``{"success": true}`` at once; it runs as a background task whose
-answer is then POSTed to the callback URL (see agent.callback).  A task uuid
+answer is then POSTed to the callback URL (see agentkit.callback).  A task uuid
 already running is not started twice.  Without those headers it runs
 synchronously.  ``TASK_CANCEL`` (built in) cancels a running one.
 
@@ -29,11 +29,11 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.auth import bearer_matches
-from agent.bounded_json import BadJsonBody, read_object
-from agent.errors import AgentError, ArgumentError
-from agent.fault import Fault
-from agent.protocol import TASK_CANCEL, TASK_STATUS
+from agentkit.auth import bearer_matches
+from agentkit.bounded_json import BadJsonBody, read_object
+from agentkit.errors import AgentError, ArgumentError
+from agentkit.fault import Fault
+from contracts.envelope import TASK_CANCEL, TASK_STATUS
 
 log = logging.getLogger(__name__)
 CANCEL_WAIT = 5.0
@@ -104,7 +104,7 @@ class AgentServer:
         }
         """Commands every agent serves, about its own async commands."""
         self.fault = Fault.from_env()
-        """The test-only fault hook (agent.fault): None unless ZSL_AGENT_FAULT is set."""
+        """The test-only fault hook (agentkit.fault): None unless ZSL_AGENT_FAULT is set."""
         self._runner: web.AppRunner | None = None
         self._unix_socket: tuple[str, int, int] | None = None
         self.port = 0

@@ -5,8 +5,8 @@ socket (mode 0600) given on its command line.  Every command is ``POST <path>``
 with a JSON object, authenticated by ``Authorization: Bearer <token>`` (the
 token file is given on the command line, mode 0600).  Every answer is a JSON
 object with ``success`` (bool) and ``error`` (a string, empty on success) plus
-the command's own fields; 401 / 404 / 400 as for the KVM host agent
-(agent.protocol).  All commands are synchronous.
+the command's own fields; 401 / 404 / 400 as for every agent
+(contracts.envelope).  All commands are synchronous.
 
 Interfaces are named by MAC (``vrNicMac``, ``privateNicMac``, ``publicNicMac``,
 ``nicMac``), as ZStack does: the agent finds the interface with that MAC in its
@@ -41,7 +41,7 @@ it again is harmless.  An agent that died loses its state: the next one (started
 host agent's APPLIANCE_CREATE) stops the dnsmasq the dead one left, answers ``/ping``
 with an empty ``uuid``, and the node replays the router's whole state (``/init``, DNS,
 DHCP with ``rebuild``, ``/syncsnat``, which replaces the nft table left behind).  The
-test-only fault hook ``ZSL_AGENT_FAULT`` (agent.fault) works here too.
+test-only fault hook ``ZSL_AGENT_FAULT`` (agentkit.fault) works here too.
 """
 
 from __future__ import annotations

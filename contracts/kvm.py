@@ -1,19 +1,8 @@
 """The KVM host agent's HTTP contract, in ZStack kvmagent's shape.
 
-Every command is ``POST <path>`` with a JSON object, authenticated by the
-header ``Authorization: Bearer <token>`` (the token lives in the agent's data
-dir, mode 0600; the core reads the same file for a local agent).  Every answer
-is a JSON object with ``success`` (bool) and ``error`` (a string, empty on
-success) plus the command's own fields.  An unauthenticated request gets 401;
-an unknown path 404; a body that is not a JSON object 400.
-
-Asynchronous commands (marked ASYNC below): the caller sends the headers
-``taskuuid`` and ``callbackurl``; the agent answers ``{"success": true}`` at
-once, runs the command, then POSTs the command's JSON answer to
-``callbackurl`` with the header ``taskuuid`` (and the same bearer token),
-retrying for up to a minute until the callback answers 2xx or 404 (404 means
-the caller no longer waits).  Without those headers an ASYNC command is run
-synchronously and answered in the body.
+The envelope, authentication, asynchronous commands (marked ASYNC below) and what a crash
+means for a caller are :mod:`contracts.envelope`'s.  The token lives in the agent's data
+dir (:data:`TOKEN_FILE`); the core reads the same file for a local agent.
 
 Reports (agent -> core): the agent POSTs to ``<reportUrl><path>`` (the URL
 given at host connect) with the bearer token:
@@ -25,15 +14,6 @@ given at host connect) with the bearer token:
 
 Field names are ZStack's camelCase.  States are ZStack's: ``Running``,
 ``Stopped``, ``Paused``, ``Crashed``, ``Unknown``.
-
-Crashes: an agent may die around any command (before it, in it, after it and before its
-answer).  The caller's call then fails (a synchronous one when the connection drops, an
-ASYNC one when :data:`TASK_STATUS` shows the task gone), and every command is safe to send
-again to the next agent, keyed by the resource it names (``vmUuid``, ``installPath``,
-``bridgeName``, ``applianceUuid``…), not by the task uuid: what exists already as asked is
-answered as made, what a dead agent left half-made is replaced, and deleting what is gone
-succeeds; nothing is made twice.  The test-only fault hook ``ZSL_AGENT_FAULT`` (agent.fault,
-unset in production) makes an agent SIGKILL itself before or after one command.
 """
 
 from __future__ import annotations
@@ -57,13 +37,6 @@ is cached for the agent's lifetime."""
 HOST_PING: Final = "/host/ping"
 """{hostUuid} -> {hostUuid}: the uuid given at the last connect ("" after an agent
 restart, so the core notices and reconnects)."""
-
-TASK_STATUS: Final = "/task/status"
-"""{taskUuid} -> {taskUuid, running: bool}: whether an ASYNC command called with that task
-uuid still runs here, its answer not yet delivered (served by every agent's server).  The
-core asks while it waits for a callback: an agent that no longer runs the task (it
-restarted) or refuses the connection (it died) will never call back, so the call fails at
-once instead of at its timeout."""
 
 HOST_CAPACITY: Final = "/host/capacity"
 """{} -> {cpuNum, totalMemory, usedMemory (bytes, by host programs), freeMemory}."""
@@ -154,7 +127,8 @@ temporary file beside ``installPath`` (failing when nothing arrives for ``stallT
 seconds), checks the checksum, then the format: the header first (a qcow2 naming a
 backing or external data file, encrypted or with an unusual feature, and other formats
 than qcow2, raw and iso are refused), then ``qemu-img info``; then links it into place
-(mode 0600).  On any failure, or when cancelled (:data:`TASK_CANCEL`), nothing is left.
+(mode 0600).  On any failure, or when cancelled (``contracts.envelope.TASK_CANCEL``),
+nothing is left.
 The temporary file is ``.<name>.part`` (one per target): a repeat after the agent died
 overwrites it and :data:`FILE_DELETE` of the target removes it, and a file at
 ``installPath`` is always a finished download.  A target that exists already is checked
@@ -162,11 +136,6 @@ again (the checksum if given, the format) and answered (a repeat whose answer wa
 anything else there is refused."""
 
 DEFAULT_STALL_TIMEOUT: Final = 60.0
-
-TASK_CANCEL: Final = "/task/cancel"
-"""{taskUuid} -> {taskUuid, cancelled: bool}: cancel the ASYNC command started with the
-``taskuuid`` header ``taskUuid`` and wait for it to end (its callback is never sent);
-``cancelled`` is false if no such command runs."""
 
 IMAGE_INFO: Final = "/image/info"
 """{installPath} -> {format, size, actualSize}: ``qemu-img info`` of a file."""
