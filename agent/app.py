@@ -1,24 +1,28 @@
-"""The whole agent put together: token, backend, reports, commands and the HTTP server."""
+"""The whole host agent put together: token, backend, reports, the plugins' commands
+(entry-point group ``zstack_lite.agent_plugins``) and the HTTP server."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
 
 from agent.backend import Backend
-from agent.commands import AgentCommands
-from agent.console_relay import ConsoleRelay
+from agent.context import HostAgentContext
 from agent.lab import default_lab_dir
 from agent.reports import Reporter
 from agentkit.auth import load_or_create_token
 from agentkit.callback import CallbackSender, RetryPolicy
+from agentkit.plugins import AgentPlugin, discover, serve
 from agentkit.server import AgentServer
-from contracts.kvm import AGENT_PORT, TOKEN_FILE, VM_CONSOLE_STREAM
+from contracts.kvm import AGENT_PORT, TOKEN_FILE
 from contracts.names import lab_id
 
 log = logging.getLogger(__name__)
+
+PLUGIN_GROUP = "zstack_lite.agent_plugins"
 
 
 class Agent:
@@ -31,10 +35,12 @@ class Agent:
         report_timeout: float = 10.0,
         lab: str | None = None,
         lab_dir: Path | None = None,
+        plugins: Sequence[type[AgentPlugin[HostAgentContext]]] | None = None,
     ) -> None:
         """``lab_dir``: the data dir of the node (the lab) this agent serves, default: the
-        one its data dir implies; ``lab``: the lab's identity (:func:`agent.lab.lab_id`),
-        default: the lab dir's."""
+        one its data dir implies; ``lab``: the lab's identity
+        (:func:`contracts.names.lab_id`), default: the lab dir's; ``plugins``: the plugin
+        classes, default: the installed ones."""
         self.backend = backend
         self.data_dir = Path(data_dir)
         self.lab_dir = Path(lab_dir) if lab_dir is not None else default_lab_dir(self.data_dir)
@@ -43,6 +49,8 @@ class Agent:
         backend.set_data_dir(self.data_dir)
         backend.set_lab(self.lab)
         backend.set_lab_dir(self.lab_dir)
+        self.plugin_classes = plugins if plugins is not None else discover(PLUGIN_GROUP)
+        self.plugins: list[AgentPlugin[HostAgentContext]] = []
         self.callback_policy = callback_policy
         self.report_timeout = report_timeout
         self.reporter: Reporter | None = None
@@ -61,13 +69,11 @@ class Agent:
         self.backend.set_state_listener(self.reporter.vm_state)
         try:
             await self.backend.start()
-            registry = AgentCommands(self.backend, self.reporter).registry()
+            context = HostAgentContext(self.backend, self.reporter)
             sender = CallbackSender(self._session, self.token, self.callback_policy)
-            consoles = ConsoleRelay(self.backend)
-            self.server = AgentServer(
-                registry, self.token, sender.send, streams={VM_CONSOLE_STREAM: consoles.handle}
+            self.plugins, self.server = await serve(
+                self.plugin_classes, context, self.token, sender.send
             )
-            self.server.app.on_shutdown.append(consoles.shutdown)
             return await self.server.start(host, port)
         except BaseException:
             await self.stop()

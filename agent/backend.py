@@ -9,10 +9,10 @@ the caller.  VM state changes - whoever caused them - go to the listener set by
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent.console import ConsoleStream, OpenConsoles
 from agent.network.base import NetworkDriver
@@ -115,10 +115,6 @@ class DownloadResult:
     md5sum: str
 
 
-ExtraCommand = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-"""A command only one backend offers (e.g. the simulator's): JSON body -> answer fields."""
-
-
 @dataclass(frozen=True)
 class StorageCapacity:
     total: int
@@ -157,10 +153,6 @@ class Backend(ABC):
     def _report(self, vm_uuid: str, state: str) -> None:
         if self._listener is not None:
             self._listener(vm_uuid, state)
-
-    def extra_commands(self) -> dict[str, ExtraCommand]:
-        """Paths this backend serves beyond the protocol's (none by default)."""
-        return {}
 
     # -- reconciliation (agent.lab_inventory) --------------------------------------------
     async def lab_inventory(self, storage_paths: list[str]) -> list[HostObject]:

@@ -16,8 +16,8 @@ import logging
 from aiohttp import web
 
 from agent.backend import Backend
-from agent.commands import Fields
 from agent.console import read_log_tail
+from agent.fields import Fields
 from agentkit.console_pump import close_reason, pump
 from agentkit.errors import AgentError
 from contracts.kvm import (
@@ -49,8 +49,8 @@ class ConsoleRelay:
             self._sockets.discard(ws)
         return ws
 
-    async def shutdown(self, _app: web.Application) -> None:
-        """Close every console websocket (aiohttp's on_shutdown: before it waits for
+    async def shutdown(self) -> None:
+        """Close every console websocket (on the server's shutdown: before it waits for
         handlers, which a websocket would otherwise keep busy)."""
         for ws in list(self._sockets):
             await ws.close(code=CONSOLE_CLOSE_GOING_AWAY, message=b"the agent is stopping")

@@ -4,9 +4,9 @@ The VM state machine and its reports match the libvirt backend's (start, stop,
 reboot, pause, resume, destroy; every change reported), so the core's
 integration tests exercise the real HTTP and async-callback protocol.  Nothing
 sleeps.  Volumes and images are real files made with ``qemu-img`` (a start
-checks that the root volume exists, as libvirt would).  Extra path
-:data:`SIM_SET_VM_STATE` changes a VM's state "from outside" (what
-``virsh destroy`` is on a real host).  A VM's console is agent.simulator_console's
+checks that the root volume exists, as libvirt would).  The simulator's own path
+:data:`SIM_SET_VM_STATE` (agent.plugins.simulator) changes a VM's state "from outside"
+(what ``virsh destroy`` is on a real host).  A VM's console is agent.simulator_console's
 line editor (echo, and each line appended to the console log).  Bridges, host NAT and appliances are
 agent.network.simulated: the real commands' checks over in-memory state, with
 real virtual-router agents started ``--simulate`` (and stopped at close).
@@ -22,13 +22,11 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent import images
 from agent.backend import (
     Backend,
     Capacity,
-    ExtraCommand,
     HostFacts,
     VmConsole,
     VmSpec,
@@ -51,8 +49,7 @@ from agent.lab_inventory import (
 from agent.network.simulated import SimulatedNetwork
 from agent.simulator_console import SimulatedConsole
 from agent.storage import LocalFileStorage
-from agentkit.errors import AgentError, ArgumentError
-from contracts.kvm import VM_STATES
+from agentkit.errors import AgentError
 from contracts.names import namespace_name, short_id
 
 log = logging.getLogger(__name__)
@@ -296,17 +293,6 @@ class SimulatorBackend(LocalFileStorage, Backend):
             await asyncio.to_thread(remove_path, Path(obj.name))
 
     # -- simulation ------------------------------------------------------------
-    def extra_commands(self) -> dict[str, ExtraCommand]:
-        return {SIM_SET_VM_STATE: self._set_state_command}
-
-    async def _set_state_command(self, body: dict[str, Any]) -> dict[str, Any]:
-        vm_uuid = body.get("vmUuid")
-        state = body.get("state")
-        if not isinstance(vm_uuid, str) or state not in VM_STATES:
-            raise ArgumentError(f"need vmUuid and state (one of {', '.join(VM_STATES)})")
-        self.set_state(vm_uuid, state)
-        return {"vmUuid": vm_uuid, "state": state}
-
     def set_state(self, vm_uuid: str, state: str) -> None:
         """Change a VM's state as if from outside the agent, and report it."""
         self._get(vm_uuid)

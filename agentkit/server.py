@@ -109,6 +109,15 @@ class AgentServer:
         self._unix_socket: tuple[str, int, int] | None = None
         self.port = 0
 
+    def on_shutdown(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call ``callback`` when the server stops, before it waits for its handlers (a
+        websocket handler would keep it waiting)."""
+
+        async def call(_app: web.Application) -> None:
+            await callback()
+
+        self.app.on_shutdown.append(call)
+
     # -- lifecycle -------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
         """Listen on ``host:port`` (port 0: any free port); the port bound."""

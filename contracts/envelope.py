@@ -29,6 +29,7 @@ The two commands below are built into every agent's server.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Final
 
 TASK_STATUS: Final = "/task/status"
@@ -42,3 +43,14 @@ TASK_CANCEL: Final = "/task/cancel"
 """{taskUuid} -> {taskUuid, cancelled: bool}: cancel the ASYNC command started with the
 ``taskuuid`` header ``taskUuid`` and wait for it to end (its callback is never sent);
 ``cancelled`` is false if no such command runs."""
+
+
+def command_paths(contract: ModuleType) -> frozenset[str]:
+    """The command paths an agent's contract module declares: its upper-case ``/…``
+    constants, less its ``NOT_COMMANDS`` (reports, streams)."""
+    skip = getattr(contract, "NOT_COMMANDS", frozenset())
+    return frozenset(
+        value
+        for name, value in vars(contract).items()
+        if name.isupper() and isinstance(value, str) and value.startswith("/") and value not in skip
+    )

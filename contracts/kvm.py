@@ -253,4 +253,8 @@ a domain with libvirt's log of it; a host NAT entry with its gateway address."""
 REPORT_VM_STATE: Final = "/kvm/reportvmstate"
 REPORT_PROGRESS: Final = "/kvm/reportprogress"
 
+NOT_COMMANDS: Final = frozenset({REPORT_VM_STATE, REPORT_PROGRESS, VM_CONSOLE_STREAM})
+"""The paths above that no command has: reports go from the agent to the core, and the
+console is a websocket."""
+
 VM_STATES: Final = ("Running", "Stopped", "Paused", "Crashed", "Unknown")

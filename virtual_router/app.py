@@ -1,21 +1,25 @@
-"""The appliance agent put together: token, drivers (real or simulated), commands, watchdog
-and the HTTP server on a Unix socket."""
+"""The appliance agent put together: token, drivers (real or simulated), the plugins'
+commands (entry-point group ``zstack_lite.vr_agent_plugins``), watchdog and the HTTP
+server on a Unix socket."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agentkit.auth import load_or_create_token
+from agentkit.plugins import AgentPlugin, discover, serve
 from agentkit.server import AgentServer
-from virtual_router.commands import VrCommands
 from virtual_router.dnsmasq import Dnsmasq, SimulatedDnsmasq
 from virtual_router.interfaces import NetlinkInterfaces, SimulatedInterfaces
 from virtual_router.router import WATCHDOG_INTERVAL, VirtualRouter
 from virtual_router.snat import NftSnat, SimulatedSnat
 
 log = logging.getLogger(__name__)
+
+PLUGIN_GROUP = "zstack_lite.vr_agent_plugins"
 
 
 async def _no_callbacks(url: str, task_uuid: str, _answer: dict[str, Any]) -> bool:
@@ -39,18 +43,23 @@ class VrAgent:
         simulate: bool = False,
         router: VirtualRouter | None = None,
         watchdog_interval: float = WATCHDOG_INTERVAL,
+        plugins: Sequence[type[AgentPlugin[VirtualRouter]]] | None = None,
     ) -> None:
+        """``plugins``: the plugin classes, default: the installed ones."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.token = load_or_create_token(Path(token_file))
         self.router = router or make_router(self.data_dir, simulate)
         self.watchdog_interval = watchdog_interval
+        self.plugin_classes = plugins if plugins is not None else discover(PLUGIN_GROUP)
         self.server: AgentServer | None = None
 
     async def start(self, socket_path: str) -> None:
         await self.router.dnsmasq.kill_stale()
-        self.server = AgentServer(VrCommands(self.router).registry(), self.token, _no_callbacks)
         try:
+            _, self.server = await serve(
+                self.plugin_classes, self.router, self.token, _no_callbacks
+            )
             await self.server.start_unix(socket_path)
         except BaseException:
             await self.stop()

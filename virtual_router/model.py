@@ -19,6 +19,15 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
+def unique(values: list[str], what: str) -> None:
+    """Refuse one request naming the same key twice (which would win is unclear)."""
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ArgumentError(f"{what} names {value} twice")
+        seen.add(value)
+
+
 class Fields:
     """Typed access to a command's JSON object; errors name the field and the value."""
 

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import Connection
 
+from agentkit.locks import KeyedLocks
 from core.kernel.api import ApiMessage, ApiReply, QueryResult, bounded_params
 from core.kernel.db import Database, resource_model
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, error_from_exception
@@ -65,36 +66,6 @@ class _Route:
     interceptors: list[ApiInterceptor]
 
 
-class _KeyedLocks:
-    """One asyncio.Lock per sync signature, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    async def run(self, key: str | None, fn: Callable[[], Awaitable[Any]]) -> Any:
-        if key is None:
-            return await fn()
-        lock, users = self._locks.get(key, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                return await fn()
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def busy(self) -> list[str]:
-        return sorted(self._locks)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._locks
-
-
 @dataclass(slots=True)
 class _Operation:
     """One call that may change something, from its start event to its done event."""
@@ -116,7 +87,7 @@ class ApiBus:
         self._routes: dict[type[ApiMessage], _Route] = {}
         self._by_name: dict[str, type[ApiMessage]] = {}
         self._global: list[GlobalApiInterceptor] = []
-        self._locks = _KeyedLocks()
+        self._locks = KeyedLocks()
         self._running: set[asyncio.Task[Any]] = set()
 
     # -- registration -------------------------------------------------------
@@ -228,7 +199,12 @@ class ApiBus:
         # This task's: the handler may name its resource (the flow journal records it).
         subject = new_subject(op.resource_uuids[0] if op and op.resource_uuids else None)
         try:
-            result = await self._locks.run(msg.sync_signature(), lambda: route.handler(msg))
+            signature = msg.sync_signature()
+            if signature is None:
+                result = await route.handler(msg)
+            else:
+                async with self._locks.hold(signature):
+                    result = await route.handler(msg)
             reply = _reply(result)
         except asyncio.CancelledError:
             self._end(op, ApiReply.failure(STOPPED_WHILE_RUNNING), subject)

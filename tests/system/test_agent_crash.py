@@ -32,7 +32,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -44,6 +43,7 @@ from agentkit.fault import FAULT_ENV
 from agentkit.procs import alive
 from contracts import kvm
 from contracts import virtual_router as vr
+from contracts.envelope import command_paths
 from contracts.names import namespace_name, veth_prefix
 from core.kernel.errors import OperationError, SysErrors
 from core.kernel.rest import AgentClient, RestFacade
@@ -63,22 +63,8 @@ if why_not_libvirt("links, namespaces, nftables, libvirt"):
     pytest.skip(why_not_libvirt("links, namespaces, nftables, libvirt"), allow_module_level=True)
 
 
-def commands(module: ModuleType, skip: set[str]) -> list[str]:
-    """Every command path a protocol module declares (its ``/…`` string constants)."""
-    return sorted(
-        value
-        for name, value in vars(module).items()
-        if name.isupper() and isinstance(value, str) and value.startswith("/") and value not in skip
-    )
-
-
-NOT_COMMANDS = {
-    kvm.REPORT_VM_STATE,  # sent by the agent to the node
-    kvm.REPORT_PROGRESS,
-    kvm.VM_CONSOLE_STREAM,  # a websocket, not a command
-}
-KVM_COMMANDS = commands(kvm, NOT_COMMANDS)
-VR_COMMANDS = commands(vr, set())
+KVM_COMMANDS = sorted(command_paths(kvm))
+VR_COMMANDS = sorted(command_paths(vr))
 
 
 # -- one case's names and the lab ------------------------------------------------------------

@@ -1,0 +1,27 @@
+"""The agent itself: ``/init`` sets its signature, ``/ping`` answers it and repairs what
+the watchdog would (a dead dnsmasq)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentkit.plugins import AgentPlugin
+from agentkit.server import CommandContext, CommandRegistry
+from contracts import virtual_router as vr
+from virtual_router.model import Fields
+from virtual_router.router import VirtualRouter
+
+
+class RouterCommands(AgentPlugin[VirtualRouter]):
+    def commands(self, registry: CommandRegistry) -> None:
+        registry.add(vr.INIT, self.init)
+        registry.add(vr.PING, self.ping)
+
+    async def init(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        self.ctx.uuid = Fields(body).text("uuid")
+        return {}
+
+    async def ping(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+        repaired = await self.ctx.repair()
+        dnsmasq = self.ctx.dnsmasq.status().to_json()
+        return {"uuid": self.ctx.uuid, "repaired": repaired, "dnsmasq": dnsmasq}
