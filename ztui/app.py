@@ -18,14 +18,11 @@ import sys
 from collections import deque
 from collections.abc import Iterable
 from contextlib import suppress
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 from textual.widget import AwaitMount
 from textual.worker import Worker, WorkerError
@@ -36,14 +33,16 @@ from core.kernel.errors import OperationError
 from core.kernel.extensions import PluginError
 from core.kernel.logs import configure_logging
 from core.kernel.properties import Properties, PropertyError, add_config_argument, load
+from ztui.bindings import every_binding
 from ztui.commands import ViewActionsProvider
+from ztui.context import RecentEvent, ZtuiContext
 from ztui.dialogs.command_prompt import QUIT_WORDS, CommandPrompt, command_words
 from ztui.formatting import Formatter
 from ztui.keymap import load_keymap
-from ztui.messages import NodeConnected, NodeEvent, OperationUpdated
+from ztui.messages import NodeConnected
 from ztui.operations import OperationTracker
 from ztui.session import RESUBSCRIBE_DELAY, Connector, NodeSession, NotConnected
-from ztui.views import DEFAULT_MODE, VIEWS, find_view
+from ztui.views import DEFAULT_MODE, VIEWS, View, find_view
 
 EXIT_OK, EXIT_STARTUP = 0, 2
 UI_LOG_NAME = "ztui.log"
@@ -64,7 +63,6 @@ EVENT_PATTERNS = (
 """The canonical events ztui follows (``/operation/update`` feeds the flow-chain panel)."""
 KEYS_FOR_THE_GUEST = frozenset({"command_palette", "quit"})
 """Actions of the app's priority bindings that an attached console takes as keys instead."""
-RECENT_EVENTS = 200
 
 
 def describe_startup_error(exc: Exception) -> str:
@@ -74,15 +72,6 @@ def describe_startup_error(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
     return str(exc)
-
-
-@dataclass(frozen=True)
-class RecentEvent:
-    """One line of the dashboard's recent events."""
-
-    at: datetime
-    path: str
-    data: Any
 
 
 class ZtuiApp(App[None]):
@@ -110,22 +99,16 @@ class ZtuiApp(App[None]):
         """``mask_volatile`` shows placeholders for uuids, dates, pids and paths
         (for reproducible screenshots); ``connector`` replaces attaching to the service."""
         super().__init__()
-        self.read_only = read_only
-        """Started with ``--read-only``: every action that changes something is disabled."""
-        self.session = NodeSession(props, connector)
-        self.formatter = Formatter(mask_volatile=mask_volatile)
+        self.context = ZtuiContext(
+            NodeSession(props, connector),
+            Formatter(mask_volatile=mask_volatile),
+            read_only=read_only,
+            views=VIEWS,
+        )
+        """What the views share (they reach it with ``ztui.context.context_of``)."""
         self.startup_error: str | None = None
         """Why start-up failed (the app then exits with status 2)."""
-        self.connected = False
-        self.operations = OperationTracker()
-        self.trace_shown = True
-        """Whether views show the flow-chain panel of the followed operation."""
-        self.recent_events: deque[RecentEvent] = deque(maxlen=RECENT_EVENTS)
         self.command_history: list[str] = []
-        self.previous_mode = DEFAULT_MODE
-        """The view shown before the current one (Esc on the help goes back to it)."""
-        self.views = VIEWS
-        self._open_views: list[Screen[Any]] = []
         self._connecting: Worker[None] | None = None
         self._keymap_problems: list[str] = []
         for view in self.views:
@@ -135,6 +118,51 @@ class ZtuiApp(App[None]):
                 self._modes[DEFAULT_MODE] = view.screen
         if read_only:
             self.sub_title = "read-only"
+
+    # -- the context's state, as the app's own attributes (scripts and tests use them) --
+
+    @property
+    def session(self) -> NodeSession:
+        return self.context.session
+
+    @property
+    def formatter(self) -> Formatter:
+        return self.context.formatter
+
+    @property
+    def read_only(self) -> bool:
+        """Started with ``--read-only``: every action that changes something is disabled."""
+        return self.context.read_only
+
+    @property
+    def views(self) -> tuple[View, ...]:
+        return self.context.views
+
+    @property
+    def operations(self) -> OperationTracker:
+        return self.context.operations
+
+    @property
+    def recent_events(self) -> deque[RecentEvent]:
+        return self.context.recent_events
+
+    @property
+    def connected(self) -> bool:
+        return self.context.connected
+
+    @property
+    def trace_shown(self) -> bool:
+        """Whether views show the flow-chain panel of the followed operation."""
+        return self.context.trace_shown
+
+    @trace_shown.setter
+    def trace_shown(self, shown: bool) -> None:
+        self.context.trace_shown = shown
+
+    @property
+    def previous_mode(self) -> str:
+        """The view shown before the current one (Esc on the help goes back to it)."""
+        return self.context.previous_mode
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While a console is attached, the palette and ctrl+q keys are typed into it."""
@@ -168,11 +196,11 @@ class ZtuiApp(App[None]):
             return
         except NotConnected:  # the app closed the session while this was starting
             return
-        self.connected = True
+        self.context.connected = True
         for text in self.session.announcements:
             self.notify(text, title="management node", timeout=8)
         self.session.announcements.clear()
-        self._broadcast(lambda: NodeConnected(self.session))
+        self.context.broadcast(lambda: NodeConnected(self.session))
         self.follow_events()
 
     @work(exclusive=True, group="events", exit_on_error=False)
@@ -186,7 +214,7 @@ class ZtuiApp(App[None]):
             if stream is None:
                 return  # the session is closed: the app is ending
             if not first:
-                self._broadcast(lambda: NodeConnected(self.session))
+                self.context.broadcast(lambda: NodeConnected(self.session))
             first = False
             try:
                 async for event in stream:
@@ -197,26 +225,7 @@ class ZtuiApp(App[None]):
 
     def dispatch_event(self, path: str, data: Any) -> None:
         """Give one event to every open view (operations through the tracker first)."""
-        if path == "/operation/update" and isinstance(data, dict):
-            self.operations.update(data)
-            self._broadcast(lambda: OperationUpdated(data))
-            return
-        self.recent_events.append(RecentEvent(datetime.now(), path, data))
-        self._broadcast(lambda: NodeEvent(path, data))
-
-    def _broadcast(self, message: Any) -> None:
-        for screen in list(self._open_views):
-            msg: Message = message()
-            screen.post_message(msg)
-
-    def register_view(self, screen: Screen[Any]) -> None:
-        """A view is mounted: it gets events from now on."""
-        if screen not in self._open_views:
-            self._open_views.append(screen)
-
-    def unregister_view(self, screen: Screen[Any]) -> None:
-        with suppress(ValueError):
-            self._open_views.remove(screen)
+        self.context.dispatch_event(path, data)
 
     async def on_unmount(self) -> None:
         """Drop the link to the node however the app ends (the node goes on)."""
@@ -230,7 +239,7 @@ class ZtuiApp(App[None]):
 
     def switch_mode(self, mode: str) -> AwaitMount:
         if mode != self.current_mode:
-            self.previous_mode = self.current_mode
+            self.context.previous_mode = self.current_mode
         return super().switch_mode(mode)
 
     def action_view(self, name: str) -> None:
@@ -272,8 +281,6 @@ class ZtuiApp(App[None]):
 
     def all_binding_ids(self) -> set[str]:
         """Every binding id of the app and its views (what a keymap may name)."""
-        from ztui.bindings import every_binding
-
         return {b.id for _owner, b in every_binding(self) if b.id}
 
 

@@ -4,15 +4,15 @@ command palette and checking a keymap's ids."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 from textual.actions import parse
+from textual.app import App
 from textual.binding import Binding
 from textual.dom import DOMNode
 from textual.screen import Screen
 
-if TYPE_CHECKING:
-    from ztui.app import ZtuiApp
+from ztui.context import context_of
 
 
 def declared_bindings(node_type: type[DOMNode]) -> Iterator[Binding]:
@@ -60,11 +60,11 @@ def ztui_bindings(node_type: type[DOMNode]) -> Iterator[Binding]:
     return (b for b in declared_bindings(node_type) if b.id)
 
 
-def every_binding(app: ZtuiApp) -> list[tuple[str, Binding]]:
+def every_binding(app: App[Any]) -> list[tuple[str, Binding]]:
     """``(where, binding)`` for the app, each view's screen, each dialog and each widget
     that declares some."""
     found: list[tuple[str, Binding]] = [("global", b) for b in declared_bindings(type(app))]
-    for view in app.views:
+    for view in context_of(app).views:
         found += [(view.name, b) for b in declared_bindings(view.screen_type)]
     for dialog in dialog_types():
         found += [(dialog.__name__, b) for b in declared_bindings(dialog)]

@@ -21,7 +21,8 @@ class View:
     key: str
     """The key that opens it from anywhere (binding ``ztui.view.<name>``)."""
     screen_path: str
-    """``module:Class`` of its screen (imported when first shown: screens import the app)."""
+    """``module:Class`` of its screen (imported when first shown: the screens import
+    ``ztui.context``, which imports this module)."""
 
     @property
     def mode(self) -> str:

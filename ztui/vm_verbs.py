@@ -120,7 +120,7 @@ async def run_verb(screen: ZtuiScreen, verb: Verb, rows: Sequence[Row]) -> list[
     and when none failed the status line says ``web, db stopped``.  The replies (a VM's
     inventory, or None where it failed), in the order of ``rows``.  The flow-chain panel
     follows every VM's operation."""
-    screen.ztui.operations.expect([str(r["uuid"]) for r in rows])
+    screen.context.operations.expect([str(r["uuid"]) for r in rows])
     results = await asyncio.gather(*(screen.api_call(verb.api, {"uuid": r["uuid"]}) for r in rows))
     done = [str(r["name"]) for r, result in zip(rows, results, strict=True) if result is not None]
     if len(done) == len(rows):

@@ -21,7 +21,8 @@ from tests.core.host.test_owned_agents import hold
 from tests.core.virtual_router.conftest import make_net_lab
 from tests.core.vm.conftest import GiB, Lab
 from tests.ztui.conftest import LARGE, SMALL, app_on, shown, wait_until
-from ztui.app import RecentEvent, ZtuiApp
+from ztui.app import ZtuiApp
+from ztui.context import RecentEvent
 from ztui.formatting import Formatter
 from ztui.screens.dashboard import DashboardScreen, range_size
 from ztui.widgets.capacity_panel import HostCapacity, bar

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.segment import Segment
 from textual import on, work
@@ -21,9 +21,7 @@ from textual.strip import Strip
 from textual.widgets import Button, Input, Label, Select, SelectionList
 
 from ztui.addressing import SERVICE_REFS, Services, network_label
-
-if TYPE_CHECKING:
-    from ztui.app import ZtuiApp
+from ztui.context import ZtuiContext, context_of
 
 MAX_COUNT = 50
 TITLE = "New VM"
@@ -166,11 +164,7 @@ class CreateVmDialog(ModalScreen[VmRequest | None]):
 
     @work(exclusive=True, group="choices", exit_on_error=False)
     async def _load_choices(self) -> None:
-        app = self.app
-        from ztui.app import ZtuiApp
-
-        assert isinstance(app, ZtuiApp)
-        images, offerings, networks = await _choices(app)
+        images, offerings, networks = await _choices(context_of(self.app))
         image_select = self.query_one("#image", Select)
         image_select.set_options(images)
         image_select.prompt = "choose an image" if images else "no image is Ready: see :image"
@@ -220,11 +214,11 @@ class CreateVmDialog(ModalScreen[VmRequest | None]):
 
 
 async def _choices(
-    app: ZtuiApp,
+    context: ZtuiContext,
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
     """Ready images, offerings and the networks a VM may join (private first; one without
     DHCP says the address must be configured in the guest)."""
-    session = app.session
+    session, fmt = context.session, context.formatter
     images = await session.call("QueryImage", {"conditions": ["status=Ready"], "limit": 10000})
     offerings = await session.call("QueryInstanceOffering", {"limit": 10000})
     l3s = await session.call("QueryL3Network", {"limit": 10000})
@@ -235,7 +229,7 @@ async def _choices(
 
     image_options = [(str(i["name"]), str(i["uuid"])) for i in rows(images)]
     offering_options = [
-        (f"{o['name']} ({o['cpuNum']} vCPU, {app.formatter.size(o['memorySize'])})", str(o["uuid"]))
+        (f"{o['name']} ({o['cpuNum']} vCPU, {fmt.size(o['memorySize'])})", str(o["uuid"]))
         for o in rows(offerings)
     ]
     networks = sorted(rows(l3s), key=lambda n: (n.get("category") != "Private", str(n["name"])))

@@ -8,7 +8,7 @@ value can be fixed.  Success dismisses it with the config's new inventory.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -17,10 +17,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from ztui.context import ZtuiContext, context_of
 from ztui.dialogs.import_image import describe_error
-
-if TYPE_CHECKING:
-    from ztui.app import ZtuiApp
 
 
 def rules_text(options: Mapping[str, Any]) -> str:
@@ -108,16 +106,12 @@ class EditConfigDialog(ModalScreen[dict[str, Any] | None]):
         self._load_options()
 
     @property
-    def ztui(self) -> ZtuiApp:
-        from ztui.app import ZtuiApp
-
-        app = self.app
-        assert isinstance(app, ZtuiApp)
-        return app
+    def context(self) -> ZtuiContext:
+        return context_of(self.app)
 
     @work(exclusive=True, group="options", exit_on_error=False)
     async def _load_options(self) -> None:
-        reply = await self.ztui.session.call(
+        reply = await self.context.session.call(
             "GetGlobalConfigOptions", {"category": self.category, "name": self.config_name}
         )
         if reply.success and reply.inventory is not None:
@@ -139,7 +133,7 @@ class EditConfigDialog(ModalScreen[dict[str, Any] | None]):
         button = self.query_one("#save", Button)
         button.disabled = True
         try:
-            reply = await self.ztui.session.call(
+            reply = await self.context.session.call(
                 "UpdateGlobalConfig",
                 {"category": self.category, "name": self.config_name, "value": value},
             )

@@ -32,6 +32,7 @@ from textual.widgets import Button, Input, Label, Select
 from core.image.api import PLATFORMS, AddImage
 from core.kernel.api import ApiReply
 from core.kernel.errors import ErrorCode, OperationError
+from ztui.context import context_of
 
 FORMATS = ("qcow2", "raw")
 """The formats of a root volume template (an ISO is not imported from here)."""
@@ -242,11 +243,8 @@ class ImportImageDialog(ModalScreen[ImportJob | None]):
 
     @work(exclusive=True, group="choices", exit_on_error=False)
     async def _load_storages(self) -> None:
-        from ztui.app import ZtuiApp
-
-        app = self.app
-        assert isinstance(app, ZtuiApp)
-        reply = await app.session.call("QueryBackupStorage", {"limit": 10000})
+        session = context_of(self.app).session
+        reply = await session.call("QueryBackupStorage", {"limit": 10000})
         storages = sorted(reply.inventories or [], key=lambda s: str(s.get("name")))
         select = self.query_one("#storage", Select)
         select.set_options([(str(s["name"]), str(s["uuid"])) for s in storages])

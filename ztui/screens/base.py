@@ -3,7 +3,7 @@ the flow-chain panel, and (for resource views) a filtered, sortable, markable ta
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -14,15 +14,13 @@ from textual.worker import Worker, WorkerState
 
 from ztui.bindings import why_disabled
 from ztui.columns import Column
+from ztui.context import ZtuiContext, context_of
 from ztui.formatting import Formatter
 from ztui.messages import NodeConnected, NodeEvent, OperationUpdated
 from ztui.session import NodeSession
 from ztui.widgets.flow_chain_panel import FlowChainPanel
 from ztui.widgets.resource_table import FilterError, ResourceTable
 from ztui.widgets.status_line import StatusLine
-
-if TYPE_CHECKING:
-    from ztui.app import ZtuiApp
 
 
 class ZtuiScreen(Screen[None]):
@@ -57,20 +55,17 @@ class ZtuiScreen(Screen[None]):
         """Whether an API call of the current load failed (its error is on the status line)."""
 
     @property
-    def ztui(self) -> ZtuiApp:
-        from ztui.app import ZtuiApp
-
-        app = self.app
-        assert isinstance(app, ZtuiApp)
-        return app
+    def context(self) -> ZtuiContext:
+        """What the views share: the session, the formatter, the followed operations…"""
+        return context_of(self.app)
 
     @property
     def session(self) -> NodeSession:
-        return self.ztui.session
+        return self.context.session
 
     @property
     def fmt(self) -> Formatter:
-        return self.ztui.formatter
+        return self.context.formatter
 
     @property
     def status(self) -> StatusLine:
@@ -91,25 +86,25 @@ class ZtuiScreen(Screen[None]):
         yield from ()
 
     def on_mount(self) -> None:
-        self.ztui.register_view(self)
-        if self.ztui.trace_shown:
-            self.trace_panel.records = tuple(self.ztui.operations.followed_records())
-        if self.ztui.connected:
+        self.context.register_view(self)
+        if self.context.trace_shown:
+            self.trace_panel.records = tuple(self.context.operations.followed_records())
+        if self.context.connected:
             self.reload()
         else:
             self.status.show_info("Connecting to the management node…")
 
     def on_unmount(self) -> None:
-        self.ztui.unregister_view(self)
+        self.context.unregister_view(self)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in self.MUTATING and self.ztui.read_only:
+        if action in self.MUTATING and self.context.read_only:
             return None  # shown dimmed: the app was started with --read-only
         return True
 
     def disabled_reason(self, action: str, parameters: tuple[object, ...]) -> str:
         """Why ``action`` is disabled now: said when its key is pressed (override)."""
-        if action in self.MUTATING and self.ztui.read_only:
+        if action in self.MUTATING and self.context.read_only:
             return "Read-only: ztui was started with --read-only, so nothing can be changed."
         return "Not available now."
 
@@ -127,7 +122,7 @@ class ZtuiScreen(Screen[None]):
 
     def action_reload(self) -> None:
         """Query the node again (binding ``ztui.refresh``)."""
-        if not self.ztui.connected:
+        if not self.context.connected:
             self.notify("Not connected to the management node yet.", severity="warning")
             return
         self.reload()
@@ -193,8 +188,8 @@ class ZtuiScreen(Screen[None]):
 
     @on(OperationUpdated)
     def _operation_updated(self, event: OperationUpdated) -> None:
-        operations = self.ztui.operations
-        if operations.is_followed(event.record) and self.ztui.trace_shown:
+        operations = self.context.operations
+        if operations.is_followed(event.record) and self.context.trace_shown:
             self.trace_panel.records = tuple(operations.followed_records())
         self.on_operation(event.record)
 
@@ -203,8 +198,8 @@ class ZtuiScreen(Screen[None]):
 
     def action_toggle_trace(self) -> None:
         """Show or hide the flow-chain panel (binding ``ztui.trace.toggle``)."""
-        self.ztui.trace_shown = not self.ztui.trace_shown
-        followed = self.ztui.operations.followed_records() if self.ztui.trace_shown else []
+        self.context.trace_shown = not self.context.trace_shown
+        followed = self.context.operations.followed_records() if self.context.trace_shown else []
         self.trace_panel.records = tuple(followed)
 
 

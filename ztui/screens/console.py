@@ -134,7 +134,7 @@ class ConsoleScreen(ZtuiScreen):
     @property
     def captures_keys(self) -> bool:
         """Whether the app's own priority keys (``ctrl+p``, ``ctrl+q``) go to the guest."""
-        return self.attached and not self.ztui.read_only
+        return self.attached and not self.context.read_only
 
     def compose_body(self) -> ComposeResult:
         yield Static("read-only: the output is shown, nothing you type is sent", id="banner")
@@ -153,7 +153,7 @@ class ConsoleScreen(ZtuiScreen):
 
     def on_mount(self) -> None:
         # (ZtuiScreen.on_mount runs after this one: Textual calls every class's handler)
-        self.query_one("#banner").set_class(self.ztui.read_only, "-shown")
+        self.query_one("#banner").set_class(self.context.read_only, "-shown")
         self.sub_title = self._title()
         self.terminal.focus()
 
@@ -182,7 +182,7 @@ class ConsoleScreen(ZtuiScreen):
 
     def _title(self) -> str:
         text = f"console {self.vm_name} · {self._shown(self._keys(DETACH_ID))} detaches"
-        return f"{text} · read-only" if self.ztui.read_only else text
+        return f"{text} · read-only" if self.context.read_only else text
 
     # -- attaching ----------------------------------------------------------------
 
@@ -206,13 +206,13 @@ class ConsoleScreen(ZtuiScreen):
             return
         self.stream, self.end_message = stream, ""
         self._typed = asyncio.Queue()
-        self.terminal.input_enabled = not self.ztui.read_only
+        self.terminal.input_enabled = not self.context.read_only
         self.status.show_info(self._attached_text())
         self._read(stream)
         self._write(stream, self._typed)
 
     def _attached_text(self) -> str:
-        if self.ztui.read_only:
+        if self.context.read_only:
             return f"watching the console of {self.vm_name} (read-only)"
         return f"attached to the console of {self.vm_name} · every key goes to it"
 
@@ -254,7 +254,7 @@ class ConsoleScreen(ZtuiScreen):
     @on(SerialTerminal.Typed)
     def _typed_into(self, event: SerialTerminal.Typed) -> None:
         event.stop()
-        if self.attached and not self.ztui.read_only:
+        if self.attached and not self.context.read_only:
             self._typed.put_nowait(event.data)
 
     def _ended(self, message: str) -> None:

@@ -14,25 +14,24 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.containers import Horizontal
 
+from ztui.context import RecentEvent
 from ztui.screens.base import ZtuiScreen
 from ztui.screens.help import keys_of
+from ztui.views import View
 from ztui.widgets.capacity_panel import CapacityPanel
 from ztui.widgets.event_log import OPERATION, PROGRESS, EventLog
 from ztui.widgets.network_panel import NetworkPanel
 from ztui.widgets.node_summary import NodeSummary, hint_line
 from ztui.widgets.state_counts import StateCounts
-
-if TYPE_CHECKING:
-    from ztui.app import ZtuiApp
 
 Row = dict[str, Any]
 USAGE_DELAY = 1.0
@@ -56,12 +55,12 @@ def range_size(ip_range: Mapping[str, Any]) -> int:
     return max(end - start + 1, 0)
 
 
-def key_hints(app: ZtuiApp, *, first_vm: bool) -> tuple[Text, ...]:
+def key_hints(app: App[Any], views: Iterable[View], *, first_vm: bool) -> tuple[Text, ...]:
     """What a newcomer does next, with the keys as the keymap has them now: the views'
     keys, how to make a (first) VM, help and the command bar."""
     views = [
         f"{keys_of(app, f'ztui.view.{v.name}', v.key)} {v.name}"
-        for v in app.views
+        for v in views
         if v.name not in ("dashboard", "help")
     ]
     vms, new = keys_of(app, "ztui.view.vms", "2"), keys_of(app, "ztui.vm.create", "n")
@@ -151,8 +150,8 @@ class DashboardScreen(ZtuiScreen):
 
     def on_mount(self) -> None:
         self.event_log.names = self.names
-        self.event_log.events = tuple(self.ztui.recent_events)
-        self.summary_panel.hints = key_hints(self.ztui, first_vm=True)
+        self.event_log.events = tuple(self.context.recent_events)
+        self.summary_panel.hints = key_hints(self.app, self.context.views, first_vm=True)
         super().on_mount()
         self.set_interval(NODE_STATUS_INTERVAL, self.refresh_node_status)
 
@@ -194,14 +193,14 @@ class DashboardScreen(ZtuiScreen):
         self.vm_counts = Counter(self.vm_states.values())
         self._show_hosts(hosts)
         self._show_routers(routers)
-        self.summary_panel.hints = key_hints(self.ztui, first_vm=not vms)
+        self.summary_panel.hints = key_hints(self.app, self.context.views, first_vm=not vms)
         self.networks.networks = tuple(networks or ())
         self.counts.counts = dict(self.vm_counts)
         for path, data in pending:
             self.apply_event(path, data)
         if not self.history_loaded:
             await self._load_history()
-        self.event_log.events = tuple(self.ztui.recent_events)
+        self.event_log.events = tuple(self.context.recent_events)
         self._show_summary()
 
     async def _load_history(self) -> None:
@@ -215,9 +214,7 @@ class DashboardScreen(ZtuiScreen):
                 "limit": HISTORY,
             },
         )
-        from ztui.app import RecentEvent
-
-        events = self.ztui.recent_events
+        events = self.context.recent_events
         past = [RecentEvent(finished_at(r), OPERATION, r) for r in records]
         merged = sorted([*past, *events], key=lambda e: e.at)
         events.clear()
@@ -302,7 +299,7 @@ class DashboardScreen(ZtuiScreen):
     def _redraw(self) -> None:
         dirty, self._dirty = self._dirty, set()
         if "events" in dirty:
-            self.event_log.events = tuple(self.ztui.recent_events)
+            self.event_log.events = tuple(self.context.recent_events)
         if "counts" in dirty:
             self.counts.counts = dict(self.vm_counts)
         if "hosts" in dirty:

@@ -229,7 +229,7 @@ class HelpScreen(ResourceScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        if not self.ztui.connected:
+        if not self.context.connected:
             self.reload()  # the help needs no node
 
     def action_back(self) -> None:
@@ -238,7 +238,7 @@ class HelpScreen(ResourceScreen):
         if self.query_one("#filter", Input).has_class("-shown") or self.table.row_filter.active:
             self.action_clear()
             return
-        self.ztui.switch_mode(self.ztui.previous_mode)
+        self.app.switch_mode(self.context.previous_mode)
 
     async def load(self) -> None:
         self.query_one("#grammar", Static).update(grammar(self.app))

@@ -305,7 +305,7 @@ class ImagesScreen(ResourceScreen):
         return True if any(r.get("status") in verb.statuses for r in rows) else None
 
     def disabled_reason(self, action: str, parameters: tuple[object, ...]) -> str:
-        if self.ztui.read_only or action != "verb" or not parameters:
+        if self.context.read_only or action != "verb" or not parameters:
             return super().disabled_reason(action, parameters)
         return self.nothing_to(str(parameters[0]), self.table.selection())
 

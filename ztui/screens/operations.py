@@ -267,7 +267,7 @@ class OperationsScreen(ResourceScreen):
             ),
             self.api_call("GetRunningOperations"),
         )
-        live = self.ztui.operations.newest_first()
+        live = self.context.operations.newest_first()
         records = merge(finished, as_records(running), reversed(live)).values()
         for record in records:
             self._learn_name(record)
@@ -328,13 +328,13 @@ class OperationsScreen(ResourceScreen):
         if row is None:
             return
         uuid = str(row["uuid"])
-        tracker = self.ztui.operations
+        tracker = self.context.operations
         record = tracker.records.get(uuid) or {
             k: v for k, v in row.items() if k not in ("resourceName", "failedStep", SEARCH_FIELD)
         }
         tracker.follow(uuid)
-        self.ztui.dispatch_event("/operation/update", record)  # every view's panel shows it
-        hint = "" if self.ztui.trace_shown else " (t shows the panel)"
+        self.context.dispatch_event("/operation/update", record)  # every view's panel shows it
+        hint = "" if self.context.trace_shown else " (t shows the panel)"
         self.status.show_info(f"following {operation_title(record)} in the flow panel{hint}")
 
     def action_zoom(self) -> None:

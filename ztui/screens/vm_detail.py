@@ -320,7 +320,7 @@ class VmDetailScreen(ZtuiScreen):
     def _title(self) -> str:
         name = self.vm.get("name") if self.vm else None
         title = f"VM {name}" if name else "VM"
-        return f"{title} · read-only" if self.ztui.read_only else title
+        return f"{title} · read-only" if self.context.read_only else title
 
     def table_of(self, tab: str) -> ResourceTable:
         return self.query_one(f"#{tab}-table", ResourceTable)
@@ -353,7 +353,7 @@ class VmDetailScreen(ZtuiScreen):
 
     def on_screen_resume(self) -> None:
         """Back from the console: its tail shows what happened there."""
-        if self.ztui.connected and self.active_tab == "console":
+        if self.context.connected and self.active_tab == "console":
             self.read_tail()
 
     # -- loading ------------------------------------------------------------------
@@ -412,7 +412,7 @@ class VmDetailScreen(ZtuiScreen):
         tags = [{**t, "type": "system"} for t in system_tags]
         tags += [{**t, "type": "user"} for t in user_tags]
         self.table_of("tags").show(sorted(tags, key=lambda t: (t["type"], str(t.get("tag")))))
-        live = [r for r in self.ztui.operations.newest_first() if is_about(r, uuid)]
+        live = [r for r in self.context.operations.newest_first() if is_about(r, uuid)]
         records = merge(finished, as_records(running), reversed(live)).values()
         self.table_of("ops").show([self._operation_row(r) for r in records])
         self._show_counts()

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from ztui.context import RecentEvent
 from ztui.formatting import STATE_STYLES, Formatter
 from ztui.widgets.flow_chain_panel import status_style
-
-if TYPE_CHECKING:
-    from ztui.app import RecentEvent
 
 PROGRESS = "/image/download/progress"
 OPERATION = "ztui/operation-log"
