@@ -32,6 +32,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Final
 
+from contracts.base import Reply, Request
+
 TASK_STATUS: Final = "/task/status"
 """{taskUuid} -> {taskUuid, running: bool}: whether an ASYNC command called with that task
 uuid still runs here, its answer not yet delivered (served by every agent's server).  The
@@ -43,6 +45,26 @@ TASK_CANCEL: Final = "/task/cancel"
 """{taskUuid} -> {taskUuid, cancelled: bool}: cancel the ASYNC command started with the
 ``taskuuid`` header ``taskUuid`` and wait for it to end (its callback is never sent);
 ``cancelled`` is false if no such command runs."""
+
+
+class TaskStatusRsp(Reply):
+    task_uuid: str
+    running: bool
+
+
+class TaskStatusCmd(Request[TaskStatusRsp]):
+    PATH = TASK_STATUS
+    task_uuid: str
+
+
+class CancelTaskRsp(Reply):
+    task_uuid: str
+    cancelled: bool
+
+
+class CancelTaskCmd(Request[CancelTaskRsp]):
+    PATH = TASK_CANCEL
+    task_uuid: str
 
 
 def command_paths(contract: ModuleType) -> frozenset[str]:
