@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from pydantic import Field
+
 from contracts.base import Ack, Reply, Report, Request, Wire
 
 AGENT_PORT: Final = 7070
@@ -267,6 +269,11 @@ VM_STATES: Final = ("Running", "Stopped", "Paused", "Crashed", "Unknown")
 # agent does with it.
 
 
+Acceleration = Literal["kvm", "tcg"]
+"""How the host runs guests: hardware virtualisation, or QEMU's TCG (a real boot probe
+decides, never /dev/kvm's existence)."""
+
+
 class HostFactsRsp(Reply):
     host_uuid: str
     hostname: str
@@ -278,7 +285,7 @@ class HostFactsRsp(Reply):
     cpu_flags: list[str]
     total_memory: int
     """Bytes."""
-    acceleration: Literal["kvm", "tcg"]
+    acceleration: Acceleration
     hypervisor_type: str
     """``KVM`` or ``Simulator``."""
 
@@ -428,7 +435,8 @@ class DownloadImageRsp(Reply):
     format: str
     size: int
     actual_size: int
-    md5sum: str
+    md5sum: str = Field(alias="md5sum")
+    """Not ``md5Sum``: the name ZStack's agent answers with."""
 
 
 class DownloadImageCmd(Request[DownloadImageRsp]):
