@@ -82,9 +82,9 @@ interfaces that have entries (or DNS)."""
 
 REMOVE_DHCP: Final = "/removedhcp"
 """{dhcpEntryList: [DhcpEntry]} -> {}: removes the entries with those MACs or IPs
-(``ip`` and ``mac`` are required, other fields are ignored) and releases their
-leases (``dhcp_release``; the lease file is pruned as well).  Entries that do
-not exist are ignored."""
+(``ip`` and ``mac`` are required, other fields are ignored: :class:`DhcpKeyTO` sends
+only them) and releases their leases (``dhcp_release``; the lease file is pruned as
+well).  Entries that do not exist are ignored."""
 
 # -- DNS -----------------------------------------------------------------------
 SET_DNS: Final = "/setdns"
@@ -134,9 +134,14 @@ class PingCmd(Request[PingRsp]):
     PATH = PING
 
 
-class DhcpEntryTO(Wire):
+class DhcpKeyTO(Wire):
+    """What /removedhcp names an entry by (the rest of a ``DhcpEntry`` is ignored there)."""
+
     ip: str
     mac: str
+
+
+class DhcpEntryTO(DhcpKeyTO):
     netmask: str
     vr_nic_mac: str
     gateway: str = ""
@@ -154,7 +159,7 @@ class AddDhcpCmd(Request[Ack]):
 
 class RemoveDhcpCmd(Request[Ack]):
     PATH = REMOVE_DHCP
-    dhcp_entry_list: list[DhcpEntryTO]
+    dhcp_entry_list: list[DhcpKeyTO]
 
 
 class DnsInfoTO(Wire):

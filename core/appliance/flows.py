@@ -19,9 +19,11 @@ from contracts import kvm
 from contracts.names import veth_name
 from core.appliance.models import ApplianceVmVO
 from core.host.plugin import HostPlugin
+from core.kernel.db import Database
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
 from core.kernel.flow_data import FlowData
+from core.kernel.rest import AgentClient
 from core.network.l3.ipam import allocate_ip, prefix_length
 from core.network.l3.models import IpRangeVO
 from core.network.l3.nics import APPLIANCE_NIC, create_nic, delete_nics, nics_of
@@ -45,8 +47,16 @@ class ApplianceData(FlowData):
         host = self.appliance.get("hostUuid")
         return [host] if host else []
 
+    @property
+    def db(self) -> Database:
+        """The node's database (the node's ``db`` is typed optional: None until it
+        starts, and chains run only once it has)."""
+        db = self.node.db
+        assert db is not None
+        return db
 
-async def _agent(data: ApplianceData) -> Any:
+
+async def _agent(data: ApplianceData) -> AgentClient:
     return await data.node.plugin(HostPlugin).agent_of(data.appliance["hostUuid"])
 
 
@@ -74,7 +84,7 @@ class ApplianceVmRowFlow(Flow):
 
     async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
         uuid = data.appliance["uuid"]
-        await data.node.db.run(lambda s: forget_appliance(s, uuid))
+        await data.db.run(lambda s: forget_appliance(s, uuid))
 
 
 class ApplianceVmAllocateNicFlow(Flow):
@@ -114,55 +124,57 @@ class ApplianceVmAllocateNicFlow(Flow):
                     create_nic(session, **common, used_ip=used)
             return nics_by_role(session, appliance["uuid"])
 
-        data.nics = await data.node.db.run(allocate)
+        data.nics = await data.db.run(allocate)
 
     async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
         uuid = data.appliance["uuid"]
-        await data.node.db.run(lambda s: delete_nics(s, uuid))
+        await data.db.run(lambda s: delete_nics(s, uuid))
         data.nics = {}
 
 
-def _create_body(data: ApplianceData) -> dict[str, Any]:
+def _create_cmd(data: ApplianceData) -> kvm.CreateApplianceCmd:
     nics = sorted(data.nics.values(), key=lambda n: n["deviceId"])
     public = [n for n in nics if n["metaData"] != GUEST]
-    return {
-        "applianceUuid": data.appliance["uuid"],
-        "nics": [
-            {
-                "bridgeName": n["bridgeName"],
-                "mac": n["mac"],
-                "ip": n["ip"],
-                "prefixLength": prefix_length(n["netmask"]),
-                "role": "guest" if n["metaData"] == GUEST else "public",
-            }
+    return kvm.CreateApplianceCmd(
+        appliance_uuid=data.appliance["uuid"],
+        nics=[
+            kvm.ApplianceNicTO(
+                bridge_name=n["bridgeName"],
+                mac=n["mac"],
+                ip=n["ip"],
+                prefix_length=prefix_length(n["netmask"]),
+                role="guest" if n["metaData"] == GUEST else "public",
+            )
             for n in nics
         ],
-        "defaultGateway": public[0]["gateway"] if public else "",
-    }
+        default_gateway=public[0]["gateway"] if public else "",
+    )
 
 
-async def _record_agent(data: ApplianceData, answer: dict[str, Any]) -> None:
+async def _create_on_host(data: ApplianceData) -> None:
+    """APPLIANCE_CREATE (make what is missing), and where the host agent put the
+    appliance's agent written on its row."""
+    answer = await (await _agent(data)).send(_create_cmd(data), timeout=90)
     uuid = data.appliance["uuid"]
 
     def record(session: Session) -> dict[str, Any]:
         row = session.get(ApplianceVmVO, uuid)
         if row is None:
             raise operr(f"appliance {data.appliance['name']} is gone")
-        row.namespace = answer.get("namespace") or None
-        row.agent_socket_path = answer["socketPath"]
-        row.agent_token_file = answer["tokenFile"]
-        row.agent_pid = answer.get("agentPid")
+        row.namespace = answer.namespace or None
+        row.agent_socket_path = answer.socket_path
+        row.agent_token_file = answer.token_file
+        row.agent_pid = answer.agent_pid
         return row.to_inventory()
 
-    data.appliance = await data.node.db.run(record)
+    data.appliance = await data.db.run(record)
 
 
 async def destroy_on_host(data: ApplianceData) -> None:
     """The host agent ends the appliance's processes and removes its veths, namespace and
     directory; an appliance it does not have (never made, or gone already) is fine."""
-    await (await _agent(data)).call(
-        kvm.APPLIANCE_DESTROY, {"applianceUuid": data.appliance["uuid"]}, timeout=90
-    )
+    cmd = kvm.DestroyApplianceCmd(appliance_uuid=data.appliance["uuid"])
+    await (await _agent(data)).send(cmd, timeout=90)
 
 
 class ApplianceVmCreateOnHostFlow(Flow):
@@ -170,9 +182,7 @@ class ApplianceVmCreateOnHostFlow(Flow):
     appliance's agent; undone by destroying all of it (whatever part of it exists)."""
 
     async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
-        agent = await _agent(data)
-        answer = await agent.call(kvm.APPLIANCE_CREATE, _create_body(data), timeout=90)
-        await _record_agent(data, answer)
+        await _create_on_host(data)
 
     async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
         await destroy_on_host(data)
@@ -185,11 +195,8 @@ class ApplianceVmEnsureOnHostFlow(NoRollbackFlow):
 
     async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
         uuid = data.appliance["uuid"]
-        data.nics = await data.node.db.run(lambda s: nics_by_role(s, uuid))
-        answer = await (await _agent(data)).call(
-            kvm.APPLIANCE_CREATE, _create_body(data), timeout=90
-        )
-        await _record_agent(data, answer)
+        data.nics = await data.db.run(lambda s: nics_by_role(s, uuid))
+        await _create_on_host(data)
 
 
 class ApplianceVmDestroyOnHostFlow(NoRollbackFlow):
@@ -207,5 +214,5 @@ class ApplianceVmReleaseNicFlow(NoRollbackFlow):
 
     async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
         uuid = data.appliance["uuid"]
-        await data.node.db.run(lambda s: delete_nics(s, uuid))
+        await data.db.run(lambda s: delete_nics(s, uuid))
         data.nics = {}

@@ -30,6 +30,7 @@ from core.appliance.flows import forget_appliance, nics_by_role
 from core.appliance.models import ApplianceVmVO
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.host.models import HostVO
+from core.kernel.db import Database
 from core.kernel.errors import OperationError, argerr, not_found, operr
 from core.kernel.extensions import Component, Plugin
 from core.kernel.flow import checkpointer
@@ -121,6 +122,14 @@ class VirtualRouterPlugin(
             await client.close()
         self._clients.clear()
 
+    @property
+    def _db(self) -> Database:
+        """The node's database (typed optional: None until the node starts, and a plugin
+        works only once it has)."""
+        db = self.node.db
+        assert db is not None
+        return db
+
     def _lock(self, guest_l3_uuid: str) -> asyncio.Lock:
         return self._locks.setdefault(guest_l3_uuid, asyncio.Lock())
 
@@ -176,7 +185,7 @@ class VirtualRouterPlugin(
             )
             return row.to_inventory()
 
-        return await self.node.db.run(create)
+        return await self._db.run(create)
 
     @handles(DeleteVirtualRouterOffering)
     async def delete_offering(self, msg: DeleteVirtualRouterOffering) -> None:
@@ -187,7 +196,7 @@ class VirtualRouterPlugin(
             session.delete(row)
             delete_all_tags(session, [msg.uuid])
 
-        await self.node.db.run(delete)
+        await self._db.run(delete)
 
     # -- VMs ---------------------------------------------------------------------------------
 
@@ -204,7 +213,7 @@ class VirtualRouterPlugin(
                     out[uuid] = services
             return out
 
-        return await self.node.db.run(read)
+        return await self._db.run(read)
 
     async def pre_before_instantiate_vm_resource(self, spec: VmInstanceSpec) -> None:
         """An L3 network served by the virtual router needs an offering (or a router)."""
@@ -217,7 +226,7 @@ class VirtualRouterPlugin(
                 if _appliance_of(session, uuid) is None:
                     _offering_for(session, uuid)
 
-        await self.node.db.run(check)
+        await self._db.run(check)
 
     async def _served_nics(
         self, spec: VmInstanceSpec
@@ -236,36 +245,39 @@ class VirtualRouterPlugin(
                 appliance = await self._ensure(l3_uuid, spec)
                 if services.get("DHCP") == VIRTUAL_ROUTER:
                     entry = await self._entry(appliance, nic, spec)
-                    await self._client(appliance).call(
-                        vr.ADD_DHCP, {"rebuild": False, "dhcpEntryList": [entry]}
-                    )
+                    cmd = vr.AddDhcpCmd(rebuild=False, dhcp_entry_list=[entry])
+                    await self._client(appliance).send(cmd)
 
     async def pre_release_vm_resource(self, spec: VmInstanceSpec) -> None:
         for nic, l3_uuid, services in await self._served_nics(spec):
             async with self._lock(l3_uuid):
-                appliance = await self.node.db.run(lambda s, u=l3_uuid: _appliance_of(s, u))
-                if appliance is None:
-                    continue
-                # A router made for this VM goes with it when no other VM uses it, or
-                # when it was never finished (the node died in its chain, which had
-                # made the row already): no other VM could have been served by it.
-                made_here = appliance["uuid"] in spec.made_by_this_operation
-                if made_here and (
-                    appliance["state"] == "Creating"
-                    or not await self.node.db.run(
-                        lambda s, u=l3_uuid: nics_on_l3(s, u, except_vm=spec.vm_uuid)
-                    )
-                ):
-                    await self._destroy(appliance)
-                    continue
-                if services.get("DHCP") == VIRTUAL_ROUTER:
-                    entry = {"ip": nic["ip"], "mac": nic["mac"]}
-                    await self._client(appliance).call(vr.REMOVE_DHCP, {"dhcpEntryList": [entry]})
+                await self._release(spec, nic, l3_uuid, services)
+
+    async def _release(
+        self, spec: VmInstanceSpec, nic: dict[str, Any], l3_uuid: str, services: dict[str, str]
+    ) -> None:
+        """A VM's NIC leaves the router of its network (the caller holds its lock)."""
+        appliance = await self._db.run(lambda s: _appliance_of(s, l3_uuid))
+        if appliance is None:
+            return
+        # A router made for this VM goes with it when no other VM uses it, or when it was
+        # never finished (the node died in its chain, which had made the row already): no
+        # other VM could have been served by it.
+        made_here = appliance["uuid"] in spec.made_by_this_operation
+        if made_here and (
+            appliance["state"] == "Creating"
+            or not await self._db.run(lambda s: nics_on_l3(s, l3_uuid, except_vm=spec.vm_uuid))
+        ):
+            await self._destroy(appliance)
+            return
+        if services.get("DHCP") == VIRTUAL_ROUTER:
+            key = vr.DhcpKeyTO(ip=nic["ip"], mac=nic["mac"])
+            await self._client(appliance).send(vr.RemoveDhcpCmd(dhcp_entry_list=[key]))
 
     async def _entry(
         self, appliance: dict[str, Any], nic: dict[str, Any], spec: VmInstanceSpec
-    ) -> dict[str, Any]:
-        def build(session: Session) -> dict[str, Any]:
+    ) -> vr.DhcpEntryTO:
+        def build(session: Session) -> vr.DhcpEntryTO:
             guest = nics_by_role(session, appliance["uuid"])[GUEST]
             vm = {
                 "uuid": spec.vm_uuid,
@@ -274,13 +286,13 @@ class VirtualRouterPlugin(
             }
             return dhcp_entry(session, nic, vm, guest)
 
-        return await self.node.db.run(build)
+        return await self._db.run(build)
 
     # -- appliances --------------------------------------------------------------------------
 
     async def _ensure(self, l3_uuid: str, spec: VmInstanceSpec) -> dict[str, Any]:
         """The appliance serving the network (the caller holds its lock), made if missing."""
-        existing = await self.node.db.run(lambda s: _appliance_of(s, l3_uuid))
+        existing = await self._db.run(lambda s: _appliance_of(s, l3_uuid))
         if existing is not None:
             return existing
         return await self._create(l3_uuid, spec)
@@ -331,30 +343,33 @@ class VirtualRouterPlugin(
             save(session.connection())
             return row.to_inventory(), public.uuid
 
-        appliance, public_uuid = await self.node.db.run(prepare)
+        appliance, public_uuid = await self._db.run(prepare)
         data = RouterData(
             appliance=appliance,
             networks=[(public_uuid, "public"), (l3_uuid, GUEST)],
             guest_l3=l3_uuid,
         ).bind(self.node)
-        outcome = await self.node.chain(CREATE_CHAIN).start(data)
+        # FlowChain.start is typed for dict data; it runs over any chain data alike.
+        outcome = await self.node.chain(CREATE_CHAIN).start(data)  # type: ignore[arg-type]
         if not outcome.succeeded:
             # Gone already, unless the chain failed before its row flow.
-            await self.node.db.run(lambda s: forget_appliance(s, appliance["uuid"]))
+            await self._db.run(lambda s: forget_appliance(s, appliance["uuid"]))
             outcome.raise_for_error(f"cannot create the virtual router of L3 network {l3_uuid}")
         return data.appliance
 
     async def _destroy(self, appliance: dict[str, Any]) -> None:
         """The ``destroyVirtualRouter`` chain: its last flow forgets the row."""
         data = RouterData(appliance=appliance, guest_l3=appliance["guestNetworkUuid"])
-        outcome = await self.node.chain(DESTROY_CHAIN).start(data.bind(self.node))
+        chain = self.node.chain(DESTROY_CHAIN)
+        outcome = await chain.start(data.bind(self.node))  # type: ignore[arg-type]  # as above
         outcome.raise_for_error(f"cannot destroy virtual router {appliance['name']}")
 
     async def reconnect(self, appliance: dict[str, Any]) -> dict[str, Any]:
         """Make what is missing on the host, then replay DNS, DHCP and SNAT (the caller
         holds the appliance's lock): the ``reconnectVirtualRouter`` chain."""
         data = RouterData(appliance=appliance, guest_l3=appliance["guestNetworkUuid"])
-        outcome = await self.node.chain(RECONNECT_CHAIN).start(data.bind(self.node))
+        chain = self.node.chain(RECONNECT_CHAIN)
+        outcome = await chain.start(data.bind(self.node))  # type: ignore[arg-type]  # as above
         outcome.raise_for_error(f"cannot reconnect virtual router {appliance['name']}")
         return data.appliance
 
@@ -394,7 +409,7 @@ class VirtualRouterPlugin(
             session.flush()
             return old, row.to_inventory()
 
-        changed = await self.node.db.run(update)
+        changed = await self._db.run(update)
         if changed is None:
             return None
         old, inventory = changed
@@ -413,7 +428,7 @@ class VirtualRouterPlugin(
     # -- ping tracker ----------------------------------------------------------------------
 
     async def ping_all(self) -> None:
-        appliances = await self.node.db.run(
+        appliances = await self._db.run(
             lambda s: [
                 a.to_inventory()
                 for a in s.scalars(
@@ -429,21 +444,21 @@ class VirtualRouterPlugin(
     async def _ping(self, appliance: dict[str, Any]) -> None:
         reason = None
         try:
-            answer = await self._client(appliance).call(vr.PING, {}, timeout=10)
+            answer = await self._client(appliance).send(vr.PingCmd(), timeout=10)
         except OperationError as exc:
             reason = f"its agent does not answer ({exc.error.description})"
         else:
-            if answer.get("uuid") != appliance["uuid"]:
+            if answer.uuid != appliance["uuid"]:
                 reason = "its agent restarted (the signature is gone)"
-            elif answer.get("repaired"):
+            elif answer.repaired:
                 log.info(
                     "virtual router %s repaired itself: %s",
                     appliance["name"],
-                    "; ".join(answer["repaired"]),
+                    "; ".join(answer.repaired),
                 )
                 self.node.events.publish(
                     REPAIRED_EVENT,
-                    {"applianceVmUuid": appliance["uuid"], "repaired": answer["repaired"]},
+                    {"applianceVmUuid": appliance["uuid"], "repaired": answer.repaired},
                 )
         if reason is None:
             if appliance["status"] != "Connected":
@@ -454,7 +469,7 @@ class VirtualRouterPlugin(
             return  # an operation on it is running; the next round looks again
         async with lock:
             log.warning("virtual router %s: %s; reconnecting", appliance["name"], reason)
-            current = await self.node.db.run(lambda s: _inventory(s, appliance["uuid"]))
+            current = await self._db.run(lambda s: _inventory(s, appliance["uuid"]))
             if current is None or current["state"] != "Running":
                 return
             try:
@@ -479,7 +494,7 @@ class VirtualRouterPlugin(
             await self._destroy(appliance)
 
     async def _load(self, uuid: str) -> dict[str, Any]:
-        appliance = await self.node.db.run(lambda s: _inventory(s, uuid))
+        appliance = await self._db.run(lambda s: _inventory(s, uuid))
         if appliance is None:
             raise not_found(ApplianceVmVO.resource_type, uuid)
         return appliance
@@ -504,7 +519,7 @@ class VirtualRouterPlugin(
             )
             return offerings, routers
 
-        offerings, routers = await self.node.db.run(users)
+        offerings, routers = await self._db.run(users)
         if routers:
             raise operr(
                 f"L3 network {l3['name']} is the public network of virtual router(s) "
@@ -516,7 +531,7 @@ class VirtualRouterPlugin(
                 f"offering(s) {', '.join(offerings)}; delete them first"
             )
         async with self._lock(l3["uuid"]):
-            appliance = await self.node.db.run(lambda s: _appliance_of(s, l3["uuid"]))
+            appliance = await self._db.run(lambda s: _appliance_of(s, l3["uuid"]))
             if appliance is not None:
                 await self._destroy(appliance)
 
