@@ -70,7 +70,7 @@ class CancelTaskCmd(Request[CancelTaskRsp]):
 def command_paths(contract: ModuleType) -> frozenset[str]:
     """The command paths an agent's contract module declares: its upper-case ``/…``
     constants, less its ``NOT_COMMANDS`` (reports, streams)."""
-    skip = getattr(contract, "NOT_COMMANDS", frozenset())
+    skip: frozenset[str] = getattr(contract, "NOT_COMMANDS", frozenset())
     return frozenset(
         value
         for name, value in vars(contract).items()

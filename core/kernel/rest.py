@@ -78,7 +78,7 @@ class RestFacade:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server
-        if self.port == 0 and server is not None and server.sockets:
+        if self.port == 0 and isinstance(server, asyncio.Server) and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
