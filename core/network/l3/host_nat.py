@@ -8,6 +8,10 @@ contracts.kvm.HOSTNAT_SET).  The entries are set when the L3 network gets its
 IP range and on every host connect, and removed with the range or the network.
 """
 
+# mypy: disable-error-code="union-attr"
+# (ManagementNode.db is typed Database | None, None only before start and after stop:
+# every node.db here runs on a started node.)
+
 from __future__ import annotations
 
 import logging
@@ -76,7 +80,7 @@ def is_host_nat(session: Session, l3_uuid: str) -> bool:
 async def set_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
     hosts = node.plugin(HostPlugin)
     for host_uuid, body in entries:
-        await (await hosts.agent_of(host_uuid)).call(kvm.HOSTNAT_SET, body)
+        await (await hosts.agent_of(host_uuid)).send(kvm.SetHostNatCmd.model_validate(body))
 
 
 async def remove_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
@@ -85,7 +89,8 @@ async def remove_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) 
     hosts = node.plugin(HostPlugin)
     for host_uuid, body in entries:
         try:
-            await (await hosts.agent_of(host_uuid)).call(kvm.HOSTNAT_REMOVE, body)
+            cmd = kvm.RemoveHostNatCmd.model_validate(body)
+            await (await hosts.agent_of(host_uuid)).send(cmd)
         except Exception as exc:
             log.warning("cannot remove host NAT %s on host %s: %s", body, host_uuid, exc)
 
