@@ -349,11 +349,14 @@ class StartVmCmd(Request[VmStateRsp]):
     timeout: float = 60.0
 
 
+StopType = Literal["grace", "cold", "force"]
+
+
 class StopVmCmd(Request[VmStateRsp]):
     PATH = VM_STOP
     ASYNC = True
     vm_uuid: str
-    type: Literal["grace", "cold", "force"] = "grace"
+    type: StopType = "grace"
     timeout: float = 60.0
 
 

@@ -19,7 +19,6 @@ from contracts import kvm
 from contracts.names import veth_name
 from core.appliance.models import ApplianceVmVO
 from core.host.plugin import HostPlugin
-from core.kernel.db import Database
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
 from core.kernel.flow_data import FlowData
@@ -46,14 +45,6 @@ class ApplianceData(FlowData):
     def hosts(self) -> list[str]:
         host = self.appliance.get("hostUuid")
         return [host] if host else []
-
-    @property
-    def db(self) -> Database:
-        """The node's database (the node's ``db`` is typed optional: None until it
-        starts, and chains run only once it has)."""
-        db = self.node.db
-        assert db is not None
-        return db
 
 
 async def _agent(data: ApplianceData) -> AgentClient:
@@ -84,7 +75,7 @@ class ApplianceVmRowFlow(Flow):
 
     async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
         uuid = data.appliance["uuid"]
-        await data.db.run(lambda s: forget_appliance(s, uuid))
+        await data.node.db.run(lambda s: forget_appliance(s, uuid))
 
 
 class ApplianceVmAllocateNicFlow(Flow):
@@ -124,11 +115,11 @@ class ApplianceVmAllocateNicFlow(Flow):
                     create_nic(session, **common, used_ip=used)
             return nics_by_role(session, appliance["uuid"])
 
-        data.nics = await data.db.run(allocate)
+        data.nics = await data.node.db.run(allocate)
 
     async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
         uuid = data.appliance["uuid"]
-        await data.db.run(lambda s: delete_nics(s, uuid))
+        await data.node.db.run(lambda s: delete_nics(s, uuid))
         data.nics = {}
 
 
@@ -167,7 +158,7 @@ async def _create_on_host(data: ApplianceData) -> None:
         row.agent_pid = answer.agent_pid
         return row.to_inventory()
 
-    data.appliance = await data.db.run(record)
+    data.appliance = await data.node.db.run(record)
 
 
 async def destroy_on_host(data: ApplianceData) -> None:
@@ -195,7 +186,7 @@ class ApplianceVmEnsureOnHostFlow(NoRollbackFlow):
 
     async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
         uuid = data.appliance["uuid"]
-        data.nics = await data.db.run(lambda s: nics_by_role(s, uuid))
+        data.nics = await data.node.db.run(lambda s: nics_by_role(s, uuid))
         await _create_on_host(data)
 
 
@@ -214,5 +205,5 @@ class ApplianceVmReleaseNicFlow(NoRollbackFlow):
 
     async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
         uuid = data.appliance["uuid"]
-        await data.db.run(lambda s: delete_nics(s, uuid))
+        await data.node.db.run(lambda s: delete_nics(s, uuid))
         data.nics = {}

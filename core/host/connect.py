@@ -15,10 +15,6 @@ must be of the same kind; one with a rollback would be rolled back at the next s
 *after* that reconnect redid it.
 """
 
-# mypy: disable-error-code="union-attr"
-# (ManagementNode.db is typed Database | None, None only before start and after stop:
-# every node.db here runs on a started node.)
-
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
@@ -92,7 +88,7 @@ class HostConnectExtensionPointFlow(NoRollbackFlow):
             data.new_host,
         )
         # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
-        for ext in node.registry.extensions(KVMHostConnectExtensionPoint):  # type: ignore[type-abstract]
+        for ext in node.registry.extensions(KVMHostConnectExtensionPoint):
             await ext.kvm_host_connected(context)
 
 

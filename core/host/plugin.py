@@ -16,10 +16,6 @@ connects.  API calls that may change something wait (bounded) for hosts that
 are connecting, so a call right after a restart does not find no host.
 """
 
-# mypy: disable-error-code="union-attr"
-# (ManagementNode.db is typed Database | None, None only before start and after stop:
-# every node.db here runs on a started node.)
-
 from __future__ import annotations
 
 import asyncio

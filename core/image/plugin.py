@@ -17,10 +17,6 @@ periodic expunger of Delay images (after ``image.expungePeriod``) is not there
 yet.
 """
 
-# mypy: disable-error-code="union-attr"
-# (ManagementNode.db is typed Database | None, None only before start and after stop:
-# every node.db here runs on a started node.)
-
 from __future__ import annotations
 
 import asyncio

@@ -42,7 +42,7 @@ from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import UPDATE_EVENT, GlobalConfigPlugin
 from core.host.models import HostVO
 from core.host.plugin import HostPlugin
-from core.kernel.db import Database, utcnow
+from core.kernel.db import utcnow
 from core.kernel.errors import operr
 from core.kernel.extensions import Component, Plugin
 from core.kernel.flow import NoRollbackFlow
@@ -116,7 +116,7 @@ class ReconcileRemoveOrphansFlow(_RunFlow):
     async def run(self, data: dict[str, Any]) -> None:
         run, plugin = self.state, self.plugin
         # Read ownership again: a row may have come since the comparison.
-        owners = await plugin.db.run(lambda s: load_owners(s, run.host_uuid))
+        owners = await plugin.node.db.run(lambda s: load_owners(s, run.host_uuid))
         failed = []
         order = {kind: i for i, kind in enumerate(kvm.LAB_OBJECT_KINDS)}
         for orphan in sorted(run.due, key=lambda o: order.get(o.kind, len(order))):
@@ -155,7 +155,9 @@ class RemoveOrphanFlow(NoRollbackFlow):
         answer = await agent.send(cmd, timeout=REMOVE_TIMEOUT)
         if answer.failures:
             raise operr(f"cannot remove {self.what}", answer.failures[0].error)
-        await plugin.db.run(lambda s: tracking.forget(s, run.host_uuid, orphan.kind, orphan.name))
+        await plugin.node.db.run(
+            lambda s: tracking.forget(s, run.host_uuid, orphan.kind, orphan.name)
+        )
         if answer.removed:
             run.removed.append(orphan)
             log.warning("removed the orphan %s on host %s", self.what, run.host_uuid)
@@ -178,14 +180,6 @@ class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
-
-    @property
-    def db(self) -> Database:
-        """The node's database (typed optional: None until the node starts, and the
-        reconciler runs only once it has)."""
-        db = self.node.db
-        assert db is not None
-        return db
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -239,7 +233,7 @@ class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
             tracking.forget_gone_hosts(session)
             return list(session.scalars(select(HostVO.uuid).where(HostVO.status == "Connected")))
 
-        hosts = await self.db.run(connected)
+        hosts = await self.node.db.run(connected)
         runs = {}
         for host_uuid in hosts:
             runs[host_uuid] = await self.reconcile_host(host_uuid)
@@ -269,7 +263,7 @@ class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
 
     async def _compare(self, run: HostRun) -> None:
         """List the host's objects of this lab; record the orphans among them."""
-        db = self.db
+        db = self.node.db
         run.paths = await db.run(lambda s: storage_paths(s, run.host_uuid))
         agent = await self.node.plugin(HostPlugin).agent_of(run.host_uuid)
         cmd = kvm.LabInventoryCmd(storage_paths=run.paths)

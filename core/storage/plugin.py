@@ -4,10 +4,6 @@ The core never touches the directories itself: the agent of a Connected host
 on this machine in the storage's zone makes them and measures them.
 """
 
-# mypy: disable-error-code="union-attr"
-# (ManagementNode.db is typed Database | None, None only before start and after stop:
-# every node.db here runs on a started node.)
-
 from __future__ import annotations
 
 from typing import Any

@@ -125,7 +125,7 @@ async def _state(data: RouterData) -> tuple[dict[str, str], dict[str, dict[str, 
     def read(session: Session) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
         return services_of(session, l3), nics_by_role(session, uuid)
 
-    return await data.db.run(read)
+    return await data.node.db.run(read)
 
 
 def _ours(services: dict[str, str], service_type: str) -> bool:
@@ -139,7 +139,7 @@ class VirtualRouterSyncDnsOnStartFlow(NoRollbackFlow):
         services, nics = await _state(data)
         dns: list[vr.DnsInfoTO] = []
         if _ours(services, "DNS"):
-            dns = await data.db.run(lambda s: dns_infos(s, data.guest_l3, nics[GUEST]))
+            dns = await data.node.db.run(lambda s: dns_infos(s, data.guest_l3, nics[GUEST]))
         await data.client().send(vr.SetDnsCmd(dns=dns))
 
 
@@ -150,7 +150,9 @@ class VirtualRouterSyncDHCPOnStartFlow(NoRollbackFlow):
         services, nics = await _state(data)
         entries: list[vr.DhcpEntryTO] = []
         if _ours(services, "DHCP"):
-            entries = await data.db.run(lambda s: all_dhcp_entries(s, data.guest_l3, nics[GUEST]))
+            entries = await data.node.db.run(
+                lambda s: all_dhcp_entries(s, data.guest_l3, nics[GUEST])
+            )
         await data.client().send(vr.AddDhcpCmd(rebuild=True, dhcp_entry_list=entries), timeout=60)
 
 
@@ -223,7 +225,7 @@ class VirtualRouterForgetFlow(NoRollbackFlow):
 
         uuid = data.appliance["uuid"]
         await _plugin(data).drop_client(uuid)
-        if await data.db.run(lambda s: forget_appliance(s, uuid)):
+        if await data.node.db.run(lambda s: forget_appliance(s, uuid)):
             data.node.events.publish(
                 STATUS_EVENT,
                 {

@@ -30,7 +30,6 @@ from core.appliance.flows import forget_appliance, nics_by_role
 from core.appliance.models import ApplianceVmVO
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.host.models import HostVO
-from core.kernel.db import Database
 from core.kernel.errors import OperationError, argerr, not_found, operr
 from core.kernel.extensions import Component, Plugin
 from core.kernel.flow import checkpointer
@@ -122,14 +121,6 @@ class VirtualRouterPlugin(
             await client.close()
         self._clients.clear()
 
-    @property
-    def _db(self) -> Database:
-        """The node's database (typed optional: None until the node starts, and a plugin
-        works only once it has)."""
-        db = self.node.db
-        assert db is not None
-        return db
-
     def _lock(self, guest_l3_uuid: str) -> asyncio.Lock:
         return self._locks.setdefault(guest_l3_uuid, asyncio.Lock())
 
@@ -185,7 +176,7 @@ class VirtualRouterPlugin(
             )
             return row.to_inventory()
 
-        return await self._db.run(create)
+        return await self.node.db.run(create)
 
     @handles(DeleteVirtualRouterOffering)
     async def delete_offering(self, msg: DeleteVirtualRouterOffering) -> None:
@@ -196,7 +187,7 @@ class VirtualRouterPlugin(
             session.delete(row)
             delete_all_tags(session, [msg.uuid])
 
-        await self._db.run(delete)
+        await self.node.db.run(delete)
 
     # -- VMs ---------------------------------------------------------------------------------
 
@@ -213,7 +204,7 @@ class VirtualRouterPlugin(
                     out[uuid] = services
             return out
 
-        return await self._db.run(read)
+        return await self.node.db.run(read)
 
     async def pre_before_instantiate_vm_resource(self, spec: VmInstanceSpec) -> None:
         """An L3 network served by the virtual router needs an offering (or a router)."""
@@ -226,7 +217,7 @@ class VirtualRouterPlugin(
                 if _appliance_of(session, uuid) is None:
                     _offering_for(session, uuid)
 
-        await self._db.run(check)
+        await self.node.db.run(check)
 
     async def _served_nics(
         self, spec: VmInstanceSpec
@@ -257,7 +248,7 @@ class VirtualRouterPlugin(
         self, spec: VmInstanceSpec, nic: dict[str, Any], l3_uuid: str, services: dict[str, str]
     ) -> None:
         """A VM's NIC leaves the router of its network (the caller holds its lock)."""
-        appliance = await self._db.run(lambda s: _appliance_of(s, l3_uuid))
+        appliance = await self.node.db.run(lambda s: _appliance_of(s, l3_uuid))
         if appliance is None:
             return
         # A router made for this VM goes with it when no other VM uses it, or when it was
@@ -266,7 +257,7 @@ class VirtualRouterPlugin(
         made_here = appliance["uuid"] in spec.made_by_this_operation
         if made_here and (
             appliance["state"] == "Creating"
-            or not await self._db.run(lambda s: nics_on_l3(s, l3_uuid, except_vm=spec.vm_uuid))
+            or not await self.node.db.run(lambda s: nics_on_l3(s, l3_uuid, except_vm=spec.vm_uuid))
         ):
             await self._destroy(appliance)
             return
@@ -286,13 +277,13 @@ class VirtualRouterPlugin(
             }
             return dhcp_entry(session, nic, vm, guest)
 
-        return await self._db.run(build)
+        return await self.node.db.run(build)
 
     # -- appliances --------------------------------------------------------------------------
 
     async def _ensure(self, l3_uuid: str, spec: VmInstanceSpec) -> dict[str, Any]:
         """The appliance serving the network (the caller holds its lock), made if missing."""
-        existing = await self._db.run(lambda s: _appliance_of(s, l3_uuid))
+        existing = await self.node.db.run(lambda s: _appliance_of(s, l3_uuid))
         if existing is not None:
             return existing
         return await self._create(l3_uuid, spec)
@@ -343,7 +334,7 @@ class VirtualRouterPlugin(
             save(session.connection())
             return row.to_inventory(), public.uuid
 
-        appliance, public_uuid = await self._db.run(prepare)
+        appliance, public_uuid = await self.node.db.run(prepare)
         data = RouterData(
             appliance=appliance,
             networks=[(public_uuid, "public"), (l3_uuid, GUEST)],
@@ -353,7 +344,7 @@ class VirtualRouterPlugin(
         outcome = await self.node.chain(CREATE_CHAIN).start(data)  # type: ignore[arg-type]
         if not outcome.succeeded:
             # Gone already, unless the chain failed before its row flow.
-            await self._db.run(lambda s: forget_appliance(s, appliance["uuid"]))
+            await self.node.db.run(lambda s: forget_appliance(s, appliance["uuid"]))
             outcome.raise_for_error(f"cannot create the virtual router of L3 network {l3_uuid}")
         return data.appliance
 
@@ -409,7 +400,7 @@ class VirtualRouterPlugin(
             session.flush()
             return old, row.to_inventory()
 
-        changed = await self._db.run(update)
+        changed = await self.node.db.run(update)
         if changed is None:
             return None
         old, inventory = changed
@@ -428,7 +419,7 @@ class VirtualRouterPlugin(
     # -- ping tracker ----------------------------------------------------------------------
 
     async def ping_all(self) -> None:
-        appliances = await self._db.run(
+        appliances = await self.node.db.run(
             lambda s: [
                 a.to_inventory()
                 for a in s.scalars(
@@ -469,7 +460,7 @@ class VirtualRouterPlugin(
             return  # an operation on it is running; the next round looks again
         async with lock:
             log.warning("virtual router %s: %s; reconnecting", appliance["name"], reason)
-            current = await self._db.run(lambda s: _inventory(s, appliance["uuid"]))
+            current = await self.node.db.run(lambda s: _inventory(s, appliance["uuid"]))
             if current is None or current["state"] != "Running":
                 return
             try:
@@ -494,7 +485,7 @@ class VirtualRouterPlugin(
             await self._destroy(appliance)
 
     async def _load(self, uuid: str) -> dict[str, Any]:
-        appliance = await self._db.run(lambda s: _inventory(s, uuid))
+        appliance = await self.node.db.run(lambda s: _inventory(s, uuid))
         if appliance is None:
             raise not_found(ApplianceVmVO.resource_type, uuid)
         return appliance
@@ -519,7 +510,7 @@ class VirtualRouterPlugin(
             )
             return offerings, routers
 
-        offerings, routers = await self._db.run(users)
+        offerings, routers = await self.node.db.run(users)
         if routers:
             raise operr(
                 f"L3 network {l3['name']} is the public network of virtual router(s) "
@@ -531,7 +522,7 @@ class VirtualRouterPlugin(
                 f"offering(s) {', '.join(offerings)}; delete them first"
             )
         async with self._lock(l3["uuid"]):
-            appliance = await self._db.run(lambda s: _appliance_of(s, l3["uuid"]))
+            appliance = await self.node.db.run(lambda s: _appliance_of(s, l3["uuid"]))
             if appliance is not None:
                 await self._destroy(appliance)
 

@@ -12,10 +12,6 @@ wrote down in the same transaction as its change (``checkpointer``), and undoing
 is harmless.
 """
 
-# mypy: disable-error-code="union-attr"
-# (ManagementNode.db is typed Database | None, None only before start and after stop:
-# every node.db here runs on a started node.)
-
 from __future__ import annotations
 
 import asyncio

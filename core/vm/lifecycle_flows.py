@@ -13,10 +13,6 @@ is no way back, so recovery runs them on; their steps are idempotent, and what i
 (capacity given back) is written down with its change.
 """
 
-# mypy: disable-error-code="union-attr"
-# (ManagementNode.db is typed Database | None, None only before start and after stop:
-# every node.db here runs on a started node.)
-
 from __future__ import annotations
 
 import logging
@@ -66,7 +62,7 @@ class VmOperationData(FlowData):
     """Start: ``{uuid}`` of the host capacity is reserved on."""
     capacity_returned: bool = False
     """Stop, destroy: the VM's CPU and memory went back to its host."""
-    stop_type: str = "grace"
+    stop_type: kvm.StopType = "grace"
     stop_timeout: int = 60
 
     def hosts(self) -> list[str]:
@@ -274,7 +270,7 @@ class VmReleaseResourceFlow(NoRollbackFlow):
     async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         spec = await spec_of(data)
         # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
-        for ext in reversed(data.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):  # type: ignore[type-abstract]
+        for ext in reversed(data.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):
             try:
                 await ext.pre_release_vm_resource(spec)
             except Exception as exc:

@@ -9,10 +9,6 @@ its capacity goes back to its host.  Reports about a VM with an operation in
 flight are ignored: the operation sets the state it ends in.
 """
 
-# mypy: disable-error-code="union-attr"
-# (ManagementNode.db is typed Database | None, None only before start and after stop:
-# every node.db here runs on a started node.)
-
 from __future__ import annotations
 
 import logging
@@ -263,7 +259,7 @@ class VmPlugin(
         stopped outside the project.  A failure is logged: the VM is off already."""
         spec = await spec_from_row(self.node, vm)
         # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
-        for ext in reversed(self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):  # type: ignore[type-abstract]
+        for ext in reversed(self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):
             try:
                 await ext.pre_release_vm_resource(spec)
             except Exception as exc:
@@ -274,7 +270,7 @@ class VmPlugin(
         spec = await spec_from_row(self.node, vm)
         spec.dest_host_uuid = vm["hostUuid"]
         # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
-        for ext in self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint):  # type: ignore[type-abstract]
+        for ext in self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint):
             try:
                 await ext.pre_instantiate_vm_resource(spec)
             except Exception as exc:
@@ -411,7 +407,9 @@ class VmPlugin(
         vm = await self._load(msg.uuid, "start")
         return await self._operate(vm, "startVm", "starting", "running")
 
-    async def _stop(self, vm: dict[str, Any], stop_type: str, timeout: int) -> dict[str, Any]:
+    async def _stop(
+        self, vm: dict[str, Any], stop_type: kvm.StopType, timeout: int
+    ) -> dict[str, Any]:
         return await self._operate(
             vm, "stopVm", "stopping", "stopped", stop_type=stop_type, stop_timeout=timeout
         )
@@ -421,7 +419,8 @@ class VmPlugin(
         vm = await self._load(msg.uuid, "stop")
         if vm["state"] == st.STOPPED:
             return vm
-        return await self._stop(vm, msg.type, msg.stop_timeout)
+        # msg.type is one of the param's valid values, checked by the bus.
+        return await self._stop(vm, cast(kvm.StopType, msg.type), msg.stop_timeout)
 
     @handles(RebootVmInstance)
     async def reboot(self, msg: RebootVmInstance) -> dict[str, Any]:

@@ -8,10 +8,6 @@ contracts.kvm.HOSTNAT_SET).  The entries are set when the L3 network gets its
 IP range and on every host connect, and removed with the range or the network.
 """
 
-# mypy: disable-error-code="union-attr"
-# (ManagementNode.db is typed Database | None, None only before start and after stop:
-# every node.db here runs on a started node.)
-
 from __future__ import annotations
 
 import logging

@@ -1,9 +1,5 @@
 """The L3 network service: IP networks on L2 networks, their ranges, DNS and IPAM."""
 
-# mypy: disable-error-code="union-attr"
-# (ManagementNode.db is typed Database | None, None only before start and after stop:
-# every node.db here runs on a started node.)
-
 from __future__ import annotations
 
 import ipaddress
@@ -110,7 +106,7 @@ class L3NetworkPlugin(Plugin, Service, SystemTagProvider, FlowChainContributor):
 
         l3 = await self.node.db.run(check)
         # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
-        for ext in self.node.registry.extensions(L3NetworkDeletionExtensionPoint):  # type: ignore[type-abstract]
+        for ext in self.node.registry.extensions(L3NetworkDeletionExtensionPoint):
             await ext.before_delete_l3_network(l3)
         host_nat = await self.node.db.run(lambda s: host_nat_entries(s, l3_uuid=l3["uuid"]))
 
