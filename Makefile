@@ -39,6 +39,7 @@ install-service: $(STAMP)
 
 test: $(STAMP) services
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	ZSL_NO_SKIPS=1 $(VENV)/bin/pytest --durations=25
 
 # Flow engine first (no services needed), then the VM benchmarks on simulator hosts and
@@ -66,6 +67,7 @@ bench-zcli: $(STAMP) services
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 system-deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \

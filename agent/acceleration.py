@@ -25,6 +25,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
+
+from contracts.kvm import Acceleration
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +160,7 @@ async def boot(
 
 @dataclass(frozen=True)
 class ProbeResult:
-    acceleration: str  # "kvm" | "tcg"
+    acceleration: Acceleration
     reason: str
     seconds: float
 
@@ -195,7 +198,7 @@ class AccelerationProbe:
             acceleration, reason = await self._race(sectors["kvm"], sectors["tcg"])
         return ProbeResult(acceleration, reason, time.monotonic() - started)
 
-    async def _race(self, kvm_sector: Path, tcg_sector: Path) -> tuple[str, str]:
+    async def _race(self, kvm_sector: Path, tcg_sector: Path) -> tuple[Acceleration, str]:
         kvm_output = bytearray()
         kvm = asyncio.create_task(
             boot("kvm", kvm_sector, self.timeout, self.qemu_binary, kvm_output)
@@ -236,4 +239,4 @@ class FixedAcceleration(AccelerationProbe):
         if acceleration not in ("kvm", "tcg"):
             raise ValueError(f"acceleration must be kvm or tcg, got {acceleration!r}")
         super().__init__()
-        self._result = ProbeResult(acceleration, "set by the operator", 0.0)
+        self._result = ProbeResult(cast(Acceleration, acceleration), "set by the operator", 0.0)

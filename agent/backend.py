@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from agent.console import ConsoleStream, OpenConsoles
 from agent.network.base import NetworkDriver
 from agentkit.errors import AgentError
-from contracts.kvm import DEFAULT_STALL_TIMEOUT, DOMAIN_PREFIX
+from contracts.kvm import DEFAULT_STALL_TIMEOUT, DOMAIN_PREFIX, Acceleration
 
 if TYPE_CHECKING:
     from agent.lab_inventory import HostObject, Removal
@@ -73,7 +73,7 @@ class HostFacts:
     cpu_model_name: str
     cpu_flags: tuple[str, ...]
     total_memory: int
-    acceleration: str
+    acceleration: Acceleration
     hypervisor_type: str
 
 

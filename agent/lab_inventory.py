@@ -49,7 +49,7 @@ from agent.network.appliance import NETNS_DIR, namespace_pids, remove_namespace
 from agent.network.processes import SHORT_SOCKET_DIR, ProcessTable, terminate
 from agentkit.errors import AgentError
 from agentkit.procs import cmdline
-from contracts.kvm import DOMAIN_PREFIX, LAB_OBJECT_KINDS
+from contracts.kvm import DOMAIN_PREFIX, LAB_OBJECT_KINDS, HostObjectTO
 from contracts.names import (
     DNSMASQ_RUN_DIR,
     NAMESPACE_PREFIX,
@@ -100,8 +100,8 @@ class HostObject:
     ref: str = ""
     detail: str = ""
 
-    def to_json(self) -> dict[str, str]:
-        return {"kind": self.kind, "name": self.name, "ref": self.ref, "detail": self.detail}
+    def to_contract(self) -> HostObjectTO:
+        return HostObjectTO(kind=self.kind, name=self.name, ref=self.ref, detail=self.detail)
 
 
 def is_under(text: str, root: Path) -> bool:

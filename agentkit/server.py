@@ -33,7 +33,8 @@ from agentkit.auth import bearer_matches
 from agentkit.bounded_json import BadJsonBody, read_object
 from agentkit.errors import AgentError, ArgumentError
 from agentkit.fault import Fault
-from contracts.envelope import TASK_CANCEL, TASK_STATUS
+from contracts.base import Reply
+from contracts.envelope import TASK_CANCEL, TASK_STATUS, CancelTaskRsp, TaskStatusRsp
 
 log = logging.getLogger(__name__)
 CANCEL_WAIT = 5.0
@@ -46,7 +47,8 @@ class CommandContext:
     """The ``taskuuid`` header of an asynchronous call ("" for a synchronous one)."""
 
 
-Handler = Callable[[dict[str, Any], CommandContext], Awaitable[dict[str, Any]]]
+Handler = Callable[[dict[str, Any], CommandContext], Awaitable[Reply | dict[str, Any]]]
+"""A command: its JSON body -> its reply (a contract's model, or the fields as a dict)."""
 SendCallback = Callable[[str, str, dict[str, Any]], Awaitable[bool]]
 """``(callback url, task uuid, answer)``: deliver an async command's answer."""
 StreamHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -173,10 +175,10 @@ class AgentServer:
         return list(self._tasks)
 
     # -- requests --------------------------------------------------------------
-    async def _task_status(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def _task_status(self, body: dict[str, Any], _ctx: CommandContext) -> TaskStatusRsp:
         """TASK_STATUS: whether an async command still runs here."""
         task_uuid = _task_uuid(body)
-        return {"taskUuid": task_uuid, "running": task_uuid in self._tasks}
+        return TaskStatusRsp(task_uuid=task_uuid, running=task_uuid in self._tasks)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if not bearer_matches(request.headers.get("Authorization", ""), self.token):
@@ -216,18 +218,18 @@ class AgentServer:
             task.add_done_callback(lambda _t: self._tasks.pop(task_uuid, None))
         return _reply(200, "")
 
-    async def _cancel_task(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def _cancel_task(self, body: dict[str, Any], _ctx: CommandContext) -> CancelTaskRsp:
         """TASK_CANCEL: cancel a running async command and wait for it to end."""
         task_uuid = _task_uuid(body)
         task = self._tasks.get(task_uuid)
         if task is None:
-            return {"taskUuid": task_uuid, "cancelled": False}
+            return CancelTaskRsp(task_uuid=task_uuid, cancelled=False)
         log.info("task %s: cancelled by the caller", task_uuid)
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=CANCEL_WAIT)
         if not done:
             log.warning("task %s: still ending %gs after it was cancelled", task_uuid, CANCEL_WAIT)
-        return {"taskUuid": task_uuid, "cancelled": True}
+        return CancelTaskRsp(task_uuid=task_uuid, cancelled=True)
 
     async def _run_async(
         self, path: str, command: Command, body: dict[str, Any], task_uuid: str, callback_url: str
@@ -258,6 +260,8 @@ class AgentServer:
             log.exception("%s failed unexpectedly", path)
             return {"success": False, "error": f"{path} failed: {type(exc).__name__}: {exc}"}
         log.info("%s done in %.2fs", path, time.monotonic() - started)
+        if isinstance(fields, Reply):
+            fields = fields.to_json()
         return {"success": True, "error": "", **fields}
 
 

@@ -32,6 +32,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Final
 
+from contracts.base import Reply, Request
+
 TASK_STATUS: Final = "/task/status"
 """{taskUuid} -> {taskUuid, running: bool}: whether an ASYNC command called with that task
 uuid still runs here, its answer not yet delivered (served by every agent's server).  The
@@ -45,10 +47,30 @@ TASK_CANCEL: Final = "/task/cancel"
 ``cancelled`` is false if no such command runs."""
 
 
+class TaskStatusRsp(Reply):
+    task_uuid: str
+    running: bool
+
+
+class TaskStatusCmd(Request[TaskStatusRsp]):
+    PATH = TASK_STATUS
+    task_uuid: str
+
+
+class CancelTaskRsp(Reply):
+    task_uuid: str
+    cancelled: bool
+
+
+class CancelTaskCmd(Request[CancelTaskRsp]):
+    PATH = TASK_CANCEL
+    task_uuid: str
+
+
 def command_paths(contract: ModuleType) -> frozenset[str]:
     """The command paths an agent's contract module declares: its upper-case ``/…``
     constants, less its ``NOT_COMMANDS`` (reports, streams)."""
-    skip = getattr(contract, "NOT_COMMANDS", frozenset())
+    skip: frozenset[str] = getattr(contract, "NOT_COMMANDS", frozenset())
     return frozenset(
         value
         for name, value in vars(contract).items()

@@ -18,7 +18,11 @@ Field names are ZStack's camelCase.  States are ZStack's: ``Running``,
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
+
+from pydantic import Field
+
+from contracts.base import Ack, Reply, Report, Request, Wire
 
 AGENT_PORT: Final = 7070
 TOKEN_FILE: Final = "agent.token"
@@ -258,3 +262,365 @@ NOT_COMMANDS: Final = frozenset({REPORT_VM_STATE, REPORT_PROGRESS, VM_CONSOLE_ST
 console is a websocket."""
 
 VM_STATES: Final = ("Running", "Stopped", "Paused", "Crashed", "Unknown")
+
+
+# -- typed commands, in the order above ---------------------------------------------
+# Each is ZStack's ``<Verb><Noun>Cmd`` and its ``…Rsp``; the prose above says what the
+# agent does with it.
+
+
+Acceleration = Literal["kvm", "tcg"]
+"""How the host runs guests: hardware virtualisation, or QEMU's TCG (a real boot probe
+decides, never /dev/kvm's existence)."""
+
+
+class HostFactsRsp(Reply):
+    host_uuid: str
+    hostname: str
+    libvirt_version: str
+    qemu_img_version: str
+    cpu_num: int
+    cpu_sockets: int
+    cpu_model_name: str
+    cpu_flags: list[str]
+    total_memory: int
+    """Bytes."""
+    acceleration: Acceleration
+    hypervisor_type: str
+    """``KVM`` or ``Simulator``."""
+
+
+class ConnectCmd(Request[HostFactsRsp]):
+    PATH = HOST_CONNECT
+    host_uuid: str
+    report_url: str = ""
+
+
+class PingRsp(Reply):
+    host_uuid: str
+    """"" after an agent restart: it was not connected since."""
+
+
+class PingCmd(Request[PingRsp]):
+    PATH = HOST_PING
+    host_uuid: str = ""
+
+
+class HostCapacityRsp(Reply):
+    cpu_num: int
+    total_memory: int
+    used_memory: int
+    free_memory: int
+
+
+class HostCapacityCmd(Request[HostCapacityRsp]):
+    PATH = HOST_CAPACITY
+
+
+class VolumeTO(Wire):
+    install_path: str
+    format: Literal["qcow2", "raw"] = "qcow2"
+
+
+class NicTO(Wire):
+    mac: str
+    bridge_name: str
+    device_name: str
+    """The tap, chosen by the core (``zslt…``)."""
+
+
+class VmStateRsp(Reply):
+    vm_uuid: str
+    state: str
+
+
+class StartVmCmd(Request[VmStateRsp]):
+    PATH = VM_START
+    ASYNC = True
+    vm_uuid: str
+    vm_name: str = ""
+    cpu_num: int
+    memory_size: int
+    """Bytes."""
+    root_volume: VolumeTO
+    nics: list[NicTO] = []
+    console_log_path: str = ""
+    acceleration: Literal["", "kvm", "tcg"] = ""
+    timeout: float = 60.0
+
+
+StopType = Literal["grace", "cold", "force"]
+
+
+class StopVmCmd(Request[VmStateRsp]):
+    PATH = VM_STOP
+    ASYNC = True
+    vm_uuid: str
+    type: StopType = "grace"
+    timeout: float = 60.0
+
+
+class RebootVmCmd(Request[VmStateRsp]):
+    PATH = VM_REBOOT
+    ASYNC = True
+    vm_uuid: str
+    timeout: float = 60.0
+
+
+class PauseVmCmd(Request[VmStateRsp]):
+    PATH = VM_PAUSE
+    vm_uuid: str
+
+
+class ResumeVmCmd(Request[VmStateRsp]):
+    PATH = VM_RESUME
+    vm_uuid: str
+
+
+class DestroyVmRsp(Reply):
+    vm_uuid: str
+
+
+class DestroyVmCmd(Request[DestroyVmRsp]):
+    PATH = VM_DESTROY
+    ASYNC = True
+    vm_uuid: str
+
+
+class ExpungeVmCmd(Request[Ack]):
+    PATH = VM_EXPUNGE
+    vm_uuid: str
+    console_log_path: str = ""
+
+
+class VmSyncRsp(Reply):
+    states: dict[str, str]
+    """VM uuid -> state, for every domain the project owns."""
+
+
+class VmSyncCmd(Request[VmSyncRsp]):
+    PATH = VM_SYNC
+
+
+class VmConsoleRsp(Reply):
+    vm_uuid: str
+    pty: str
+    console_log_path: str
+
+
+class VmConsoleCmd(Request[VmConsoleRsp]):
+    PATH = VM_CONSOLE
+    vm_uuid: str
+
+
+class CreateVolumeRsp(Reply):
+    install_path: str
+    size: int
+    actual_size: int
+
+
+class CreateVolumeCmd(Request[CreateVolumeRsp]):
+    PATH = VOLUME_CREATE
+    install_path: str
+    backing_file: str = ""
+    format: Literal["qcow2"] = "qcow2"
+    size: int = 0
+    """Bytes; 0 is the backing file's size."""
+
+
+class DeleteVolumeCmd(Request[Ack]):
+    PATH = VOLUME_DELETE
+    install_path: str
+
+
+class DownloadImageRsp(Reply):
+    install_path: str
+    format: str
+    size: int
+    actual_size: int
+    md5sum: str = Field(alias="md5sum")
+    """Not ``md5Sum``: the name ZStack's agent answers with."""
+
+
+class DownloadImageCmd(Request[DownloadImageRsp]):
+    PATH = IMAGE_DOWNLOAD
+    ASYNC = True
+    url: str
+    install_path: str
+    checksum: str = ""
+    task_uuid: str = ""
+    """The progress reports' task uuid (default: the call's)."""
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
+
+
+class ImageInfoRsp(Reply):
+    format: str
+    size: int
+    actual_size: int
+
+
+class ImageInfoCmd(Request[ImageInfoRsp]):
+    PATH = IMAGE_INFO
+    install_path: str
+
+
+class DeleteFileCmd(Request[Ack]):
+    PATH = FILE_DELETE
+    path: str
+
+
+class InitStorageRsp(Reply):
+    path: str
+    total_capacity: int
+    available_capacity: int
+
+
+class InitStorageCmd(Request[InitStorageRsp]):
+    PATH = STORAGE_INIT
+    path: str
+
+
+class CreateBridgeRsp(Reply):
+    bridge_name: str
+
+
+class CreateBridgeCmd(Request[CreateBridgeRsp]):
+    PATH = BRIDGE_CREATE
+    bridge_name: str
+    physical_interface: str = ""
+    allow_default_route_interface: bool = False
+
+
+class DeleteBridgeCmd(Request[Ack]):
+    PATH = BRIDGE_DELETE
+    bridge_name: str
+
+
+class CheckBridgeRsp(Reply):
+    missing: list[str]
+
+
+class CheckBridgeCmd(Request[CheckBridgeRsp]):
+    PATH = BRIDGE_CHECK
+    bridge_names: list[str]
+
+
+class SetHostNatCmd(Request[Ack]):
+    PATH = HOSTNAT_SET
+    bridge_name: str
+    gateway_cidr: str
+    """``10.0.0.1/24``."""
+
+
+class RemoveHostNatCmd(Request[Ack]):
+    PATH = HOSTNAT_REMOVE
+    bridge_name: str
+    gateway_cidr: str
+
+
+class RouteTO(Wire):
+    destination: str
+    interface: str
+    gateway: str
+
+
+class HostRoutesRsp(Reply):
+    routes: list[RouteTO]
+
+
+class HostRoutesCmd(Request[HostRoutesRsp]):
+    PATH = HOST_ROUTES
+
+
+class ApplianceNicTO(Wire):
+    bridge_name: str
+    mac: str
+    ip: str
+    prefix_length: int
+    role: Literal["guest", "public"] = "guest"
+
+
+class CreateApplianceRsp(Reply):
+    namespace: str
+    socket_path: str
+    token_file: str
+    agent_pid: int | None = None
+
+
+class CreateApplianceCmd(Request[CreateApplianceRsp]):
+    PATH = APPLIANCE_CREATE
+    appliance_uuid: str
+    nics: list[ApplianceNicTO]
+    default_gateway: str = ""
+
+
+class DestroyApplianceCmd(Request[Ack]):
+    PATH = APPLIANCE_DESTROY
+    appliance_uuid: str
+
+
+class CheckApplianceRsp(Reply):
+    namespace: bool
+    agent_running: bool
+    missing_nics: list[str]
+
+
+class CheckApplianceCmd(Request[CheckApplianceRsp]):
+    PATH = APPLIANCE_CHECK
+    appliance_uuid: str
+
+
+class HostObjectTO(Wire):
+    kind: str
+    """One of :data:`LAB_OBJECT_KINDS`."""
+    name: str
+    ref: str = ""
+    detail: str = ""
+
+
+class LabInventoryRsp(Reply):
+    lab: str
+    objects: list[HostObjectTO]
+
+
+class LabInventoryCmd(Request[LabInventoryRsp]):
+    PATH = LAB_INVENTORY
+    storage_paths: list[str] = []
+
+
+class ObjectRefTO(Wire):
+    kind: str
+    name: str
+
+
+class RefusedObjectTO(Wire):
+    kind: str
+    name: str
+    error: str
+
+
+class LabRemoveRsp(Reply):
+    removed: list[HostObjectTO]
+    refused: list[RefusedObjectTO]
+    failures: list[RefusedObjectTO]
+
+
+class LabRemoveCmd(Request[LabRemoveRsp]):
+    PATH = LAB_REMOVE
+    objects: list[ObjectRefTO]
+    storage_paths: list[str] = []
+
+
+class VmStateReport(Report):
+    PATH = REPORT_VM_STATE
+    host_uuid: str
+    vm_uuid: str
+    vm_state: str
+
+
+class ProgressReport(Report):
+    PATH = REPORT_PROGRESS
+    task_uuid: str
+    stage: str
+    progress: int
+    total: int

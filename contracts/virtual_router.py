@@ -48,6 +48,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from contracts.base import Ack, Reply, Request, Wire
+
 NFT_TABLE: Final = "zsl_vr_nat"
 """The one nftables table (family ``ip``) the agent owns in its namespace."""
 
@@ -80,9 +82,9 @@ interfaces that have entries (or DNS)."""
 
 REMOVE_DHCP: Final = "/removedhcp"
 """{dhcpEntryList: [DhcpEntry]} -> {}: removes the entries with those MACs or IPs
-(``ip`` and ``mac`` are required, other fields are ignored) and releases their
-leases (``dhcp_release``; the lease file is pruned as well).  Entries that do
-not exist are ignored."""
+(``ip`` and ``mac`` are required, other fields are ignored: :class:`DhcpKeyTO` sends
+only them) and releases their leases (``dhcp_release``; the lease file is pruned as
+well).  Entries that do not exist are ignored."""
 
 # -- DNS -----------------------------------------------------------------------
 SET_DNS: Final = "/setdns"
@@ -105,3 +107,94 @@ SYNC_SNAT: Final = "/syncsnat"
 """{snats: [Snat]} -> {}: the list replaces every entry (an empty list removes the
 table).  The table ``ip zsl_vr_nat`` is always replaced in one nft transaction;
 IPv4 forwarding is turned on in the namespace while SNAT entries exist."""
+
+
+# -- typed commands, in the order above ---------------------------------------------
+
+
+class InitCmd(Request[Ack]):
+    PATH = INIT
+    uuid: str
+
+
+class DnsmasqStatusTO(Wire):
+    pid: int | None = None
+    restarts: int = 0
+    last_exit: str = ""
+    reloads: int = 0
+
+
+class PingRsp(Reply):
+    uuid: str
+    repaired: list[str] = []
+    dnsmasq: DnsmasqStatusTO = DnsmasqStatusTO()
+
+
+class PingCmd(Request[PingRsp]):
+    PATH = PING
+
+
+class DhcpKeyTO(Wire):
+    """What /removedhcp names an entry by (the rest of a ``DhcpEntry`` is ignored there)."""
+
+    ip: str
+    mac: str
+
+
+class DhcpEntryTO(DhcpKeyTO):
+    netmask: str
+    vr_nic_mac: str
+    gateway: str = ""
+    hostname: str = ""
+    dns_domain: str = ""
+    dns: list[str] = []
+    is_default_l3_network: bool = True
+
+
+class AddDhcpCmd(Request[Ack]):
+    PATH = ADD_DHCP
+    rebuild: bool = False
+    dhcp_entry_list: list[DhcpEntryTO]
+
+
+class RemoveDhcpCmd(Request[Ack]):
+    PATH = REMOVE_DHCP
+    dhcp_entry_list: list[DhcpKeyTO]
+
+
+class DnsInfoTO(Wire):
+    dns_address: str
+    nic_mac: str
+
+
+class SetDnsCmd(Request[Ack]):
+    PATH = SET_DNS
+    dns: list[DnsInfoTO]
+
+
+class RemoveDnsCmd(Request[Ack]):
+    PATH = REMOVE_DNS
+    dns: list[DnsInfoTO]
+
+
+class SnatTO(Wire):
+    private_nic_mac: str
+    private_nic_ip: str
+    snat_netmask: str
+    public_nic_mac: str
+    public_ip: str
+
+
+class SetSnatCmd(Request[Ack]):
+    PATH = SET_SNAT
+    snats: list[SnatTO]
+
+
+class RemoveSnatCmd(Request[Ack]):
+    PATH = REMOVE_SNAT
+    snats: list[SnatTO]
+
+
+class SyncSnatCmd(Request[Ack]):
+    PATH = SYNC_SNAT
+    snats: list[SnatTO]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,14 @@ async def fails(node: ManagementNode, api: str, code: str, **params: Any) -> str
     assert reply.error is not None
     assert reply.error.code == code, str(reply.error)
     return reply.error.description
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A temporary directory with a short path: a Unix socket's path must fit sun_path
+    (108 bytes), and pytest's tmp dirs are long."""
+    path = Path(tempfile.mkdtemp(prefix="zsl-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from contracts.names import lab_id, lab_of_alias
+from agent.network.base import APPLIANCES_DIR
+from agent.network.processes import SHORT_SOCKET_DIR
+from contracts.names import DNSMASQ_RUN_DIR, dnsmasq_run_dir, lab_id, lab_of_alias
 from core.kernel.data_dir import LOG_NAME
 from core.vm import state as vm_states
 from tests import faults, host_leaks
@@ -119,9 +121,8 @@ class CrashLab:
             found["hostNat"] = sorted(
                 obj.detail for obj in host_leaks.nft_objects() if f"lab={lab}" in obj.detail
             )
-            found["runFiles"] = sorted(
-                str(p) for root in host_leaks.FILE_ROOTS if root.exists() for p in root.rglob("*")
-            )
+            routers = {uuid for uuid, _state, _status in found["routers"]}
+            found["runFiles"] = _run_files_of(self.lab.data_dir, routers)
         return found
 
     def assert_settled(self) -> None:
@@ -148,6 +149,22 @@ def _domains_naming(data_dir: Path) -> list[tuple[str, str]]:
         if name.startswith("zsl-") and str(data_dir) in _virsh("dumpxml", name):
             found.append((name, _virsh("domstate", name).strip()))
     return sorted(found)
+
+
+def _run_files_of(data_dir: Path, routers: set[str]) -> list[str]:
+    """The lab's files under /run/zstack-lite, not another test's running beside it: its
+    routers' dnsmasq run dirs (named after the router's data dir, which lies under one of
+    the lab's agents' dirs) with their files, and its routers' short agent sockets."""
+    agent_dirs = [data_dir / "agent", *(data_dir / "simulators").glob("*")]
+    found: list[str] = []
+    if DNSMASQ_RUN_DIR.exists():
+        for run_dir in DNSMASQ_RUN_DIR.iterdir():
+            uuid = run_dir.name.rsplit("-", 1)[0]
+            if any(dnsmasq_run_dir(d / APPLIANCES_DIR / uuid) == run_dir for d in agent_dirs):
+                routers.add(uuid)
+                found += [str(run_dir), *(str(p) for p in run_dir.rglob("*"))]
+    found += [str(SHORT_SOCKET_DIR / f"{uuid}.sock") for uuid in routers]
+    return sorted(f for f in found if Path(f).exists() or Path(f).is_symlink())
 
 
 def _processes_naming(data_dir: Path) -> list[str]:

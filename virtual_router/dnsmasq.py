@@ -60,6 +60,7 @@ from pathlib import Path
 
 from agentkit.errors import AgentError
 from contracts.names import dnsmasq_run_dir
+from contracts.virtual_router import DnsmasqStatusTO
 from virtual_router.model import DhcpEntry
 
 log = logging.getLogger(__name__)
@@ -412,13 +413,10 @@ class DnsmasqStatus:
     reloads: int = 0
     """SIGHUPs sent (entries changed)."""
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "pid": self.pid,
-            "restarts": self.restarts,
-            "lastExit": self.last_exit,
-            "reloads": self.reloads,
-        }
+    def to_contract(self) -> DnsmasqStatusTO:
+        return DnsmasqStatusTO(
+            pid=self.pid, restarts=self.restarts, last_exit=self.last_exit, reloads=self.reloads
+        )
 
 
 def describe_exit(returncode: int) -> str:

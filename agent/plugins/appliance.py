@@ -14,6 +14,7 @@ from agentkit.locks import KeyedLocks
 from agentkit.plugins import AgentPlugin
 from agentkit.server import CommandContext, CommandRegistry
 from contracts import kvm
+from contracts.base import Ack
 from contracts.names import MAX_APPLIANCE_NICS
 
 
@@ -54,29 +55,33 @@ class ApplianceCommands(AgentPlugin[HostAgentContext]):
         registry.add(kvm.APPLIANCE_DESTROY, self.appliance_destroy)
         registry.add(kvm.APPLIANCE_CHECK, self.appliance_check)
 
-    async def appliance_create(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def appliance_create(
+        self, body: dict[str, Any], _ctx: CommandContext
+    ) -> kvm.CreateApplianceRsp:
         spec = appliance_spec(Fields(body))
         async with self.appliance_locks.hold(spec.appliance_uuid):
             info = await self.ctx.backend.network.appliance_create(spec)
-        return {
-            "namespace": info.namespace,
-            "socketPath": info.socket_path,
-            "tokenFile": info.token_file,
-            "agentPid": info.agent_pid,
-        }
+        return kvm.CreateApplianceRsp(
+            namespace=info.namespace,
+            socket_path=info.socket_path,
+            token_file=info.token_file,
+            agent_pid=info.agent_pid,
+        )
 
-    async def appliance_destroy(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def appliance_destroy(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
         appliance_uuid = Fields(body).appliance_uuid()
         async with self.appliance_locks.hold(appliance_uuid):
             await self.ctx.backend.network.appliance_destroy(appliance_uuid)
-        return {}
+        return Ack()
 
-    async def appliance_check(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def appliance_check(
+        self, body: dict[str, Any], _ctx: CommandContext
+    ) -> kvm.CheckApplianceRsp:
         appliance_uuid = Fields(body).appliance_uuid()
         async with self.appliance_locks.hold(appliance_uuid):
             status = await self.ctx.backend.network.appliance_check(appliance_uuid)
-        return {
-            "namespace": status.namespace,
-            "agentRunning": status.agent_running,
-            "missingNics": list(status.missing_nics),
-        }
+        return kvm.CheckApplianceRsp(
+            namespace=status.namespace,
+            agent_running=status.agent_running,
+            missing_nics=list(status.missing_nics),
+        )

@@ -18,7 +18,7 @@ class HostCommands(AgentPlugin[HostAgentContext]):
         registry.add(kvm.HOST_PING, self.host_ping)
         registry.add(kvm.HOST_CAPACITY, self.host_capacity)
 
-    async def host_connect(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def host_connect(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.HostFactsRsp:
         f = Fields(body)
         host_uuid = f.text("hostUuid")
         report_url = f.text("reportUrl", "")
@@ -26,29 +26,31 @@ class HostCommands(AgentPlugin[HostAgentContext]):
             raise ArgumentError(f"field 'reportUrl' must be an http(s) URL: {report_url!r}")
         facts = await self.ctx.backend.connect(host_uuid, report_url)
         self.ctx.reporter.configure(host_uuid, report_url)
-        return {
-            "hostUuid": host_uuid,
-            "hostname": facts.hostname,
-            "libvirtVersion": facts.libvirt_version,
-            "qemuImgVersion": facts.qemu_img_version,
-            "cpuNum": facts.cpu_num,
-            "cpuSockets": facts.cpu_sockets,
-            "cpuModelName": facts.cpu_model_name,
-            "cpuFlags": list(facts.cpu_flags),
-            "totalMemory": facts.total_memory,
-            "acceleration": facts.acceleration,
-            "hypervisorType": facts.hypervisor_type,
-        }
+        return kvm.HostFactsRsp(
+            host_uuid=host_uuid,
+            hostname=facts.hostname,
+            libvirt_version=facts.libvirt_version,
+            qemu_img_version=facts.qemu_img_version,
+            cpu_num=facts.cpu_num,
+            cpu_sockets=facts.cpu_sockets,
+            cpu_model_name=facts.cpu_model_name,
+            cpu_flags=list(facts.cpu_flags),
+            total_memory=facts.total_memory,
+            acceleration=facts.acceleration,
+            hypervisor_type=facts.hypervisor_type,
+        )
 
-    async def host_ping(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def host_ping(self, _body: dict[str, Any], _ctx: CommandContext) -> kvm.PingRsp:
         await self.ctx.backend.ping()
-        return {"hostUuid": self.ctx.reporter.host_uuid}
+        return kvm.PingRsp(host_uuid=self.ctx.reporter.host_uuid)
 
-    async def host_capacity(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def host_capacity(
+        self, _body: dict[str, Any], _ctx: CommandContext
+    ) -> kvm.HostCapacityRsp:
         c = await self.ctx.backend.capacity()
-        return {
-            "cpuNum": c.cpu_num,
-            "totalMemory": c.total_memory,
-            "usedMemory": c.used_memory,
-            "freeMemory": c.free_memory,
-        }
+        return kvm.HostCapacityRsp(
+            cpu_num=c.cpu_num,
+            total_memory=c.total_memory,
+            used_memory=c.used_memory,
+            free_memory=c.free_memory,
+        )

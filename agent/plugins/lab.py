@@ -25,12 +25,16 @@ class LabCommands(AgentPlugin[HostAgentContext]):
         registry.add(kvm.LAB_INVENTORY, self.lab_inventory)
         registry.add(kvm.LAB_REMOVE, self.lab_remove)
 
-    async def lab_inventory(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def lab_inventory(
+        self, body: dict[str, Any], _ctx: CommandContext
+    ) -> kvm.LabInventoryRsp:
         paths = storage_paths(Fields(body))
         objects = await self.ctx.backend.lab_inventory(paths)
-        return {"lab": self.ctx.backend.network.lab, "objects": [o.to_json() for o in objects]}
+        return kvm.LabInventoryRsp(
+            lab=self.ctx.backend.network.lab, objects=[o.to_contract() for o in objects]
+        )
 
-    async def lab_remove(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def lab_remove(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.LabRemoveRsp:
         f = Fields(body)
         paths = storage_paths(f)
         wanted = []
@@ -44,8 +48,12 @@ class LabCommands(AgentPlugin[HostAgentContext]):
         # Links and host NAT are one host-wide state: no bridge or NAT command meanwhile.
         async with self.ctx.host_network_lock:
             result = await self.ctx.backend.lab_remove(wanted, paths)
-        return {
-            "removed": [o.to_json() for o in result.removed],
-            "refused": [{"kind": o.kind, "name": o.name, "error": e} for o, e in result.refused],
-            "failures": [{"kind": o.kind, "name": o.name, "error": e} for o, e in result.failures],
-        }
+        return kvm.LabRemoveRsp(
+            removed=[o.to_contract() for o in result.removed],
+            refused=[
+                kvm.RefusedObjectTO(kind=o.kind, name=o.name, error=e) for o, e in result.refused
+            ],
+            failures=[
+                kvm.RefusedObjectTO(kind=o.kind, name=o.name, error=e) for o, e in result.failures
+            ],
+        )

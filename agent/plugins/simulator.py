@@ -10,7 +10,7 @@ from agent.simulator_backend import SIM_SET_VM_STATE, SimulatorBackend
 from agentkit.errors import ArgumentError
 from agentkit.plugins import AgentPlugin
 from agentkit.server import CommandContext, CommandRegistry
-from contracts.kvm import VM_STATES
+from contracts.kvm import VM_STATES, VmStateRsp
 
 
 class SimulatorCommands(AgentPlugin[HostAgentContext]):
@@ -20,7 +20,7 @@ class SimulatorCommands(AgentPlugin[HostAgentContext]):
     def commands(self, registry: CommandRegistry) -> None:
         registry.add(SIM_SET_VM_STATE, self.set_vm_state)
 
-    async def set_vm_state(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def set_vm_state(self, body: dict[str, Any], _ctx: CommandContext) -> VmStateRsp:
         vm_uuid = body.get("vmUuid")
         state = body.get("state")
         if not isinstance(vm_uuid, str) or state not in VM_STATES:
@@ -28,4 +28,4 @@ class SimulatorCommands(AgentPlugin[HostAgentContext]):
         backend = self.ctx.backend
         assert isinstance(backend, SimulatorBackend)
         backend.set_state(vm_uuid, state)
-        return {"vmUuid": vm_uuid, "state": state}
+        return VmStateRsp(vm_uuid=vm_uuid, state=state)

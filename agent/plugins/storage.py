@@ -12,6 +12,7 @@ from agentkit.locks import KeyedLocks
 from agentkit.plugins import AgentPlugin
 from agentkit.server import CommandContext, CommandRegistry
 from contracts import kvm
+from contracts.base import Ack
 
 
 class StorageCommands(AgentPlugin[HostAgentContext]):
@@ -28,24 +29,26 @@ class StorageCommands(AgentPlugin[HostAgentContext]):
         registry.add(kvm.FILE_DELETE, self.file_delete)
         registry.add(kvm.STORAGE_INIT, self.storage_init)
 
-    async def volume_create(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def volume_create(
+        self, body: dict[str, Any], _ctx: CommandContext
+    ) -> kvm.CreateVolumeRsp:
         f = Fields(body)
         install_path = absolute_path(f, "installPath")
         backing_file = absolute_path(f, "backingFile", optional=True)
         size, fmt = f.integer("size", 0), f.text("format", "qcow2")
         async with self.file_locks.hold(install_path):
             volume = await self.ctx.backend.volume_create(install_path, backing_file, size, fmt)
-        return {
-            "installPath": volume.install_path,
-            "size": volume.size,
-            "actualSize": volume.actual_size,
-        }
+        return kvm.CreateVolumeRsp(
+            install_path=volume.install_path, size=volume.size, actual_size=volume.actual_size
+        )
 
-    async def volume_delete(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def volume_delete(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
         await self.ctx.backend.volume_delete(absolute_path(Fields(body), "installPath"))
-        return {}
+        return Ack()
 
-    async def image_download(self, body: dict[str, Any], ctx: CommandContext) -> dict[str, Any]:
+    async def image_download(
+        self, body: dict[str, Any], ctx: CommandContext
+    ) -> kvm.DownloadImageRsp:
         f = Fields(body)
         task_uuid = f.text("taskUuid", ctx.task_uuid)
 
@@ -61,27 +64,25 @@ class StorageCommands(AgentPlugin[HostAgentContext]):
             result = await self.ctx.backend.image_download(
                 url, install_path, checksum, progress, stall_timeout
             )
-        return {
-            "installPath": result.install_path,
-            "format": result.format,
-            "size": result.size,
-            "actualSize": result.actual_size,
-            "md5sum": result.md5sum,
-        }
+        return kvm.DownloadImageRsp(
+            install_path=result.install_path,
+            format=result.format,
+            size=result.size,
+            actual_size=result.actual_size,
+            md5sum=result.md5sum,
+        )
 
-    async def image_info(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def image_info(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.ImageInfoRsp:
         info = await self.ctx.backend.image_info(absolute_path(Fields(body), "installPath"))
-        return {"format": info.format, "size": info.size, "actualSize": info.actual_size}
+        return kvm.ImageInfoRsp(format=info.format, size=info.size, actual_size=info.actual_size)
 
-    async def file_delete(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def file_delete(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
         await self.ctx.backend.file_delete(absolute_path(Fields(body), "path"))
-        return {}
+        return Ack()
 
-    async def storage_init(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def storage_init(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.InitStorageRsp:
         path = absolute_path(Fields(body), "path")
         capacity = await self.ctx.backend.storage_init(path)
-        return {
-            "path": path,
-            "totalCapacity": capacity.total,
-            "availableCapacity": capacity.available,
-        }
+        return kvm.InitStorageRsp(
+            path=path, total_capacity=capacity.total, available_capacity=capacity.available
+        )

@@ -17,6 +17,7 @@ from agentkit.locks import KeyedLocks
 from agentkit.plugins import AgentPlugin
 from agentkit.server import CommandContext, CommandRegistry, StreamHandler
 from contracts import kvm
+from contracts.base import Ack
 
 DEFAULT_TIMEOUT = 60.0
 ROOT_VOLUME_FORMATS = ("qcow2", "raw")
@@ -79,13 +80,13 @@ class VmCommands(AgentPlugin[HostAgentContext]):
     async def shutdown(self) -> None:
         await self.consoles.shutdown()
 
-    async def vm_start(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def vm_start(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.VmStateRsp:
         spec = vm_spec(Fields(body))
         async with self.vm_locks.hold(spec.vm_uuid):
             state = await self.ctx.backend.vm_start(spec)
-        return {"vmUuid": spec.vm_uuid, "state": state}
+        return kvm.VmStateRsp(vm_uuid=spec.vm_uuid, state=state)
 
-    async def vm_stop(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def vm_stop(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.VmStateRsp:
         f = Fields(body)
         vm_uuid = f.vm_uuid()
         stop_type = f.text("type", "grace")
@@ -94,38 +95,38 @@ class VmCommands(AgentPlugin[HostAgentContext]):
         timeout = f.number("timeout", DEFAULT_TIMEOUT)
         async with self.vm_locks.hold(vm_uuid):
             state = await self.ctx.backend.vm_stop(vm_uuid, stop_type, timeout)
-        return {"vmUuid": vm_uuid, "state": state}
+        return kvm.VmStateRsp(vm_uuid=vm_uuid, state=state)
 
-    async def vm_reboot(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def vm_reboot(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.VmStateRsp:
         f = Fields(body)
         vm_uuid = f.vm_uuid()
         timeout = f.number("timeout", DEFAULT_TIMEOUT)
         async with self.vm_locks.hold(vm_uuid):
             state = await self.ctx.backend.vm_reboot(vm_uuid, timeout)
-        return {"vmUuid": vm_uuid, "state": state}
+        return kvm.VmStateRsp(vm_uuid=vm_uuid, state=state)
 
-    async def vm_pause(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def vm_pause(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.VmStateRsp:
         vm_uuid = Fields(body).vm_uuid()
         async with self.vm_locks.hold(vm_uuid):
             state = await self.ctx.backend.vm_pause(vm_uuid)
-        return {"vmUuid": vm_uuid, "state": state}
+        return kvm.VmStateRsp(vm_uuid=vm_uuid, state=state)
 
-    async def vm_resume(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def vm_resume(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.VmStateRsp:
         vm_uuid = Fields(body).vm_uuid()
         async with self.vm_locks.hold(vm_uuid):
             state = await self.ctx.backend.vm_resume(vm_uuid)
-        return {"vmUuid": vm_uuid, "state": state}
+        return kvm.VmStateRsp(vm_uuid=vm_uuid, state=state)
 
-    async def vm_destroy(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def vm_destroy(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.DestroyVmRsp:
         vm_uuid = Fields(body).vm_uuid()
         async with self.vm_locks.hold(vm_uuid):
             await self.ctx.backend.vm_destroy(vm_uuid)
-        return {"vmUuid": vm_uuid}
+        return kvm.DestroyVmRsp(vm_uuid=vm_uuid)
 
-    async def vm_sync(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
-        return {"states": await self.ctx.backend.vm_sync()}
+    async def vm_sync(self, _body: dict[str, Any], _ctx: CommandContext) -> kvm.VmSyncRsp:
+        return kvm.VmSyncRsp(states=await self.ctx.backend.vm_sync())
 
-    async def vm_expunge(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def vm_expunge(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
         f = Fields(body)
         vm_uuid = f.vm_uuid()
         console_log = absolute_path(f, "consoleLogPath", optional=True)
@@ -134,9 +135,11 @@ class VmCommands(AgentPlugin[HostAgentContext]):
                 raise AgentError(f"VM {vm_uuid} still has a domain; destroy it first")
             if console_log:
                 await delete_console_log(vm_uuid, console_log)
-        return {}
+        return Ack()
 
-    async def vm_console(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def vm_console(self, body: dict[str, Any], _ctx: CommandContext) -> kvm.VmConsoleRsp:
         vm_uuid = Fields(body).vm_uuid()
         console = await self.ctx.backend.vm_console(vm_uuid)
-        return {"vmUuid": vm_uuid, "pty": console.pty, "consoleLogPath": console.console_log_path}
+        return kvm.VmConsoleRsp(
+            vm_uuid=vm_uuid, pty=console.pty, console_log_path=console.console_log_path
+        )

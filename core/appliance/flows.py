@@ -22,6 +22,7 @@ from core.host.plugin import HostPlugin
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
 from core.kernel.flow_data import FlowData
+from core.kernel.rest import AgentClient
 from core.network.l3.ipam import allocate_ip, prefix_length
 from core.network.l3.models import IpRangeVO
 from core.network.l3.nics import APPLIANCE_NIC, create_nic, delete_nics, nics_of
@@ -46,7 +47,7 @@ class ApplianceData(FlowData):
         return [host] if host else []
 
 
-async def _agent(data: ApplianceData) -> Any:
+async def _agent(data: ApplianceData) -> AgentClient:
     return await data.node.plugin(HostPlugin).agent_of(data.appliance["hostUuid"])
 
 
@@ -122,36 +123,39 @@ class ApplianceVmAllocateNicFlow(Flow):
         data.nics = {}
 
 
-def _create_body(data: ApplianceData) -> dict[str, Any]:
+def _create_cmd(data: ApplianceData) -> kvm.CreateApplianceCmd:
     nics = sorted(data.nics.values(), key=lambda n: n["deviceId"])
     public = [n for n in nics if n["metaData"] != GUEST]
-    return {
-        "applianceUuid": data.appliance["uuid"],
-        "nics": [
-            {
-                "bridgeName": n["bridgeName"],
-                "mac": n["mac"],
-                "ip": n["ip"],
-                "prefixLength": prefix_length(n["netmask"]),
-                "role": "guest" if n["metaData"] == GUEST else "public",
-            }
+    return kvm.CreateApplianceCmd(
+        appliance_uuid=data.appliance["uuid"],
+        nics=[
+            kvm.ApplianceNicTO(
+                bridge_name=n["bridgeName"],
+                mac=n["mac"],
+                ip=n["ip"],
+                prefix_length=prefix_length(n["netmask"]),
+                role="guest" if n["metaData"] == GUEST else "public",
+            )
             for n in nics
         ],
-        "defaultGateway": public[0]["gateway"] if public else "",
-    }
+        default_gateway=public[0]["gateway"] if public else "",
+    )
 
 
-async def _record_agent(data: ApplianceData, answer: dict[str, Any]) -> None:
+async def _create_on_host(data: ApplianceData) -> None:
+    """APPLIANCE_CREATE (make what is missing), and where the host agent put the
+    appliance's agent written on its row."""
+    answer = await (await _agent(data)).send(_create_cmd(data), timeout=90)
     uuid = data.appliance["uuid"]
 
     def record(session: Session) -> dict[str, Any]:
         row = session.get(ApplianceVmVO, uuid)
         if row is None:
             raise operr(f"appliance {data.appliance['name']} is gone")
-        row.namespace = answer.get("namespace") or None
-        row.agent_socket_path = answer["socketPath"]
-        row.agent_token_file = answer["tokenFile"]
-        row.agent_pid = answer.get("agentPid")
+        row.namespace = answer.namespace or None
+        row.agent_socket_path = answer.socket_path
+        row.agent_token_file = answer.token_file
+        row.agent_pid = answer.agent_pid
         return row.to_inventory()
 
     data.appliance = await data.node.db.run(record)
@@ -160,9 +164,8 @@ async def _record_agent(data: ApplianceData, answer: dict[str, Any]) -> None:
 async def destroy_on_host(data: ApplianceData) -> None:
     """The host agent ends the appliance's processes and removes its veths, namespace and
     directory; an appliance it does not have (never made, or gone already) is fine."""
-    await (await _agent(data)).call(
-        kvm.APPLIANCE_DESTROY, {"applianceUuid": data.appliance["uuid"]}, timeout=90
-    )
+    cmd = kvm.DestroyApplianceCmd(appliance_uuid=data.appliance["uuid"])
+    await (await _agent(data)).send(cmd, timeout=90)
 
 
 class ApplianceVmCreateOnHostFlow(Flow):
@@ -170,9 +173,7 @@ class ApplianceVmCreateOnHostFlow(Flow):
     appliance's agent; undone by destroying all of it (whatever part of it exists)."""
 
     async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
-        agent = await _agent(data)
-        answer = await agent.call(kvm.APPLIANCE_CREATE, _create_body(data), timeout=90)
-        await _record_agent(data, answer)
+        await _create_on_host(data)
 
     async def rollback(self, data: ApplianceData) -> None:  # type: ignore[override]
         await destroy_on_host(data)
@@ -186,10 +187,7 @@ class ApplianceVmEnsureOnHostFlow(NoRollbackFlow):
     async def run(self, data: ApplianceData) -> None:  # type: ignore[override]
         uuid = data.appliance["uuid"]
         data.nics = await data.node.db.run(lambda s: nics_by_role(s, uuid))
-        answer = await (await _agent(data)).call(
-            kvm.APPLIANCE_CREATE, _create_body(data), timeout=90
-        )
-        await _record_agent(data, answer)
+        await _create_on_host(data)
 
 
 class ApplianceVmDestroyOnHostFlow(NoRollbackFlow):

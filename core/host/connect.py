@@ -17,8 +17,6 @@ must be of the same kind; one with a rollback would be rolled back at the next s
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
 
 from contracts import kvm
@@ -44,8 +42,14 @@ class HostConnectData(FlowData):
     """True while the host is being added (not a reconnect)."""
     hypervisor_type: str
     """The host row's (the agent's facts must agree)."""
-    facts: dict[str, Any] = {}
+    facts: kvm.HostFactsRsp | None = None
     """What the agent answered to /host/connect (ConnectAgentFlow)."""
+
+    def host_facts(self) -> kvm.HostFactsRsp:
+        """The agent's facts, for a flow after ConnectAgentFlow."""
+        if self.facts is None:
+            raise RuntimeError("the host's agent has not answered /host/connect yet")
+        return self.facts
 
     async def agent(self) -> AgentClient:
         """The client of the host's agent (the host plugin's: not data)."""
@@ -60,9 +64,8 @@ class ConnectAgentFlow(NoRollbackFlow):
     async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
         node = data.node
         agent = await data.agent()
-        data.facts = await agent.call(
-            kvm.HOST_CONNECT,
-            {"hostUuid": data.host_uuid, "reportUrl": node.rest.base_url},
+        data.facts = await agent.send(
+            kvm.ConnectCmd(host_uuid=data.host_uuid, report_url=node.rest.base_url),
             timeout=120,  # the first connect runs the agent's acceleration probe
         )
 
@@ -71,7 +74,7 @@ class HostConnectExtensionPointFlow(NoRollbackFlow):
     """Call every KVMHostConnectExtensionPoint; one that raises stops the connect."""
 
     def skip(self, data: HostConnectData) -> bool:  # type: ignore[override]
-        return data.facts.get("hypervisorType", "KVM") != "KVM"
+        return data.host_facts().hypervisor_type != "KVM"
 
     async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
         node, host_uuid = data.node, data.host_uuid
@@ -80,10 +83,11 @@ class HostConnectExtensionPointFlow(NoRollbackFlow):
             host_uuid,
             host["name"],
             host["hypervisorType"],
-            data.facts,
+            data.host_facts(),
             await data.agent(),
             data.new_host,
         )
+        # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
         for ext in node.registry.extensions(KVMHostConnectExtensionPoint):
             await ext.kvm_host_connected(context)
 
@@ -92,20 +96,20 @@ class RecordHostFactsFlow(NoRollbackFlow):
     """Write the host's facts as inherent system tags and columns."""
 
     async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
-        node, facts = data.node, data.facts
+        node, facts = data.node, data.host_facts()
         tags = node.plugin(TagPlugin)
-        if facts.get("hypervisorType", "KVM") != data.hypervisor_type:
+        if facts.hypervisor_type != data.hypervisor_type:
             raise operr(
-                f"the agent is a {facts.get('hypervisorType')} agent, but the host is "
+                f"the agent is a {facts.hypervisor_type} agent, but the host is "
                 f"a {data.hypervisor_type} host"
             )
 
         def record(session: Session) -> None:
             host = _host(session, data.host_uuid)
-            host.acceleration = facts.get("acceleration")
+            host.acceleration = facts.acceleration
             for definition, value in (
-                (kvm_tags.QEMU_IMG_VERSION, facts.get("qemuImgVersion")),
-                (kvm_tags.LIBVIRT_VERSION, facts.get("libvirtVersion")),
+                (kvm_tags.QEMU_IMG_VERSION, facts.qemu_img_version),
+                (kvm_tags.LIBVIRT_VERSION, facts.libvirt_version),
             ):
                 if value:
                     tags.create_system_tag(
@@ -116,7 +120,7 @@ class RecordHostFactsFlow(NoRollbackFlow):
                         inherent=True,
                         recreate=True,
                     )
-            flags = [f for f in facts.get("cpuFlags", []) if f in HVM_FLAGS]
+            flags = [f for f in facts.cpu_flags if f in HVM_FLAGS]
             tags.delete_system_tags(session, host.uuid, kvm_tags.HVM_CPU_FLAG)
             for flag in flags:
                 tags.create_system_tag(
@@ -134,7 +138,7 @@ class UpdateHostCapacityFlow(NoRollbackFlow):
     """Totals from the facts less reserved capacity; availability from the VMs."""
 
     async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
-        node, facts = data.node, data.facts
+        node, facts = data.node, data.host_facts()
         ratio = cpu_ratio(node)
         reserved = reserved_capacity(node, data.hypervisor_type)
 
@@ -142,9 +146,9 @@ class UpdateHostCapacityFlow(NoRollbackFlow):
             refresh_capacity(
                 session,
                 _host(session, data.host_uuid),
-                int(facts.get("cpuNum", 0)),
-                int(facts.get("cpuSockets", 0)),
-                int(facts.get("totalMemory", 0)),
+                facts.cpu_num,
+                facts.cpu_sockets,
+                facts.total_memory,
                 ratio,
                 reserved,
             )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
 
+from contracts import kvm
 from core.config.definitions import GlobalConfigDef
 from core.kernel.rest import AgentClient
 
@@ -16,7 +16,7 @@ class HostConnectContext:
     host_uuid: str
     host_name: str
     hypervisor_type: str
-    facts: dict[str, Any]
+    facts: kvm.HostFactsRsp
     """What the agent answered to /host/connect."""
     agent: AgentClient
     new_host: bool

@@ -64,7 +64,8 @@ async def answers(port: int, token: str) -> bool:
         f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
     )
     try:
-        reply = await client.post(kvm.HOST_PING, {"hostUuid": ""}, timeout=5)
+        ping = kvm.PingCmd(host_uuid="")
+        reply = await client.post(ping.PATH, ping.to_json(), timeout=5)
         return isinstance(reply, dict) and "bearer token" not in str(reply.get("error", ""))
     except OperationError:
         return False

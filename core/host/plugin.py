@@ -332,7 +332,8 @@ class HostPlugin(
         data = HostConnectData(
             host_uuid=host_uuid, new_host=new_host, hypervisor_type=host.hypervisor_type
         )
-        outcome = await self.node.chain(CHAIN).start(data.bind(self.node))
+        # FlowChain.start is typed for dict data (core.kernel.flow); it takes the chain's FlowData
+        outcome = await self.node.chain(CHAIN).start(data.bind(self.node))  # type: ignore[arg-type]
         if not outcome.succeeded:
             await self._set_status(host_uuid, "Disconnected")
             outcome.raise_for_error(f"cannot connect host {host.name}")
@@ -377,8 +378,8 @@ class HostPlugin(
         configs = self.node.plugin(GlobalConfigPlugin)
         host = await self.node.db.run(lambda s: _detached(s, host_uuid))
         try:
-            answer = await self.agent(host_uuid, host).call(
-                kvm.HOST_PING, {"hostUuid": host_uuid}, timeout=10
+            answer = await self.agent(host_uuid, host).send(
+                kvm.PingCmd(host_uuid=host_uuid), timeout=10
             )
         except OperationError as exc:
             failures = self._failures[host_uuid] = self._failures.get(host_uuid, 0) + 1
@@ -391,7 +392,7 @@ class HostPlugin(
                 await self._set_status(host_uuid, "Disconnected")
             return
         self._failures.pop(host_uuid, None)
-        if answer.get("hostUuid") != host_uuid or host.status != "Connected":
+        if answer.host_uuid != host_uuid or host.status != "Connected":
             log.info(
                 "host %s needs a reconnect (agent restarted or host was %s)", host.name, host.status
             )

@@ -152,7 +152,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         image_uuid, targets = await self.node.db.run(create)
         dispatched: list[_Target] = []
         refused: set[str] = set()
-        downloads: list[asyncio.Task[dict[str, Any]]] = []
+        downloads: list[asyncio.Task[kvm.DownloadImageRsp]] = []
         try:
             hosts = self.node.plugin(HostPlugin)
             agents = {t.zone_uuid: await hosts.local_agent(t.zone_uuid) for t in targets}
@@ -198,7 +198,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         image_uuid: str,
         target: _Target,
         refused: set[str],
-    ) -> dict[str, Any]:
+    ) -> kvm.DownloadImageRsp:
         """One copy; its storage's uuid goes into ``refused`` if the agent answered a failure
         (then, by the protocol, it left nothing behind)."""
         task_uuid = new_uuid()
@@ -208,15 +208,14 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         )
         try:
             try:
-                answer = await agent.call_async(
-                    kvm.IMAGE_DOWNLOAD,
-                    {
-                        "url": msg.url,
-                        "installPath": target.install_path,
-                        "checksum": msg.checksum or "",
-                        "taskUuid": task_uuid,
-                        "stallTimeout": stall_timeout,
-                    },
+                answer = await agent.send(
+                    kvm.DownloadImageCmd(
+                        url=msg.url,
+                        install_path=target.install_path,
+                        checksum=msg.checksum or "",
+                        task_uuid=task_uuid,
+                        stall_timeout=stall_timeout,
+                    ),
                     timeout=DOWNLOAD_TIMEOUT,
                     cancellable=True,
                 )
@@ -236,17 +235,18 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
 
     async def _on_progress(self, body: dict[str, Any]) -> None:
         """REPORT_PROGRESS from an agent: relayed as an event if it is one of our downloads."""
-        progress = self._progress.get(str(body.get("taskUuid", "")))
+        report = kvm.ProgressReport.model_validate(body)
+        progress = self._progress.get(report.task_uuid)
         if progress is None:
             return  # not an image download, or one that has ended
-        progress.progress = _count(body.get("progress"))
-        progress.total = _count(body.get("total"))
+        progress.progress = max(report.progress, 0)
+        progress.total = max(report.total, 0)
         self.node.events.publish(
             PROGRESS_EVENT,
             {
                 "imageUuid": progress.image_uuid,
                 "backupStorageUuid": progress.backup_storage_uuid,
-                "stage": str(body.get("stage", "")),
+                "stage": report.stage,
                 "progress": progress.progress,
                 "total": progress.total,
             },
@@ -259,7 +259,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         image_uuid: str,
         dispatched: Sequence[_Target],
         refused: set[str],
-        downloads: Sequence[asyncio.Task[dict[str, Any]]],
+        downloads: Sequence[asyncio.Task[kvm.DownloadImageRsp]],
     ) -> list[str]:
         """Undo an AddImage: copies, then records and tags.  The paths that may remain.
 
@@ -307,7 +307,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         for target in targets:
             try:
                 agent = await hosts.local_agent(target.zone_uuid)
-                await agent.call(kvm.FILE_DELETE, {"path": target.install_path})
+                await agent.send(kvm.DeleteFileCmd(path=target.install_path))
             except OperationError as exc:
                 failed.append((target, exc.error))
         return failed
@@ -439,7 +439,7 @@ _USABLE = select(
 ).where(_images.c.uuid == bindparam("image"))
 
 
-def ready_image(session: InTransaction, image_uuid: str) -> Row[Any]:
+def ready_image(session: InTransaction, image_uuid: str) -> Row[*tuple[Any, ...]]:
     """The image (uuid, name, status, state, platform, size) if it can be used, e.g. for
     a root volume; a clear refusal otherwise.
 
@@ -501,10 +501,12 @@ def _chosen_storages(session: Session, uuids: Sequence[str]) -> list[BackupStora
 
 
 def _answers(
-    msg: AddImage, targets: Sequence[_Target], downloads: Sequence[asyncio.Task[dict[str, Any]]]
-) -> dict[str, dict[str, Any]]:
+    msg: AddImage,
+    targets: Sequence[_Target],
+    downloads: Sequence[asyncio.Task[kvm.DownloadImageRsp]],
+) -> dict[str, kvm.DownloadImageRsp]:
     """Each copy's IMAGE_DOWNLOAD answer by backup storage; raise the first failure."""
-    answers: dict[str, dict[str, Any]] = {}
+    answers: dict[str, kvm.DownloadImageRsp] = {}
     for target, task in zip(targets, downloads, strict=True):
         if task.cancelled():
             raise operr(
@@ -512,7 +514,7 @@ def _answers(
             )
         answers[target.backup_storage_uuid] = task.result()
     first = next(iter(answers.values()))
-    found = first["format"]
+    found = first.format
     if msg.format and found != msg.format:
         raise _wrong_format(f"{msg.url} is a {found} image, not {msg.format} as expected")
     if msg.media_type == "ISO" and found != "iso":
@@ -522,7 +524,7 @@ def _answers(
             f"{msg.url} is an {found} image; a RootVolumeTemplate must be "
             f"{' or '.join(ROOT_VOLUME_FORMATS)} (add an iso with mediaType ISO)"
         )
-    if len({a["md5sum"] for a in answers.values()}) > 1:
+    if len({a.md5sum for a in answers.values()}) > 1:
         raise operr(f"{msg.url} changed while it was downloaded: the copies differ")
     return answers
 
@@ -531,16 +533,18 @@ def _wrong_format(details: str) -> OperationError:
     return operr("the image is not in the expected format", details)
 
 
-def _ready(session: Session, image_uuid: str, answers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _ready(
+    session: Session, image_uuid: str, answers: dict[str, kvm.DownloadImageRsp]
+) -> dict[str, Any]:
     image = _image(session, image_uuid)
     first = next(iter(answers.values()))
-    image.format = first["format"]
-    image.size = int(first["size"])
-    image.actual_size = int(first["actualSize"])
-    image.md5sum = first["md5sum"]
+    image.format = first.format
+    image.size = first.size
+    image.actual_size = first.actual_size
+    image.md5sum = first.md5sum
     image.status = READY
     for ref in _refs(session, image_uuid):
-        ref.install_path = answers[ref.backup_storage_uuid]["installPath"]
+        ref.install_path = answers[ref.backup_storage_uuid].install_path
         ref.status = READY
     session.flush()
     return _inventory(session, image)
@@ -593,8 +597,3 @@ def _answered_failure(error: ErrorCode) -> bool:
 
 def _invalid_state(description: str, details: str = "") -> OperationError:
     return OperationError(ErrorCode(SysErrors.INVALID_STATE, description, details))
-
-
-def _count(value: Any) -> int:
-    """A byte count from a report (anything else counts as 0)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

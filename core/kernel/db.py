@@ -33,7 +33,6 @@ T = TypeVar("T")
 InTransaction = Session | Connection
 """What functions that only execute Core statements take: they serve both ``run`` and
 ``run_core``."""
-MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
 def new_uuid() -> str:
@@ -183,17 +182,27 @@ class Database:
         with self._sessions(bind=connection) as session, session.begin():
             return fn(session)
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema to the newest migration."""
+    def migrate(self, extra_locations: Sequence[Path] | None = None) -> None:
+        """Create or upgrade the schema to the newest migrations: the core's and each
+        plugin's (``extra_locations``, default: the installed plugins',
+        :mod:`core.kernel.migrations`)."""
         from alembic import command
-        from alembic.config import Config
+        from alembic.util import CommandError
 
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        from core.kernel.migrations import alembic_config
+
+        cfg = alembic_config(self.url, extra_locations)
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            try:
+                command.upgrade(cfg, "heads")
+            except CommandError as exc:
+                if "Can't locate revision" not in str(exc):
+                    raise
+                raise RuntimeError(
+                    f"the database was migrated by a plugin that is not installed ({exc}); "
+                    "install it again (it may stay disabled in config.toml)"
+                ) from None
         if self.is_sqlite and self.engine.url.database:
             # It holds the agents' tokens; SQLite gives its -wal/-shm files the same mode.
             for suffix in ("", "-wal", "-shm"):

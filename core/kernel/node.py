@@ -75,7 +75,7 @@ class ManagementNode:
         self.data_dir: Path = props.data_dir
         self.events = EventBus()
         self.registry = ExtensionRegistry()
-        self.db: Database | None = None
+        self._db: Database | None = None
         self.flow_journal: SqlFlowJournal | None = None
         self.recovered: list[Recovered] = []
         """What the last start did with the chain runs a crash had interrupted."""
@@ -119,11 +119,18 @@ class ManagementNode:
         gc.freeze()
         log.info("management node started on %s", self.data_dir)
 
+    @property
+    def db(self) -> Database:
+        """The node's database, from its start to its stop."""
+        if self._db is None:
+            raise RuntimeError("the management node's database is open only while it runs")
+        return self._db
+
     async def _start_locked(self) -> None:
-        self.db = Database(self.props.db_url)
-        self.flow_journal = SqlFlowJournal(self.db)
+        self._db = Database(self.props.db_url)
+        self.flow_journal = SqlFlowJournal(self._db)
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.db.migrate)
+            await asyncio.get_running_loop().run_in_executor(None, self._db.migrate)
         except Exception as exc:
             raise NodeError(
                 f"cannot open or migrate the database {self.props.db_url}: {exc}"
@@ -213,9 +220,9 @@ class ManagementNode:
             except Exception:
                 log.exception("component %s failed to stop", type(component).__qualname__)
         await self.rest.stop()
-        if self.db is not None:
-            self.db.close()
-            self.db = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
         self._lock.release()
 
     async def __aenter__(self) -> ManagementNode:

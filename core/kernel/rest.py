@@ -21,8 +21,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from agentkit.bounded_json import BadJsonBody, read_object
+from contracts.base import R, Request
 from contracts.envelope import TASK_CANCEL, TASK_STATUS
 from core.kernel.db import new_uuid
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
@@ -75,9 +77,8 @@ class RestFacade:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         for future, _ in self._pending.values():
@@ -168,6 +169,29 @@ class AgentClient:
             url, unix_socket=unix_socket, headers={"Authorization": f"Bearer {token}"}
         )
         rest.allow_token(token)
+
+    async def send(
+        self, cmd: Request[R], timeout: float | None = None, cancellable: bool = False
+    ) -> R:
+        """Send a typed command (contracts.kvm, contracts.virtual_router) and read its typed
+        reply.  An ASYNC command waits for its callback (``timeout`` default 300 s, else
+        30 s); ``cancellable`` as for :meth:`call_async`.  A reply that does not match the
+        contract fails the call, naming the field."""
+        body = cmd.to_json()
+        if cmd.ASYNC:
+            answer = await self.call_async(cmd.PATH, body, timeout or 300.0, cancellable)
+        else:
+            answer = await self.call(cmd.PATH, body, timeout or 30.0)
+        try:
+            return cmd.reply(answer)
+        except ValidationError as exc:
+            raise OperationError(
+                ErrorCode(
+                    SysErrors.OPERATION_ERROR,
+                    f"{self.what} answered {cmd.PATH} against its contract",
+                    _validation_details(exc),
+                )
+            ) from None
 
     async def call(self, path: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
         try:
@@ -276,3 +300,11 @@ class AgentClient:
 
     async def close(self) -> None:
         await self._http.close()
+
+
+def _validation_details(exc: ValidationError) -> str:
+    """``field.path: what is wrong`` for each error, as one line."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or 'the answer'}: {err['msg']}"
+        for err in exc.errors()
+    )

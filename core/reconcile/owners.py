@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts import kvm
 from core.appliance.models import ApplianceVmVO
 from core.host.models import HostVO
 from core.image.models import ImageVO
@@ -63,9 +63,8 @@ class Owners:
     def _short_machine(self, short: str) -> bool:
         return short.lower() in self._short_machines
 
-    def owns(self, obj: dict[str, Any]) -> bool:
-        kind, name, ref = obj["kind"], obj["name"], obj.get("ref") or ""
-        detail = obj.get("detail") or ""
+    def owns(self, obj: kvm.HostObjectTO) -> bool:
+        kind, name, ref, detail = obj.kind, obj.name, obj.ref, obj.detail
         if kind == "domain":
             return self._machine(ref) or not ref
         if kind == "process":
@@ -138,6 +137,6 @@ def storage_paths(session: Session, host_uuid: str) -> list[str]:
     return sorted(set(session.scalars(stmt)))
 
 
-def orphans(objects: Iterable[dict[str, Any]], owners: Owners) -> list[dict[str, Any]]:
+def orphans(objects: Iterable[kvm.HostObjectTO], owners: Owners) -> list[kvm.HostObjectTO]:
     """The objects no row of the database owns."""
     return [obj for obj in objects if not owners.owns(obj)]

@@ -35,6 +35,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from contracts import kvm
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
@@ -50,6 +51,7 @@ from core.kernel.service import Service
 from core.reconcile import global_config, tracking
 from core.reconcile.api import QueryHostOrphan
 from core.reconcile.owners import load_owners, orphans, storage_paths
+from core.reconcile.tracking import Orphan
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +74,10 @@ class HostRun:
     host_uuid: str
     now: datetime = field(default_factory=utcnow)
     paths: list[str] = field(default_factory=list)
-    objects: list[dict[str, Any]] = field(default_factory=list)
-    orphans: list[dict[str, Any]] = field(default_factory=list)
-    due: list[dict[str, Any]] = field(default_factory=list)
-    removed: list[dict[str, Any]] = field(default_factory=list)
+    objects: list[kvm.HostObjectTO] = field(default_factory=list)
+    orphans: list[Orphan] = field(default_factory=list)
+    due: list[Orphan] = field(default_factory=list)
+    removed: list[Orphan] = field(default_factory=list)
 
 
 class _RunFlow(NoRollbackFlow):
@@ -91,18 +93,18 @@ class ReconcileReportOrphansFlow(_RunFlow):
     """Reports the orphans seen for the first time (the log, :data:`FOUND_EVENT`)."""
 
     def skip(self, data: dict[str, Any]) -> bool:
-        return not any(o["new"] for o in self.state.orphans)
+        return not any(o.new for o in self.state.orphans)
 
     async def run(self, data: dict[str, Any]) -> None:
         run = self.state
         for orphan in run.orphans:
-            if orphan["new"]:
+            if orphan.new:
                 log.warning(
                     "host %s has an orphan %s %s (%s)",
                     run.host_uuid,
-                    orphan["kind"],
-                    orphan["name"],
-                    orphan.get("detail") or "no owner in the database",
+                    orphan.kind,
+                    orphan.name,
+                    orphan.detail or "no owner in the database",
                 )
                 self.plugin.publish(FOUND_EVENT, run.host_uuid, orphan)
 
@@ -117,13 +119,13 @@ class ReconcileRemoveOrphansFlow(_RunFlow):
         owners = await plugin.node.db.run(lambda s: load_owners(s, run.host_uuid))
         failed = []
         order = {kind: i for i, kind in enumerate(kvm.LAB_OBJECT_KINDS)}
-        for orphan in sorted(run.due, key=lambda o: order.get(o["kind"], len(order))):
+        for orphan in sorted(run.due, key=lambda o: order.get(o.kind, len(order))):
             if owners.owns(orphan):
                 continue
             step = RemoveOrphanFlow(plugin, run, orphan)
             outcome = await plugin.node.new_chain(REMOVE_CHAIN).then(step).start()
             if outcome.error is not None:
-                failed.append(f"{orphan['kind']} {orphan['name']}: {outcome.error.description}")
+                failed.append(f"{orphan.kind} {orphan.name}: {outcome.error.description}")
         if failed:
             raise operr(
                 f"cannot remove {len(failed)} orphan(s) of host {run.host_uuid}; "
@@ -135,33 +137,34 @@ class ReconcileRemoveOrphansFlow(_RunFlow):
 class RemoveOrphanFlow(NoRollbackFlow):
     """Removes one orphan; the step is named after it, so the operations log shows it."""
 
-    def __init__(self, plugin: ReconcilePlugin, run: HostRun, orphan: dict[str, Any]) -> None:
+    def __init__(self, plugin: ReconcilePlugin, run: HostRun, orphan: Orphan) -> None:
         self.plugin = plugin
         self.state = run
         self.orphan = orphan
-        self.name = f"remove {orphan['kind']} {orphan['name']}"
+        self.what = f"{orphan.kind} {orphan.name}"
+        # Flow.name is declared a ClassVar, but the chain reads it from the flow: a step
+        # named after its object is what the operations log shows.
+        self.name = f"remove {self.what}"  # type: ignore[misc]
 
     async def run(self, data: dict[str, Any]) -> None:
         run, plugin, orphan = self.state, self.plugin, self.orphan
         agent = await plugin.node.plugin(HostPlugin).agent_of(run.host_uuid)
-        body = {
-            "objects": [{"kind": orphan["kind"], "name": orphan["name"]}],
-            "storagePaths": run.paths,
-        }
-        answer = await agent.call(kvm.LAB_REMOVE, body, REMOVE_TIMEOUT)
-        failures = answer.get("failures") or []
-        if failures:
-            raise operr(f"cannot remove {self.name[7:]}", failures[0].get("error", ""))
-        await plugin.node.db.run(
-            lambda s: tracking.forget(s, run.host_uuid, orphan["kind"], orphan["name"])
+        cmd = kvm.LabRemoveCmd(
+            objects=[kvm.ObjectRefTO(kind=orphan.kind, name=orphan.name)], storage_paths=run.paths
         )
-        if answer.get("removed"):
+        answer = await agent.send(cmd, timeout=REMOVE_TIMEOUT)
+        if answer.failures:
+            raise operr(f"cannot remove {self.what}", answer.failures[0].error)
+        await plugin.node.db.run(
+            lambda s: tracking.forget(s, run.host_uuid, orphan.kind, orphan.name)
+        )
+        if answer.removed:
             run.removed.append(orphan)
-            log.warning("removed the orphan %s on host %s", self.name[7:], run.host_uuid)
+            log.warning("removed the orphan %s on host %s", self.what, run.host_uuid)
             plugin.publish(REMOVED_EVENT, run.host_uuid, orphan)
         else:  # refused: gone meanwhile, or not this lab's (then never ours to remove)
-            for refused in answer.get("refused") or []:
-                log.info("orphan %s not removed: %s", self.name[7:], refused.get("error"))
+            for refused in answer.refused:
+                log.info("orphan %s not removed: %s", self.what, refused.error)
 
 
 class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
@@ -226,7 +229,7 @@ class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
     async def reconcile_all(self) -> dict[str, HostRun]:
         """Compare every Connected host with the database (one comparison at a time)."""
 
-        def connected(session: Any) -> list[str]:
+        def connected(session: Session) -> list[str]:
             tracking.forget_gone_hosts(session)
             return list(session.scalars(select(HostVO.uuid).where(HostVO.status == "Connected")))
 
@@ -248,7 +251,7 @@ class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
             except Exception as exc:
                 log.warning("cannot compare host %s with the database: %s", host_uuid, exc)
                 return run
-            if not run.due and not any(o["new"] for o in run.orphans):
+            if not run.due and not any(o.new for o in run.orphans):
                 return run
             chain = self.node.new_chain(CHAIN)
             chain.then(ReconcileReportOrphansFlow(self, run))
@@ -263,27 +266,26 @@ class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
         db = self.node.db
         run.paths = await db.run(lambda s: storage_paths(s, run.host_uuid))
         agent = await self.node.plugin(HostPlugin).agent_of(run.host_uuid)
-        answer = await agent.call(kvm.LAB_INVENTORY, {"storagePaths": run.paths}, INVENTORY_TIMEOUT)
-        run.objects = list(answer.get("objects") or [])
+        cmd = kvm.LabInventoryCmd(storage_paths=run.paths)
+        run.objects = (await agent.send(cmd, timeout=INVENTORY_TIMEOUT)).objects
         grace = self.grace()
 
-        def compare(session: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        def compare(session: Session) -> tuple[list[Orphan], list[Orphan]]:
             found = orphans(run.objects, load_owners(session, run.host_uuid))
             tracked = tracking.track(session, run.host_uuid, found, run.now)
             return tracked, tracking.due(tracked, run.now, grace)
 
         run.orphans, run.due = await db.run(compare)
 
-    def publish(self, path: str, host_uuid: str, orphan: dict[str, Any]) -> None:
-        first = orphan.get("firstSeen")
+    def publish(self, path: str, host_uuid: str, orphan: Orphan) -> None:
         self.node.events.publish(
             path,
             {
                 "hostUuid": host_uuid,
-                "kind": orphan["kind"],
-                "name": orphan["name"],
-                "ref": orphan.get("ref") or "",
-                "detail": orphan.get("detail") or "",
-                "firstSeen": first.isoformat() if isinstance(first, datetime) else first,
+                "kind": orphan.kind,
+                "name": orphan.name,
+                "ref": orphan.ref,
+                "detail": orphan.detail,
+                "firstSeen": orphan.first_seen.isoformat(),
             },
         )

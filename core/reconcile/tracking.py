@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from contracts import kvm
 from core.host.models import HostVO
 from core.reconcile.models import HostOrphanVO
 
-Orphan = dict[str, Any]
-"""An object as the agent lists it (``kind``, ``name``, ``ref``, ``detail``), plus
-``firstSeen`` (a datetime) and ``new`` (first seen by this comparison) once tracked."""
+
+class Orphan(kvm.HostObjectTO):
+    """An object as the agent lists it (LAB_INVENTORY), once tracked."""
+
+    first_seen: datetime
+    new: bool = False
+    """First seen by this comparison."""
 
 
-def track(session: Session, host_uuid: str, orphans: list[Orphan], now: datetime) -> list[Orphan]:
+def track(
+    session: Session, host_uuid: str, orphans: list[kvm.HostObjectTO], now: datetime
+) -> list[Orphan]:
     """Record this comparison's orphans of a host: a new one is first seen ``now``; a row
     whose object is not an orphan any more (gone, or owned again) is forgotten, so an
     object owned again before its grace period ends starts a new one if it is orphaned
@@ -27,18 +33,15 @@ def track(session: Session, host_uuid: str, orphans: list[Orphan], now: datetime
     }
     tracked = []
     for obj in orphans:
-        key = (obj["kind"], obj["name"])
-        row = rows.pop(key, None)
+        row = rows.pop((obj.kind, obj.name), None)
         new = row is None
         if row is None:
-            row = HostOrphanVO(
-                host_uuid=host_uuid, kind=obj["kind"], name=obj["name"], first_seen=now
-            )
+            row = HostOrphanVO(host_uuid=host_uuid, kind=obj.kind, name=obj.name, first_seen=now)
             session.add(row)
-        row.ref = (obj.get("ref") or "")[:1024]
-        row.detail = (obj.get("detail") or "")[:1024]
+        row.ref = obj.ref[:1024]
+        row.detail = obj.detail[:1024]
         row.last_seen = now
-        tracked.append({**obj, "firstSeen": row.first_seen, "new": new})
+        tracked.append(Orphan(**obj.model_dump(), first_seen=row.first_seen, new=new))
     for row in rows.values():
         session.delete(row)
     return tracked
@@ -48,7 +51,7 @@ def due(tracked: list[Orphan], now: datetime, grace: float | None) -> list[Orpha
     """The orphans whose grace period has ended (none when it is Never)."""
     if grace is None:
         return []
-    return [o for o in tracked if (now - o["firstSeen"]).total_seconds() >= grace]
+    return [o for o in tracked if (now - o.first_seen).total_seconds() >= grace]
 
 
 def forget(session: Session, host_uuid: str, kind: str, name: str) -> None:

@@ -56,14 +56,15 @@ class StoragePlugin(Plugin, Service):
         url = msg.url.rstrip("/") or "/"
 
         def clash(session: Session) -> None:
-            for other in (BackupStorageVO, PrimaryStorageVO):
-                taken = session.scalars(select(other).where(other.url == url)).first()
+            models: tuple[StorageModel, ...] = (BackupStorageVO, PrimaryStorageVO)
+            for other in models:
+                taken = session.scalars(select(other.name).where(other.url == url)).first()
                 if taken is not None:
-                    raise argerr(f"{url} is already used by {other.resource_type} {taken.name}")
+                    raise argerr(f"{url} is already used by {other.resource_type} {taken}")
 
         await self.node.db.run(clash)
         agent = await self.node.plugin(HostPlugin).local_agent(msg.zone_uuid)
-        measured = await agent.call(kvm.STORAGE_INIT, {"path": url})
+        measured = await agent.send(kvm.InitStorageCmd(path=url))
         tags = self.node.plugin(TagPlugin)
 
         def create(session: Session) -> dict[str, Any]:
@@ -72,8 +73,8 @@ class StoragePlugin(Plugin, Service):
                 description=msg.description,
                 zone_uuid=msg.zone_uuid,
                 url=url,
-                total_capacity=measured["totalCapacity"],
-                available_capacity=measured["availableCapacity"],
+                total_capacity=measured.total_capacity,
+                available_capacity=measured.available_capacity,
             )
             session.add(storage)
             session.flush()

@@ -4,13 +4,16 @@ made, with the bearer token from the file beside it (the node runs on that host)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.kernel.errors import operr
 from core.kernel.rest import AgentClient
 
+if TYPE_CHECKING:
+    from core.kernel.node import ManagementNode
 
-def open_client(node: Any, appliance: dict[str, Any]) -> AgentClient:
+
+def open_client(node: ManagementNode, appliance: dict[str, Any]) -> AgentClient:
     socket, token_file = appliance["agentSocketPath"], appliance["agentTokenFile"]
     if not socket or not token_file:
         raise operr(f"virtual router {appliance['name']} has no agent yet")

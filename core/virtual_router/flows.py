@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import PrivateAttr
 from sqlalchemy.orm import Session
@@ -48,12 +48,10 @@ from core.kernel.rest import AgentClient
 from core.network.service.plugin import services_of
 from core.virtual_router.api import VIRTUAL_ROUTER
 from core.virtual_router.client import open_client
-from core.virtual_router.sync import (
-    GUEST,
-    all_dhcp_entries,
-    dns_body,
-    snat_body,
-)
+from core.virtual_router.sync import GUEST, all_dhcp_entries, dns_infos, snats
+
+if TYPE_CHECKING:
+    from core.virtual_router.plugin import VirtualRouterPlugin
 
 CREATE_CHAIN = "createVirtualRouter"
 POST_CREATE_CHAIN = "virtualRouterPostCreate"
@@ -84,7 +82,7 @@ class RouterData(ApplianceData):
                 await client.close()
 
 
-def _plugin(data: RouterData) -> Any:
+def _plugin(data: RouterData) -> VirtualRouterPlugin:
     from core.virtual_router.plugin import VirtualRouterPlugin
 
     return data.node.plugin(VirtualRouterPlugin)
@@ -95,7 +93,8 @@ class VirtualRouterPostCreateFlow(Flow):
     rollback closes the agent's client the chain opened."""
 
     async def run(self, data: RouterData) -> None:  # type: ignore[override]
-        await data.node.chain(POST_CREATE_CHAIN).run(data)
+        # FlowChain.run is typed for dict data; it runs over any chain data alike.
+        await data.node.chain(POST_CREATE_CHAIN).run(data)  # type: ignore[arg-type]
 
     async def rollback(self, data: RouterData) -> None:  # type: ignore[override]
         await data.close_client()
@@ -111,13 +110,13 @@ class VirtualRouterDeployAgentFlow(NoRollbackFlow):
         deadline = asyncio.get_running_loop().time() + AGENT_WAIT
         while True:
             try:
-                await client.call(vr.PING, {}, timeout=5)
+                await client.send(vr.PingCmd(), timeout=5)
                 break
             except OperationError:
                 if asyncio.get_running_loop().time() > deadline:
                     raise
                 await asyncio.sleep(0.2)
-        await client.call(vr.INIT, {"uuid": data.appliance["uuid"]})
+        await client.send(vr.InitCmd(uuid=data.appliance["uuid"]))
 
 
 async def _state(data: RouterData) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
@@ -138,10 +137,10 @@ class VirtualRouterSyncDnsOnStartFlow(NoRollbackFlow):
 
     async def run(self, data: RouterData) -> None:  # type: ignore[override]
         services, nics = await _state(data)
-        body: dict[str, Any] = {"dns": []}
+        dns: list[vr.DnsInfoTO] = []
         if _ours(services, "DNS"):
-            body = await data.node.db.run(lambda s: dns_body(s, data.guest_l3, nics[GUEST]))
-        await data.client().call(vr.SET_DNS, body)
+            dns = await data.node.db.run(lambda s: dns_infos(s, data.guest_l3, nics[GUEST]))
+        await data.client().send(vr.SetDnsCmd(dns=dns))
 
 
 class VirtualRouterSyncDHCPOnStartFlow(NoRollbackFlow):
@@ -149,14 +148,12 @@ class VirtualRouterSyncDHCPOnStartFlow(NoRollbackFlow):
 
     async def run(self, data: RouterData) -> None:  # type: ignore[override]
         services, nics = await _state(data)
-        entries: list[dict[str, Any]] = []
+        entries: list[vr.DhcpEntryTO] = []
         if _ours(services, "DHCP"):
             entries = await data.node.db.run(
                 lambda s: all_dhcp_entries(s, data.guest_l3, nics[GUEST])
             )
-        await data.client().call(
-            vr.ADD_DHCP, {"rebuild": True, "dhcpEntryList": entries}, timeout=60
-        )
+        await data.client().send(vr.AddDhcpCmd(rebuild=True, dhcp_entry_list=entries), timeout=60)
 
 
 class VirtualRouterSyncSNATOnStartFlow(NoRollbackFlow):
@@ -164,8 +161,9 @@ class VirtualRouterSyncSNATOnStartFlow(NoRollbackFlow):
 
     async def run(self, data: RouterData) -> None:  # type: ignore[override]
         services, nics = await _state(data)
-        body = snat_body(nics) if _ours(services, "SNAT") else {"snats": []}
-        await data.client().call(vr.SYNC_SNAT, body)
+        await data.client().send(
+            vr.SyncSnatCmd(snats=snats(nics) if _ours(services, "SNAT") else [])
+        )
 
 
 class VirtualRouterConnectingFlow(Flow):

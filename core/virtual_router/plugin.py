@@ -236,36 +236,39 @@ class VirtualRouterPlugin(
                 appliance = await self._ensure(l3_uuid, spec)
                 if services.get("DHCP") == VIRTUAL_ROUTER:
                     entry = await self._entry(appliance, nic, spec)
-                    await self._client(appliance).call(
-                        vr.ADD_DHCP, {"rebuild": False, "dhcpEntryList": [entry]}
-                    )
+                    cmd = vr.AddDhcpCmd(rebuild=False, dhcp_entry_list=[entry])
+                    await self._client(appliance).send(cmd)
 
     async def pre_release_vm_resource(self, spec: VmInstanceSpec) -> None:
         for nic, l3_uuid, services in await self._served_nics(spec):
             async with self._lock(l3_uuid):
-                appliance = await self.node.db.run(lambda s, u=l3_uuid: _appliance_of(s, u))
-                if appliance is None:
-                    continue
-                # A router made for this VM goes with it when no other VM uses it, or
-                # when it was never finished (the node died in its chain, which had
-                # made the row already): no other VM could have been served by it.
-                made_here = appliance["uuid"] in spec.made_by_this_operation
-                if made_here and (
-                    appliance["state"] == "Creating"
-                    or not await self.node.db.run(
-                        lambda s, u=l3_uuid: nics_on_l3(s, u, except_vm=spec.vm_uuid)
-                    )
-                ):
-                    await self._destroy(appliance)
-                    continue
-                if services.get("DHCP") == VIRTUAL_ROUTER:
-                    entry = {"ip": nic["ip"], "mac": nic["mac"]}
-                    await self._client(appliance).call(vr.REMOVE_DHCP, {"dhcpEntryList": [entry]})
+                await self._release(spec, nic, l3_uuid, services)
+
+    async def _release(
+        self, spec: VmInstanceSpec, nic: dict[str, Any], l3_uuid: str, services: dict[str, str]
+    ) -> None:
+        """A VM's NIC leaves the router of its network (the caller holds its lock)."""
+        appliance = await self.node.db.run(lambda s: _appliance_of(s, l3_uuid))
+        if appliance is None:
+            return
+        # A router made for this VM goes with it when no other VM uses it, or when it was
+        # never finished (the node died in its chain, which had made the row already): no
+        # other VM could have been served by it.
+        made_here = appliance["uuid"] in spec.made_by_this_operation
+        if made_here and (
+            appliance["state"] == "Creating"
+            or not await self.node.db.run(lambda s: nics_on_l3(s, l3_uuid, except_vm=spec.vm_uuid))
+        ):
+            await self._destroy(appliance)
+            return
+        if services.get("DHCP") == VIRTUAL_ROUTER:
+            key = vr.DhcpKeyTO(ip=nic["ip"], mac=nic["mac"])
+            await self._client(appliance).send(vr.RemoveDhcpCmd(dhcp_entry_list=[key]))
 
     async def _entry(
         self, appliance: dict[str, Any], nic: dict[str, Any], spec: VmInstanceSpec
-    ) -> dict[str, Any]:
-        def build(session: Session) -> dict[str, Any]:
+    ) -> vr.DhcpEntryTO:
+        def build(session: Session) -> vr.DhcpEntryTO:
             guest = nics_by_role(session, appliance["uuid"])[GUEST]
             vm = {
                 "uuid": spec.vm_uuid,
@@ -337,7 +340,8 @@ class VirtualRouterPlugin(
             networks=[(public_uuid, "public"), (l3_uuid, GUEST)],
             guest_l3=l3_uuid,
         ).bind(self.node)
-        outcome = await self.node.chain(CREATE_CHAIN).start(data)
+        # FlowChain.start is typed for dict data; it runs over any chain data alike.
+        outcome = await self.node.chain(CREATE_CHAIN).start(data)  # type: ignore[arg-type]
         if not outcome.succeeded:
             # Gone already, unless the chain failed before its row flow.
             await self.node.db.run(lambda s: forget_appliance(s, appliance["uuid"]))
@@ -347,14 +351,16 @@ class VirtualRouterPlugin(
     async def _destroy(self, appliance: dict[str, Any]) -> None:
         """The ``destroyVirtualRouter`` chain: its last flow forgets the row."""
         data = RouterData(appliance=appliance, guest_l3=appliance["guestNetworkUuid"])
-        outcome = await self.node.chain(DESTROY_CHAIN).start(data.bind(self.node))
+        chain = self.node.chain(DESTROY_CHAIN)
+        outcome = await chain.start(data.bind(self.node))  # type: ignore[arg-type]  # as above
         outcome.raise_for_error(f"cannot destroy virtual router {appliance['name']}")
 
     async def reconnect(self, appliance: dict[str, Any]) -> dict[str, Any]:
         """Make what is missing on the host, then replay DNS, DHCP and SNAT (the caller
         holds the appliance's lock): the ``reconnectVirtualRouter`` chain."""
         data = RouterData(appliance=appliance, guest_l3=appliance["guestNetworkUuid"])
-        outcome = await self.node.chain(RECONNECT_CHAIN).start(data.bind(self.node))
+        chain = self.node.chain(RECONNECT_CHAIN)
+        outcome = await chain.start(data.bind(self.node))  # type: ignore[arg-type]  # as above
         outcome.raise_for_error(f"cannot reconnect virtual router {appliance['name']}")
         return data.appliance
 
@@ -429,21 +435,21 @@ class VirtualRouterPlugin(
     async def _ping(self, appliance: dict[str, Any]) -> None:
         reason = None
         try:
-            answer = await self._client(appliance).call(vr.PING, {}, timeout=10)
+            answer = await self._client(appliance).send(vr.PingCmd(), timeout=10)
         except OperationError as exc:
             reason = f"its agent does not answer ({exc.error.description})"
         else:
-            if answer.get("uuid") != appliance["uuid"]:
+            if answer.uuid != appliance["uuid"]:
                 reason = "its agent restarted (the signature is gone)"
-            elif answer.get("repaired"):
+            elif answer.repaired:
                 log.info(
                     "virtual router %s repaired itself: %s",
                     appliance["name"],
-                    "; ".join(answer["repaired"]),
+                    "; ".join(answer.repaired),
                 )
                 self.node.events.publish(
                     REPAIRED_EVENT,
-                    {"applianceVmUuid": appliance["uuid"], "repaired": answer["repaired"]},
+                    {"applianceVmUuid": appliance["uuid"], "repaired": answer.repaired},
                 )
         if reason is None:
             if appliance["status"] != "Connected":

@@ -15,10 +15,10 @@ is harmless.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from pydantic import PrivateAttr
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.kernel.db import new_uuid
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow, checkpointer
+from core.kernel.rest import AgentClient
 from core.network.l3.ipam import allocate_ip
 from core.network.l3.nics import agent_nics, create_nic, delete_nics, nics_of, tap_name
 from core.storage.capacity import reserve_primary_capacity, return_primary_capacity
@@ -54,8 +55,8 @@ _backup_storages = BackupStorageVO.__table__
 _image_copies = ImageBackupStorageRefVO.__table__
 _ps_clusters = PrimaryStorageClusterRefVO.__table__
 _primary_storages = PrimaryStorageVO.__table__
-_volumes = VolumeVO.__table__
-_vms = VmInstanceVO.__table__
+_volumes = cast(Table, VolumeVO.__table__)  # a Table (typed FromClause): insert and update it
+_vms = cast(Table, VmInstanceVO.__table__)
 
 CHAIN = "createVm"
 
@@ -176,7 +177,8 @@ class VmAllocateHostFlow(Flow):
 
     async def run(self, data: CreateVmData) -> None:  # type: ignore[override]
         node, spec = data.node, data.spec
-        await node.chain(ALLOCATOR_CHAIN).run(data)
+        # FlowChain.run is typed for dict data (core.kernel.flow); it takes the chain's FlowData
+        await node.chain(ALLOCATOR_CHAIN).run(data)  # type: ignore[arg-type]
         save = checkpointer()
 
         def reserve(conn: Connection) -> dict[str, Any] | None:
@@ -302,9 +304,8 @@ class VmAllocateVolumeFlow(Flow):
             save(conn)
 
         await node.db.run_core(new_volume)
-        answer = await agent.call(
-            kvm.VOLUME_CREATE,
-            {"installPath": path, "backingFile": cache, "format": "qcow2", "size": 0},
+        answer = await agent.send(
+            kvm.CreateVolumeCmd(install_path=path, backing_file=cache, format="qcow2", size=0),
             timeout=120,
         )
         # The size is what was reserved on the primary storage (the image's virtual
@@ -313,7 +314,7 @@ class VmAllocateVolumeFlow(Flow):
             "volume": uuid,
             "status": "Ready",
             "size": ps["reserved"],
-            "actual": int(answer.get("actualSize", 0)),
+            "actual": answer.actual_size,
         }
         await node.db.run_core(lambda c: c.execute(_VOLUME_READY, ready))
 
@@ -325,7 +326,7 @@ class VmAllocateVolumeFlow(Flow):
         assert data.host is not None
         agent = await node.plugin(HostPlugin).agent_of(data.host["uuid"])
         # Deleting a file that was never made (or is gone already) succeeds.
-        await agent.call(kvm.VOLUME_DELETE, {"installPath": volume["installPath"]})
+        await agent.send(kvm.DeleteVolumeCmd(install_path=volume["installPath"]))
         save = checkpointer()
 
         def forget(session: Session) -> None:
@@ -336,11 +337,11 @@ class VmAllocateVolumeFlow(Flow):
         await node.db.run(forget)
 
 
-async def _image_cache(data: CreateVmData, agent: Any) -> str:
+async def _image_cache(data: CreateVmData, agent: AgentClient) -> str:
     """The image's copy on the primary storage, made on first use (never rolled back:
     a cache serves every later VM, as ZStack's ImageCacheVO does)."""
     node, spec, ps, bs = data.node, data.spec, data.primary_storage, data.backup_storage
-    assert ps is not None and bs is not None
+    assert ps is not None and bs is not None and spec.image_uuid is not None
     key = (ps["uuid"], spec.image_uuid)
     cached = _cache_paths.get(key)
     if cached is not None:
@@ -364,14 +365,10 @@ async def _image_cache(data: CreateVmData, agent: Any) -> str:
             _cache_paths[key] = existing
             return existing
         path = f"{ps['url']}/imagecache/{spec.image_uuid}.{fmt}"
-        answer = await agent.call_async(
-            kvm.IMAGE_DOWNLOAD,
-            {
-                "url": bs["installPath"],
-                "installPath": path,
-                "checksum": "",
-                "taskUuid": spec.vm_uuid,
-            },
+        answer = await agent.send(
+            kvm.DownloadImageCmd(
+                url=bs["installPath"], install_path=path, checksum="", task_uuid=spec.vm_uuid
+            ),
             timeout=3600,
             cancellable=True,  # a cancelled copy leaves no partial cache behind
         )
@@ -382,7 +379,7 @@ async def _image_cache(data: CreateVmData, agent: Any) -> str:
                     primary_storage_uuid=ps["uuid"],
                     image_uuid=spec.image_uuid,
                     install_url=path,
-                    size=int(answer.get("actualSize", 0)),
+                    size=answer.actual_size,
                 )
             )
 
@@ -475,20 +472,19 @@ class VmCreateOnHypervisorFlow(Flow):
         node, spec, volume, host = data.node, data.spec, data.root_volume, data.host
         assert volume is not None and host is not None and data.primary_storage is not None
         agent = await node.plugin(HostPlugin).agent_of(host["uuid"])
-        data.console_log = console_log_path(data.primary_storage["url"], spec.vm_uuid)
-        await agent.call_async(
-            kvm.VM_START,
-            {
-                "vmUuid": spec.vm_uuid,
-                "vmName": spec.name,
-                "cpuNum": spec.cpu_num,
-                "memorySize": spec.memory_size,
-                "rootVolume": {"installPath": volume["installPath"], "format": "qcow2"},
-                "nics": agent_nics(spec.nics),
-                "consoleLogPath": data.console_log,
-                "acceleration": host["acceleration"] or "",
-                "timeout": 120,
-            },
+        console = data.console_log = console_log_path(data.primary_storage["url"], spec.vm_uuid)
+        await agent.send(
+            kvm.StartVmCmd(
+                vm_uuid=spec.vm_uuid,
+                vm_name=spec.name,
+                cpu_num=spec.cpu_num,
+                memory_size=spec.memory_size,
+                root_volume=kvm.VolumeTO(install_path=volume["installPath"], format="qcow2"),
+                nics=agent_nics(spec.nics),
+                console_log_path=console,
+                acceleration=host["acceleration"] or "",
+                timeout=120,
+            ),
             timeout=300,
         )
 
@@ -497,13 +493,12 @@ class VmCreateOnHypervisorFlow(Flow):
         assert data.host is not None and data.primary_storage is not None
         agent = await data.node.plugin(HostPlugin).agent_of(data.host["uuid"])
         vm_uuid = data.spec.vm_uuid
-        await agent.call_async(kvm.VM_DESTROY, {"vmUuid": vm_uuid}, timeout=300)
-        await agent.call(
-            kvm.VM_EXPUNGE,
-            {
-                "vmUuid": vm_uuid,
-                "consoleLogPath": console_log_path(data.primary_storage["url"], vm_uuid),
-            },
+        await agent.send(kvm.DestroyVmCmd(vm_uuid=vm_uuid), timeout=300)
+        await agent.send(
+            kvm.ExpungeVmCmd(
+                vm_uuid=vm_uuid,
+                console_log_path=console_log_path(data.primary_storage["url"], vm_uuid),
+            )
         )
 
 

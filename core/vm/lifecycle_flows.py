@@ -28,6 +28,7 @@ from core.host.plugin import HostPlugin
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow, checkpointer
 from core.kernel.flow_data import FlowData
+from core.kernel.rest import AgentClient
 from core.network.l3.nics import agent_nics, delete_nics
 from core.storage.capacity import return_primary_capacity
 from core.storage.models import PrimaryStorageVO
@@ -61,7 +62,7 @@ class VmOperationData(FlowData):
     """Start: ``{uuid}`` of the host capacity is reserved on."""
     capacity_returned: bool = False
     """Stop, destroy: the VM's CPU and memory went back to its host."""
-    stop_type: str = "grace"
+    stop_type: kvm.StopType = "grace"
     stop_timeout: int = 60
 
     def hosts(self) -> list[str]:
@@ -71,8 +72,12 @@ class VmOperationData(FlowData):
         return list(dict.fromkeys(h for h in found if h))
 
 
-async def _agent(data: VmOperationData, host_uuid: str) -> Any:
+async def _agent(data: VmOperationData, host_uuid: str) -> AgentClient:
     return await data.node.plugin(HostPlugin).agent_of(host_uuid)
+
+
+# The flows' methods take VmOperationData where Flow's are typed for dict[str, Any] (the
+# typing of core.kernel.flow predates FlowData), hence their ignore[override].
 
 
 class VmTransitionFlow(Flow):
@@ -106,7 +111,7 @@ class VmSettleStateFlow(NoRollbackFlow):
 class VmAllocateHostForStoppedVmFlow(Flow):
     """Reserve capacity on the host that holds the VM's root volume (its last host)."""
 
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm = data.vm
         host_uuid = vm["hostUuid"] or vm["lastHostUuid"]
         if host_uuid is None:
@@ -134,7 +139,7 @@ class VmAllocateHostForStoppedVmFlow(Flow):
                 f"{human_size(vm['memorySize'])} of memory free" + (f": {notes}" if notes else "")
             )
 
-    async def rollback(self, data: VmOperationData) -> None:
+    async def rollback(self, data: VmOperationData) -> None:  # type: ignore[override]
         host, vm = data.host, data.vm
         if host is None:
             return
@@ -150,7 +155,7 @@ class VmAllocateHostForStoppedVmFlow(Flow):
 
 
 class VmStartOnHypervisorFlow(Flow):
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm = data.vm
 
         def root_volume(session: Session) -> tuple[dict[str, Any], str]:
@@ -163,42 +168,36 @@ class VmStartOnHypervisorFlow(Flow):
         volume, console = await data.node.db.run(root_volume)
         spec = await spec_of(data)
         assert data.host is not None
-        await (await _agent(data, data.host["uuid"])).call_async(
-            kvm.VM_START,
-            {
-                "vmUuid": vm["uuid"],
-                "vmName": vm["name"],
-                "cpuNum": vm["cpuNum"],
-                "memorySize": vm["memorySize"],
-                "rootVolume": {"installPath": volume["installPath"], "format": volume["format"]},
-                "nics": agent_nics(spec.nics),
-                "consoleLogPath": console,
-                "timeout": 120,
-            },
+        await (await _agent(data, data.host["uuid"])).send(
+            kvm.StartVmCmd(
+                vm_uuid=vm["uuid"],
+                vm_name=vm["name"],
+                cpu_num=vm["cpuNum"],
+                memory_size=vm["memorySize"],
+                root_volume=kvm.VolumeTO(
+                    install_path=volume["installPath"], format=volume["format"]
+                ),
+                nics=agent_nics(spec.nics),
+                console_log_path=console,
+                timeout=120,
+            ),
             timeout=300,
         )
 
-    async def rollback(self, data: VmOperationData) -> None:
+    async def rollback(self, data: VmOperationData) -> None:  # type: ignore[override]
         # Stopping a domain that is not running succeeds: no need to know how far run got.
         if data.host is None:
             return
-        await (await _agent(data, data.host["uuid"])).call_async(
-            kvm.VM_STOP,
-            {"vmUuid": data.vm["uuid"], "type": "force", "timeout": 30},
-            timeout=300,
+        await (await _agent(data, data.host["uuid"])).send(
+            kvm.StopVmCmd(vm_uuid=data.vm["uuid"], type="force", timeout=30), timeout=300
         )
 
 
 class VmStopOnHypervisorFlow(NoRollbackFlow):
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm = data.vm
-        await (await _agent(data, vm["hostUuid"])).call_async(
-            kvm.VM_STOP,
-            {
-                "vmUuid": vm["uuid"],
-                "type": data.stop_type,
-                "timeout": data.stop_timeout,
-            },
+        await (await _agent(data, vm["hostUuid"])).send(
+            kvm.StopVmCmd(vm_uuid=vm["uuid"], type=data.stop_type, timeout=data.stop_timeout),
             timeout=data.stop_timeout + 120,
         )
 
@@ -206,11 +205,11 @@ class VmStopOnHypervisorFlow(NoRollbackFlow):
 class VmReturnHostFlow(NoRollbackFlow):
     """Give the VM's CPU and memory back to its host (once: written down with it)."""
 
-    def skip(self, data: VmOperationData) -> bool:
+    def skip(self, data: VmOperationData) -> bool:  # type: ignore[override]
         vm = data.vm
         return vm["hostUuid"] is None or vm["state"] not in HOLDING_STATES
 
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm = data.vm
         if data.capacity_returned:
             return
@@ -230,36 +229,36 @@ class VmReturnHostFlow(NoRollbackFlow):
 
 
 class VmRebootOnHypervisorFlow(NoRollbackFlow):
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm = data.vm
-        await (await _agent(data, vm["hostUuid"])).call_async(
-            kvm.VM_REBOOT, {"vmUuid": vm["uuid"], "timeout": 60}, timeout=300
+        await (await _agent(data, vm["hostUuid"])).send(
+            kvm.RebootVmCmd(vm_uuid=vm["uuid"], timeout=60), timeout=300
         )
 
 
 class VmPauseOnHypervisorFlow(NoRollbackFlow):
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm = data.vm
-        await (await _agent(data, vm["hostUuid"])).call(kvm.VM_PAUSE, {"vmUuid": vm["uuid"]})
+        await (await _agent(data, vm["hostUuid"])).send(kvm.PauseVmCmd(vm_uuid=vm["uuid"]))
 
 
 class VmResumeOnHypervisorFlow(NoRollbackFlow):
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm = data.vm
-        await (await _agent(data, vm["hostUuid"])).call(kvm.VM_RESUME, {"vmUuid": vm["uuid"]})
+        await (await _agent(data, vm["hostUuid"])).send(kvm.ResumeVmCmd(vm_uuid=vm["uuid"]))
 
 
 class VmDestroyOnHypervisorFlow(NoRollbackFlow):
     """Power off and undefine the domain (on the host it last ran on)."""
 
-    def skip(self, data: VmOperationData) -> bool:
+    def skip(self, data: VmOperationData) -> bool:  # type: ignore[override]
         vm = data.vm
         return (vm["hostUuid"] or vm["lastHostUuid"]) is None
 
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm = data.vm
-        await (await _agent(data, vm["hostUuid"] or vm["lastHostUuid"])).call_async(
-            kvm.VM_DESTROY, {"vmUuid": vm["uuid"]}, timeout=300
+        await (await _agent(data, vm["hostUuid"] or vm["lastHostUuid"])).send(
+            kvm.DestroyVmCmd(vm_uuid=vm["uuid"]), timeout=300
         )
 
 
@@ -268,8 +267,9 @@ class VmReleaseResourceFlow(NoRollbackFlow):
     entry, ...) once the domain is off.  A release that fails is logged, not fatal: the
     VM is already off, and the provider's next full re-sync drops what is left."""
 
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         spec = await spec_of(data)
+        # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
         for ext in reversed(data.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):
             try:
                 await ext.pre_release_vm_resource(spec)
@@ -280,7 +280,7 @@ class VmReleaseResourceFlow(NoRollbackFlow):
 class VmExpungeNicFlow(NoRollbackFlow):
     """Delete the VM's NICs; their addresses go back to their L3 networks."""
 
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm_uuid = data.vm["uuid"]
         await data.node.db.run(lambda s: delete_nics(s, vm_uuid))
 
@@ -289,11 +289,11 @@ class VmExpungeConsoleLogFlow(NoRollbackFlow):
     """Delete the VM's serial console log on the host it last ran on (it sits beside the
     root volume, on the same primary storage)."""
 
-    def skip(self, data: VmOperationData) -> bool:
+    def skip(self, data: VmOperationData) -> bool:  # type: ignore[override]
         vm = data.vm
         return vm["rootVolumeUuid"] is None or (vm["hostUuid"] or vm["lastHostUuid"]) is None
 
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm, node = data.vm, data.node
 
         def storage_url(session: Session) -> str | None:
@@ -306,27 +306,26 @@ class VmExpungeConsoleLogFlow(NoRollbackFlow):
         url = await node.db.run(storage_url)
         if url is None:
             return
-        await (await _agent(data, vm["hostUuid"] or vm["lastHostUuid"])).call(
-            kvm.VM_EXPUNGE,
-            {"vmUuid": vm["uuid"], "consoleLogPath": console_log_path(url, vm["uuid"])},
+        await (await _agent(data, vm["hostUuid"] or vm["lastHostUuid"])).send(
+            kvm.ExpungeVmCmd(vm_uuid=vm["uuid"], console_log_path=console_log_path(url, vm["uuid"]))
         )
 
 
 class VmExpungeRootVolumeFlow(NoRollbackFlow):
     """Delete the root volume's file and row; its primary storage gets the room back."""
 
-    def skip(self, data: VmOperationData) -> bool:
+    def skip(self, data: VmOperationData) -> bool:  # type: ignore[override]
         return data.vm["rootVolumeUuid"] is None
 
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         vm, node = data.vm, data.node
         volume = await node.db.run(lambda s: _inventory(s, VolumeVO, vm["rootVolumeUuid"]))
         if volume is None:
             return
         host_uuid = vm["hostUuid"] or vm["lastHostUuid"]
         if volume["installPath"] and host_uuid:
-            await (await _agent(data, host_uuid)).call(
-                kvm.VOLUME_DELETE, {"installPath": volume["installPath"]}
+            await (await _agent(data, host_uuid)).send(
+                kvm.DeleteVolumeCmd(install_path=volume["installPath"])
             )
 
         def forget(session: Session) -> None:
@@ -360,7 +359,7 @@ def _paths(*classes: type) -> list[str]:
 class VmExpungeRowFlow(NoRollbackFlow):
     """The VM's row and tags go last, once everything it held is gone."""
 
-    async def run(self, data: VmOperationData) -> None:
+    async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
         await forget_vm(data.node, data.vm["uuid"])
 
 

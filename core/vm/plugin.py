@@ -12,10 +12,10 @@ flight are ignored: the operation sets the state it ends in.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -69,7 +69,7 @@ from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec
 
 # Tables, for Core statements on hot paths (see Base.inventory_columns).
-_vms = VmInstanceVO.__table__
+_vms = cast(Table, VmInstanceVO.__table__)  # a Table (typed FromClause): insert and update it
 _offerings = InstanceOfferingVO.__table__
 
 
@@ -200,7 +200,7 @@ class VmPlugin(
             if host_uuid is not None:
                 try:
                     agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
-                    states = (await agent.call(kvm.VM_SYNC, {}))["states"]
+                    states = (await agent.send(kvm.VmSyncCmd())).states
                     reported = states.get(vm["uuid"], "Stopped")
                 except Exception as exc:
                     log.warning("cannot ask host %s about VM %s: %s", host_uuid, vm["name"], exc)
@@ -258,6 +258,7 @@ class VmPlugin(
         """What a stop through the API releases (VmReleaseResourceFlow), for a VM that
         stopped outside the project.  A failure is logged: the VM is off already."""
         spec = await spec_from_row(self.node, vm)
+        # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
         for ext in reversed(self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint)):
             try:
                 await ext.pre_release_vm_resource(spec)
@@ -268,6 +269,7 @@ class VmPlugin(
         """What a start through the API prepares, for a VM started outside the project."""
         spec = await spec_from_row(self.node, vm)
         spec.dest_host_uuid = vm["hostUuid"]
+        # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
         for ext in self.node.registry.extensions(PreVmInstantiateResourceExtensionPoint):
             try:
                 await ext.pre_instantiate_vm_resource(spec)
@@ -275,11 +277,8 @@ class VmPlugin(
                 log.warning("cannot prepare %s of VM %s: %s", type(ext).__name__, spec.name, exc)
 
     async def _on_state_report(self, body: dict[str, Any]) -> None:
-        await self.reconcile(
-            str(body.get("vmUuid", "")),
-            str(body.get("vmState", "")),
-            str(body.get("hostUuid") or "") or None,
-        )
+        report = kvm.VmStateReport.model_validate(body)
+        await self.reconcile(report.vm_uuid, report.vm_state, report.host_uuid or None)
 
     # -- create ------------------------------------------------------------------------
 
@@ -314,7 +313,9 @@ class VmPlugin(
                     "memory_size": offering.memory_size,
                     "platform": image.platform,
                     "state": state,
-                    "default_l3_network_uuid": (msg.l3_network_uuids or [None])[0],
+                    "default_l3_network_uuid": (
+                        msg.l3_network_uuids[0] if msg.l3_network_uuids else None
+                    ),
                 },
             ).one()
             vm = VmInstanceVO.inventory_of(row)
@@ -348,13 +349,16 @@ class VmPlugin(
     async def _instantiate(self, msg: CreateVmInstance, spec: VmInstanceSpec) -> dict[str, Any]:
         """The createVm chain: the VM ends Running, or (failed) without its row."""
         data = CreateVmData(spec=spec).bind(self.node)
-        outcome = await self.node.chain(CREATE_CHAIN).start(data)
+        # FlowChain.start is typed for dict data (core.kernel.flow); it takes the chain's FlowData
+        outcome = await self.node.chain(CREATE_CHAIN).start(data)  # type: ignore[arg-type]
         if not outcome.succeeded:
             await forget_vm(self.node, spec.vm_uuid)  # gone already unless the chain never ran
             outcome.raise_for_error(f"cannot create VM {msg.name}")
-        inventory = data.running_inventory or await self.node.db.run(
-            lambda s: _vm(s, spec.vm_uuid).to_inventory()
-        )
+        inventory = data.running_inventory
+        if inventory is None:
+            db = self.node.db
+            assert db is not None  # the node runs
+            inventory = await db.run(lambda s: _vm(s, spec.vm_uuid).to_inventory())
         if msg.strategy == "CreateStopped":
             inventory = await self._stop(inventory, "cold", 60)
         return inventory
@@ -369,7 +373,8 @@ class VmPlugin(
     async def _run(self, chain: str, vm: dict[str, Any], **fields: Any) -> VmOperationData:
         """Run a life-cycle chain; its data on success, a clear error on failure."""
         data = VmOperationData(vm=vm, **fields).bind(self.node)
-        outcome = await self.node.chain(chain).start(data)
+        # FlowChain.start is typed for dict data (core.kernel.flow); it takes the chain's FlowData
+        outcome = await self.node.chain(chain).start(data)  # type: ignore[arg-type]
         outcome.raise_for_error(f"cannot {chain.removesuffix('Vm')} VM {vm['name']}")
         return data
 
@@ -402,7 +407,9 @@ class VmPlugin(
         vm = await self._load(msg.uuid, "start")
         return await self._operate(vm, "startVm", "starting", "running")
 
-    async def _stop(self, vm: dict[str, Any], stop_type: str, timeout: int) -> dict[str, Any]:
+    async def _stop(
+        self, vm: dict[str, Any], stop_type: kvm.StopType, timeout: int
+    ) -> dict[str, Any]:
         return await self._operate(
             vm, "stopVm", "stopping", "stopped", stop_type=stop_type, stop_timeout=timeout
         )
@@ -412,7 +419,8 @@ class VmPlugin(
         vm = await self._load(msg.uuid, "stop")
         if vm["state"] == st.STOPPED:
             return vm
-        return await self._stop(vm, msg.type, msg.stop_timeout)
+        # msg.type is one of the param's valid values, checked by the bus.
+        return await self._stop(vm, cast(kvm.StopType, msg.type), msg.stop_timeout)
 
     @handles(RebootVmInstance)
     async def reboot(self, msg: RebootVmInstance) -> dict[str, Any]:
@@ -483,13 +491,13 @@ class VmPlugin(
     async def console(self, msg: GetVmConsoleAddress) -> dict[str, Any]:
         vm = await self._load(msg.uuid, "console")
         agent = await self.node.plugin(HostPlugin).agent_of(vm["hostUuid"])
-        answer = await agent.call(kvm.VM_CONSOLE, {"vmUuid": vm["uuid"]})
+        answer = await agent.send(kvm.VmConsoleCmd(vm_uuid=vm["uuid"]))
         return {
             "vmUuid": vm["uuid"],
             "hostUuid": vm["hostUuid"],
             "protocol": "serial",
-            "pty": answer.get("pty", ""),
-            "consoleLogPath": answer.get("consoleLogPath", ""),
+            "pty": answer.pty,
+            "consoleLogPath": answer.console_log_path,
         }
 
 
@@ -499,7 +507,7 @@ class VmSyncOnHostConnectFlow(NoRollbackFlow):
 
     async def run(self, data: HostConnectData) -> None:  # type: ignore[override]
         node, host_uuid = data.node, data.host_uuid
-        states: dict[str, str] = (await (await data.agent()).call(kvm.VM_SYNC, {}))["states"]
+        states = (await (await data.agent()).send(kvm.VmSyncCmd())).states
         vms = await node.db.run(
             lambda s: list(
                 s.scalars(select(VmInstanceVO.uuid).where(VmInstanceVO.host_uuid == host_uuid))

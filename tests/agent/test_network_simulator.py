@@ -4,9 +4,7 @@ the virtual-router agents it starts (``--simulate``, no namespace)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +26,6 @@ from tests.agent.net_helpers import (
 
 UUID = "0123456789abcdef0123456789abcdef"
 BR1, BR2 = "zslbr-a00000001", "zslbr-a00000002"
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """The agent's socket path must fit sun_path (108 bytes): pytest's tmp dirs are long."""
-    path = Path(tempfile.mkdtemp(prefix="zsl-test-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -150,11 +150,11 @@ async def test_hand_made_orphans_are_kept_with_never_then_removed_after_the_grac
 
     await node.db.run(age)
     run = await reconcile(node)
-    assert {(o["kind"], o["name"]) for o in run.removed} >= {
+    assert {(o.kind, o.name) for o in run.removed} >= {
         ("domain", ours.domain), ("namespace", ours.namespace), ("bridge", ours.bridge)
     }  # fmt: skip
     assert ours.present() == dict.fromkeys(everything, False)
     assert await ok(node, "QueryHostOrphan") == []
     # another lab's objects, with the same kinds of names, are never touched
     assert other.present() == everything
-    assert not {o["name"] for o in run.objects} & {other.domain, other.tap, other.namespace}
+    assert not {o.name for o in run.objects} & {other.domain, other.tap, other.namespace}

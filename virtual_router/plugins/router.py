@@ -8,6 +8,7 @@ from typing import Any
 from agentkit.plugins import AgentPlugin
 from agentkit.server import CommandContext, CommandRegistry
 from contracts import virtual_router as vr
+from contracts.base import Ack
 from virtual_router.model import Fields
 from virtual_router.router import VirtualRouter
 
@@ -17,11 +18,11 @@ class RouterCommands(AgentPlugin[VirtualRouter]):
         registry.add(vr.INIT, self.init)
         registry.add(vr.PING, self.ping)
 
-    async def init(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def init(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
         self.ctx.uuid = Fields(body).text("uuid")
-        return {}
+        return Ack()
 
-    async def ping(self, _body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def ping(self, _body: dict[str, Any], _ctx: CommandContext) -> vr.PingRsp:
         repaired = await self.ctx.repair()
-        dnsmasq = self.ctx.dnsmasq.status().to_json()
-        return {"uuid": self.ctx.uuid, "repaired": repaired, "dnsmasq": dnsmasq}
+        dnsmasq = self.ctx.dnsmasq.status().to_contract()
+        return vr.PingRsp(uuid=self.ctx.uuid, repaired=repaired, dnsmasq=dnsmasq)

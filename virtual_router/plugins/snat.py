@@ -8,6 +8,7 @@ from typing import Any
 from agentkit.plugins import AgentPlugin
 from agentkit.server import CommandContext, CommandRegistry
 from contracts import virtual_router as vr
+from contracts.base import Ack
 from virtual_router.model import Fields, Snat, unique
 from virtual_router.router import VirtualRouter
 
@@ -24,15 +25,15 @@ class SnatCommands(AgentPlugin[VirtualRouter]):
         registry.add(vr.REMOVE_SNAT, self.remove_snat)
         registry.add(vr.SYNC_SNAT, self.sync_snat)
 
-    async def set_snat(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def set_snat(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
         await self.ctx.set_snats(snats(body))
-        return {}
+        return Ack()
 
-    async def remove_snat(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def remove_snat(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
         macs = [s.mac("privateNicMac") for s in Fields(body).objects("snats")]
         await self.ctx.remove_snats(macs)
-        return {}
+        return Ack()
 
-    async def sync_snat(self, body: dict[str, Any], _ctx: CommandContext) -> dict[str, Any]:
+    async def sync_snat(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
         await self.ctx.sync_snats(snats(body))
-        return {}
+        return Ack()

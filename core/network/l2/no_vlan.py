@@ -46,15 +46,14 @@ class L2NoVlanNetworkPlugin(Plugin):
 
     async def realize(self, l2: dict[str, Any], host_uuid: str) -> None:
         agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
-        await agent.call(
-            kvm.BRIDGE_CREATE,
-            {
-                "bridgeName": l2["bridgeName"],
-                "physicalInterface": l2["physicalInterface"],
-                "allowDefaultRouteInterface": l2["allowDefaultRouteInterface"],
-            },
+        await agent.send(
+            kvm.CreateBridgeCmd(
+                bridge_name=l2["bridgeName"],
+                physical_interface=l2["physicalInterface"],
+                allow_default_route_interface=l2["allowDefaultRouteInterface"],
+            )
         )
 
     async def unrealize(self, l2: dict[str, Any], host_uuid: str) -> None:
         agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
-        await agent.call(kvm.BRIDGE_DELETE, {"bridgeName": l2["bridgeName"]})
+        await agent.send(kvm.DeleteBridgeCmd(bridge_name=l2["bridgeName"]))

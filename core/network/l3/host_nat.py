@@ -76,7 +76,7 @@ def is_host_nat(session: Session, l3_uuid: str) -> bool:
 async def set_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
     hosts = node.plugin(HostPlugin)
     for host_uuid, body in entries:
-        await (await hosts.agent_of(host_uuid)).call(kvm.HOSTNAT_SET, body)
+        await (await hosts.agent_of(host_uuid)).send(kvm.SetHostNatCmd.model_validate(body))
 
 
 async def remove_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) -> None:
@@ -85,7 +85,8 @@ async def remove_host_nat(node: Any, entries: list[tuple[str, dict[str, str]]]) 
     hosts = node.plugin(HostPlugin)
     for host_uuid, body in entries:
         try:
-            await (await hosts.agent_of(host_uuid)).call(kvm.HOSTNAT_REMOVE, body)
+            cmd = kvm.RemoveHostNatCmd.model_validate(body)
+            await (await hosts.agent_of(host_uuid)).send(cmd)
         except Exception as exc:
             log.warning("cannot remove host NAT %s on host %s: %s", body, host_uuid, exc)
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contracts import names
+from contracts import kvm, names
 from core.kernel.errors import operr
 from core.network.l2.models import L2NetworkVO
 from core.network.l3.ipam import release_ip
@@ -116,9 +116,9 @@ def nics_of(session: Session, owner_uuid: str) -> list[dict[str, Any]]:
     ]
 
 
-def agent_nics(nics: list[dict[str, Any]]) -> list[dict[str, str]]:
+def agent_nics(nics: list[dict[str, Any]]) -> list[kvm.NicTO]:
     """The ``nics`` of the host agent's /vm/start."""
     return [
-        {"mac": n["mac"], "bridgeName": n["bridgeName"], "deviceName": n["internalName"]}
+        kvm.NicTO(mac=n["mac"], bridge_name=n["bridgeName"], device_name=n["internalName"])
         for n in nics
     ]

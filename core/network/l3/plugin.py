@@ -105,6 +105,7 @@ class L3NetworkPlugin(Plugin, Service, SystemTagProvider, FlowChainContributor):
             return l3.to_inventory()
 
         l3 = await self.node.db.run(check)
+        # extensions() takes type[T]: mypy refuses an abstract class there (core.kernel.extensions)
         for ext in self.node.registry.extensions(L3NetworkDeletionExtensionPoint):
             await ext.before_delete_l3_network(l3)
         host_nat = await self.node.db.run(lambda s: host_nat_entries(s, l3_uuid=l3["uuid"]))
@@ -216,18 +217,18 @@ class L3NetworkPlugin(Plugin, Service, SystemTagProvider, FlowChainContributor):
                 stmt = stmt.where(HostVO.cluster_uuid.in_(clusters))
             else:
                 stmt = stmt.where(HostVO.zone_uuid == l3.zone_uuid)
-            return l2.bridge_name, [tuple(row) for row in session.execute(stmt)]
+            return l2.bridge_name, [(uuid, name) for uuid, name in session.execute(stmt)]
 
         bridge, candidates = await self.node.db.run(hosts)
         for host_uuid, host_name in candidates:
             agent = await self.node.plugin(HostPlugin).agent_of(host_uuid)
-            answer = await agent.call(kvm.HOST_ROUTES, {})
-            for route in answer.get("routes", []):
-                if route.get("interface") == bridge:
+            answer = await agent.send(kvm.HostRoutesCmd())
+            for route in answer.routes:
+                if route.interface == bridge:
                     continue
-                destination = ipaddress.IPv4Network(route["destination"], strict=False)
+                destination = ipaddress.IPv4Network(route.destination, strict=False)
                 if destination.overlaps(network):
-                    via = f" via {route['interface']}" if route.get("interface") else ""
+                    via = f" via {route.interface}" if route.interface else ""
                     raise argerr(
                         f"the network {network} overlaps the route {destination}{via} "
                         f"of host {host_name}; choose another network"

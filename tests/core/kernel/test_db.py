@@ -72,14 +72,12 @@ def test_migrations_are_idempotent(db: Database) -> None:
 
 def test_an_old_schema_is_upgraded_keeping_its_rows(tmp_path: Path) -> None:
     from alembic import command
-    from alembic.config import Config
 
-    from core.kernel.db import MIGRATIONS
+    from core.kernel.migrations import alembic_config
 
     db = Database(f"sqlite:///{tmp_path / 'old.db'}")
     try:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg = alembic_config(db.url, [])
         with db.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "0001")

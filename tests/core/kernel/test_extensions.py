@@ -366,7 +366,7 @@ async def test_failing_component_stops_the_started_ones_and_releases_the_lock(
         "stop:cFirst",
     ]
     assert not node.running
-    assert node.db is None
+    assert node._db is None
     assert node._started == []
     assert not node.socket_path.exists()
     assert (props.data_dir / "node.lock").read_text() == ""

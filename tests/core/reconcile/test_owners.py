@@ -3,8 +3,9 @@ it; an object whose owner cannot be told is kept)."""
 
 from __future__ import annotations
 
+from contracts import kvm
 from core.reconcile.owners import Owners, orphans
-from core.reconcile.tracking import due
+from core.reconcile.tracking import Orphan, due
 
 VM = "0123456789abcdef0123456789abcdef"
 ROUTER = "fedcba9876543210fedcba9876543210"
@@ -25,8 +26,8 @@ def owners() -> Owners:
     ).index()
 
 
-def obj(kind: str, name: str, ref: str = "", detail: str = "") -> dict[str, str]:
-    return {"kind": kind, "name": name, "ref": ref, "detail": detail}
+def obj(kind: str, name: str, ref: str = "", detail: str = "") -> kvm.HostObjectTO:
+    return kvm.HostObjectTO(kind=kind, name=name, ref=ref, detail=detail)
 
 
 def test_what_the_database_owns() -> None:
@@ -77,7 +78,7 @@ def test_never_means_never_due() -> None:
     from datetime import datetime
 
     now = datetime(2026, 1, 1)
-    tracked = [{"kind": "tap", "name": "t", "firstSeen": datetime(2020, 1, 1)}]
+    tracked = [Orphan(kind="tap", name="t", first_seen=datetime(2020, 1, 1))]
     assert due(tracked, now, None) == []
     assert due(tracked, now, 60) == tracked
-    assert due([{**tracked[0], "firstSeen": now}], now, 60) == []
+    assert due([tracked[0].model_copy(update={"first_seen": now})], now, 60) == []

@@ -15,6 +15,7 @@ from contracts import kvm
 from core.kernel.db import new_uuid
 from core.reconcile.models import HostOrphanVO
 from core.reconcile.plugin import CHAIN, REMOVE_CHAIN, REMOVED_EVENT
+from core.reconcile.tracking import Orphan
 from core.vm.models import VmInstanceVO
 from tests.conftest import ok
 from tests.core.reconcile.conftest import ReconcileLab
@@ -39,6 +40,11 @@ async def age_orphans(rlab: ReconcileLab, by: timedelta = timedelta(hours=2)) ->
 
 def keys(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(o["kind"], o["name"]) for o in objects}
+
+
+def listed(objects: list[kvm.HostObjectTO] | list[Orphan]) -> set[tuple[str, str]]:
+    """``keys`` of what the agent listed (or the orphans among it)."""
+    return {(o.kind, o.name) for o in objects}
 
 
 async def orphan_rows(rlab: ReconcileLab) -> set[tuple[str, str]]:
@@ -107,18 +113,18 @@ async def test_owned_objects_are_never_touched(rlab: ReconcileLab) -> None:
 
     assert run.orphans == [] and run.removed == []
     assert await orphan_rows(rlab) == set()
-    seen = keys(run.objects)
+    seen = listed(run.objects)
     for vm in (running, stopped):
         assert ("domain", f"zsl-{vm['uuid']}") in seen
         assert ("file", str(rlab.net.lab.primary_url / "consoles" / f"{vm['uuid']}.log")) in seen
     nic = await nic_of(rlab, running)
     assert ("tap", nic["internalName"]) in seen
     assert ("namespace", f"zsl-vr-{router['uuid'][:9]}") in seen
-    assert {o["kind"] for o in run.objects} >= {
+    assert {o.kind for o in run.objects} >= {
         "domain", "tap", "namespace", "bridge", "hostNat", "file"
     }  # fmt: skip
-    assert any(o["detail"] == "image cache" for o in run.objects)
-    assert any(o["name"].endswith(f"vm-{destroyed['uuid']}") for o in run.objects)
+    assert any(o.detail == "image cache" for o in run.objects)
+    assert any(o.name.endswith(f"vm-{destroyed['uuid']}") for o in run.objects)
     # everything still works: the router serves, the VMs are as they were
     assert (await ok(node, "QueryVmInstance", conditions=[f"uuid={running['uuid']}"]))[0][
         "state"
@@ -155,12 +161,12 @@ async def test_orphans_are_kept_with_never_and_removed_after_the_grace_period(
     await age_orphans(rlab)
     run = (await rlab.reconciler.reconcile_all())[rlab.host_uuid]
     # the tap went with its domain (or by itself): either way it is gone
-    assert keys(run.removed) | {("tap", names["tap"])} == expected
-    assert keys(removed) == keys(run.removed)
+    assert listed(run.removed) | {("tap", names["tap"])} == expected
+    assert keys(removed) == listed(run.removed)
     assert all(e["hostUuid"] == rlab.host_uuid and e["firstSeen"] for e in removed)
     assert await orphan_rows(rlab) == set()
     assert not Path(names["cache"]).exists() and not Path(names["volumes"]).exists()
-    after = keys((await rlab.reconciler.reconcile_all())[rlab.host_uuid].objects)
+    after = listed((await rlab.reconciler.reconcile_all())[rlab.host_uuid].objects)
     assert not after & expected
     # the owned VM, its network and router are untouched
     assert ("domain", f"zsl-{vm['uuid']}") in after
@@ -206,9 +212,9 @@ async def test_an_object_owned_again_before_its_grace_ends_is_forgotten(
     await age_orphans(rlab)
     run = (await rlab.reconciler.reconcile_all())[rlab.host_uuid]
     # orphaned again: a new grace period, so the domain stays; the bridge's has ended
-    assert ("domain", names["domain"]) in keys(run.orphans)
-    assert ("domain", names["domain"]) not in keys(run.removed)
-    assert ("bridge", names["bridge"]) in keys(run.removed)
+    assert ("domain", names["domain"]) in listed(run.orphans)
+    assert ("domain", names["domain"]) not in listed(run.removed)
+    assert ("bridge", names["bridge"]) in listed(run.removed)
 
 
 async def test_the_agent_refuses_what_is_not_this_labs(rlab: ReconcileLab) -> None:
