@@ -48,12 +48,14 @@ HOST_CAPACITY: Final = "/host/capacity"
 # -- VMs ---------------------------------------------------------------------
 VM_START: Final = "/vm/start"
 """ASYNC {vmUuid, vmName, cpuNum, memorySize (bytes), rootVolume: {installPath,
-format}, nics: [{mac, bridgeName, deviceName}], consoleLogPath,
-acceleration, timeout (s)} -> {vmUuid, state}.  Defines (or redefines) the
-domain ``zsl-<vmUuid>`` and starts it; idempotent for a running domain.
-Each NIC is a virtio ``<interface type='bridge'>`` on ``bridgeName`` (a project
-bridge, ``zslbr-…``) whose tap is ``deviceName`` (required, ``zsl``-prefixed,
-at most 15 characters, chosen by the core, e.g. ``zslt<9 hex><n>``)."""
+format}, nics: [NicTO], consoleLogPath, acceleration, timeout (s)} -> {vmUuid,
+state}.  Defines (or redefines) the domain ``zsl-<vmUuid>`` and starts it; idempotent
+for a running domain.  Each NIC is a virtio ``<interface type='bridge'>`` on
+``bridgeName`` (a project bridge: ``zslbr-…`` for a Linux bridge port, any ``zsl`` name
+for a virtual port) whose tap is ``deviceName`` (required, ``zsl``-prefixed, at most 15
+characters, chosen by the core, e.g. ``zslt<9 hex><n>``); with ``virtualPortType`` a
+``<virtualport>`` of that type (libvirt plugs the tap), with ``vlanId`` an access port
+of that VLAN."""
 
 VM_STOP: Final = "/vm/stop"
 """ASYNC {vmUuid, type: "grace"|"cold"|"force", timeout (s)} -> {vmUuid, state}.
@@ -202,10 +204,11 @@ On a simulator host the routes are the networks of its host NAT gateways, on the
 bridges."""
 
 APPLIANCE_CREATE: Final = "/appliance/create"
-"""{applianceUuid, nics: [{bridgeName, mac, ip, prefixLength, role: "guest"|"public"}],
-defaultGateway: ""} -> {namespace, socketPath, tokenFile, agentPid}.  Makes the
-namespace ``zsl-vr-<first 9 hex of the uuid>``; per NIC ``n`` a veth pair whose host
-end ``zslv<9 hex><n>`` is enslaved to the bridge and whose other end is ``eth<n>`` in
+"""{applianceUuid, nics: [ApplianceNicTO], defaultGateway: ""} -> {namespace, socketPath,
+tokenFile, agentPid}.  Makes the namespace ``zsl-vr-<first 9 hex of the uuid>``; per NIC
+``n`` a veth pair whose host end ``zslv<9 hex><n>`` is enslaved to the bridge (or, with a
+``virtualPortType``, plugged into it by the agent plugin serving that type, tagged with
+``vlanId``) and whose other end is ``eth<n>`` in
 the namespace with the MAC and ``ip/prefixLength``; ``lo`` up; a default route via
 ``defaultGateway`` (which must lie in a public NIC's network) if given.  Then starts
 the virtual-router agent inside the namespace (``ip netns exec <ns> python -m
@@ -322,11 +325,25 @@ class VolumeTO(Wire):
     format: Literal["qcow2", "raw"] = "qcow2"
 
 
+VIRTUAL_PORT_TYPES: Final = ("", "openvswitch")
+"""How a NIC is plugged into its bridge, in libvirt's words (``<virtualport type>``): ""
+for a port of a Linux bridge, ``openvswitch`` for a port of an Open vSwitch bridge (which
+libvirt adds itself).  Only a virtual port can carry a VLAN tag."""
+
+
 class NicTO(Wire):
+    """A VM NIC as the host realises it: completed by the core's
+    ``KVMCompleteNicInformationExtensionPoint`` for its L2 network's type and vSwitch."""
+
     mac: str
     bridge_name: str
+    """The bridge (or switch) the NIC is a port of: a project name (``zsl…``)."""
     device_name: str
     """The tap, chosen by the core (``zslt…``)."""
+    virtual_port_type: str = ""
+    """One of :data:`VIRTUAL_PORT_TYPES`."""
+    vlan_id: int | None = None
+    """The access port's VLAN tag (1-4094), or None for an untagged port."""
 
 
 class VmStateRsp(Reply):
@@ -538,6 +555,11 @@ class ApplianceNicTO(Wire):
     ip: str
     prefix_length: int
     role: Literal["guest", "public"] = "guest"
+    virtual_port_type: str = ""
+    """How the veth's host end is plugged (:data:`VIRTUAL_PORT_TYPES`): "" enslaves it to
+    a Linux bridge; another type is plugged by the agent plugin that serves it."""
+    vlan_id: int | None = None
+    """The access port's VLAN tag, or None."""
 
 
 class CreateApplianceRsp(Reply):
