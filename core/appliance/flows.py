@@ -25,7 +25,7 @@ from core.kernel.flow_data import FlowData
 from core.kernel.rest import AgentClient
 from core.network.l3.ipam import allocate_ip, prefix_length
 from core.network.l3.models import IpRangeVO
-from core.network.l3.nics import APPLIANCE_NIC, create_nic, delete_nics, nics_of
+from core.network.l3.nics import APPLIANCE_NIC, complete_nic, create_nic, delete_nics, nics_of
 from core.tag.plugin import delete_all_tags
 
 GUEST = "guest"
@@ -129,12 +129,16 @@ def _create_cmd(data: ApplianceData) -> kvm.CreateApplianceCmd:
     return kvm.CreateApplianceCmd(
         appliance_uuid=data.appliance["uuid"],
         nics=[
-            kvm.ApplianceNicTO(
-                bridge_name=n["bridgeName"],
-                mac=n["mac"],
-                ip=n["ip"],
-                prefix_length=prefix_length(n["netmask"]),
-                role="guest" if n["metaData"] == GUEST else "public",
+            complete_nic(
+                data.node.registry,
+                n,
+                kvm.ApplianceNicTO(
+                    bridge_name=n["bridgeName"],
+                    mac=n["mac"],
+                    ip=n["ip"],
+                    prefix_length=prefix_length(n["netmask"]),
+                    role="guest" if n["metaData"] == GUEST else "public",
+                ),
             )
             for n in nics
         ],

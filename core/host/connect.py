@@ -82,6 +82,7 @@ class HostConnectExtensionPointFlow(NoRollbackFlow):
         context = HostConnectContext(
             host_uuid,
             host["name"],
+            host["clusterUuid"],
             host["hypervisorType"],
             data.host_facts(),
             await data.agent(),

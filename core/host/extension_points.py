@@ -15,6 +15,8 @@ from core.kernel.rest import AgentClient
 class HostConnectContext:
     host_uuid: str
     host_name: str
+    cluster_uuid: str
+    """So a plugin can ask what is attached to the host's cluster (its L2 networks)."""
     hypervisor_type: str
     facts: kvm.HostFactsRsp
     """What the agent answered to /host/connect."""

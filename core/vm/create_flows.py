@@ -480,7 +480,7 @@ class VmCreateOnHypervisorFlow(Flow):
                 cpu_num=spec.cpu_num,
                 memory_size=spec.memory_size,
                 root_volume=kvm.VolumeTO(install_path=volume["installPath"], format="qcow2"),
-                nics=agent_nics(spec.nics),
+                nics=agent_nics(data.node.registry, spec.nics),
                 console_log_path=console,
                 acceleration=host["acceleration"] or "",
                 timeout=120,

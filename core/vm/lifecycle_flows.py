@@ -177,7 +177,7 @@ class VmStartOnHypervisorFlow(Flow):
                 root_volume=kvm.VolumeTO(
                     install_path=volume["installPath"], format=volume["format"]
                 ),
-                nics=agent_nics(spec.nics),
+                nics=agent_nics(data.node.registry, spec.nics),
                 console_log_path=console,
                 timeout=120,
             ),

@@ -10,9 +10,11 @@ INTERFACE_NAME = r"[A-Za-z0-9_.:@-]{1,15}"
 
 
 class CreateL2NoVlanNetwork(ApiMessage):
-    """An L2 network without VLAN: a bridge on each host, enslaving ``physicalInterface``
-    (empty: an isolated bridge that only VMs and appliances share)."""
+    """An L2 network without VLAN: a switch on each host (a Linux bridge by default),
+    enslaving ``physicalInterface`` (empty: an isolated switch that only VMs and
+    appliances share)."""
 
+    l2_type: ClassVar[str] = "L2NoVlanNetwork"
     tag_resource_type: ClassVar[str] = "L2NetworkVO"
     name: str = param(required=True, max_length=255, non_empty=True)
     description: str = param(max_length=2048)
@@ -24,6 +26,32 @@ class CreateL2NoVlanNetwork(ApiMessage):
         default=False,
         description="allow enslaving the interface that carries the host's default route",
     )
+    v_switch_type: str = param(
+        default="LinuxBridge",
+        max_length=32,
+        description="the kind of switch on each host (GetVSwitchTypes lists them)",
+    )
+
+
+class CreateL2VlanNetwork(CreateL2NoVlanNetwork):
+    """An L2 network whose frames carry a VLAN tag on a switch shared with other networks
+    on the same interface: needs a vSwitch type that tags (not LinuxBridge here)."""
+
+    l2_type: ClassVar[str] = "L2VlanNetwork"
+    vlan: int = param(required=True, number_range=(1, 4094))
+
+
+class GetL2NetworkTypes(ApiMessage):
+    """The L2 network types the enabled plugins provide."""
+
+    read_only = True
+
+
+class GetVSwitchTypes(ApiMessage):
+    """The vSwitch types the enabled plugins provide, and which (L2 type, hypervisor)
+    each realises."""
+
+    read_only = True
 
 
 class AttachL2NetworkToCluster(ApiMessage):

@@ -16,7 +16,10 @@ from sqlalchemy.orm import Session
 
 from contracts import kvm, names
 from core.kernel.errors import operr
-from core.network.l2.models import L2NetworkVO
+from core.kernel.extensions import ExtensionRegistry
+from core.kvm.extension_points import KVMCompleteNicInformationExtensionPoint, NicKey, NicT
+from core.network.l2.models import LINUX_BRIDGE, L2NetworkVO, L2VlanNetworkVO
+from core.network.l2.no_vlan import L2_NO_VLAN
 from core.network.l3.ipam import release_ip
 from core.network.l3.models import L3NetworkVO, VmNicVO
 
@@ -90,7 +93,8 @@ def delete_nics(session: Session, owner_uuid: str) -> list[dict[str, Any]]:
 
 def nics_of(session: Session, owner_uuid: str) -> list[dict[str, Any]]:
     """A VM's or appliance's NICs by device id, each with its network's ``bridgeName``,
-    ``l2NetworkUuid``, ``dnsDomain`` and ``category``."""
+    ``l2NetworkUuid``, ``l2NetworkType``, ``vSwitchType``, ``vlan`` (None but for a VLAN
+    network), ``dnsDomain`` and ``category``."""
     rows = session.execute(
         select(
             VmNicVO,
@@ -98,9 +102,13 @@ def nics_of(session: Session, owner_uuid: str) -> list[dict[str, Any]]:
             L3NetworkVO.dns_domain,
             L3NetworkVO.category,
             L2NetworkVO.bridge_name,
+            L2NetworkVO.type,
+            L2NetworkVO.v_switch_type,
+            L2VlanNetworkVO.vlan,
         )
         .join(L3NetworkVO, L3NetworkVO.uuid == VmNicVO.l3_network_uuid)
         .join(L2NetworkVO, L2NetworkVO.uuid == L3NetworkVO.l2_network_uuid)
+        .outerjoin(L2VlanNetworkVO, L2VlanNetworkVO.uuid == L2NetworkVO.uuid)
         .where(VmNicVO.vm_instance_uuid == owner_uuid)
         .order_by(VmNicVO.device_id)
     )
@@ -111,14 +119,35 @@ def nics_of(session: Session, owner_uuid: str) -> list[dict[str, Any]]:
             "dnsDomain": domain,
             "category": category,
             "bridgeName": bridge,
+            "l2NetworkType": l2_type,
+            "vSwitchType": v_switch_type,
+            "vlan": vlan,
         }
-        for nic, l2, domain, category, bridge in rows
+        for nic, l2, domain, category, bridge, l2_type, v_switch_type, vlan in rows
     ]
 
 
-def agent_nics(nics: list[dict[str, Any]]) -> list[kvm.NicTO]:
-    """The ``nics`` of the host agent's /vm/start."""
+def complete_nic(registry: ExtensionRegistry, nic: dict[str, Any], to: NicT) -> NicT:
+    """``to`` as the plugin for the NIC's (L2 type, vSwitch type) completes it
+    (KVMCompleteNicInformationExtensionPoint); refused when no enabled plugin does."""
+    # A NIC a journal of an older node recorded (before vSwitch types) is a Linux bridge port.
+    key = NicKey(nic.get("l2NetworkType", L2_NO_VLAN), nic.get("vSwitchType", LINUX_BRIDGE))
+    for ext in registry.extensions(KVMCompleteNicInformationExtensionPoint):
+        if key in ext.nic_keys:
+            return ext.complete_nic_information(nic, to)
+    raise operr(
+        f"no enabled plugin plugs NICs into {key.l2_network_type} networks with vSwitch "
+        f"type {key.v_switch_type} (is the plugin of {key.v_switch_type} disabled?)"
+    )
+
+
+def agent_nics(registry: ExtensionRegistry, nics: list[dict[str, Any]]) -> list[kvm.NicTO]:
+    """The ``nics`` of the host agent's /vm/start, completed by their networks' plugins."""
     return [
-        kvm.NicTO(mac=n["mac"], bridge_name=n["bridgeName"], device_name=n["internalName"])
+        complete_nic(
+            registry,
+            n,
+            kvm.NicTO(mac=n["mac"], bridge_name=n["bridgeName"], device_name=n["internalName"]),
+        )
         for n in nics
     ]

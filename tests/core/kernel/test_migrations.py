@@ -12,9 +12,9 @@ from sqlalchemy import inspect, text
 
 from core.kernel import migrations
 from core.kernel.db import Database
+from tests.core.kernel.test_db import HEAD as CORE_HEAD
 
 WIDGETS = Path(__file__).parent / "plugin_migrations" / "versions"
-CORE_HEAD = "0009"
 
 
 def versions(db: Database) -> set[str]:
