@@ -47,6 +47,11 @@ class NicSpec:
     mac: str
     bridge_name: str
     device_name: str = ""
+    virtual_port_type: str = ""
+    """libvirt's ``<virtualport type>`` (contracts.kvm.VIRTUAL_PORT_TYPES): "" for a port
+    of a Linux bridge; otherwise libvirt plugs the tap into ``bridge_name`` itself."""
+    vlan_id: int | None = None
+    """An access port's VLAN tag (only with a virtual port type), or None."""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,10 @@ def build_domain_xml(spec: VmSpec, acceleration: str) -> str:
         interface = _sub(devices, "interface", type="bridge")
         _sub(interface, "mac", address=nic.mac)
         _sub(interface, "source", bridge=nic.bridge_name)
+        if nic.virtual_port_type:
+            _sub(interface, "virtualport", type=nic.virtual_port_type)
+        if nic.vlan_id is not None:
+            _sub(_sub(interface, "vlan"), "tag", id=str(nic.vlan_id))
         if nic.device_name:
             _sub(interface, "target", dev=nic.device_name)
         _sub(interface, "model", type="virtio")

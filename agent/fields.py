@@ -7,13 +7,23 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.network import names
 from agentkit.errors import ArgumentError
+from contracts.kvm import VIRTUAL_PORT_TYPES
 
 _VM_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+VLAN_IDS = range(1, 4095)
+
+
+class NicPort(NamedTuple):
+    """How a NIC (a VM's or an appliance's) is plugged: contracts.kvm.NicTO's fields."""
+
+    bridge_name: str
+    virtual_port_type: str = ""
+    vlan_id: int | None = None
 
 
 class Fields:
@@ -95,6 +105,34 @@ class Fields:
 
     def bridge_name(self, name: str = "bridgeName") -> str:
         return names.check_bridge_name(self.text(name), self._name(name))
+
+    def nic_port(self) -> NicPort:
+        """``bridgeName``, ``virtualPortType`` and ``vlanId`` of a NIC: a Linux bridge
+        port is on a project bridge (``zslbr-…``) and untagged; a virtual port is on any
+        project switch name, and may be an access port of a VLAN (1-4094)."""
+        port_type = self.text("virtualPortType", "")
+        if port_type not in VIRTUAL_PORT_TYPES:
+            raise ArgumentError(
+                f"field {self._name('virtualPortType')!r} must be one of "
+                f"{', '.join(repr(t) for t in VIRTUAL_PORT_TYPES)}, not {port_type!r}"
+            )
+        vlan_id = self.raw.get("vlanId")
+        if vlan_id is not None:
+            if isinstance(vlan_id, bool) or not isinstance(vlan_id, int) or vlan_id not in VLAN_IDS:
+                raise ArgumentError(
+                    f"field {self._name('vlanId')!r} must be a VLAN id, an integer from "
+                    f"{VLAN_IDS[0]} to {VLAN_IDS[-1]}: {vlan_id!r}"
+                )
+            if not port_type:
+                raise ArgumentError(
+                    f"field {self._name('vlanId')!r} needs a virtualPortType: a port of a "
+                    "Linux bridge cannot be tagged"
+                )
+        if port_type:
+            bridge = names.check_switch_name(self.text("bridgeName"), self._name("bridgeName"))
+        else:
+            bridge = self.bridge_name()
+        return NicPort(bridge, port_type, vlan_id)
 
     def mac(self, name: str = "mac") -> str:
         return self.matching(name, _MAC, "a MAC address").lower()

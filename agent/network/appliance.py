@@ -4,9 +4,12 @@ An appliance ``<uuid>`` is:
 
 * the namespace ``zsl-vr-<first 9 hex of uuid>``, its ``lo`` up;
 * per NIC ``n`` a veth pair: the host end ``zslv<9 hex><n>`` enslaved to the NIC's
-  bridge and up, its ifalias naming the lab (``zstack-lite lab=<lab id>``), the
-  other end ``eth<n>`` inside the namespace with the NIC's MAC and
-  ``ip/prefixLength``, up; a default route via ``defaultGateway`` if given;
+  Linux bridge (or, for a NIC with a virtual port type, with no Linux master and
+  plugged into its bridge by the :class:`~agent.extension_points.PortPlugger`
+  registered for the type, tagged with its VLAN) and up, its ifalias naming the lab
+  (``zstack-lite lab=<lab id>``), the other end ``eth<n>`` inside the namespace with
+  the NIC's MAC and ``ip/prefixLength``, up; a default route via ``defaultGateway``
+  if given;
 * the directory ``<data dir>/appliances/<uuid>`` (0700) with ``appliance.json`` (the
   spec, for checks), ``agent.token`` (0600, made before the agent starts so the core
   can read it), and the virtual-router agent's socket, pid, log and stderr;
@@ -15,8 +18,10 @@ An appliance ``<uuid>`` is:
 :meth:`ApplianceManager.create` is idempotent: it makes what is missing (a deleted
 veth, a dead agent) and leaves the rest.  When a step fails, what *this call* made is
 undone in reverse order and the error names the step.  :meth:`destroy` ends every
-process in the namespace (found by its ``/proc/<pid>/ns/net`` inode), deletes the
-host ends, the namespace and the directory; missing pieces are fine.
+process in the namespace (found by its ``/proc/<pid>/ns/net`` inode), has every
+registered plugger unplug the appliance's veths (those it finds, and those its recorded
+spec names: a switch may keep a port whose link is gone), deletes the host ends, the
+namespace and the directory; missing pieces are fine.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Final
 
 from pyroute2 import IPRoute, netns
 
+from agent.extension_points import PortPlugger, PortPluggers, plugger_for, unplug_everywhere
 from agent.network import links
 from agent.network.base import (
     AgentCommand,
@@ -40,6 +46,7 @@ from agent.network.base import (
     ApplianceNic,
     ApplianceSpec,
     ApplianceStatus,
+    check_pluggable,
 )
 from agent.network.bridges import bridge_index
 from agent.network.processes import (
@@ -68,9 +75,17 @@ class StepFailed(AgentError):
 
 
 class ApplianceManager:
-    def __init__(self, appliances_dir: Path, start_timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        appliances_dir: Path,
+        start_timeout: float = 20.0,
+        pluggers: PortPluggers | None = None,
+    ) -> None:
         self.appliances_dir = appliances_dir
         self.start_timeout = start_timeout
+        self.pluggers: PortPluggers = pluggers if pluggers is not None else {}
+        """Virtual port type -> its plugger: the network driver's own dict, which agent
+        plugins fill at their start."""
         self.lab = ""
         """The lab whose appliances these are (its veths' ifalias says so); "" for none."""
         self.processes = ProcessTable()
@@ -86,6 +101,7 @@ class ApplianceManager:
         ns = namespace_name(uuid)
         paths = self.paths(uuid)
         paths.check_socket_path()
+        check_pluggable(spec, self.pluggers)
         undo: list[tuple[str, Undo]] = []
         step = "make the directory"
         try:
@@ -143,6 +159,12 @@ class ApplianceManager:
     ) -> Undo | None:
         """Make NIC ``i`` right; an undo if this call made its veth pair."""
         host_name, peer_name = veth_name(uuid, i), f"eth{i}"
+        # Refuse before making anything: a Linux bridge that is not there, a type no
+        # plugin serves.  A virtual port's bridge is the plugger's to find.
+        plugger = (
+            plugger_for(self.pluggers, nic.virtual_port_type) if nic.virtual_port_type else None
+        )
+        bridge = bridge_index(ipr, nic.bridge_name) if plugger is None else 0
         host = links.find(ipr, host_name)
         peer = links.find(nsr, peer_name)
         if host is not None and (peer is None or links.kind_of(host) != "veth"):
@@ -153,7 +175,6 @@ class ApplianceManager:
             peer = None
         made: Undo | None = None
         if host is None:
-            bridge = bridge_index(ipr, nic.bridge_name)  # refuse before making anything
             ipr.link(
                 "add",
                 ifname=host_name,
@@ -163,6 +184,8 @@ class ApplianceManager:
             log.info("created veth %s <-> %s:%s", host_name, ns, peer_name)
 
             def made() -> None:
+                if plugger is not None:
+                    plugger.unplug(host_name)
                 with IPRoute() as r:
                     link = links.find(r, host_name)
                     if link is not None:
@@ -172,13 +195,10 @@ class ApplianceManager:
             peer = links.find(nsr, peer_name)
             if host is None or peer is None:
                 raise AgentError(f"veth {host_name} vanished right after it was made")
-        else:
-            bridge = bridge_index(ipr, nic.bridge_name)
         try:
             if self.lab:
                 links.set_alias(ipr, host, lab_alias(self.lab))
-            if links.master_of(host) != bridge:
-                ipr.link("set", index=host["index"], master=bridge)
+            self._set_master(ipr, host, bridge)
             if not links.is_up(host):
                 ipr.link("set", index=host["index"], state="up")
             if links.mac_of(peer) != nic.mac:
@@ -186,11 +206,29 @@ class ApplianceManager:
             links.add_address(nsr, peer["index"], nic.ip, nic.prefix_length)
             if not links.is_up(peer):
                 nsr.link("set", index=peer["index"], state="up")
+            if plugger is not None:
+                plugger.plug(nic.bridge_name, host_name, nic.vlan_id)
         except Exception:
             if made is not None:
                 made()
             raise
         return made
+
+    def _set_master(self, ipr: IPRoute, host: links.Link, bridge: int) -> None:
+        """Enslave the host end to the Linux bridge ``bridge``, or (0, a virtual port)
+        release it from a Linux bridge it is left in; a port of a virtual switch (whose
+        kernel master is the switch's, e.g. ``ovs-system``) is the plugger's."""
+        master = links.master_of(host)
+        if master == bridge:
+            return
+        if bridge:
+            if master:  # a virtual port before (the NIC's type changed), or stray
+                unplug_everywhere(self.pluggers, [links.name_of(host)])
+            ipr.link("set", index=host["index"], master=bridge)
+            return
+        old = links.by_index(ipr, master)
+        if old is not None and links.kind_of(old) == "bridge":
+            ipr.link("set", index=host["index"], master=0)
 
     def _end_namespace(self, ns: str) -> None:
         terminate(namespace_pids(ns), self.processes)
@@ -206,9 +244,19 @@ class ApplianceManager:
             pids.add(recorded)
         terminate(pids, self.processes)
         with IPRoute() as ipr:
-            for link in ipr.link("dump"):
-                if veth_index(appliance_uuid, links.name_of(link)) is not None:
-                    links.delete_link(ipr, link["index"])
+            veths = [
+                link
+                for link in ipr.link("dump")
+                if veth_index(appliance_uuid, links.name_of(link)) is not None
+            ]
+            if self.pluggers:
+                spec = read_spec(paths)
+                recorded_veths = (
+                    [veth_name(appliance_uuid, i) for i in range(len(spec.nics))] if spec else []
+                )
+                unplug_everywhere(self.pluggers, [*map(links.name_of, veths), *recorded_veths])
+            for link in veths:
+                links.delete_link(ipr, link["index"])
         if namespace_exists(ns):
             remove_namespace(ns)
             log.info("removed namespace %s", ns)
@@ -232,22 +280,24 @@ class ApplianceManager:
                     missing = [
                         nic.mac
                         for i, nic in enumerate(spec.nics)
-                        if not _nic_ok(ipr, nsr, appliance_uuid, i, nic)
+                        if not _nic_ok(ipr, nsr, appliance_uuid, i, nic, self.pluggers)
                     ]
         return ApplianceStatus(namespace=has_ns, agent_running=running, missing_nics=tuple(missing))
 
 
-def _nic_ok(ipr: IPRoute, nsr: IPRoute, uuid: str, i: int, nic: ApplianceNic) -> bool:
-    host = links.find(ipr, veth_name(uuid, i))
+def _nic_ok(
+    ipr: IPRoute, nsr: IPRoute, uuid: str, i: int, nic: ApplianceNic, pluggers: PortPluggers
+) -> bool:
+    host_name = veth_name(uuid, i)
+    host = links.find(ipr, host_name)
     peer = links.find(nsr, f"eth{i}")
+    if host is None or peer is None or links.mac_of(peer) != nic.mac:
+        return False
+    if nic.virtual_port_type:
+        plugger: PortPlugger | None = pluggers.get(nic.virtual_port_type)
+        return plugger is not None and plugger.plugged(nic.bridge_name, host_name, nic.vlan_id)
     bridge = links.find(ipr, nic.bridge_name)
-    return (
-        host is not None
-        and peer is not None
-        and bridge is not None
-        and links.master_of(host) == bridge["index"]
-        and links.mac_of(peer) == nic.mac
-    )
+    return bridge is not None and links.master_of(host) == bridge["index"]
 
 
 def _end_unrecorded_agents(ns: str, paths: AppliancePaths, table: ProcessTable) -> None:

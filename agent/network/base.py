@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from agent.extension_points import PortPlugger, PortPluggers, no_plugger
 from agent.lab import default_lab_dir
+from agentkit.errors import AgentError
 from contracts.names import lab_id
 
 DEFAULT_DATA_DIR: Final = Path("/var/lib/zstack-lite/agent")
@@ -33,6 +35,12 @@ class ApplianceNic:
     ip: str
     prefix_length: int
     role: str = "guest"
+    virtual_port_type: str = ""
+    """"" enslaves the veth's host end to the Linux bridge ``bridge_name``; another type
+    (contracts.kvm.VIRTUAL_PORT_TYPES) has the :class:`~agent.extension_points.PortPlugger`
+    registered for it plug the veth into ``bridge_name``."""
+    vlan_id: int | None = None
+    """The access port's VLAN tag (only with a virtual port type), or None."""
 
     @property
     def interface(self) -> ipaddress.IPv4Interface:
@@ -44,6 +52,17 @@ class ApplianceSpec:
     appliance_uuid: str
     nics: tuple[ApplianceNic, ...]
     default_gateway: str = ""
+
+
+def check_pluggable(spec: ApplianceSpec, pluggers: PortPluggers) -> None:
+    """Refuse, before anything is made, an appliance with a NIC whose virtual port type
+    no agent plugin plugs."""
+    for i, nic in enumerate(spec.nics):
+        if nic.virtual_port_type and nic.virtual_port_type not in pluggers:
+            raise AgentError(
+                f"cannot create appliance {spec.appliance_uuid}: NIC {i} ({nic.mac}): "
+                f"{no_plugger(nic.virtual_port_type)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,10 @@ class NetworkDriver(ABC):
         self.data_dir = Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
         self.lab = lab_id(default_lab_dir(self.data_dir))
         """The identity of the lab this agent serves (:mod:`agent.lab`), set by the agent."""
+        self.port_pluggers: dict[str, PortPlugger] = {}
+        """Virtual port type -> its plugger, filled by agent plugins at their start
+        (``HostAgentContext.port_pluggers`` is this dict): how an appliance NIC with a
+        virtual port type is plugged, checked and unplugged."""
 
     @property
     def appliances_dir(self) -> Path:

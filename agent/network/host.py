@@ -36,7 +36,9 @@ T = TypeVar("T")
 class HostNetwork(NetworkDriver):
     def __init__(self, data_dir: Path | None = None, start_timeout: float = 20.0) -> None:
         super().__init__(data_dir)
-        self.appliances = ApplianceManager(self.appliances_dir, start_timeout)
+        self.appliances = ApplianceManager(
+            self.appliances_dir, start_timeout, pluggers=self.port_pluggers
+        )
 
     async def _run(self, what: str, fn: Callable[..., T], *args: object) -> T:
         try:

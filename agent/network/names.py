@@ -9,7 +9,8 @@ from agentkit.errors import ArgumentError
 from contracts.names import IFNAMSIZ
 
 _BRIDGE = re.compile(r"zslbr-[a-z0-9]{1,9}")
-_TAP = re.compile(r"zsl[a-z0-9-]{1,12}")
+_LINK = re.compile(r"zsl[a-z0-9-]{1,12}")
+"""Any link name the project makes (a tap, a bridge, a switch)."""
 _IFNAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}")
 
@@ -26,9 +27,20 @@ def check_bridge_name(name: str, field: str = "bridgeName") -> str:
 
 def check_tap_name(name: str, field: str = "deviceName") -> str:
     """A VM tap name the core may send: ``zsl`` then lower-case letters, digits or ``-``."""
-    if not _TAP.fullmatch(name):
+    if not _LINK.fullmatch(name):
         raise ArgumentError(
             f"field {field!r} is not a project device name (zsl and up to 12 lower-case "
+            f"letters, digits or -, at most {IFNAMSIZ} characters): {name!r}"
+        )
+    return name
+
+
+def check_switch_name(name: str, field: str = "bridgeName") -> str:
+    """The bridge of a virtual port (an Open vSwitch bridge…): any project link name,
+    ``zsl`` then lower-case letters, digits or ``-``."""
+    if not _LINK.fullmatch(name):
+        raise ArgumentError(
+            f"field {field!r} is not a project switch name (zsl and up to 12 lower-case "
             f"letters, digits or -, at most {IFNAMSIZ} characters): {name!r}"
         )
     return name

@@ -5,6 +5,10 @@ runs (without a namespace, with ``--simulate``, in the same directory layout as 
 real host: ``<data dir>/appliances/<uuid>/agent.sock``, ``agent.token``…), so the
 core talks to it exactly as it would on a KVM host.  A simulated host's routes are
 the gateways of its host NAT entries; its "namespace" is the appliance directory.
+An appliance NIC with a virtual port type is handed to the registered
+:class:`~agent.extension_points.PortPlugger` as on a real host (plug at create with the
+veth name a real host would use, unplug at destroy, ``plugged`` at check): a test's
+plugger sees the same calls.
 The agents a simulator started end when it closes.
 """
 
@@ -18,13 +22,16 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from agent.extension_points import PortPlugger, unplug_everywhere
 from agent.network.base import (
     AgentCommand,
     ApplianceInfo,
+    ApplianceNic,
     ApplianceSpec,
     ApplianceStatus,
     HostRoute,
     NetworkDriver,
+    check_pluggable,
 )
 from agent.network.host_nat import HostNatEntry
 from agent.network.processes import (
@@ -38,7 +45,7 @@ from agent.network.processes import (
 )
 from agentkit.auth import create_token
 from agentkit.errors import AgentError
-from contracts.names import namespace_name
+from contracts.names import namespace_name, veth_name
 
 log = logging.getLogger(__name__)
 
@@ -129,19 +136,29 @@ class SimulatedNetwork(NetworkDriver):
         uuid = spec.appliance_uuid
         paths = self.paths(uuid)
         paths.check_socket_path()
+        check_pluggable(spec, self.port_pluggers)
+        new = uuid not in self.appliances
         made_dir = False
         started: int | None = None
+        plugged: list[tuple[PortPlugger, str]] = []
         step = "plug the NICs"
         try:
             for i, nic in enumerate(spec.nics):
                 step = f"plug NIC {i} ({nic.mac}) into bridge {nic.bridge_name}"
-                self._require_bridge(nic.bridge_name)
+                if not nic.virtual_port_type:
+                    self._require_bridge(nic.bridge_name)
             step = "make the directory"
             made_dir = make_dir(paths.dir)
             step = "write the appliance spec"
             paths.spec.write_text(json.dumps(asdict(spec), indent=2) + "\n")
             step = "write the token file"
             create_token(paths.token)
+            for i, nic in enumerate(spec.nics):
+                if nic.virtual_port_type:
+                    step = f"plug NIC {i} ({nic.mac}) into bridge {nic.bridge_name}"
+                    plugger = self.port_pluggers[nic.virtual_port_type]
+                    plugger.plug(nic.bridge_name, veth_name(uuid, i), nic.vlan_id)
+                    plugged.append((plugger, veth_name(uuid, i)))
             step = "start the virtual-router agent"
             pid = recorded_agent(paths)
             if pid is None:
@@ -155,6 +172,12 @@ class SimulatedNetwork(NetworkDriver):
             if started is not None:
                 self._started.discard(started)
                 terminate([started], self.processes)
+            if new:  # the ports of an appliance that was there stay as they were
+                for plugger, port in reversed(plugged):
+                    try:
+                        plugger.unplug(port)
+                    except Exception:
+                        log.exception("rolling back the plug of %s failed", port)
             if made_dir:
                 paths.remove()
             raise AgentError(
@@ -178,10 +201,17 @@ class SimulatedNetwork(NetworkDriver):
         if pid is not None:
             terminate([pid], self.processes)
             self._started.discard(pid)
+        spec = self.appliances.get(appliance_uuid)
+        if spec is not None:
+            ports = [veth_name(appliance_uuid, i) for i in range(len(spec.nics))]
+            unplug_everywhere(self.port_pluggers, ports)
         paths.remove()
         self.appliances.pop(appliance_uuid, None)
 
     async def appliance_check(self, appliance_uuid: str) -> ApplianceStatus:
+        return await asyncio.to_thread(self._check, appliance_uuid)  # a plugger blocks
+
+    def _check(self, appliance_uuid: str) -> ApplianceStatus:
         self.processes.reap()
         paths = self.paths(appliance_uuid)
         spec = self.appliances.get(appliance_uuid)
@@ -189,5 +219,14 @@ class SimulatedNetwork(NetworkDriver):
         return ApplianceStatus(
             namespace=paths.spec.exists(),
             agent_running=recorded_agent(paths) is not None,
-            missing_nics=tuple(nic.mac for nic in nics if nic.bridge_name not in self.bridges),
+            missing_nics=tuple(
+                nic.mac for i, nic in enumerate(nics) if not self._nic_ok(appliance_uuid, i, nic)
+            ),
         )
+
+    def _nic_ok(self, appliance_uuid: str, i: int, nic: ApplianceNic) -> bool:
+        if not nic.virtual_port_type:
+            return nic.bridge_name in self.bridges
+        plugger = self.port_pluggers.get(nic.virtual_port_type)
+        port = veth_name(appliance_uuid, i)
+        return plugger is not None and plugger.plugged(nic.bridge_name, port, nic.vlan_id)

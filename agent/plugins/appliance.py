@@ -4,9 +4,11 @@ Operations on one appliance are serialised."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Container
 from typing import Any
 
 from agent.context import HostAgentContext
+from agent.extension_points import no_plugger
 from agent.fields import Fields, unique
 from agent.network.base import ROLES, ApplianceNic, ApplianceSpec
 from agentkit.errors import ArgumentError
@@ -18,15 +20,32 @@ from contracts.base import Ack
 from contracts.names import MAX_APPLIANCE_NICS
 
 
-def appliance_spec(f: Fields) -> ApplianceSpec:
+def appliance_spec(f: Fields, pluggable: Container[str] = ()) -> ApplianceSpec:
+    """``pluggable``: the virtual port types an agent plugin plugs
+    (``HostAgentContext.port_pluggers``); a NIC of another one is refused here, before
+    anything is made."""
     nics = []
     for nic in f.objects("nics"):
-        bridge, mac = nic.bridge_name(), nic.mac()
+        port, mac = nic.nic_port(), nic.mac()
+        if port.virtual_port_type and port.virtual_port_type not in pluggable:
+            raise ArgumentError(
+                f"field {nic._name('virtualPortType')!r}: {no_plugger(port.virtual_port_type)}"
+            )
         iface = nic.ipv4_interface_of("ip", "prefixLength")
         role = nic.text("role", "guest")
         if role not in ROLES:
             raise ArgumentError(f"field {nic._name('role')!r} must be one of {', '.join(ROLES)}")
-        nics.append(ApplianceNic(bridge, mac, str(iface.ip), iface.network.prefixlen, role))
+        nics.append(
+            ApplianceNic(
+                port.bridge_name,
+                mac,
+                str(iface.ip),
+                iface.network.prefixlen,
+                role,
+                port.virtual_port_type,
+                port.vlan_id,
+            )
+        )
     if not nics:
         raise ArgumentError("field 'nics' needs at least one NIC")
     if len(nics) > MAX_APPLIANCE_NICS:
@@ -58,7 +77,7 @@ class ApplianceCommands(AgentPlugin[HostAgentContext]):
     async def appliance_create(
         self, body: dict[str, Any], _ctx: CommandContext
     ) -> kvm.CreateApplianceRsp:
-        spec = appliance_spec(Fields(body))
+        spec = appliance_spec(Fields(body), self.ctx.port_pluggers)
         async with self.appliance_locks.hold(spec.appliance_uuid):
             info = await self.ctx.backend.network.appliance_create(spec)
         return kvm.CreateApplianceRsp(

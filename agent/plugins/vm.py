@@ -25,14 +25,7 @@ ROOT_VOLUME_FORMATS = ("qcow2", "raw")
 
 def vm_spec(f: Fields) -> VmSpec:
     root = f.object("rootVolume")
-    nics = tuple(
-        NicSpec(
-            mac=nic.mac(),
-            bridge_name=nic.bridge_name(),
-            device_name=names.check_tap_name(nic.text("deviceName"), nic._name("deviceName")),
-        )
-        for nic in f.objects("nics")
-    )
+    nics = tuple(_nic_spec(nic) for nic in f.objects("nics"))
     unique([n.mac for n in nics], "nics[].mac")
     unique([n.device_name for n in nics], "nics[].deviceName")
     root_format = root.text("format", "qcow2")
@@ -54,6 +47,18 @@ def vm_spec(f: Fields) -> VmSpec:
         console_log_path=absolute_path(f, "consoleLogPath", optional=True),
         acceleration=acceleration,
         timeout=f.number("timeout", DEFAULT_TIMEOUT),
+    )
+
+
+def _nic_spec(nic: Fields) -> NicSpec:
+    mac = nic.mac()
+    port = nic.nic_port()
+    return NicSpec(
+        mac=mac,
+        bridge_name=port.bridge_name,
+        device_name=names.check_tap_name(nic.text("deviceName"), nic._name("deviceName")),
+        virtual_port_type=port.virtual_port_type,
+        vlan_id=port.vlan_id,
     )
 
 

@@ -296,3 +296,30 @@ class HostObjects:
         if ns in netns.listnetns():
             with contextlib.suppress(OSError):
                 netns.remove(ns)
+
+
+# -- port pluggers (agent.extension_points) -----------------------------------------------
+class RecordingPlugger:
+    """A :class:`~agent.extension_points.PortPlugger` of ``openvswitch`` ports that records
+    its calls and keeps its ports in memory: it changes nothing on the host."""
+
+    virtual_port_type = "openvswitch"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.ports: dict[str, tuple[str, int | None]] = {}
+        """port -> (bridge, VLAN tag)."""
+
+    def plug(self, bridge: str, port: str, vlan_id: int | None) -> None:
+        self.calls.append(("plug", bridge, port, vlan_id))
+        self.ports[port] = (bridge, vlan_id)
+
+    def unplug(self, port: str) -> None:
+        self.calls.append(("unplug", port))
+        self.ports.pop(port, None)
+
+    def plugged(self, bridge: str, port: str, vlan_id: int | None) -> bool:
+        return self.ports.get(port) == (bridge, vlan_id)
+
+    def unplugged(self) -> set[str]:
+        return {call[1] for call in self.calls if call[0] == "unplug"}

@@ -31,11 +31,13 @@ from tests.agent.net_helpers import (
     ROOT,
     VR_MAIN,
     HostObjects,
+    RecordingPlugger,
     Snapshot,
     free_subnet,
     snapshot,
     stand_in_command,
     stand_in_greeting,
+    suffix,
     threaded,
     vr_call,
 )
@@ -312,3 +314,120 @@ async def test_an_agent_that_fails_to_start_is_rolled_back(
     assert leftovers(before, snapshot(str(directory)), appliance_uuid, str(directory)) == []
     assert not directory.exists()
     assert host_end(veth_name(appliance_uuid, 0)) is None
+
+
+# -- a NIC on a virtual port (agent.extension_points.PortPlugger) --------------------------
+@threaded
+def master_index(name: str) -> tuple[int, bool] | None:
+    """(the index of the link's kernel master, 0 for none; up) of a host end, None if it is
+    gone."""
+    with IPRoute() as ipr:
+        link = links.find(ipr, name)
+        return None if link is None else (links.master_of(link), links.is_up(link))
+
+
+@threaded
+def enslave(name: str, bridge: str) -> None:
+    with IPRoute() as ipr:
+        link, master = links.find(ipr, name), links.find(ipr, bridge)
+        assert link is not None and master is not None
+        ipr.link("set", index=link["index"], master=master["index"])
+
+
+async def virtual_port_appliance(
+    host: HostObjects, net: HostNetwork
+) -> tuple[ApplianceSpec, Path, Snapshot]:
+    """An appliance's spec with a guest NIC on a (new) Linux bridge and a public one on an
+    Open vSwitch access port of a switch that is never made (a test's plugger only
+    records); its directory, and the host before it."""
+    guest = host.bridge()
+    await net.bridge_create(guest)
+    appliance_uuid = host.appliance()
+    switch = f"zslovs{suffix()}"
+    host.links.append(switch)
+    public_net = free_subnet()
+    spec = ApplianceSpec(
+        appliance_uuid,
+        (
+            ApplianceNic(guest, "52:54:00:aa:00:01", str(free_subnet()[1]), 24),
+            ApplianceNic(
+                switch, "52:54:00:aa:00:02", str(public_net[10]), 24, "public", "openvswitch", 42
+            ),
+        ),
+        default_gateway=str(public_net[1]),
+    )
+    directory = net.appliance_dir(appliance_uuid)
+    return spec, directory, snapshot(str(directory))
+
+
+async def test_a_virtual_port_nic_is_plugged_by_its_plugger(
+    host: HostObjects, net: HostNetwork
+) -> None:
+    """The veth of a NIC with a virtual port type has no Linux master: the plugger plugs
+    it (and again on a repeat), check asks it, destroy has it unplug it."""
+    plugger = RecordingPlugger()
+    net.port_pluggers["openvswitch"] = plugger
+    spec, directory, before = await virtual_port_appliance(host, net)
+    appliance_uuid, guest, switch = (
+        spec.appliance_uuid,
+        spec.nics[0].bridge_name,
+        spec.nics[1].bridge_name,
+    )
+    veth0, veth1 = veth_name(appliance_uuid, 0), veth_name(appliance_uuid, 1)
+
+    info = await net.appliance_create(spec, stand_in_command())
+    assert plugger.calls == [("plug", switch, veth1, 42)]
+    assert host_end(veth0) == (guest, True)
+    assert master_index(veth1) == (0, True)  # no Linux master: the plugger's port
+    check_plugged(namespace_view(info.namespace), spec)
+    status = await net.appliance_check(appliance_uuid)
+    assert (status.agent_running, status.missing_nics) == (True, ())
+
+    # Not plugged (or with another tag): missing; a repeat create plugs it again.
+    plugger.ports.pop(veth1)
+    assert (await net.appliance_check(appliance_uuid)).missing_nics == ("52:54:00:aa:00:02",)
+    again = await net.appliance_create(spec, stand_in_command())
+    assert again.agent_pid == info.agent_pid
+    assert plugger.calls[1:] == [("plug", switch, veth1, 42)]
+    assert (await net.appliance_check(appliance_uuid)).missing_nics == ()
+
+    # A veth left in a Linux bridge (the NIC was a bridge port before) is released.
+    enslave(veth1, guest)
+    await net.appliance_create(spec, stand_in_command())
+    assert master_index(veth1) == (0, True) and plugger.calls[-1] == ("plug", switch, veth1, 42)
+
+    plugger.calls.clear()
+    await net.appliance_destroy(appliance_uuid)
+    assert veth1 in plugger.unplugged()
+    assert [c for c in plugger.calls if c[0] != "unplug"] == []
+    assert plugger.ports == {}
+    assert leftovers(before, snapshot(str(directory)), appliance_uuid, str(directory)) == []
+    assert host_end(veth0) is None and master_index(veth1) is None and not directory.exists()
+
+
+class FailingPlugger(RecordingPlugger):
+    def plug(self, bridge: str, port: str, vlan_id: int | None) -> None:
+        super().plug(bridge, port, vlan_id)
+        raise RuntimeError("the switch says no")
+
+
+async def test_a_failing_plug_is_rolled_back_and_an_unknown_type_refused(
+    host: HostObjects, net: HostNetwork
+) -> None:
+    spec, directory, before = await virtual_port_appliance(host, net)
+    appliance_uuid = spec.appliance_uuid
+
+    with pytest.raises(AgentError, match="no agent plugin plugs virtual ports of type openvswitch"):
+        await net.appliance_create(spec, stand_in_command())
+    assert not directory.exists() and not namespace_exists(namespace_name(appliance_uuid))
+
+    plugger = FailingPlugger()
+    net.port_pluggers["openvswitch"] = plugger
+    with pytest.raises(AgentError) as failed:
+        await net.appliance_create(spec, stand_in_command())
+    message = str(failed.value)
+    assert "step 'plug NIC 1 (52:54:00:aa:00:02)" in message
+    assert "the switch says no" in message and "rolled back" in message
+    assert veth_name(appliance_uuid, 1) in plugger.unplugged()
+    assert leftovers(before, snapshot(str(directory)), appliance_uuid, str(directory)) == []
+    assert not directory.exists() and not namespace_exists(namespace_name(appliance_uuid))

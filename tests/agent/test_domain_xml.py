@@ -106,3 +106,85 @@ def test_console_of_a_live_domain() -> None:
         <target type='serial' port='0'/></console></devices></domain>"""
     assert console_of(live) == ("/dev/pts/7", "/l/c.log")
     assert console_of("<domain><devices/></domain>") == ("", "")
+
+
+PLAIN_KVM_XML = (
+    '<domain type="kvm">\n'
+    "  <name>zsl-0123456789abcdef0123456789abcdef</name>\n"
+    "  <uuid>01234567-89ab-cdef-0123-456789abcdef</uuid>\n"
+    "  <title>db &lt;/name&gt;&lt;evil/&gt; &amp; 'x'</title>\n"
+    '  <memory unit="KiB">524288</memory>\n'
+    '  <currentMemory unit="KiB">524288</currentMemory>\n'
+    '  <vcpu placement="static">2</vcpu>\n'
+    "  <os>\n"
+    '    <type arch="x86_64">hvm</type>\n'
+    '    <boot dev="hd" />\n'
+    "  </os>\n"
+    "  <features>\n"
+    "    <acpi />\n"
+    "    <apic />\n"
+    "  </features>\n"
+    '  <cpu mode="host-passthrough" check="none" />\n'
+    '  <clock offset="utc" />\n'
+    "  <on_poweroff>destroy</on_poweroff>\n"
+    "  <on_reboot>restart</on_reboot>\n"
+    "  <on_crash>destroy</on_crash>\n"
+    "  <devices>\n"
+    '    <disk type="file" device="disk">\n'
+    '      <driver name="qemu" type="qcow2" />\n'
+    '      <source file="/var/lib/zsl/vol &amp; co/root.qcow2" />\n'
+    '      <target dev="vda" bus="virtio" />\n'
+    "    </disk>\n"
+    '    <interface type="bridge">\n'
+    '      <mac address="52:54:00:aa:bb:01" />\n'
+    '      <source bridge="br-l3" />\n'
+    '      <target dev="vnic7.0" />\n'
+    '      <model type="virtio" />\n'
+    "    </interface>\n"
+    '    <interface type="bridge">\n'
+    '      <mac address="52:54:00:aa:bb:02" />\n'
+    '      <source bridge="br-pub" />\n'
+    '      <model type="virtio" />\n'
+    "    </interface>\n"
+    '    <serial type="pty">\n'
+    '      <log file="/var/log/zsl/console.log" append="on" />\n'
+    '      <target port="0" />\n'
+    "    </serial>\n"
+    '    <console type="pty">\n'
+    '      <target type="serial" port="0" />\n'
+    "    </console>\n"
+    '    <memballoon model="none" />\n'
+    "  </devices>\n"
+    "</domain>"
+)
+"""What :func:`spec` builds for kvm: NICs without a virtual port stay exactly as before."""
+
+
+def test_plain_nics_build_the_same_xml_as_ever() -> None:
+    assert build_domain_xml(spec(), "kvm") == PLAIN_KVM_XML
+
+
+def test_a_virtual_port_nic_has_its_virtualport_and_vlan() -> None:
+    nics = (
+        NicSpec("52:54:00:aa:bb:01", "zslovs-a1", "zslt0123456780", "openvswitch", 42),
+        NicSpec("52:54:00:aa:bb:02", "zslovs-a1", "zslt0123456781", "openvswitch"),
+        NicSpec("52:54:00:aa:bb:03", "zslbr-a1", "zslt0123456782"),
+    )
+    tagged, untagged, plain = parse(spec(nics=nics)).findall("devices/interface")
+    assert tagged.get("type") == "bridge"
+    assert tagged.find("source").attrib == {"bridge": "zslovs-a1"}  # type: ignore[union-attr]
+    assert tagged.find("virtualport").attrib == {"type": "openvswitch"}  # type: ignore[union-attr]
+    assert [t.attrib for t in tagged.findall("vlan/tag")] == [{"id": "42"}]
+    assert tagged.find("vlan").attrib == {}  # type: ignore[union-attr]  # an access port, not a trunk
+    assert tagged.find("target").get("dev") == "zslt0123456780"  # type: ignore[union-attr]
+    assert untagged.find("virtualport").get("type") == "openvswitch"  # type: ignore[union-attr]
+    assert untagged.find("vlan") is None
+    assert plain.find("virtualport") is None and plain.find("vlan") is None
+    assert [child.tag for child in tagged] == [
+        "mac",
+        "source",
+        "virtualport",
+        "vlan",
+        "target",
+        "model",
+    ]

@@ -4,15 +4,18 @@ the virtual-router agents it starts (``--simulate``, no namespace)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.app import Agent
+from agent.context import HostAgentContext
 from agent.network.base import ApplianceNic, ApplianceSpec
 from agent.simulator_backend import SimulatorBackend
+from agentkit.plugins import AgentPlugin
 from agentkit.procs import alive
 from tests.agent.helpers import AgentCaller, wait_until
 from tests.agent.net_helpers import (
@@ -28,10 +31,13 @@ UUID = "0123456789abcdef0123456789abcdef"
 BR1, BR2 = "zslbr-a00000001", "zslbr-a00000002"
 
 
-@pytest.fixture
-async def sim(short_dir: Path) -> AsyncIterator[tuple[Agent, AgentCaller]]:
+@asynccontextmanager
+async def simulator_agent(
+    short_dir: Path, plugins: Sequence[type[AgentPlugin[HostAgentContext]]] | None = None
+) -> AsyncIterator[tuple[Agent, AgentCaller]]:
+    """A started simulator agent (``plugins``: default the installed ones) and a caller."""
     backend = SimulatorBackend(data_dir=short_dir / "agent")
-    agent = Agent(backend, short_dir / "agent")
+    agent = Agent(backend, short_dir / "agent", plugins=plugins)
     await agent.start("127.0.0.1", 0)
     caller = AgentCaller(f"http://127.0.0.1:{agent.port}", agent.token)
     try:
@@ -39,6 +45,12 @@ async def sim(short_dir: Path) -> AsyncIterator[tuple[Agent, AgentCaller]]:
     finally:
         await caller.close()
         await agent.stop()
+
+
+@pytest.fixture
+async def sim(short_dir: Path) -> AsyncIterator[tuple[Agent, AgentCaller]]:
+    async with simulator_agent(short_dir) as agent_and_caller:
+        yield agent_and_caller
 
 
 def footprint() -> tuple[set[str], set[str], set[str]]:

@@ -88,8 +88,14 @@ def test_a_request_is_sent_in_camel_case_and_refuses_an_unknown_field() -> None:
     )
     sent = cmd.to_json()
     assert sent["rootVolume"] == {"installPath": "/v/root.qcow2", "format": "qcow2"}
-    assert sent["nics"] == [
-        {"mac": "fa:00:00:00:00:01", "bridgeName": "zslbr-1", "deviceName": "zslt1"}
+    assert sent["nics"] == [  # every field: a plain NIC is a Linux bridge port, untagged
+        {
+            "mac": "fa:00:00:00:00:01",
+            "bridgeName": "zslbr-1",
+            "deviceName": "zslt1",
+            "virtualPortType": "",
+            "vlanId": None,
+        }
     ]
     assert kvm.StartVmCmd.model_validate(sent) == cmd
     with pytest.raises(ValueError, match="cpuNumber"):
