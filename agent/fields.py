@@ -103,6 +103,11 @@ class Fields:
     def vm_uuid(self) -> str:
         return self.matching("vmUuid", _VM_UUID, "a VM uuid (letters, digits, . _ -)")
 
+    def interface_name(self, name: str = "physicalInterface") -> str:
+        """An existing host interface's name (one the core hands over), or ""."""
+        value = self.text(name, "")
+        return names.check_interface_name(value, self._name(name)) if value else ""
+
     def bridge_name(self, name: str = "bridgeName") -> str:
         return names.check_bridge_name(self.text(name), self._name(name))
 

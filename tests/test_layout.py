@@ -5,11 +5,16 @@
 - ``agentkit`` (what both agents stand on) imports only ``contracts`` and libraries.
 - The two agents import neither each other nor the core; the core imports neither agent,
   so each speaks to the others only through ``contracts`` over HTTP.
+- A plugin in ``plugins/`` is imported by nothing outside it (and its tests), and imports
+  only what the project publishes for plugins: the contracts, the agents' kit, the
+  kernel, the extension points and models of the core's areas, and the host agent's
+  context, extension points and field checks.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -82,3 +87,46 @@ def test_a_forbidden_import_is_found(tmp_path: Path) -> None:
         "def f():\n    from agent.app import Agent\n"
     )
     assert [m for _, m in imports(module)] == ["typing", "core.kernel", "agent.app"]
+
+
+# -- plugins ------------------------------------------------------------------------------
+PLUGINS = {"zsl_openvswitch": ROOT / "plugins" / "openvswitch"}
+PUBLISHED = re.compile(
+    r"(contracts|agentkit|core\.kernel)(\..+)?"
+    r"|core\.[a-z0-9_.]+\.(extension_points|models)"
+    r"|agent\.(context|extension_points|fields)"
+)
+
+
+def _project_files() -> list[Path]:
+    return [
+        p
+        for part in (*PARTS, "tests", "bench", "plugins")
+        if (ROOT / part).exists()
+        for p in (ROOT / part).rglob("*.py")
+    ]
+
+
+@pytest.mark.parametrize("package", sorted(PLUGINS))
+def test_nothing_outside_a_plugin_imports_it(package: str) -> None:
+    home, tests = PLUGINS[package], ROOT / "tests" / "plugins" / PLUGINS[package].name
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in _project_files()
+        if not path.is_relative_to(home) and not path.is_relative_to(tests)
+        for line, module in imports(path)
+        if module.split(".")[0] == package
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("package", sorted(PLUGINS))
+def test_a_plugin_imports_only_what_is_published(package: str) -> None:
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted(PLUGINS[package].rglob("*.py"))
+        for line, module in imports(path)
+        if module.split(".")[0] in PARTS and not PUBLISHED.fullmatch(module)
+    ]
+    assert wrong == []
+    assert any(True for _ in PLUGINS[package].rglob("*.py"))  # the walk found the plugin

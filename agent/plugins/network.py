@@ -28,9 +28,7 @@ class NetworkCommands(AgentPlugin[HostAgentContext]):
     ) -> kvm.CreateBridgeRsp:
         f = Fields(body)
         bridge = f.bridge_name()
-        physical = f.text("physicalInterface", "")
-        if physical:
-            names.check_interface_name(physical)
+        physical = f.interface_name()
         allow = f.boolean("allowDefaultRouteInterface")
         async with self.ctx.host_network_lock:
             await self.ctx.backend.network.bridge_create(bridge, physical, allow)

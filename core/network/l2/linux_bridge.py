@@ -41,11 +41,10 @@ class LinuxBridgePlugin(Plugin):
         """``zslbr-`` and 9 hex digits of the network's uuid (a new uuid in the rare
         clash); an interface may be in one bridge only."""
         if l2.physical_interface:
-            other = session.scalars(
+            other = session.scalars(  # of any vSwitch type: a link has one master
                 select(L2NetworkVO).where(
                     L2NetworkVO.zone_uuid == l2.zone_uuid,
                     L2NetworkVO.physical_interface == l2.physical_interface,
-                    L2NetworkVO.v_switch_type == LINUX_BRIDGE,
                 )
             ).first()
             if other is not None:

@@ -85,7 +85,7 @@ async def test_a_plugins_vswitch_type_with_vlans_needs_no_core_change(
     async with make_node(props, {"testSwitch": SwitchPlugin}) as node:
         lab = await make_lab(node, tmp_path)
         types = await ok(node, "GetVSwitchTypes")
-        assert types["types"] == ["LinuxBridge", TEST_SWITCH]
+        assert {"LinuxBridge", TEST_SWITCH} <= set(types["types"])
         assert (await ok(node, "GetL2NetworkTypes"))["types"] == [
             "L2NoVlanNetwork",
             "L2VlanNetwork",
@@ -149,10 +149,10 @@ async def test_vlans_need_a_vswitch_type_that_tags_and_unknown_types_are_named(
         SysErrors.INVALID_ARGUMENT,
         name="o",
         zoneUuid=zone["uuid"],
-        vSwitchType="OpenvSwitch",
+        vSwitchType="NoSuchSwitch",
     )
-    assert "vSwitch type OpenvSwitch is not installed or its plugin is disabled" in unknown
-    assert "(installed: LinuxBridge)" in unknown
+    assert "vSwitch type NoSuchSwitch is not installed or its plugin is disabled" in unknown
+    assert "(installed: LinuxBridge" in unknown
     assert await ok(node, "QueryL2Network") == []  # nothing made
     bad = await node.call(
         "CreateL2VlanNetwork", {"name": "v", "zoneUuid": zone["uuid"], "vlan": 4095}
@@ -194,7 +194,7 @@ async def test_without_its_plugin_a_network_is_reported_not_silently_broken(
         assert "vSwitch type TestSwitch" in reported[0]["reason"]
         [red] = await ok(node, "QueryL2Network", conditions=["name=red"])
         assert (red["realizable"], red["vlan"]) == (False, 10)
-        assert (await ok(node, "GetVSwitchTypes"))["types"] == ["LinuxBridge"]
+        assert TEST_SWITCH not in (await ok(node, "GetVSwitchTypes"))["types"]
         refused = await node.call(
             "CreateVmInstance",
             {
