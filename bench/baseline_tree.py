@@ -65,3 +65,23 @@ def _write_dist_info(tree: Path, into: Path) -> None:
         lines += [f"{key} = {value}" for key, value in points.items()]
         lines.append("")
     (info / "entry_points.txt").write_text("\n".join(lines))
+    _shadow_plugins(name, into)
+
+
+def _shadow_plugins(project: str, into: Path) -> None:
+    """Hide the installed plugin distributions (plugins/*) from the revision: their entry
+    points name code of the working tree.  The first distribution of a name on the path
+    wins, so an empty one of the same name in ``into`` shadows each."""
+    from importlib.metadata import distributions
+
+    for dist in distributions():
+        name = dist.metadata["Name"]
+        groups = {ep.group for ep in dist.entry_points}
+        if name == project or not any(g.startswith("zstack_lite.") for g in groups):
+            continue
+        info = into / f"{name.replace('-', '_')}-{dist.version}.dist-info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {dist.version}\n"
+        )
+        (info / "entry_points.txt").write_text("")
