@@ -24,12 +24,16 @@ from core.kernel.properties import Properties
 from core.kernel.service import Service
 from tests.conftest import core_plugins, load_props, make_node, write_config
 
-# What pyproject.toml declares in the plugin group: discovery must find exactly these.
-INSTALLED = set(
-    tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["project"][
-        "entry-points"
-    ][ENTRY_POINT_GROUP]
-)
+# What pyproject.toml and the plugins' (plugins/*, installed beside the core) declare in
+# the plugin group: discovery must find exactly these.
+REPO = Path(__file__).parents[3]
+INSTALLED = {
+    name
+    for project in [REPO / "pyproject.toml", *sorted(REPO.glob("plugins/*/pyproject.toml"))]
+    for name in tomllib.loads(project.read_text())["project"]["entry-points"].get(
+        ENTRY_POINT_GROUP, {}
+    )
+}
 
 
 class Greeter(ABC):
