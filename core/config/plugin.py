@@ -12,12 +12,12 @@ without a definition are removed.  Every change fires
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts.events import GlobalConfigUpdated
 from core.config.api import (
     GetGlobalConfigOptions,
     QueryGlobalConfig,
@@ -36,15 +36,7 @@ from core.kernel.extensions import Component, Plugin, PluginError
 from core.kernel.service import Service, handles
 
 log = logging.getLogger(__name__)
-UPDATE_EVENT = "/globalConfig/update/{category}/{name}"
-
-
-@dataclass(frozen=True)
-class GlobalConfigUpdated:
-    category: str
-    name: str
-    old_value: str
-    new_value: str
+UPDATE_EVENT = GlobalConfigUpdated.PATH
 
 
 class GlobalConfigPlugin(Plugin, Service, Component):
@@ -193,10 +185,13 @@ class GlobalConfigPlugin(Plugin, Service, Component):
                     type(ext).__qualname__,
                     definition.identity,
                 )
-        self.node.events.publish(
-            f"/globalConfig/update/{definition.category}/{definition.name}",
-            GlobalConfigUpdated(definition.category, definition.name, old_value, new_value),
+        event = GlobalConfigUpdated(
+            category=definition.category,
+            name=definition.name,
+            old_value=old_value,
+            new_value=new_value,
         )
+        self.node.events.publish(event.path(), event.to_json())
         return inventory
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from contracts.events import GcJobDeleted
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.gc import global_config
 from core.gc.api import DeleteGarbageCollector, QueryGarbageCollector, TriggerGarbageCollector
@@ -184,7 +185,7 @@ class GarbageCollectorPlugin(
 
         name = await self.node.db.run(remove)
         self.scheduler.disarm(msg.uuid)
-        self.node.events.publish(DELETED_EVENT, {"uuid": msg.uuid, "name": name})
+        self.node.events.publish(DELETED_EVENT, GcJobDeleted(uuid=msg.uuid, name=name).to_json())
 
     # -- the node's status --------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from contracts.events import GcJobDeleted, GcJobUpdated
 from core.gc import global_config as cfg
 from core.gc.job import GarbageCollectorJob, new_runner
 from core.gc.models import DONE, IDLE, PROCESSING, GarbageCollectorVO
@@ -40,10 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UPDATE_EVENT = "/gc/job/update"
+UPDATE_EVENT = GcJobUpdated.PATH
 """Data: ``{uuid, name, oldStatus, newStatus, inventory}`` at every change of a job
 (submitted, claimed, run ended)."""
-DELETED_EVENT = "/gc/job/deleted"
+DELETED_EVENT = GcJobDeleted.PATH
 """Data: ``{uuid, name}`` when a job is deleted (by DeleteGarbageCollector or pruned)."""
 
 
@@ -136,7 +137,7 @@ class GcScheduler:
         retention = config_value(self.node, cfg.DONE_RETENTION)
         pruned, idle = await self.node.db.run(lambda s: _scan(s, retention))
         for uuid, name in pruned:
-            self.node.events.publish(DELETED_EVENT, {"uuid": uuid, "name": name})
+            self.node.events.publish(DELETED_EVENT, GcJobDeleted(uuid=uuid, name=name).to_json())
         if not self.started:
             return
         for uuid, at, triggers in idle:
@@ -283,16 +284,10 @@ class GcScheduler:
         new: str,
         inventory: dict[str, Any] | None = None,
     ) -> None:
-        self.node.events.publish(
-            UPDATE_EVENT,
-            {
-                "uuid": uuid,
-                "name": name,
-                "oldStatus": old,
-                "newStatus": new,
-                "inventory": inventory,
-            },
+        event = GcJobUpdated(
+            uuid=uuid, name=name, old_status=old, new_status=new, inventory=inventory
         )
+        self.node.events.publish(event.PATH, event.to_json())
 
 
 # -- transactions (run in the database's thread) ---------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from contracts import events as ev
 from contracts import kvm
 from core.cluster.models import ClusterVO
 from core.config.definitions import (
@@ -57,7 +58,7 @@ from core.tag.plugin import TagPlugin, delete_all_tags
 from core.vm.models import VmInstanceVO
 
 log = logging.getLogger(__name__)
-STATUS_EVENT = "/host/status/change"
+STATUS_EVENT = ev.HostStatusChanged.PATH
 CONNECT_WAIT = 120.0
 """Seconds an API call waits for hosts that are connecting before it goes on."""
 _in_connect: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -352,15 +353,10 @@ class HostPlugin(
 
         old, inventory = await self.node.db.run(change)
         if old != status:
-            self.node.events.publish(
-                STATUS_EVENT,
-                {
-                    "hostUuid": host_uuid,
-                    "oldStatus": old,
-                    "newStatus": status,
-                    "inventory": inventory,
-                },
+            event = ev.HostStatusChanged(
+                host_uuid=host_uuid, old_status=old, new_status=status, inventory=inventory
             )
+            self.node.events.publish(event.PATH, event.to_json())
         return inventory
 
     # -- the ping tracker -----------------------------------------------------------------

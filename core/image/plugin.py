@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
+from contracts import events as ev
 from contracts import kvm
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import GlobalConfigPlugin
@@ -56,7 +57,7 @@ from core.tag.plugin import TagPlugin, delete_all_tags
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVENT = "/image/download/progress"
+PROGRESS_EVENT = ev.ImageDownloadProgress.PATH
 """Data: {imageUuid, backupStorageUuid, stage, progress, total} (bytes; total 0 if unknown)."""
 REPORT_GRACE = 2.0
 """Seconds a finished download waits for the agent's last progress report (reports and
@@ -241,16 +242,14 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
             return  # not an image download, or one that has ended
         progress.progress = max(report.progress, 0)
         progress.total = max(report.total, 0)
-        self.node.events.publish(
-            PROGRESS_EVENT,
-            {
-                "imageUuid": progress.image_uuid,
-                "backupStorageUuid": progress.backup_storage_uuid,
-                "stage": report.stage,
-                "progress": progress.progress,
-                "total": progress.total,
-            },
+        event = ev.ImageDownloadProgress(
+            image_uuid=progress.image_uuid,
+            backup_storage_uuid=progress.backup_storage_uuid,
+            stage=report.stage,
+            progress=progress.progress,
+            total=progress.total,
         )
+        self.node.events.publish(event.PATH, event.to_json())
         if 0 < progress.total <= progress.progress:
             progress.complete.set()
 

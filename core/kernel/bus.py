@@ -32,6 +32,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.engine import Connection
 
 from agentkit.locks import KeyedLocks
+from contracts.events import ApiCallDone, ApiCallStarted
 from core.kernel.api import ApiMessage, ApiReply, QueryResult, bounded_params
 from core.kernel.db import Database, resource_model
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, error_from_exception
@@ -224,17 +225,15 @@ class ApiBus:
         op = _Operation(new_operation_id(), api_name, resource_uuids, time.perf_counter())
         events = self.events
         if events is not None and events.has_subscribers(API_CALL_START_PATH):
-            events.publish(
-                API_CALL_START_PATH,
-                {
-                    "operationId": op.id,
-                    "parentOperationId": current_operation.get(),
-                    "apiName": api_name,
-                    "params": to_json(loggable_params(params)),
-                    "resourceUuids": resource_uuids,
-                    "startedAt": time.time(),
-                },
+            started = ApiCallStarted(
+                operation_id=op.id,
+                parent_operation_id=current_operation.get(),
+                api_name=api_name,
+                params=to_json(loggable_params(params)),
+                resource_uuids=resource_uuids,
+                started_at=time.time(),
             )
+            events.publish(API_CALL_START_PATH, started.to_json())
         return op
 
     def _end(self, op: _Operation | None, reply: ApiReply, subject: Subject | None = None) -> None:
@@ -250,18 +249,16 @@ class ApiBus:
             resource_uuid, resource_name = subject.uuid, subject.name
         else:
             resource_uuid = op.resource_uuids[0] if op.resource_uuids else None
-        events.publish(
-            API_CALL_DONE_PATH,
-            {
-                "operationId": op.id,
-                "apiName": op.api_name,
-                "success": reply.success,
-                "error": None if reply.error is None else reply.error.to_dict(),
-                "resourceUuid": resource_uuid,
-                "resourceName": resource_name if isinstance(resource_name, str) else None,
-                "duration": time.perf_counter() - op.t0,
-            },
+        done = ApiCallDone(
+            operation_id=op.id,
+            api_name=op.api_name,
+            success=reply.success,
+            error=None if reply.error is None else reply.error.to_dict(),
+            resource_uuid=resource_uuid,
+            resource_name=resource_name if isinstance(resource_name, str) else None,
+            duration=time.perf_counter() - op.t0,
         )
+        events.publish(API_CALL_DONE_PATH, done.to_json())
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
         self._running.discard(task)

@@ -23,6 +23,7 @@ from datetime import date, datetime
 from pathlib import PurePath
 from typing import Any, Self
 
+from contracts.base import Wire
 from core.kernel.db import camel
 from core.kernel.errors import argerr
 from core.kernel.events import CanonicalEvent, EventBus, Subscription
@@ -45,8 +46,9 @@ class NodeEvent:
 def to_json(value: Any) -> Any:
     """``value`` as plain JSON data, the one conversion of event data for clients.
 
-    Dataclasses (e.g. ``FlowTraceEvent``) become dicts with camelCase keys; objects
-    with ``to_dict()`` (``ErrorCode``) its result; enums their value; datetimes ISO
+    Dataclasses (e.g. ``FlowTraceEvent``) become dicts with camelCase keys; a contract's
+    model (``contracts.base.Wire``) its ``to_json()``; objects with ``to_dict()``
+    (``ErrorCode``) its result; enums their value; datetimes ISO
     strings; tuples and sets lists; non-finite floats None; anything else its str().
     """
     kind = type(value)
@@ -66,6 +68,8 @@ def to_json(value: Any) -> Any:
             return sorted(items)
         except TypeError:
             return items
+    if isinstance(value, Wire):  # a contract's model (contracts.events): its JSON
+        return value.to_json()
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         return to_json(to_dict())

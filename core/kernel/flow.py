@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar, NoReturn, Protocol, Self, TypeVar
 
+from contracts.events import RollbackHandedOver
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, error_from_exception
 from core.kernel.events import EventBus
 from core.kernel.flow_data import FlowData
@@ -78,7 +79,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FLOW_TRACE_PATH = "/flowchain/trace"
-ROLLBACK_HANDED_OVER_PATH = "/flowchain/rollback/handedOver"
+ROLLBACK_HANDED_OVER_PATH = RollbackHandedOver.PATH
 """Data: ``{runId, chainName, operationId, resourceUuid, resourceName, hosts, error}``: a
 durable run's rollback failed at a step; the run stays in the flow journal (status
 ``RollbackFailed``) with the rest of its rollback, for a GC job to finish
@@ -502,18 +503,19 @@ class DurableRun:
         self.written += 1
         await self.journal.write(self)
 
-    def handover(self, failures: list[tuple[str, ErrorCode]]) -> dict[str, Any]:
-        """The data of :data:`ROLLBACK_HANDED_OVER_PATH` for this run."""
+    def handover(self, error: str) -> RollbackHandedOver:
+        """The event of :data:`ROLLBACK_HANDED_OVER_PATH` for this run; ``error`` says why
+        the rollback failed."""
         subject = self.subject
-        return {
-            "runId": self.id,
-            "chainName": self.name,
-            "operationId": self.operation_id,
-            "resourceUuid": None if subject is None else subject.uuid,
-            "resourceName": None if subject is None else subject.name,
-            "hosts": self.data.hosts(),
-            "error": "; ".join(f"{name}: {err}" for name, err in failures),
-        }
+        return RollbackHandedOver(
+            run_id=self.id,
+            chain_name=self.name,
+            operation_id=self.operation_id,
+            resource_uuid=None if subject is None else subject.uuid,
+            resource_name=None if subject is None else subject.name,
+            hosts=self.data.hosts(),
+            error=error,
+        )
 
 
 def checkpointer() -> Callable[[Any], None]:
@@ -973,7 +975,8 @@ class FlowChain(Flow):
             log.exception("[FlowChain(%s): %s] cannot write the journal", self.id, self.name)
         if self._events is not None:
             failures = [] if outcome is None else outcome.rollback_errors
-            self._events.publish(ROLLBACK_HANDED_OVER_PATH, run.handover(failures))
+            error = "; ".join(f"{name}: {err}" for name, err in failures)
+            self._events.publish(ROLLBACK_HANDED_OVER_PATH, run.handover(error).to_json())
 
     async def _call_handler(self, kind: str, cb: Callable[..., Any], *args: Any) -> None:
         try:

@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from contracts.events import RecoveryDone, RecoveryStarted, RollbackFinished
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.flow import (
     ROLLBACK_FAILED,
@@ -55,12 +56,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RECOVERY_START_PATH = "/flowchain/recovery/start"
+RECOVERY_START_PATH = RecoveryStarted.PATH
 """Data: ``{operationId, runId, chainName, apiName, resourceUuid, resourceName, startedAt,
 pid, resumable, error}``: an interrupted run is being taken up."""
-RECOVERY_DONE_PATH = "/flowchain/recovery/done"
+RECOVERY_DONE_PATH = RecoveryDone.PATH
 """Data: ``{operationId, runId, status, error}`` (status: a FlowChainStatus)."""
-ROLLBACK_FINISHED_PATH = "/flowchain/rollback/finished"
+ROLLBACK_FINISHED_PATH = RollbackFinished.PATH
 """Data: ``{operationId, runId, chainName, resourceUuid}``: the rest of a handed-over
 rollback ran (:func:`finish_rollback`); what the run held is free."""
 
@@ -116,21 +117,19 @@ async def _recover(node: ManagementNode, row: JournalledRun) -> Recovered:
     assert journal is not None
     op_id = row.operation_id or new_operation_id()
     error = interrupted_error(row)
-    node.events.publish(
-        RECOVERY_START_PATH,
-        {
-            "operationId": op_id,
-            "runId": row.id,
-            "chainName": row.name,
-            "apiName": row.operation_name,
-            "resourceUuid": row.resource_uuid,
-            "resourceName": row.resource_name,
-            "startedAt": row.started_at,
-            "pid": row.pid,
-            "resumable": row.resumable,
-            "error": error.to_dict(),
-        },
+    started = RecoveryStarted(
+        operation_id=op_id,
+        run_id=row.id,
+        chain_name=row.name,
+        api_name=row.operation_name,
+        resource_uuid=row.resource_uuid,
+        resource_name=row.resource_name,
+        started_at=row.started_at,
+        pid=row.pid,
+        resumable=row.resumable,
+        error=error.to_dict(),
     )
+    node.events.publish(RECOVERY_START_PATH, started.to_json())
     status = FlowChainStatus.ROLLBACK_FAILED
     final_error: ErrorCode | None = error
     run: DurableRun | None = None
@@ -151,15 +150,13 @@ async def _recover(node: ManagementNode, row: JournalledRun) -> Recovered:
             await journal.forget_id(row.id)
     except Exception:
         log.exception("cannot remove run %s from the flow journal", row.id)
-    node.events.publish(
-        RECOVERY_DONE_PATH,
-        {
-            "operationId": op_id,
-            "runId": row.id,
-            "status": status.value,
-            "error": None if final_error is None else final_error.to_dict(),
-        },
+    done = RecoveryDone(
+        operation_id=op_id,
+        run_id=row.id,
+        status=status.value,
+        error=None if final_error is None else final_error.to_dict(),
     )
+    node.events.publish(RECOVERY_DONE_PATH, done.to_json())
     log.warning("interrupted chain %s (%s) ended %s", row.name, row.id, status.value)
     return Recovered(row.id, row.name, op_id, status, final_error)
 
@@ -232,9 +229,8 @@ def _still_failing(description: str, failed: list[ErrorCode], cause: ErrorCode |
 async def _hand_over(node: ManagementNode, run: DurableRun, error: ErrorCode | None) -> None:
     run.status = ROLLBACK_FAILED
     await run.write()
-    data = run.handover([])
-    data["error"] = "" if error is None else str(error)
-    node.events.publish(ROLLBACK_HANDED_OVER_PATH, data)
+    event = run.handover("" if error is None else str(error))
+    node.events.publish(ROLLBACK_HANDED_OVER_PATH, event.to_json())
 
 
 async def finish_rollback(node: ManagementNode, run_id: str) -> bool:
@@ -275,15 +271,13 @@ async def finish_rollback(node: ManagementNode, run_id: str) -> bool:
     if row.resource_uuid:
         node.interrupted_resources.discard(row.resource_uuid)
     log.warning("the handed-over rollback of chain %s (%s) is done", row.name, run_id)
-    node.events.publish(
-        ROLLBACK_FINISHED_PATH,
-        {
-            "operationId": row.operation_id,
-            "runId": run_id,
-            "chainName": row.name,
-            "resourceUuid": row.resource_uuid,
-        },
+    finished = RollbackFinished(
+        operation_id=row.operation_id,
+        run_id=run_id,
+        chain_name=row.name,
+        resource_uuid=row.resource_uuid,
     )
+    node.events.publish(ROLLBACK_FINISHED_PATH, finished.to_json())
     return True
 
 

@@ -27,10 +27,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.events import ApiCallDone, ApiCallStarted
 from core.kernel.db import new_uuid
 
-API_CALL_START_PATH = "/api/call/start"
-API_CALL_DONE_PATH = "/api/call/done"
+API_CALL_START_PATH = ApiCallStarted.PATH
+API_CALL_DONE_PATH = ApiCallDone.PATH
 
 _SECRET = re.compile(r"token|password|secret", re.IGNORECASE)
 MASK = "*****"

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.events import OperationUpdate
 from core.kernel.db import new_uuid
 from core.kernel.errors import SysErrors
 from core.kernel.events import CanonicalEvent, EventBus, Subscription
@@ -32,7 +33,7 @@ from core.kernel.operation import API_CALL_DONE_PATH, API_CALL_START_PATH
 
 log = logging.getLogger(__name__)
 
-OPERATION_UPDATE_PATH = "/operation/update"
+OPERATION_UPDATE_PATH = OperationUpdate.PATH
 """Data: the whole record of one operation, each time it changes."""
 
 Record = dict[str, Any]
@@ -302,7 +303,8 @@ class OperationJournal:
     def _publish(self, op: _Operation, record: Record | None = None) -> None:
         events = self._events
         if events.has_subscribers(OPERATION_UPDATE_PATH):
-            events.publish(OPERATION_UPDATE_PATH, record or snapshot(op.record))
+            update = OperationUpdate.model_validate(record or op.record)
+            events.publish(OPERATION_UPDATE_PATH, update.to_json())
 
 
 def _pending(index: int, name: str | None) -> Record:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from contracts.events import OperationUpdate
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import GlobalConfigPlugin
 from core.kernel.api import QueryResult
@@ -103,7 +104,8 @@ class OperationLogPlugin(Plugin, GlobalConfigProvider, Service, Component):
             log.exception("cannot mark operation %s rolled back", operation_id)
             return
         if record is not None and self.node.events.has_subscribers(OPERATION_UPDATE_PATH):
-            self.node.events.publish(OPERATION_UPDATE_PATH, record)
+            update = OperationUpdate.model_validate(record)
+            self.node.events.publish(OPERATION_UPDATE_PATH, update.to_json())
 
     # -- writing ------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts import events as ev
 from contracts import kvm
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import UPDATE_EVENT, GlobalConfigPlugin
@@ -57,9 +58,9 @@ log = logging.getLogger(__name__)
 
 CHAIN = "reconcileHost"
 REMOVE_CHAIN = "reconcileRemoveOrphan"
-FOUND_EVENT = "/reconcile/orphan/found"
+FOUND_EVENT = ev.OrphanFound.PATH
 """Data: ``{hostUuid, kind, name, ref, detail, firstSeen}``, when an orphan is first seen."""
-REMOVED_EVENT = "/reconcile/orphan/removed"
+REMOVED_EVENT = ev.OrphanRemoved.PATH
 """Data: ``{hostUuid, kind, name, ref, detail, firstSeen}``, once the orphan is removed."""
 INVENTORY_TIMEOUT = 60.0
 REMOVE_TIMEOUT = 120.0
@@ -278,14 +279,13 @@ class ReconcilePlugin(Plugin, GlobalConfigProvider, Service, Component):
         run.orphans, run.due = await db.run(compare)
 
     def publish(self, path: str, host_uuid: str, orphan: Orphan) -> None:
-        self.node.events.publish(
-            path,
-            {
-                "hostUuid": host_uuid,
-                "kind": orphan.kind,
-                "name": orphan.name,
-                "ref": orphan.ref,
-                "detail": orphan.detail,
-                "firstSeen": orphan.first_seen.isoformat(),
-            },
+        model = ev.OrphanFound if path == FOUND_EVENT else ev.OrphanRemoved
+        event = model(
+            host_uuid=host_uuid,
+            kind=orphan.kind,
+            name=orphan.name,
+            ref=orphan.ref,
+            detail=orphan.detail,
+            first_seen=orphan.first_seen.isoformat(),
         )
+        self.node.events.publish(event.PATH, event.to_json())

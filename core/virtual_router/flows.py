@@ -31,6 +31,7 @@ from pydantic import PrivateAttr
 from sqlalchemy.orm import Session
 
 from contracts import virtual_router as vr
+from contracts.events import ApplianceVmStatusChanged
 from core.appliance.flows import (
     ApplianceData,
     ApplianceVmAllocateNicFlow,
@@ -221,19 +222,13 @@ class VirtualRouterForgetFlow(NoRollbackFlow):
     ``/appliance-vm/status/change`` says ``Destroyed``."""
 
     async def run(self, data: RouterData) -> None:  # type: ignore[override]
-        from core.virtual_router.plugin import STATUS_EVENT
-
         uuid = data.appliance["uuid"]
         await _plugin(data).drop_client(uuid)
         if await data.node.db.run(lambda s: forget_appliance(s, uuid)):
-            data.node.events.publish(
-                STATUS_EVENT,
-                {
-                    "applianceVmUuid": uuid,
-                    "oldStatus": data.appliance["status"],
-                    "newStatus": "Destroyed",
-                },
+            event = ApplianceVmStatusChanged(
+                appliance_vm_uuid=uuid, old_status=data.appliance["status"], new_status="Destroyed"
             )
+            data.node.events.publish(event.PATH, event.to_json())
 
 
 def _paths(*classes: type) -> list[str]:

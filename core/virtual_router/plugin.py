@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts import events as ev
 from contracts import virtual_router as vr
 from core.appliance.flows import forget_appliance, nics_by_role
 from core.appliance.models import ApplianceVmVO
@@ -68,8 +69,8 @@ from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
 from core.vm.spec import VmInstanceSpec
 
 log = logging.getLogger(__name__)
-STATUS_EVENT = "/appliance-vm/status/change"
-REPAIRED_EVENT = "/appliance-vm/repaired"
+STATUS_EVENT = ev.ApplianceVmStatusChanged.PATH
+REPAIRED_EVENT = ev.ApplianceVmRepaired.PATH
 SERVICE_TYPES = ("DHCP", "DNS", "SNAT")
 
 
@@ -405,15 +406,13 @@ class VirtualRouterPlugin(
             return None
         old, inventory = changed
         if old != inventory["status"]:
-            self.node.events.publish(
-                STATUS_EVENT,
-                {
-                    "applianceVmUuid": inventory["uuid"],
-                    "oldStatus": old,
-                    "newStatus": inventory["status"],
-                    "inventory": inventory,
-                },
+            event = ev.ApplianceVmStatusChanged(
+                appliance_vm_uuid=inventory["uuid"],
+                old_status=old,
+                new_status=inventory["status"],
+                inventory=inventory,
             )
+            self.node.events.publish(event.PATH, event.to_json())
         return inventory
 
     # -- ping tracker ----------------------------------------------------------------------
@@ -447,10 +446,10 @@ class VirtualRouterPlugin(
                     appliance["name"],
                     "; ".join(answer.repaired),
                 )
-                self.node.events.publish(
-                    REPAIRED_EVENT,
-                    {"applianceVmUuid": appliance["uuid"], "repaired": answer.repaired},
+                repaired = ev.ApplianceVmRepaired(
+                    appliance_vm_uuid=appliance["uuid"], repaired=answer.repaired
                 )
+                self.node.events.publish(repaired.PATH, repaired.to_json())
         if reason is None:
             if appliance["status"] != "Connected":
                 await self.update_appliance(appliance["uuid"], status="Connected")

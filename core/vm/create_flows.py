@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from contracts import kvm
+from contracts.events import VmDeleted
 from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
 from core.allocator.flows import HostAllocationData, no_host
 from core.host.capacity import reserve_capacity, return_capacity
@@ -155,7 +156,6 @@ class VmInstanceRowFlow(Flow):
 
 async def forget_vm(node: Any, vm_uuid: str) -> None:
     """Delete a VM's row and tags (no-op if gone) and say so on ``/vm/deleted``."""
-    from core.vm.plugin import DELETED_EVENT
 
     def forget(session: Session) -> bool:
         vm = session.get(VmInstanceVO, vm_uuid)
@@ -165,7 +165,7 @@ async def forget_vm(node: Any, vm_uuid: str) -> None:
         return vm is not None
 
     if await node.db.run(forget):
-        node.events.publish(DELETED_EVENT, {"vmUuid": vm_uuid})
+        node.events.publish(VmDeleted.PATH, VmDeleted(vm_uuid=vm_uuid).to_json())
 
 
 class VmAllocateHostFlow(Flow):

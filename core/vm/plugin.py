@@ -19,6 +19,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from contracts import events as ev
 from contracts import kvm
 from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
 from core.allocator.flows import DEFAULT_FLOWS as ALLOCATOR_FLOWS
@@ -74,8 +75,8 @@ _offerings = InstanceOfferingVO.__table__
 
 
 log = logging.getLogger(__name__)
-STATE_EVENT = "/vm/state/change"
-DELETED_EVENT = "/vm/deleted"
+STATE_EVENT = ev.VmStateChanged.PATH
+DELETED_EVENT = ev.VmDeleted.PATH
 """A VM row is gone: expunged, or a create that failed and was rolled back."""
 
 
@@ -161,15 +162,13 @@ class VmPlugin(
 
     def _state_changed(self, old: str, inventory: dict[str, Any]) -> None:
         if old != inventory["state"]:
-            self.node.events.publish(
-                STATE_EVENT,
-                {
-                    "vmUuid": inventory["uuid"],
-                    "oldState": old,
-                    "newState": inventory["state"],
-                    "inventory": inventory,
-                },
+            event = ev.VmStateChanged(
+                vm_uuid=inventory["uuid"],
+                old_state=old,
+                new_state=inventory["state"],
+                inventory=inventory,
             )
+            self.node.events.publish(event.PATH, event.to_json())
 
     def _busy(self, vm_uuid: str) -> bool:
         assert self.node.bus is not None

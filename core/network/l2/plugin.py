@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from contracts.events import L2NetworkUnrealizable
 from core.cluster.models import ClusterVO
 from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.connect import HostConnectData
@@ -45,7 +46,7 @@ from core.tag.plugin import TagPlugin, delete_all_tags
 
 log = logging.getLogger(__name__)
 
-UNREALIZABLE_PATH = "/l2Network/unrealizable"
+UNREALIZABLE_PATH = L2NetworkUnrealizable.PATH
 """Published when a connecting host gets an attached L2 network no enabled plugin can
 realise there (its vSwitch plugin disabled or removed): the host connects, the network
 does not work on it, and the event says why."""
@@ -342,15 +343,13 @@ class L2NetworkPlugin(Plugin, Service, FlowChainContributor):
                     host_uuid,
                     exc.error.description,
                 )
-                self.node.events.publish(
-                    UNREALIZABLE_PATH,
-                    {
-                        "l2NetworkUuid": l2["uuid"],
-                        "l2NetworkName": l2["name"],
-                        "hostUuid": host_uuid,
-                        "reason": exc.error.description,
-                    },
+                event = L2NetworkUnrealizable(
+                    l2_network_uuid=l2["uuid"],
+                    l2_network_name=l2["name"],
+                    host_uuid=host_uuid,
+                    reason=exc.error.description,
                 )
+                self.node.events.publish(event.PATH, event.to_json())
                 continue
             await self._realize(l2, host_uuid, hypervisor_type)
 

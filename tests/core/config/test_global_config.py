@@ -15,7 +15,7 @@ from core.config.definitions import (
     parse_size,
 )
 from core.config.models import GlobalConfigVO
-from core.config.plugin import UPDATE_EVENT, GlobalConfigPlugin, GlobalConfigUpdated
+from core.config.plugin import UPDATE_EVENT, GlobalConfigPlugin
 from core.kernel.db import Database
 from core.kernel.errors import OperationError, SysErrors, operr
 from core.kernel.events import CanonicalEvent
@@ -210,8 +210,18 @@ async def test_update_event_carries_old_and_new_values(node: ManagementNode) -> 
     await ok(node, "UpdateGlobalConfig", **MQ, value="6")
     assert [e.path for e in events] == ["/globalConfig/update/kvm/vm.migrationQuantity"] * 2
     assert events[0].tokens == {"category": "kvm", "name": "vm.migrationQuantity"}
-    assert events[0].data == GlobalConfigUpdated("kvm", "vm.migrationQuantity", "2", "5")
-    assert events[1].data == GlobalConfigUpdated("kvm", "vm.migrationQuantity", "5", "6")
+    assert events[0].data == {
+        "category": "kvm",
+        "name": "vm.migrationQuantity",
+        "oldValue": "2",
+        "newValue": "5",
+    }
+    assert events[1].data == {
+        "category": "kvm",
+        "name": "vm.migrationQuantity",
+        "oldValue": "5",
+        "newValue": "6",
+    }
     assert only_vm == []
 
 
@@ -299,7 +309,7 @@ async def test_after_update_exception_does_not_undo(
     assert hooks.after == [("kvm.vm.migrationQuantity", "2", "9")]
     assert configs(hooked).value("kvm", "vm.migrationQuantity") == 9
     assert await stored_value(hooked, "kvm", "vm.migrationQuantity") == "9"
-    assert [e.data.new_value for e in events] == ["9"]
+    assert [e.data["newValue"] for e in events] == ["9"]
 
 
 # -- reset and options ------------------------------------------------------------------
@@ -318,7 +328,7 @@ async def test_reset_one_category_or_all(node: ManagementNode) -> None:
     assert configs(node).value("kvm", "vm.migrationQuantity") == 2
     assert configs(node).value("host", "ping.interval") == 30
     assert [e.data for e in events] == [
-        GlobalConfigUpdated("kvm", "vm.migrationQuantity", "5", "2")
+        {"category": "kvm", "name": "vm.migrationQuantity", "oldValue": "5", "newValue": "2"}
     ]
 
     changed = await ok(node, "ResetGlobalConfig")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config.plugin import GlobalConfigUpdated
+from contracts.events import GlobalConfigUpdated
 from core.kernel.errors import ErrorCode, OperationError, SysErrors
 from core.kernel.event_json import OVERFLOW_PATH, EventQueue, NodeEvent, to_json
 from core.kernel.events import EventBus
@@ -55,7 +55,9 @@ def test_dataclasses_become_camel_case_dicts_and_error_codes_their_dict() -> Non
         ("a", "b"),
     )  # fmt: skip
     assert to_json(start)["steps"] == ["a", "b"]
-    assert to_json(GlobalConfigUpdated("kvm", "reservedMemory", "1G", "2G")) == {
+    assert to_json(
+        GlobalConfigUpdated(category="kvm", name="reservedMemory", old_value="1G", new_value="2G")
+    ) == {
         "category": "kvm",
         "name": "reservedMemory",
         "oldValue": "1G",
