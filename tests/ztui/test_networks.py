@@ -20,7 +20,7 @@ from tests.conftest import ok
 from tests.core.virtual_router.conftest import NetLab, make_net_lab
 from tests.ztui.conftest import SMALL, app_on, shown, wait_until
 from ztui.dialogs.confirm import ConfirmDialog
-from ztui.screens.networks import NetworksScreen
+from ztui.screens.networks import NetworkData, NetworksScreen
 from ztui.widgets.resource_table import ResourceTable
 
 
@@ -113,8 +113,8 @@ async def test_each_tab_shows_its_data(net_lab: NetLab) -> None:
         await pilot.press("right_square_bracket")
         assert screen.active_tab == "l2"
         l2 = screen.table_of("l2")
-        assert cells(l2, "name", "type", "bridge") == [
-            (name, "L2NoVlanNetwork", l2s[name]["bridgeName"])
+        assert cells(l2, "name", "type", "switch", "vlan", "bridge") == [
+            (name, "L2NoVlanNetwork", "LinuxBridge", "", l2s[name]["bridgeName"])
             for name in ("private-l2", "public-l2")
         ]
         assert column(l2, "name", "clusters") == {
@@ -361,3 +361,13 @@ async def test_read_only_disables_the_verbs(net_lab: NetLab) -> None:
         assert screen.table_of("routers").column_values("status") == ["Connected"]
         assert await net_lab.router() == before
         assert sorted(n["name"] for n in await ok(node, "QueryL3Network")) == ["private", "public"]
+
+
+def test_an_l2_row_shows_its_switch_its_vlan_and_a_missing_plugin() -> None:
+    """An Open vSwitch VLAN network whose plugin is disabled reads so in the L2 tab."""
+    row = NetworkData().l2_row(
+        {"name": "red", "vSwitchType": "OpenvSwitch", "vlan": 10, "realizable": False}
+    )
+    assert (row["switch"], row["vlan"]) == ("OpenvSwitch (no plugin)", "10")
+    plain = NetworkData().l2_row({"name": "lan", "vSwitchType": "LinuxBridge", "realizable": True})
+    assert (plain["switch"], plain["vlan"]) == ("LinuxBridge", "")

@@ -54,6 +54,8 @@ L3_COLUMNS = (
 L2_COLUMNS = (
     Column("name", "name"),
     Column("type", "type"),
+    Column("switch", "switch"),
+    Column("vlan", "VLAN"),
     Column("physicalInterface", "interface"),
     Column("bridge", "bridge"),
     Column("clusters", "clusters"),
@@ -220,10 +222,14 @@ class NetworkData:
         }
 
     def l2_row(self, l2: Inventory) -> Row:
-        """``clusters`` names the clusters of ``attachedClusterUuids`` (QueryL2Network's)."""
+        """``clusters`` names the clusters of ``attachedClusterUuids`` (QueryL2Network's);
+        ``switch`` is the vSwitch type, flagged when no enabled plugin realises it."""
         attached = l2.get("attachedClusterUuids") or []
+        switch = str(l2.get("vSwitchType") or "")
         return {
             **l2,
+            "switch": switch if l2.get("realizable", True) else f"{switch} (no plugin)",
+            "vlan": "" if l2.get("vlan") is None else str(l2["vlan"]),
             "bridge": self.fmt.volatile(l2.get("bridgeName"), "bridge"),
             "clusters": ", ".join(sorted(self.clusters.get(str(c), str(c)) for c in attached)),
         }
