@@ -5,6 +5,7 @@ nothing here: libvirt adds a tap with ``<virtualport type='openvswitch'/>`` itse
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from agent.context import HostAgentContext
@@ -38,10 +39,12 @@ class OvsPortPlugger:
         return port in self.ovsdb.ports(bridge) and self.ovsdb.tag(port) == vlan_id
 
 
+_BRIDGE = re.compile(re.escape(contract.BRIDGE_PREFIX) + r"[a-z0-9]{1,10}")
+
+
 def _bridge(f: Fields) -> str:
     name = f.text("bridgeName")
-    rest = name.removeprefix(contract.BRIDGE_PREFIX)
-    if rest == name or len(name) > 15 or not rest.isalnum() or not rest.islower():
+    if not _BRIDGE.fullmatch(name):
         raise ArgumentError(
             f"field 'bridgeName' is not an Open vSwitch bridge of the project "
             f"({contract.BRIDGE_PREFIX} and lower-case letters or digits): {name!r}"

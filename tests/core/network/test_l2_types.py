@@ -78,6 +78,19 @@ async def _networks(lab: Lab) -> tuple[dict[str, Any], ...]:
     return tuple(nets)
 
 
+async def _l3_on(node: ManagementNode, l2: dict[str, Any]) -> dict[str, Any]:
+    """An L3 network with a range on ``l2``."""
+    l3 = await ok(node, "CreateL3Network", name=f"{l2['name']}-l3", l2NetworkUuid=l2["uuid"])
+    await ok(
+        node,
+        "AddIpRangeByNetworkCidr",
+        name="r",
+        l3NetworkUuid=l3["uuid"],
+        networkCidr="10.9.0.0/24",
+    )
+    return l3
+
+
 async def test_a_plugins_vswitch_type_with_vlans_needs_no_core_change(
     props: Properties, tmp_path: Path
 ) -> None:
@@ -109,14 +122,7 @@ async def test_a_plugins_vswitch_type_with_vlans_needs_no_core_change(
         )
         assert "VLAN 10 on no interface (TestSwitch) is L2 network red's already" in again
 
-        l3 = await ok(node, "CreateL3Network", name="red-l3", l2NetworkUuid=red["uuid"])
-        await ok(
-            node,
-            "AddIpRangeByNetworkCidr",
-            name="r",
-            l3NetworkUuid=l3["uuid"],
-            networkCidr="10.9.0.0/24",
-        )
+        l3 = await _l3_on(node, red)
         await ok(
             node,
             "CreateVmInstance",
@@ -174,14 +180,7 @@ async def test_without_its_plugin_a_network_is_reported_not_silently_broken(
     async with make_node(props, {"testSwitch": SwitchPlugin}) as node:
         lab = await make_lab(node, tmp_path)
         red, _blue = await _networks(lab)
-        l3 = await ok(node, "CreateL3Network", name="red-l3", l2NetworkUuid=red["uuid"])
-        await ok(
-            node,
-            "AddIpRangeByNetworkCidr",
-            name="r",
-            l3NetworkUuid=l3["uuid"],
-            networkCidr="10.9.0.0/24",
-        )
+        l3 = await _l3_on(node, red)
         host, offering, image = lab.host["uuid"], lab.offering["uuid"], lab.image_uuid
     async with make_node(props) as node:  # the plugin is gone
         reported: list[dict[str, Any]] = []

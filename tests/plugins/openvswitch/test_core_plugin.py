@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zsl_openvswitch.contract import BRIDGE_PREFIX, V_SWITCH_TYPE
+import pytest
+from zsl_openvswitch.agent_plugin import _bridge
+from zsl_openvswitch.contract import BRIDGE_PREFIX, V_SWITCH_TYPE, bridge_name
 from zsl_openvswitch.core_plugin import OpenvSwitchPlugin
 
+from agent.fields import Fields
+from agentkit.errors import ArgumentError
 from contracts import kvm
 from core.kernel.errors import SysErrors
 from core.kernel.node import ManagementNode
@@ -79,3 +83,12 @@ def test_a_nic_is_an_open_vswitch_access_port_of_its_vlan() -> None:
     done = plugin.complete_nic_information({"vlan": 10}, nic)
     assert (done.virtual_port_type, done.vlan_id) == ("openvswitch", 10)
     assert plugin.complete_nic_information({"vlan": None}, nic).vlan_id is None
+
+
+def test_the_agent_takes_every_bridge_name_the_core_makes_and_no_other() -> None:
+    """9 hex digits may all be decimal ones (1 name in 70)."""
+    assert _bridge(Fields({"bridgeName": "zslo-123456789"})) == "zslo-123456789"
+    assert _bridge(Fields({"bridgeName": bridge_name("zone", "eth1")})).startswith("zslo-")
+    for bad in ("zslbr-12345", "zslo-", "zslo-ABC", "zslo-a b", "zslo-12345678901"):
+        with pytest.raises(ArgumentError, match="not an Open vSwitch bridge of the project"):
+            _bridge(Fields({"bridgeName": bad}))

@@ -35,8 +35,19 @@ async def test_host_connect_needs_ovs_vswitchd_for_the_clusters_ovs_networks(
     kvm_props: Properties,  # noqa: F811
 ) -> None:
     bridges_before = set(Ovsdb().bridges())
-    async with ManagementNode(kvm_props, serve_socket=False) as node:
-        host = await add_local_host(node, kvm_props)
+    try:
+        await _scenario(kvm_props)
+    finally:  # a failure half-way must not leave its bridge in OVSDB
+        vswitchd("start")
+        for bridge in set(Ovsdb().bridges()) - bridges_before:
+            Ovsdb().delete_bridge(bridge)
+    assert set(Ovsdb().bridges()) == bridges_before
+
+
+async def _scenario(props: Properties) -> None:
+    """The scenario; it deletes what it made through the API (the test checks OVSDB)."""
+    async with ManagementNode(props, serve_socket=False) as node:
+        host = await add_local_host(node, props)
         [zone] = await ok(node, "QueryZone")
         l2 = await ok(
             node,
@@ -73,4 +84,3 @@ async def test_host_connect_needs_ovs_vswitchd_for_the_clusters_ovs_networks(
         )
         await ok(node, "DeleteL2Network", uuid=l2["uuid"])
         await ok(node, "DeleteHost", uuid=host["uuid"])
-    assert set(Ovsdb().bridges()) == bridges_before
