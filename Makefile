@@ -80,7 +80,7 @@ system-deps:
 	fi
 
 # Plugins in plugins/ are packages of their own, installed beside the core.
-PLUGINS := plugins/openvswitch
+PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS)) | system-deps
 	$(PYTHON) -m venv $(VENV)

@@ -90,11 +90,16 @@ def test_a_forbidden_import_is_found(tmp_path: Path) -> None:
 
 
 # -- plugins ------------------------------------------------------------------------------
-PLUGINS = {"zsl_openvswitch": ROOT / "plugins" / "openvswitch"}
+PLUGINS = {
+    package.parent.name: package.parent.parent
+    for package in sorted((ROOT / "plugins").glob("*/zsl_*/__init__.py"))
+}
+"""Each plugin's package and its home: ``plugins/<home>/zsl_<name>/``."""
 PUBLISHED = re.compile(
     r"(contracts|agentkit|core\.kernel)(\..+)?"
-    r"|core\.[a-z0-9_.]+\.(extension_points|models)"
+    r"|core\.[a-z0-9_.]+\.(extension_points|models|spi)"
     r"|agent\.(context|extension_points|fields)"
+    r"|virtual_router\.(extension_points|interfaces|model)"
 )
 
 

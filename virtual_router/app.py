@@ -30,7 +30,9 @@ async def _no_callbacks(url: str, task_uuid: str, _answer: dict[str, Any]) -> bo
 
 def make_router(data_dir: Path, simulate: bool) -> VirtualRouter:
     if simulate:
-        return VirtualRouter(SimulatedInterfaces(), SimulatedDnsmasq(data_dir), SimulatedSnat())
+        return VirtualRouter(
+            SimulatedInterfaces(), SimulatedDnsmasq(data_dir), SimulatedSnat(), simulated=True
+        )
     return VirtualRouter(NetlinkInterfaces(), Dnsmasq(data_dir), NftSnat())
 
 

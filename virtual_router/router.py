@@ -14,13 +14,15 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from agentkit.errors import AgentError, ArgumentError
 from virtual_router.dnsmasq import DnsmasqConfig, DnsmasqStatus
+from virtual_router.extension_points import Repairer
 from virtual_router.interfaces import Interface, Interfaces, InterfaceTable
 from virtual_router.model import DhcpEntry, DhcpKey, DnsInfo, Snat
-from virtual_router.snat import SnatRule
+from virtual_router.snat import IP_FORWARD, SnatRule
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +135,28 @@ def snat_rules(snats: Iterable[Snat], table: InterfaceTable) -> tuple[SnatRule, 
 
 
 class VirtualRouter:
-    def __init__(self, interfaces: Interfaces, dnsmasq: DnsmasqDriver, snat: SnatDriver) -> None:
+    """The appliance; also the :class:`~virtual_router.extension_points.RouterContext` its
+    plugins are made with."""
+
+    def __init__(
+        self,
+        interfaces: Interfaces,
+        dnsmasq: DnsmasqDriver,
+        snat: SnatDriver,
+        *,
+        simulated: bool = False,
+        ip_forward: Path = IP_FORWARD,
+    ) -> None:
         self.interfaces = interfaces
         self.dnsmasq = dnsmasq
         self.snat = snat
+        self.simulated = simulated
+        self.ip_forward = ip_forward
         self.state = State()
         self.uuid = ""
         self.lock = asyncio.Lock()
+        self.plugin_state: dict[str, Any] = {}
+        self.repairers: list[Repairer] = []
         self._watchdog: asyncio.Task[None] | None = None
 
     # -- DHCP and DNS ----------------------------------------------------------
@@ -220,11 +237,20 @@ class VirtualRouter:
                 repaired += await self.snat.repair()
             except (AgentError, OSError) as exc:
                 failures.append(f"the SNAT table could not be restored: {exc}")
+            for repairer in self.repairers:
+                try:
+                    repaired += await repairer.repair()
+                except (AgentError, OSError) as exc:
+                    failures.append(f"{type(repairer).__name__} could not repair: {exc}")
             for what in repaired:
                 log.warning("repaired: %s", what)
             if failures:
                 raise AgentError("; ".join(failures))
             return repaired
+
+    def ensure_forwarding(self) -> None:
+        if not self.simulated and self.ip_forward.read_text().strip() != "1":
+            self.ip_forward.write_text("1\n")
 
     def start_watchdog(self, interval: float = WATCHDOG_INTERVAL) -> None:
         self._watchdog = asyncio.create_task(self._watch(interval), name="vr watchdog")

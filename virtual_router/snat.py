@@ -9,21 +9,17 @@ check can tell a deleted or edited table from ours.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from agentkit.errors import AgentError
+from agentkit.nft import NFT, apply_ruleset, list_table
 from contracts.virtual_router import NFT_TABLE
 
 log = logging.getLogger(__name__)
 
-NFT = "/usr/sbin/nft"
-NFT_TIMEOUT = 10.0
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 
 
@@ -66,32 +62,6 @@ def render_ruleset(rules: Iterable[SnatRule], table: str = NFT_TABLE) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run_nft(*args: str, stdin: str | None = None, binary: str = NFT) -> tuple[int, str, str]:
-    """Run ``nft args`` (feeding ``stdin``); (exit status, stdout, stderr)."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            binary,
-            *args,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except FileNotFoundError:
-        raise AgentError(f"{binary} is not installed (Debian package nftables)") from None
-    try:
-        async with asyncio.timeout(NFT_TIMEOUT):
-            out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-    except TimeoutError:
-        raise AgentError(f"{binary} {' '.join(args)} timed out after {NFT_TIMEOUT:g}s") from None
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace").strip()
-
-
 class NftSnat:
     """The table in the agent's namespace, and IPv4 forwarding while SNAT is on."""
 
@@ -103,9 +73,7 @@ class NftSnat:
 
     async def apply(self, rules: Iterable[SnatRule]) -> None:
         rules = tuple(rules)
-        code, _, err = await run_nft("-f", "-", stdin=render_ruleset(rules), binary=self.binary)
-        if code != 0:
-            raise AgentError(f"nft refused the {NFT_TABLE} ruleset: {err}")
+        await apply_ruleset(render_ruleset(rules), NFT_TABLE, binary=self.binary)
         self.rules = rules
         self._listing = await self._list() if rules else ""
         if rules:
@@ -127,8 +95,7 @@ class NftSnat:
         return repaired
 
     async def _list(self) -> str:
-        code, out, _ = await run_nft("list", "table", "ip", NFT_TABLE, binary=self.binary)
-        return out if code == 0 else ""
+        return await list_table("ip", NFT_TABLE, binary=self.binary)
 
     def _enable_forwarding(self) -> None:
         self.ip_forward.write_text("1\n")

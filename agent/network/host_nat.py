@@ -47,7 +47,6 @@ import ipaddress
 import json
 import logging
 import socket
-import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -59,6 +58,7 @@ from pyroute2 import IPRoute
 from agent.network import links
 from agent.network.bridges import bridge_index
 from agentkit.errors import AgentError
+from agentkit.nft import MISSING, nft
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ CHAINS: Final = {
     "input": f"type filter hook input priority {INPUT_PRIORITY}; policy accept;",
 }
 IP_FORWARD: Final = Path("/proc/sys/net/ipv4/ip_forward")
-NFT_TIMEOUT: Final = 30.0
 LOCK_NAME: Final = b"\0zsl-host-nat-lock"
 """The abstract Unix socket whose bind is the host-wide lock on the table."""
 LOCK_TIMEOUT: Final = 30.0
@@ -133,31 +132,12 @@ class Rule:
 
 
 # -- nft -----------------------------------------------------------------------------
-def nft(args: list[str], script: str | None = None) -> str:
-    try:
-        done = subprocess.run(
-            ["nft", *args],
-            input=script,
-            capture_output=True,
-            text=True,
-            timeout=NFT_TIMEOUT,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise AgentError("nft is not installed (Debian package nftables)") from None
-    except subprocess.TimeoutExpired:
-        raise AgentError(f"nft {' '.join(args)} did not finish within {NFT_TIMEOUT:g}s") from None
-    if done.returncode != 0:
-        raise AgentError(f"nft {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 def read_rules() -> list[Rule]:
     """Every rule of the table, with its handle (none if there is no table)."""
     try:
         out = nft(["-j", "-a", "list", "table", FAMILY, TABLE])
     except AgentError as exc:
-        if "No such file or directory" in str(exc):
+        if MISSING in str(exc):
             return []
         raise
     rules = []

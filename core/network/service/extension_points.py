@@ -19,3 +19,16 @@ class NetworkServiceProviderType(Protocol):
 
     def check_attach(self, session: Session, l3: Any, service_types: list[str]) -> None:
         """Raise (an argument error naming why) if ``l3`` cannot use these services."""
+
+
+@runtime_checkable
+class NetworkServiceTypeExtensionPoint(Protocol):
+    """Service types a plugin adds to a provider it does not own (port forwarding and EIP
+    to the ``VirtualRouter``, ZStack's ``NetworkServiceProviderVO.networkServiceTypes``).
+    The provider's row lists them, and L3 networks may attach them; the plugin does the
+    work (its own flows in the provider's chains)."""
+
+    provider_type: str
+    """The provider extended, e.g. ``VirtualRouter``."""
+    service_types: tuple[str, ...]
+    """E.g. ``("PortForwarding", "Eip")``."""

@@ -19,8 +19,14 @@ from core.network.service.api import (
     QueryNetworkServiceL3NetworkRef,
     QueryNetworkServiceProvider,
 )
-from core.network.service.extension_points import NetworkServiceProviderType
+from core.network.service.extension_points import (
+    NetworkServiceProviderType,
+    NetworkServiceTypeExtensionPoint,
+)
 from core.network.service.models import NetworkServiceL3NetworkRefVO, NetworkServiceProviderVO
+from core.network.service.spi import services_of
+
+__all__ = ["NetworkServicePlugin", "delete_l3_services", "services_of"]
 
 
 class NetworkServicePlugin(Plugin, Service, Component):
@@ -34,19 +40,31 @@ class NetworkServicePlugin(Plugin, Service, Component):
             p.provider_type: p for p in self.node.registry.extensions(NetworkServiceProviderType)
         }
 
+    def offered(self, provider_type: str) -> tuple[str, ...]:
+        """The service types a provider offers: its own, then those plugins add to it."""
+        own = self._types()[provider_type].service_types
+        added = [
+            t
+            for ext in self.node.registry.extensions(NetworkServiceTypeExtensionPoint)
+            if ext.provider_type == provider_type
+            for t in ext.service_types
+        ]
+        return tuple(dict.fromkeys([*own, *added]))
+
     async def start(self) -> None:
         providers = self._types()
+        offered = {provider_type: self.offered(provider_type) for provider_type in providers}
 
         def ensure(session: Session) -> None:
             rows = {row.type: row for row in session.scalars(select(NetworkServiceProviderVO))}
-            for provider_type, provider in providers.items():
+            for provider_type in providers:
                 row = rows.get(provider_type)
                 if row is None:
                     row = NetworkServiceProviderVO(
                         name=provider_type, type=provider_type, description=""
                     )
                     session.add(row)
-                row.network_service_types = ",".join(provider.service_types)
+                row.network_service_types = ",".join(offered[provider_type])
 
         await self.node.db.run(ensure)
 
@@ -86,7 +104,7 @@ class NetworkServicePlugin(Plugin, Service, Component):
                 raise argerr(
                     f"networkServices: {provider_uuid} must map to a list of service types"
                 )
-            offered = types[row.type].service_types
+            offered = self.offered(row.type)
             unknown = [t for t in wanted if t not in offered]
             if unknown:
                 raise argerr(
@@ -144,22 +162,6 @@ class NetworkServicePlugin(Plugin, Service, Component):
             return l3.to_inventory()
 
         return await self.node.db.run(detach)
-
-
-def services_of(session: Session, l3_uuid: str) -> dict[str, str]:
-    """Service type -> provider type for an L3 network (e.g. ``{"DHCP": "VirtualRouter"}``)."""
-    return {
-        service_type: provider_type
-        for service_type, provider_type in session.execute(
-            select(NetworkServiceL3NetworkRefVO.network_service_type, NetworkServiceProviderVO.type)
-            .join(
-                NetworkServiceProviderVO,
-                NetworkServiceProviderVO.uuid
-                == NetworkServiceL3NetworkRefVO.network_service_provider_uuid,
-            )
-            .where(NetworkServiceL3NetworkRefVO.l3_network_uuid == l3_uuid)
-        )
-    }
 
 
 def delete_l3_services(session: Session, l3_uuid: str) -> None:
