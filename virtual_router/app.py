@@ -31,9 +31,13 @@ async def _no_callbacks(url: str, task_uuid: str, _answer: dict[str, Any]) -> bo
 def make_router(data_dir: Path, simulate: bool) -> VirtualRouter:
     if simulate:
         return VirtualRouter(
-            SimulatedInterfaces(), SimulatedDnsmasq(data_dir), SimulatedSnat(), simulated=True
+            SimulatedInterfaces(),
+            SimulatedDnsmasq(data_dir),
+            SimulatedSnat(),
+            simulated=True,
+            data_dir=data_dir,
         )
-    return VirtualRouter(NetlinkInterfaces(), Dnsmasq(data_dir), NftSnat())
+    return VirtualRouter(NetlinkInterfaces(), Dnsmasq(data_dir), NftSnat(), data_dir=data_dir)
 
 
 class VrAgent:

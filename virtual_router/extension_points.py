@@ -12,6 +12,7 @@ watchdog runs every few seconds (under the lock) so a deleted table or address c
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from virtual_router.interfaces import Interfaces
@@ -36,6 +37,8 @@ class RouterContext(Protocol):
     """The appliance's interfaces (``snapshot()`` finds them by MAC)."""
     simulated: bool
     """True under ``--simulate``: keep state, touch nothing in the kernel."""
+    data_dir: Path
+    """The agent's own directory (a simulated plugin writes what it would apply here)."""
     plugin_state: dict[str, Any]
     """Each plugin's own state, under its name."""
     repairers: list[Repairer]

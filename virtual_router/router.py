@@ -146,12 +146,14 @@ class VirtualRouter:
         *,
         simulated: bool = False,
         ip_forward: Path = IP_FORWARD,
+        data_dir: Path | None = None,
     ) -> None:
         self.interfaces = interfaces
         self.dnsmasq = dnsmasq
         self.snat = snat
         self.simulated = simulated
         self.ip_forward = ip_forward
+        self.data_dir = data_dir or Path(".")
         self.state = State()
         self.uuid = ""
         self.lock = asyncio.Lock()

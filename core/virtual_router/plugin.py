@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import select
@@ -55,6 +56,7 @@ from core.virtual_router.api import (
     ReconnectVirtualRouter,
 )
 from core.virtual_router.client import open_client
+from core.virtual_router.extension_points import VirtualRouterAccess
 from core.virtual_router.flows import (
     CHAINS,
     CREATE_CHAIN,
@@ -90,6 +92,7 @@ class VirtualRouterPlugin(
         NetworkServiceProviderType,
         PreVmInstantiateResourceExtensionPoint,
         L3NetworkDeletionExtensionPoint,
+        VirtualRouterAccess,
     )
     service_id = "virtualRouter"
     queries = (QueryVirtualRouterOffering, QueryVirtualRouterVm)
@@ -124,6 +127,31 @@ class VirtualRouterPlugin(
 
     def _lock(self, guest_l3_uuid: str) -> asyncio.Lock:
         return self._locks.setdefault(guest_l3_uuid, asyncio.Lock())
+
+    # -- VirtualRouterAccess (for plugins) ---------------------------------------------
+
+    def appliance_of(self, session: Session, guest_l3_uuid: str) -> dict[str, Any] | None:
+        return _appliance_of(session, guest_l3_uuid)
+
+    def router_nics(self, session: Session, appliance_uuid: str) -> dict[str, dict[str, Any]]:
+        return nics_by_role(session, appliance_uuid)
+
+    def public_network_of(self, session: Session, guest_l3_uuid: str) -> str | None:
+        appliance = _appliance_of(session, guest_l3_uuid)
+        if appliance is not None:
+            return str(appliance["publicNetworkUuid"])
+        try:
+            return _offering_for(session, guest_l3_uuid).public_network_uuid
+        except OperationError:
+            return None
+
+    @contextlib.asynccontextmanager
+    async def locked(self, guest_l3_uuid: str) -> AsyncIterator[None]:
+        async with self._lock(guest_l3_uuid):
+            yield
+
+    def client(self, appliance: dict[str, Any]) -> AgentClient:
+        return self._client(appliance)
 
     # -- network service provider ----------------------------------------------------
 
