@@ -71,6 +71,10 @@ PRIVATE_CIDRS = ("10.0.10.0/24", "172.30.10.0/24", "192.168.210.0/24")
 range of another network, the public one included, are passed over)."""
 PRIVATE_DNS_DOMAIN = "lab.lan"
 PRIVATE_SERVICES = ("DHCP", "DNS", "SNAT")
+OPTIONAL_SERVICES = ("PortForwarding", "Eip", "Userdata")
+"""Services plugins add to the virtual router: the default private network gets each
+(once, as the step ``private-network-<type>``) when its plugin is there, so port forwarding
+from the host works out of the box; a user who detaches one keeps it detached."""
 INSTANCE_OFFERING = "instance-offering"
 OFFERING_NAME = "small"
 OFFERING_CPUS = 1
@@ -145,9 +149,17 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider, NodeStatusExtensionP
             return False
         done = True
         if await self._step(PUBLIC_NETWORK, self._public_network, "the default public network"):
-            done &= await self._step(
+            private = await self._step(
                 PRIVATE_NETWORK, self._private_network, "the default private network"
             )
+            offered = self.node.plugin(NetworkServicePlugin).offered(VIRTUAL_ROUTER)
+            for service in (t for t in OPTIONAL_SERVICES if t in offered and private):
+                done &= await self._step(
+                    f"{PRIVATE_NETWORK}-{service}",
+                    lambda service=service: self._private_service(service),
+                    f"{service} on the default private network",
+                )
+            done &= private
         else:
             log.info("the default private network waits for the public one")
             done = False
@@ -440,6 +452,24 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider, NodeStatusExtensionP
         await self._call(
             "AttachNetworkServiceToL3Network",
             {"l3NetworkUuid": l3["uuid"], "networkServices": {provider: list(PRIVATE_SERVICES)}},
+        )
+
+    async def _private_service(self, service: str) -> None:
+        """Attach ``service`` of the virtual router to the default private network (if it
+        is still there)."""
+        l3 = await self.node.db.run(
+            lambda s: s.scalars(
+                select(L3NetworkVO.uuid)
+                .where(L3NetworkVO.name == PRIVATE_NAME, L3NetworkVO.category == "Private")
+                .order_by(L3NetworkVO.create_date)
+            ).first()
+        )
+        if l3 is None:
+            return
+        provider = await self.node.plugin(NetworkServicePlugin).provider_uuid(VIRTUAL_ROUTER)
+        await self._call(
+            "AttachNetworkServiceToL3Network",
+            {"l3NetworkUuid": l3, "networkServices": {provider: [service]}},
         )
 
     async def _instance_offering(self) -> None:

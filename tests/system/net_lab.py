@@ -59,6 +59,12 @@ UP_RE = re.compile(re.escape(UP_LINE_PREFIX) + r" ip=(\S+) hostname=(\S+)")
 UPSTREAM_IP = "203.0.113.1"
 UPSTREAM_PORT = 8080
 UPSTREAM_HELLO = "UPSTREAM-HELLO"
+PLUGIN_RESOURCES = (
+    ("QueryPortForwardingRule", "DeletePortForwardingRule"),
+    ("QueryEip", "DeleteEip"),
+    ("QueryVip", "DeleteVip"),
+)
+"""(query, delete) of resources of plugins that hold networks, deleted first."""
 
 
 # -- small helpers --------------------------------------------------------------------
@@ -568,6 +574,7 @@ class Lab:
             if vm["state"] != "Destroyed":
                 await ok(node, "DestroyVmInstance", uuid=vm["uuid"])
             await ok(node, "ExpungeVmInstance", uuid=vm["uuid"])
+        await self.delete_plugin_resources()
         for router in await self.routers():
             await ok(node, "DestroyVirtualRouter", uuid=router["uuid"])
         if self.offering:
@@ -579,6 +586,14 @@ class Lab:
                 await ok(node, "DeleteL3Network", uuid=l3["uuid"])
                 await ok(node, "DeleteL2Network", uuid=l3["l2NetworkUuid"])
 
+    async def delete_plugin_resources(self) -> None:
+        """Port forwarding, EIPs and VIPs (a VIP holds its public network), when their
+        plugin is installed."""
+        for query, delete in PLUGIN_RESOURCES:
+            reply = await self.node.call(query, {})
+            for row in (reply.inventories or []) if reply.success else []:
+                await ok(self.node, delete, uuid=row["uuid"])
+
     async def delete_everything(self) -> None:
         """Through the API, in dependency order: VMs (destroy, expunge), virtual routers,
         offerings, L3 networks (private first), L2 networks.  Raises on the first
@@ -589,6 +604,7 @@ class Lab:
             if vm["state"] != "Destroyed":
                 await ok(node, "DestroyVmInstance", uuid=vm["uuid"])
             await ok(node, "ExpungeVmInstance", uuid=vm["uuid"])
+        await self.delete_plugin_resources()
         for router in await self.routers():
             await ok(node, "DestroyVirtualRouter", uuid=router["uuid"])
         for offering in await ok(node, "QueryVirtualRouterOffering"):

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from core.bootstrap.plugin import OPTIONAL_SERVICES
 from core.host.plugin import HostPlugin
 from core.kernel.api import ApiMessage
 from core.kernel.errors import operr
@@ -22,10 +24,25 @@ from tests.conftest import load_props, make_node, ok, write_config
 
 MiB = 1024**2
 IMAGE_NAME = "tiny-guest"
+
+
+def _plugin_services() -> list[str]:
+    """The optional services installed plugins add to the virtual router."""
+    added = {
+        t
+        for ep in entry_points(group="zstack_lite.plugins")
+        if getattr(cls := ep.load(), "provider_type", None) == "VirtualRouter"
+        for t in getattr(cls, "service_types", ())
+    }
+    return [t for t in OPTIONAL_SERVICES if t in added]
+
+
+PLUGIN_SERVICES = _plugin_services()
 DONE = {
     "bootstrap::simulator",
     "bootstrap::public-network",
     "bootstrap::private-network",
+    *(f"bootstrap::private-network-{t}" for t in PLUGIN_SERVICES),
     "bootstrap::instance-offering",
     "bootstrap::image",
 }
@@ -133,6 +150,7 @@ async def test_first_start_makes_a_lab_once(tmp_path: Path) -> None:
             (provider["uuid"], "DHCP"),
             (provider["uuid"], "DNS"),
             (provider["uuid"], "SNAT"),
+            *((provider["uuid"], t) for t in PLUGIN_SERVICES),
         }
         [small] = await ok(node, "QueryInstanceOffering")
         assert (small["name"], small["cpuNum"], small["memorySize"]) == ("small", 1, 256 * MiB)
@@ -250,7 +268,10 @@ async def test_a_failing_step_leaves_nothing_and_is_tried_again(
     async with make_node(props, {"refuse": refusing(api, nth)}, serve_socket=False) as node:
         [host] = await ok(node, "QueryHost")
         assert host["status"] == "Connected"  # the node started all the same
-        assert {t["tag"] for t in await done_tags(node)} == DONE - {f"bootstrap::{step}"}
+        undone = {f"bootstrap::{step}"}
+        if step == "private-network":  # and the plugins' services on it, after it
+            undone |= {f"bootstrap::private-network-{t}" for t in PLUGIN_SERVICES}
+        assert {t["tag"] for t in await done_tags(node)} == DONE - undone
         assert f"{api} refused by the test" in caplog.text
         # Nothing of the failed step is left; the other steps are done.
         if step == "private-network":
