@@ -8,7 +8,10 @@ project owns one nftables table, ``inet zsl_host_nat``, with its own base chains
 * ``forward`` (filter, priority ``filter - 10``, policy accept) accepting what
   comes from or goes to a public bridge;
 * ``postrouting`` (nat, priority ``srcnat``) masquerading each public CIDR when
-  it leaves through any interface other than its bridge;
+  it leaves through an interface that is not one of the project's bridges
+  (``zslbr-*``): with br_netfilter on, packets *bridged* across another of them pass
+  this hook too, with that bridge as their output (e.g. a connection from the host to
+  a VIP, forwarded by a router to a guest), and must keep their source;
 * ``input`` (filter, priority ``filter - 10``, policy accept): what arrives from a
   public bridge for the host itself (its gateway address or any other) is dropped,
   but replies to connections the host opened (``ct state established,related``).
@@ -59,6 +62,7 @@ from agent.network import links
 from agent.network.bridges import bridge_index
 from agentkit.errors import AgentError
 from agentkit.nft import MISSING, nft
+from contracts import names
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,9 @@ COMMENT_TAG: Final = "zsl-hostnat"
 LAB_KEY: Final = "lab="
 FORWARD_PRIORITY: Final = "filter - 10"
 INPUT_PRIORITY: Final = "filter - 10"
+LINK_WILDCARD: Final = f"{names.BRIDGE_PREFIX}*"
+"""Every bridge of the project: traffic leaving by one is not leaving the host, so it is
+never masqueraded."""
 CHAINS: Final = {
     "forward": f"type filter hook forward priority {FORWARD_PRIORITY}; policy accept;",
     "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
@@ -176,7 +183,7 @@ def lab_rules(lab: str, entries: Iterable[HostNatEntry]) -> list[str]:
         ]
     for e in entries:
         lines.append(
-            f'{prefix} postrouting ip saddr {e.gateway.network} oifname != "{e.bridge_name}" '
+            f'{prefix} postrouting ip saddr {e.gateway.network} oifname != "{LINK_WILDCARD}" '
             f'masquerade comment "{e.comment(lab)}"'
         )
     return lines

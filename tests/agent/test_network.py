@@ -316,8 +316,13 @@ def lab_rules(lab: str) -> list[dict[str, object]]:
     return [] if table is None else table["rules"]  # type: ignore[return-value]
 
 
+def bridge_in(rule: dict[str, object]) -> str:
+    return next(w for w in str(rule["comment"]).split() if w.startswith("zslbr-"))
+
+
 def masquerades(table: dict[str, object]) -> set[tuple[str, str]]:
-    """(source network, bridge) of every masquerade rule."""
+    """(source network, bridge named in its comment) of every masquerade rule; each leaves
+    the project's bridges (``zslbr-*``) alone."""
     found = set()
     for rule in table["rules"]:  # type: ignore[attr-defined]
         if rule["chain"] != "postrouting":
@@ -329,8 +334,8 @@ def masquerades(table: dict[str, object]) -> set[tuple[str, str]]:
                 prefix = match["right"]["prefix"]
                 net = f"{prefix['addr']}/{prefix['len']}"
             if match and match["left"].get("meta", {}).get("key") == "oifname":
-                assert match["op"] == "!="
-                bridge = match["right"]
+                assert match["op"] == "!=" and match["right"] in ("zslbr-*", bridge_in(rule))
+        bridge = bridge_in(rule)
         assert any("masquerade" in expr for expr in rule["expr"])
         found.add((net, bridge))
     return found
