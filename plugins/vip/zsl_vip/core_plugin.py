@@ -9,12 +9,14 @@ own lock, so they never interleave with its creation, reconnect or DHCP changes.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.kernel.chains import FlowChainContributor, FlowInsertion
+from core.kernel.db import new_uuid
 from core.kernel.errors import argerr, not_found, operr
 from core.kernel.extensions import Plugin
 from core.kernel.flow import NoRollbackFlow
@@ -44,13 +46,12 @@ from zsl_vip.api import (
     QueryPortForwardingRule,
     QueryVip,
 )
-from zsl_vip.flows import Kind, VipUserData, access_of, row_of
+from zsl_vip.flows import Kind, VipUserData, access_of, delete_row, insert_row, row_of
 from zsl_vip.models import EipVO, PortForwardingRuleVO, VipVO
-from zsl_vip.state import EIP, PORT_FORWARDING, refresh_vip
+from zsl_vip.state import EIP, PORT_FORWARDING
 from zsl_vip.validation import (
     allowed_cidr,
     check_eip_attach,
-    check_new_rule,
     check_rule_attach,
     guest_nic,
     ports,
@@ -79,6 +80,8 @@ class VipPlugin(
 
     def __init__(self, node: Any) -> None:
         super().__init__(node)
+        node.declare_chain(flows.CREATE_PF, flows.CREATE, VipUserData)
+        node.declare_chain(flows.CREATE_EIP, flows.CREATE, VipUserData)
         node.declare_chain(flows.ATTACH_PF, flows.ATTACH, VipUserData)
         node.declare_chain(flows.ATTACH_EIP, flows.ATTACH, VipUserData)
         node.declare_chain(flows.DETACH_PF, flows.DETACH, VipUserData, resumable=True)
@@ -151,42 +154,21 @@ class VipPlugin(
     # -- port forwarding ---------------------------------------------------------------
     @handles(CreatePortForwardingRule)
     async def create_rule(self, msg: CreatePortForwardingRule) -> dict[str, Any]:
-        access = access_of(self.node)
-
-        def create(session: Session) -> str:
-            vip = session.get(VipVO, msg.vip_uuid)
-            assert vip is not None
-            p = ports(
-                msg.vip_port_start, msg.vip_port_end, msg.private_port_start, msg.private_port_end
-            )
-            check_new_rule(session, vip, p, msg.protocol_type)
-            row = PortForwardingRuleVO(
-                name=msg.name,
-                description=msg.description,
-                vip_uuid=vip.uuid,
-                vip_ip=vip.ip,
-                vip_port_start=p.vip_start,
-                vip_port_end=p.vip_end,
-                private_port_start=p.private_start,
-                private_port_end=p.private_end,
-                protocol_type=msg.protocol_type,
-                allowed_cidr=allowed_cidr(msg.allowed_cidr),
-            )
-            session.add(row)
-            session.flush()
-            if msg.vm_nic_uuid:  # refused here, nothing was written
-                check_rule_attach(session, access, row, guest_nic(session, msg.vm_nic_uuid))
-            refresh_vip(session, vip.uuid)
-            return row.uuid
-
-        uuid = await self.node.db.run(create)
-        if msg.vm_nic_uuid:
-            try:
-                await self._attach(PORT_FORWARDING, uuid, msg.vm_nic_uuid)
-            except BaseException:
-                await self.node.db.run(lambda s: _delete_row(s, PORT_FORWARDING, uuid))
-                raise
-        return await self._inventory(PORT_FORWARDING, uuid)
+        p = ports(
+            msg.vip_port_start, msg.vip_port_end, msg.private_port_start, msg.private_port_end
+        )
+        fields = {
+            "name": msg.name,
+            "description": msg.description,
+            "vip_uuid": msg.vip_uuid,
+            "vip_port_start": p.vip_start,
+            "vip_port_end": p.vip_end,
+            "private_port_start": p.private_start,
+            "private_port_end": p.private_end,
+            "protocol_type": msg.protocol_type,
+            "allowed_cidr": allowed_cidr(msg.allowed_cidr),
+        }
+        return await self._create(PORT_FORWARDING, fields, msg.vm_nic_uuid or None)
 
     @handles(AttachPortForwardingRule)
     async def attach_rule(self, msg: AttachPortForwardingRule) -> dict[str, Any]:
@@ -201,39 +183,13 @@ class VipPlugin(
     @handles(DeletePortForwardingRule)
     async def delete_rule(self, msg: DeletePortForwardingRule) -> None:
         await self._detach(PORT_FORWARDING, msg.uuid, must_be_attached=False)
-        await self.node.db.run(lambda s: _delete_row(s, PORT_FORWARDING, msg.uuid))
+        await self.node.db.run(lambda s: delete_row(s, PORT_FORWARDING, msg.uuid))
 
     # -- EIPs --------------------------------------------------------------------------
     @handles(CreateEip)
     async def create_eip(self, msg: CreateEip) -> dict[str, Any]:
-        access = access_of(self.node)
-
-        def create(session: Session) -> str:
-            vip = session.get(VipVO, msg.vip_uuid)
-            assert vip is not None
-            if vip.use_for:
-                raise operr(
-                    f"VIP {vip.name} ({vip.ip}) is used for {vip.use_for}; an EIP needs a VIP "
-                    "of its own"
-                )
-            row = EipVO(
-                name=msg.name, description=msg.description, vip_uuid=vip.uuid, vip_ip=vip.ip
-            )
-            session.add(row)
-            session.flush()
-            if msg.vm_nic_uuid:  # refused here, nothing was written
-                check_eip_attach(session, access, row, guest_nic(session, msg.vm_nic_uuid))
-            refresh_vip(session, vip.uuid)
-            return row.uuid
-
-        uuid = await self.node.db.run(create)
-        if msg.vm_nic_uuid:
-            try:
-                await self._attach(EIP, uuid, msg.vm_nic_uuid)
-            except BaseException:
-                await self.node.db.run(lambda s: _delete_row(s, EIP, uuid))
-                raise
-        return await self._inventory(EIP, uuid)
+        fields = {"name": msg.name, "description": msg.description, "vip_uuid": msg.vip_uuid}
+        return await self._create(EIP, fields, msg.vm_nic_uuid or None)
 
     @handles(AttachEip)
     async def attach_eip(self, msg: AttachEip) -> dict[str, Any]:
@@ -248,10 +204,33 @@ class VipPlugin(
     @handles(DeleteEip)
     async def delete_eip(self, msg: DeleteEip) -> None:
         await self._detach(EIP, msg.uuid, must_be_attached=False)
-        await self.node.db.run(lambda s: _delete_row(s, EIP, msg.uuid))
+        await self.node.db.run(lambda s: delete_row(s, EIP, msg.uuid))
 
-    # -- attach and detach -------------------------------------------------------------
-    async def _attach(self, kind: Kind, uuid: str, nic_uuid: str) -> None:
+    # -- create, attach and detach -----------------------------------------------------
+    async def _create(
+        self, kind: Kind, fields: dict[str, Any], nic_uuid: str | None
+    ) -> dict[str, Any]:
+        """A new rule or EIP; with a NIC, made and attached by one chain (``create…``)."""
+        uuid, access = new_uuid(), access_of(self.node)
+        if nic_uuid is None:
+            await self.node.db.run(lambda s: insert_row(s, access, kind, uuid, fields, None))
+        else:
+            # Checked first in a transaction that is thrown away, so that a refusal is the
+            # rule's own error, not a failed chain's (the chain's first flow checks again).
+            def dry_run(session: Session) -> None:
+                insert_row(session, access, kind, uuid, fields, nic_uuid)
+                raise _Refusable
+
+            with contextlib.suppress(_Refusable):
+                await self.node.db.run(dry_run)
+            await self._attach(kind, uuid, nic_uuid, new_row=fields)
+        return await self._inventory(kind, uuid)
+
+    async def _attach(
+        self, kind: Kind, uuid: str, nic_uuid: str, new_row: dict[str, Any] | None = None
+    ) -> None:
+        """Attach a rule or EIP to a NIC (``attach…``), or make it attached (``create…``,
+        with the columns of the ``new_row``), under the lock of the NIC's router."""
         access = access_of(self.node)
         guest_l3 = await self.node.db.run(lambda s: guest_nic(s, nic_uuid).l3_network_uuid)
         async with access.locked(guest_l3):
@@ -265,13 +244,24 @@ class VipPlugin(
                     check_rule_attach(session, access, row, nic)
                 return row.vip_uuid
 
-            vip_uuid = await self.node.db.run(check)
+            if new_row is None:
+                vip_uuid = await self.node.db.run(check)
+                chain = flows.ATTACH_EIP if kind == EIP else flows.ATTACH_PF
+            else:
+                vip_uuid = new_row["vip_uuid"]
+                chain = flows.CREATE_EIP if kind == EIP else flows.CREATE_PF
             data = VipUserData(
-                kind=kind, uuid=uuid, vip_uuid=vip_uuid, nic_uuid=nic_uuid, guest_l3=guest_l3
+                kind=kind,
+                uuid=uuid,
+                vip_uuid=vip_uuid,
+                nic_uuid=nic_uuid,
+                guest_l3=guest_l3,
+                new_row=new_row,
             )
-            chain = flows.ATTACH_EIP if kind == EIP else flows.ATTACH_PF
             outcome = await self.node.chain(chain).start(data.bind(self.node))  # type: ignore[arg-type]
-            outcome.raise_for_error(f"cannot attach {_what(kind)} {uuid}")
+            outcome.raise_for_error(
+                f"cannot {'attach' if new_row is None else 'create'} {_what(kind)} {uuid}"
+            )
 
     async def _detach(self, kind: Kind, uuid: str, *, must_be_attached: bool) -> None:
         def read(session: Session) -> VipUserData | None:
@@ -334,6 +324,10 @@ class VmDetachVipUsersFlow(NoRollbackFlow):
         await data.node.plugin(VipPlugin).detach_nics_of(data.vm["uuid"])
 
 
+class _Refusable(Exception):
+    """Raised to throw a checking transaction away."""
+
+
 def _what(kind: Kind) -> str:
     return "EIP" if kind == EIP else "port forwarding rule"
 
@@ -343,12 +337,3 @@ def _get(session: Session, kind: Kind, uuid: str) -> PortForwardingRuleVO | EipV
     if row is None:
         raise not_found(EipVO.resource_type if kind == EIP else "PortForwardingRuleVO", uuid)
     return row
-
-
-def _delete_row(session: Session, kind: Kind, uuid: str) -> None:
-    row = row_of(session, kind, uuid)
-    if row is not None:
-        vip = row.vip_uuid
-        session.delete(row)
-        session.flush()
-        refresh_vip(session, vip)

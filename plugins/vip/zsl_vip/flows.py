@@ -5,6 +5,8 @@ VirtualRouterSyncPortForwardingRulesOnStartFlow, VirtualRouterSyncEipOnStartFlow
 Attach (durable; rolled back after a crash): the VIP is marked as serving the guest
 network, the router gets the VIP and the rule or EIP, and only then is the NIC written on
 the row, so a rollback from any step leaves neither row change nor router state behind.
+Create with a NIC is the same chain after a first flow that writes the row (its uuid is
+chosen before the chain, so a rollback after a crash finds and deletes it).
 Detach (resumable): the router drops the rule or EIP (and a VIP nothing else uses), then
 the row forgets the NIC.  A router that does not exist or is not connected is skipped: its
 post-create flows replay the database when it is made or reconnects.
@@ -16,7 +18,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from core.kernel.errors import operr
+from core.kernel.errors import not_found, operr
 from core.kernel.flow import Flow, NoRollbackFlow
 from core.kernel.flow_data import FlowData
 from core.kernel.rest import AgentClient
@@ -33,10 +35,18 @@ from zsl_vip.contract import (
 )
 from zsl_vip.models import EipVO, PortForwardingRuleVO, VipVO
 from zsl_vip.state import EIP, eip_to, refresh_vip, router_eips, router_rules, router_vips, rule_to
+from zsl_vip.validation import (
+    Ports,
+    check_eip_attach,
+    check_new_rule,
+    check_rule_attach,
+    guest_nic,
+)
 
 Kind = Literal["PortForwarding", "Eip"]
 ATTACH_PF, DETACH_PF = "attachPortForwardingRule", "detachPortForwardingRule"
 ATTACH_EIP, DETACH_EIP = "attachEip", "detachEip"
+CREATE_PF, CREATE_EIP = "createPortForwardingRule", "createEip"
 
 
 def access_of(node: Any) -> VirtualRouterAccess:
@@ -55,6 +65,8 @@ class VipUserData(FlowData):
     vip_uuid: str
     nic_uuid: str
     guest_l3: str
+    new_row: dict[str, Any] | None = None
+    """Create chains: the columns of the rule or EIP the first flow makes (by ``uuid``)."""
 
 
 def row_of(session: Session, kind: Kind, uuid: str) -> PortForwardingRuleVO | EipVO | None:
@@ -115,6 +127,73 @@ def forget_nic(session: Session, kind: Kind, uuid: str) -> None:
         refresh_vip(session, row.vip_uuid)
 
 
+def insert_row(
+    session: Session,
+    access: VirtualRouterAccess,
+    kind: Kind,
+    uuid: str,
+    fields: dict[str, Any],
+    nic_uuid: str | None,
+) -> PortForwardingRuleVO | EipVO:
+    """Write a new rule or EIP (checked against the others, and against the NIC it is
+    to be attached to); a refusal raises and writes nothing."""
+    vip = session.get(VipVO, fields["vip_uuid"])
+    if vip is None:
+        raise not_found(VipVO.resource_type, fields["vip_uuid"])
+    row: PortForwardingRuleVO | EipVO
+    if kind == EIP:
+        if vip.use_for:
+            raise operr(
+                f"VIP {vip.name} ({vip.ip}) is used for {vip.use_for}; an EIP needs a VIP of "
+                "its own"
+            )
+        row = EipVO(uuid=uuid, vip_ip=vip.ip, **fields)
+    else:
+        p = Ports(
+            fields["vip_port_start"],
+            fields["vip_port_end"],
+            fields["private_port_start"],
+            fields["private_port_end"],
+        )
+        check_new_rule(session, vip, p, fields["protocol_type"])
+        row = PortForwardingRuleVO(uuid=uuid, vip_ip=vip.ip, **fields)
+    session.add(row)
+    session.flush()
+    if nic_uuid is not None:
+        nic = guest_nic(session, nic_uuid)
+        if isinstance(row, EipVO):
+            check_eip_attach(session, access, row, nic)
+        else:
+            check_rule_attach(session, access, row, nic)
+    refresh_vip(session, vip.uuid)
+    return row
+
+
+def delete_row(session: Session, kind: Kind, uuid: str) -> None:
+    """The rule or EIP is gone (no-op if it is); its VIP's use is updated."""
+    row = row_of(session, kind, uuid)
+    if row is not None:
+        vip = row.vip_uuid
+        session.delete(row)
+        session.flush()
+        refresh_vip(session, vip)
+
+
+class VipUserRowFlow(Flow):
+    """Create chains, first: the new rule or EIP's row (its uuid is in the journal before
+    this runs, so a rollback, after a crash too, finds and deletes it)."""
+
+    async def run(self, data: VipUserData) -> None:  # type: ignore[override]
+        assert data.new_row is not None
+        access, row = access_of(data.node), dict(data.new_row)
+        await data.node.db.run(
+            lambda s: insert_row(s, access, data.kind, data.uuid, row, data.nic_uuid)
+        )
+
+    async def rollback(self, data: VipUserData) -> None:  # type: ignore[override]
+        await data.node.db.run(lambda s: delete_row(s, data.kind, data.uuid))
+
+
 class VipAcquireFlow(Flow):
     """The VIP serves the guest network (so no other network's NIC can take it)."""
 
@@ -156,8 +235,9 @@ class VipApplyOnRouterFlow(Flow):
         await revoke(data.node, data.kind, data.uuid, data.guest_l3)
 
 
-class VipAttachedFlow(NoRollbackFlow):
-    """Last: the row names the NIC and its address."""
+class VipAttachedFlow(Flow):
+    """Last: the row names the NIC and its address (a flow inserted after it can still
+    fail: the rollback detaches the row again)."""
 
     async def run(self, data: VipUserData) -> None:  # type: ignore[override]
         def attach(session: Session) -> None:
@@ -169,6 +249,9 @@ class VipAttachedFlow(NoRollbackFlow):
             refresh_vip(session, data.vip_uuid)
 
         await data.node.db.run(attach)
+
+    async def rollback(self, data: VipUserData) -> None:  # type: ignore[override]
+        await data.node.db.run(lambda s: forget_nic(s, data.kind, data.uuid))
 
 
 class VipRevokeOnRouterFlow(NoRollbackFlow):
@@ -223,6 +306,7 @@ def paths(*classes: type) -> list[str]:
 
 
 ATTACH = paths(VipAcquireFlow, VipApplyOnRouterFlow, VipAttachedFlow)
+CREATE = [*paths(VipUserRowFlow), *ATTACH]
 DETACH = paths(VipRevokeOnRouterFlow, VipDetachedFlow)
 POST_CREATE = paths(
     VirtualRouterSyncVipForNewCreateFlow,

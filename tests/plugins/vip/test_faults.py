@@ -31,9 +31,16 @@ def with_fault(flow_list: list[str]) -> list[list[str]]:
 
 
 ATTACH_CASES = [
-    (chain, faulty)
-    for chain in (flows.ATTACH_PF, flows.ATTACH_EIP)
-    for faulty in with_fault(flows.ATTACH)
+    *(
+        (chain, faulty)
+        for chain in (flows.CREATE_PF, flows.CREATE_EIP)
+        for faulty in with_fault(flows.CREATE)
+    ),
+    *(
+        (chain, faulty)
+        for chain in (flows.ATTACH_PF, flows.ATTACH_EIP)
+        for faulty in with_fault(flows.ATTACH)
+    ),
 ]
 
 
@@ -46,11 +53,11 @@ async def state(lab: VipLab) -> tuple[Any, ...]:
     return (*(strip(rows) for rows in await lab.rows()), await lab.ruleset())
 
 
-async def create(lab: VipLab, chain: str, vip: dict[str, Any], nic: dict[str, Any]) -> Any:
-    if chain == flows.ATTACH_EIP:
-        return await lab.node.call(
-            "CreateEip", {"name": "e", "vipUuid": vip["uuid"], "vmNicUuid": nic["uuid"]}
-        )
+async def create(lab: VipLab, chain: str, vip: dict[str, Any], nic: dict[str, Any] | None) -> Any:
+    """Create a rule (or an EIP, for an EIP chain), attached to ``nic`` if given."""
+    attached = {"vmNicUuid": nic["uuid"]} if nic else {}
+    if chain in (flows.CREATE_EIP, flows.ATTACH_EIP, flows.DETACH_EIP):
+        return await lab.node.call("CreateEip", {"name": "e", "vipUuid": vip["uuid"], **attached})
     return await lab.node.call(
         "CreatePortForwardingRule",
         {
@@ -58,13 +65,21 @@ async def create(lab: VipLab, chain: str, vip: dict[str, Any], nic: dict[str, An
             "vipUuid": vip["uuid"],
             "vipPortStart": 80,
             "protocolType": "TCP",
-            "vmNicUuid": nic["uuid"],
+            **attached,
         },
     )
 
 
+async def attach(lab: VipLab, chain: str, uuid: str, nic: dict[str, Any]) -> Any:
+    if chain == flows.ATTACH_EIP:
+        return await lab.node.call("AttachEip", {"eipUuid": uuid, "vmNicUuid": nic["uuid"]})
+    return await lab.node.call(
+        "AttachPortForwardingRule", {"ruleUuid": uuid, "vmNicUuid": nic["uuid"]}
+    )
+
+
 @pytest.mark.parametrize(
-    "chain,faulty", ATTACH_CASES, ids=[f"{c}-{i % 4}" for i, (c, _) in enumerate(ATTACH_CASES)]
+    "chain,faulty", ATTACH_CASES, ids=[f"{c}-{f.index(FAIL)}" for c, f in ATTACH_CASES]
 )
 async def test_a_failed_attach_leaves_nothing(
     vip_lab: VipLab, chain: str, faulty: list[str]
@@ -83,13 +98,21 @@ async def test_a_failed_attach_leaves_nothing(
         protocolType="TCP",
         vmNicUuid=other_nic["uuid"],
     )
+    creating = chain in (flows.CREATE_PF, flows.CREATE_EIP)
+    uuid = None if creating else (await create(vip_lab, chain, vip, None)).inventory["uuid"]
+
+    async def act() -> Any:
+        if uuid is None:
+            return await create(vip_lab, chain, vip, nic)
+        return await attach(vip_lab, chain, uuid, nic)
+
     before = await state(vip_lab)
     rebuild(node, {chain: faulty})
-    reply = await create(vip_lab, chain, vip, nic)
+    reply = await act()
     assert not reply.success and "injected fault" in str(reply.error)
     rebuild(node, {})
     assert await state(vip_lab) == before
-    reply = await create(vip_lab, chain, vip, nic)
+    reply = await act()
     assert reply.success, reply.error
 
 
@@ -101,7 +124,7 @@ DETACH_CASES = [
 
 
 @pytest.mark.parametrize(
-    "chain,faulty", DETACH_CASES, ids=[f"{c}-{i % 3}" for i, (c, _) in enumerate(DETACH_CASES)]
+    "chain,faulty", DETACH_CASES, ids=[f"{c}-{f.index(FAIL)}" for c, f in DETACH_CASES]
 )
 async def test_a_failed_detach_can_be_done_again(
     vip_lab: VipLab, chain: str, faulty: list[str]
@@ -112,7 +135,7 @@ async def test_a_failed_detach_can_be_done_again(
     nic = await vip_lab.vm_nic("web")
     vip = await vip_lab.vip()
     empty = await state(vip_lab)
-    made = await create(vip_lab, flows.ATTACH_EIP if chain == flows.DETACH_EIP else "", vip, nic)
+    made = await create(vip_lab, chain, vip, nic)
     assert made.success, made.error
     detach = "DetachEip" if chain == flows.DETACH_EIP else "DetachPortForwardingRule"
     rebuild(node, {chain: faulty})
