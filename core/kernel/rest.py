@@ -194,8 +194,12 @@ class AgentClient:
             ) from None
 
     async def call(self, path: str, body: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        """POST a command and read its answer; an agent that cannot be connected to raises
+        :class:`UnreachableError` (the command was never sent)."""
         try:
             answer = await self._http.post(path, body, timeout)
+        except UnreachableError as exc:
+            raise UnreachableError(self._failed(path, exc.error).error) from None
         except OperationError as exc:
             raise self._failed(path, exc.error) from None
         return self._checked(path, answer)

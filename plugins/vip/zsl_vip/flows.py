@@ -14,6 +14,7 @@ post-create flows replay the database when it is made or reconnects.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 from core.kernel.errors import not_found, operr
 from core.kernel.flow import Flow, NoRollbackFlow
 from core.kernel.flow_data import FlowData
+from core.kernel.http import UnreachableError
 from core.kernel.rest import AgentClient
 from core.network.l3.models import VmNicVO
 from core.virtual_router.extension_points import PUBLIC, RouterData, VirtualRouterAccess
@@ -43,6 +45,7 @@ from zsl_vip.validation import (
     guest_nic,
 )
 
+log = logging.getLogger(__name__)
 Kind = Literal["PortForwarding", "Eip"]
 ATTACH_PF, DETACH_PF = "attachPortForwardingRule", "detachPortForwardingRule"
 ATTACH_EIP, DETACH_EIP = "attachEip", "detachEip"
@@ -105,17 +108,25 @@ async def sync_vips(
 
 
 async def revoke(node: Any, kind: Kind, uuid: str, guest_l3: str) -> None:
-    """Take a rule or EIP (and its VIP, if nothing else uses it) out of the router."""
+    """Take a rule or EIP (and its VIP, if nothing else uses it) out of the router.  A
+    router whose agent cannot be reached is left alone: the ping tracker reconnects it,
+    replaying the database (where the rule or EIP is detached by then)."""
     router = await _router(node, guest_l3)
     if router is None:
         return
     client, public_mac = router
-    if kind == EIP:
-        await client.send(RevokeEipCmd(uuids=[uuid]))
-        await sync_vips(node, client, public_mac, guest_l3, exclude_eips=[uuid])
-    else:
-        await client.send(RevokePortForwardingCmd(uuids=[uuid]))
-        await sync_vips(node, client, public_mac, guest_l3, exclude_rules=[uuid])
+    try:
+        if kind == EIP:
+            await client.send(RevokeEipCmd(uuids=[uuid]))
+            await sync_vips(node, client, public_mac, guest_l3, exclude_eips=[uuid])
+        else:
+            await client.send(RevokePortForwardingCmd(uuids=[uuid]))
+            await sync_vips(node, client, public_mac, guest_l3, exclude_rules=[uuid])
+    except UnreachableError as exc:
+        log.warning(
+            "%s %s: the router of L3 %s does not answer (%s); its reconnect replays it",
+            kind, uuid, guest_l3, exc.error.description,
+        )  # fmt: skip
 
 
 def forget_nic(session: Session, kind: Kind, uuid: str) -> None:
