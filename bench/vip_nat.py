@@ -28,18 +28,14 @@ import asyncio
 import json
 import os
 import platform
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Any
 
-from vr_resync import PUBLIC_NET, VR_PUBLIC_MAC, BenchFailed, Lab, ok, run, verdict
+from vr_resync import PUBLIC_NET, VR_PUBLIC_MAC, BenchFailed, Lab, in_lab, ok, run, verdict
 from zsl_vip import contract as c
 
 from core.kernel.http import JsonHttpClient
@@ -153,28 +149,13 @@ def main() -> int:
     if os.geteuid() != 0:
         print("vip_nat: needs root (network namespaces)", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, lambda n, _f: (_ for _ in ()).throw(KeyboardInterrupt()))
     nft = run("/usr/sbin/nft", "--version").strip()
     print(
         f"VIP NAT benchmark: Python {platform.python_version()}, {nft.split(' (')[0]}, "
         f"{os.cpu_count()} CPUs; the real router agent in a namespace, public {PUBLIC_NET}"
     )
     print()
-    workdir = Path(tempfile.mkdtemp(prefix="zsl-bench-vip-"))
-    lab = Lab(workdir)
-    try:
-        lab.create()
-        asyncio.run(bench(lab))
-    except BenchFailed as exc:
-        print(f"vip_nat: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("vip_nat: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        lab.destroy()
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return in_lab("vip_nat", bench)
 
 
 if __name__ == "__main__":

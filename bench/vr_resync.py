@@ -529,7 +529,6 @@ def main() -> int:
     if reason := _why_not():
         print(f"vr_resync: {reason}", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, _terminate)
     dnsmasq = run("/usr/sbin/dnsmasq", "--version").splitlines()[0]
     nft = run("/usr/sbin/nft", "--version").strip()
     print(
@@ -541,16 +540,23 @@ def main() -> int:
         f"names in {DOMAIN}, SNAT to {PUBLIC_NET.ip}; JsonHttpClient, a connection per call"
     )
     print()
-    workdir = Path(tempfile.mkdtemp(prefix="zsl-bench-vr-"))
+    return in_lab("vr_resync", bench)
+
+
+def in_lab(name: str, body: Callable[[Lab], Awaitable[None]]) -> int:
+    """Run ``body`` on a fresh lab, removed afterwards whatever happens; the exit status
+    (a failed check or an interruption is reported under ``name``)."""
+    signal.signal(signal.SIGTERM, _terminate)
+    workdir = Path(tempfile.mkdtemp(prefix=f"zsl-bench-{name}-"))
     lab = Lab(workdir)
     try:
         lab.create()
-        asyncio.run(bench(lab))
+        asyncio.run(body(lab))
     except BenchFailed as exc:
-        print(f"vr_resync: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("vr_resync: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     finally:
         lab.destroy()
