@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Final, Literal
 
 from contracts.base import Ack, Reply, Request, Wire
+from contracts.names import lab_table_name
 
 PROVIDER_TYPE: Final = "SecurityGroup"
 """ZStack's network service provider of security groups (``SecurityGroup``)."""
@@ -30,8 +31,6 @@ CT_TABLE_PREFIX: Final = "zsl_sgct_"
 """``inet zsl_sgct_<lab>``: marks established/related packets for the bridge table (this
 kernel has no conntrack in the bridge family; br_netfilter passes bridged IPv4 packets
 through the inet hooks, where conntrack works)."""
-TABLES: Final = ((TABLE_PREFIX, "bridge"), (CT_TABLE_PREFIX, "inet"))
-"""(prefix, family) of every table the plugin makes."""
 
 RuleType = Literal["Ingress", "Egress"]
 Protocol = Literal["TCP", "UDP", "ICMP", "ALL"]
@@ -39,11 +38,11 @@ Policy = Literal["accept", "drop"]
 
 
 def table_name(lab: str) -> str:
-    return TABLE_PREFIX + lab
+    return lab_table_name(TABLE_PREFIX, lab)
 
 
 def ct_table_name(lab: str) -> str:
-    return CT_TABLE_PREFIX + lab
+    return lab_table_name(CT_TABLE_PREFIX, lab)
 
 
 class RuleTO(Wire):
