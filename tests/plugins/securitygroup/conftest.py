@@ -3,8 +3,10 @@ groups need none) and three VMs a, b, c on it."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +16,14 @@ from core.host.spi import agent_of
 from core.kernel.node import ManagementNode
 from tests.conftest import ok
 from tests.core.vm.conftest import Lab, make_lab
+
+
+class AgentCtx:
+    """The parts of agent.context.HostAgentContext the agent plugin reads."""
+
+    def __init__(self, hypervisor: str, lab: str) -> None:
+        self.backend = SimpleNamespace(hypervisor_type=hypervisor, network=SimpleNamespace(lab=lab))
+        self.host_network_lock = asyncio.Lock()
 
 
 @dataclass

@@ -15,6 +15,7 @@ from zsl_securitygroup.render import render
 from agentkit import nft as nftkit
 from agentkit.errors import AgentError, ArgumentError
 from tests.agentkit.test_nft import in_netns  # noqa: F401  (the fixture)
+from tests.plugins.securitygroup.conftest import AgentCtx
 
 GOLDEN = Path(__file__).parent / "golden"
 LAB = "zsl0123456789"
@@ -140,19 +141,8 @@ async def test_a_bridge_table_cannot_use_conntrack_on_this_kernel(
         await nftkit.apply_ruleset(script, "test", binary=nftkit.NFT)
 
 
-class _Ctx:
-    """The parts of HostAgentContext the plugin reads."""
-
-    def __init__(self, hypervisor: str) -> None:
-        import asyncio
-        from types import SimpleNamespace
-
-        self.backend = SimpleNamespace(hypervisor_type=hypervisor, network=SimpleNamespace(lab=LAB))
-        self.host_network_lock = asyncio.Lock()
-
-
 async def test_the_simulator_keeps_the_rendered_text() -> None:
-    plugin = SecurityGroupCommands(_Ctx("Simulator"))  # type: ignore[arg-type]
+    plugin = SecurityGroupCommands(AgentCtx("Simulator", LAB))  # type: ignore[arg-type]
     await plugin.apply(state().to_json(), None)  # type: ignore[arg-type]
     shown = await plugin.show({}, None)  # type: ignore[arg-type]
     assert shown == ShowRsp(ruleset=render(LAB, state()), taps=["zslt0123abcde0", "zslt0123abcdf0"])
@@ -165,7 +155,7 @@ async def test_the_simulator_keeps_the_rendered_text() -> None:
 
 @root
 async def test_on_kvm_the_agent_applies_and_lists_the_tables(in_netns: None) -> None:  # noqa: F811
-    plugin = SecurityGroupCommands(_Ctx("KVM"))  # type: ignore[arg-type]
+    plugin = SecurityGroupCommands(AgentCtx("KVM", LAB))  # type: ignore[arg-type]
     plugin.nft_binary = nftkit.NFT
     await plugin.apply(state().to_json(), None)  # type: ignore[arg-type]
     shown = await plugin.show({}, None)  # type: ignore[arg-type]
