@@ -158,18 +158,24 @@ class SecurityGroupPlugin(
 
     async def apply_placed(self, placement: Placement, *, failing: bool) -> None:
         """Every host with group NICs, with ``placement`` (a VM starting or released) taken
-        into account; the VM's own host first."""
+        into account, the VM's own host first.  With ``failing``, the VM's own host not
+        taking its state fails the caller (the VM's start); other hosts' failures are
+        logged (each gets its state again when it reconnects)."""
 
-        def hosts(session: Session) -> list[str]:
+        def hosts(session: Session) -> tuple[str | None, list[str]]:
             found = hosts_with_members(session, [placement])
             own = placement.host_uuid or vm_host(session, placement.vm_uuid)
             if own is not None:
                 found.add(own)
-            return sorted(found, key=lambda h: h != own)
+            return own, sorted(found, key=lambda h: h != own)
 
-        await self.apply(
-            await self.node.db.run(hosts), placements=[placement], connected_only=not failing
-        )
+        own, host_uuids = await self.node.db.run(hosts)
+        failed = await self.send_states(host_uuids, placements=[placement])
+        if failing and own in failed:
+            raise operr(
+                f"host {failed[own][0]} cannot guard the VM's NICs with their security "
+                f"groups: {failed[own][1]}"
+            )
 
     # -- applying ---------------------------------------------------------------------------
     def policies(self) -> Policies:
@@ -178,22 +184,23 @@ class SecurityGroupPlugin(
             egress=global_config_value(self.node, EGRESS_POLICY),
         )
 
-    async def apply(
+    async def send_states(
         self,
         host_uuids: Iterable[str],
         *,
         placements: Iterable[Placement] = (),
-        connected_only: bool = True,
-    ) -> None:
-        """Send each host its whole state; raise naming the hosts that failed."""
+        connecting: str | None = None,
+    ) -> dict[str, tuple[str, str]]:
+        """Send each Connected host of ``host_uuids`` (and ``connecting``, whatever its
+        status) its whole state; host uuid -> (its name, the error) of those that failed."""
         placements, policies = list(placements), self.policies()
-        failed: list[str] = []
+        failed: dict[str, tuple[str, str]] = {}
         async with self._apply_lock:
             for host_uuid in host_uuids:
 
                 def compute(session: Session, host_uuid: str = host_uuid) -> Any:
                     host = session.get(HostVO, host_uuid)
-                    if host is None or (connected_only and host.status != "Connected"):
+                    if host is None or (host.status != "Connected" and host_uuid != connecting):
                         return None
                     return host.name, host_state(session, host_uuid, policies, placements)
 
@@ -205,11 +212,17 @@ class SecurityGroupPlugin(
                     await (await agent_of(self.node, host_uuid)).send(cmd)
                 except OperationError as exc:
                     log.warning("host %s did not take its security groups: %s", name, exc)
-                    failed.append(f"{name}: {exc.error.description}")
+                    failed[host_uuid] = (name, exc.error.description)
+        return failed
+
+    async def apply(self, host_uuids: Iterable[str], *, connecting: str | None = None) -> None:
+        """Send each host its whole state; raise naming the hosts that failed."""
+        failed = await self.send_states(host_uuids, connecting=connecting)
         if failed:
+            which = "; ".join(f"{name}: {error}" for name, error in failed.values())
             raise operr(
                 "the security groups are saved, but these hosts did not take them (each gets "
-                f"them again when it reconnects): {'; '.join(failed)}"
+                f"them again when it reconnects): {which}"
             )
 
     async def apply_host_connect(self, host_uuid: str) -> None:
@@ -220,7 +233,7 @@ class SecurityGroupPlugin(
             return session.scalars(select(SecurityGroupVO.uuid)).first() is not None
 
         if await self.node.db.run(any_group):
-            await self.apply([host_uuid], connected_only=False)
+            await self.apply([host_uuid], connecting=host_uuid)
 
     async def _changed(self, change: Any) -> Any:
         """Run ``change(session)`` and apply the result to every host holding a group NIC

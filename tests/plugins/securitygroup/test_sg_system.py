@@ -1,8 +1,9 @@
 """Issue 15's acceptance for security groups, on the real host (qemu:///system, the
 host's bridge, nftables): three tiny guests A, B, C on one private network; A's group
 admits TCP 80 from B's address: B gets A's answer, C does not; egress deny; a forged
-source address from a guest is dropped; a rule change is effective at once; destroying
-A removes its chains, and the lab's tables go with the last NIC.
+source address from a guest is dropped; a rule change is effective at once; a host
+reconnect brings back tables deleted by hand; destroying A removes its chains, and the
+lab's tables go with the last NIC.
 
 Only the guests, their router and the host's project bridge carry traffic (no upstream:
 the router's public side is an isolated bridge)."""
@@ -139,6 +140,14 @@ async def scenario(lab: Lab) -> None:
     await ok(node, "AddSecurityGroupRule", **rule)
     assert time.monotonic() - started < 1.0
     assert await fetches(b_con, a["nic"]["ip"])
+
+    # Tables removed by hand come back with the host's reconnect, and guard again.
+    before = tables(lab)
+    remove_tables(lab)
+    assert tables(lab) == {}
+    await ok(node, "ReconnectHost", uuid=lab.host_uuid)
+    assert tables(lab) == before
+    assert not await fetches(c_con, a["nic"]["ip"])
 
     # Destroying A removes its chains; the last NIC's going removes the lab's tables.
     await ok(node, "DestroyVmInstance", uuid=a["uuid"])
