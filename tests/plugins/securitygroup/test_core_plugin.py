@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from zsl_securitygroup.contract import ApplyCmd
+from zsl_securitygroup.contract import ApplyCmd, ShowCmd
 from zsl_securitygroup.models import SecurityGroupL3NetworkRefVO, VmNicSecurityGroupRefVO
 from zsl_securitygroup.render import set_name
 
+from core.host.models import HostVO
 from core.host.spi import agent_of
 from core.kernel.errors import SysErrors
 from tests.conftest import fails, ok
@@ -195,3 +196,42 @@ async def test_bad_requests_are_refused_naming_the_value_and_change_nothing(sg: 
     assert len(await ok(node, "QuerySecurityGroupRule")) == 1
     assert await ok(node, "QueryVmNicInSecurityGroup") == []
     assert (await sg.show()).taps == []
+
+
+async def test_a_host_not_connected_is_skipped_and_gets_its_state_when_it_connects(
+    sg: SgLab,
+) -> None:
+    """A second host whose VM is in a group goes Disconnected: changes and other VMs'
+    starts go on without it; its reconnect brings it up to date."""
+    node, lab = sg.node, sg.lab
+    other = await ok(node, "AddSimulatorHost", name="sim2", clusterUuid=lab.host["clusterUuid"],
+                     cpuNum=4, memorySize=8 * 1024**3)  # fmt: skip
+    d = await ok(
+        node, "CreateVmInstance", name="d", instanceOfferingUuid=lab.offering["uuid"],
+        imageUuid=lab.image_uuid, l3NetworkUuids=[sg.l3["uuid"]], hostUuid=other["uuid"],
+    )  # fmt: skip
+    [d_nic] = await ok(node, "QueryVmNic", conditions=[f"vmInstanceUuid={d['uuid']}"])
+    _web, clients, _rule = await _web_and_clients(sg)
+    await ok(node, "AddVmNicToSecurityGroup", securityGroupUuid=clients["uuid"],
+             vmNicUuids=[d_nic["uuid"]])  # fmt: skip
+    other_agent = await agent_of(node, other["uuid"])
+    assert (await other_agent.send(ShowCmd())).taps == [d_nic["internalName"]]
+
+    def disconnect(session: Any) -> None:
+        host = session.get(HostVO, other["uuid"])
+        assert host is not None
+        host.status = "Disconnected"
+
+    await node.db.run(disconnect)
+    await other_agent.send(ApplyCmd())  # what it holds is gone meanwhile
+    await ok(node, "StopVmInstance", uuid=sg.vms["a"]["uuid"])
+    await ok(node, "StartVmInstance", uuid=sg.vms["a"]["uuid"])
+    added = await ok(
+        node, "AddSecurityGroupRule", securityGroupUuid=clients["uuid"], type="Ingress",
+        protocol="ICMP",
+    )  # fmt: skip
+    assert sg.nics["a"]["internalName"] in (await sg.show()).taps
+    assert (await other_agent.send(ShowCmd())).taps == []  # skipped while not Connected
+    await ok(node, "ReconnectHost", uuid=other["uuid"])
+    shown = await other_agent.send(ShowCmd())
+    assert shown.taps == [d_nic["internalName"]] and f"rule={added['uuid']}" in shown.ruleset
