@@ -215,9 +215,9 @@ class SecurityGroupPlugin(
                     failed[host_uuid] = (name, exc.error.description)
         return failed
 
-    async def apply(self, host_uuids: Iterable[str], *, connecting: str | None = None) -> None:
+    async def apply(self, host_uuids: Iterable[str]) -> None:
         """Send each host its whole state; raise naming the hosts that failed."""
-        failed = await self.send_states(host_uuids, connecting=connecting)
+        failed = await self.send_states(host_uuids)
         if failed:
             which = "; ".join(f"{name}: {error}" for name, error in failed.values())
             raise operr(
@@ -232,8 +232,14 @@ class SecurityGroupPlugin(
         def any_group(session: Session) -> bool:
             return session.scalars(select(SecurityGroupVO.uuid)).first() is not None
 
-        if await self.node.db.run(any_group):
-            await self.apply([host_uuid], connecting=host_uuid)
+        if not await self.node.db.run(any_group):
+            return
+        failed = await self.send_states([host_uuid], connecting=host_uuid)
+        for name, error in failed.values():
+            raise operr(
+                f"host {name} cannot enforce its security groups (is the securitygroup plugin "
+                f"installed beside its agent?): {error}"
+            )
 
     async def _changed(self, change: Any) -> Any:
         """Run ``change(session)`` and apply the result to every host holding a group NIC

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from zsl_securitygroup.contract import ApplyCmd, ShowCmd
+from zsl_securitygroup.core_plugin import SecurityGroupPlugin
 from zsl_securitygroup.models import SecurityGroupL3NetworkRefVO, VmNicSecurityGroupRefVO
 from zsl_securitygroup.render import set_name
 
@@ -235,3 +237,19 @@ async def test_a_host_not_connected_is_skipped_and_gets_its_state_when_it_connec
     await ok(node, "ReconnectHost", uuid=other["uuid"])
     shown = await other_agent.send(ShowCmd())
     assert shown.taps == [d_nic["internalName"]] and f"rule={added['uuid']}" in shown.ruleset
+
+
+async def test_a_host_that_cannot_enforce_its_groups_is_not_connected(
+    sg: SgLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _web_and_clients(sg)
+    plugin = sg.node.plugin(SecurityGroupPlugin)
+
+    async def refused(*_args: Any, **_kw: Any) -> dict[str, tuple[str, str]]:
+        return {sg.lab.host["uuid"]: ("sim", "no handler for /securitygroup/apply")}
+
+    monkeypatch.setattr(plugin, "send_states", refused)
+    reply = await sg.node.call("ReconnectHost", {"uuid": sg.lab.host["uuid"]})
+    assert not reply.success and reply.error is not None
+    assert "host sim cannot enforce its security groups" in str(reply.error)
+    assert "no handler for /securitygroup/apply" in str(reply.error)
