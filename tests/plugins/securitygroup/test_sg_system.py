@@ -1,9 +1,9 @@
 """Issue 15's acceptance for security groups, on the real host (qemu:///system, the
 host's bridge, nftables): three tiny guests A, B, C on one private network; A's group
-admits TCP 80 from B's address: B gets A's answer, C does not; egress deny; a forged
-source address from a guest is dropped; a rule change is effective at once; a host
-reconnect brings back tables deleted by hand; destroying A removes its chains, and the
-lab's tables go with the last NIC.
+admits TCP 80 from B's address, then from B's group: B gets A's answer, C does not;
+egress deny; a forged source address from a guest is dropped; a rule change is effective
+at once; a host reconnect brings back tables deleted by hand; destroying A removes its
+chains, and the lab's tables go with the last NIC.
 
 Only the guests, their router and the host's project bridge carry traffic (no upstream:
 the router's public side is an isolated bridge)."""
@@ -140,6 +140,17 @@ async def scenario(lab: Lab) -> None:
     await ok(node, "AddSecurityGroupRule", **rule)
     assert time.monotonic() - started < 1.0
     assert await fetches(b_con, a["nic"]["ip"])
+
+    # By B's group instead of its address: the core turns the group into its addresses.
+    by_group = await ok(
+        node, "AddSecurityGroupRule", securityGroupUuid=web["uuid"], type="Ingress",
+        protocol="TCP", startPort=80, endPort=80, remoteSecurityGroupUuid=clients["uuid"],
+    )  # fmt: skip
+    await ok(node, "DeleteSecurityGroupRule",
+             ruleUuids=[r["uuid"] for r in await ok(node, "QuerySecurityGroupRule")
+                        if r["uuid"] != by_group["uuid"]])  # fmt: skip
+    assert await fetches(b_con, a["nic"]["ip"])
+    assert not await fetches(c_con, a["nic"]["ip"])
 
     # Tables removed by hand come back with the host's reconnect, and guard again.
     before = tables(lab)
