@@ -84,9 +84,10 @@ async def test_the_router_agent_answers_each_command_with_its_contract_reply(
     try:
         assert agent.server is not None
         served = _served_replies(agent.server)
+        plugins = _plugin_contracts(agent.server)
     finally:
         await agent.stop()
-    models = requests(vr)
+    models = requests(vr) | plugins
     assert {path: returns for path, (returns, _) in served.items()} == {
         path: model.REPLY for path, model in models.items()
     }
