@@ -14,9 +14,6 @@ from typing import Final, Literal
 from contracts.base import Ack, Reply, Request, Wire
 from contracts.names import lab_table_name
 
-PROVIDER_TYPE: Final = "SecurityGroup"
-"""ZStack's network service provider of security groups (``SecurityGroup``)."""
-
 APPLY: Final = "/securitygroup/apply"
 """{nics, groups, remoteMembers, ingressPolicy, egressPolicy} -> {}: the host's whole
 security-group state for the agent's lab (an empty ``nics`` removes its tables)."""
