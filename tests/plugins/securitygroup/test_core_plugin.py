@@ -3,6 +3,7 @@ simulator agent keeps the rendered ruleset), when, and what is refused."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from zsl_securitygroup.render import set_name
 from core.host.models import HostVO
 from core.host.spi import agent_of
 from core.kernel.errors import SysErrors
-from tests.conftest import fails, ok
+from tests.conftest import fails, load_props, make_node, ok, write_config
+from tests.core.vm.conftest import make_lab
 from tests.plugins.securitygroup.conftest import SgLab, l3_network
 
 
@@ -253,3 +255,19 @@ async def test_a_host_that_cannot_enforce_its_groups_is_not_connected(
     assert not reply.success and reply.error is not None
     assert "host sim cannot enforce its security groups" in str(reply.error)
     assert "no handler for /securitygroup/apply" in str(reply.error)
+
+
+async def test_disabled_it_offers_nothing_and_its_configs_go(tmp_path: Path) -> None:
+    """Installed but disabled: its tables stay migrated (a database it migrated still names
+    its revisions), its APIs and global configs are not offered, VMs start as before."""
+    config = '[plugins]\nenabled = ["*"]\ndisabled = ["securityGroup"]\n'
+    props = load_props(write_config(tmp_path, config))
+    async with make_node(props) as node:
+        lab = await make_lab(node, tmp_path)
+        l3 = await l3_network(node, lab.host["clusterUuid"])
+        await ok(node, "CreateVmInstance", name="v", instanceOfferingUuid=lab.offering["uuid"],
+                 imageUuid=lab.image_uuid, l3NetworkUuids=[l3["uuid"]])  # fmt: skip
+        reply = await node.call("CreateSecurityGroup", {"name": "web"})
+        assert not reply.success and "CreateSecurityGroup" in str(reply.error)
+        configs = await ok(node, "QueryGlobalConfig", conditions=["category=securityGroup"])
+        assert configs == []
