@@ -6,12 +6,13 @@ path, so the sweep works from the path alone, after the dir was deleted by hand 
 is the lab's is found as agent.lab_inventory's :class:`LabFinder` finds it (the
 reconciler's one way too); the sweep removes all of it: processes, domains, router
 namespaces with their dnsmasq run dir and their socket under /run/zstack-lite/vr, host
-NAT rules, links whose ifalias names the lab, and libvirt's log of each of the lab's
+NAT rules, the nftables tables the lab owns alone (``zsl…_<lab id>``), links whose ifalias
+names the lab, and libvirt's log of each of the lab's
 domains (/var/log/libvirt/qemu/<name>.log).
 
 Order: the node first (it would restart its agents), then domains (QEMU holds the disks),
-the other processes, routers, host NAT, links, files.  A step that fails is reported and
-the sweep goes on.  The data dir itself is the caller's to remove.
+the other processes, routers, host NAT, the lab's tables, links, files.  A step that fails
+is reported and the sweep goes on.  The data dir itself is the caller's to remove.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from agent.lab_inventory import (
     is_under,
     names_path_under,
     remove_path,
+    remove_table,
 )
 from agent.libvirt_backend import DEFAULT_URI as LIBVIRT_URI
 from agent.libvirt_backend import remove_domain
@@ -97,6 +99,7 @@ class LabSweep:
             ("the lab's processes", self.end_processes),
             ("the lab's routers", self.remove_routers),
             ("the lab's host NAT rules", self.remove_host_nat),
+            ("the lab's nftables tables", self.remove_nft_tables),
             ("the lab's links", self.remove_links),
             ("the lab's files outside its data dir", self.remove_files),
         ]
@@ -167,6 +170,15 @@ class LabSweep:
     def remove_host_nat(self) -> None:
         for entry in host_nat.remove_lab(self.lab):
             self.removed(f"host NAT of {entry.gateway} on {entry.bridge_name} (nft and address)")
+
+    def remove_nft_tables(self) -> None:
+        for family, table in self.find.nft_tables():
+            try:
+                remove_table(family, table)
+            except Exception as exc:
+                self.failed(f"nftables table {family} {table}", exc)
+                continue
+            self.removed(f"nftables table {family} {table}")
 
     def remove_links(self) -> None:
         with IPRoute() as ipr:

@@ -10,6 +10,8 @@ prefix:
 * a libvirt domain ``zsl-*`` whose definition names a path under the data dir (its disks,
   its console log);
 * host NAT rules whose comment names the lab (agent.network.host_nat);
+* nftables tables the lab owns alone, named ``zsl…_<lab id>``
+  (contracts.names.lab_table_name: e.g. the security groups' ``bridge zsl_sg_<lab>``);
 * links whose ifalias names the lab (bridges, routers' veth host ends), and the router
   namespaces those veths lead to (the veth name carries the appliance's short id);
 * VM taps (``zsl…`` tun devices, made by libvirt without an alias) enslaved to one of the
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -48,6 +51,7 @@ from agent.network import bridges, host_nat, links
 from agent.network.appliance import NETNS_DIR, namespace_pids, remove_namespace
 from agent.network.processes import SHORT_SOCKET_DIR, ProcessTable, terminate
 from agentkit.errors import AgentError
+from agentkit.nft import nft
 from agentkit.procs import cmdline
 from contracts.kvm import DOMAIN_PREFIX, LAB_OBJECT_KINDS, HostObjectTO
 from contracts.names import (
@@ -57,6 +61,7 @@ from contracts.names import (
     VETH_PREFIX,
     lab_id,
     lab_of_alias,
+    lab_of_table,
     short_id,
 )
 
@@ -79,6 +84,7 @@ NAMESPACE: Final = "namespace"
 VETH: Final = "veth"
 TAP: Final = "tap"
 HOST_NAT: Final = "hostNat"
+NFT_TABLE: Final = "nftTable"
 BRIDGE: Final = "bridge"
 FILE: Final = "file"
 KINDS: Final = LAB_OBJECT_KINDS
@@ -328,6 +334,15 @@ class LabFinder:
     def host_nat(self) -> list[host_nat.HostNatEntry]:
         return host_nat.read_entries(self.lab)
 
+    def nft_tables(self) -> list[tuple[str, str]]:
+        """``(family, name)`` of the nftables tables the lab owns alone."""
+        listed = json.loads(nft(["-j", "list", "tables"]) or "{}").get("nftables", [])
+        return sorted(
+            (item["table"]["family"], item["table"]["name"])
+            for item in listed
+            if "table" in item and lab_of_table(item["table"]["name"]) == self.lab
+        )
+
     def storage_roots(self, paths: Iterable[str]) -> list[Path]:
         """The primary storage directories given that are the lab's (under its data dir)."""
         return [Path(p) for p in paths if is_under(p, self.data_dir) and Path(p).is_dir()]
@@ -394,6 +409,8 @@ def inventory(
     for entry in finder.host_nat():
         gateway = entry.gateway.with_prefixlen
         objects.append(HostObject(HOST_NAT, f"{entry.bridge_name} {gateway}", entry.bridge_name))
+    for family, table in finder.nft_tables():
+        objects.append(HostObject(NFT_TABLE, f"{family} {table}"))
     objects.extend(finder.files(storage_paths))
     return objects
 
@@ -455,10 +472,17 @@ def _remove(finder: LabFinder, conn: libvirt.virConnect | None, obj: HostObject)
     elif kind == HOST_NAT:
         bridge, _, gateway = name.partition(" ")
         host_nat.remove_entry(finder.lab, bridge, ipaddress.IPv4Interface(gateway))
+    elif kind == NFT_TABLE:
+        remove_table(*name.split(" ", 1))
     elif kind == FILE:
         remove_path(Path(name))
     else:
         raise AgentError(f"unknown kind of host object {kind!r}")
+
+
+def remove_table(family: str, table: str) -> None:
+    """An nftables table, if it is there (one transaction: declare, then delete)."""
+    nft(["-f", "-"], f"table {family} {table} {{}}\ndelete table {family} {table}\n")
 
 
 def remove_router(finder: LabFinder, short: str) -> None:

@@ -242,11 +242,12 @@ name, an image uuid, an agent's directory).  A simulator host lists its simulate
 (domains, bridges, host NAT, routers as namespaces) and files."""
 
 LAB_OBJECT_KINDS: Final = (
-    "domain", "process", "namespace", "veth", "tap", "hostNat", "bridge", "file"
+    "domain", "process", "namespace", "veth", "tap", "hostNat", "nftTable", "bridge", "file"
 )  # fmt: skip
 """The kinds LAB_INVENTORY lists, in the order removals go: what holds an object goes
 before it (a domain holds its taps and disks, a namespace its processes and veths, a tap
-marks itself the lab's by its bridge)."""
+marks itself the lab's by its bridge).  An ``nftTable`` (``<family> <name>``) is a table
+the lab owns alone (contracts.names.lab_table_name), whichever plugin made it."""
 
 LAB_REMOVE: Final = "/lab/remove"
 """{objects: [{kind, name}], storagePaths: [str]} -> {removed: [{kind, name, ref,

@@ -95,6 +95,26 @@ def lab_of_alias(alias: str) -> str:
     return alias[len(LAB_ALIAS_PREFIX) :] if alias.startswith(LAB_ALIAS_PREFIX) else ""
 
 
+def lab_table_name(prefix: str, lab: str) -> str:
+    """An nftables table a lab owns alone: ``<prefix><lab id>``, the prefix starting with
+    ``zsl`` and ending with ``_`` (e.g. ``zsl_sg_<lab>``), so a reset finds the lab's
+    tables by their names (:func:`lab_of_table`) whatever made them."""
+    if not (prefix.startswith(PREFIX) and prefix.endswith("_")):
+        raise ValueError(f"a lab's table prefix starts with {PREFIX} and ends with _: {prefix!r}")
+    return prefix + lab
+
+
+def lab_of_table(name: str) -> str:
+    """The lab whose own table ``name`` is (:func:`lab_table_name`); "" when none."""
+    head, sep, lab = name.rpartition("_")
+    if not (sep and head.startswith(PREFIX) and lab.startswith(PREFIX)):
+        return ""
+    digits = lab[len(PREFIX) :]
+    if len(digits) != LAB_ID_LENGTH or any(c not in "0123456789abcdef" for c in digits):
+        return ""
+    return lab
+
+
 def lab_id(node_data_dir: Path | str) -> str:
     """A lab's identity on a host, carried by all it makes there: ``zsl`` + 10 hex digits
     of the SHA-256 of the node data dir's absolute path (so it outlives the dir)."""

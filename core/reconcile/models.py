@@ -20,7 +20,8 @@ class HostOrphanVO(Base):
     uuid: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_uuid)
     host_uuid: Mapped[str] = mapped_column(String(32), index=True)
     kind: Mapped[str] = mapped_column(String(32))
-    """domain, process, namespace, veth, tap, hostNat, bridge or file (agent.lab_inventory)."""
+    """domain, process, namespace, veth, tap, hostNat, nftTable, bridge or file
+    (agent.lab_inventory)."""
     name: Mapped[str] = mapped_column(String(1024))
     ref: Mapped[str] = mapped_column(String(1024), default="")
     """What names its owner (a VM uuid, a router's short id, a bridge name...)."""

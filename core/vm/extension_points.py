@@ -6,6 +6,12 @@ from abc import ABC, abstractmethod
 
 from core.vm.spec import VmInstanceSpec
 
+__all__ = [
+    "PostVmInstantiateResourceExtensionPoint",
+    "PreVmInstantiateResourceExtensionPoint",
+    "VmInstanceSpec",
+]
+
 
 class PreVmInstantiateResourceExtensionPoint(ABC):
     """Prepares what a VM needs before its domain starts (network services, volumes…)."""

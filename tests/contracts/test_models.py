@@ -4,6 +4,7 @@ ASYNC says what the agent's registry says."""
 
 from __future__ import annotations
 
+import importlib
 import typing
 from pathlib import Path
 from types import ModuleType
@@ -47,16 +48,29 @@ def _served_replies(server: AgentServer) -> dict[str, tuple[object, bool]]:
     return served
 
 
+def _plugin_contracts(server: AgentServer) -> dict[str, type[Request]]:  # type: ignore[type-arg]
+    """The request models of the paths that plugins under plugins/ serve: each plugin's
+    package (``zsl_<name>``) has its ``contract`` module."""
+    found = {}
+    for path in server.registry.paths():
+        command = server.registry.get(path)
+        package = str(getattr(getattr(command, "handler", None), "__module__", "")).split(".")[0]
+        if package.startswith("zsl_"):
+            found.update(requests(importlib.import_module(f"{package}.contract")))
+    return found
+
+
 async def test_the_host_agent_answers_each_command_with_its_contract_reply(tmp_path: Path) -> None:
     agent = Agent(SimulatorBackend(), tmp_path / "agent")
     await agent.start("127.0.0.1", 0)
     try:
         assert agent.server is not None
         served = _served_replies(agent.server)
+        plugins = _plugin_contracts(agent.server)
     finally:
         await agent.stop()
     served.pop(SIM_SET_VM_STATE)
-    models = requests(kvm)
+    models = requests(kvm) | plugins
     assert set(served) == set(models)
     for path, (returns, is_async) in served.items():
         assert (returns, is_async) == (models[path].REPLY, models[path].ASYNC), path
@@ -70,9 +84,10 @@ async def test_the_router_agent_answers_each_command_with_its_contract_reply(
     try:
         assert agent.server is not None
         served = _served_replies(agent.server)
+        plugins = _plugin_contracts(agent.server)
     finally:
         await agent.stop()
-    models = requests(vr)
+    models = requests(vr) | plugins
     assert {path: returns for path, (returns, _) in served.items()} == {
         path: model.REPLY for path, model in models.items()
     }

@@ -551,6 +551,21 @@ class Lab:
         assert reply.success, f"CreateVmInstance failed: {reply.error}"
         return dict(reply.inventory)
 
+    async def boot(self, name: str, **params: Any) -> tuple[dict[str, Any], GuestConsole]:
+        """A tiny guest up (its TINY-GUEST line names its NIC's address) with a shell that
+        answers: the VM's inventory with its NIC (``nic``), and its console."""
+        vm = await self.create_vm(name, **params)
+        [nic] = await self.nics(vm["uuid"])
+        console, log = await self.console(vm["uuid"])
+
+        def up() -> re.Match[str] | None:
+            return UP_RE.search(log.read_text(errors="replace")) if log.exists() else None
+
+        match = await wait_for(up, f"{name}'s TINY-GUEST line", timeout=180)
+        assert (match.group(1), match.group(2)) == (nic["ip"], name), match.group(0)
+        await console.ready()
+        return {**vm, "nic": nic}, console
+
     async def routers(self) -> list[dict[str, Any]]:
         routers = await ok(self.node, "QueryVirtualRouterVm")
         self.owned.appliance_uuids.update(r["uuid"] for r in routers)

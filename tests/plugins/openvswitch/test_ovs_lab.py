@@ -6,7 +6,6 @@ same bridge cannot reach them; deleting everything leaves OVSDB and the host as 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -15,14 +14,12 @@ from zsl_openvswitch.ovsdb import Ovsdb, vswitchd_version
 
 from tests.conftest import ok
 from tests.system.net_lab import (
-    UP_RE,
     HostState,
     Lab,
     Upstream,
     leftovers,
     running_node,
     unrelated,
-    wait_for,
 )
 from tests.system.test_network_libvirt import Guest
 
@@ -81,17 +78,8 @@ async def ovs_network(lab: Lab, name: str) -> dict[str, Any]:
 
 
 async def guest(lab: Lab, name: str, l3: dict[str, Any]) -> Guest:
-    vm = await lab.create_vm(name, l3NetworkUuids=[l3["uuid"]])
-    [nic] = await lab.nics(vm["uuid"])
-    console, log = await lab.console(vm["uuid"])
-
-    def up() -> re.Match[str] | None:
-        return UP_RE.search(log.read_text(errors="replace")) if log.exists() else None
-
-    match = await wait_for(up, f"{name}'s TINY-GUEST line", timeout=180)
-    assert (match.group(1), match.group(2)) == (nic["ip"], name), match.group(0)
-    await console.ready()
-    return Guest(vm, nic["ip"], nic["mac"], console)
+    vm, console = await lab.boot(name, l3NetworkUuids=[l3["uuid"]])
+    return Guest(vm, vm["nic"]["ip"], vm["nic"]["mac"], console)
 
 
 async def test_two_vms_on_an_open_vswitch_vlan_network() -> None:
