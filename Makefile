@@ -15,7 +15,7 @@ DEBIAN_PACKAGES := libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base
 	postgresql python3 python3-venv python3-dev gcc tmux \
 	syslinux syslinux-common mtools dosfstools fdisk
 
-.PHONY: run test install-service service bench bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-vip-nat bench-ztui bench-zcli lint system-deps services guest-image
+.PHONY: run test install-service service bench bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-vip-nat bench-sg-rules bench-ztui bench-zcli lint system-deps services guest-image
 
 # The management node is a service: started here when it does not run (these machines
 # have no systemd; where systemd runs, `make install-service` makes it a unit instead).
@@ -47,7 +47,7 @@ test: $(STAMP) services
 # prints its targets as HOLDS/MISSED and never fails on them.
 bench: $(BENCH_STAMP)
 	$(VENV)/bin/python bench/flow_engine.py
-	$(MAKE) --no-print-directory bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-vip-nat bench-ztui bench-zcli
+	$(MAKE) --no-print-directory bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-vip-nat bench-sg-rules bench-ztui bench-zcli
 
 bench-vm-simulator: $(STAMP) services
 	$(VENV)/bin/python bench/vm_simulator.py
@@ -60,6 +60,9 @@ bench-vr-resync: $(STAMP)
 
 bench-vip-nat: $(STAMP)
 	$(VENV)/bin/python bench/vip_nat.py
+
+bench-sg-rules: $(STAMP)
+	$(VENV)/bin/python bench/sg_rules.py
 
 bench-ztui: $(STAMP)
 	$(VENV)/bin/python bench/ztui_table.py

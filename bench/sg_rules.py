@@ -2,7 +2,7 @@
 (one rendered ``nft -f`` transaction), against one ``nft`` call per rule line, the way a
 rule-at-a-time agent (ZStack's iptables one) would apply them.
 
-Run (as root): ``.venv/bin/python plugins/securitygroup/bench/sg_rules.py``.
+Run (as root): ``.venv/bin/python bench/sg_rules.py``.
 
 10 groups of 100 rules each (half Ingress, half Egress; TCP and UDP port ranges, CIDRs,
 and a remote group in every tenth rule), 50 NICs, 5 per group.  Everything runs in a
