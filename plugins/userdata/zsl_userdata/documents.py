@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from email.mime.nonmultipart import MIMENonMultipart
 
 from zsl_userdata.contract import UserdataEntryTO
 
@@ -22,6 +22,15 @@ def ssh_keys_config(keys: list[str]) -> str:
     lines = ["#cloud-config", "ssh_authorized_keys:"]
     lines += [f"  - {json.dumps(key)}" for key in keys]
     return "\n".join(lines) + "\n"
+
+
+def _part(text: str, subtype: str) -> MIMENonMultipart:
+    """A UTF-8 text part sent as it is (8bit), not base64: a person reading the user data
+    sees the script and the keys (cloud-init reads either)."""
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part.set_payload(text.encode().decode("ascii", "surrogateescape"))
+    part["Content-Transfer-Encoding"] = "8bit"
+    return part
 
 
 def _subtype(data: bytes) -> str:
@@ -44,9 +53,9 @@ def user_data(entry: UserdataEntryTO) -> bytes:
         return keys.encode()
     message = MIMEMultipart()
     try:
-        first = MIMEText(data.decode(), _subtype(data), "utf-8")
+        first = _part(data.decode(), _subtype(data))
     except UnicodeDecodeError:  # gzip or other binary user data cannot be a text part
         return data
     message.attach(first)
-    message.attach(MIMEText(keys, "cloud-config", "utf-8"))
+    message.attach(_part(keys, "cloud-config"))
     return message.as_bytes()

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from core.kernel.errors import operr
 from core.kernel.rest import AgentClient
 from core.virtual_router.extension_points import VirtualRouterAccess
+from core.virtual_router.spi import router_access
 from zsl_userdata.contract import ApplyUserdataCmd, SyncUserdataCmd, UserdataEntryTO
 
 BATCH_BYTES = 4 << 20
@@ -18,11 +18,7 @@ BATCH_BYTES = 4 << 20
 
 
 def access_of(node: Any) -> VirtualRouterAccess:
-    found = node.registry.extensions(VirtualRouterAccess)
-    if not found:
-        raise operr("the virtual router plugin is disabled; user data needs it")
-    access: VirtualRouterAccess = found[0]
-    return access
+    return router_access(node, "user data")
 
 
 def batches(entries: list[UserdataEntryTO]) -> Iterator[list[UserdataEntryTO]]:

@@ -193,3 +193,15 @@ async def test_the_simulated_agent_keeps_state_and_refuses_bad_entries(tmp_path:
     assert state() == before
     assert await plugin.repair() == []  # simulated: nothing to repair
     await plugin.shutdown()
+
+
+def test_user_data_parts_keep_their_bytes() -> None:
+    from zsl_userdata.documents import user_data
+
+    text = "#!/bin/sh\necho héllo\n".encode()
+    message = email.message_from_bytes(user_data(entry(user_data=text, keys=[KEY])))
+    parts = [p.get_payload(decode=True) for p in message.walk() if not p.is_multipart()]
+    assert parts[0] == text
+    assert b"Content-Transfer-Encoding: 8bit" in user_data(entry(user_data=text, keys=[KEY]))
+    binary = b"\x1f\x8b\x08\x00\xff"  # gzip: no text part can hold it; served as given
+    assert user_data(entry(user_data=binary, keys=[KEY])) == binary
