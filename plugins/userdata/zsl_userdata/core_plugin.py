@@ -12,6 +12,7 @@ router's), each change under the router's own lock.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -31,10 +32,11 @@ from core.virtual_router.extension_points import (
     POST_CREATE_CHAIN,
     SYNC_SNAT_FLOW,
     VIRTUAL_ROUTER,
+    VirtualRouterAccess,
 )
 from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint, VmInstanceSpec
 from zsl_userdata import router
-from zsl_userdata.contract import SEED, SERVICE_TYPE, ReleaseUserdataCmd
+from zsl_userdata.contract import SEED, SERVICE_TYPE, ReleaseUserdataCmd, UserdataEntryTO
 from zsl_userdata.entries import entries_of_vm, served
 from zsl_userdata.flows import SYNC_FLOW
 from zsl_userdata.tags import (
@@ -142,15 +144,9 @@ class UserdataPlugin(
         access = router.access_of(self.node)
         for l3, nics in (await self._served_nics(spec.nics)).items():
             async with access.locked(l3):
-
-                def read(session: Session, l3: str = l3, nics: list[dict[str, Any]] = nics) -> Any:
-                    appliance = access.appliance_of(session, l3)
-                    if appliance is None:
-                        return None
-                    guest = access.router_nics(session, appliance["uuid"])[GUEST]["mac"]
-                    return appliance, guest, entries_of_vm(session, spec.vm_uuid, spec.name, nics)
-
-                found = await self.node.db.run(read)
+                found = await self.node.db.run(
+                    partial(_router_and_entries, access, l3, spec.vm_uuid, spec.name, nics)
+                )
                 if found is not None:
                     appliance, guest_mac, entries = found
                     await router.apply(access.client(appliance), guest_mac, entries)
@@ -160,8 +156,22 @@ class UserdataPlugin(
         for l3, nics in (await self._served_nics(spec.nics)).items():
             ips = [nic["ip"] for nic in nics if nic.get("ip")]
             async with access.locked(l3):
-                appliance = await self.node.db.run(
-                    lambda s, l3=l3: access.appliance_of(s, l3)  # type: ignore[misc]
-                )
+                appliance = await self.node.db.run(partial(access.appliance_of, guest_l3_uuid=l3))
                 if appliance is not None and ips:
                     await access.client(appliance).send(ReleaseUserdataCmd(ips=ips))
+
+
+def _router_and_entries(
+    access: VirtualRouterAccess,
+    l3: str,
+    vm_uuid: str,
+    vm_name: str,
+    nics: list[dict[str, Any]],
+    session: Session,
+) -> tuple[dict[str, Any], str, list[UserdataEntryTO]] | None:
+    """The router of ``l3`` (None if it has none), its guest MAC, and the VM's entries."""
+    appliance = access.appliance_of(session, l3)
+    if appliance is None:
+        return None
+    guest_mac = access.router_nics(session, appliance["uuid"])[GUEST]["mac"]
+    return appliance, guest_mac, entries_of_vm(session, vm_uuid, vm_name, nics)
