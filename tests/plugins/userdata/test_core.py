@@ -149,3 +149,12 @@ async def test_zcli_help_lists_the_parameter(ud_lab: UserdataLab) -> None:
     assert ud_lab.node.bus is not None
     [create] = [a for a in describe_bus(ud_lab.node.bus) if a["name"] == "CreateVmInstance"]
     assert create["params"]["userData"].startswith("string: base64 of the VM's user data")
+
+
+def test_zcli_help_without_a_node_lists_the_parameter() -> None:
+    from core.kernel.local_api import describe_installed_apis
+
+    apis = {a["name"]: a for a in describe_installed_apis(["*"], [])}
+    assert "userData" in apis["CreateVmInstance"]["params"]
+    without = {a["name"]: a for a in describe_installed_apis(["*"], ["userdata"])}
+    assert "userData" not in without["CreateVmInstance"]["params"]
