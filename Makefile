@@ -13,7 +13,9 @@ BENCH_STAMP := $(VENV)/.installed-bench
 DEBIAN_PACKAGES := libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base dnsmasq-utils \
 	nftables openvswitch-switch busybox-static libvirt-dev pkg-config \
 	postgresql python3 python3-venv python3-dev gcc tmux \
-	syslinux syslinux-common mtools dosfstools fdisk
+	syslinux syslinux-common mtools dosfstools fdisk \
+	python3-yaml python3-requests python3-jinja2 python3-configobj python3-jsonpatch \
+	python3-jsonschema python3-netifaces
 
 .PHONY: run test install-service service bench bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-vip-nat bench-sg-rules bench-ztui bench-zcli lint system-deps services guest-image
 

@@ -66,6 +66,8 @@ class VmSpec:
     console_log_path: str = ""
     acceleration: str = ""  # "kvm" | "tcg" | "" (the probe decides)
     timeout: float = 60.0
+    smbios_serial: str = ""
+    """The SMBIOS system serial the guest reads ("": none is set)."""
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,15 @@ def build_domain_xml(spec: VmSpec, acceleration: str) -> str:
     _sub(root, "memory", kib, unit="KiB")
     _sub(root, "currentMemory", kib, unit="KiB")
     _sub(root, "vcpu", str(spec.cpu_num), placement="static")
+    if spec.smbios_serial:
+        # What the guest reads as /sys/class/dmi/id/product_serial (a cloud-init seed).
+        sysinfo = _sub(root, "sysinfo", type="smbios")
+        _sub(_sub(sysinfo, "system"), "entry", spec.smbios_serial, name="serial")
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch="x86_64")
     _sub(os_el, "boot", dev="hd")
+    if spec.smbios_serial:
+        _sub(os_el, "smbios", mode="sysinfo")
     features = _sub(root, "features")
     _sub(features, "acpi")  # ACPI power button: what a graceful stop presses
     _sub(features, "apic")

@@ -352,6 +352,12 @@ class VmStateRsp(Reply):
     state: str
 
 
+SMBIOS_SERIAL_MAX: Final = 1024
+SMBIOS_SERIAL: Final = r"^[\x20-\x7e]*$"
+"""An SMBIOS serial is printable ASCII (it goes into the domain XML and the guest's DMI
+table, where a control character has no place)."""
+
+
 class StartVmCmd(Request[VmStateRsp]):
     PATH = VM_START
     ASYNC = True
@@ -365,6 +371,9 @@ class StartVmCmd(Request[VmStateRsp]):
     console_log_path: str = ""
     acceleration: Literal["", "kvm", "tcg"] = ""
     timeout: float = 60.0
+    smbios_serial: str = Field(default="", max_length=SMBIOS_SERIAL_MAX, pattern=SMBIOS_SERIAL)
+    """The domain's SMBIOS system serial (``/sys/class/dmi/id/product_serial`` in the guest;
+    cloud-init reads its NoCloud seed there). Empty: the domain has no ``<sysinfo>``."""
 
 
 StopType = Literal["grace", "cold", "force"]

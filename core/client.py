@@ -23,7 +23,7 @@ from core.daemon.node_socket import NodeSocket
 from core.kernel.api import ApiReply
 from core.kernel.event_json import OVERFLOW_PATH, NodeEvent
 from core.kernel.http import JsonHttpClient, JsonLineStream
-from core.kernel.local_api import describe_api
+from core.kernel.local_api import describe_bus
 from core.kernel.properties import Properties
 from core.vm.console import VmConsoleStream, open_console_over_socket, open_vm_console
 
@@ -83,7 +83,7 @@ class InProcessClient:
 
     async def apis(self) -> list[dict[str, Any]]:
         assert self.node.bus is not None
-        return [describe_api(m) for m in self.node.bus.messages().values()]
+        return describe_bus(self.node.bus)
 
     async def subscribe(self, patterns: Sequence[str]) -> EventStream:
         return self.node.event_queue(patterns)

@@ -5,7 +5,8 @@
 kernel of ``linux-image-cloud-amd64`` and a busybox initramfs. The guest loads
 its virtio drivers, runs DHCP on every NIC, prints one line
 ``TINY-GUEST up ip=<ip> hostname=<name>`` per NIC on ttyS0 and leaves a root
-shell there. The guest-side scripts (``init.sh``, ``udhcpc.script``, ``inittab``,
+shell there; with a NoCloud seed in its SMBIOS serial it fetches its user data and runs
+it if it is a script. The guest-side scripts (``init.sh``, ``udhcpc.script``, ``inittab``,
 ``syslinux.cfg``) live beside this file and are read by the builder.
 
 This package does not import :mod:`agent.guest_image.build` itself, so that
@@ -19,3 +20,8 @@ IMAGE_NAME = "tiny-guest.qcow2"
 
 UP_LINE_PREFIX = "TINY-GUEST up"
 """What the guest prints on its serial console once per NIC that got a lease."""
+USER_DATA_BEGIN = "TINY-GUEST user-data begin"
+USER_DATA_END = "TINY-GUEST user-data end"
+"""Around the output of the user-data script (followed by `` rc=<status>``): the guest
+fetches ``<seed>user-data`` from the NoCloud seed in its SMBIOS serial, and runs it if it
+starts with ``#!``."""

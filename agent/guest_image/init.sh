@@ -2,8 +2,9 @@
 # /init of the tiny guest's initramfs (busybox sh, PID 1).
 # Mounts the kernel filesystems, loads the virtio drivers listed in
 # /etc/tiny-guest.modules, starts one udhcpc per NIC (its script prints the
-# "TINY-GUEST up" line), waits a little for the leases, then hands PID 1 to
-# busybox init, whose /etc/inittab gives a root shell on ttyS0.
+# "TINY-GUEST up" line), waits a little for the leases, fetches and runs its
+# user data (below), then hands PID 1 to busybox init, whose /etc/inittab gives
+# a root shell on ttyS0.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export HOME=/root
 
@@ -61,5 +62,26 @@ while [ $i -lt 100 ]; do
     sleep 0.1
     i=$((i + 1))
 done
+
+# User data, as cloud-init's NoCloud would find it: the seed is the SMBIOS serial
+# (ds=nocloud[-net];s=http://.../), its user-data is fetched once the leases are in
+# and, if it is a script (#!), run once per boot (the tiny guest keeps nothing) in
+# the background, at most 5 minutes, its output framed on the console.
+user_data() {
+    seed=$(cat /sys/class/dmi/id/product_serial 2>/dev/null)
+    url=$(echo "$seed" | sed -n 's|^ds=nocloud[^;]*;s=\(http://[^;]*\).*|\1|p')
+    [ -n "$url" ] || return 0
+    # (busybox 1.35's wget -T crashes: timeout bounds it instead)
+    if ! timeout 10 wget -q -O /run/user-data "${url}user-data"; then
+        echo "TINY-GUEST user-data unavailable from ${url}user-data"
+        return 0
+    fi
+    [ "$(head -c 2 /run/user-data)" = "#!" ] || return 0
+    chmod 0700 /run/user-data
+    echo "TINY-GUEST user-data begin"
+    timeout 300 /run/user-data </dev/null 2>&1
+    echo "TINY-GUEST user-data end rc=$?"
+}
+user_data >/dev/console 2>&1 &
 
 exec /sbin/init

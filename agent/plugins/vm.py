@@ -3,6 +3,7 @@ websocket stream).  Operations on one VM are serialised, as the core does."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,7 +48,19 @@ def vm_spec(f: Fields) -> VmSpec:
         console_log_path=absolute_path(f, "consoleLogPath", optional=True),
         acceleration=acceleration,
         timeout=f.number("timeout", DEFAULT_TIMEOUT),
+        smbios_serial=smbios_serial(f),
     )
+
+
+def smbios_serial(f: Fields) -> str:
+    """``smbiosSerial``, printable ASCII of bounded length (it reaches the domain XML)."""
+    value = f.text("smbiosSerial", "")
+    if len(value) > kvm.SMBIOS_SERIAL_MAX or not re.fullmatch(kvm.SMBIOS_SERIAL, value):
+        raise ArgumentError(
+            f"field 'smbiosSerial' must be printable ASCII of at most {kvm.SMBIOS_SERIAL_MAX} "
+            f"characters, got {value[:40]!r}"
+        )
+    return value
 
 
 def _nic_spec(nic: Fields) -> NicSpec:

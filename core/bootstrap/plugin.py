@@ -315,7 +315,7 @@ class BootstrapPlugin(Plugin, Component, SystemTagProvider, NodeStatusExtensionP
                 .order_by(ClusterVO.create_date)
             ).first()
             has_public = (
-                session.scalar(select(SystemTagVO.uuid).where(SystemTagVO.tag == HOST_NAT.pattern))
+                session.scalar(select(SystemTagVO.uuid).where(SystemTagVO.tag_is(HOST_NAT.pattern)))
                 is not None
             )
             return zone, cluster, has_public

@@ -23,13 +23,16 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from agentkit import bounded_json
 from core.kernel.db import camel
 from core.kernel.errors import ErrorCode, argerr
+
+if TYPE_CHECKING:
+    from core.kernel.api_params import ApiParameterExtensionPoint
 
 _MISSING: Any = object()
 INT_RANGE = (-(2**63), 2**63 - 1)
@@ -173,12 +176,21 @@ class ApiMessage:
         self.user_tags = list(values.get("user_tags", []) or [])
 
     @classmethod
-    def from_params(cls, raw: Mapping[str, Any]) -> Self:
-        """Build a message from API (camelCase) parameters, coercing and validating each."""
+    def from_params(
+        cls,
+        raw: Mapping[str, Any],
+        contributions: Sequence[ApiParameterExtensionPoint] = (),
+    ) -> Self:
+        """Build a message from API (camelCase) parameters, coercing and validating each.
+
+        ``contributions``: plugins' parameters of this API (see :mod:`core.kernel.api_params`),
+        taken out of ``raw`` first and turned into system tags."""
         check_limits(cls.api_name, raw)
         raw = dict(raw)
         system_tags = string_list(raw.pop("systemTags", None) or [], cls.api_name, "systemTags")
         user_tags = string_list(raw.pop("userTags", None) or [], cls.api_name, "userTags")
+        for ext in contributions:
+            system_tags.extend(_contributed_tags(cls.api_name, ext, raw))
         unknown = sorted(set(raw) - set(cls.params))
         if unknown:
             names = ", ".join(cls.params) or "none"
@@ -203,11 +215,7 @@ class ApiMessage:
                 if spec.spec.required:
                     raise argerr(f"missing required parameter {name} of {self.api_name}")
                 continue
-            items = value if spec.kind is list else [value]
-            for item in items:
-                _check(self.api_name, name, spec.spec, item)
-            if spec.spec.non_empty and not value:
-                raise argerr(f"parameter {name} of {self.api_name} must not be empty")
+            _check_value(self.api_name, spec, value)
 
     def to_params(self) -> dict[str, Any]:
         out = {name: getattr(self, spec.attr) for name, spec in self.params.items()}
@@ -237,6 +245,20 @@ class ApiMessage:
 
     def __repr__(self) -> str:
         return f"{self.api_name}({self.to_params()!r})"
+
+
+def _contributed_tags(api: str, ext: ApiParameterExtensionPoint, raw: dict[str, Any]) -> list[str]:
+    """The system tags of ``ext``'s parameters in ``raw`` (taken out of it), each coerced
+    and checked as a message's own parameter is."""
+    values: dict[str, Any] = {}
+    for name, spec in ext.api_params.items():
+        value = raw.pop(name, None)
+        if value is None:
+            if spec.spec.required:
+                raise argerr(f"missing required parameter {name} of {api}")
+            continue
+        values[name] = _check_value(api, spec, _coerce(api, spec, value))
+    return ext.to_system_tags(values) if values else []
 
 
 def check_limits(api: str, raw: Mapping[str, Any]) -> None:
@@ -344,6 +366,15 @@ def _shown(value: Any) -> str:
     """``value`` for an error message: its repr, cut short."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_value(api: str, spec: ParamSpec, value: Any) -> Any:
+    """``value`` (not None) checked against ``spec``'s rules, each item of a list."""
+    for item in value if spec.kind is list else [value]:
+        _check(api, spec.api_name, spec.spec, item)
+    if spec.spec.non_empty and not value:
+        raise argerr(f"parameter {spec.api_name} of {api} must not be empty")
+    return value
 
 
 def _check(api: str, name: str, p: Param, value: Any) -> None:

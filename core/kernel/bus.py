@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from agentkit.locks import KeyedLocks
 from contracts.events import ApiCallDone, ApiCallStarted
 from core.kernel.api import ApiMessage, ApiReply, QueryResult, bounded_params
+from core.kernel.api_params import ApiParameterExtensionPoint
 from core.kernel.db import Database, resource_model
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, error_from_exception
 from core.kernel.event_json import to_json
@@ -88,6 +89,7 @@ class ApiBus:
         self._routes: dict[type[ApiMessage], _Route] = {}
         self._by_name: dict[str, type[ApiMessage]] = {}
         self._global: list[GlobalApiInterceptor] = []
+        self._contributions: dict[str, list[ApiParameterExtensionPoint]] = {}
         self._locks = KeyedLocks()
         self._running: set[asyncio.Task[Any]] = set()
 
@@ -115,6 +117,27 @@ class ApiBus:
     def add_global_interceptor(self, interceptor: GlobalApiInterceptor) -> None:
         self._global.append(interceptor)
 
+    def add_parameter_extension(self, ext: ApiParameterExtensionPoint) -> None:
+        """``ext``'s parameters join its API's (an API no enabled service answers: none).
+        A name the API has already is a ValueError naming both."""
+        msg_type = self._by_name.get(ext.api_name)
+        if msg_type is None:
+            return
+        taken = set(msg_type.params) | {"systemTags", "userTags"}
+        for other in self._contributions.get(ext.api_name, []):
+            taken |= set(other.api_params)
+        clash = sorted(taken & set(ext.api_params))
+        if clash:
+            raise ValueError(
+                f"{type(ext).__qualname__} adds parameter {clash[0]} to {ext.api_name}, "
+                "which has it already"
+            )
+        self._contributions.setdefault(ext.api_name, []).append(ext)
+
+    def contributions(self, api_name: str) -> list[ApiParameterExtensionPoint]:
+        """The plugins that add parameters to ``api_name``, in registry order."""
+        return list(self._contributions.get(api_name, ()))
+
     def messages(self) -> dict[str, type[ApiMessage]]:
         """Every API message some service handles, by API name, sorted."""
         return dict(sorted(self._by_name.items()))
@@ -140,7 +163,8 @@ class ApiBus:
                 ErrorCode(SysErrors.INVALID_ARGUMENT, f"no API named {api_name}")
             )
         try:
-            msg = msg_type.from_params(await resolve_names(msg_type, params, self._named))
+            resolved = await resolve_names(msg_type, params, self._named)
+            msg = msg_type.from_params(resolved, self._contributions.get(api_name, ()))
         except OperationError as exc:
             reply = ApiReply.failure(exc.error)
             if not msg_type.read_only:  # a refused call is an operation that failed at once

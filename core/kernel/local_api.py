@@ -31,6 +31,7 @@ from aiohttp import web
 from agentkit.bounded_json import BadJsonBody, read_object
 from core.daemon.node_socket import SUCCESS_HEADER
 from core.kernel.api import ApiMessage
+from core.kernel.api_params import ApiParameterExtensionPoint
 from core.kernel.errors import OperationError, argerr
 from core.kernel.event_json import EventQueue, NodeEvent
 from core.kernel.events import EventBus
@@ -48,14 +49,28 @@ STREAM_BATCH = 256
 """Events written to a stream at once, at most (one write for all that are queued)."""
 
 
-def describe_api(msg_type: type[ApiMessage]) -> dict[str, Any]:
+def describe_api(
+    msg_type: type[ApiMessage], contributions: Sequence[type[ApiParameterExtensionPoint]] = ()
+) -> dict[str, Any]:
+    """``msg_type`` as ``GET /v1/apis`` lists it, with the parameters ``contributions``
+    (plugins' :class:`ApiParameterExtensionPoint` classes or instances) add to it."""
+    params = {name: spec.describe() for name, spec in msg_type.params.items()}
+    for ext in contributions:
+        params |= {name: spec.describe() for name, spec in ext.api_params.items()}
     return {
         "name": msg_type.api_name,
         "description": (msg_type.__doc__ or "").strip().splitlines()[0] if msg_type.__doc__ else "",
         "readOnly": msg_type.read_only,
-        "params": {name: spec.describe() for name, spec in msg_type.params.items()}
-        | describe_alias(msg_type),
+        "params": params | describe_alias(msg_type),
     }
+
+
+def describe_bus(bus: ApiBus) -> list[dict[str, Any]]:
+    """Every API ``bus`` answers, described, with what plugins add."""
+    return [
+        describe_api(m, [type(e) for e in bus.contributions(name)])
+        for name, m in bus.messages().items()
+    ]
 
 
 def describe_installed_apis(
@@ -67,11 +82,14 @@ def describe_installed_apis(
     from core.kernel.service import Service
 
     found: dict[str, type[ApiMessage]] = {}
+    added: dict[str, list[type[ApiParameterExtensionPoint]]] = {}
     for cls in ExtensionRegistry().discover(enabled, disabled).values():
         if isinstance(cls, type) and issubclass(cls, Service):
             for msg_type in cls.declared_messages():
                 found[msg_type.api_name] = msg_type
-    return [describe_api(found[name]) for name in sorted(found)]
+        if isinstance(cls, type) and issubclass(cls, ApiParameterExtensionPoint):
+            added.setdefault(cls.api_name, []).append(cls)
+    return [describe_api(found[name], added.get(name, [])) for name in sorted(found)]
 
 
 class LocalApiRouteProvider(ABC):
@@ -157,10 +175,11 @@ class LocalApiServer:
             return web.json_response(
                 {"error": f"no API named {request.match_info['name']}"}, status=404
             )
-        return web.json_response(describe_api(msg_type))
+        contributions = [type(e) for e in self.bus.contributions(msg_type.api_name)]
+        return web.json_response(describe_api(msg_type, contributions))
 
     async def _apis(self, _request: web.Request) -> web.Response:
-        return web.json_response([describe_api(m) for m in self.bus.messages().values()])
+        return web.json_response(describe_bus(self.bus))
 
     async def _call(self, request: web.Request) -> web.Response:
         try:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.kernel.api import ApiMessage, ApiReply
+from core.kernel.api_params import ApiParameterExtensionPoint
 from core.kernel.bus import ApiBus
 from core.kernel.chains import ChainCatalog, ChainConfigError, ChainTraits, FlowChainContributor
 from core.kernel.data_dir import (
@@ -150,6 +151,11 @@ class ManagementNode:
                 raise PluginError(str(exc)) from exc
         for interceptor in self.registry.extensions(GlobalApiInterceptor):
             self.bus.add_global_interceptor(interceptor)
+        for contribution in self.registry.extensions(ApiParameterExtensionPoint):
+            try:
+                self.bus.add_parameter_extension(contribution)
+            except ValueError as exc:
+                raise PluginError(str(exc)) from exc
         insertions = [
             ins
             for contributor in self.registry.extensions(FlowChainContributor)

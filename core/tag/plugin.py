@@ -111,7 +111,7 @@ class TagPlugin(Plugin, Service, Component, GlobalApiInterceptor):
                     session.delete(row)
         existing = session.scalars(
             select(SystemTagVO).where(
-                SystemTagVO.resource_uuid == resource_uuid, SystemTagVO.tag == tag
+                SystemTagVO.resource_uuid == resource_uuid, SystemTagVO.tag_is(tag)
             )
         ).first()
         if existing is not None:

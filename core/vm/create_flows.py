@@ -33,6 +33,7 @@ from core.kernel.db import new_uuid
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow, checkpointer
 from core.kernel.rest import AgentClient
+from core.kvm.extension_points import KVMStartVmExtensionPoint, before_start_vm
 from core.network.l3.ipam import allocate_ip
 from core.network.l3.nics import agent_nics, create_nic, delete_nics, nics_of, tap_name
 from core.storage.capacity import reserve_primary_capacity, return_primary_capacity
@@ -473,20 +474,19 @@ class VmCreateOnHypervisorFlow(Flow):
         assert volume is not None and host is not None and data.primary_storage is not None
         agent = await node.plugin(HostPlugin).agent_of(host["uuid"])
         console = data.console_log = console_log_path(data.primary_storage["url"], spec.vm_uuid)
-        await agent.send(
-            kvm.StartVmCmd(
-                vm_uuid=spec.vm_uuid,
-                vm_name=spec.name,
-                cpu_num=spec.cpu_num,
-                memory_size=spec.memory_size,
-                root_volume=kvm.VolumeTO(install_path=volume["installPath"], format="qcow2"),
-                nics=agent_nics(data.node.registry, spec.nics),
-                console_log_path=console,
-                acceleration=host["acceleration"] or "",
-                timeout=120,
-            ),
-            timeout=300,
+        cmd = kvm.StartVmCmd(
+            vm_uuid=spec.vm_uuid,
+            vm_name=spec.name,
+            cpu_num=spec.cpu_num,
+            memory_size=spec.memory_size,
+            root_volume=kvm.VolumeTO(install_path=volume["installPath"], format="qcow2"),
+            nics=agent_nics(data.node.registry, spec.nics),
+            console_log_path=console,
+            acceleration=host["acceleration"] or "",
+            timeout=120,
         )
+        extensions = node.registry.extensions(KVMStartVmExtensionPoint)
+        await agent.send(await before_start_vm(extensions, spec, cmd), timeout=300)
 
     async def rollback(self, data: CreateVmData) -> None:  # type: ignore[override]
         # The domain is named after the VM: destroying one that is not there succeeds.

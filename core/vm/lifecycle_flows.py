@@ -29,6 +29,7 @@ from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow, checkpointer
 from core.kernel.flow_data import FlowData
 from core.kernel.rest import AgentClient
+from core.kvm.extension_points import KVMStartVmExtensionPoint, before_start_vm
 from core.network.l3.nics import agent_nics, delete_nics
 from core.storage.capacity import return_primary_capacity
 from core.storage.models import PrimaryStorageVO
@@ -168,21 +169,20 @@ class VmStartOnHypervisorFlow(Flow):
         volume, console = await data.node.db.run(root_volume)
         spec = await spec_of(data)
         assert data.host is not None
-        await (await _agent(data, data.host["uuid"])).send(
-            kvm.StartVmCmd(
-                vm_uuid=vm["uuid"],
-                vm_name=vm["name"],
-                cpu_num=vm["cpuNum"],
-                memory_size=vm["memorySize"],
-                root_volume=kvm.VolumeTO(
-                    install_path=volume["installPath"], format=volume["format"]
-                ),
-                nics=agent_nics(data.node.registry, spec.nics),
-                console_log_path=console,
-                timeout=120,
-            ),
-            timeout=300,
+        cmd = kvm.StartVmCmd(
+            vm_uuid=vm["uuid"],
+            vm_name=vm["name"],
+            cpu_num=vm["cpuNum"],
+            memory_size=vm["memorySize"],
+            root_volume=kvm.VolumeTO(install_path=volume["installPath"], format=volume["format"]),
+            nics=agent_nics(data.node.registry, spec.nics),
+            console_log_path=console,
+            timeout=120,
         )
+        cmd = await before_start_vm(
+            data.node.registry.extensions(KVMStartVmExtensionPoint), spec, cmd
+        )
+        await (await _agent(data, data.host["uuid"])).send(cmd, timeout=300)
 
     async def rollback(self, data: VmOperationData) -> None:  # type: ignore[override]
         # Stopping a domain that is not running succeeds: no need to know how far run got.

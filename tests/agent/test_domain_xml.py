@@ -188,3 +188,81 @@ def test_a_virtual_port_nic_has_its_virtualport_and_vlan() -> None:
         "target",
         "model",
     ]
+
+
+SEED = "ds=nocloud-net;s=http://169.254.169.254/nocloud/"
+
+
+def test_without_an_smbios_serial_the_domain_has_no_sysinfo() -> None:
+    text = build_domain_xml(spec(), "tcg")
+    assert "sysinfo" not in text and "smbios" not in text
+
+
+def test_an_smbios_serial_is_the_system_serial_and_nothing_else_changes() -> None:
+    plain = build_domain_xml(spec(), "tcg")
+    text = build_domain_xml(spec(smbios_serial=SEED), "tcg")
+    assert (
+        '  <sysinfo type="smbios">\n'
+        "    <system>\n"
+        f'      <entry name="serial">{SEED}</entry>\n'
+        "    </system>\n"
+        "  </sysinfo>\n"
+        "  <os>\n"
+        '    <type arch="x86_64">hvm</type>\n'
+        '    <boot dev="hd" />\n'
+        '    <smbios mode="sysinfo" />\n'
+        "  </os>\n"
+    ) in text
+    root = ET.fromstring(text)
+    root.remove(root.find("sysinfo"))  # type: ignore[arg-type]
+    os_el = root.find("os")
+    assert os_el is not None
+    os_el.remove(os_el.find("smbios"))  # type: ignore[arg-type]
+    ET.indent(root)
+    assert ET.tostring(root, encoding="unicode") == plain
+
+
+def test_an_smbios_serial_is_text_not_markup() -> None:
+    hostile = "a</entry><evil/>&'\""
+    root = parse(spec(smbios_serial=hostile))
+    assert root.findtext("sysinfo/system/entry[@name='serial']") == hostile
+    assert root.find(".//evil") is None
+
+
+def _start_body(**extra: object) -> dict[str, object]:
+    return {
+        "vmUuid": "vm-1",
+        "cpuNum": 1,
+        "memorySize": 64 * 1024**2,
+        "rootVolume": {"installPath": "/var/lib/zsl/root.qcow2"},
+        **extra,
+    }
+
+
+def test_the_agent_reads_the_smbios_serial_and_refuses_what_is_not_printable() -> None:
+    from agent.fields import Fields
+    from agent.plugins.vm import vm_spec
+    from agentkit.errors import ArgumentError
+
+    assert vm_spec(Fields(_start_body())).smbios_serial == ""
+    assert vm_spec(Fields(_start_body(smbiosSerial=SEED))).smbios_serial == SEED
+    for bad in ("a\nb", "é", "x" * 1025):
+        with pytest.raises(ArgumentError, match="field 'smbiosSerial' must be printable ASCII"):
+            vm_spec(Fields(_start_body(smbiosSerial=bad)))
+
+
+def test_the_contract_refuses_a_serial_that_is_not_printable() -> None:
+    from contracts import kvm
+
+    cmd = kvm.StartVmCmd(
+        vm_uuid="v", cpu_num=1, memory_size=1, root_volume=kvm.VolumeTO(install_path="/r")
+    )
+    assert cmd.to_json()["smbiosSerial"] == ""
+    with pytest.raises(ValueError, match="smbios"):
+        kvm.StartVmCmd(
+            vm_uuid="v",
+            cpu_num=1,
+            memory_size=1,
+            root_volume=kvm.VolumeTO(install_path="/r"),
+            smbios_serial="a\x00b",
+        )

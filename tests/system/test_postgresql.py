@@ -13,9 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+import core.models  # noqa: F401  (fills Base.metadata)
+from core.kernel.db import Base
 from core.kernel.node import ManagementNode
 from core.kernel.properties import load
+from core.tag.models import SystemTagVO
 
 pytestmark = pytest.mark.system
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
@@ -75,6 +83,13 @@ async def test_node_runs_on_postgresql(pg_socket_dir: Path, tmp_path: Path) -> N
         assert not refused.success
         zone = await node.call("CreateZone", {"name": "pg-zone"})
         assert zone.success, zone.error
+        # A system tag of 100 kB (user data) fits, unique on its resource by its digest
+        # (no btree over the tag itself); the migrated schema is the models' here too.
+        assert node.db is not None
+        assert await node.db.run(_add_long_tag) == LONG_TAG
+        with pytest.raises(IntegrityError):
+            await node.db.run(_add_long_tag)
+        assert await node.db.run(_schema_diffs) == []
 
     # A second start re-runs the migrations (a no-op) and keeps every value.
     async with ManagementNode(props, serve_socket=False) as node:
@@ -86,3 +101,18 @@ async def test_node_runs_on_postgresql(pg_socket_dir: Path, tmp_path: Path) -> N
         assert zones.total == 1
         tags = await node.call("QuerySystemTag", {"conditions": ["tag~=zstack-lite::%"]})
         assert tags.inventories and tags.inventories[0]["inherent"] is True
+
+
+LONG_TAG = "userdata::" + "A" * 100_000
+
+
+def _add_long_tag(session: Session) -> str | None:
+    session.add(
+        SystemTagVO(resource_uuid="r1", resource_type="VmInstanceVO", tag=LONG_TAG, type="System")
+    )
+    session.flush()
+    return session.scalar(select(SystemTagVO.tag).where(SystemTagVO.tag_is(LONG_TAG)))
+
+
+def _schema_diffs(session: Session) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(session.connection()), Base.metadata))

@@ -47,7 +47,7 @@ def host_nat_entries(
         .join(IpRangeVO, IpRangeVO.l3_network_uuid == L3NetworkVO.uuid)
         .join(L2NetworkClusterRefVO, L2NetworkClusterRefVO.l2_network_uuid == L2NetworkVO.uuid)
         .join(HostVO, HostVO.cluster_uuid == L2NetworkClusterRefVO.cluster_uuid)
-        .where(SystemTagVO.tag == HOST_NAT.pattern)
+        .where(SystemTagVO.tag_is(HOST_NAT.pattern))
         .distinct()
     )
     if connected_only:
@@ -66,7 +66,7 @@ def is_host_nat(session: Session, l3_uuid: str) -> bool:
     return (
         session.scalar(
             select(SystemTagVO.uuid).where(
-                SystemTagVO.resource_uuid == l3_uuid, SystemTagVO.tag == HOST_NAT.pattern
+                SystemTagVO.resource_uuid == l3_uuid, SystemTagVO.tag_is(HOST_NAT.pattern)
             )
         )
         is not None

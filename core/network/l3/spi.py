@@ -6,6 +6,6 @@ The functions live where the L3 service uses them; this module is the published 
 from __future__ import annotations
 
 from core.network.l3.ipam import IP_EXHAUSTED, IP_TAKEN, allocate_ip, release_ip
-from core.network.l3.nics import nics_of
+from core.network.l3.nics import VM_NIC, nics_of
 
-__all__ = ["IP_EXHAUSTED", "IP_TAKEN", "allocate_ip", "nics_of", "release_ip"]
+__all__ = ["IP_EXHAUSTED", "IP_TAKEN", "VM_NIC", "allocate_ip", "nics_of", "release_ip"]

@@ -26,7 +26,7 @@ for _plugin in entry_points(group="zstack_lite.plugins"):
 
 # Every model's table: the migrations must create each one (and nothing else).
 TABLES = set(Base.metadata.tables)
-HEAD = "0010"
+HEAD = "0011"
 
 
 def _applied(current: tuple[str, ...], url: str) -> bool:
@@ -192,3 +192,49 @@ def test_naming_helpers() -> None:
     uuids = {new_uuid() for _ in range(100)}
     assert len(uuids) == 100
     assert all(re.fullmatch(r"[0-9a-f]{32}", u) for u in uuids)
+
+
+def test_0011_keeps_every_tag_and_makes_long_tags_fit(tmp_path: Path) -> None:
+    """A database of 0010 with tags: after 0011 they are there with their digests, unique
+    on their resource by digest, and a tag of 100 kB fits."""
+    from alembic import command
+    from sqlalchemy.exc import IntegrityError
+
+    from core.kernel.migrations import alembic_config
+    from core.tag.models import SystemTagVO, tag_digest
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        cfg = alembic_config(db.url, [])
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0010")
+        with db.engine.begin() as conn:
+            for uuid, tag in (("t1", "hostNat"), ("t2", "libvirt::version::9.0.0")):
+                conn.execute(
+                    text(
+                        "INSERT INTO system_tag (uuid, resource_uuid, resource_type, tag, type, "
+                        "create_date, last_op_date, inherent) VALUES (:u, 'r1', 'L3NetworkVO', "
+                        ":t, 'System', '2026-01-01', '2026-01-01', 0)"
+                    ),
+                    {"u": uuid, "t": tag},
+                )
+        db.migrate()
+
+        def check(session: Session) -> None:
+            rows = session.scalars(select(SystemTagVO).order_by(SystemTagVO.uuid)).all()
+            assert [(r.tag, r.tag_digest) for r in rows] == [
+                ("hostNat", tag_digest("hostNat")),
+                ("libvirt::version::9.0.0", tag_digest("libvirt::version::9.0.0")),
+            ]
+            assert session.scalar(select(SystemTagVO.uuid).where(SystemTagVO.tag_is("hostNat")))
+            long_tag = "userdata::" + "A" * 100_000
+            session.add(SystemTagVO(resource_uuid="r1", resource_type="X", tag=long_tag, type="S"))
+            session.flush()
+            session.add(SystemTagVO(resource_uuid="r1", resource_type="X", tag=long_tag, type="S"))
+            with pytest.raises(IntegrityError):
+                session.flush()
+
+        db.run_sync(check)
+    finally:
+        db.close()
