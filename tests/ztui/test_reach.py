@@ -349,6 +349,10 @@ async def test_the_reach_tab_lists_rules_eips_and_unused_vips(reach_lab: NetLab)
             ("VIP", s, "unused (on public)", "", "", "", "", "spare"),
         ]  # fmt: skip
         assert screen.summary() == "4 items"
+        assert str(screen.query_one("#reach-detail").render()) == (
+            f"port forwarding rule ssh: TCP {p}:2222 → web {nic['ip']}:22 · from any · "
+            f"reach it: ssh -p 2222 root@{p}"
+        )
 
         # Detach the EIP, then delete the unused VIP and the detached rule, marked.
         table.select_key(next(k for k, r in table.rows_by_key.items() if r["kind"] == "EIP"))

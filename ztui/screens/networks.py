@@ -390,7 +390,7 @@ class NetworksScreen(ResourceScreen):
         text-wrap: nowrap;
         text-overflow: ellipsis;
     }
-    NetworksScreen #l3-detail {
+    NetworksScreen #l3-detail, NetworksScreen #reach-detail {
         height: auto;
         max-height: 3;
         padding: 0 1;
@@ -431,6 +431,8 @@ class NetworksScreen(ResourceScreen):
                         yield table
                         if tab.id == "l3":
                             yield Static("", id="l3-detail")
+                        elif tab.id == "reach":
+                            yield Static("", id="reach-detail")
                         elif tab.id == "routers":
                             yield Static("", id="dhcp-title")
                             yield ResourceTable(
@@ -580,6 +582,7 @@ class NetworksScreen(ResourceScreen):
         self.show_reach_tab()
         self.show_counts()
         self.show_l3_detail()
+        self.show_reach_detail()
         self.show_dhcp()
         if summary:
             self.status.show_info(self.summary())
@@ -649,6 +652,20 @@ class NetworksScreen(ResourceScreen):
         if row.get("ipUsage"):
             parts.append(f"{row['ipUsage']} IPs used")
         detail.update(Text(" · ".join(parts)))
+
+    def show_reach_detail(self) -> None:
+        """The row under the cursor in full (the narrow columns cut the reach line)."""
+        detail = self.query_one("#reach-detail", Static)
+        row = self.table_of("reach").cursor_row_data
+        detail.update(
+            "No VIP: the VM verbs f (port forward) and e (EIP) make them."
+            if row is None
+            else Text(reach_detail(row))
+        )
+
+    @on(DataTable.RowHighlighted, "#reach-table")
+    def _reach_highlighted(self) -> None:
+        self.show_reach_detail()
 
     @on(DataTable.RowHighlighted, "#l3-table")
     def _l3_highlighted(self) -> None:
@@ -891,6 +908,22 @@ DELETE_API = {
 }
 DETACH_API = {KIND_PF: "DetachPortForwardingRule", KIND_EIP: "DetachEip"}
 REACH_KINDS = {KIND_PF: "port forwarding rule", KIND_EIP: "EIP", KIND_VIP: "VIP"}
+
+
+def reach_detail(row: Mapping[str, Any]) -> str:
+    """``port forwarding rule ssh: TCP 192.168.253.10:2222 → web 10.0.10.5:22 · from any ·
+    reach it: ssh -p 2222 root@192.168.253.10``."""
+    head = f"{REACH_KINDS[row['kind']]} {row.get('name')}"
+    if row["kind"] == KIND_VIP:
+        return f"{head}: {row['vip']}, {row['target']}; d deletes it"
+    if row["kind"] == KIND_PF:
+        text = f"{head}: {row['protocol']} {row['vip']} → {row['target']}"
+    else:
+        text = f"{head}: {row['vip']} ↔ {row['target']} (all traffic, both ways)"
+    text += f" · from {row['allowed']}"
+    if row.get("reach"):
+        return f"{text} · reach it: {row['reach']}"
+    return f"{text} · detached"
 
 
 def reach_name(row: Mapping[str, Any]) -> str:
