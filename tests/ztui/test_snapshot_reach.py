@@ -19,7 +19,15 @@ from textual.pilot import Pilot
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
-from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, shown, wait_until
+from tests.ztui.conftest import (
+    LARGE,
+    SMALL,
+    own_node,
+    prepare,
+    shown,
+    the_vm_stopped,
+    wait_until,
+)
 from tests.ztui.test_reach import make_reach_lab
 from ztui.app import ZtuiApp
 from ztui.dialogs.port_forward import PortForwardDialog
@@ -50,26 +58,8 @@ def lab_props(props: Properties, tmp_path: Path) -> Properties:
     return props
 
 
-async def vm_stopped(pilot: Pilot) -> None:
-    """Wait until the app's node has reported the VM Stopped (its host started again)."""
-    app = pilot.app
-    assert isinstance(app, ZtuiApp)
-
-    async def state() -> str:
-        reply = await app.session.call("QueryVmInstance", {})
-        assert reply.success, reply.error
-        [vm] = reply.inventories or []
-        return str(vm["state"])
-
-    for _ in range(200):
-        if await state() == "Stopped":
-            break
-        await pilot.pause(0.1)
-    assert await state() == "Stopped"
-
-
 async def open_dialog(pilot: Pilot) -> None:
-    await vm_stopped(pilot)
+    await the_vm_stopped(pilot)
     await pilot.press("2")
     screen = await shown(pilot, VmsScreen)
     await wait_until(
@@ -81,7 +71,7 @@ async def open_dialog(pilot: Pilot) -> None:
 
 
 async def open_reach_tab(pilot: Pilot) -> None:
-    await vm_stopped(pilot)
+    await the_vm_stopped(pilot)
     await pilot.press("4")
     screen = await shown(pilot, NetworksScreen)
     await pilot.pause(0.5)  # a coalesced refresh after the VM's state change lands

@@ -14,10 +14,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ztui.dialogs.create_vm import spelled
+from ztui.dialogs.form import FormDialog
 from ztui.reach import PROTOCOLS, SSH_PORT, default_vip_port
 
 TITLE = "Port forward"
@@ -50,41 +50,16 @@ def check_form(guest: str, vip: str, protocol: object) -> str | None:
     return None
 
 
-class PortForwardDialog(ModalScreen[ForwardRequest | None]):
+class PortForwardDialog(FormDialog[ForwardRequest]):
     """Dismissed with a :class:`ForwardRequest`, or None when cancelled."""
 
     DEFAULT_CSS = """
-    PortForwardDialog {
-        align: center middle;
-    }
     PortForwardDialog > VerticalScroll {
         width: 64;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: thick $accent;
-        background: $surface;
-        padding: 0 1;
-        border-title-align: left;
-        border-subtitle-align: right;
     }
     PortForwardDialog #where {
         margin-top: 1;
         color: $text-muted;
-    }
-    PortForwardDialog Label {
-        margin-top: 1;
-    }
-    PortForwardDialog #error {
-        color: $text-error;
-        margin-top: 0;
-    }
-    PortForwardDialog Horizontal {
-        height: auto;
-        align-horizontal: right;
-    }
-    PortForwardDialog Button {
-        margin-left: 1;
     }
     """
 
@@ -151,18 +126,3 @@ class PortForwardDialog(ModalScreen[ForwardRequest | None]):
         guest_port, vip_port = port_of(guest), port_of(vip)
         assert guest_port is not None and vip_port is not None
         self.dismiss(ForwardRequest(guest_port, vip_port, str(protocol)))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#forward")
-    def _forward(self) -> None:
-        self.action_submit()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Input.Submitted)
-    def _enter(self) -> None:
-        self.action_submit()
