@@ -87,13 +87,18 @@ async def find_target(screen: ZtuiScreen, vm: Row, service: str) -> Target | Non
 
 
 async def with_new_vip(
-    screen: ZtuiScreen, target: Target, name: str, use: Callable[[Row], Awaitable[Any]]
+    screen: ZtuiScreen,
+    target: Target,
+    name: str,
+    use: Callable[[Row], Awaitable[Any]],
+    what: str,
 ) -> Any:
-    """Make a VIP on the target's public network and ``use`` it; a VIP whose use failed
-    (None) is deleted again.  What ``use`` gave, or None (the failure is shown)."""
+    """Make a VIP on the target's public network and ``use`` it for ``what`` (``Port
+    forward``, ``EIP``); a VIP whose use failed (None) is deleted again.  What ``use``
+    gave, or None (the failure is shown)."""
     if target.public_uuid is None:
         screen.status.show_error(f"{target.vm_name}: {target.no_public()}")
-        screen.notify(target.no_public(), title="Port forward", severity="error")
+        screen.notify(target.no_public(), title=what, severity="error")
         return None
     vip = await screen.api_call("CreateVip", {"name": name, "l3NetworkUuid": target.public_uuid})
     if vip is None:
@@ -151,6 +156,10 @@ async def forward(
     """Create the rule (on ``shared``, the VIP of the NIC's other rules, else on a new
     VIP) and say how to reach it; the rule, or None (the failure is shown)."""
     name = f"{target.vm_name}-{request.protocol.lower()}-{request.vip_port}"
+    screen.status.show_info(
+        f"forwarding {request.protocol} port {request.vip_port} to {target.vm_name}:"
+        f"{request.guest_port}…"
+    )
 
     async def create(vip_uuid: str) -> Any:
         return await screen.api_call(
@@ -169,7 +178,11 @@ async def forward(
         rule = await create(str(shared["vipUuid"]))
     else:
         rule = await with_new_vip(
-            screen, target, f"{target.vm_name}-pf", lambda vip: create(str(vip["uuid"]))
+            screen,
+            target,
+            f"{target.vm_name}-pf",
+            lambda vip: create(str(vip["uuid"])),
+            "Port forward",
         )
     if rule is None:
         return None
@@ -234,7 +247,8 @@ async def attach_eip(screen: ZtuiScreen, target: Target) -> Row | None:
             },
         )
 
-    eip = await with_new_vip(screen, target, f"{target.vm_name}-eip", create)
+    screen.status.show_info(f"giving {target.vm_name} an EIP…")
+    eip = await with_new_vip(screen, target, f"{target.vm_name}-eip", create, "EIP")
     if eip is None:
         return None
     text = f"{target.vm_name}: EIP {eip['vipIp']} attached · reach it at {eip['vipIp']}"
@@ -247,6 +261,7 @@ async def detach_eip(screen: ZtuiScreen, vm: Row, eip: Row) -> bool:
     """Detach the EIP, then delete it and its VIP; whether all went (a failure is
     shown, and what follows it is not tried)."""
     ip = str(eip["vipIp"])
+    screen.status.show_info(f"detaching EIP {ip} from {vm['name']}…")
     done = (
         await screen.api_ok("DetachEip", {"uuid": eip["uuid"]}, ip)
         and await screen.api_ok("DeleteEip", {"uuid": eip["uuid"]}, ip)

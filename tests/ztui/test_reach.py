@@ -461,3 +461,18 @@ def test_reach_rows_without_a_known_nic() -> None:
     }
     [row] = ReachData([], [rule], []).rows()
     assert (row["target"], row["reach"]) == ("10.0.10.5:22", "ssh -p 2222 root@192.168.253.10")
+
+
+async def test_read_only_disables_the_reach_verbs(reach_lab: NetLab) -> None:
+    app = app_on(reach_lab.node, read_only=True)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await vms_view(pilot)
+        assert screen.check_action("port_forward", ()) is None
+        assert screen.check_action("eip", ()) is None
+        await pilot.press("f", "e")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, VmsScreen)
+        networks = await reach_tab(pilot)
+        assert networks.check_action("delete_reach", ()) is None
+        assert networks.check_action("detach", ()) is None
+        assert await ok(reach_lab.node, "QueryVip") == []
