@@ -33,6 +33,7 @@ def dialog_types() -> list[type[DOMNode]]:
     from ztui.dialogs.create_vm import CreateVmDialog
     from ztui.dialogs.edit_config import EditConfigDialog
     from ztui.dialogs.import_image import ImportImageDialog
+    from ztui.dialogs.port_forward import PortForwardDialog
     from ztui.screens.console import ConsoleScreen
     from ztui.screens.vm_detail import VmDetailScreen
 
@@ -40,6 +41,7 @@ def dialog_types() -> list[type[DOMNode]]:
         CommandPrompt,
         ConfirmDialog,
         CreateVmDialog,
+        PortForwardDialog,
         ImportImageDialog,
         EditConfigDialog,
         VmDetailScreen,

@@ -41,6 +41,19 @@ def is_read_only(api: str) -> bool:
     return api.startswith(READ_ONLY_PREFIXES)
 
 
+def is_unknown_api(reply: ApiReply, api: str) -> bool:
+    """Whether ``reply`` says the node has no API ``api`` (a plugin that brings it is not
+    installed or not enabled).  The bus answers that with an invalid-argument error that
+    only its words tell from others: ``no API named <api>``."""
+    error = reply.error
+    return (
+        not reply.success
+        and error is not None
+        and error.code == SysErrors.INVALID_ARGUMENT
+        and error.description == f"no API named {api}"
+    )
+
+
 class NodeSession:
     """Owns the :class:`NodeClient` of the app, from :meth:`open` to :meth:`close`.
 

@@ -101,6 +101,27 @@ async def wait_until(
     await pilot.pause()
 
 
+async def the_vm_stopped(pilot: Pilot) -> dict[str, Any]:
+    """Wait until the app's node reports its one VM Stopped (a snapshot lab's simulated
+    host, started again by the app's node, reports it so); the VM's inventory."""
+    app = pilot.app
+    assert isinstance(app, ZtuiApp)
+
+    async def the_vm() -> dict[str, Any]:
+        reply = await app.session.call("QueryVmInstance", {})
+        assert reply.success, reply.error
+        [vm] = reply.inventories or []
+        return dict(vm)
+
+    for _ in range(200):
+        if (await the_vm())["state"] == "Stopped":
+            break
+        await pilot.pause(0.1)
+    vm = await the_vm()
+    assert vm["state"] == "Stopped"
+    return vm
+
+
 async def shown(pilot: Pilot, screen_type: type[S], loads: int = 1) -> S:
     """Wait until the app shows a ``screen_type`` that has loaded ``loads`` times."""
 

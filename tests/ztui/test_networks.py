@@ -157,10 +157,13 @@ async def test_each_tab_shows_its_data(net_lab: NetLab) -> None:
         assert "DHCP of vr-private on 10.10.0.1: 2 entries" in title
         assert "DNS 10.10.0.1" in title and "domain lab.lan" in title
 
+        await pilot.press("right_square_bracket")  # the node has VIPs: their tab (empty)
+        assert screen.active_tab == "reach"
+        assert screen.table_of("reach").row_count == 0
         await pilot.press("right_square_bracket")  # around to the first tab
         assert screen.active_tab == "l3"
         await pilot.press("left_square_bracket")
-        assert screen.active_tab == "routers"
+        assert screen.active_tab == "reach"
 
 
 async def test_dhcp_entries_follow_vm_states(net_lab: NetLab) -> None:

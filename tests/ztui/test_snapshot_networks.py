@@ -131,7 +131,7 @@ def test_ranges_small(lab_props: Properties, snap_compare: Callable[..., bool]) 
 
 
 def test_routers_small(lab_props: Properties, snap_compare: Callable[..., bool]) -> None:
-    assert snapshot(lab_props, snap_compare, SMALL, ["left_square_bracket"])
+    assert snapshot(lab_props, snap_compare, SMALL, ["right_square_bracket"] * 3)
 
 
 def test_l3_large(lab_props: Properties, snap_compare: Callable[..., bool]) -> None:
@@ -139,4 +139,4 @@ def test_l3_large(lab_props: Properties, snap_compare: Callable[..., bool]) -> N
 
 
 def test_routers_large(lab_props: Properties, snap_compare: Callable[..., bool]) -> None:
-    assert snapshot(lab_props, snap_compare, LARGE, ["left_square_bracket"])
+    assert snapshot(lab_props, snap_compare, LARGE, ["right_square_bracket"] * 3)

@@ -20,7 +20,7 @@ from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
 from tests.conftest import ok
 from tests.core.virtual_router.conftest import make_net_lab
-from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, wait_until
+from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, the_vm_stopped, wait_until
 from ztui.app import ZtuiApp
 from ztui.screens.vm_detail import VmDetailScreen
 from ztui.screens.vms import VmsScreen
@@ -66,19 +66,7 @@ async def vm_running_again(pilot: Pilot) -> VmsScreen:
     )
     screen = app.screen
     assert isinstance(screen, VmsScreen)
-
-    async def state() -> str:
-        reply = await app.session.call("QueryVmInstance", {})
-        assert reply.success, reply.error
-        [vm] = reply.inventories or []
-        return str(vm["state"])
-
-    for _ in range(200):
-        if await state() == "Stopped":
-            break
-        await pilot.pause(0.1)
-    assert await state() == "Stopped"
-    [vm] = (await app.session.call("QueryVmInstance", {})).inventories or []
+    vm = await the_vm_stopped(pilot)
     reply = await app.session.call("StartVmInstance", {"uuid": vm["uuid"]})
     assert reply.success, reply.error
     await wait_until(

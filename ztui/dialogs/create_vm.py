@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rich.segment import Segment
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
 from textual.strip import Strip
 from textual.widgets import Button, Input, Label, Select, SelectionList
 
 from ztui.addressing import SERVICE_REFS, Services, network_label
 from ztui.context import ZtuiContext, context_of
+from ztui.dialogs.form import FormDialog
 
 MAX_COUNT = 50
 TITLE = "New VM"
@@ -87,41 +87,13 @@ class NetworkList(SelectionList[str]):
         return Strip(segments, line.cell_length)
 
 
-class CreateVmDialog(ModalScreen[VmRequest | None]):
+class CreateVmDialog(FormDialog[VmRequest]):
     """Dismissed with a :class:`VmRequest`, or None when cancelled."""
 
     DEFAULT_CSS = """
-    CreateVmDialog {
-        align: center middle;
-    }
-    CreateVmDialog > VerticalScroll {
-        width: 70;
-        max-width: 100%;
-        height: auto;
-        max-height: 100%;
-        border: thick $accent;
-        background: $surface;
-        padding: 0 1;
-        border-title-align: left;
-        border-subtitle-align: right;
-    }
-    CreateVmDialog Label {
-        margin-top: 1;
-    }
     CreateVmDialog SelectionList {
         height: auto;
         max-height: 6;
-    }
-    CreateVmDialog #error {
-        color: $text-error;
-        margin-top: 0;
-    }
-    CreateVmDialog Horizontal {
-        height: auto;
-        align-horizontal: right;
-    }
-    CreateVmDialog Button {
-        margin-left: 1;
     }
     """
 
@@ -196,21 +168,6 @@ class CreateVmDialog(ModalScreen[VmRequest | None]):
         assert isinstance(image, str) and isinstance(offering, str)
         networks = list(self.query_one("#networks", SelectionList).selected)
         self.dismiss(VmRequest(names_for(name, int(count)), image, offering, networks))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Button.Pressed, "#create")
-    def _create(self) -> None:
-        self.action_submit()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Input.Submitted)
-    def _enter(self) -> None:
-        self.action_submit()
 
 
 async def _choices(

@@ -12,12 +12,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input
 from textual.worker import Worker, WorkerState
 
+from core.kernel.api import ApiReply
 from ztui.bindings import why_disabled
 from ztui.columns import Column
 from ztui.context import ZtuiContext, context_of
 from ztui.formatting import Formatter
 from ztui.messages import NodeConnected, NodeEvent, OperationUpdated
-from ztui.session import NodeSession
+from ztui.session import NodeSession, is_unknown_api
 from ztui.widgets.flow_chain_panel import FlowChainPanel
 from ztui.widgets.resource_table import FilterError, ResourceTable
 from ztui.widgets.status_line import StatusLine
@@ -160,12 +161,25 @@ class ZtuiScreen(Screen[None]):
         """
         reply = await self.session.call(api, params)
         if not reply.success:
-            text = f"{api}: {reply.error}" if reply.error else f"{api} failed"
-            self.load_failed = True
-            self.status.show_error(text)
-            self.notify(text, title="API error", severity="error")
+            self.show_failure(api, reply)
             return None
         return reply.inventories if reply.inventories is not None else reply.inventory
+
+    async def api_ok(self, api: str, params: dict[str, Any], about: str = "") -> bool:
+        """Call an API that answers no inventory (a ``Delete…``), where ``api_call``'s None
+        does not tell success from failure: whether it succeeded.  A failure is shown,
+        naming ``about`` (the resource) after the API."""
+        reply = await self.session.call(api, params)
+        if not reply.success:
+            self.show_failure(f"{api} {about}".strip(), reply)
+        return reply.success
+
+    def show_failure(self, api: str, reply: ApiReply) -> None:
+        """Say that ``api`` failed, and why (status line and notification)."""
+        text = f"{api}: {reply.error}" if reply.error else f"{api} failed"
+        self.load_failed = True
+        self.status.show_error(text)
+        self.notify(text, title="API error", severity="error")
 
     async def api_query(
         self, api: str, params: dict[str, Any] | None = None
@@ -173,6 +187,20 @@ class ZtuiScreen(Screen[None]):
         """A Query* API's inventories (every match); [] when it failed (shown)."""
         found = await self.api_call(api, {"limit": 1_000_000, **(params or {})})
         return list(found or [])
+
+    async def plugin_query(
+        self, api: str, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]] | None:
+        """A Query* API that a plugin brings: its inventories, or None when the node has
+        no such API (said nowhere: the view leaves out what needs it).  Any other failure
+        is shown, as :meth:`api_query` shows it, and gives []."""
+        reply = await self.session.call(api, {"limit": 1_000_000, **(params or {})})
+        if is_unknown_api(reply, api):
+            return None
+        if not reply.success:
+            self.show_failure(api, reply)
+            return []
+        return list(reply.inventories or [])
 
     # -- events -------------------------------------------------------------------
 

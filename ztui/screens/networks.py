@@ -1,5 +1,7 @@
 """The networks view: L3 networks, L2 networks, IP ranges and virtual routers, one tab
-each, and under the routers the DHCP entries the router under the cursor serves.
+each, and under the routers the DHCP entries the router under the cursor serves; on a
+node with VIPs (a plugin brings their APIs), a Reach tab: port-forwarding rules, EIPs
+and unused VIPs, and how each guest is reached.
 
 Everything comes from Query APIs.  IP usage is computed: an IP range holds
 ``endIp - startIp + 1`` addresses, and a NIC that holds a used IP (``usedIpUuid``
@@ -9,7 +11,8 @@ outside every range, and holds none).  A router's DHCP entries are what
 guest L3 whose VM may be running, with the hostname made by ``hostname_of``.
 
 Live: ``/appliance-vm/status/change`` updates one router's row; VM changes
-re-read the NICs (IP usage, public IPs, DHCP entries), coalesced.
+re-read the NICs (IP usage, public IPs, DHCP entries), coalesced; a finished VIP,
+rule or EIP operation (from any view or client) re-reads the Reach tab.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from core.virtual_router.sync import GUEST, PUBLIC, SERVED_STATES, hostname_of
 from ztui.columns import Column, Kind
 from ztui.dialogs.confirm import ConfirmDialog, Wording, question
 from ztui.formatting import Formatter
+from ztui.reach import KIND_EIP, KIND_PF, KIND_VIP, REACH_APIS, ReachData
 from ztui.screens.base import ResourceScreen
 from ztui.widgets.resource_table import ResourceTable
 
@@ -78,6 +82,16 @@ ROUTER_COLUMNS = (
     Column("publicIp", "public IP"),
     Column("pid", "pid"),
 )
+REACH_COLUMNS = (
+    Column("kind", "what"),
+    Column("vip", "VIP"),
+    Column("target", "to"),
+    Column("protocol", "proto"),
+    Column("reach", "reach it"),
+    Column("allowed", "from"),
+    Column("attached", "attached"),
+    Column("name", "name"),
+)
 DHCP_COLUMNS = (
     Column("vmName", "VM"),
     Column("ip", "IP"),
@@ -105,9 +119,18 @@ TABS = (
     Tab("l2", "L2 networks", L2_COLUMNS, noun="L2 network"),
     Tab("ranges", "IP ranges", RANGE_COLUMNS, noun="IP range"),
     Tab("routers", "Routers", ROUTER_COLUMNS, markable=True, noun="router"),
+    Tab("reach", "Reach", REACH_COLUMNS, markable=True, noun="item"),
 )
+"""The Reach tab (VIPs, port forwarding, EIPs) is shown only when the node has their
+APIs (a plugin brings them)."""
 TAB_BY_ID = {tab.id: tab for tab in TABS}
-ACTION_TAB = {"delete_l3": "l3", "reconnect": "routers", "destroy": "routers"}
+ACTION_TAB = {
+    "delete_l3": "l3",
+    "reconnect": "routers",
+    "destroy": "routers",
+    "delete_reach": "reach",
+    "detach": "reach",
+}
 """The tab on which each verb acts (elsewhere it is hidden)."""
 ROUTER_NOUN = Wording("virtual router", "virtual routers")
 ROUTER_WARNING = Wording(
@@ -115,6 +138,13 @@ ROUTER_WARNING = Wording(
     "(a VM start makes a new one).",
     "Their VMs lose DHCP, DNS and SNAT until one of them needs a router again "
     "(a VM start makes a new one).",
+)
+REACH_NOUN = Wording("the", "items")
+REACH_DELETE_WARNING = Wording(
+    "A rule or EIP is detached first: the guest is no longer reached through it. "
+    "A VIP goes once nothing uses it.",
+    "Rules and EIPs are detached first: their guests are no longer reached through them. "
+    "VIPs go last, once nothing uses them.",
 )
 L3_NOUN = Wording("L3 network", "L3 networks")
 L3_WARNING = Wording(
@@ -332,7 +362,7 @@ class NetworksScreen(ResourceScreen):
     the router under the cursor."""
 
     VIEW = "networks"
-    MUTATING = frozenset({"reconnect", "destroy", "delete_l3"})
+    MUTATING = frozenset({"reconnect", "destroy", "delete_l3", "delete_reach", "detach"})
 
     DEFAULT_CSS = """
     NetworksScreen TabbedContent {
@@ -360,7 +390,7 @@ class NetworksScreen(ResourceScreen):
         text-wrap: nowrap;
         text-overflow: ellipsis;
     }
-    NetworksScreen #l3-detail {
+    NetworksScreen #l3-detail, NetworksScreen #reach-detail {
         height: auto;
         max-height: 3;
         padding: 0 1;
@@ -376,6 +406,8 @@ class NetworksScreen(ResourceScreen):
         Binding("c", "reconnect", "Reconnect", id="ztui.net.router.reconnect"),
         Binding("d", "destroy", "Destroy", id="ztui.net.router.destroy"),
         Binding("d", "delete_l3", "Delete", id="ztui.net.l3.delete"),
+        Binding("d", "delete_reach", "Delete", id="ztui.net.reach.delete"),
+        Binding("x", "detach", "Detach", id="ztui.net.reach.detach"),
     ]
 
     def __init__(self) -> None:
@@ -383,6 +415,8 @@ class NetworksScreen(ResourceScreen):
         self.data = NetworkData()
         self.dhcp_router: str | None = None
         """The uuid of the router whose DHCP entries are shown."""
+        self.reach: ReachData | None = None
+        """VIPs, rules and EIPs; None while the node has no such APIs (no Reach tab)."""
 
     # -- layout -------------------------------------------------------------------
 
@@ -397,6 +431,8 @@ class NetworksScreen(ResourceScreen):
                         yield table
                         if tab.id == "l3":
                             yield Static("", id="l3-detail")
+                        elif tab.id == "reach":
+                            yield Static("", id="reach-detail")
                         elif tab.id == "routers":
                             yield Static("", id="dhcp-title")
                             yield ResourceTable(
@@ -406,7 +442,13 @@ class NetworksScreen(ResourceScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
+        self.query_one(TabbedContent).hide_tab("reach")  # until the node says it has VIPs
         self.table.focus()
+
+    @property
+    def shown_tabs(self) -> list[Tab]:
+        """The tabs shown: Reach only on a node with VIPs."""
+        return [tab for tab in TABS if tab.id != "reach" or self.reach is not None]
 
     def table_of(self, tab_id: str) -> ResourceTable:
         return self.query_one(f"#{tab_id}-table", ResourceTable)
@@ -429,7 +471,7 @@ class NetworksScreen(ResourceScreen):
 
     def action_next_tab(self, step: int) -> None:
         """Go to the next (or previous) tab (bindings ``ztui.net.tab.next`` / ``.prev``)."""
-        ids = [tab.id for tab in TABS]
+        ids = [tab.id for tab in self.shown_tabs]
         self.show_tab(ids[(ids.index(self.active_tab) + step) % len(ids)])
 
     @on(TabbedContent.TabActivated)
@@ -473,6 +515,7 @@ class NetworksScreen(ResourceScreen):
             providers,
             hosts,
             clusters,
+            reach,
         ) = await asyncio.gather(
             self.api_query("QueryL2Network"),
             self.api_query("QueryL3Network"),
@@ -484,6 +527,7 @@ class NetworksScreen(ResourceScreen):
             self.api_query("QueryNetworkServiceProvider"),
             self.api_query("QueryHost"),
             self.api_query("QueryCluster"),
+            self.query_reach(),
         )
         self.data = NetworkData(
             fmt=self.fmt,
@@ -504,7 +548,28 @@ class NetworksScreen(ResourceScreen):
             hosts={str(h["uuid"]): str(h["name"]) for h in hosts},
             clusters={str(c["uuid"]): str(c["name"]) for c in clusters},
         )
+        self.reach = reach
         self.show_data()
+
+    async def query_reach(self) -> ReachData | None:
+        """VIPs, rules and EIPs; None when the node has no VIP API (no plugin)."""
+        vips = await self.plugin_query("QueryVip")
+        if vips is None:
+            return None
+        rules, eips = await asyncio.gather(
+            self.api_query("QueryPortForwardingRule"), self.api_query("QueryEip")
+        )
+        return ReachData(vips, rules, eips)
+
+    def reach_rows(self) -> list[Row]:
+        if self.reach is None:
+            return []
+        self.reach.nics, self.reach.vms, self.reach.l3s = (
+            self.data.nics,
+            self.data.vms,
+            self.data.l3s,
+        )
+        return self.reach.rows()
 
     def show_data(self, summary: bool = True) -> None:
         """Every table from ``self.data``; ``summary``: the status line too."""
@@ -513,11 +578,24 @@ class NetworksScreen(ResourceScreen):
         sync_rows(self.table_of("l2"), [data.l2_row(n) for n in data.l2s])
         sync_rows(self.table_of("ranges"), [data.range_row(r) for r in data.ranges])
         sync_rows(self.table_of("routers"), [data.router_row(r) for r in data.routers])
+        sync_rows(self.table_of("reach"), self.reach_rows())
+        self.show_reach_tab()
         self.show_counts()
         self.show_l3_detail()
+        self.show_reach_detail()
         self.show_dhcp()
         if summary:
             self.status.show_info(self.summary())
+
+    def show_reach_tab(self) -> None:
+        """Show the Reach tab on a node with VIPs, hide it on one without."""
+        tabs = self.query_one(TabbedContent)
+        if self.reach is not None:
+            tabs.show_tab("reach")
+        else:
+            if self.active_tab == "reach":
+                self.show_tab(TABS[0].id)
+            tabs.hide_tab("reach")
 
     def show_counts(self) -> None:
         tabs = self.query_one(TabbedContent)
@@ -575,6 +653,20 @@ class NetworksScreen(ResourceScreen):
             parts.append(f"{row['ipUsage']} IPs used")
         detail.update(Text(" · ".join(parts)))
 
+    def show_reach_detail(self) -> None:
+        """The row under the cursor in full (the narrow columns cut the reach line)."""
+        detail = self.query_one("#reach-detail", Static)
+        row = self.table_of("reach").cursor_row_data
+        detail.update(
+            "No VIP: the VM verbs f (port forward) and e (EIP) make them."
+            if row is None
+            else Text(reach_detail(row))
+        )
+
+    @on(DataTable.RowHighlighted, "#reach-table")
+    def _reach_highlighted(self) -> None:
+        self.show_reach_detail()
+
     @on(DataTable.RowHighlighted, "#l3-table")
     def _l3_highlighted(self) -> None:
         self.show_l3_detail()
@@ -592,6 +684,21 @@ class NetworksScreen(ResourceScreen):
             self.apply_router_status(data)
         elif path in ("/vm/state/change", "/vm/deleted"):
             self.refresh_nics()
+
+    def on_operation(self, record: dict[str, Any]) -> None:
+        """A VIP, rule or EIP was made, changed or deleted (here or by a VM verb)."""
+        if record.get("apiName") in REACH_APIS and record.get("status") != "Running":
+            self.refresh_reach()
+
+    @work(exclusive=True, group="reach", exit_on_error=False)
+    async def refresh_reach(self) -> None:
+        """Read the VIPs, rules and EIPs again, with the NICs and VMs they lead to."""
+        await asyncio.sleep(REFRESH_DELAY)
+        reach, nics, vms = await asyncio.gather(
+            self.query_reach(), self.api_query("QueryVmNic"), self.api_query("QueryVmInstance")
+        )
+        self.reach, self.data.nics, self.data.vms = reach, nics, vms
+        self.show_data(summary=False)
 
     def apply_router_status(self, data: Mapping[str, Any]) -> None:
         """One router's status changed: update its row (a new or destroyed router also
@@ -629,12 +736,14 @@ class NetworksScreen(ResourceScreen):
         """Read the NICs, VMs and routers again (after a short pause that gathers a burst
         of events into one read) and update usage, public IPs and DHCP entries."""
         await asyncio.sleep(REFRESH_DELAY)
-        nics, vms, routers = await asyncio.gather(
+        nics, vms, routers, reach = await asyncio.gather(
             self.api_query("QueryVmNic"),
             self.api_query("QueryVmInstance"),
             self.api_query("QueryVirtualRouterVm"),
+            self.query_reach(),  # an expunged VM's rules and EIPs are detached
         )
         self.data.nics, self.data.vms, self.data.routers = nics, vms, by_name(routers)
+        self.reach = reach
         self.show_data(summary=False)  # the status line may say what a verb did
 
     def filter_applied(self) -> None:
@@ -699,12 +808,7 @@ class NetworksScreen(ResourceScreen):
     async def call_ok(self, api: str, row: Mapping[str, Any]) -> bool:
         """Call ``api`` on the row's resource; a failure is shown.  For APIs that answer
         no inventory, where ``api_call``'s None does not tell success from failure."""
-        reply = await self.session.call(api, {"uuid": row["uuid"]})
-        if not reply.success:
-            text = f"{api} {row['name']}: {reply.error}"
-            self.status.show_error(text)
-            self.notify(text, title="API error", severity="error")
-        return reply.success
+        return await self.api_ok(api, {"uuid": row["uuid"]}, str(row["name"]))
 
     def action_delete_l3(self) -> None:
         """Delete the marked L3 networks, or the one under the cursor, after a confirmation
@@ -739,3 +843,89 @@ class NetworksScreen(ResourceScreen):
             self.status.show_error(refusal)
         else:
             self.status.show_info(f"deleted {', '.join(deleted)}")
+
+    # -- the Reach tab's verbs ----------------------------------------------------
+
+    def action_delete_reach(self) -> None:
+        """Delete the marked rules, EIPs and unused VIPs, or the one under the cursor,
+        after a confirmation (binding ``ztui.net.reach.delete``)."""
+        rows = self.table_of("reach").selection()
+        if not rows:
+            self.notify("Nothing selected.", severity="warning")
+            return
+        text = question("Delete", REACH_NOUN, [reach_name(r) for r in rows], REACH_DELETE_WARNING)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete_reach(rows)
+
+        self.app.push_screen(ConfirmDialog(text, "Delete"), answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def delete_reach(self, rows: list[Mapping[str, Any]]) -> None:
+        """One after the other, VIPs last (a VIP goes only once nothing uses it); the
+        first refusal stops the rest."""
+        self.table_of("reach").clear_marks()
+        deleted = []
+        for row in sorted(rows, key=lambda r: r["kind"] == KIND_VIP):
+            if not await self.api_ok(DELETE_API[row["kind"]], {"uuid": row["uuid"]}, row["vip"]):
+                break
+            deleted.append(reach_name(row))
+        await self.reload_reach()
+        if len(deleted) == len(rows):
+            self.status.show_info(f"deleted {', '.join(deleted)}")
+
+    def action_detach(self) -> None:
+        """Detach the marked rules and EIPs, or the one under the cursor, from their
+        guests (binding ``ztui.net.reach.detach``)."""
+        rows = [r for r in self.table_of("reach").selection() if r.get("vmNicUuid")]
+        if not rows:
+            self.notify("Nothing attached is selected: a rule or an EIP on a guest.")
+            return
+        self.detach_reach(rows)
+
+    @work(group="verbs", exit_on_error=False)
+    async def detach_reach(self, rows: list[Mapping[str, Any]]) -> None:
+        self.table_of("reach").clear_marks()
+        done = await asyncio.gather(
+            *(self.api_ok(DETACH_API[r["kind"]], {"uuid": r["uuid"]}, r["vip"]) for r in rows)
+        )
+        await self.reload_reach()
+        if all(done):
+            self.status.show_info(f"detached {', '.join(reach_name(r) for r in rows)}")
+
+    async def reload_reach(self) -> None:
+        """Show the Reach tab as the node has it now (after a verb)."""
+        reach = await self.query_reach()
+        self.reach = reach
+        self.show_data(summary=False)
+
+
+DELETE_API = {
+    KIND_PF: "DeletePortForwardingRule",
+    KIND_EIP: "DeleteEip",
+    KIND_VIP: "DeleteVip",
+}
+DETACH_API = {KIND_PF: "DetachPortForwardingRule", KIND_EIP: "DetachEip"}
+REACH_KINDS = {KIND_PF: "port forwarding rule", KIND_EIP: "EIP", KIND_VIP: "VIP"}
+
+
+def reach_detail(row: Mapping[str, Any]) -> str:
+    """``port forwarding rule ssh: TCP 192.168.253.10:2222 → web 10.0.10.5:22 · from any ·
+    reach it: ssh -p 2222 root@192.168.253.10``."""
+    head = f"{REACH_KINDS[row['kind']]} {row.get('name')}"
+    if row["kind"] == KIND_VIP:
+        return f"{head}: {row['vip']}, {row['target']}; d deletes it"
+    if row["kind"] == KIND_PF:
+        text = f"{head}: {row['protocol']} {row['vip']} → {row['target']}"
+    else:
+        text = f"{head}: {row['vip']} ↔ {row['target']} (all traffic, both ways)"
+    text += f" · from {row['allowed']}"
+    if row.get("reach"):
+        return f"{text} · reach it: {row['reach']}"
+    return f"{text} · detached"
+
+
+def reach_name(row: Mapping[str, Any]) -> str:
+    """``port forwarding rule web-tcp-2222 (192.168.253.10:2222)``: a Reach row in words."""
+    return f"{REACH_KINDS[row['kind']]} {row.get('name')} ({row['vip']})"

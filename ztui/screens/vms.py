@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.binding import Binding, BindingType
 
-from ztui import vm_verbs
+from ztui import vm_reach, vm_verbs
 from ztui.addressing import SERVICE_REFS, Services, shown_ip
 from ztui.columns import VM_COLUMNS
 from ztui.dialogs.create_vm import CreateVmDialog, VmRequest
@@ -53,11 +53,12 @@ class VmsScreen(ResourceScreen):
     VIEW = "vms"
     COLUMNS = VM_COLUMNS
     MARKABLE = True
-    MUTATING = frozenset({"create", "verb"})
+    MUTATING = frozenset({"create", "verb", "port_forward", "eip"})
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "create", "New", id="ztui.vm.create"),
         *verb_bindings("ztui.vm"),
+        *vm_reach.reach_bindings("ztui.vm"),
         Binding("c", "console", "Console", id="ztui.vm.console"),
         Binding("enter", "details", "Details", id="ztui.vm.details", show=False),
     ]
@@ -154,6 +155,14 @@ class VmsScreen(ResourceScreen):
         results = await vm_verbs.run_verb(self, verb, rows)
         for inventory in vm_verbs.vm_inventories(results):
             self.apply_state_change(inventory)
+
+    def action_port_forward(self) -> None:
+        """Forward a port of the VM under the cursor (binding ``ztui.vm.port-forward``)."""
+        vm_reach.port_forward(self, self.table.cursor_row_data)
+
+    def action_eip(self) -> None:
+        """Give the VM under the cursor an EIP, or take it away (binding ``ztui.vm.eip``)."""
+        vm_reach.toggle_eip(self, self.table.cursor_row_data)
 
     def action_console(self) -> None:
         """Attach to the serial console of the VM under the cursor (binding ``ztui.vm.console``)."""
