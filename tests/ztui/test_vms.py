@@ -3,12 +3,15 @@ confirmation, marks, filter, live rows, read-only."""
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 from core.kernel.node import ManagementNode
 from tests.conftest import ok
 from tests.core.vm.conftest import Lab
 from tests.ztui.conftest import SMALL, app_on, shown, wait_until
 from ztui.dialogs.confirm import ConfirmDialog
-from ztui.dialogs.create_vm import CreateVmDialog
+from ztui.dialogs.create_vm import USER_DATA_MAX, CreateVmDialog, read_user_data
 from ztui.screens.vms import VmsScreen
 from ztui.widgets.flow_chain_panel import FlowChainPanel
 
@@ -70,6 +73,43 @@ async def test_the_dialog_refuses_a_bad_form_and_changes_nothing(lab: Lab) -> No
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, VmsScreen))
         assert await ok(lab.node, "QueryVmInstance") == []
+
+
+async def test_a_user_data_file_goes_with_the_vm(lab: Lab, tmp_path: Path) -> None:
+    script = tmp_path / "hello.sh"
+    script.write_text("#!/bin/sh\necho HELLO\n")
+    app = app_on(lab.node)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.press("2")
+        screen = await shown(pilot, VmsScreen)
+        await pilot.press("n")
+        dialog = await shown(pilot, CreateVmDialog)
+        await wait_until(pilot, lambda: dialog.loaded)
+        await pilot.press(*"web")
+        dialog.query_one("#user-data").value = str(tmp_path / "nope.sh")  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        assert "there is no file" in str(dialog.query_one("#error").render())
+        dialog.query_one("#user-data").value = str(script)  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: states(screen).get("web") == "Running", what="Running")
+        [vm] = await ok(lab.node, "QueryVmInstance", conditions=["name=web"])
+        tags = await ok(lab.node, "QuerySystemTag", conditions=[f"resourceUuid={vm['uuid']}"])
+        wanted = "userdata::" + base64.b64encode(script.read_bytes()).decode()
+        assert wanted in [t["tag"] for t in tags]
+
+
+def test_reading_a_user_data_file(tmp_path: Path) -> None:
+    assert read_user_data("  ") == ("", None)
+    (tmp_path / "big").write_bytes(b"x" * (USER_DATA_MAX + 1))
+    (tmp_path / "empty").write_bytes(b"")
+    assert "is over 64 KiB" in str(read_user_data(str(tmp_path / "big"))[1])
+    assert "is empty" in str(read_user_data(str(tmp_path / "empty"))[1])
+    assert "is a directory" in str(read_user_data(str(tmp_path))[1])
+    (tmp_path / "ok").write_bytes(b"#cloud-config\n")
+    assert read_user_data(str(tmp_path / "ok")) == (
+        base64.b64encode(b"#cloud-config\n").decode(),
+        None,
+    )
 
 
 async def test_count_makes_numbered_vms(lab: Lab) -> None:

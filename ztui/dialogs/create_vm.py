@@ -1,4 +1,4 @@
-"""The create-VM dialog: name, image, offering, networks and how many.
+"""The create-VM dialog: name, image, offering, networks, how many, and a user-data file.
 
 Its border says what it is and which keys create and cancel (as the keymap has them);
 a network without DHCP says the address must be configured in the guest, and the
@@ -7,8 +7,10 @@ network checkboxes show ``X`` or nothing, so they read without colour too.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.segment import Segment
@@ -37,6 +39,8 @@ class VmRequest:
     image_uuid: str
     instance_offering_uuid: str
     l3_network_uuids: list[str] = field(default_factory=list)
+    user_data: str = ""
+    """base64 of the user-data file, "" for none (the userdata plugin's ``userData``)."""
 
     def params(self, name: str) -> dict[str, Any]:
         return {
@@ -44,7 +48,34 @@ class VmRequest:
             "imageUuid": self.image_uuid,
             "instanceOfferingUuid": self.instance_offering_uuid,
             "l3NetworkUuids": self.l3_network_uuids,
+            **({"userData": self.user_data} if self.user_data else {}),
         }
+
+
+USER_DATA_MAX = 64 * 1024
+"""The most of a user-data file the dialog reads (the node's ``userdata.maxSize`` default;
+the node checks its own setting)."""
+
+
+def read_user_data(path_text: str) -> tuple[str, str | None]:
+    """(base64 of the file, None), or ("", why it cannot be sent); "" for no path."""
+    if not path_text.strip():
+        return "", None
+    path = Path(path_text.strip()).expanduser()
+    try:
+        with path.open("rb") as f:
+            content = f.read(USER_DATA_MAX + 1)
+    except FileNotFoundError:
+        return "", f"user data: there is no file {path}"
+    except IsADirectoryError:
+        return "", f"user data: {path} is a directory"
+    except OSError as exc:
+        return "", f"user data: cannot read {path}: {exc.strerror or exc}"
+    if len(content) > USER_DATA_MAX:
+        return "", f"user data: {path} is over {USER_DATA_MAX // 1024} KiB"
+    if not content:
+        return "", f"user data: {path} is empty"
+    return base64.b64encode(content).decode(), None
 
 
 def spelled(keys: str) -> str:
@@ -125,6 +156,8 @@ class CreateVmDialog(FormDialog[VmRequest]):
             yield NetworkList(id="networks")
             yield Label("Count")
             yield Input("1", id="count", restrict=r"[0-9]*", max_length=3)
+            yield Label("User data file (optional: a script or #cloud-config for the guest)")
+            yield Input(placeholder="~/cloud-config.yaml", id="user-data")
             yield Label("", id="error")
             with Horizontal():
                 yield Button(f"Cancel ({cancel})", id="cancel")
@@ -166,8 +199,12 @@ class CreateVmDialog(FormDialog[VmRequest]):
             self._show_error(problem)
             return
         assert isinstance(image, str) and isinstance(offering, str)
+        user_data, problem = read_user_data(self.query_one("#user-data", Input).value)
+        if problem is not None:
+            self._show_error(problem)
+            return
         networks = list(self.query_one("#networks", SelectionList).selected)
-        self.dismiss(VmRequest(names_for(name, int(count)), image, offering, networks))
+        self.dismiss(VmRequest(names_for(name, int(count)), image, offering, networks, user_data))
 
 
 async def _choices(
