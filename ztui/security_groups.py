@@ -3,7 +3,7 @@ and Egress rules, attached to Private L3 networks (ZStack's names).
 
 These APIs come with a plugin (zsl_securitygroup): a node without it has none of them,
 and ztui then leaves out what needs them.  What is here is data only (rows for the
-networks view's Security groups tab); the verbs are in that view, the dialogs in
+networks view's Sec. groups tab); the verbs are in that view, the dialogs in
 ``ztui.dialogs.security_group``.
 
 QuerySecurityGroup's inventory says nothing of the L3 networks a group is attached to
@@ -38,7 +38,7 @@ SG_APIS = frozenset(
         "DetachSecurityGroupFromL3Network",
     }
 )
-"""The APIs that change what the Security groups tab shows (a finished one refreshes it)."""
+"""The APIs that change what the Sec. groups tab shows (a finished one refreshes it)."""
 
 
 def rule_ports(rule: Inventory) -> str:

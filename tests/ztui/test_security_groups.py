@@ -1,5 +1,5 @@
 """Security groups in ztui, on a simulator lab with a Private L3 network and two VMs: the
-networks view's Security groups tab (groups, and the rules and NICs of the group under
+networks view's Sec. groups tab (groups, and the rules and NICs of the group under
 the cursor), its verbs through their dialogs (new group, add and delete a rule, add and
 remove a NIC, delete the group), a refusal shown as the other verbs show theirs, and a
 node without the plugin's APIs; each checked against what the API holds afterwards.  The
@@ -78,7 +78,7 @@ async def sg_tab(pilot: Pilot) -> NetworksScreen:
     await pilot.press("4")
     screen = await shown(pilot, NetworksScreen)
     screen.show_tab("sg")
-    await wait_until(pilot, lambda: screen.active_tab == "sg", what="the Security groups tab")
+    await wait_until(pilot, lambda: screen.active_tab == "sg", what="the Sec. groups tab")
     return screen
 
 

@@ -2,7 +2,7 @@
 each, and under the routers the DHCP entries the router under the cursor serves; on a
 node with VIPs (a plugin brings their APIs), a Reach tab: port-forwarding rules, EIPs
 and unused VIPs, and how each guest is reached; on a node with security groups (a plugin
-too), a Security groups tab: the groups, and under them the rules and NICs of the group
+too), a Sec. groups tab: the groups, and under them the rules and NICs of the group
 under the cursor, with verbs to make and change them.
 
 Everything comes from Query APIs.  IP usage is computed: an IP range holds
@@ -15,7 +15,7 @@ guest L3 whose VM may be running, with the hostname made by ``hostname_of``.
 Live: ``/appliance-vm/status/change`` updates one router's row; VM changes
 re-read the NICs (IP usage, public IPs, DHCP entries), coalesced; a finished VIP,
 rule or EIP operation (from any view or client) re-reads the Reach tab, and a finished
-security-group operation the Security groups tab.
+security-group operation the Sec. groups tab.
 """
 
 from __future__ import annotations
@@ -143,9 +143,9 @@ TABS = (
     Tab("ranges", "IP ranges", RANGE_COLUMNS, noun="IP range"),
     Tab("routers", "Routers", ROUTER_COLUMNS, markable=True, noun="router"),
     Tab("reach", "Reach", REACH_COLUMNS, markable=True, noun="item"),
-    Tab("sg", "Security groups", SG_COLUMNS, markable=True, noun="security group"),
+    Tab("sg", "Sec. groups", SG_COLUMNS, markable=True, noun="security group"),
 )
-"""The Reach tab (VIPs, port forwarding, EIPs) and the Security groups tab are shown only
+"""The Reach tab (VIPs, port forwarding, EIPs) and the Sec. groups tab are shown only
 when the node has their APIs (plugins bring them)."""
 PLUGIN_TABS = ("reach", "sg")
 TAB_BY_ID = {tab.id: tab for tab in TABS}
@@ -497,7 +497,7 @@ class NetworksScreen(ResourceScreen):
         self.reach: ReachData | None = None
         """VIPs, rules and EIPs; None while the node has no such APIs (no Reach tab)."""
         self.sg: SgData | None = None
-        """Security groups; None while the node has no such APIs (no Security groups tab)."""
+        """Security groups; None while the node has no such APIs (no Sec. groups tab)."""
         self.sg_attached: dict[str, set[str]] = {}
         """Group uuid → the L3 networks this view attached it to (the node does not say)."""
 
@@ -708,7 +708,7 @@ class NetworksScreen(ResourceScreen):
             self.status.show_info(self.summary())
 
     def show_plugin_tabs(self) -> None:
-        """Show the Reach tab on a node with VIPs, the Security groups tab on a node with
+        """Show the Reach tab on a node with VIPs, the Sec. groups tab on a node with
         security groups; hide them on one without."""
         tabs = self.query_one(TabbedContent)
         for tab_id in PLUGIN_TABS:
@@ -1064,7 +1064,7 @@ class NetworksScreen(ResourceScreen):
         self.reach = reach
         self.show_data(summary=False)
 
-    # -- the Security groups tab's verbs ------------------------------------------
+    # -- the Sec. groups tab's verbs ------------------------------------------
 
     def cursor_group(self) -> Row | None:
         """The group under the cursor; None (said) when there is none."""
@@ -1075,7 +1075,7 @@ class NetworksScreen(ResourceScreen):
         return dict(group)
 
     async def reload_sg(self, select: str | None = None) -> None:
-        """Show the Security groups tab as the node has it now (after a verb), the cursor
+        """Show the Sec. groups tab as the node has it now (after a verb), the cursor
         on group ``select`` if given."""
         self.sg = await self.query_sg()
         self.show_data(summary=False)
