@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ztui.dialogs.create_vm import spelled
@@ -40,6 +40,16 @@ class SgDialog(FormDialog[Any]):
         margin-top: 1;
         color: $text-muted;
     }
+    SgDialog #kind {
+        align-horizontal: left;
+    }
+    SgDialog #kind > Vertical {
+        width: 1fr;
+        height: auto;
+    }
+    SgDialog Label.tight {
+        margin-top: 0;
+    }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -47,7 +57,7 @@ class SgDialog(FormDialog[Any]):
         Binding("ctrl+s", "submit", "OK", id="ztui.security-group.submit"),
     ]
 
-    title = ""
+    form_title = ""
     verb = "OK"
 
     def keys(self) -> tuple[str, str]:
@@ -61,7 +71,7 @@ class SgDialog(FormDialog[Any]):
     def compose(self) -> ComposeResult:
         submit, cancel = self.keys()
         with VerticalScroll() as box:
-            box.border_title = self.title
+            box.border_title = self.form_title
             box.border_subtitle = f"{submit} {self.verb.lower()} · {cancel} cancel"
             yield from self.fields()
             yield Label("", id="error")
@@ -79,7 +89,7 @@ class SgDialog(FormDialog[Any]):
 class NewGroupDialog(SgDialog):
     """Dismissed with a :class:`NewGroup`."""
 
-    title = "New security group"
+    form_title = "New security group"
     verb = "Create"
 
     def __init__(self, l3s: list[Choice]) -> None:
@@ -146,23 +156,32 @@ class RuleDialog(SgDialog):
     def __init__(self, group_name: str, groups: list[Choice]) -> None:
         """``groups``: the groups a rule may name as its peer."""
         super().__init__()
-        self.title = f"Rule for security group {group_name}"
+        self.form_title = f"Rule for security group {group_name}"
         self.groups = groups
 
     def fields(self) -> ComposeResult:
-        yield Label("Direction")
-        yield Select[str](
-            [(d, d) for d in DIRECTIONS], value=DIRECTIONS[0], allow_blank=False, id="direction"
-        )
-        yield Label("Protocol")
-        yield Select[str](
-            [(p, p) for p in PROTOCOLS], value=PROTOCOLS[0], allow_blank=False, id="protocol"
-        )
-        yield Label("Ports (80, or 8000-8100; empty: all)")
+        with Horizontal(id="kind"):
+            with Vertical():
+                yield Label("Direction", classes="tight")
+                yield Select[str](
+                    [(d, d) for d in DIRECTIONS],
+                    value=DIRECTIONS[0],
+                    allow_blank=False,
+                    id="direction",
+                )
+            with Vertical():
+                yield Label("Protocol", classes="tight")
+                yield Select[str](
+                    [(p, p) for p in PROTOCOLS],
+                    value=PROTOCOLS[0],
+                    allow_blank=False,
+                    id="protocol",
+                )
+        yield Label("Ports (80, or 8000-8100; empty: all)", classes="tight")
         yield Input("", id="ports", restrict=r"[0-9-]*", max_length=11)
-        yield Label("CIDR (empty: any)")
+        yield Label("CIDR (empty: any)", classes="tight")
         yield Input("", id="cidr", max_length=64, placeholder="e.g. 10.0.10.0/24")
-        yield Label("or remote group (its NICs' addresses)")
+        yield Label("or remote group (its NICs' addresses)", classes="tight")
         yield Select[str](self.groups, prompt="(none)", id="remote")
 
     def on_mount(self) -> None:
@@ -188,7 +207,7 @@ class ChoiceDialog(SgDialog):
 
     def __init__(self, title: str, what: str, choices: list[Choice], verb: str) -> None:
         super().__init__()
-        self.title, self.what, self.choices, self.verb = title, what, choices, verb
+        self.form_title, self.what, self.choices, self.verb = title, what, choices, verb
 
     def fields(self) -> ComposeResult:
         yield Static(self.what, id="what", markup=False)
