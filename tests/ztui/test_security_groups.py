@@ -156,6 +156,15 @@ async def test_the_tab_lists_groups_with_their_rules_and_nics(sg: SgLab) -> None
         title = str(screen.query_one("#sg-title").render())
         assert title.startswith("web: 3 rules · 1 NIC · on private")
 
+        # A filter that leaves only clients shows clients' (no) rules and NICs.
+        await pilot.press("slash", *"cli", "enter")
+        await pilot.pause()
+        assert table.row_count == 1
+        assert members(screen, "rules", "direction") == []
+        assert str(screen.query_one("#sg-title").render()).startswith("clients: 0 rules")
+        await pilot.press("escape")
+        await pilot.pause()
+
         # A change from elsewhere shows here (the operation's end refreshes the tab).
         await ok(node, "DeleteSecurityGroup", uuid=clients["uuid"])
         await wait_until(

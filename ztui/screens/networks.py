@@ -913,6 +913,8 @@ class NetworksScreen(ResourceScreen):
     def filter_applied(self) -> None:
         if self.active_tab == "routers":
             self.show_dhcp()
+        elif self.active_tab == "sg":
+            self.show_sg_members()
 
     # -- verbs --------------------------------------------------------------------
 
