@@ -34,6 +34,7 @@ def dialog_types() -> list[type[DOMNode]]:
     from ztui.dialogs.edit_config import EditConfigDialog
     from ztui.dialogs.import_image import ImportImageDialog
     from ztui.dialogs.port_forward import PortForwardDialog
+    from ztui.dialogs.security_group import SgDialog
     from ztui.screens.console import ConsoleScreen
     from ztui.screens.vm_detail import VmDetailScreen
 
@@ -42,6 +43,7 @@ def dialog_types() -> list[type[DOMNode]]:
         ConfirmDialog,
         CreateVmDialog,
         PortForwardDialog,
+        SgDialog,
         ImportImageDialog,
         EditConfigDialog,
         VmDetailScreen,

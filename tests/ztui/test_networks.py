@@ -160,10 +160,13 @@ async def test_each_tab_shows_its_data(net_lab: NetLab) -> None:
         await pilot.press("right_square_bracket")  # the node has VIPs: their tab (empty)
         assert screen.active_tab == "reach"
         assert screen.table_of("reach").row_count == 0
+        await pilot.press("right_square_bracket")  # and security groups: theirs (empty)
+        assert screen.active_tab == "sg"
+        assert screen.table_of("sg").row_count == 0
         await pilot.press("right_square_bracket")  # around to the first tab
         assert screen.active_tab == "l3"
         await pilot.press("left_square_bracket")
-        assert screen.active_tab == "reach"
+        assert screen.active_tab == "sg"
 
 
 async def test_dhcp_entries_follow_vm_states(net_lab: NetLab) -> None:

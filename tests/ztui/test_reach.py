@@ -429,9 +429,9 @@ async def test_a_node_without_the_vip_apis_has_no_reach_tab(
         screen = await shown(pilot, NetworksScreen)
         assert not screen.status.has_class("-error")
         assert screen.reach is None
-        assert [t.id for t in screen.shown_tabs] == ["l3", "l2", "ranges", "routers"]
+        assert [t.id for t in screen.shown_tabs] == ["l3", "l2", "ranges", "routers", "sg"]
         await pilot.press("left_square_bracket")
-        assert screen.active_tab == "routers"
+        assert screen.active_tab == "sg"
         await pilot.press("right_square_bracket")
         assert screen.active_tab == "l3"
         assert not notifications(app)

@@ -78,7 +78,7 @@ async def open_reach_tab(pilot: Pilot) -> None:
     loads = screen.loads_completed
     screen.reload()  # a full load sizes every column to what it shows now
     await wait_until(pilot, lambda: screen.loads_completed > loads, what="a full reload")
-    await pilot.press(*["left_square_bracket"])
+    await pilot.press(*["left_square_bracket"] * 2)  # past Security groups
     await wait_until(pilot, lambda: screen.active_tab == "reach", what="the Reach tab")
     await pilot.pause(0.2)
 

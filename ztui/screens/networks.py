@@ -1,7 +1,9 @@
 """The networks view: L3 networks, L2 networks, IP ranges and virtual routers, one tab
 each, and under the routers the DHCP entries the router under the cursor serves; on a
 node with VIPs (a plugin brings their APIs), a Reach tab: port-forwarding rules, EIPs
-and unused VIPs, and how each guest is reached.
+and unused VIPs, and how each guest is reached; on a node with security groups (a plugin
+too), a Sec. groups tab: the groups, and under them the rules and NICs of the group
+under the cursor, with verbs to make and change them.
 
 Everything comes from Query APIs.  IP usage is computed: an IP range holds
 ``endIp - startIp + 1`` addresses, and a NIC that holds a used IP (``usedIpUuid``
@@ -12,7 +14,8 @@ guest L3 whose VM may be running, with the hostname made by ``hostname_of``.
 
 Live: ``/appliance-vm/status/change`` updates one router's row; VM changes
 re-read the NICs (IP usage, public IPs, DHCP entries), coalesced; a finished VIP,
-rule or EIP operation (from any view or client) re-reads the Reach tab.
+rule or EIP operation (from any view or client) re-reads the Reach tab, and a finished
+security-group operation the Sec. groups tab.
 """
 
 from __future__ import annotations
@@ -27,16 +30,18 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
 from core.network.l3.nics import VM_NIC
 from core.virtual_router.sync import GUEST, PUBLIC, SERVED_STATES, hostname_of
 from ztui.columns import Column, Kind
 from ztui.dialogs.confirm import ConfirmDialog, Wording, question
+from ztui.dialogs.security_group import ChoiceDialog, NewGroup, NewGroupDialog, RuleDialog
 from ztui.formatting import Formatter
 from ztui.reach import KIND_EIP, KIND_PF, KIND_VIP, REACH_APIS, ReachData
 from ztui.screens.base import ResourceScreen
+from ztui.security_groups import SG_APIS, SgData
 from ztui.widgets.resource_table import ResourceTable
 
 Row = dict[str, Any]
@@ -92,6 +97,24 @@ REACH_COLUMNS = (
     Column("attached", "attached"),
     Column("name", "name"),
 )
+SG_COLUMNS = (
+    Column("name", "name"),
+    Column("l3Names", "L3 networks"),
+    Column("ruleCount", "rules"),
+    Column("nicCount", "NICs"),
+    Column("description", "description"),
+)
+SG_RULE_COLUMNS = (
+    Column("direction", "direction"),
+    Column("protocol", "proto"),
+    Column("ports", "ports"),
+    Column("peer", "from/to"),
+)
+SG_NIC_COLUMNS = (
+    Column("vmName", "VM"),
+    Column("ip", "IP"),
+    Column("l3Name", "L3"),
+)
 DHCP_COLUMNS = (
     Column("vmName", "VM"),
     Column("ip", "IP"),
@@ -120,9 +143,11 @@ TABS = (
     Tab("ranges", "IP ranges", RANGE_COLUMNS, noun="IP range"),
     Tab("routers", "Routers", ROUTER_COLUMNS, markable=True, noun="router"),
     Tab("reach", "Reach", REACH_COLUMNS, markable=True, noun="item"),
+    Tab("sg", "Sec. groups", SG_COLUMNS, markable=True, noun="security group"),
 )
-"""The Reach tab (VIPs, port forwarding, EIPs) is shown only when the node has their
-APIs (a plugin brings them)."""
+"""The Reach tab (VIPs, port forwarding, EIPs) and the Sec. groups tab are shown only
+when the node has their APIs (plugins bring them)."""
+PLUGIN_TABS = ("reach", "sg")
 TAB_BY_ID = {tab.id: tab for tab in TABS}
 ACTION_TAB = {
     "delete_l3": "l3",
@@ -130,6 +155,12 @@ ACTION_TAB = {
     "destroy": "routers",
     "delete_reach": "reach",
     "detach": "reach",
+    "new_sg": "sg",
+    "add_sg_rule": "sg",
+    "delete_sg_rule": "sg",
+    "add_sg_nic": "sg",
+    "remove_sg_nic": "sg",
+    "delete_sg": "sg",
 }
 """The tab on which each verb acts (elsewhere it is hidden)."""
 ROUTER_NOUN = Wording("virtual router", "virtual routers")
@@ -145,6 +176,13 @@ REACH_DELETE_WARNING = Wording(
     "A VIP goes once nothing uses it.",
     "Rules and EIPs are detached first: their guests are no longer reached through them. "
     "VIPs go last, once nothing uses them.",
+)
+SG_NOUN = Wording("security group", "security groups")
+SG_WARNING = Wording(
+    "Its rules go with it, its NICs leave it (unguarded if in no other group), and rules "
+    "of other groups that name it go too.",
+    "Their rules go with them, their NICs leave them (unguarded if in no other group), and "
+    "rules of other groups that name them go too.",
 )
 L3_NOUN = Wording("L3 network", "L3 networks")
 L3_WARNING = Wording(
@@ -362,7 +400,21 @@ class NetworksScreen(ResourceScreen):
     the router under the cursor."""
 
     VIEW = "networks"
-    MUTATING = frozenset({"reconnect", "destroy", "delete_l3", "delete_reach", "detach"})
+    MUTATING = frozenset(
+        {
+            "reconnect",
+            "destroy",
+            "delete_l3",
+            "delete_reach",
+            "detach",
+            "new_sg",
+            "add_sg_rule",
+            "delete_sg_rule",
+            "add_sg_nic",
+            "remove_sg_nic",
+            "delete_sg",
+        }
+    )
 
     DEFAULT_CSS = """
     NetworksScreen TabbedContent {
@@ -390,6 +442,27 @@ class NetworksScreen(ResourceScreen):
         text-wrap: nowrap;
         text-overflow: ellipsis;
     }
+    NetworksScreen #sg-table {
+        height: auto;
+        max-height: 50%;
+        min-height: 3;
+    }
+    NetworksScreen #sg-members {
+        height: 1fr;
+    }
+    NetworksScreen #sg-rules {
+        width: 3fr;
+    }
+    NetworksScreen #sg-nics {
+        width: 2fr;
+    }
+    NetworksScreen #sg-title {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
     NetworksScreen #l3-detail, NetworksScreen #reach-detail {
         height: auto;
         max-height: 3;
@@ -408,6 +481,12 @@ class NetworksScreen(ResourceScreen):
         Binding("d", "delete_l3", "Delete", id="ztui.net.l3.delete"),
         Binding("d", "delete_reach", "Delete", id="ztui.net.reach.delete"),
         Binding("x", "detach", "Detach", id="ztui.net.reach.detach"),
+        Binding("n", "new_sg", "New group", id="ztui.net.sg.new"),
+        Binding("a", "add_sg_rule", "Add rule", id="ztui.net.sg.rule.add"),
+        Binding("x", "delete_sg_rule", "Del rule", id="ztui.net.sg.rule.delete"),
+        Binding("i", "add_sg_nic", "Add NIC", id="ztui.net.sg.nic.add"),
+        Binding("u", "remove_sg_nic", "Remove NIC", id="ztui.net.sg.nic.remove", show=False),
+        Binding("d", "delete_sg", "Delete", id="ztui.net.sg.delete"),
     ]
 
     def __init__(self) -> None:
@@ -417,6 +496,10 @@ class NetworksScreen(ResourceScreen):
         """The uuid of the router whose DHCP entries are shown."""
         self.reach: ReachData | None = None
         """VIPs, rules and EIPs; None while the node has no such APIs (no Reach tab)."""
+        self.sg: SgData | None = None
+        """Security groups; None while the node has no such APIs (no Sec. groups tab)."""
+        self.sg_attached: dict[str, set[str]] = {}
+        """Group uuid → the L3 networks this view attached it to (the node does not say)."""
 
     # -- layout -------------------------------------------------------------------
 
@@ -433,6 +516,11 @@ class NetworksScreen(ResourceScreen):
                             yield Static("", id="l3-detail")
                         elif tab.id == "reach":
                             yield Static("", id="reach-detail")
+                        elif tab.id == "sg":
+                            yield Static("", id="sg-title")
+                            with Horizontal(id="sg-members"):
+                                yield ResourceTable(SG_RULE_COLUMNS, fmt=self.fmt, id="sg-rules")
+                                yield ResourceTable(SG_NIC_COLUMNS, fmt=self.fmt, id="sg-nics")
                         elif tab.id == "routers":
                             yield Static("", id="dhcp-title")
                             yield ResourceTable(
@@ -442,13 +530,19 @@ class NetworksScreen(ResourceScreen):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one(TabbedContent).hide_tab("reach")  # until the node says it has VIPs
+        for tab_id in PLUGIN_TABS:  # until the node says it has their APIs
+            self.query_one(TabbedContent).hide_tab(tab_id)
         self.table.focus()
 
     @property
     def shown_tabs(self) -> list[Tab]:
-        """The tabs shown: Reach only on a node with VIPs."""
-        return [tab for tab in TABS if tab.id != "reach" or self.reach is not None]
+        """The tabs shown: Reach only on a node with VIPs, Security groups only on a node
+        with security groups."""
+        return [tab for tab in TABS if tab.id not in PLUGIN_TABS or self.plugin_data(tab.id)]
+
+    def plugin_data(self, tab_id: str) -> bool:
+        """Whether the node has the APIs of a plugin's tab."""
+        return (self.reach if tab_id == "reach" else self.sg) is not None
 
     def table_of(self, tab_id: str) -> ResourceTable:
         return self.query_one(f"#{tab_id}-table", ResourceTable)
@@ -516,6 +610,7 @@ class NetworksScreen(ResourceScreen):
             hosts,
             clusters,
             reach,
+            sg,
         ) = await asyncio.gather(
             self.api_query("QueryL2Network"),
             self.api_query("QueryL3Network"),
@@ -528,6 +623,7 @@ class NetworksScreen(ResourceScreen):
             self.api_query("QueryHost"),
             self.api_query("QueryCluster"),
             self.query_reach(),
+            self.query_sg(),
         )
         self.data = NetworkData(
             fmt=self.fmt,
@@ -548,7 +644,7 @@ class NetworksScreen(ResourceScreen):
             hosts={str(h["uuid"]): str(h["name"]) for h in hosts},
             clusters={str(c["uuid"]): str(c["name"]) for c in clusters},
         )
-        self.reach = reach
+        self.reach, self.sg = reach, sg
         self.show_data()
 
     async def query_reach(self) -> ReachData | None:
@@ -560,6 +656,28 @@ class NetworksScreen(ResourceScreen):
             self.api_query("QueryPortForwardingRule"), self.api_query("QueryEip")
         )
         return ReachData(vips, rules, eips)
+
+    async def query_sg(self) -> SgData | None:
+        """Security groups, their rules and NICs; None when the node has no such API."""
+        groups = await self.plugin_query("QuerySecurityGroup")
+        if groups is None:
+            return None
+        rules, refs = await asyncio.gather(
+            self.api_query("QuerySecurityGroupRule"), self.api_query("QueryVmNicInSecurityGroup")
+        )
+        return SgData(by_name(groups), rules, refs)
+
+    def sg_rows(self) -> list[Row]:
+        if self.sg is None:
+            return []
+        sg = self.sg
+        sg.nics, sg.vms, sg.l3s, sg.attached = (
+            self.data.nics,
+            self.data.vms,
+            self.data.l3s,
+            self.sg_attached,
+        )
+        return sg.group_rows()
 
     def reach_rows(self) -> list[Row]:
         if self.reach is None:
@@ -579,23 +697,27 @@ class NetworksScreen(ResourceScreen):
         sync_rows(self.table_of("ranges"), [data.range_row(r) for r in data.ranges])
         sync_rows(self.table_of("routers"), [data.router_row(r) for r in data.routers])
         sync_rows(self.table_of("reach"), self.reach_rows())
-        self.show_reach_tab()
+        sync_rows(self.table_of("sg"), self.sg_rows())
+        self.show_plugin_tabs()
         self.show_counts()
         self.show_l3_detail()
         self.show_reach_detail()
+        self.show_sg_members()
         self.show_dhcp()
         if summary:
             self.status.show_info(self.summary())
 
-    def show_reach_tab(self) -> None:
-        """Show the Reach tab on a node with VIPs, hide it on one without."""
+    def show_plugin_tabs(self) -> None:
+        """Show the Reach tab on a node with VIPs, the Sec. groups tab on a node with
+        security groups; hide them on one without."""
         tabs = self.query_one(TabbedContent)
-        if self.reach is not None:
-            tabs.show_tab("reach")
-        else:
-            if self.active_tab == "reach":
-                self.show_tab(TABS[0].id)
-            tabs.hide_tab("reach")
+        for tab_id in PLUGIN_TABS:
+            if self.plugin_data(tab_id):
+                tabs.show_tab(tab_id)
+            else:
+                if self.active_tab == tab_id:
+                    self.show_tab(TABS[0].id)
+                tabs.hide_tab(tab_id)
 
     def show_counts(self) -> None:
         tabs = self.query_one(TabbedContent)
@@ -663,6 +785,35 @@ class NetworksScreen(ResourceScreen):
             else Text(reach_detail(row))
         )
 
+    def show_sg_members(self) -> None:
+        """The rules and NICs of the group under the cursor, with a title line."""
+        title = self.query_one("#sg-title", Static)
+        rules, nics = (
+            self.query_one("#sg-rules", ResourceTable),
+            self.query_one("#sg-nics", ResourceTable),
+        )
+        group = self.table_of("sg").cursor_row_data
+        if group is None or self.sg is None:
+            rules.show([])
+            nics.show([])
+            title.update("No security group: n makes one.")
+            return
+        uuid = str(group["uuid"])
+        rules.show(self.sg.rule_rows(uuid))
+        nics.show(self.sg.nic_rows(uuid))
+        n_rules, n_nics = len(self.sg.rules_of(uuid)), len(self.sg.refs_of(uuid))
+        parts = [
+            f"{group['name']}: {n_rules} rule{'' if n_rules == 1 else 's'}",
+            f"{n_nics} NIC{'' if n_nics == 1 else 's'}",
+            f"on {group['l3Names']}" if group.get("l3Names") else "attached to no L3 known",
+            "a add/x delete rule · i add/u remove NIC",
+        ]
+        title.update(Text(" · ".join(parts)))
+
+    @on(DataTable.RowHighlighted, "#sg-table")
+    def _sg_highlighted(self) -> None:
+        self.show_sg_members()
+
     @on(DataTable.RowHighlighted, "#reach-table")
     def _reach_highlighted(self) -> None:
         self.show_reach_detail()
@@ -689,6 +840,18 @@ class NetworksScreen(ResourceScreen):
         """A VIP, rule or EIP was made, changed or deleted (here or by a VM verb)."""
         if record.get("apiName") in REACH_APIS and record.get("status") != "Running":
             self.refresh_reach()
+        if record.get("apiName") in SG_APIS and record.get("status") != "Running":
+            self.refresh_sg()
+
+    @work(exclusive=True, group="sg", exit_on_error=False)
+    async def refresh_sg(self) -> None:
+        """Read the security groups again, with the NICs and VMs they lead to."""
+        await asyncio.sleep(REFRESH_DELAY)
+        sg, nics, vms = await asyncio.gather(
+            self.query_sg(), self.api_query("QueryVmNic"), self.api_query("QueryVmInstance")
+        )
+        self.sg, self.data.nics, self.data.vms = sg, nics, vms
+        self.show_data(summary=False)
 
     @work(exclusive=True, group="reach", exit_on_error=False)
     async def refresh_reach(self) -> None:
@@ -736,19 +899,22 @@ class NetworksScreen(ResourceScreen):
         """Read the NICs, VMs and routers again (after a short pause that gathers a burst
         of events into one read) and update usage, public IPs and DHCP entries."""
         await asyncio.sleep(REFRESH_DELAY)
-        nics, vms, routers, reach = await asyncio.gather(
+        nics, vms, routers, reach, sg = await asyncio.gather(
             self.api_query("QueryVmNic"),
             self.api_query("QueryVmInstance"),
             self.api_query("QueryVirtualRouterVm"),
             self.query_reach(),  # an expunged VM's rules and EIPs are detached
+            self.query_sg(),  # and its NICs leave their groups
         )
         self.data.nics, self.data.vms, self.data.routers = nics, vms, by_name(routers)
-        self.reach = reach
+        self.reach, self.sg = reach, sg
         self.show_data(summary=False)  # the status line may say what a verb did
 
     def filter_applied(self) -> None:
         if self.active_tab == "routers":
             self.show_dhcp()
+        elif self.active_tab == "sg":
+            self.show_sg_members()
 
     # -- verbs --------------------------------------------------------------------
 
@@ -899,6 +1065,215 @@ class NetworksScreen(ResourceScreen):
         reach = await self.query_reach()
         self.reach = reach
         self.show_data(summary=False)
+
+    # -- the Sec. groups tab's verbs ------------------------------------------
+
+    def cursor_group(self) -> Row | None:
+        """The group under the cursor; None (said) when there is none."""
+        group = self.table_of("sg").cursor_row_data
+        if group is None or self.sg is None:
+            self.notify("No security group selected (n makes one).", severity="warning")
+            return None
+        return dict(group)
+
+    async def reload_sg(self, select: str | None = None) -> None:
+        """Show the Sec. groups tab as the node has it now (after a verb), the cursor
+        on group ``select`` if given."""
+        self.sg = await self.query_sg()
+        self.show_data(summary=False)
+        if select is not None and self.table_of("sg").select_key(select):
+            self.show_sg_members()
+
+    def action_new_sg(self) -> None:
+        """A new security group, attached to an L3 network (binding ``ztui.net.sg.new``)."""
+        l3s = [
+            (str(n["name"]), str(n["uuid"]))
+            for n in self.data.l3s
+            if n.get("category") == "Private"
+        ]
+
+        def answered(request: NewGroup | None) -> None:
+            if request is not None:
+                self.create_sg(request)
+
+        self.app.push_screen(NewGroupDialog(l3s), answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def create_sg(self, request: NewGroup) -> None:
+        """Create the group, then attach it; a refused attach deletes the group again."""
+        self.status.show_info(f"creating security group {request.name}…")
+        group = await self.api_call("CreateSecurityGroup", {"name": request.name})
+        if not isinstance(group, dict):
+            return
+        uuid = str(group["uuid"])
+        where = ""
+        if request.l3_uuid is not None:
+            attach = {"securityGroupUuid": uuid, "l3NetworkUuid": request.l3_uuid}
+            if not await self.api_ok("AttachSecurityGroupToL3Network", attach, request.name):
+                refusal = self.status.text
+                await self.session.call("DeleteSecurityGroup", {"uuid": uuid})
+                await self.reload_sg()
+                self.status.show_error(refusal)
+                return
+            self.sg_attached.setdefault(uuid, set()).add(request.l3_uuid)
+            where = f" on {self.data.name_of(self.data.l3s, request.l3_uuid)}"
+        await self.reload_sg(select=uuid)
+        self.status.show_info(f"created security group {request.name}{where}")
+
+    def action_add_sg_rule(self) -> None:
+        """Add a rule to the group under the cursor (binding ``ztui.net.sg.rule.add``)."""
+        group = self.cursor_group()
+        if group is None or self.sg is None:
+            return
+        groups = [(str(g["name"]), str(g["uuid"])) for g in self.sg.groups]
+
+        def answered(params: dict[str, Any] | None) -> None:
+            if params is not None:
+                self.add_sg_rule(group, params)
+
+        self.app.push_screen(RuleDialog(str(group["name"]), groups), answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def add_sg_rule(self, group: Row, params: dict[str, Any]) -> None:
+        rule = await self.api_call(
+            "AddSecurityGroupRule", {"securityGroupUuid": group["uuid"], **params}
+        )
+        if not isinstance(rule, dict):
+            return
+        await self.reload_sg(select=str(group["uuid"]))
+        text = self.sg.rule_text(rule) if self.sg is not None else "a rule"
+        self.status.show_info(f"{group['name']}: added {text}")
+
+    def action_delete_sg_rule(self) -> None:
+        """Delete one of the rules of the group under the cursor, chosen in a dialog
+        (binding ``ztui.net.sg.rule.delete``)."""
+        group = self.cursor_group()
+        if group is None or self.sg is None:
+            return
+        sg = self.sg
+        rules = sg.rule_rows(str(group["uuid"]))
+        if not rules:
+            self.notify(f"Security group {group['name']} has no rule.", severity="warning")
+            return
+        choices = [(sg.rule_text(r), str(r["uuid"])) for r in rules]
+        texts = dict((v, k) for k, v in choices)
+
+        def answered(uuid: str | None) -> None:
+            if uuid is not None:
+                self.delete_sg_rule(group, uuid, texts[uuid])
+
+        dialog = ChoiceDialog(
+            f"Delete a rule of {group['name']}", "The rule to delete:", choices, "Delete"
+        )
+        self.app.push_screen(dialog, answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def delete_sg_rule(self, group: Row, uuid: str, text: str) -> None:
+        if not await self.api_ok("DeleteSecurityGroupRule", {"ruleUuids": [uuid]}, text):
+            return
+        await self.reload_sg(select=str(group["uuid"]))
+        self.status.show_info(f"{group['name']}: deleted {text}")
+
+    def action_add_sg_nic(self) -> None:
+        """Put a VM's NIC in the group under the cursor, chosen among the NICs on its L3
+        networks (binding ``ztui.net.sg.nic.add``)."""
+        group = self.cursor_group()
+        if group is None or self.sg is None:
+            return
+        private = {str(n["uuid"]) for n in self.data.l3s if n.get("category") == "Private"}
+        nics = self.sg.candidates(group, private)
+        if not nics:
+            self.notify(
+                f"No VM NIC can join security group {group['name']}: none with an address on "
+                "a Private L3 network is out of it.",
+                severity="warning",
+            )
+            return
+        choices = [(f"{n['vmName']} {n.get('ip')} on {n['l3Name']}", str(n["uuid"])) for n in nics]
+        texts = dict((v, k) for k, v in choices)
+
+        def answered(uuid: str | None) -> None:
+            if uuid is not None:
+                self.add_sg_nic(group, uuid, texts[uuid])
+
+        dialog = ChoiceDialog(
+            f"Add a NIC to {group['name']}",
+            "The VM NIC to guard with this group (the group must be attached to its L3 network):",
+            choices,
+            "Add",
+        )
+        self.app.push_screen(dialog, answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def add_sg_nic(self, group: Row, nic_uuid: str, text: str) -> None:
+        params = {"securityGroupUuid": group["uuid"], "vmNicUuids": [nic_uuid]}
+        if await self.api_call("AddVmNicToSecurityGroup", params) is None:
+            return
+        await self.reload_sg(select=str(group["uuid"]))
+        self.status.show_info(f"{group['name']}: added NIC {text}")
+
+    def action_remove_sg_nic(self) -> None:
+        """Take one NIC out of the group under the cursor, chosen in a dialog (binding
+        ``ztui.net.sg.nic.remove``)."""
+        group = self.cursor_group()
+        if group is None or self.sg is None:
+            return
+        rows = self.sg.nic_rows(str(group["uuid"]))
+        if not rows:
+            self.notify(f"Security group {group['name']} has no NIC.", severity="warning")
+            return
+        choices = [(f"{r['vmName']} {r['ip']}".strip(), str(r["vmNicUuid"])) for r in rows]
+        texts = dict((v, k) for k, v in choices)
+
+        def answered(uuid: str | None) -> None:
+            if uuid is not None:
+                self.remove_sg_nic(group, uuid, texts[uuid])
+
+        dialog = ChoiceDialog(
+            f"Remove a NIC from {group['name']}", "The NIC to take out:", choices, "Remove"
+        )
+        self.app.push_screen(dialog, answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def remove_sg_nic(self, group: Row, nic_uuid: str, text: str) -> None:
+        params = {"securityGroupUuid": group["uuid"], "vmNicUuids": [nic_uuid]}
+        if not await self.api_ok("DeleteVmNicFromSecurityGroup", params, text):
+            return
+        await self.reload_sg(select=str(group["uuid"]))
+        self.status.show_info(f"{group['name']}: removed NIC {text}")
+
+    def action_delete_sg(self) -> None:
+        """Delete the marked groups, or the one under the cursor, after a confirmation
+        (binding ``ztui.net.sg.delete``)."""
+        rows = self.table_of("sg").selection()
+        if not rows:
+            self.notify("No security group selected.", severity="warning")
+            return
+        text = question("Delete", SG_NOUN, [str(r["name"]) for r in rows], SG_WARNING)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete_sgs(rows)
+
+        self.app.push_screen(ConfirmDialog(text, "Delete"), answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def delete_sgs(self, rows: list[Mapping[str, Any]]) -> None:
+        """One after the other; the first refusal stops the rest."""
+        self.table_of("sg").clear_marks()
+        deleted = []
+        for row in rows:
+            if not await self.call_ok("DeleteSecurityGroup", row):
+                break
+            self.sg_attached.pop(str(row["uuid"]), None)
+            deleted.append(str(row["name"]))
+        refusal = self.status.text if len(deleted) < len(rows) else None
+        await self.reload_sg()
+        if refusal is not None:
+            self.status.show_error(refusal)
+        elif deleted:
+            self.status.show_info(f"deleted security group{'s' if len(deleted) > 1 else ''} "
+                                  f"{', '.join(deleted)}")  # fmt: skip
 
 
 DELETE_API = {
