@@ -26,6 +26,7 @@ from core.kernel.http import UnreachableError
 from core.kernel.rest import AgentClient
 from core.network.l3.models import VmNicVO
 from core.virtual_router.extension_points import PUBLIC, RouterData, VirtualRouterAccess
+from core.virtual_router.spi import router_access
 from zsl_vip.contract import (
     ApplyEipCmd,
     ApplyPortForwardingCmd,
@@ -53,11 +54,7 @@ CREATE_PF, CREATE_EIP = "createPortForwardingRule", "createEip"
 
 
 def access_of(node: Any) -> VirtualRouterAccess:
-    found = node.registry.extensions(VirtualRouterAccess)
-    if not found:
-        raise operr("the virtual router plugin is disabled; VIPs need it")
-    router: VirtualRouterAccess = found[0]
-    return router
+    return router_access(node, "VIPs")
 
 
 class VipUserData(FlowData):
