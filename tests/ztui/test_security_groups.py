@@ -112,16 +112,16 @@ def test_rule_forms_and_ports() -> None:
     assert rule_ports({"protocol": "ICMP", "startPort": -1, "endPort": -1}) == ""
 
 
-# -- the tab --------------------------------------------------------------------------------
-
-
-async def test_the_tab_lists_groups_with_their_rules_and_nics(sg: SgLab) -> None:
-    node = sg.node
-    web = await ok(node, "CreateSecurityGroup", name="web")
+async def two_groups(
+    node: ManagementNode, l3_uuid: str, name: str, nic_uuid: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Groups ``name`` and ``clients`` on the L3: ``name`` admits TCP 80 from ``clients``
+    and 8000-8100 from 10.0.10.0/24, lets ICMP out, and holds the NIC."""
+    main = await ok(node, "CreateSecurityGroup", name=name)
     clients = await ok(node, "CreateSecurityGroup", name="clients")
-    for group in (web, clients):
+    for group in (main, clients):
         await ok(node, "AttachSecurityGroupToL3Network", securityGroupUuid=group["uuid"],
-                 l3NetworkUuid=sg.l3["uuid"])  # fmt: skip
+                 l3NetworkUuid=l3_uuid)  # fmt: skip
     for params in (
         {"type": "Ingress", "protocol": "TCP", "startPort": 80, "endPort": 80,
          "remoteSecurityGroupUuid": clients["uuid"]},
@@ -129,9 +129,18 @@ async def test_the_tab_lists_groups_with_their_rules_and_nics(sg: SgLab) -> None
          "allowedCidr": "10.0.10.0/24"},
         {"type": "Egress", "protocol": "ICMP"},
     ):  # fmt: skip
-        await ok(node, "AddSecurityGroupRule", securityGroupUuid=web["uuid"], **params)
-    await ok(node, "AddVmNicToSecurityGroup", securityGroupUuid=web["uuid"],
-             vmNicUuids=[sg.nics["a"]["uuid"]])  # fmt: skip
+        await ok(node, "AddSecurityGroupRule", securityGroupUuid=main["uuid"], **params)
+    await ok(node, "AddVmNicToSecurityGroup", securityGroupUuid=main["uuid"],
+             vmNicUuids=[nic_uuid])  # fmt: skip
+    return main, clients
+
+
+# -- the tab --------------------------------------------------------------------------------
+
+
+async def test_the_tab_lists_groups_with_their_rules_and_nics(sg: SgLab) -> None:
+    node = sg.node
+    web, clients = await two_groups(node, sg.l3["uuid"], "web", sg.nics["a"]["uuid"])
     app = app_on(node)
     async with app.run_test(size=SMALL) as pilot:
         screen = await sg_tab(pilot)

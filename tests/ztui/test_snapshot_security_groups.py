@@ -18,9 +18,8 @@ from textual.pilot import Pilot
 
 from core.kernel.node import ManagementNode
 from core.kernel.properties import Properties
-from tests.conftest import ok
 from tests.ztui.conftest import LARGE, SMALL, own_node, prepare, shown, the_vm_stopped, wait_until
-from tests.ztui.test_security_groups import make_sg_lab
+from tests.ztui.test_security_groups import make_sg_lab, two_groups
 from ztui.app import ZtuiApp
 from ztui.screens.networks import NetworksScreen
 
@@ -29,21 +28,7 @@ from ztui.screens.networks import NetworksScreen
 def lab_props(props: Properties, tmp_path: Path) -> Properties:
     async def build(node: ManagementNode) -> None:
         lab = await make_sg_lab(node, tmp_path, ("web",))
-        app = await ok(node, "CreateSecurityGroup", name="app")
-        clients = await ok(node, "CreateSecurityGroup", name="clients")
-        for group in (app, clients):
-            await ok(node, "AttachSecurityGroupToL3Network", securityGroupUuid=group["uuid"],
-                     l3NetworkUuid=lab.l3["uuid"])  # fmt: skip
-        for params in (
-            {"type": "Ingress", "protocol": "TCP", "startPort": 80, "endPort": 80,
-             "remoteSecurityGroupUuid": clients["uuid"]},
-            {"type": "Ingress", "protocol": "TCP", "startPort": 8000, "endPort": 8100,
-             "allowedCidr": "10.0.10.0/24"},
-            {"type": "Egress", "protocol": "ICMP"},
-        ):  # fmt: skip
-            await ok(node, "AddSecurityGroupRule", securityGroupUuid=app["uuid"], **params)
-        await ok(node, "AddVmNicToSecurityGroup", securityGroupUuid=app["uuid"],
-                 vmNicUuids=[lab.nics["web"]["uuid"]])  # fmt: skip
+        await two_groups(node, lab.l3["uuid"], "app", lab.nics["web"]["uuid"])
 
     prepare(props, build)
     return props

@@ -8,11 +8,10 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import ValidationError
-
 from agent.context import HostAgentContext
 from agentkit import nft
-from agentkit.errors import AgentError, ArgumentError
+from agentkit.errors import AgentError
+from agentkit.parse import parse_request
 from agentkit.plugins import AgentPlugin
 from agentkit.server import CommandContext, CommandRegistry
 from contracts.base import Ack
@@ -39,14 +38,6 @@ def check_bridge_netfilter(path: Path = BRIDGE_NF) -> None:
 _EGRESS_CHAIN = re.compile(r"chain o_(zsl[a-z0-9]+) \{")
 
 
-def _explain(exc: ValidationError) -> str:
-    """Pydantic's errors in a line: each field, what is wrong, the value sent."""
-    return "; ".join(
-        f"field {'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
-        for e in exc.errors()
-    )
-
-
 class SecurityGroupCommands(AgentPlugin[HostAgentContext]):
     def __init__(self, ctx: HostAgentContext) -> None:
         super().__init__(ctx)
@@ -63,10 +54,7 @@ class SecurityGroupCommands(AgentPlugin[HostAgentContext]):
         registry.add(contract.SHOW, self.show)
 
     async def apply(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
-        try:
-            cmd = contract.ApplyCmd.model_validate(body)
-        except ValidationError as exc:
-            raise ArgumentError(f"security groups: {_explain(exc)}") from None
+        cmd = parse_request(contract.ApplyCmd, body, "security groups")
         lab = self.ctx.backend.network.lab
         script = render(lab, cmd)
         async with self.ctx.host_network_lock:
