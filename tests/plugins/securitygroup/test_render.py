@@ -148,7 +148,7 @@ async def test_the_simulator_keeps_the_rendered_text() -> None:
     assert shown == ShowRsp(ruleset=render(LAB, state()), taps=["zslt0123abcde0", "zslt0123abcdf0"])
     with pytest.raises(
         ArgumentError,
-        match=r"field egressPolicy: Input should be 'accept' or 'drop' \(got 'reject'\)",
+        match=r"field 'egressPolicy': Input should be 'accept' or 'drop' \(got 'reject'\)",
     ):
         await plugin.apply({**state().to_json(), "egressPolicy": "reject"}, None)  # type: ignore[arg-type]
 
