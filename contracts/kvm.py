@@ -120,9 +120,13 @@ volume already at ``installPath`` with that backing file and size is answered as
 repeat); any other file there is refused."""
 
 VOLUME_DELETE: Final = "/volume/delete"
-"""{installPath} -> {}: succeeds if the file does not exist.  What a creation or download
-to that path cut short left (``.<name>.creating``, ``.<name>.part``) goes too, and so does
-the directory it was in when that is a VM's volume directory (``vm-<vmUuid>``) left empty."""
+"""{installPath, storagePath, keepIfBacking: [str]} -> {}: succeeds if the file does not
+exist.  What a creation or download to that path cut short left (``.<name>.creating``,
+``.<name>.part``) goes too, and so does the directory it was in when that is a volume's
+directory (``vm-<vmUuid>``, ``vol-<volumeUuid>``) left empty.  With ``keepIfBacking``,
+the file is deleted only if no chain of those files (``qemu-img info --backing-chain``)
+holds it, and is refused otherwise, naming the file that stands on it; so is a file a
+running domain's disk reads."""
 
 IMAGE_DOWNLOAD: Final = "/image/download"
 """ASYNC {url (http(s) or file path), installPath, checksum ("sha256:<hex>"|"md5:<hex>"|""),
@@ -154,6 +158,64 @@ fine."""
 STORAGE_INIT: Final = "/storage/init"
 """{path} -> {path, totalCapacity, availableCapacity} (bytes): make a storage
 directory if missing (idempotent) and measure its file system."""
+
+# -- data volumes, snapshots, resize, images from volumes --------------------------
+# A volume's files form a qcow2 backing chain (snapshots below, the active file on top),
+# every file on one primary storage directory ``storagePath``: the agent refuses a chain
+# (as ``qemu-img info --backing-chain`` reads it) with a file outside that directory and
+# outside its ``imagecache`` (an image file is hostile: its header names no host file).
+# A volume attached to a VM is the disk ``vd<letter of deviceId>`` (0 the root ``vda``,
+# 1 ``vdb``...); "live" below means the VM's domain is running (or paused), and then the
+# agent works through libvirt (QEMU holds the files); otherwise with ``qemu-img``.
+VM_ATTACH_VOLUME: Final = "/vm/volume/attach"
+"""{vmUuid, volume: DataVolumeTO} -> {}: hot-plug the data volume into the running
+domain (libvirt ``attachDeviceFlags(AFFECT_LIVE)``; the DB, not libvirt, keeps the VM's
+disks: VM_START gets them all).  A domain that is not running: nothing to do.  Already
+attached (the same file at that target): nothing to do; another file there is refused."""
+
+VM_DETACH_VOLUME: Final = "/vm/volume/detach"
+"""{vmUuid, volume: DataVolumeTO, timeout (s)} -> {}: unplug the data volume from the
+running domain and wait (``timeout``) until QEMU let it go (the guest must answer the
+ACPI eject; failing that, an error saying so, and the disk stays).  Not there: nothing."""
+
+VOLUME_SNAPSHOT: Final = "/volume/snapshot"
+"""{vmUuid, deviceId, storagePath, installPath, newInstallPath, full} -> {installPath,
+newInstallPath, size, actualSize}: the volume's active file ``installPath`` becomes a
+snapshot (never written again) and a new qcow2 overlay ``newInstallPath`` on it the active
+file.  Live: the overlay is made first, then ``snapshotCreateXML`` (external, disk-only,
+no metadata, reuse-ext) switches the disk to it (consistent for the guest, who goes on
+writing); otherwise ``qemu-img create``.  ``full``: the active file is first made
+standalone (its chain pulled into it: ``blockRebase`` with no base live, ``qemu-img
+rebase -b ""`` otherwise), so the snapshot starts a new chain.  Idempotent: a repeat
+finding the disk already on ``newInstallPath`` over ``installPath`` answers as made."""
+
+VOLUME_REBASE: Final = "/volume/rebase"
+"""{vmUuid, deviceId, storagePath, installPath, backingFile} -> {installPath, backingFile}:
+make ``installPath`` stand on ``backingFile`` (a file of its chain below its current
+backing file, or "" for none) without changing what it reads: the data of the files
+skipped is copied into it first.  Live when ``installPath`` is the running disk's active
+file (``blockRebase`` with that base, waited for; a job already running for the disk is
+waited for); otherwise ``qemu-img rebase`` (safe mode) on a file no running domain uses
+(a file of a running disk's chain that is not its active file is refused).  Idempotent:
+a file already on ``backingFile`` answers at once."""
+
+VOLUME_RESIZE: Final = "/volume/resize"
+"""{vmUuid, deviceId, storagePath, installPath, size} -> {size}: grow the volume's
+virtual size to ``size`` bytes (live ``blockResize``, else ``qemu-img resize``); a size
+smaller than the current one is refused, the same size is fine."""
+
+VOLUME_CHAIN: Final = "/volume/chain"
+"""{storagePath, installPaths: [str]} -> {chains: {path: [backing files, nearest first]}}:
+each file's backing chain (``qemu-img info --backing-chain --force-share``); a missing
+file is answered with an empty chain and listed in ``missing``."""
+
+VOLUME_EXPORT: Final = "/volume/export"
+"""ASYNC {storagePath, installPath, targetPath, taskUuid} -> {installPath, format, size,
+actualSize, md5sum}: a standalone qcow2 copy of what ``installPath`` reads (its chain
+flattened: ``qemu-img convert -O qcow2``), written to a temporary file beside
+``targetPath`` (a backup storage's) and linked into place when whole, with
+REPORT_PROGRESS (stage "export").  The source must not be written meanwhile (the core
+exports a stopped VM's volume or a snapshot's file).  Cancelled or failed: nothing left."""
 
 # -- networking ----------------------------------------------------------------
 # Everything the project makes on a host is named ``zsl…`` and fits IFNAMSIZ (15
@@ -326,6 +388,27 @@ class VolumeTO(Wire):
     format: Literal["qcow2", "raw"] = "qcow2"
 
 
+MAX_DATA_VOLUMES: Final = 24
+"""Data volumes a VM can have at most (``vdb``..``vdy``; ZStack's kvm.dataVolume.maxNum)."""
+
+
+class DataVolumeTO(Wire):
+    """A data volume as a VM's disk: ``vd<letter>`` of ``deviceId`` (1 is ``vdb``), with
+    the volume's uuid as its serial (``/dev/disk/by-id/virtio-<first 20 characters>``)."""
+
+    uuid: str
+    install_path: str
+    format: Literal["qcow2", "raw"] = "qcow2"
+    device_id: int = Field(ge=1, le=MAX_DATA_VOLUMES)
+
+
+def disk_target(device_id: int) -> str:
+    """The guest device of a VM's disk: ``vda`` for the root volume (0), ``vdb`` for 1..."""
+    if not 0 <= device_id <= MAX_DATA_VOLUMES:
+        raise ValueError(f"device id {device_id} is not in 0..{MAX_DATA_VOLUMES}")
+    return "vd" + chr(ord("a") + device_id)
+
+
 VIRTUAL_PORT_TYPES: Final = ("", "openvswitch")
 """How a NIC is plugged into its bridge, in libvirt's words (``<virtualport type>``): ""
 for a port of a Linux bridge, ``openvswitch`` for a port of an Open vSwitch bridge (which
@@ -374,6 +457,8 @@ class StartVmCmd(Request[VmStateRsp]):
     smbios_serial: str = Field(default="", max_length=SMBIOS_SERIAL_MAX, pattern=SMBIOS_SERIAL)
     """The domain's SMBIOS system serial (``/sys/class/dmi/id/product_serial`` in the guest;
     cloud-init reads its NoCloud seed there). Empty: the domain has no ``<sysinfo>``."""
+    data_volumes: list[DataVolumeTO] = []
+    """The VM's data volumes, each its own virtio disk (see :class:`DataVolumeTO`)."""
 
 
 StopType = Literal["grace", "cold", "force"]
@@ -458,6 +543,9 @@ class CreateVolumeCmd(Request[CreateVolumeRsp]):
 class DeleteVolumeCmd(Request[Ack]):
     PATH = VOLUME_DELETE
     install_path: str
+    storage_path: str = ""
+    keep_if_backing: list[str] = []
+    """Files whose backing chains must not hold ``install_path`` (see VOLUME_DELETE)."""
 
 
 class DownloadImageRsp(Reply):
@@ -505,6 +593,94 @@ class InitStorageRsp(Reply):
 class InitStorageCmd(Request[InitStorageRsp]):
     PATH = STORAGE_INIT
     path: str
+
+
+class AttachVolumeCmd(Request[Ack]):
+    PATH = VM_ATTACH_VOLUME
+    vm_uuid: str
+    volume: DataVolumeTO
+
+
+class DetachVolumeCmd(Request[Ack]):
+    PATH = VM_DETACH_VOLUME
+    vm_uuid: str
+    volume: DataVolumeTO
+    timeout: float = 30.0
+
+
+class VolumeFileOp(Wire):
+    """What every command on a volume's chain names: the VM and disk it may be live in,
+    and the primary storage directory its files must be in."""
+
+    vm_uuid: str = ""
+    """The VM the volume is attached to ("" none): live if its domain is running."""
+    device_id: int = Field(default=0, ge=0, le=MAX_DATA_VOLUMES)
+    storage_path: str
+    install_path: str
+
+
+class TakeSnapshotRsp(Reply):
+    install_path: str
+    """The snapshot's file (the former active file)."""
+    new_install_path: str
+    size: int
+    """The volume's virtual size, bytes."""
+    actual_size: int
+    """The snapshot file's bytes on disk."""
+
+
+class TakeSnapshotCmd(VolumeFileOp, Request[TakeSnapshotRsp]):
+    PATH = VOLUME_SNAPSHOT
+    new_install_path: str
+    full: bool = False
+
+
+class RebaseVolumeRsp(Reply):
+    install_path: str
+    backing_file: str
+
+
+class RebaseVolumeCmd(VolumeFileOp, Request[RebaseVolumeRsp]):
+    PATH = VOLUME_REBASE
+    backing_file: str = ""
+    """Its new backing file ("" for none: the file is made standalone)."""
+
+
+class ResizeVolumeRsp(Reply):
+    size: int
+
+
+class ResizeVolumeCmd(VolumeFileOp, Request[ResizeVolumeRsp]):
+    PATH = VOLUME_RESIZE
+    size: int = Field(gt=0)
+
+
+class VolumeChainRsp(Reply):
+    chains: dict[str, list[str]]
+    missing: list[str] = []
+
+
+class VolumeChainCmd(Request[VolumeChainRsp]):
+    PATH = VOLUME_CHAIN
+    storage_path: str
+    install_paths: list[str]
+
+
+class ExportVolumeRsp(Reply):
+    install_path: str
+    format: str
+    size: int
+    actual_size: int
+    md5sum: str = Field(alias="md5sum")
+
+
+class ExportVolumeCmd(Request[ExportVolumeRsp]):
+    PATH = VOLUME_EXPORT
+    ASYNC = True
+    storage_path: str
+    install_path: str
+    target_path: str
+    task_uuid: str = ""
 
 
 class CreateBridgeRsp(Reply):
