@@ -12,9 +12,10 @@ from core.management_node.models import ManagementNodeVO
 from core.network.l2.models import L2NetworkClusterRefVO, L2NetworkVO
 from core.network.l3.models import IpRangeVO, L3NetworkDnsVO, L3NetworkVO, UsedIpVO, VmNicVO
 from core.network.service.models import NetworkServiceL3NetworkRefVO, NetworkServiceProviderVO
-from core.offering.models import InstanceOfferingVO
+from core.offering.models import DiskOfferingVO, InstanceOfferingVO
 from core.operation_log.models import OperationLogVO
 from core.reconcile.models import HostOrphanVO
+from core.snapshot.models import VolumeSnapshotVO
 from core.storage.models import (
     BackupStorageVO,
     ImageCacheVO,
@@ -31,6 +32,7 @@ __all__ = [
     "ApplianceVmVO",
     "BackupStorageVO",
     "ClusterVO",
+    "DiskOfferingVO",
     "FlowRunVO",
     "GarbageCollectorVO",
     "GlobalConfigVO",
@@ -57,6 +59,7 @@ __all__ = [
     "VirtualRouterOfferingVO",
     "VmInstanceVO",
     "VmNicVO",
+    "VolumeSnapshotVO",
     "VolumeVO",
     "ZoneVO",
 ]

@@ -25,6 +25,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,6 +289,12 @@ class ApiBus:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             task.exception()  # retrieved: the caller (or its timeout reply) reported it
+
+    def hold(self, signature: str) -> AbstractAsyncContextManager[None]:
+        """Hold the queue of ``signature`` as an API message with that sync signature does:
+        for an operation that must also wait for a second resource (a volume's VM).  Not
+        re-entrant: a handler never holds its own message's signature again."""
+        return self._locks.hold(signature)
 
     def is_busy(self, signature: str) -> bool:
         """Whether an operation holds (or waits for) the queue of ``signature``."""

@@ -20,3 +20,15 @@ class InstanceOfferingVO(ResourceMixin, Base):
     allocator_strategy: Mapped[str] = mapped_column(
         String(64), default="DefaultHostAllocatorStrategy"
     )
+
+
+class DiskOfferingVO(ResourceMixin, Base):
+    """A data volume size."""
+
+    __tablename__ = "disk_offering"
+    resource_type = "DiskOfferingVO"
+
+    disk_size: Mapped[int] = mapped_column(BigInteger)
+    """Bytes."""
+    state: Mapped[str] = mapped_column(String(32), default="Enabled")
+    type: Mapped[str] = mapped_column(String(32), default="DefaultDiskOfferingType")

@@ -26,7 +26,7 @@ for _plugin in entry_points(group="zstack_lite.plugins"):
 
 # Every model's table: the migrations must create each one (and nothing else).
 TABLES = set(Base.metadata.tables)
-HEAD = "0011"
+HEAD = "0012"
 
 
 def _applied(current: tuple[str, ...], url: str) -> bool:
