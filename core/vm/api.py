@@ -28,6 +28,11 @@ class CreateVmInstance(ApiMessage):
     l3_network_uuids: list[str] = param(
         default=[], resource_type="L3NetworkVO", description="L3 networks, default first"
     )
+    data_disk_offering_uuids: list[str] = param(
+        default=[],
+        resource_type="DiskOfferingVO",
+        description="a data volume of each offering's size, attached as vdb, vdc...",
+    )
     host_uuid: str = param(resource_type="HostVO", description="run it on this host")
     cluster_uuid: str = param(resource_type="ClusterVO")
     zone_uuid: str = param(resource_type="ZoneVO")

@@ -14,7 +14,6 @@ is harmless.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, cast
 
 from pydantic import PrivateAttr
@@ -28,7 +27,7 @@ from core.allocator.flows import CHAIN as ALLOCATOR_CHAIN
 from core.allocator.flows import HostAllocationData, no_host
 from core.host.capacity import reserve_capacity, return_capacity
 from core.host.plugin import HostPlugin
-from core.image.models import ImageBackupStorageRefVO, ImageVO
+from core.image.models import ImageBackupStorageRefVO
 from core.kernel.db import new_uuid
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow, checkpointer
@@ -37,9 +36,9 @@ from core.kvm.extension_points import KVMStartVmExtensionPoint, before_start_vm
 from core.network.l3.ipam import allocate_ip
 from core.network.l3.nics import agent_nics, create_nic, delete_nics, nics_of, tap_name
 from core.storage.capacity import reserve_primary_capacity, return_primary_capacity
+from core.storage.image_cache import image_cache
 from core.storage.models import (
     BackupStorageVO,
-    ImageCacheVO,
     PrimaryStorageClusterRefVO,
     PrimaryStorageVO,
 )
@@ -50,7 +49,9 @@ from core.vm.extension_points import (
 )
 from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec
+from core.volume.files import data_volumes_of
 from core.volume.models import VolumeVO
+from core.volume.vm_flows import VmAllocateDataVolumesFlow
 
 # Tables, for Core statements on hot paths (see Base.inventory_columns).
 _backup_storages = BackupStorageVO.__table__
@@ -85,11 +86,6 @@ class CreateVmData(HostAllocationData):
     def running_inventory(self) -> dict[str, Any] | None:
         """The VM's inventory once the chain made it Running (None before)."""
         return self._running
-
-
-_cache_locks: dict[tuple[str, str], asyncio.Lock] = {}
-# Caches are never removed while the node runs, so a hit can be remembered.
-_cache_paths: dict[tuple[str, str], str] = {}
 
 
 def console_log_path(primary_storage_url: str, vm_uuid: str) -> str:
@@ -339,54 +335,12 @@ class VmAllocateVolumeFlow(Flow):
 
 
 async def _image_cache(data: CreateVmData, agent: AgentClient) -> str:
-    """The image's copy on the primary storage, made on first use (never rolled back:
-    a cache serves every later VM, as ZStack's ImageCacheVO does)."""
-    node, spec, ps, bs = data.node, data.spec, data.primary_storage, data.backup_storage
+    """The image's copy on the primary storage (core.storage.image_cache)."""
+    spec, ps, bs = data.spec, data.primary_storage, data.backup_storage
     assert ps is not None and bs is not None and spec.image_uuid is not None
-    key = (ps["uuid"], spec.image_uuid)
-    cached = _cache_paths.get(key)
-    if cached is not None:
-        return cached
-    lock = _cache_locks.setdefault(key, asyncio.Lock())
-    async with lock:
-
-        def find(session: Session) -> tuple[str | None, str]:
-            cache = session.scalars(
-                select(ImageCacheVO).where(
-                    ImageCacheVO.primary_storage_uuid == ps["uuid"],
-                    ImageCacheVO.image_uuid == spec.image_uuid,
-                )
-            ).first()
-            image = session.get(ImageVO, spec.image_uuid)
-            fmt = (image.format if image is not None else None) or "qcow2"
-            return (cache.install_url if cache else None), fmt
-
-        existing, fmt = await node.db.run(find)
-        if existing is not None:
-            _cache_paths[key] = existing
-            return existing
-        path = f"{ps['url']}/imagecache/{spec.image_uuid}.{fmt}"
-        answer = await agent.send(
-            kvm.DownloadImageCmd(
-                url=bs["installPath"], install_path=path, checksum="", task_uuid=spec.vm_uuid
-            ),
-            timeout=3600,
-            cancellable=True,  # a cancelled copy leaves no partial cache behind
-        )
-
-        def record(session: Session) -> None:
-            session.add(
-                ImageCacheVO(
-                    primary_storage_uuid=ps["uuid"],
-                    image_uuid=spec.image_uuid,
-                    install_url=path,
-                    size=answer.actual_size,
-                )
-            )
-
-        await node.db.run(record)
-        _cache_paths[key] = path
-        return path
+    return await image_cache(
+        data.node, agent, ps, bs["installPath"], spec.image_uuid, task_uuid=spec.vm_uuid
+    )
 
 
 class VmAllocateNicFlow(Flow):
@@ -484,6 +438,7 @@ class VmCreateOnHypervisorFlow(Flow):
             console_log_path=console,
             acceleration=host["acceleration"] or "",
             timeout=120,
+            data_volumes=await node.db.run(lambda s: data_volumes_of(s, spec.vm_uuid)),
         )
         extensions = node.registry.extensions(KVMStartVmExtensionPoint)
         await agent.send(await before_start_vm(extensions, spec, cmd), timeout=300)
@@ -550,6 +505,7 @@ DEFAULT_FLOWS = [
         VmImageSelectBackupStorageFlow,
         VmAllocatePrimaryStorageFlow,
         VmAllocateVolumeFlow,
+        VmAllocateDataVolumesFlow,
         VmAllocateNicFlow,
         VmInstantiateResourcePreFlow,
         VmCreateOnHypervisorFlow,

@@ -31,7 +31,6 @@ from core.kernel.flow_data import FlowData
 from core.kernel.rest import AgentClient
 from core.kvm.extension_points import KVMStartVmExtensionPoint, before_start_vm
 from core.network.l3.nics import agent_nics, delete_nics
-from core.storage.capacity import return_primary_capacity
 from core.storage.models import PrimaryStorageVO
 from core.vm.create_flows import (
     VmInstantiateResourcePostFlow,
@@ -43,7 +42,9 @@ from core.vm.create_flows import (
 from core.vm.extension_points import PreVmInstantiateResourceExtensionPoint
 from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec, human_size
+from core.volume.files import data_volumes_of, expunge_volume
 from core.volume.models import VolumeVO
+from core.volume.vm_flows import VmDetachDataVolumesFlow
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ class VmStartOnHypervisorFlow(Flow):
             nics=agent_nics(data.node.registry, spec.nics),
             console_log_path=console,
             timeout=120,
+            data_volumes=await data.node.db.run(lambda s: data_volumes_of(s, vm["uuid"])),
         )
         cmd = await before_start_vm(
             data.node.registry.extensions(KVMStartVmExtensionPoint), spec, cmd
@@ -312,33 +314,25 @@ class VmExpungeConsoleLogFlow(NoRollbackFlow):
 
 
 class VmExpungeRootVolumeFlow(NoRollbackFlow):
-    """Delete the root volume's file and row; its primary storage gets the room back."""
+    """Delete the root volume's files (its snapshots' too) and rows; its primary storage
+    gets the room back (core.volume.files.expunge_volume)."""
 
     def skip(self, data: VmOperationData) -> bool:  # type: ignore[override]
         return data.vm["rootVolumeUuid"] is None
 
     async def run(self, data: VmOperationData) -> None:  # type: ignore[override]
-        vm, node = data.vm, data.node
-        volume = await node.db.run(lambda s: _inventory(s, VolumeVO, vm["rootVolumeUuid"]))
-        if volume is None:
-            return
+        vm = data.vm
         host_uuid = vm["hostUuid"] or vm["lastHostUuid"]
-        if volume["installPath"] and host_uuid:
-            await (await _agent(data, host_uuid)).send(
-                kvm.DeleteVolumeCmd(install_path=volume["installPath"])
-            )
+        if not host_uuid:  # never placed: no file was made
+            await data.node.db.run(lambda s: _delete_row(s, VolumeVO, vm["rootVolumeUuid"]))
+            return
+        await expunge_volume(data.node, await _agent(data, host_uuid), vm["rootVolumeUuid"])
 
-        def forget(session: Session) -> None:
-            row = session.get(VolumeVO, volume["uuid"])
-            if row is not None:
-                session.delete(row)
-            if (
-                volume["primaryStorageUuid"]
-                and session.get(PrimaryStorageVO, volume["primaryStorageUuid"]) is not None
-            ):
-                return_primary_capacity(session, volume["primaryStorageUuid"], int(volume["size"]))
 
-        await node.db.run(forget)
+def _delete_row(session: Session, model: Any, uuid: str) -> None:
+    row = session.get(model, uuid)
+    if row is not None:
+        session.delete(row)
 
 
 def _set_host(session: Session, vm_uuid: str, host_uuid: str | None) -> None:
@@ -383,7 +377,11 @@ CHAINS: dict[str, list[str]] = {
     # (VM_EXPUNGE refuses while it exists) and the volume file is deleted: an expunge
     # that fails on the host keeps the VM whole, its IP not handed out again.
     "expungeVm": _paths(
-        VmExpungeConsoleLogFlow, VmExpungeRootVolumeFlow, VmExpungeNicFlow, VmExpungeRowFlow
+        VmExpungeConsoleLogFlow,
+        VmExpungeRootVolumeFlow,
+        VmDetachDataVolumesFlow,
+        VmExpungeNicFlow,
+        VmExpungeRowFlow,
     ),
 }
 RESUMABLE = frozenset({"stopVm", "destroyVm", "expungeVm"})

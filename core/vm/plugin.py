@@ -68,6 +68,8 @@ from core.vm.lifecycle_flows import CHAINS as LIFECYCLE_CHAINS
 from core.vm.lifecycle_flows import RESUMABLE, VmOperationData
 from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec
+from core.volume.files import data_disk_sizes
+from core.volume.global_config import DATA_VOLUME_MAX_NUM
 
 # Tables, for Core statements on hot paths (see Base.inventory_columns).
 _vms = cast(Table, VmInstanceVO.__table__)  # a Table (typed FromClause): insert and update it
@@ -297,9 +299,14 @@ class VmPlugin(
             st.CREATED if msg.strategy == "JustCreate" else st.next_state(st.CREATED, "starting")
         )
 
+        max_data_disks = self.node.plugin(GlobalConfigPlugin).value(
+            "kvm", DATA_VOLUME_MAX_NUM.name
+        )
+
         def create_row(session: Session) -> tuple[dict[str, Any], VmInstanceSpec]:
             offering = session.execute(_OFFERING, {"offering": msg.instance_offering_uuid}).one()
             image = ready_image(session, msg.image_uuid)
+            data_disks = data_disk_sizes(session, msg.data_disk_offering_uuids, max_data_disks)
             row = session.execute(
                 _NEW_VM,
                 {
@@ -329,6 +336,8 @@ class VmPlugin(
                 cluster_uuid=msg.cluster_uuid,
                 zone_uuid=msg.zone_uuid,
                 disk_size=image.size,
+                data_disk_sizes=data_disks,
+                data_disk_offering_uuids=list(msg.data_disk_offering_uuids),
                 l3_network_uuids=list(msg.l3_network_uuids),
                 static_ips=static_ips,
             )

@@ -30,6 +30,10 @@ class VmInstanceSpec:
     last_host_uuid: str | None = None
     disk_size: int = 0
     """Bytes the root volume needs on primary storage (the image's actual size)."""
+    data_disk_sizes: list[int] = field(default_factory=list)
+    """Bytes of each data volume a create makes with the VM (``vdb``, ``vdc``...)."""
+    data_disk_offering_uuids: list[str] = field(default_factory=list)
+    """The disk offerings those sizes come from (same order)."""
     static_ips: dict[str, str] = field(default_factory=dict)
     """L3 network uuid -> the address a ``staticIp`` tag asks for."""
     nics: list[dict[str, Any]] = field(default_factory=list)

@@ -31,6 +31,7 @@ __all__ = [
     "agent_for",
     "files_of",
     "read_site",
+    "volume_and_vm_locked",
     "volume_locked",
     "volume_signature",
 ]
@@ -117,6 +118,13 @@ async def volume_locked(node: Any, volume_uuid: str) -> AsyncIterator[VolumeSite
                     yield site
                     return
             # attached to another VM meanwhile: hold that one instead
+
+
+@asynccontextmanager
+async def volume_and_vm_locked(node: Any, volume_uuid: str, vm_uuid: str) -> AsyncIterator[None]:
+    """Hold the volume's queue, then VM ``vm_uuid``'s (to attach the volume to it)."""
+    async with node.bus.hold(volume_signature(volume_uuid)), node.bus.hold(f"Vm-{vm_uuid}"):
+        yield
 
 
 async def agent_for(node: Any, site: VolumeSite) -> AgentClient:
