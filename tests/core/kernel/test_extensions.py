@@ -250,6 +250,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
         "image",
         "virtualRouter",
         "vm",
+        "volume",
         "reconcile",
     ]
     services = of(Service)
@@ -269,6 +270,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
         "storage",
         "virtualRouter",
         "vm",
+        "volume",
         "zone",
         "reconcile",
     ]
@@ -348,6 +350,7 @@ async def test_components_start_in_order_and_stop_in_reverse(
         "ImagePlugin",
         "VirtualRouterPlugin",
         "VmPlugin",
+        "VolumePlugin",
         "CLastA",
         "CLastB",
         "ReconcilePlugin",
