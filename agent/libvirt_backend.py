@@ -192,6 +192,18 @@ def remove_domain(dom: libvirt.virDomain) -> None:
         )
 
 
+def _affect(dom: libvirt.virDomain, target: str, plugging: bool) -> int:
+    """Hot-plug flags: the running domain and, for a persistent one, its definition too
+    (VM_REBOOT starts the domain again from it): a disk plugged in is added there unless
+    it is there already, one unplugged is removed from there if it is there."""
+    flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
+    if dom.isPersistent():
+        defined = target in disks_of(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        if defined != plugging:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    return flags
+
+
 class LibvirtBackend(LocalFileStorage, Backend):
     hypervisor_type = "KVM"
 
@@ -579,7 +591,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
                 f"{volume.target}, not {volume.install_path}: refused"
             )
         try:
-            dom.attachDeviceFlags(data_disk_xml(volume), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            dom.attachDeviceFlags(data_disk_xml(volume), _affect(dom, volume.target, True))
         except libvirt.libvirtError as exc:
             raise AgentError(
                 f"cannot attach {volume.install_path} to VM {vm_uuid} as {volume.target}: "
@@ -613,7 +625,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
                 "not detached"
             )
         try:
-            dom.detachDeviceFlags(element, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            dom.detachDeviceFlags(element, _affect(dom, volume.target, False))
         except libvirt.libvirtError as exc:
             # An unplug asked for before (a repeat) is still pending: wait for it.
             if "already in the process of unplug" not in _message(exc):

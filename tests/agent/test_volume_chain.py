@@ -436,3 +436,18 @@ async def test_a_simulated_vm_takes_data_volumes_and_guards_them(
     await connected.ok(p.VOLUME_DELETE, {"installPath": other["installPath"]})
     await connected.ok(p.VOLUME_DELETE, delete)
     assert not vol_dir.exists()
+
+
+async def test_a_cancelled_export_leaves_nothing_and_never_answers(
+    connected: AgentCaller, storage: Path, vol_dir: Path, tmp_path: Path
+) -> None:
+    big = make_qcow2(vol_dir / "big.qcow2", 256 * MIB)
+    write(big, 0, 0x55, 256 * MIB)  # data, not zeros: the copy takes a while
+    target = tmp_path / "bs" / "big.qcow2"
+    body = {"storagePath": str(storage), "installPath": str(big), "targetPath": str(target)}
+    task = await connected.start_async(p.VOLUME_EXPORT, body)
+    await wait_until(lambda: target.parent.is_dir() and leftovers(target.parent) != [], 10)
+    answer = await connected.ok("/task/cancel", {"taskUuid": task})
+    assert answer["cancelled"] is True
+    assert os.listdir(target.parent) == []
+    assert connected.core is not None and task not in connected.core.callbacks

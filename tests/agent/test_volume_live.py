@@ -134,12 +134,17 @@ class Lab:
     def op(self, path: Path, device_id: int) -> VolumeOp:
         return VolumeOp(str(self.storage), str(path), self.vm_uuid, device_id)
 
-    def disks(self) -> dict[str, tuple[str, ...]]:
+    def disks(self, flags: int = 0) -> dict[str, tuple[str, ...]]:
+        """The live domain's disks (their chains), or its definition's (``flags``)."""
         conn = libvirt.open(URI)
         try:
-            return disks_of(conn.lookupByName(domain_name(self.vm_uuid)).XMLDesc(0))
+            return disks_of(conn.lookupByName(domain_name(self.vm_uuid)).XMLDesc(flags))
         finally:
             conn.close()
+
+    def defined(self) -> dict[str, str]:
+        """The persistent definition's disks: target -> file (what VM_REBOOT starts)."""
+        return {dev: c[0] for dev, c in self.disks(libvirt.VIR_DOMAIN_XML_INACTIVE).items()}
 
 
 def data_dir(storage: Path) -> Path:
@@ -217,6 +222,7 @@ async def test_a_data_volume_lives_through_plug_snapshot_pull_resize_and_unplug(
     while "No such file" in (size := await guest.sectors("vdc")) and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
     assert size == str(8 * MIB // SECTOR)
+    assert lab.defined()["vdc"] == str(s0)  # a reboot keeps it
     other = DataVolumeSpec(volume.uuid, str(qcow2(directory / "other.qcow2", MIB)), 2)
     with pytest.raises(AgentError, match="at vdc"):
         await backend.vm_attach_volume(lab.vm_uuid, other)
@@ -228,6 +234,7 @@ async def test_a_data_volume_lives_through_plug_snapshot_pull_resize_and_unplug(
     assert (made.install_path, made.new_install_path, made.size) == (str(s0), str(s1), 8 * MIB)
     assert await backend.volume_snapshot(lab.op(s0, 2), str(s1), False) == made  # a repeat
     assert lab.disks()["vdc"] == (str(s1), str(s0))
+    assert lab.defined()["vdc"] == str(s1)  # libvirt moved the definition along
     await guest.write_marker("vdc", 8, "MARK-TWO")
     await guest.write_marker("vdc", 16, "SECOND-1")
     assert reads_at(s0, 8).startswith(b"MARK-ONE\n")
@@ -245,6 +252,7 @@ async def test_a_data_volume_lives_through_plug_snapshot_pull_resize_and_unplug(
         await backend.volume_delete(str(s1), str(lab.storage), (str(s2),))
     assert await backend.volume_rebase(lab.op(s2, 2), str(s0)) == str(s0)
     assert lab.disks()["vdc"] == (str(s2), str(s0))  # libvirt's live chain skips s1 now
+    assert lab.defined()["vdc"] == str(s2)
     assert await backend.volume_rebase(lab.op(s2, 2), str(s0)) == str(s0)  # at once
     for sector, marker in ((8, b"MARK-TWO\n"), (16, b"SECOND-1\n"), (24, b"THIRD-22\n")):
         assert reads_at(s2, sector).startswith(marker)
@@ -289,7 +297,7 @@ async def test_a_data_volume_lives_through_plug_snapshot_pull_resize_and_unplug(
     with pytest.raises(AgentError, match="not detached"):
         await backend.vm_detach_volume(lab.vm_uuid, volume, 10)  # s0 is not vdc's file now
     await backend.vm_detach_volume(lab.vm_uuid, current, 20)
-    assert "vdc" not in lab.disks()
+    assert "vdc" not in lab.disks() and "vdc" not in lab.defined()
     assert "No such file" in await guest.sectors("vdc")
     await backend.vm_detach_volume(lab.vm_uuid, current, 20)
     print(f"volume steps took {time.monotonic() - started:.1f} s")
