@@ -439,9 +439,8 @@ class LibvirtBackend(LocalFileStorage, Backend):
         # QEMU follows the root volume's header: it must name only the project's files.
         await images.check_root_volume(spec.root_volume_path, spec.root_volume_format)
         for volume in spec.data_volumes:  # and every data volume's chain its storage's
-            await volume_chain.read_chain(
-                volume.install_path, volume_chain.storage_of_data_volume(volume.install_path)
-            )
+            storage = volume_chain.storage_of_data_volume(volume.install_path)
+            await volume_chain.read_chain(volume.install_path, storage, volume.format)
         return await self._call(self._start, spec, build_domain_xml(spec, acceleration))
 
     def _start(self, spec: VmSpec, xml: str) -> str:
@@ -578,7 +577,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
         if dom is None:
             return  # VM_START plugs in every data volume
         storage = volume_chain.storage_of_data_volume(volume.install_path)
-        await volume_chain.read_chain(volume.install_path, storage)
+        await volume_chain.read_chain(volume.install_path, storage, volume.format)
         await self._call(self._attach, dom, vm_uuid, volume)
 
     def _attach(self, dom: libvirt.virDomain, vm_uuid: str, volume: DataVolumeSpec) -> None:
