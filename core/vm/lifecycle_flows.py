@@ -31,6 +31,7 @@ from core.kernel.flow_data import FlowData
 from core.kernel.rest import AgentClient
 from core.kvm.extension_points import KVMStartVmExtensionPoint, before_start_vm
 from core.network.l3.nics import agent_nics, delete_nics
+from core.snapshot.spi import expunge_snapshots
 from core.storage.capacity import return_primary_capacity
 from core.storage.models import PrimaryStorageVO
 from core.vm.create_flows import (
@@ -312,7 +313,8 @@ class VmExpungeConsoleLogFlow(NoRollbackFlow):
 
 
 class VmExpungeRootVolumeFlow(NoRollbackFlow):
-    """Delete the root volume's file and row; its primary storage gets the room back."""
+    """Delete the root volume's file and its snapshots' (core.snapshot.spi), then their
+    rows; its primary storage gets the room back."""
 
     def skip(self, data: VmOperationData) -> bool:  # type: ignore[override]
         return data.vm["rootVolumeUuid"] is None
@@ -324,8 +326,14 @@ class VmExpungeRootVolumeFlow(NoRollbackFlow):
             return
         host_uuid = vm["hostUuid"] or vm["lastHostUuid"]
         if volume["installPath"] and host_uuid:
-            await (await _agent(data, host_uuid)).send(
-                kvm.DeleteVolumeCmd(install_path=volume["installPath"])
+            agent = await _agent(data, host_uuid)
+            await agent.send(kvm.DeleteVolumeCmd(install_path=volume["installPath"]))
+            # Its snapshots' files (the chain below the active file) and rows go with it.
+            storage = await node.db.run(
+                lambda s: _inventory(s, PrimaryStorageVO, volume["primaryStorageUuid"])
+            )
+            await expunge_snapshots(
+                node, agent, volume["uuid"], storage["url"] if storage is not None else ""
             )
 
         def forget(session: Session) -> None:
