@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from agent.console import ConsoleStream, OpenConsoles
 from agent.network.base import NetworkDriver
 from agentkit.errors import AgentError
-from contracts.kvm import DEFAULT_STALL_TIMEOUT, DOMAIN_PREFIX, Acceleration
+from contracts.kvm import DEFAULT_STALL_TIMEOUT, DOMAIN_PREFIX, Acceleration, disk_target
 
 if TYPE_CHECKING:
     from agent.lab_inventory import HostObject, Removal
@@ -55,6 +55,42 @@ class NicSpec:
 
 
 @dataclass(frozen=True)
+class DataVolumeSpec:
+    """A data volume as a VM's disk (contracts.kvm.DataVolumeTO)."""
+
+    uuid: str
+    install_path: str
+    device_id: int
+    format: str = "qcow2"
+
+    @property
+    def target(self) -> str:
+        return disk_target(self.device_id)
+
+
+@dataclass(frozen=True)
+class VolumeOp:
+    """What a command on a volume's chain names (contracts.kvm.VolumeFileOp)."""
+
+    storage_path: str
+    install_path: str
+    vm_uuid: str = ""
+    device_id: int = 0
+
+    @property
+    def target(self) -> str:
+        return disk_target(self.device_id)
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    install_path: str
+    new_install_path: str
+    size: int
+    actual_size: int
+
+
+@dataclass(frozen=True)
 class VmSpec:
     vm_uuid: str
     vm_name: str
@@ -68,6 +104,7 @@ class VmSpec:
     timeout: float = 60.0
     smbios_serial: str = ""
     """The SMBIOS system serial the guest reads ("": none is set)."""
+    data_volumes: tuple[DataVolumeSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -226,7 +263,48 @@ class Backend(ABC):
     ) -> VolumeInfo: ...
 
     @abstractmethod
-    async def volume_delete(self, install_path: str) -> None: ...
+    async def volume_delete(
+        self, install_path: str, storage_path: str = "", keep_if_backing: tuple[str, ...] = ()
+    ) -> None:
+        """Delete the file (see contracts.kvm.VOLUME_DELETE); with ``keep_if_backing``,
+        refuse if a chain of those files, or a running domain's disk, holds it."""
+
+    # -- data volumes and chains (contracts.kvm "data volumes, snapshots...") ----------
+    async def vm_attach_volume(self, vm_uuid: str, volume: DataVolumeSpec) -> None:
+        """Hot-plug ``volume`` into the VM's running domain (nothing if not running)."""
+        raise AgentError(f"the {self.hypervisor_type} backend cannot attach volumes")
+
+    async def vm_detach_volume(self, vm_uuid: str, volume: DataVolumeSpec, timeout: float) -> None:
+        """Unplug ``volume`` from the running domain, waiting up to ``timeout`` seconds."""
+        raise AgentError(f"the {self.hypervisor_type} backend cannot detach volumes")
+
+    async def volume_snapshot(
+        self, op: VolumeOp, new_install_path: str, full: bool
+    ) -> SnapshotResult:
+        raise AgentError(f"the {self.hypervisor_type} backend cannot snapshot volumes")
+
+    async def volume_rebase(self, op: VolumeOp, backing_file: str) -> str:
+        """The file's backing file afterwards."""
+        raise AgentError(f"the {self.hypervisor_type} backend cannot rebase volumes")
+
+    async def volume_resize(self, op: VolumeOp, size: int) -> int:
+        """The volume's virtual size afterwards."""
+        raise AgentError(f"the {self.hypervisor_type} backend cannot resize volumes")
+
+    async def volume_chain(
+        self, storage_path: str, install_paths: list[str]
+    ) -> tuple[dict[str, list[str]], list[str]]:
+        """Each file's backing files (nearest first), and the files missing."""
+        raise AgentError(f"the {self.hypervisor_type} backend cannot read volume chains")
+
+    async def volume_export(
+        self,
+        storage_path: str,
+        install_path: str,
+        target_path: str,
+        progress_cb: ProgressCallback | None = None,
+    ) -> DownloadResult:
+        raise AgentError(f"the {self.hypervisor_type} backend cannot export volumes")
 
     @abstractmethod
     async def image_download(

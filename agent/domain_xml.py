@@ -7,7 +7,7 @@ import contextlib
 import uuid
 import xml.etree.ElementTree as ET
 
-from agent.backend import VmSpec, domain_name
+from agent.backend import DataVolumeSpec, VmSpec, domain_name
 
 DOMAIN_TYPES = {"kvm": "kvm", "tcg": "qemu"}
 """Acceleration -> libvirt domain type."""
@@ -60,6 +60,8 @@ def build_domain_xml(spec: VmSpec, acceleration: str) -> str:
     _sub(disk, "driver", name="qemu", type=spec.root_volume_format)
     _sub(disk, "source", file=spec.root_volume_path)
     _sub(disk, "target", dev="vda", bus="virtio")
+    for volume in sorted(spec.data_volumes, key=lambda v: v.device_id):
+        devices.append(data_disk(volume))
     for nic in spec.nics:
         interface = _sub(devices, "interface", type="bridge")
         _sub(interface, "mac", address=nic.mac)
@@ -79,6 +81,66 @@ def build_domain_xml(spec: VmSpec, acceleration: str) -> str:
     _sub(console, "target", type="serial", port="0")
     _sub(devices, "memballoon", model="none")
     ET.indent(root)
+    return ET.tostring(root, encoding="unicode")
+
+
+def data_disk(volume: DataVolumeSpec) -> ET.Element:
+    """A data volume's ``<disk>``: virtio ``vd<letter>``, the volume uuid its serial (the
+    guest's ``/dev/disk/by-id/virtio-<serial>``)."""
+    disk = ET.Element("disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type=volume.format)
+    _sub(disk, "source", file=volume.install_path)
+    _sub(disk, "target", dev=volume.target, bus="virtio")
+    _sub(disk, "serial", volume.uuid)
+    return disk
+
+
+def data_disk_xml(volume: DataVolumeSpec) -> str:
+    """:func:`data_disk` as the XML ``attachDeviceFlags`` takes."""
+    return ET.tostring(data_disk(volume), encoding="unicode")
+
+
+def disks_of(live_xml: str) -> dict[str, tuple[str, ...]]:
+    """target dev -> the chain of files of each file-backed disk of a domain's (live) XML:
+    its source, then each ``<backingStore>``'s source, nearest first."""
+    found: dict[str, tuple[str, ...]] = {}
+    for disk in ET.fromstring(live_xml).findall("./devices/disk"):
+        target = disk.find("target")
+        if target is None or not target.get("dev"):
+            continue
+        chain: list[str] = []
+        node: ET.Element | None = disk
+        while node is not None:
+            source = node.find("source")
+            if source is None or not source.get("file"):
+                break
+            chain.append(source.get("file", ""))
+            node = node.find("backingStore")
+        found[target.get("dev", "")] = tuple(chain)
+    return found
+
+
+def disk_element(live_xml: str, target: str) -> str:
+    """The ``<disk>`` of ``target`` in a domain's XML, as XML ("" if none)."""
+    for disk in ET.fromstring(live_xml).findall("./devices/disk"):
+        found = disk.find("target")
+        if found is not None and found.get("dev") == target:
+            return ET.tostring(disk, encoding="unicode")
+    return ""
+
+
+def snapshot_xml(disks: list[str], target: str, new_file: str) -> str:
+    """A disk-only external snapshot of ``target`` onto ``new_file`` (which exists: libvirt
+    is told to reuse it); every other disk of the domain ``snapshot='no'``."""
+    root = ET.Element("domainsnapshot")
+    element = _sub(root, "disks")
+    for dev in disks:
+        if dev == target:
+            disk = _sub(element, "disk", name=dev, snapshot="external", type="file")
+            _sub(disk, "source", file=new_file)
+            _sub(disk, "driver", type="qcow2")
+        else:
+            _sub(element, "disk", name=dev, snapshot="no")
     return ET.tostring(root, encoding="unicode")
 
 

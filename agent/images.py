@@ -188,6 +188,141 @@ async def create_volume(
     return VolumeInfo(install_path, created.size, created.actual_size)
 
 
+async def create_overlay(
+    install_path: str, backing_file: str, backing_format: str, size: int
+) -> VolumeInfo:
+    """A qcow2 overlay of ``backing_file`` (of a chain the caller checked) of ``size``
+    bytes, mode 0600, made under its temporary name (:func:`in_progress_paths`) and
+    linked into place when whole: a snapshot's new active file.  The backing file is
+    not opened (``-u``): a running QEMU holds it, and the caller read its size and format
+    already.  The caller answers a file already there."""
+    _require_absolute(install_path)
+    if backing_format not in ("qcow2", "raw"):
+        raise ArgumentError(f"backing format {backing_format!r} is not qcow2 or raw")
+    make_directories(Path(install_path).parent)
+    creating = _creating_path(install_path)
+    _remove_quietly(creating)  # left by an agent that died making it
+    try:
+        await run_qemu_img(
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-F",
+            backing_format,
+            "-b",
+            backing_file,
+            creating,
+            str(size),
+        )
+        created = await info(creating, "qcow2")
+        _put_in_place(creating, install_path)
+    except BaseException:
+        _remove_quietly(creating)
+        raise
+    return VolumeInfo(install_path, created.size, created.actual_size)
+
+
+async def backing_chain(path: str, fmt: str) -> list[dict[str, Any]]:
+    """``qemu-img info --backing-chain`` of ``path`` (of format ``fmt``), top file first.
+    Only call it on a chain whose headers were checked (agent.volume_chain): it opens
+    every backing file the headers name."""
+    _require_absolute(path)
+    out = await run_qemu_img(
+        "info", "--backing-chain", "--output=json", "--force-share", "-f", fmt, path
+    )
+    found = json.loads(out)
+    if isinstance(found, dict):  # a single image
+        found = [found]
+    for raw in found:
+        unusual = _unusual(raw)
+        if unusual:
+            raise AgentError(f"qemu-img reports {', '.join(unusual)} in {raw.get('filename')}")
+    return list(found)
+
+
+_PROGRESS = re.compile(rb"\((\d+(?:\.\d+)?)/100%\)")
+
+
+async def convert_to_qcow2(
+    source: str,
+    fmt: str,
+    target: str,
+    progress_cb: Callable[[float], None] | None = None,
+    timeout: float = 24 * 3600.0,
+) -> None:
+    """``qemu-img convert -p -f fmt -O qcow2 source target``: what ``source`` reads (its
+    chain flattened) as one standalone qcow2; ``progress_cb`` gets the percentage
+    ``qemu-img`` prints.  Cancelled or timed out: the process is killed (the caller
+    removes ``target``)."""
+    _require_absolute(source)
+    _require_absolute(target)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            QEMU_IMG,
+            "convert",
+            "-p",
+            "-f",
+            fmt,
+            "-O",
+            "qcow2",
+            source,
+            target,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            umask=0o077,
+        )
+    except FileNotFoundError:
+        raise AgentError(f"{QEMU_IMG} is not installed (Debian package qemu-utils)") from None
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout, stderr = proc.stdout, proc.stderr
+
+    async def read_progress() -> None:
+        pending = b""
+        while chunk := await stdout.read(4096):
+            pending += chunk
+            *done, pending = re.split(rb"[\r\n]", pending)
+            for line in done:
+                match = _PROGRESS.search(line)
+                if match and progress_cb is not None:
+                    progress_cb(float(match.group(1)))
+
+    try:
+        async with asyncio.timeout(timeout):
+            _, err, _ = await asyncio.gather(read_progress(), stderr.read(), proc.wait())
+    except TimeoutError:
+        raise AgentError(f"{QEMU_IMG} convert timed out after {timeout:g}s") from None
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    if proc.returncode != 0:
+        message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        raise AgentError(f"{QEMU_IMG} convert failed: {message}")
+
+
+def md5_of(path: str) -> str:
+    """The file's md5 (blocking)."""
+    return _digests(path, "")[0]
+
+
+def put_in_place(made: str, install_path: str) -> None:
+    """Link the finished ``made`` to ``install_path`` (never over a file there), drop it."""
+    _put_in_place(made, install_path)
+
+
+def remove_quietly(path: str) -> None:
+    _remove_quietly(path)
+
+
+def part_path(install_path: str) -> str:
+    """The temporary file beside ``install_path`` a download or export writes to."""
+    return _part_path(install_path)
+
+
 async def _existing_volume(install_path: str, backing_file: str, size: int) -> VolumeInfo:
     """The volume at ``install_path`` if it is the one asked for; an AgentError otherwise."""
     refused = f"{install_path} already exists"

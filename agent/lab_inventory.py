@@ -89,8 +89,14 @@ BRIDGE: Final = "bridge"
 FILE: Final = "file"
 KINDS: Final = LAB_OBJECT_KINDS
 """Every kind, in the order removals go."""
-STORAGE_DIRS: Final = {"rootvolumes": "volumes", "imagecache": "image cache", "consoles": "log"}
-"""Subdirectories of a primary storage the core writes (core.vm.create_flows)."""
+STORAGE_DIRS: Final = {
+    "rootvolumes": "volumes",
+    "datavolumes": "data volume",
+    "imagecache": "image cache",
+    "consoles": "log",
+}
+"""Subdirectories of a primary storage the core writes (core.vm.create_flows; a data
+volume's files are in ``datavolumes/vol-<volume uuid>``, whose ref is the volume uuid)."""
 
 
 @dataclass(frozen=True)
@@ -362,6 +368,8 @@ class LabFinder:
 def _file_ref(sub: str, name: str) -> str:
     if sub == "rootvolumes":
         return name.removeprefix("vm-")
+    if sub == "datavolumes":
+        return name.removeprefix("vol-")
     return name.split(".", 1)[0]  # <image uuid>.<format>, <vm uuid>.log[.N]
 
 

@@ -24,24 +24,35 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import libvirt
 
-from agent import images
+from agent import images, volume_chain
 from agent.acceleration import AccelerationProbe
 from agent.backend import (
     Backend,
     Capacity,
+    DataVolumeSpec,
     HostFacts,
+    SnapshotResult,
     VmConsole,
     VmSpec,
+    VolumeOp,
     domain_name,
     vm_uuid_of,
 )
 from agent.console import ConsoleStream
-from agent.domain_xml import DOMAIN_TYPES, build_domain_xml, console_of
+from agent.domain_xml import (
+    DOMAIN_TYPES,
+    build_domain_xml,
+    console_of,
+    data_disk_xml,
+    disk_element,
+    disks_of,
+    snapshot_xml,
+)
 from agent.host_facts import format_libvirt_version, read_cpuinfo, read_meminfo
 from agent.lab import default_lab_dir
 from agent.libvirt_console import LibvirtConsole
 from agent.network.host import HostNetwork
-from agent.storage import LocalFileStorage
+from agent.storage import LiveDisk, LocalFileStorage
 from agentkit.errors import AgentError, ArgumentError
 
 if TYPE_CHECKING:
@@ -55,6 +66,15 @@ DEFAULT_URI = "qemu:///system"
 KEEPALIVE_INTERVAL = 5
 KEEPALIVE_COUNT = 3
 GRACE_POLL = 0.2
+JOB_POLL = 0.2
+BLOCK_JOB_TIMEOUT = 3600.0
+"""How long a live block pull (VOLUME_REBASE, VOLUME_SNAPSHOT ``full``) may take."""
+SNAPSHOT_FLAGS = (
+    libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY
+    | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA
+    | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT
+    | libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC
+)
 
 # -- the process-wide libvirt event loop -----------------------------------------
 _events_lock = threading.Lock()
@@ -406,6 +426,10 @@ class LibvirtBackend(LocalFileStorage, Backend):
             raise ArgumentError(f"acceleration must be kvm or tcg, got {acceleration!r}")
         # QEMU follows the root volume's header: it must name only the project's files.
         await images.check_root_volume(spec.root_volume_path, spec.root_volume_format)
+        for volume in spec.data_volumes:  # and every data volume's chain its storage's
+            await volume_chain.read_chain(
+                volume.install_path, volume_chain.storage_of_data_volume(volume.install_path)
+            )
         return await self._call(self._start, spec, build_domain_xml(spec, acceleration))
 
     def _start(self, spec: VmSpec, xml: str) -> str:
@@ -504,6 +528,216 @@ class LibvirtBackend(LocalFileStorage, Backend):
 
     async def vm_sync(self) -> dict[str, str]:
         return await self._call(self._sync)
+
+    # -- data volumes and live chains ----------------------------------------------------
+    def _active(self, vm_uuid: str) -> libvirt.virDomain | None:
+        """The VM's domain if it is running or paused."""
+        dom = self._lookup(vm_uuid) if vm_uuid else None
+        return dom if dom is not None and dom.isActive() else None
+
+    def _live_chain(self, op: VolumeOp) -> tuple[libvirt.virDomain, tuple[str, ...]] | None:
+        """The running domain of ``op``'s VM and the chain of its disk ``op.target``."""
+        dom = self._active(op.vm_uuid)
+        if dom is None:
+            return None
+        chain = disks_of(dom.XMLDesc(0)).get(op.target)
+        return (dom, chain) if chain else None
+
+    async def _running_disks(self) -> list[LiveDisk]:
+        return await self._call(self._all_running_disks)
+
+    def _all_running_disks(self) -> list[LiveDisk]:
+        disks = []
+        for dom in self._ensure_conn().listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            vm_uuid = vm_uuid_of(dom.name())
+            if vm_uuid is None:
+                continue
+            try:
+                xml = dom.XMLDesc(0)
+            except libvirt.libvirtError as exc:
+                if _is(exc, libvirt.VIR_ERR_NO_DOMAIN):
+                    continue
+                raise
+            disks += [LiveDisk(vm_uuid, dev, c) for dev, c in disks_of(xml).items() if c]
+        return disks
+
+    async def vm_attach_volume(self, vm_uuid: str, volume: DataVolumeSpec) -> None:
+        dom = await self._call(self._active, vm_uuid)
+        if dom is None:
+            return  # VM_START plugs in every data volume
+        storage = volume_chain.storage_of_data_volume(volume.install_path)
+        await volume_chain.read_chain(volume.install_path, storage)
+        await self._call(self._attach, dom, vm_uuid, volume)
+
+    def _attach(self, dom: libvirt.virDomain, vm_uuid: str, volume: DataVolumeSpec) -> None:
+        there = disks_of(dom.XMLDesc(0)).get(volume.target)
+        if there is not None:
+            if there and there[0] == volume.install_path:
+                return  # attached already (a repeat)
+            raise AgentError(
+                f"VM {vm_uuid} has {there[0] if there else 'another disk'} at "
+                f"{volume.target}, not {volume.install_path}: refused"
+            )
+        try:
+            dom.attachDeviceFlags(data_disk_xml(volume), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except libvirt.libvirtError as exc:
+            raise AgentError(
+                f"cannot attach {volume.install_path} to VM {vm_uuid} as {volume.target}: "
+                f"{_message(exc)}"
+            ) from None
+
+    async def vm_detach_volume(self, vm_uuid: str, volume: DataVolumeSpec, timeout: float) -> None:
+        dom = await self._call(self._active, vm_uuid)
+        if dom is None or not await self._call(self._detach, dom, vm_uuid, volume):
+            return
+        deadline = time.monotonic() + timeout
+        while await self._call(self._has_disk, dom, volume.target):
+            if time.monotonic() >= deadline:
+                raise AgentError(
+                    f"VM {vm_uuid} did not release {volume.target} ({volume.install_path}) "
+                    f"within {timeout:g}s: the guest must answer the ACPI eject (is its OS "
+                    "up, with PCI hot-plug?); the disk stays attached"
+                )
+            await asyncio.sleep(GRACE_POLL)
+
+    def _detach(self, dom: libvirt.virDomain, vm_uuid: str, volume: DataVolumeSpec) -> bool:
+        """Ask QEMU to unplug the disk; False if it is not there."""
+        xml = dom.XMLDesc(0)
+        element = disk_element(xml, volume.target)
+        if not element:
+            return False
+        chain = disks_of(xml).get(volume.target) or ()
+        if chain and chain[0] != volume.install_path:
+            raise AgentError(
+                f"VM {vm_uuid} has {chain[0]} at {volume.target}, not {volume.install_path}: "
+                "not detached"
+            )
+        try:
+            dom.detachDeviceFlags(element, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except libvirt.libvirtError as exc:
+            # An unplug asked for before (a repeat) is still pending: wait for it.
+            if "already in the process of unplug" not in _message(exc):
+                raise AgentError(
+                    f"cannot detach {volume.target} from VM {vm_uuid}: {_message(exc)}"
+                ) from None
+        return True
+
+    @staticmethod
+    def _has_disk(dom: libvirt.virDomain, target: str) -> bool:
+        return dom.isActive() and target in disks_of(dom.XMLDesc(0))
+
+    async def volume_snapshot(
+        self, op: VolumeOp, new_install_path: str, full: bool
+    ) -> SnapshotResult:
+        live = await self._call(self._live_chain, op)
+        if live is None:
+            return await super().volume_snapshot(op, new_install_path, full)
+        dom, chain = live
+        if chain[0] == new_install_path and chain[1:2] == (op.install_path,):
+            return await self._snapshot_result(op.install_path, new_install_path)  # a repeat
+        if chain[0] != op.install_path:
+            raise AgentError(
+                f"disk {op.target} of VM {op.vm_uuid} is on {chain[0]}, not {op.install_path}"
+            )
+        root = volume_chain.storage_root(op.storage_path)
+        volume_chain.require_target_in_storage(new_install_path, root, "newInstallPath")
+        files = await volume_chain.read_chain(op.install_path, root)
+        if full and len(files) > 1:
+            await self._block_pull(dom, op, "")
+            files = await volume_chain.read_chain(op.install_path, root)
+        top = files[0]
+        if await volume_chain.existing_snapshot(op.install_path, new_install_path, root) is None:
+            await images.create_overlay(new_install_path, op.install_path, top.format, top.size)
+        await self._call(self._switch_disk, dom, op, new_install_path)
+        return await self._snapshot_result(op.install_path, new_install_path)
+
+    def _switch_disk(self, dom: libvirt.virDomain, op: VolumeOp, new_file: str) -> None:
+        xml = snapshot_xml(list(disks_of(dom.XMLDesc(0))), op.target, new_file)
+        try:
+            dom.snapshotCreateXML(xml, SNAPSHOT_FLAGS)
+        except libvirt.libvirtError as exc:
+            raise AgentError(
+                f"cannot switch disk {op.target} of VM {op.vm_uuid} to {new_file}: {_message(exc)}"
+            ) from None
+
+    async def volume_rebase(self, op: VolumeOp, backing_file: str) -> str:
+        live = await self._call(self._live_chain, op)
+        if live is None or op.install_path not in live[1]:
+            return await super().volume_rebase(op, backing_file)
+        dom, chain = live
+        if chain[0] != op.install_path:
+            raise AgentError(
+                f"cannot rebase {op.install_path}: it is a backing file of disk {op.target} "
+                f"of the running VM {op.vm_uuid} (only its active file {chain[0]} can be)"
+            )
+        return await self._block_pull(dom, op, backing_file)
+
+    async def _block_pull(self, dom: libvirt.virDomain, op: VolumeOp, backing_file: str) -> str:
+        """``blockRebase`` of the disk's active file onto ``backing_file`` ("" none), its
+        skipped files' data copied in by QEMU; waited for.  The backing file afterwards."""
+        await self._wait_block_job(dom, op)  # a pull a lost answer left running
+        chain = await self._call(self._disk_chain, dom, op)
+        if (chain[1] if len(chain) > 1 else "") == backing_file:
+            return backing_file
+        files = await volume_chain.read_chain(op.install_path, op.storage_path)
+        if backing_file and backing_file not in [f.path for f in files[2:]]:
+            raise AgentError(
+                f"{backing_file} is not in the backing chain of {op.install_path} below its "
+                f"backing file: {' -> '.join(f.path for f in files)}"
+            )
+        try:
+            await self._call(dom.blockRebase, op.target, backing_file or None, 0, 0)
+        except AgentError as exc:
+            raise AgentError(
+                f"cannot pull into disk {op.target} of VM {op.vm_uuid}: {exc}"
+            ) from None
+        await self._wait_block_job(dom, op)
+        chain = await self._call(self._disk_chain, dom, op)
+        now = chain[1] if len(chain) > 1 else ""
+        if now != backing_file:
+            raise AgentError(
+                f"the block pull into disk {op.target} of VM {op.vm_uuid} ended with the disk "
+                f"on {now or 'no backing file'}, not {backing_file or 'none'}"
+            )
+        log.info("pulled disk %s of VM %s onto %s", op.target, op.vm_uuid, backing_file or "-")
+        return backing_file
+
+    def _disk_chain(self, dom: libvirt.virDomain, op: VolumeOp) -> tuple[str, ...]:
+        chain = disks_of(dom.XMLDesc(0)).get(op.target)
+        if not chain:
+            raise AgentError(f"VM {op.vm_uuid} has no disk {op.target} any more")
+        return chain
+
+    async def _wait_block_job(self, dom: libvirt.virDomain, op: VolumeOp) -> None:
+        deadline = time.monotonic() + BLOCK_JOB_TIMEOUT
+        while await self._call(dom.blockJobInfo, op.target, 0):
+            if time.monotonic() >= deadline:
+                raise AgentError(
+                    f"the block job on disk {op.target} of VM {op.vm_uuid} did not end "
+                    f"within {BLOCK_JOB_TIMEOUT:g}s"
+                )
+            await asyncio.sleep(JOB_POLL)
+
+    async def volume_resize(self, op: VolumeOp, size: int) -> int:
+        live = await self._call(self._live_chain, op)
+        if live is None or op.install_path not in live[1]:
+            return await super().volume_resize(op, size)
+        dom, chain = live
+        if chain[0] != op.install_path:
+            raise AgentError(
+                f"cannot resize {op.install_path}: it is a backing file of disk {op.target} "
+                f"of the running VM {op.vm_uuid}"
+            )
+        await volume_chain.read_chain(op.install_path, op.storage_path)
+        return await self._call(self._block_resize, dom, op, size)
+
+    @staticmethod
+    def _block_resize(dom: libvirt.virDomain, op: VolumeOp, size: int) -> int:
+        current = dom.blockInfo(op.target)[0]
+        volume_chain.check_growth(op.install_path, current, size)
+        if size > current:
+            dom.blockResize(op.target, size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        return int(dom.blockInfo(op.target)[0])
 
     # -- reconciliation ------------------------------------------------------------
     async def lab_inventory(self, storage_paths: list[str]) -> list[HostObject]:

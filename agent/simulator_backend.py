@@ -27,6 +27,7 @@ from agent import images
 from agent.backend import (
     Backend,
     Capacity,
+    DataVolumeSpec,
     HostFacts,
     VmConsole,
     VmSpec,
@@ -48,7 +49,7 @@ from agent.lab_inventory import (
 )
 from agent.network.simulated import SimulatedNetwork
 from agent.simulator_console import SimulatedConsole
-from agent.storage import LocalFileStorage
+from agent.storage import LiveDisk, LocalFileStorage
 from agentkit.errors import AgentError
 from contracts.names import namespace_name, short_id
 
@@ -218,6 +219,44 @@ class SimulatorBackend(LocalFileStorage, Backend):
             return SimulatedConsole(vm_uuid, domain.spec.console_log_path, running)
 
         return await self.consoles.open(vm_uuid, opener)
+
+    # -- data volumes (recorded: a simulated VM has no QEMU to plug them into) ------------
+    async def vm_attach_volume(self, vm_uuid: str, volume: DataVolumeSpec) -> None:
+        domain = self.domains.get(vm_uuid)
+        if domain is None or domain.state not in ACTIVE:
+            return
+        attached = {v.target: v for v in domain.spec.data_volumes}
+        there = attached.get(volume.target)
+        if there is not None:
+            if there.install_path == volume.install_path:
+                return
+            raise AgentError(
+                f"VM {vm_uuid} has {there.install_path} at {volume.target}, not "
+                f"{volume.install_path}: refused"
+            )
+        if not os.path.isfile(volume.install_path):
+            raise AgentError(f"data volume {volume.install_path} does not exist")
+        volumes = (*domain.spec.data_volumes, volume)
+        domain.spec = dataclasses.replace(domain.spec, data_volumes=volumes)
+
+    async def vm_detach_volume(self, vm_uuid: str, volume: DataVolumeSpec, timeout: float) -> None:
+        domain = self.domains.get(vm_uuid)
+        if domain is None or domain.state not in ACTIVE:
+            return
+        volumes = tuple(v for v in domain.spec.data_volumes if v.target != volume.target)
+        domain.spec = dataclasses.replace(domain.spec, data_volumes=volumes)
+
+    async def _running_disks(self) -> list[LiveDisk]:
+        """The files of the active simulated domains (their active files only: nothing
+        follows a simulated disk's chain)."""
+        disks = []
+        for vm_uuid, domain in self.domains.items():
+            if domain.state in ACTIVE:
+                disks.append(LiveDisk(vm_uuid, "vda", (domain.spec.root_volume_path,)))
+                disks += [
+                    LiveDisk(vm_uuid, v.target, (v.install_path,)) for v in domain.spec.data_volumes
+                ]
+        return disks
 
     # -- reconciliation ------------------------------------------------------------
     def _lab_finder(self) -> LabFinder:

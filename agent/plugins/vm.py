@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from agent.backend import STOP_TYPES, NicSpec, VmSpec
+from agent.backend import STOP_TYPES, DataVolumeSpec, NicSpec, VmSpec
 from agent.console_relay import ConsoleRelay
 from agent.context import HostAgentContext
 from agent.fields import Fields, absolute_path, unique
@@ -15,6 +15,7 @@ from agent.network import names
 from agent.storage import delete_console_log
 from agentkit.errors import AgentError, ArgumentError
 from agentkit.locks import KeyedLocks
+from agentkit.parse import parse_request
 from agentkit.plugins import AgentPlugin
 from agentkit.server import CommandContext, CommandRegistry, StreamHandler
 from contracts import kvm
@@ -34,6 +35,9 @@ def vm_spec(f: Fields) -> VmSpec:
         raise ArgumentError(
             f"field 'rootVolume.format' must be one of {', '.join(ROOT_VOLUME_FORMATS)}"
         )
+    data_volumes = tuple(_data_volume_spec(v) for v in f.objects("dataVolumes"))
+    unique([str(v.device_id) for v in data_volumes], "dataVolumes[].deviceId")
+    unique([v.install_path for v in data_volumes] + [root.text("installPath")], "installPath")
     acceleration = f.text("acceleration", "")
     if acceleration not in ("", "kvm", "tcg"):
         raise ArgumentError(f"field 'acceleration' must be kvm or tcg, not {acceleration!r}")
@@ -49,6 +53,27 @@ def vm_spec(f: Fields) -> VmSpec:
         acceleration=acceleration,
         timeout=f.number("timeout", DEFAULT_TIMEOUT),
         smbios_serial=smbios_serial(f),
+        data_volumes=data_volumes,
+    )
+
+
+def _data_volume_spec(volume: Fields) -> DataVolumeSpec:
+    fmt = volume.text("format", "qcow2")
+    if fmt not in ROOT_VOLUME_FORMATS:
+        raise ArgumentError(
+            f"field {volume._name('format')!r} must be one of {', '.join(ROOT_VOLUME_FORMATS)}, "
+            f"not {fmt!r}"
+        )
+    device_id = volume.integer("deviceId", minimum=1)
+    if device_id > kvm.MAX_DATA_VOLUMES:
+        raise ArgumentError(
+            f"field {volume._name('deviceId')!r} must be 1..{kvm.MAX_DATA_VOLUMES}: {device_id}"
+        )
+    return DataVolumeSpec(
+        uuid=volume.text("uuid"),
+        install_path=absolute_path(volume, "installPath"),
+        device_id=device_id,
+        format=fmt,
     )
 
 
@@ -91,6 +116,8 @@ class VmCommands(AgentPlugin[HostAgentContext]):
         registry.add(kvm.VM_SYNC, self.vm_sync)
         registry.add(kvm.VM_CONSOLE, self.vm_console)
         registry.add(kvm.VM_EXPUNGE, self.vm_expunge)
+        registry.add(kvm.VM_ATTACH_VOLUME, self.vm_attach_volume)
+        registry.add(kvm.VM_DETACH_VOLUME, self.vm_detach_volume)
 
     def streams(self) -> Mapping[str, StreamHandler]:
         return {kvm.VM_CONSOLE_STREAM: self.consoles.handle}
@@ -161,3 +188,19 @@ class VmCommands(AgentPlugin[HostAgentContext]):
         return kvm.VmConsoleRsp(
             vm_uuid=vm_uuid, pty=console.pty, console_log_path=console.console_log_path
         )
+
+    async def vm_attach_volume(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
+        cmd = parse_request(kvm.AttachVolumeCmd, body)
+        vm_uuid = Fields(body).vm_uuid()
+        volume = _data_volume_spec(Fields(body).object("volume"))
+        async with self.vm_locks.hold(vm_uuid):
+            await self.ctx.backend.vm_attach_volume(cmd.vm_uuid, volume)
+        return Ack()
+
+    async def vm_detach_volume(self, body: dict[str, Any], _ctx: CommandContext) -> Ack:
+        cmd = parse_request(kvm.DetachVolumeCmd, body)
+        vm_uuid = Fields(body).vm_uuid()
+        volume = _data_volume_spec(Fields(body).object("volume"))
+        async with self.vm_locks.hold(vm_uuid):
+            await self.ctx.backend.vm_detach_volume(vm_uuid, volume, cmd.timeout)
+        return Ack()

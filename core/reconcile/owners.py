@@ -47,6 +47,7 @@ class Owners:
     host_nat: set[str] = field(default_factory=set)
     """``<bridge> <gateway cidr>`` of the entries the host should hold."""
     volumes: set[str] = field(default_factory=set)
+    volume_uuids: set[str] = field(default_factory=set)
     images: set[str] = field(default_factory=set)
     image_caches: set[str] = field(default_factory=set)
 
@@ -96,6 +97,8 @@ class Owners:
             return True
         if detail == "image cache":
             return ref in self.images or path in self.image_caches
+        if detail == "data volume":  # datavolumes/vol-<volume uuid>
+            return ref in self.volume_uuids
         # a volume directory: any volume in it
         return any(v == path or v.startswith(path.rstrip("/") + "/") for v in self.volumes)
 
@@ -113,6 +116,7 @@ def load_owners(session: Session, host_uuid: str) -> Owners:
             for _host, body in host_nat_entries(session, host_uuid=host_uuid, connected_only=False)
         },
         volumes={p for p in session.scalars(select(VolumeVO.install_path)) if p},
+        volume_uuids=set(session.scalars(select(VolumeVO.uuid))),
         images=set(session.scalars(select(ImageVO.uuid)))
         | set(session.scalars(select(ImageCacheVO.image_uuid))),
         image_caches=set(session.scalars(select(ImageCacheVO.install_url))),
