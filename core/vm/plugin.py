@@ -47,6 +47,7 @@ from core.tag.plugin import TagPlugin
 from core.vm import global_config
 from core.vm import state as st
 from core.vm.api import (
+    ChangeInstanceOffering,
     CreateVmInstance,
     DestroyVmInstance,
     ExpungeVmInstance,
@@ -59,6 +60,7 @@ from core.vm.api import (
     StartVmInstance,
     StopVmInstance,
 )
+from core.vm.change_offering import change_instance_offering
 from core.vm.console import add_console_routes
 from core.vm.create_flows import CHAIN as CREATE_CHAIN
 from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
@@ -299,9 +301,7 @@ class VmPlugin(
             st.CREATED if msg.strategy == "JustCreate" else st.next_state(st.CREATED, "starting")
         )
 
-        max_data_disks = self.node.plugin(GlobalConfigPlugin).value(
-            "kvm", DATA_VOLUME_MAX_NUM.name
-        )
+        max_data_disks = self.node.plugin(GlobalConfigPlugin).value("kvm", DATA_VOLUME_MAX_NUM.name)
 
         def create_row(session: Session) -> tuple[dict[str, Any], VmInstanceSpec]:
             offering = session.execute(_OFFERING, {"offering": msg.instance_offering_uuid}).one()
@@ -490,6 +490,14 @@ class VmPlugin(
 
     async def _expunge(self, vm: dict[str, Any]) -> None:
         await self._run("expungeVm", vm)  # its last step forgets the row
+
+    # -- size (code in core.vm.change_offering) ------------------------------------------
+
+    @handles(ChangeInstanceOffering)
+    async def change_offering(self, msg: ChangeInstanceOffering) -> dict[str, Any]:
+        return await self.node.db.run(
+            lambda s: change_instance_offering(s, msg.vm_instance_uuid, msg.instance_offering_uuid)
+        )
 
     def add_local_api_routes(self, app: web.Application) -> None:
         """``/v1/console/{vmUuid}``: a VM's serial console for clients of the node's socket."""

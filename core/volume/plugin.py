@@ -24,7 +24,7 @@ from core.kernel.service import Service, handles
 from core.offering.models import DiskOfferingVO
 from core.tag.plugin import TagPlugin, delete_all_tags
 from core.vm.models import VmInstanceVO
-from core.volume import flows, global_config
+from core.volume import flows, global_config, resize
 from core.volume.api import (
     AttachDataVolumeToVm,
     CreateDataVolume,
@@ -37,6 +37,7 @@ from core.volume.api import (
 )
 from core.volume.files import DATA, free_device_id
 from core.volume.models import VolumeVO
+from core.volume.resize_api import ResizeDataVolume, ResizeRootVolume
 from core.volume.spi import VolumeSite, volume_and_vm_locked, volume_locked
 
 DELETED = "Deleted"
@@ -53,6 +54,9 @@ class VolumePlugin(Plugin, Service, GlobalConfigProvider, Component):
         super().__init__(node)
         for name, (flow_list, data_class, resumable) in flows.CHAINS.items():
             node.declare_chain(name, flow_list, data_class, resumable=resumable)
+        node.declare_chain(
+            resize.CHAIN, resize.DEFAULT_FLOWS, resize.ResizeVolumeData, resumable=True
+        )
         self._expunger = PeriodicTask(
             node,
             "volume-expunger",
@@ -232,6 +236,16 @@ class VolumePlugin(Plugin, Service, GlobalConfigProvider, Component):
             data,
             f"cannot detach volume {site.volume['name']} from VM {site.vm['name']}",
         )
+
+    # -- resize (core.volume.resize) ------------------------------------------------------
+
+    @handles(ResizeRootVolume)
+    async def resize_root_volume(self, msg: ResizeRootVolume) -> dict[str, Any]:
+        return await resize.resize_volume(self.node, msg.uuid, msg.size, "Root")
+
+    @handles(ResizeDataVolume)
+    async def resize_data_volume(self, msg: ResizeDataVolume) -> dict[str, Any]:
+        return await resize.resize_volume(self.node, msg.uuid, msg.size, "Data")
 
     # -- delete, recover, expunge -----------------------------------------------------
 
