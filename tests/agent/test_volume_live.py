@@ -300,4 +300,16 @@ async def test_a_data_volume_lives_through_plug_snapshot_pull_resize_and_unplug(
     assert "vdc" not in lab.disks() and "vdc" not in lab.defined()
     assert "No such file" in await guest.sectors("vdc")
     await backend.vm_detach_volume(lab.vm_uuid, current, 20)
+
+    # A guest that does not answer (paused): an error after the timeout, the disk stays;
+    # the unplug asked for goes through once it runs, and a repeat waits for it.
+    vdb = DataVolumeSpec(lab.vm_uuid, lab.disks()["vdb"][0], 1)
+    assert await backend.vm_pause(lab.vm_uuid) == "Paused"
+    with pytest.raises(AgentError, match="did not release vdb"):
+        await backend.vm_detach_volume(lab.vm_uuid, vdb, 1)
+    assert "vdb" in lab.disks()
+    assert await backend.vm_resume(lab.vm_uuid) == "Running"
+    await backend.vm_detach_volume(lab.vm_uuid, vdb, 20)
+    assert "vdb" not in lab.disks()
+    assert "No such file" in await guest.sectors("vdb")
     print(f"volume steps took {time.monotonic() - started:.1f} s")
