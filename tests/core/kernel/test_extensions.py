@@ -271,6 +271,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
         "virtualRouter",
         "vm",
         "volume",
+        "volumeSnapshot",
         "zone",
         "reconcile",
     ]
