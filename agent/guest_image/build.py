@@ -64,12 +64,18 @@ WANTED_MODULES = (
     "evdev",
     "crc32c_generic",
     "ext4",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
 )
 """Modules for the initramfs (with their dependencies, read from each module's
 ``depends``), in this order of wish.  ``ext4`` (with jbd2, mbcache, crc16) lets the guest
 make and mount a file system on a data volume; ``crc32c_generic`` is what its metadata
 checksums need, a soft dependency that ``depends`` does not list.  The cloud kernel has
-them built in (and ACPI PCI hot-plug, ``acpiphp``, with them), so they are skipped there."""
+them built in (and ACPI PCI hot-plug, ``acpiphp``, with them), so they are skipped there.
+``vfat`` and its code pages let the guest mount its own boot partition (FAT16, ``vda1``)
+and leave a file there (an image made from the VM carries it)."""
 REQUIRED_MODULES = frozenset({"virtio_pci", "virtio_net"})
 """Modules that must exist (as modules or built in) for the image to be any use."""
 
