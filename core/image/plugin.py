@@ -488,12 +488,13 @@ _USABLE = select(
     _images.c.state,
     _images.c.platform,
     _images.c.size,
+    _images.c.media_type,
 ).where(_images.c.uuid == bindparam("image"))
 
 
 def ready_image(session: InTransaction, image_uuid: str) -> Row[*tuple[Any, ...]]:
-    """The image (uuid, name, status, state, platform, size) if it can be used, e.g. for
-    a root volume; a clear refusal otherwise.
+    """The image (uuid, name, status, state, platform, size, media_type) if it can be
+    used, e.g. for a root volume; a clear refusal otherwise.
 
     A Downloading image is not complete yet and a Deleted one is on its way out.
     """

@@ -30,6 +30,7 @@ from core.host.capacity import HOLDING_STATES, return_capacity, take_capacity
 from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.connect import HostConnectData
 from core.host.plugin import HostPlugin
+from core.image.from_volume import DATA_TEMPLATE
 from core.image.plugin import ready_image
 from core.kernel.chains import FlowChainContributor, FlowInsertion
 from core.kernel.db import new_uuid
@@ -307,6 +308,14 @@ class VmPlugin(
         def create_row(session: Session) -> tuple[dict[str, Any], VmInstanceSpec]:
             offering = session.execute(_OFFERING, {"offering": msg.instance_offering_uuid}).one()
             image = ready_image(session, msg.image_uuid)
+            if image.media_type == DATA_TEMPLATE:
+                raise OperationError(
+                    ErrorCode(
+                        SysErrors.INVALID_ARGUMENT,
+                        f"image {image.name} is a {DATA_TEMPLATE}: a VM's root volume is made "
+                        "from a RootVolumeTemplate",
+                    )
+                )
             row = session.execute(
                 _NEW_VM,
                 {

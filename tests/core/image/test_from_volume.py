@@ -137,6 +137,17 @@ async def test_a_data_volume_template_of_a_root_volume(lab: Lab) -> None:
     assert image["status"] == "Ready" and image["mediaType"] == "DataVolumeTemplate"
     [ref] = image["backupStorageRefs"]
     assert "backing-filename" not in qemu_info(ref["installPath"])
+    # Not for a VM's root volume.
+    refused = await fails(
+        node,
+        "CreateVmInstance",
+        "SYS.1007",
+        name="nope",
+        instanceOfferingUuid=lab.offering["uuid"],
+        imageUuid=image["uuid"],
+    )
+    assert "is a DataVolumeTemplate" in refused, refused
+    assert len(await ok(node, "QueryVmInstance")) == 1
     # Made Ready, it is deleted like any image (files and rows).
     await ok(node, "UpdateGlobalConfig", category="image", name="deletionPolicy", value="Direct")
     await ok(node, "DeleteImage", uuid=image["uuid"])
