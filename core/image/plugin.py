@@ -10,6 +10,10 @@ is cancelled: the downloads are then cancelled on the agents, ``TASK_CANCEL``), 
 copies already made are deleted, then the records and tags: nothing is left behind.
 A download that receives nothing for ``image.download.stallTimeout`` seconds fails.
 
+Images are also made from volumes (``CreateRootVolumeTemplateFromRootVolume``,
+``CreateDataVolumeTemplateFromVolume``): core.image.from_volume, whose exports report
+their progress through the same events.
+
 ``DeleteImage`` follows ``image.deletionPolicy``: Direct expunges at once;
 Delay and Never keep the image Deleted (unusable, recoverable with
 ``RecoverImage``) until ``ExpungeImage`` deletes its files and records.  The
