@@ -13,7 +13,7 @@ class ImageVO(ResourceMixin, Base):
     url: Mapped[str] = mapped_column(String(2048))
     """Where it was added from: a local path or an http(s) URL."""
     status: Mapped[str] = mapped_column(String(32), default="Downloading")
-    """Downloading, Ready, Deleted."""
+    """Downloading (AddImage), Creating (made from a volume), Ready, Deleted."""
     state: Mapped[str] = mapped_column(String(32), default="Enabled")
     format: Mapped[str | None] = mapped_column(String(32), default=None)
     media_type: Mapped[str] = mapped_column(String(32), default="RootVolumeTemplate")

@@ -10,6 +10,10 @@ is cancelled: the downloads are then cancelled on the agents, ``TASK_CANCEL``), 
 copies already made are deleted, then the records and tags: nothing is left behind.
 A download that receives nothing for ``image.download.stallTimeout`` seconds fails.
 
+Images are also made from volumes (``CreateRootVolumeTemplateFromRootVolume``,
+``CreateDataVolumeTemplateFromVolume``): core.image.from_volume, whose exports report
+their progress through the same events.
+
 ``DeleteImage`` follows ``image.deletionPolicy``: Direct expunges at once;
 Delay and Never keep the image Deleted (unusable, recoverable with
 ``RecoverImage``) until ``ExpungeImage`` deletes its files and records.  The
@@ -488,12 +492,13 @@ _USABLE = select(
     _images.c.state,
     _images.c.platform,
     _images.c.size,
+    _images.c.media_type,
 ).where(_images.c.uuid == bindparam("image"))
 
 
 def ready_image(session: InTransaction, image_uuid: str) -> Row[*tuple[Any, ...]]:
-    """The image (uuid, name, status, state, platform, size) if it can be used, e.g. for
-    a root volume; a clear refusal otherwise.
+    """The image (uuid, name, status, state, platform, size, media_type) if it can be
+    used, e.g. for a root volume; a clear refusal otherwise.
 
     A Downloading image is not complete yet and a Deleted one is on its way out.
     """

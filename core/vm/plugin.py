@@ -30,11 +30,12 @@ from core.host.capacity import HOLDING_STATES, return_capacity, take_capacity
 from core.host.connect import CHAIN as HOST_CONNECT_CHAIN
 from core.host.connect import HostConnectData
 from core.host.plugin import HostPlugin
+from core.image.from_volume import DATA_TEMPLATE
 from core.image.plugin import ready_image
 from core.kernel.chains import FlowChainContributor, FlowInsertion
 from core.kernel.db import new_uuid
 from core.kernel.deletion import expunge_expired
-from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found
+from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, not_found
 from core.kernel.extensions import AfterRecoveryExtensionPoint, Component, Plugin
 from core.kernel.flow import NoRollbackFlow
 from core.kernel.local_api import LocalApiRouteProvider
@@ -306,6 +307,11 @@ class VmPlugin(
         def create_row(session: Session) -> tuple[dict[str, Any], VmInstanceSpec]:
             offering = session.execute(_OFFERING, {"offering": msg.instance_offering_uuid}).one()
             image = ready_image(session, msg.image_uuid)
+            if image.media_type == DATA_TEMPLATE:
+                raise argerr(
+                    f"image {image.name} is a {DATA_TEMPLATE}: a VM's root volume is made "
+                    "from a RootVolumeTemplate"
+                )
             data_disks = data_disk_sizes(session, msg.data_disk_offering_uuids, max_data_disks)
             row = session.execute(
                 _NEW_VM,

@@ -4,6 +4,7 @@ chain into a standalone qcow2 on backup storage, and VMs boot from it."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,13 @@ async def test_a_root_volume_template_is_standalone_and_boots_a_vm(lab: Lab) -> 
         events.append(event.data)
 
     node.events.subscribe(PROGRESS_EVENT, record)
+    # What the guest wrote: in the volume's overlay, over the image cache below it.
+    source = (await volume_of(node, vm["rootVolumeUuid"]))["installPath"]
+    subprocess.run(
+        ["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 2M", source],
+        check=True,
+        capture_output=True,
+    )
     image = await ok(
         node,
         "CreateRootVolumeTemplateFromRootVolume",
@@ -105,6 +113,12 @@ async def test_a_root_volume_template_is_standalone_and_boots_a_vm(lab: Lab) -> 
     info = qemu_info(ref["installPath"])
     assert info["format"] == "qcow2" and info["virtual-size"] == 64 * MiB
     assert "backing-filename" not in info, "the exported image must stand alone"
+    same = subprocess.run(["qemu-img", "compare", source, ref["installPath"]], check=False)
+    assert same.returncode == 0, "the image does not read what the volume reads"
+    base = bs_dir(lab) / "base.qcow2"
+    assert (
+        subprocess.run(["qemu-img", "compare", "-q", str(base), ref["installPath"]]).returncode == 1
+    )
     assert events and {e["stage"] for e in events} == {"export"}
     assert {e["imageUuid"] for e in events} == {image["uuid"]}
 
@@ -137,10 +151,40 @@ async def test_a_data_volume_template_of_a_root_volume(lab: Lab) -> None:
     assert image["status"] == "Ready" and image["mediaType"] == "DataVolumeTemplate"
     [ref] = image["backupStorageRefs"]
     assert "backing-filename" not in qemu_info(ref["installPath"])
+    # Not for a VM's root volume.
+    refused = await fails(
+        node,
+        "CreateVmInstance",
+        "SYS.1007",
+        name="nope",
+        instanceOfferingUuid=lab.offering["uuid"],
+        imageUuid=image["uuid"],
+    )
+    assert "is a DataVolumeTemplate" in refused, refused
+    assert len(await ok(node, "QueryVmInstance")) == 1
     # Made Ready, it is deleted like any image (files and rows).
     await ok(node, "UpdateGlobalConfig", category="image", name="deletionPolicy", value="Direct")
     await ok(node, "DeleteImage", uuid=image["uuid"])
     assert not Path(ref["installPath"]).exists()
+
+
+async def test_by_default_a_copy_on_every_backup_storage_of_the_zone(lab: Lab) -> None:
+    node = lab.node
+    vm = await stopped_vm(lab)
+    [zone] = await ok(node, "QueryZone")
+    other = lab.primary_url.parent / "bs2"
+    await ok(node, "AddLocalBackupStorage", name="bs2", zoneUuid=zone["uuid"], url=str(other))
+    image = await ok(
+        node,
+        "CreateRootVolumeTemplateFromRootVolume",
+        rootVolumeUuid=vm["rootVolumeUuid"],
+        name="two",
+    )
+    paths = sorted(ref["installPath"] for ref in image["backupStorageRefs"])
+    name = f"{image['uuid']}.qcow2"
+    assert paths == sorted([str(bs_dir(lab) / name), str(other / name)])
+    assert {qemu_info(p)["virtual-size"] for p in paths} == {64 * MiB}
+    assert sorted(os.listdir(other)) == [name]
 
 
 async def test_refusals_change_nothing(lab: Lab) -> None:
