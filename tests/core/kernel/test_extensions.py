@@ -269,6 +269,7 @@ def test_core_plugins_order(tmp_path: Path) -> None:
         "storage",
         "virtualRouter",
         "vm",
+        "volumeSnapshot",
         "zone",
         "reconcile",
     ]
