@@ -192,6 +192,18 @@ def remove_domain(dom: libvirt.virDomain) -> None:
         )
 
 
+def _affect(dom: libvirt.virDomain, target: str, plugging: bool) -> int:
+    """Hot-plug flags: the running domain and, for a persistent one, its definition too
+    (VM_REBOOT starts the domain again from it): a disk plugged in is added there unless
+    it is there already, one unplugged is removed from there if it is there."""
+    flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
+    if dom.isPersistent():
+        defined = target in disks_of(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        if defined != plugging:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    return flags
+
+
 class LibvirtBackend(LocalFileStorage, Backend):
     hypervisor_type = "KVM"
 
@@ -427,9 +439,8 @@ class LibvirtBackend(LocalFileStorage, Backend):
         # QEMU follows the root volume's header: it must name only the project's files.
         await images.check_root_volume(spec.root_volume_path, spec.root_volume_format)
         for volume in spec.data_volumes:  # and every data volume's chain its storage's
-            await volume_chain.read_chain(
-                volume.install_path, volume_chain.storage_of_data_volume(volume.install_path)
-            )
+            storage = volume_chain.storage_of_data_volume(volume.install_path)
+            await volume_chain.read_chain(volume.install_path, storage, volume.format)
         return await self._call(self._start, spec, build_domain_xml(spec, acceleration))
 
     def _start(self, spec: VmSpec, xml: str) -> str:
@@ -566,7 +577,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
         if dom is None:
             return  # VM_START plugs in every data volume
         storage = volume_chain.storage_of_data_volume(volume.install_path)
-        await volume_chain.read_chain(volume.install_path, storage)
+        await volume_chain.read_chain(volume.install_path, storage, volume.format)
         await self._call(self._attach, dom, vm_uuid, volume)
 
     def _attach(self, dom: libvirt.virDomain, vm_uuid: str, volume: DataVolumeSpec) -> None:
@@ -579,7 +590,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
                 f"{volume.target}, not {volume.install_path}: refused"
             )
         try:
-            dom.attachDeviceFlags(data_disk_xml(volume), libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            dom.attachDeviceFlags(data_disk_xml(volume), _affect(dom, volume.target, True))
         except libvirt.libvirtError as exc:
             raise AgentError(
                 f"cannot attach {volume.install_path} to VM {vm_uuid} as {volume.target}: "
@@ -613,7 +624,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
                 "not detached"
             )
         try:
-            dom.detachDeviceFlags(element, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            dom.detachDeviceFlags(element, _affect(dom, volume.target, False))
         except libvirt.libvirtError as exc:
             # An unplug asked for before (a repeat) is still pending: wait for it.
             if "already in the process of unplug" not in _message(exc):

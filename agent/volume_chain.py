@@ -103,12 +103,14 @@ def require_target_in_storage(path: str, root: str, label: str) -> None:
         raise AgentError(f"{label} {path} is a symlink")
 
 
-def _check_headers(path: str, root: str) -> list[image_header.Header]:
+def _check_headers(path: str, root: str, fmt: str = "") -> list[image_header.Header]:
     """The headers of ``path``'s chain, each backing name checked before it is followed.
-    Blocking."""
+    A file known to be raw (``fmt``, or its overlay's recorded backing format) is not
+    read: a guest writes all of a raw disk, a qcow2 header too.  Blocking."""
     headers: list[image_header.Header] = []
     current, label = path, f"volume file {path}"
     seen: set[str] = set()
+    known = fmt
     while True:
         require_in_storage(current, root, label)
         real = os.path.realpath(current)
@@ -117,7 +119,12 @@ def _check_headers(path: str, root: str) -> list[image_header.Header]:
         seen.add(real)
         if len(headers) >= MAX_CHAIN:
             raise AgentError(f"the backing chain of {path} is longer than {MAX_CHAIN} files")
+        if known == "raw":
+            headers.append(image_header.Header("raw"))
+            return headers
         header = image_header.inspect(current, label, allow_backing=True)
+        if known and header.format != known:
+            raise AgentError(f"{label} is a {header.format} file, not {known}; refused")
         headers.append(header)
         backing = header.backing_file
         if not backing:
@@ -135,12 +142,14 @@ def _check_headers(path: str, root: str) -> list[image_header.Header]:
                 f"{what}, which is not a regular file under the primary storage {root}; refused"
             )
         current, label = backing, f"backing file {backing} of {path}"
+        known = header.backing_format
 
 
-async def read_chain(path: str, storage_path: str) -> list[ChainFile]:
-    """``path`` and its backing files, top first, all checked (see the module)."""
+async def read_chain(path: str, storage_path: str, fmt: str = "") -> list[ChainFile]:
+    """``path`` (of format ``fmt`` if known) and its backing files, top first, all
+    checked (see the module)."""
     root = storage_root(storage_path)
-    headers = await asyncio.to_thread(_check_headers, path, root)
+    headers = await asyncio.to_thread(_check_headers, path, root, fmt)
     raws = await images.backing_chain(path, headers[0].format)
     if len(raws) != len(headers):
         raise AgentError(

@@ -125,8 +125,9 @@ exist.  What a creation or download to that path cut short left (``.<name>.creat
 ``.<name>.part``) goes too, and so does the directory it was in when that is a volume's
 directory (``vm-<vmUuid>``, ``vol-<volumeUuid>``) left empty.  With ``keepIfBacking``,
 the file is deleted only if no chain of those files (``qemu-img info --backing-chain``)
-holds it, and is refused otherwise, naming the file that stands on it; so is a file a
-running domain's disk reads."""
+holds it, and is refused otherwise, naming the file that stands on it; so is (whenever
+``storagePath`` or ``keepIfBacking`` is given) a file a running domain's disk reads.
+A listed file whose chain the agent refuses to read (see below) refuses the delete too."""
 
 IMAGE_DOWNLOAD: Final = "/image/download"
 """ASYNC {url (http(s) or file path), installPath, checksum ("sha256:<hex>"|"md5:<hex>"|""),
@@ -169,14 +170,19 @@ directory if missing (idempotent) and measure its file system."""
 # agent works through libvirt (QEMU holds the files); otherwise with ``qemu-img``.
 VM_ATTACH_VOLUME: Final = "/vm/volume/attach"
 """{vmUuid, volume: DataVolumeTO} -> {}: hot-plug the data volume into the running
-domain (libvirt ``attachDeviceFlags(AFFECT_LIVE)``; the DB, not libvirt, keeps the VM's
-disks: VM_START gets them all).  A domain that is not running: nothing to do.  Already
-attached (the same file at that target): nothing to do; another file there is refused."""
+domain (libvirt ``attachDeviceFlags(AFFECT_LIVE)``, and ``AFFECT_CONFIG`` too, so that
+VM_REBOOT, which starts the domain again from its definition, keeps it; the DB, not
+libvirt, keeps the VM's disks: VM_START gets them all and redefines the domain; VM_DETACH_VOLUME
+likewise removes the disk from both).  A domain that is not running: nothing to do.  Already
+attached (the same file at that target): nothing to do; another file there is refused.
+The volume's chain is checked first, as every chain below, on the primary storage its
+path names (``<storagePath>/datavolumes/...``); so are VM_START's ``dataVolumes``."""
 
 VM_DETACH_VOLUME: Final = "/vm/volume/detach"
 """{vmUuid, volume: DataVolumeTO, timeout (s)} -> {}: unplug the data volume from the
 running domain and wait (``timeout``) until QEMU let it go (the guest must answer the
-ACPI eject; failing that, an error saying so, and the disk stays).  Not there: nothing."""
+ACPI eject; failing that, an error saying so, and the disk stays).  Not there: nothing;
+another file at that target is refused."""
 
 VOLUME_SNAPSHOT: Final = "/volume/snapshot"
 """{vmUuid, deviceId, storagePath, installPath, newInstallPath, full} -> {installPath,
@@ -187,7 +193,9 @@ no metadata, reuse-ext) switches the disk to it (consistent for the guest, who g
 writing); otherwise ``qemu-img create``.  ``full``: the active file is first made
 standalone (its chain pulled into it: ``blockRebase`` with no base live, ``qemu-img
 rebase -b ""`` otherwise), so the snapshot starts a new chain.  Idempotent: a repeat
-finding the disk already on ``newInstallPath`` over ``installPath`` answers as made."""
+finding the disk already on ``newInstallPath`` over ``installPath`` answers as made (an
+overlay a cut-short attempt left at ``newInstallPath`` is used).  ``newInstallPath`` must
+be under ``storagePath``; offline, a file a running domain reads is refused."""
 
 VOLUME_REBASE: Final = "/volume/rebase"
 """{vmUuid, deviceId, storagePath, installPath, backingFile} -> {installPath, backingFile}:
@@ -202,7 +210,8 @@ a file already on ``backingFile`` answers at once."""
 VOLUME_RESIZE: Final = "/volume/resize"
 """{vmUuid, deviceId, storagePath, installPath, size} -> {size}: grow the volume's
 virtual size to ``size`` bytes (live ``blockResize``, else ``qemu-img resize``); a size
-smaller than the current one is refused, the same size is fine."""
+smaller than the current one is refused, the same size is fine.  Offline, a file a
+running domain reads is refused (live, a backing file of the running disk)."""
 
 VOLUME_CHAIN: Final = "/volume/chain"
 """{storagePath, installPaths: [str]} -> {chains: {path: [backing files, nearest first]}}:
@@ -215,7 +224,9 @@ actualSize, md5sum}: a standalone qcow2 copy of what ``installPath`` reads (its 
 flattened: ``qemu-img convert -O qcow2``), written to a temporary file beside
 ``targetPath`` (a backup storage's) and linked into place when whole, with
 REPORT_PROGRESS (stage "export").  The source must not be written meanwhile (the core
-exports a stopped VM's volume or a snapshot's file).  Cancelled or failed: nothing left."""
+exports a stopped VM's volume or a snapshot's file): the active file of a running disk is
+refused.  A repeat finding a standalone qcow2 at ``targetPath`` answers it (with its md5).
+Cancelled or failed: nothing left."""
 
 # -- networking ----------------------------------------------------------------
 # Everything the project makes on a host is named ``zsl…`` and fits IFNAMSIZ (15
@@ -394,7 +405,10 @@ MAX_DATA_VOLUMES: Final = 24
 
 class DataVolumeTO(Wire):
     """A data volume as a VM's disk: ``vd<letter>`` of ``deviceId`` (1 is ``vdb``), with
-    the volume's uuid as its serial (``/dev/disk/by-id/virtio-<first 20 characters>``)."""
+    the volume's uuid as its serial (``/dev/disk/by-id/virtio-<first 20 characters>``).
+    ``installPath`` (its active file) is under a primary storage's ``datavolumes/``
+    directory (``<storagePath>/datavolumes/vol-<uuid>/...``): the agent checks the
+    volume's chain against that storage."""
 
     uuid: str
     install_path: str

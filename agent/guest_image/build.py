@@ -55,8 +55,21 @@ GUEST_FILES = ("init.sh", "udhcpc.script", "inittab", "syslinux.cfg")
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
 BUSYBOX_PACKAGE = "busybox-static"
 
-WANTED_MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_console", "button", "evdev")
-"""Modules for the initramfs (with their dependencies), in this order of wish."""
+WANTED_MODULES = (
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+    "virtio_console",
+    "button",
+    "evdev",
+    "crc32c_generic",
+    "ext4",
+)
+"""Modules for the initramfs (with their dependencies, read from each module's
+``depends``), in this order of wish.  ``ext4`` (with jbd2, mbcache, crc16) lets the guest
+make and mount a file system on a data volume; ``crc32c_generic`` is what its metadata
+checksums need, a soft dependency that ``depends`` does not list.  The cloud kernel has
+them built in (and ACPI PCI hot-plug, ``acpiphp``, with them), so they are skipped there."""
 REQUIRED_MODULES = frozenset({"virtio_pci", "virtio_net"})
 """Modules that must exist (as modules or built in) for the image to be any use."""
 

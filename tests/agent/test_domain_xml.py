@@ -6,8 +6,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from agent.backend import NicSpec, VmSpec
-from agent.domain_xml import build_domain_xml, console_of
+from agent.backend import DataVolumeSpec, NicSpec, VmSpec
+from agent.domain_xml import (
+    build_domain_xml,
+    console_of,
+    data_disk_xml,
+    disk_element,
+    disks_of,
+    snapshot_xml,
+)
 
 UUID = "0123456789abcdef0123456789abcdef"
 
@@ -266,3 +273,60 @@ def test_the_contract_refuses_a_serial_that_is_not_printable() -> None:
             root_volume=kvm.VolumeTO(install_path="/r"),
             smbios_serial="a\x00b",
         )
+
+
+def test_data_volumes_are_virtio_disks_after_the_root_with_their_uuid_as_serial() -> None:
+    volumes = (
+        DataVolumeSpec("vol-c", "/ps/datavolumes/vol-c/c & d.qcow2", 3),
+        DataVolumeSpec("vol-b", "/ps/datavolumes/vol-b/b.raw", 1, "raw"),
+    )
+    root = parse(spec(data_volumes=volumes))
+    disks = root.findall("devices/disk")
+    assert [d.find("target").get("dev") for d in disks] == ["vda", "vdb", "vdd"]  # type: ignore[union-attr]
+    vdb = disks[1]
+    assert vdb.get("type") == "file" and vdb.get("device") == "disk"
+    assert vdb.find("driver").attrib == {"name": "qemu", "type": "raw"}  # type: ignore[union-attr]
+    assert vdb.find("source").get("file") == "/ps/datavolumes/vol-b/b.raw"  # type: ignore[union-attr]
+    assert vdb.find("target").attrib == {"dev": "vdb", "bus": "virtio"}  # type: ignore[union-attr]
+    assert vdb.findtext("serial") == "vol-b"
+    assert disks[2].find("source").get("file") == "/ps/datavolumes/vol-c/c & d.qcow2"  # type: ignore[union-attr]
+    # Without data volumes the XML is what it always was.
+    assert build_domain_xml(spec(data_volumes=()), "tcg") == build_domain_xml(spec(), "tcg")
+
+
+def shape(element: ET.Element) -> tuple[object, ...]:
+    """An element's tag, attributes, text and children, without the indentation."""
+    text = (element.text or "").strip()
+    return (element.tag, element.attrib, text, [shape(child) for child in element])
+
+
+def test_a_hot_plugged_disk_is_the_same_element_and_the_live_chain_is_read_back() -> None:
+    volume = DataVolumeSpec("vol-x", "/ps/datavolumes/vol-x/top.qcow2", 2)
+    plugged = ET.fromstring(data_disk_xml(volume))
+    started = parse(spec(data_volumes=(volume,))).findall("devices/disk")[1]
+    assert shape(plugged) == shape(started)
+    live = """<domain><devices>
+      <disk type='file' device='disk'><source file='/ps/r.qcow2'/>
+        <backingStore type='file'><source file='/ps/base.qcow2'/><backingStore/></backingStore>
+        <target dev='vda' bus='virtio'/></disk>
+      <disk type='file' device='disk'><source file='/ps/top.qcow2'/>
+        <backingStore type='file'><source file='/ps/mid.qcow2'/>
+          <backingStore type='file'><source file='/ps/low.qcow2'/></backingStore>
+        </backingStore><target dev='vdc' bus='virtio'/></disk>
+      <disk type='file' device='cdrom'><target dev='hdc' bus='ide'/></disk>
+    </devices></domain>"""
+    assert disks_of(live) == {
+        "vda": ("/ps/r.qcow2", "/ps/base.qcow2"),
+        "vdc": ("/ps/top.qcow2", "/ps/mid.qcow2", "/ps/low.qcow2"),
+        "hdc": (),
+    }
+    assert 'dev="vdc"' in disk_element(live, "vdc") and disk_element(live, "vdb") == ""
+    snap = ET.fromstring(snapshot_xml(list(disks_of(live)), "vdc", "/ps/new.qcow2"))
+    assert [(d.get("name"), d.get("snapshot")) for d in snap.findall("disks/disk")] == [
+        ("vda", "no"),
+        ("vdc", "external"),
+        ("hdc", "no"),
+    ]
+    external = snap.find("disks/disk[@name='vdc']")
+    assert external.find("source").get("file") == "/ps/new.qcow2"  # type: ignore[union-attr]
+    assert external.find("driver").get("type") == "qcow2"  # type: ignore[union-attr]

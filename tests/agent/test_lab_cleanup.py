@@ -71,3 +71,15 @@ def test_a_domain_is_the_labs_when_its_definition_names_a_file_under_the_data_di
     assert domain_names_path_under(by_log, DATA)
     assert not domain_names_path_under(other, DATA)
     assert not domain_names_path_under("not xml <", DATA)
+
+
+def test_the_lab_inventory_lists_data_volume_directories_by_volume_uuid(tmp_path: Path) -> None:
+    from agent.lab_inventory import FILE, HostObject, LabFinder
+
+    storage = tmp_path / "data" / "ps"
+    volume = "ab" * 16
+    (storage / "datavolumes" / f"vol-{volume}").mkdir(parents=True)
+    (storage / "rootvolumes" / f"vm-{'cd' * 16}").mkdir(parents=True)
+    found = LabFinder(tmp_path / "data").files([str(storage)])
+    assert HostObject(FILE, f"{storage}/datavolumes/vol-{volume}", volume, "data volume") in found
+    assert HostObject(FILE, f"{storage}/rootvolumes/vm-{'cd' * 16}", "cd" * 16, "volumes") in found

@@ -16,7 +16,7 @@ import libvirt
 import pytest
 
 from agent.acceleration import FixedAcceleration
-from agent.backend import VmSpec
+from agent.backend import DataVolumeSpec, VmSpec
 from agent.libvirt_backend import LibvirtBackend, domain_state, event_state
 from agentkit.errors import AgentError
 from tests.agent.crafted_images import craft, host_secret
@@ -121,6 +121,30 @@ async def test_a_root_volume_naming_a_host_file_is_not_started(
     ):
         crafted = craft(case, tmp_path / "crafted", secret)
         spec = dataclasses.replace(vm("r1", tmp_path), root_volume_path=str(crafted.path))
+        with pytest.raises(AgentError, match=reason):
+            await backend.vm_start(spec)
+        assert await backend.vm_sync() == {}  # not even defined
+
+
+async def test_a_data_volume_outside_its_storage_or_naming_a_host_file_is_not_started(
+    backend: LibvirtBackend, tmp_path: Path
+) -> None:
+    secret = host_secret(tmp_path / "host")
+    volumes = tmp_path / "ps" / "datavolumes" / f"vol-{'a' * 32}"
+    volumes.mkdir(parents=True)
+    hostile = volumes / "hostile.qcow2"
+    backing = ["-u", "-F", "raw", "-b", str(secret)]
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", *backing, str(hostile), "1M"], check=True
+    )
+    stray = tmp_path / "stray.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(stray), "1M"], check=True)
+    for path, reason in (
+        (hostile, "not a regular file under the primary storage"),
+        (stray, "not in a primary storage's datavolumes/ directory"),
+    ):
+        volume = DataVolumeSpec("a" * 32, str(path), 1)
+        spec = dataclasses.replace(vm("d1", tmp_path), data_volumes=(volume,))
         with pytest.raises(AgentError, match=reason):
             await backend.vm_start(spec)
         assert await backend.vm_sync() == {}  # not even defined

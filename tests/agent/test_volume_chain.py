@@ -436,3 +436,40 @@ async def test_a_simulated_vm_takes_data_volumes_and_guards_them(
     await connected.ok(p.VOLUME_DELETE, {"installPath": other["installPath"]})
     await connected.ok(p.VOLUME_DELETE, delete)
     assert not vol_dir.exists()
+
+
+async def test_a_cancelled_export_leaves_nothing_and_never_answers(
+    connected: AgentCaller, storage: Path, vol_dir: Path, tmp_path: Path
+) -> None:
+    big = make_qcow2(vol_dir / "big.qcow2", 256 * MIB)
+    write(big, 0, 0x55, 256 * MIB)  # data, not zeros: the copy takes a while
+    target = tmp_path / "bs" / "big.qcow2"
+    body = {"storagePath": str(storage), "installPath": str(big), "targetPath": str(target)}
+    task = await connected.start_async(p.VOLUME_EXPORT, body)
+    await wait_until(lambda: target.parent.is_dir() and leftovers(target.parent) != [], 10)
+    answer = await connected.ok("/task/cancel", {"taskUuid": task})
+    assert answer["cancelled"] is True
+    assert os.listdir(target.parent) == []
+    assert connected.core is not None and task not in connected.core.callbacks
+
+
+async def test_a_raw_file_is_not_read_as_the_qcow2_its_guest_wrote(
+    caller: AgentCaller, storage: Path, vol_dir: Path, tmp_path: Path
+) -> None:
+    # A guest owns every byte of a raw disk: it may write a qcow2 header naming another
+    # volume.  Recorded raw (the overlay's backing format), it stays raw: QEMU reads it so.
+    victim = make_qcow2(storage / "datavolumes" / "vol-victim" / "victim.qcow2")
+    forged = make_qcow2(tmp_path / "forged.qcow2", backing=victim)
+    guest_raw = vol_dir / "guest.raw"
+    guest_raw.write_bytes(forged.read_bytes().ljust(MIB, b"\0"))
+    overlay = vol_dir / "overlay.qcow2"
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(guest_raw), str(overlay))
+    answer = await caller.ok(
+        p.VOLUME_CHAIN, {"storagePath": str(storage), "installPaths": [str(overlay)]}
+    )
+    assert answer["chains"] == {str(overlay): [str(guest_raw)]}
+    target = tmp_path / "bs" / "out.qcow2"
+    body = {"storagePath": str(storage), "installPath": str(overlay), "targetPath": str(target)}
+    assert caller.core is not None
+    await caller.ok_async(p.VOLUME_EXPORT, body)
+    assert reads(target) == guest_raw.read_bytes()  # the raw bytes, not the victim's

@@ -10,6 +10,7 @@ from core.reconcile.tracking import Orphan, due
 VM = "0123456789abcdef0123456789abcdef"
 ROUTER = "fedcba9876543210fedcba9876543210"
 HOST = "11111111111111111111111111111111"
+VOLUME = "22222222222222222222222222222222"
 
 
 def owners() -> Owners:
@@ -21,6 +22,7 @@ def owners() -> Owners:
         bridges={"zslbr-aaaaaaaaa"},
         host_nat={"zslbr-aaaaaaaaa 10.0.0.1/24"},
         volumes={f"/ps/rootvolumes/vm-{VM}/root.qcow2"},
+        volume_uuids={VOLUME},
         images={"image1"},
         image_caches={"/ps/imagecache/cached.qcow2"},
     ).index()
@@ -49,6 +51,7 @@ def test_what_the_database_owns() -> None:
         obj("file", "/ps/imagecache/image1.qcow2", "image1", "image cache"),
         obj("file", "/ps/imagecache/cached.qcow2", "cached", "image cache"),
         obj("file", "/ps/rootvolumes/vm-x", "", "volumes"),
+        obj("file", f"/ps/datavolumes/vol-{VOLUME}", VOLUME, "data volume"),
         obj("unknownKind", "x", "x"),
     ]
     assert orphans(owned, o) == []
@@ -70,6 +73,7 @@ def test_what_nothing_owns() -> None:
         obj("file", f"/ps/rootvolumes/vm-{other}", other, "volumes"),
         obj("file", f"/ps/consoles/{other}.log", other, "log"),
         obj("file", "/ps/imagecache/gone.qcow2", "gone", "image cache"),
+        obj("file", f"/ps/datavolumes/vol-{other}", other, "data volume"),
     ]
     assert orphans(unowned, o) == unowned
 
