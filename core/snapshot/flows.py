@@ -21,7 +21,9 @@ out from the disk (VolumeChainCmd on the new path): no new file, nothing to undo
 file of a volume that is not live is deleted (no domain used it: the volume's lock was
 held); a new file of a live volume may already be the running disk's (the crash came
 between the agent's answer and the commit), so the take is repeated (idempotent: it
-answers as made, or makes it) and the commit finished.
+answers as made, or makes it) and the commit finished.  A full take first makes the
+active file standalone (content kept): a rollback after that says the active file stands
+on no snapshot (``latest`` none).
 
 Revert (VM Stopped or volume detached): a new file on the snapshot's (TakeSnapshotCmd,
 offline, on the snapshot's file: ``qemu-img create -b``), then one transaction moves the
@@ -272,9 +274,8 @@ class SnapshotTakeFlow(Flow):
         if active == data.new_path:
             return  # taken and committed: the snapshot exists (the point of no return)
         agent = await agent_of(data)
-        if await chain_of(data, agent, data.new_path) is None:
-            return  # never made
-        if data.live:
+        made = await chain_of(data, agent, data.new_path) is not None
+        if made and data.live:
             # The running disk may be on the new file already (a crash between the agent's
             # answer and the commit): nothing may delete it; the take is finished instead.
             log.warning(
@@ -284,7 +285,28 @@ class SnapshotTakeFlow(Flow):
             )  # fmt: skip
             await self._take_and_commit(data, agent)
             return
-        await delete_file(data, agent, data.new_path)
+        if made:
+            await delete_file(data, agent, data.new_path)
+        if data.full:
+            await self._settle_pulled_chain(data, agent)
+
+    @staticmethod
+    async def _settle_pulled_chain(data: SnapshotData, agent: AgentClient) -> None:
+        """A full take begins by making the active file standalone (its content kept): if
+        it got that far, the active file stands on no snapshot any more."""
+        chain = await chain_of(data, agent, data.old_path) or []
+
+        def settle(session: Session) -> None:
+            latest = session.scalars(
+                select(VolumeSnapshotVO).where(
+                    VolumeSnapshotVO.volume_uuid == data.volume_uuid,
+                    VolumeSnapshotVO.latest.is_(True),
+                )
+            ).first()
+            if latest is not None and latest.install_path not in chain:
+                set_latest(session, data.volume_uuid, None)
+
+        await data.node.db.run(settle)
 
 
 # -- revert ---------------------------------------------------------------------------
