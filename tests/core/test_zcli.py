@@ -129,7 +129,7 @@ def test_usage_errors(lab: ServiceLab) -> None:
     assert "parameter limit of QueryZone must be in the range" in bad_param.err
     assert no_api.rc == 2  # argparse: the API name is required
     assert count.rc == 0, count.err
-    assert count.json()["total"] == 5  # kvm: 2, vm: 3
+    assert count.json()["total"] == 6  # kvm: 3, vm: 3
     assert help_unknown.rc == 2 and "no API named Nope" in help_unknown.err
 
 
