@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from core.snapshot.global_config import CATEGORY, INCREMENTAL_MAX_NUM
+from core.storage.models import PrimaryStorageVO
 from core.vm.models import VmInstanceVO
 from tests.conftest import ok
 from tests.core.snapshot.conftest import SnapLab
@@ -266,3 +267,23 @@ async def test_the_live_paths_keep_every_content(snap_lab: SnapLab) -> None:
         assert await lab.capacity() == before
     finally:
         await seen_running(lab, vm["uuid"], False)
+
+
+async def test_a_full_primary_storage_refuses_a_snapshot(snap_lab: SnapLab) -> None:
+    lab, node = snap_lab, snap_lab.node
+    _vm, volume = await lab.stopped_vm("no-room")
+    await lab.write(volume, 0, 0x71)
+    [ps] = await ok(node, "QueryPrimaryStorage")
+
+    def set_available(session: Any, value: int) -> None:
+        session.get(PrimaryStorageVO, ps["uuid"]).available_capacity = value
+
+    await node.db.run(lambda s: set_available(s, 1024))  # type: ignore[union-attr]
+    try:
+        before = await state(lab, volume)
+        reply = await node.call("CreateVolumeSnapshot", {"volumeUuid": volume, "name": "x"})
+        assert not reply.success and "free for the snapshot" in str(reply.error), reply.error
+        assert await state(lab, volume) == before
+    finally:
+        await node.db.run(lambda s: set_available(s, ps["availableCapacity"]))  # type: ignore[union-attr]
+    await lab.verify(volume)
