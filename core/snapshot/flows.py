@@ -9,30 +9,30 @@ image cache, or nothing).  The database says which snapshot stands on which
 disk are the truth the database follows, and every step keeps the two agreeing.
 
 Create: the snapshot's row (``Creating``, its uuid chosen before the chain, so a rollback
-finds it) names the volume's active file, and the room that file takes now is reserved
-on the primary storage with it (refused if the storage has not that much free); then one
-flow takes the snapshot on the host
-(TakeSnapshotCmd: the active file becomes the snapshot's and a new file on it, chosen
-before the chain, the active one; live through libvirt while the VM runs) and commits the
-result in one transaction (row Ready, ``latest`` moved to it, the volume's install path
-the new file, the reservation corrected to the frozen file's size).  **That commit is the
-point of no return**, as in ZStack, where a snapshot taken is never undone: once the
-database names the new file, a guest may have written to it, so the rollback leaves the
-snapshot (the chain fails, the snapshot exists).  Before the commit the rollback finds
-out from the disk (VolumeChainCmd on the new path): no new file, nothing to undo; a new
-file of a volume that is not live is deleted (no domain used it: the volume's lock was
-held); a new file of a live volume may already be the running disk's (the crash came
-between the agent's answer and the commit), so the take is repeated (idempotent: it
-answers as made, or makes it) and the commit finished.  A full take first makes the
-active file standalone (content kept): a rollback after that says the active file stands
-on no snapshot (``latest`` none).
+finds it) names the volume's active file, and the room that file takes now is reserved on
+the primary storage with it (refused if the storage has not that much free); then one
+flow takes the snapshot on the host (TakeSnapshotCmd: the active file becomes the
+snapshot's and a new file on it, its path chosen before the chain, the active one; live
+through libvirt while the VM runs) and commits the result in one transaction (row Ready,
+``latest`` moved to it, the volume's install path the new file, the reservation corrected
+to the frozen file's size).  **That commit is the point of no return**, as in ZStack,
+where a snapshot taken is never undone: once the database names the new file, a guest may
+have written to it, so the rollback leaves the snapshot (the chain fails, the snapshot
+exists).  Before the commit the rollback finds out from the disk (VolumeChainCmd on the
+new path): no new file, nothing to undo; a new file of a volume that is not live is
+deleted (no domain used it: the volume's lock was held); a new file of a live volume may
+already be the running disk's (the crash came between the agent's answer and the
+commit), so the take is repeated (idempotent: it answers as made, or makes it) and the
+commit finished.  A full take first makes the active file standalone (content kept): a
+rollback after that says the active file stands on no snapshot (``latest`` none).
 
-Revert (VM Stopped or volume detached): a new file on the snapshot's (TakeSnapshotCmd,
-offline, on the snapshot's file: ``qemu-img create -b``), then one transaction moves the
-volume's install path and ``latest``, then the old active file is deleted (DeleteVolumeCmd
-with every other file of the volume to keep: it is never a backing file).  A rollback
-puts the old file back while it exists and deletes the new one if the database does not
-name it.
+Revert (VM Stopped or volume detached): a new file on the snapshot's, made offline by
+TakeSnapshotCmd on the snapshot's file (``qemu-img create -b``; VOLUME_CREATE takes only a
+standalone backing file), then one transaction moves the volume's install path and
+``latest``, then the old active file is deleted (DeleteVolumeCmd with every other file of
+the volume to keep: it is never a backing file).  A rollback puts the old file back while
+it exists and deletes the new one if the database does not name it; once the old file is
+gone the revert is done.
 
 Delete, for a snapshot S whose file stands on P (read from the disk: its chain's first
 entry, "" for none): S is marked Deleting; if the volume is live and S's file is in the
