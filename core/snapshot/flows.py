@@ -9,28 +9,30 @@ image cache, or nothing).  The database says which snapshot stands on which
 disk are the truth the database follows, and every step keeps the two agreeing.
 
 Create: the snapshot's row (``Creating``, its uuid chosen before the chain, so a rollback
-finds it) names the volume's active file; then one flow takes the snapshot on the host
-(TakeSnapshotCmd: the active file becomes the snapshot's and a new file on it, chosen
-before the chain, the active one; live through libvirt while the VM runs) and commits the
-result in one transaction (row Ready, ``latest`` moved to it, the volume's install path
-the new file, the file's size taken from the primary storage).  **That commit is the
-point of no return**, as in ZStack, where a snapshot taken is never undone: once the
-database names the new file, a guest may have written to it, so the rollback leaves the
-snapshot (the chain fails, the snapshot exists).  Before the commit the rollback finds
-out from the disk (VolumeChainCmd on the new path): no new file, nothing to undo; a new
-file of a volume that is not live is deleted (no domain used it: the volume's lock was
-held); a new file of a live volume may already be the running disk's (the crash came
-between the agent's answer and the commit), so the take is repeated (idempotent: it
-answers as made, or makes it) and the commit finished.  A full take first makes the
-active file standalone (content kept): a rollback after that says the active file stands
-on no snapshot (``latest`` none).
+finds it) names the volume's active file, and the room that file takes now is reserved on
+the primary storage with it (refused if the storage has not that much free); then one
+flow takes the snapshot on the host (TakeSnapshotCmd: the active file becomes the
+snapshot's and a new file on it, its path chosen before the chain, the active one; live
+through libvirt while the VM runs) and commits the result in one transaction (row Ready,
+``latest`` moved to it, the volume's install path the new file, the reservation corrected
+to the frozen file's size).  **That commit is the point of no return**, as in ZStack,
+where a snapshot taken is never undone: once the database names the new file, a guest may
+have written to it, so the rollback leaves the snapshot (the chain fails, the snapshot
+exists).  Before the commit the rollback finds out from the disk (VolumeChainCmd on the
+new path): no new file, nothing to undo; a new file of a volume that is not live is
+deleted (no domain used it: the volume's lock was held); a new file of a live volume may
+already be the running disk's (the crash came between the agent's answer and the
+commit), so the take is repeated (idempotent: it answers as made, or makes it) and the
+commit finished.  A full take first makes the active file standalone (content kept): a
+rollback after that says the active file stands on no snapshot (``latest`` none).
 
-Revert (VM Stopped or volume detached): a new file on the snapshot's (TakeSnapshotCmd,
-offline, on the snapshot's file: ``qemu-img create -b``), then one transaction moves the
-volume's install path and ``latest``, then the old active file is deleted (DeleteVolumeCmd
-with every other file of the volume to keep: it is never a backing file).  A rollback
-puts the old file back while it exists and deletes the new one if the database does not
-name it.
+Revert (VM Stopped or volume detached): a new file on the snapshot's, made offline by
+TakeSnapshotCmd on the snapshot's file (``qemu-img create -b``; VOLUME_CREATE takes only a
+standalone backing file), then one transaction moves the volume's install path and
+``latest``, then the old active file is deleted (DeleteVolumeCmd with every other file of
+the volume to keep: it is never a backing file).  A rollback puts the old file back while
+it exists and deletes the new one if the database does not name it; once the old file is
+gone the revert is done.
 
 Delete, for a snapshot S whose file stands on P (read from the disk: its chain's first
 entry, "" for none): S is marked Deleting; if the volume is live and S's file is in the
@@ -64,8 +66,9 @@ from core.kernel.flow import Flow, NoRollbackFlow
 from core.kernel.flow_data import FlowData
 from core.kernel.rest import AgentClient
 from core.snapshot.models import VolumeSnapshotVO
-from core.storage.capacity import return_primary_capacity
+from core.storage.capacity import reserve_primary_capacity, return_primary_capacity
 from core.storage.models import PrimaryStorageVO
+from core.vm.spec import human_size
 from core.volume.models import VolumeVO
 from core.volume.spi import files_of
 
@@ -178,7 +181,8 @@ def set_latest(session: Session, volume_uuid: str, snapshot_uuid: str | None) ->
 
 
 def take_primary_capacity(session: Session, storage_uuid: str, size: int) -> None:
-    """A file already on the storage counts against it (unconditionally: it is there)."""
+    """A file already on the storage counts against it (unconditionally: it is there; a
+    live snapshot's file grew a little past its estimate)."""
     session.execute(
         update(PrimaryStorageVO)
         .where(PrimaryStorageVO.uuid == storage_uuid)
@@ -198,11 +202,21 @@ def forget_snapshot(session: Session, snapshot_uuid: str) -> None:
 
 # -- create ---------------------------------------------------------------------------
 class SnapshotRowFlow(Flow):
-    """The snapshot's row, Creating, naming the volume's active file (its uuid is in the
-    journal before this runs: a rollback, after a crash too, finds it)."""
+    """The snapshot's row, Creating, naming the volume's active file, with the room of that
+    file (its size now: the snapshot's estimate) reserved on the primary storage in the
+    same transaction (its uuid is in the journal before this runs: a rollback, after a
+    crash too, finds the row and gives back what it holds)."""
 
     async def run(self, data: SnapshotData) -> None:  # type: ignore[override]
+        agent = await agent_of(data)
+        estimate = (await agent.send(kvm.ImageInfoCmd(install_path=data.old_path))).actual_size
+
         def insert(session: Session) -> None:
+            if not reserve_primary_capacity(session, data.primary_storage_uuid, estimate):
+                raise operr(
+                    f"the primary storage of volume {data.volume_uuid} has not "
+                    f"{human_size(estimate)} free for the snapshot's file"
+                )
             session.add(
                 VolumeSnapshotVO(
                     uuid=data.snapshot_uuid,
@@ -214,7 +228,7 @@ class SnapshotRowFlow(Flow):
                     primary_storage_uuid=data.primary_storage_uuid,
                     install_path=data.old_path,
                     volume_type=data.volume_type,
-                    size=0,
+                    size=estimate,
                     latest=False,
                     full=data.full,
                     status=CREATING,
@@ -263,9 +277,14 @@ class SnapshotTakeFlow(Flow):
                     f"({volume.install_path}, not {data.old_path})"
                 )
             set_latest(session, data.volume_uuid, data.snapshot_uuid)
+            # The room reserved was the file's size before the take: now it is known.
+            more = answer.actual_size - row.size
+            if more > 0:
+                take_primary_capacity(session, data.primary_storage_uuid, more)
+            elif more < 0:
+                return_primary_capacity(session, data.primary_storage_uuid, -more)
             row.status, row.size = READY, answer.actual_size
             volume.install_path = data.new_path
-            take_primary_capacity(session, data.primary_storage_uuid, answer.actual_size)
 
         await data.node.db.run(commit)
 

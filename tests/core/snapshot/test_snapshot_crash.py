@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +101,23 @@ async def prepare(lab: SnapLab, volume: str) -> list[str]:
     return snaps
 
 
-@pytest.mark.parametrize("chain,cut", CASES, ids=[f"{c}-{cut}" for c, cut in CASES])
-async def test_a_node_killed_in_a_snapshot_chain(crash_lab: CrashLab, chain: str, cut: int) -> None:
+@dataclass
+class Killed:
+    """A case after the restart: the node that recovered, and what was there before."""
+
+    lab: SnapLab
+    statuses: dict[str, FlowChainStatus]
+    rows: dict[str, Any]
+    target: str
+    active: str
+    capacity: int
+
+
+@asynccontextmanager
+async def killed_in(crash_lab: CrashLab, chain: str, faulty: list[str]) -> AsyncIterator[Killed]:
+    """Prepare the volume, run the chain (as ``faulty``) in a node that a fault kills,
+    start the node again and yield what recovery left; the database and the files must
+    agree afterwards (the next case goes on with the node)."""
     volume = crash_lab.volume
     lab = await crash_lab.node_lab()
     try:
@@ -116,7 +133,6 @@ async def test_a_node_killed_in_a_snapshot_chain(crash_lab: CrashLab, chain: str
         flows.REVERT: ("revert", snaps[1]),
         flows.DELETE: ("delete", snaps[1]),
     }[chain]
-    faulty = faults.killed_at(CHAINS[chain], cut)
     write_config(crash_lab.config.parent, f"[chains]\n{chain} = {json.dumps(faulty)}\n")
     (crash_lab.config.parent / "data" / faults.MARKER).unlink(missing_ok=True)
     killed = _run_node(crash_lab.config, action, target)
@@ -128,30 +144,63 @@ async def test_a_node_killed_in_a_snapshot_chain(crash_lab: CrashLab, chain: str
     try:
         statuses = {r.chain_name: r.status for r in lab.node.recovered}
         rows: dict[str, Any] = {r["uuid"]: r for r in await lab.rows(volume)}
-        if chain == flows.DELETE:  # resumable: run on to its end
-            assert statuses == {chain: FlowChainStatus.SUCCEEDED}, lab.node.recovered
-            assert target not in rows
-            lab.expected.pop(target)
-        else:
-            expected = {chain: FlowChainStatus.ROLLED_BACK}
-            if cut == 0:  # killed before anything was done: maybe nothing to recover
-                assert statuses in ({}, expected), lab.node.recovered
-            else:
-                assert statuses == expected, lab.node.recovered
-            done = cut == len(CHAINS[chain])  # killed after the point of no return
-            if chain == flows.CREATE:
-                made = [r for r in rows.values() if r["name"] == "crashed"]
-                assert len(made) == (1 if done else 0), rows
-                if done:
-                    lab.expected[made[0]["uuid"]] = dict(lab.expected[volume])
-            else:
-                reverted = (await lab.volume(volume))["installPath"] != active
-                assert reverted == done and rows[target]["latest"] == done
-                if done:
-                    lab.expected[volume] = dict(lab.expected[target])
+        yield Killed(lab, statuses, rows, target, active, before)
         await lab.verify(volume)
         assert await lab.capacity() == before
         crash_lab.running = lab  # the next case goes on with it
     finally:
         if crash_lab.running is None:
             await lab.node.stop()
+
+
+@pytest.mark.parametrize("chain,cut", CASES, ids=[f"{c}-{cut}" for c, cut in CASES])
+async def test_a_node_killed_in_a_snapshot_chain(crash_lab: CrashLab, chain: str, cut: int) -> None:
+    volume = crash_lab.volume
+    async with killed_in(crash_lab, chain, faults.killed_at(CHAINS[chain], cut)) as k:
+        lab, statuses, rows, target = k.lab, k.statuses, k.rows, k.target
+        if chain == flows.DELETE:  # resumable: run on to its end
+            assert statuses == {chain: FlowChainStatus.SUCCEEDED}, lab.node.recovered
+            assert target not in rows
+            lab.expected.pop(target)
+            return
+        expected = {chain: FlowChainStatus.ROLLED_BACK}
+        if cut == 0:  # killed before anything was done: maybe nothing to recover
+            assert statuses in ({}, expected), lab.node.recovered
+        else:
+            assert statuses == expected, lab.node.recovered
+        done = cut == len(CHAINS[chain])  # killed after the point of no return
+        if chain == flows.CREATE:
+            made = [r for r in rows.values() if r["name"] == "crashed"]
+            assert len(made) == (1 if done else 0), rows
+            if done:
+                lab.expected[made[0]["uuid"]] = dict(lab.expected[volume])
+        else:
+            reverted = (await lab.volume(volume))["installPath"] != k.active
+            assert reverted == done and rows[target]["latest"] == done
+            if done:
+                lab.expected[volume] = dict(lab.expected[target])
+
+
+KILL_ON_ROLLBACK, FAIL = faults.KILL_ON_ROLLBACK, faults.FAIL
+UNWINDING = {
+    # Failing before the old file is deleted: the commit is undone, then the node dies
+    # before the new file goes; recovery finishes the rollback.
+    flows.REVERT: [flows.REVERT_FLOWS[0], KILL_ON_ROLLBACK, *flows.REVERT_FLOWS[1:2], FAIL,
+                   *flows.REVERT_FLOWS[2:]],
+    # Failing after the children were rebased: the node dies while the snapshot is made
+    # Ready again; recovery finishes that rollback (a resumable run rolling back).
+    flows.DELETE: [flows.DELETE_FLOWS[0], KILL_ON_ROLLBACK, *flows.DELETE_FLOWS[1:3], FAIL,
+                   *flows.DELETE_FLOWS[3:]],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("chain", list(UNWINDING))
+async def test_a_node_killed_while_a_snapshot_chain_unwinds(
+    crash_lab: CrashLab, chain: str
+) -> None:
+    volume = crash_lab.volume
+    async with killed_in(crash_lab, chain, UNWINDING[chain]) as k:
+        assert k.statuses == {chain: FlowChainStatus.ROLLED_BACK}, k.lab.node.recovered
+        assert k.rows[k.target]["status"] == "Ready"
+        if chain == flows.REVERT:
+            assert (await k.lab.volume(volume))["installPath"] == k.active

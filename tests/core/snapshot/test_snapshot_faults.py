@@ -18,7 +18,7 @@ from core.snapshot.flows import SnapshotData, SnapshotTakeFlow, agent_of, file_o
 from core.snapshot.global_config import CATEGORY, INCREMENTAL_MAX_NUM
 from tests.conftest import ok
 from tests.core.snapshot.conftest import SnapLab
-from tests.core.snapshot.test_snapshots import state, three_snapshots
+from tests.core.snapshot.test_snapshots import seen_running, state, three_snapshots
 from tests.core.vm.test_vm_faults import FAIL
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -121,23 +121,29 @@ async def test_a_fault_in_revert(snap_lab: SnapLab, position: int) -> None:
     await lab.verify(volume)
 
 
-@pytest.mark.parametrize("target", [0, 1, 2])
+DELETE_CASES = [(target, False) for target in (0, 1, 2)] + [(1, True)]
+
+
+@pytest.mark.parametrize("target,live", DELETE_CASES, ids=["root", "middle", "latest", "live"])
 @pytest.mark.parametrize("position", range(len(flows.DELETE_FLOWS) + 1))
-async def test_a_fault_in_delete(snap_lab: SnapLab, position: int, target: int) -> None:
-    """Deleting the root, the middle or the latest of a chain."""
+async def test_a_fault_in_delete(snap_lab: SnapLab, position: int, target: int, live: bool) -> None:
+    """Deleting the root, the middle or the latest of a chain (the middle live too: the
+    active file is pulled past it)."""
     lab, node = snap_lab, snap_lab.node
-    _vm, volume = await lab.stopped_vm(f"delete-fault-{position}-{target}")
-    snaps = await three_snapshots(lab, volume, f"df{position}-{target}", verify=False)
+    vm, volume = await lab.stopped_vm(f"delete-fault-{position}-{target}-{live}")
+    snaps = await three_snapshots(lab, volume, f"df{position}-{target}-{live}", verify=False)
     before = await state(lab, volume)
     rebuild(node, {flows.DELETE: with_fault(flows.DELETE_FLOWS, position)})
+    await seen_running(lab, vm["uuid"], live)
     try:
         await failing(node, "DeleteVolumeSnapshot", uuid=snaps[target])
     finally:
         rebuild(node, {})
+        await seen_running(lab, vm["uuid"], False)
     rows = {r["uuid"]: r for r in await lab.rows(volume)}
     if position < len(flows.DELETE_FLOWS):
         assert rows[snaps[target]]["status"] == "Ready"
-        if position <= 2:  # nothing was rebased yet
+        if position <= (1 if live else 2):  # nothing was rebased yet
             assert await state(lab, volume) == before
     else:  # the file is deleted: so is the snapshot
         assert snaps[target] not in rows
@@ -148,3 +154,24 @@ async def test_a_fault_in_delete(snap_lab: SnapLab, position: int, target: int) 
             if uuid in rows:
                 await lab.delete(uuid)
         await lab.verify(volume)
+
+
+async def test_a_live_take_not_committed_is_finished(snap_lab: SnapLab) -> None:
+    """Live, the disk may be on the new file already: the rollback finishes the take."""
+    lab, node = snap_lab, snap_lab.node
+    vm, volume = await lab.stopped_vm("uncommitted-live")
+    await three_snapshots(lab, volume, "ucl", verify=False)
+    before = await lab.capacity()
+    take = f"{__name__}.{TakeWithoutCommit.__name__}"
+    rebuild(node, {flows.CREATE: [flows.CREATE_FLOWS[0], take, FAIL]})
+    await seen_running(lab, vm["uuid"], True)
+    try:
+        await failing(node, "CreateVolumeSnapshot", volumeUuid=volume, name="finished")
+    finally:
+        rebuild(node, {})
+        await seen_running(lab, vm["uuid"], False)
+    [made] = [r for r in await lab.rows(volume) if r["name"] == "finished"]
+    assert made["status"] == "Ready" and made["latest"]
+    lab.expected[made["uuid"]] = dict(lab.expected[volume])
+    await lab.verify(volume)
+    assert await lab.capacity() == before

@@ -6,10 +6,13 @@ database and the files agree and every file reads what it held."""
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
 from core.snapshot.global_config import CATEGORY, INCREMENTAL_MAX_NUM
+from core.storage.models import PrimaryStorageVO
+from core.vm.models import VmInstanceVO
 from tests.conftest import ok
 from tests.core.snapshot.conftest import SnapLab
 
@@ -223,3 +226,64 @@ async def test_expunge_deletes_the_snapshots(snap_lab: SnapLab) -> None:
     assert await lab.rows(volume) == []
     [after] = await ok(node, "QueryPrimaryStorage")
     assert after["availableCapacity"] == ps["availableCapacity"]
+
+
+async def seen_running(lab: SnapLab, vm_uuid: str, running: bool) -> None:
+    """The database says the VM runs (on the lab's host) while its domain does not: the
+    core takes its live paths, and the simulator's agent, with no running domain to go
+    through, does the same work on the files offline, so what the live paths leave can
+    be read (the simulator has no QEMU for a real live snapshot or merge)."""
+
+    def mark(session: Any) -> None:
+        vm = session.get(VmInstanceVO, vm_uuid)
+        vm.state = "Running" if running else "Stopped"
+        vm.host_uuid = lab.lab.host["uuid"] if running else None
+
+    await lab.node.db.run(mark)  # type: ignore[union-attr]
+
+
+async def test_the_live_paths_keep_every_content(snap_lab: SnapLab) -> None:
+    lab = snap_lab
+    vm, volume = await lab.stopped_vm("live")
+    before = await lab.capacity()
+    s1, s2, s3 = await three_snapshots(lab, volume, "live")
+    await seen_running(lab, vm["uuid"], True)
+    try:
+        await lab.write(volume, 4, 0x66)
+        s4 = (await lab.snapshot(volume, "s4"))["uuid"]  # a live take
+        await lab.verify(volume)
+        await lab.delete(s2)  # an ancestor of the latest: the active file is pulled past it
+        await lab.verify(volume)
+        rows = {r["uuid"]: r for r in await lab.rows(volume)}
+        assert rows[s1]["latest"] and rows[s3]["parentUuid"] == s1
+        assert rows[s4]["parentUuid"] == s3  # a branch now: the active file skips it
+        await lab.delete(s3)  # not in the running chain: its child is rebased offline
+        await lab.verify(volume)
+        await lab.delete(s1)  # the latest, a root: the active file stands on the image
+        await lab.verify(volume)
+        assert not any(r["latest"] for r in await lab.rows(volume))
+        await lab.delete(s4)
+        await lab.verify(volume)
+        assert await lab.capacity() == before
+    finally:
+        await seen_running(lab, vm["uuid"], False)
+
+
+async def test_a_full_primary_storage_refuses_a_snapshot(snap_lab: SnapLab) -> None:
+    lab, node = snap_lab, snap_lab.node
+    _vm, volume = await lab.stopped_vm("no-room")
+    await lab.write(volume, 0, 0x71)
+    [ps] = await ok(node, "QueryPrimaryStorage")
+
+    def set_available(session: Any, value: int) -> None:
+        session.get(PrimaryStorageVO, ps["uuid"]).available_capacity = value
+
+    await node.db.run(lambda s: set_available(s, 1024))  # type: ignore[union-attr]
+    try:
+        before = await state(lab, volume)
+        reply = await node.call("CreateVolumeSnapshot", {"volumeUuid": volume, "name": "x"})
+        assert not reply.success and "free for the snapshot" in str(reply.error), reply.error
+        assert await state(lab, volume) == before
+    finally:
+        await node.db.run(lambda s: set_available(s, ps["availableCapacity"]))  # type: ignore[union-attr]
+    await lab.verify(volume)
