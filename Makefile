@@ -17,7 +17,7 @@ DEBIAN_PACKAGES := libvirt-daemon-system qemu-system-x86 qemu-utils dnsmasq-base
 	python3-yaml python3-requests python3-jinja2 python3-configobj python3-jsonpatch \
 	python3-jsonschema python3-netifaces
 
-.PHONY: run test install-service service bench bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-vip-nat bench-sg-rules bench-ztui bench-zcli lint system-deps services guest-image
+.PHONY: run test install-service service bench bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-vip-nat bench-sg-rules bench-ztui bench-zcli bench-volume-snapshot lint system-deps services guest-image
 
 # The management node is a service: started here when it does not run (these machines
 # have no systemd; where systemd runs, `make install-service` makes it a unit instead).
@@ -49,13 +49,17 @@ test: $(STAMP) services
 # prints its targets as HOLDS/MISSED and never fails on them.
 bench: $(BENCH_STAMP)
 	$(VENV)/bin/python bench/flow_engine.py
-	$(MAKE) --no-print-directory bench-vm-simulator bench-vm-libvirt bench-vr-resync bench-vip-nat bench-sg-rules bench-ztui bench-zcli
+	$(MAKE) --no-print-directory bench-vm-simulator bench-vm-libvirt bench-volume-snapshot bench-vr-resync \
+	  bench-vip-nat bench-sg-rules bench-ztui bench-zcli
 
 bench-vm-simulator: $(STAMP) services
 	$(VENV)/bin/python bench/vm_simulator.py
 
 bench-vm-libvirt: $(STAMP) services guest-image
 	$(VENV)/bin/python bench/vm_libvirt.py
+
+bench-volume-snapshot: $(STAMP) services guest-image
+	$(VENV)/bin/python bench/volume_snapshot.py
 
 bench-vr-resync: $(STAMP)
 	$(VENV)/bin/python bench/vr_resync.py
