@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +84,18 @@ def killed_unwinding_at(flows: list[str], position: int) -> list[str]:
     """``flows`` failing at the end, the node killed when the unwinding reaches
     ``position`` (after the flows from there on were rolled back)."""
     return [*flows[:position], KILL_ON_ROLLBACK, *flows[position:], FAIL]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_lab(lab_module: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``<lab_module>.main(config, *args)`` in a node process of its own, from this
+    repository (its faults are importable there): what a crash test kills."""
+    return subprocess.run(
+        [sys.executable, "-c",
+         f"import sys; from {lab_module} import main; main(*sys.argv[1:])",
+         str(config), *args],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip

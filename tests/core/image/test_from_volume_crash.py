@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +23,17 @@ from core.volume import resize
 from core.volume.models import VolumeVO
 from tests import faults
 from tests.conftest import ok, write_config
-from tests.core.image.crash_lab import GROWTH
 from tests.core.virtual_router.crash_lab import lab_node
+from tests.core.volume.crash_lab import GROWTH
 
-REPO = Path(__file__).resolve().parents[3]
 EXPORT = from_volume.DEFAULT_FLOWS
 EXPORT_CASES = [("run", cut) for cut in range(len(EXPORT) + 1)] + [
     ("unwind", cut) for cut in range(len(EXPORT) + 1)
 ]
 
 
-def _run_node(config: Path, action: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from tests.core.image.crash_lab import main; main(*sys.argv[1:])",
-         str(config), action],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+def _run_node(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return faults.run_lab("tests.core.volume.crash_lab", config, *args)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ interrupted delete is run on to its end."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,7 +25,6 @@ from tests.core.vm.conftest import Lab, make_lab
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-REPO = Path(__file__).resolve().parents[3]
 CHAINS = {
     flows.CREATE: flows.CREATE_FLOWS,
     flows.REVERT: flows.REVERT_FLOWS,
@@ -37,13 +34,7 @@ CASES = [(chain, cut) for chain, fl in CHAINS.items() for cut in range(len(fl) +
 
 
 def _run_node(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from tests.core.snapshot.crash_lab import main; main(*sys.argv[1:])",
-         str(config), *args],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+    return faults.run_lab("tests.core.snapshot.crash_lab", config, *args)
 
 
 class CrashLab:

@@ -15,9 +15,7 @@ create).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +34,10 @@ from core.virtual_router.flows import (
     POST_CREATE_CHAIN,
     RECONNECT_CHAIN,
 )
+from tests import faults
 from tests.conftest import ok, write_config
 from tests.core.virtual_router import crash_lab
 
-REPO = Path(__file__).resolve().parents[3]
 ACTIONS = {
     CREATE_CHAIN: ["create"],
     POST_CREATE_CHAIN: ["create", "reconnect"],  # nested in both
@@ -56,21 +54,8 @@ CASES = [
 ]
 
 
-def _run_node(config: Path, action: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from tests.core.virtual_router.crash_lab import main; main(*sys.argv[1:])",
-            str(config),
-            action,
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+def _run_node(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return faults.run_lab("tests.core.virtual_router.crash_lab", config, *args)
 
 
 @pytest.fixture(scope="module")

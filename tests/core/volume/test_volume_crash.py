@@ -6,10 +6,8 @@ on to its end."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,6 @@ from tests import faults
 from tests.conftest import ok, write_config
 from tests.core.virtual_router.crash_lab import lab_node
 
-REPO = Path(__file__).resolve().parents[3]
 ACTIONS = {
     flows.CREATE: "create",
     flows.ATTACH: "attach",
@@ -34,14 +31,8 @@ CASES = [
 ]
 
 
-def _run_node(config: Path, action: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from tests.core.volume.crash_lab import main; main(*sys.argv[1:])",
-         str(config), action],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+def _run_node(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return faults.run_lab("tests.core.volume.crash_lab", config, *args)
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,7 @@ and the router holds exactly the rules and EIPs the database says are attached."
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,6 @@ from tests.conftest import ok, write_config
 from tests.core.virtual_router.crash_lab import lab_node
 from tests.plugins.vip import crash_lab
 
-REPO = Path(__file__).resolve().parents[3]
 CHAINS = {
     flows.CREATE_PF: ("create-pf", flows.CREATE),
     flows.CREATE_EIP: ("create-eip", flows.CREATE),
@@ -30,14 +27,8 @@ CHAINS = {
 CASES = [(chain, cut) for chain, (_, fl) in CHAINS.items() for cut in range(len(fl) + 1)]
 
 
-def _run_node(config: Path, action: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from tests.plugins.vip.crash_lab import main; main(*sys.argv[1:])",
-         str(config), action],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+def _run_node(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return faults.run_lab("tests.plugins.vip.crash_lab", config, *args)
 
 
 @pytest.fixture(scope="module")
