@@ -33,13 +33,13 @@ from sqlalchemy.orm import Session
 
 from contracts import kvm
 from core.image.models import ImageBackupStorageRefVO, ImageVO
+from core.image.rows import forget_image
 from core.kernel.db import new_uuid
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, operr
 from core.kernel.flow import Flow, NoRollbackFlow, checkpointer
 from core.kernel.flow_data import FlowData
 from core.kernel.operation import name_subject
 from core.storage.models import BackupStorageVO
-from core.tag.plugin import delete_all_tags
 from core.volume.spi import VolumeSite, volume_locked
 
 log = logging.getLogger(__name__)
@@ -189,20 +189,7 @@ class TemplateImageRowFlow(Flow):
         # Found by the image's uuid, chosen before the chain: undoing twice is harmless.
         image_uuid = data.image_uuid
 
-        def forget(session: Session) -> None:
-            for ref in session.scalars(
-                select(ImageBackupStorageRefVO).where(
-                    ImageBackupStorageRefVO.image_uuid == image_uuid
-                )
-            ):
-                session.delete(ref)
-            session.flush()
-            image = session.get(ImageVO, image_uuid)
-            if image is not None:
-                session.delete(image)
-            delete_all_tags(session, [image_uuid])
-
-        await data.node.db.run(forget)
+        await data.node.db.run(lambda s: forget_image(s, image_uuid))
 
 
 class TemplateExportFlow(Flow):

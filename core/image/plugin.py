@@ -51,6 +51,7 @@ from core.image.api import (
     RecoverImage,
 )
 from core.image.models import ImageBackupStorageRefVO, ImageVO
+from core.image.rows import forget_image
 from core.kernel.db import InTransaction, new_uuid
 from core.kernel.deletion import expunge_expired
 from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found, operr
@@ -304,20 +305,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
                 error,
             )
 
-        def forget(session: Session) -> None:
-            for ref in session.scalars(
-                select(ImageBackupStorageRefVO).where(
-                    ImageBackupStorageRefVO.image_uuid == image_uuid
-                )
-            ):
-                session.delete(ref)
-            session.flush()
-            image = session.get(ImageVO, image_uuid)
-            if image is not None:
-                session.delete(image)
-            delete_all_tags(session, [image_uuid])
-
-        await self.node.db.run(forget)
+        await self.node.db.run(lambda s: forget_image(s, image_uuid))
         return [target.install_path for target, _ in leftovers]
 
     async def _delete_files(self, targets: Sequence[_Target]) -> list[tuple[_Target, ErrorCode]]:
