@@ -23,14 +23,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import images
+from agent import images, volume_chain
 from agent.backend import (
     Backend,
     Capacity,
     DataVolumeSpec,
     HostFacts,
+    SnapshotResult,
     VmConsole,
     VmSpec,
+    VolumeOp,
     domain_name,
 )
 from agent.console import ConsoleStream
@@ -245,6 +247,58 @@ class SimulatorBackend(LocalFileStorage, Backend):
             return
         volumes = tuple(v for v in domain.spec.data_volumes if v.target != volume.target)
         domain.spec = dataclasses.replace(domain.spec, data_volumes=volumes)
+
+    # -- a simulated domain's disk, "live" --------------------------------------------
+    # No QEMU holds a simulated domain's files: what libvirt would do live is done with
+    # qemu-img, and the domain's disk moves as libvirt would move it, so a demo lab
+    # snapshots, pulls and grows a running VM's volume as a real host does.
+
+    def _simulated_disk(self, op: VolumeOp) -> SimDomain | None:
+        """The active domain whose disk ``op`` names, if its active file is ``op``'s."""
+        domain = self.domains.get(op.vm_uuid) if op.vm_uuid else None
+        if domain is None or domain.state not in ACTIVE:
+            return None
+        return domain if self._disk_path(domain, op.target) == op.install_path else None
+
+    @staticmethod
+    def _disk_path(domain: SimDomain, target: str) -> str | None:
+        if target == "vda":
+            return domain.spec.root_volume_path
+        return next((v.install_path for v in domain.spec.data_volumes if v.target == target), None)
+
+    @staticmethod
+    def _move_disk(domain: SimDomain, target: str, path: str) -> None:
+        if target == "vda":
+            domain.spec = dataclasses.replace(domain.spec, root_volume_path=path)
+            return
+        volumes = tuple(
+            dataclasses.replace(v, install_path=path) if v.target == target else v
+            for v in domain.spec.data_volumes
+        )
+        domain.spec = dataclasses.replace(domain.spec, data_volumes=volumes)
+
+    async def volume_snapshot(
+        self, op: VolumeOp, new_install_path: str, full: bool
+    ) -> SnapshotResult:
+        domain = self.domains.get(op.vm_uuid) if op.vm_uuid else None
+        if domain is not None and self._disk_path(domain, op.target) == new_install_path:
+            return await self._snapshot_result(op.install_path, new_install_path)  # a repeat
+        if self._simulated_disk(op) is None:
+            return await super().volume_snapshot(op, new_install_path, full)
+        assert domain is not None
+        await volume_chain.snapshot(op.install_path, new_install_path, op.storage_path, full)
+        self._move_disk(domain, op.target, new_install_path)
+        return await self._snapshot_result(op.install_path, new_install_path)
+
+    async def volume_rebase(self, op: VolumeOp, backing_file: str) -> str:
+        if self._simulated_disk(op) is None:
+            return await super().volume_rebase(op, backing_file)
+        return await volume_chain.rebase(op.install_path, backing_file, op.storage_path)
+
+    async def volume_resize(self, op: VolumeOp, size: int) -> int:
+        if self._simulated_disk(op) is None:
+            return await super().volume_resize(op, size)
+        return await volume_chain.resize(op.install_path, size, op.storage_path)
 
     async def _running_disks(self) -> list[LiveDisk]:
         """The files of the active simulated domains (their active files only: nothing

@@ -154,7 +154,6 @@ async def test_a_host_that_fails_the_resize_gets_the_growth_back(lab: Lab) -> No
     assert after == before
 
 
-@pytest.mark.xfail(reason="the simulator agent refuses a live resize (wip/agent-volumes)")
 async def test_grow_a_running_vms_root_volume(lab: Lab) -> None:
     node = lab.node
     vm = await a_vm(lab, stopped=False)
