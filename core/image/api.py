@@ -104,6 +104,44 @@ class ExpungeImage(ApiMessage):
         return f"Image-{self.uuid}"
 
 
+TEMPLATE_TIMEOUT = DOWNLOAD_TIMEOUT
+"""Seconds an image made from a volume may take (the export of every copy)."""
+
+
+class CreateRootVolumeTemplateFromRootVolume(ApiMessage):
+    """Make an image (RootVolumeTemplate) of a root volume whose VM is stopped: a
+    standalone qcow2 copy of what the volume reads, on backup storage, from which VMs
+    can be created."""
+
+    timeout = TEMPLATE_TIMEOUT
+    root_volume_uuid: str = param(required=True, resource_type="VolumeVO")
+    name: str = param(required=True, max_length=255, non_empty=True)
+    description: str = param(max_length=2048)
+    backup_storage_uuids: list[str] = param(
+        default=[],
+        resource_type="BackupStorageVO",
+        description="where to keep the image; default: every backup storage of the zone",
+    )
+    platform: str = param(
+        valid_values=PLATFORMS, description="default: the platform of the volume's VM"
+    )
+
+
+class CreateDataVolumeTemplateFromVolume(ApiMessage):
+    """Make an image (DataVolumeTemplate) of a volume (root or data) that no running VM
+    uses: a standalone qcow2 copy of what the volume reads, on backup storage."""
+
+    timeout = TEMPLATE_TIMEOUT
+    volume_uuid: str = param(required=True, resource_type="VolumeVO")
+    name: str = param(required=True, max_length=255, non_empty=True)
+    description: str = param(max_length=2048)
+    backup_storage_uuids: list[str] = param(
+        default=[],
+        resource_type="BackupStorageVO",
+        description="where to keep the image; default: every backup storage of the zone",
+    )
+
+
 class QueryImage(QueryMessage):
     """Query images."""
 

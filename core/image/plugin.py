@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import posixpath
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +35,12 @@ from contracts import kvm
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import GlobalConfigPlugin
 from core.host.plugin import HostPlugin
-from core.image import global_config
+from core.image import from_volume, global_config
 from core.image.api import (
     DOWNLOAD_TIMEOUT,
     AddImage,
+    CreateDataVolumeTemplateFromVolume,
+    CreateRootVolumeTemplateFromRootVolume,
     DeleteImage,
     ExpungeImage,
     QueryImage,
@@ -67,6 +69,8 @@ ROLLBACK_WAIT = 30.0
 """Seconds the image service's stop waits for the rollbacks of cancelled AddImage calls."""
 
 DOWNLOADING = "Downloading"
+CREATING = from_volume.CREATING
+"""An image being made from a volume (core.image.from_volume)."""
 READY = "Ready"
 DELETED = "Deleted"
 ROOT_VOLUME_FORMATS = ("qcow2", "raw")
@@ -111,6 +115,9 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         self._progress: dict[str, _Progress] = {}
         self._rollbacks: set[asyncio.Task[list[str]]] = set()
         node.rest.on_report(kvm.REPORT_PROGRESS, self._on_progress)
+        node.declare_chain(
+            from_volume.CHAIN, from_volume.DEFAULT_FLOWS, from_volume.TemplateFromVolumeData
+        )
 
     def global_configs(self) -> list[GlobalConfigDef]:
         return list(global_config.ALL)
@@ -202,14 +209,12 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
     ) -> kvm.DownloadImageRsp:
         """One copy; its storage's uuid goes into ``refused`` if the agent answered a failure
         (then, by the protocol, it left nothing behind)."""
-        task_uuid = new_uuid()
-        progress = self._progress[task_uuid] = _Progress(image_uuid, target.backup_storage_uuid)
         stall_timeout = self.node.plugin(GlobalConfigPlugin).value(
             global_config.CATEGORY, global_config.DOWNLOAD_STALL_TIMEOUT.name
         )
-        try:
+        async with self.tracking_progress(image_uuid, target.backup_storage_uuid) as task_uuid:
             try:
-                answer = await agent.send(
+                return await agent.send(
                     kvm.DownloadImageCmd(
                         url=msg.url,
                         install_path=target.install_path,
@@ -227,10 +232,22 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
                     f"cannot download the image to backup storage {target.backup_storage_name}",
                     cause=exc.error,
                 ) from None
+
+    @contextlib.asynccontextmanager
+    async def tracking_progress(
+        self, image_uuid: str, backup_storage_uuid: str
+    ) -> AsyncIterator[str]:
+        """A task uuid for a host command that makes a copy of an image (a download, an
+        export) with REPORT_PROGRESS: its reports are relayed as ``/image/download/progress``
+        events while the block runs; on a normal exit the last report is waited for a
+        little (REPORT_GRACE)."""
+        task_uuid = new_uuid()
+        progress = self._progress[task_uuid] = _Progress(image_uuid, backup_storage_uuid)
+        try:
+            yield task_uuid
             if progress.total != 0 and not progress.complete.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(progress.complete.wait(), REPORT_GRACE)
-            return answer
         finally:
             del self._progress[task_uuid]
 
@@ -311,6 +328,37 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
                 failed.append((target, exc.error))
         return failed
 
+    # -- images from volumes (core.image.from_volume) ------------------------------------------
+
+    @handles(CreateRootVolumeTemplateFromRootVolume)
+    async def create_root_template(
+        self, msg: CreateRootVolumeTemplateFromRootVolume
+    ) -> dict[str, Any]:
+        return await from_volume.create_template(
+            self.node,
+            msg.root_volume_uuid,
+            from_volume.TemplateRequest(
+                name=msg.name,
+                description=msg.description,
+                backup_storage_uuids=list(msg.backup_storage_uuids),
+                media_type=from_volume.ROOT_TEMPLATE,
+                platform=msg.platform,
+            ),
+        )
+
+    @handles(CreateDataVolumeTemplateFromVolume)
+    async def create_data_template(self, msg: CreateDataVolumeTemplateFromVolume) -> dict[str, Any]:
+        return await from_volume.create_template(
+            self.node,
+            msg.volume_uuid,
+            from_volume.TemplateRequest(
+                name=msg.name,
+                description=msg.description,
+                backup_storage_uuids=list(msg.backup_storage_uuids),
+                media_type=from_volume.DATA_TEMPLATE,
+            ),
+        )
+
     # -- delete, recover, expunge ---------------------------------------------------------------
 
     @handles(DeleteImage)
@@ -325,6 +373,11 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
                 raise _invalid_state(
                     f"cannot delete image {image.name}: it is being downloaded",
                     "a failed download removes the image by itself",
+                )
+            if image.status == CREATING:
+                raise _invalid_state(
+                    f"cannot delete image {image.name}: it is being made from a volume",
+                    "a failed export removes the image by itself",
                 )
             if image.status != DELETED:
                 _set_status(session, image, DELETED)
@@ -467,6 +520,16 @@ def ready_copies(session: Session, image_uuid: str) -> list[ImageBackupStorageRe
             )
         )
     )
+
+
+def image_inventory(session: Session, image_uuid: str) -> dict[str, Any]:
+    """The inventory of an image, with its copies."""
+    return _inventory(session, _image(session, image_uuid))
+
+
+def chosen_storages(session: Session, uuids: Sequence[str]) -> list[BackupStorageVO]:
+    """The backup storages named, each checked usable, or every usable one."""
+    return _chosen_storages(session, uuids)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -89,6 +89,17 @@ class GetVmConsoleAddress(_VmOperation):
     read_only = True
 
 
+class ChangeInstanceOffering(ApiMessage):
+    """Give a stopped VM the CPU and memory of another instance offering (checked against
+    its host at the next start)."""
+
+    vm_instance_uuid: str = param(required=True, resource_type="VmInstanceVO")
+    instance_offering_uuid: str = param(required=True, resource_type="InstanceOfferingVO")
+
+    def sync_signature(self) -> str:
+        return f"Vm-{self.vm_instance_uuid}"
+
+
 class QueryVmInstance(QueryMessage):
     """Query VMs."""
 

@@ -47,6 +47,7 @@ from core.tag.plugin import TagPlugin
 from core.vm import global_config
 from core.vm import state as st
 from core.vm.api import (
+    ChangeInstanceOffering,
     CreateVmInstance,
     DestroyVmInstance,
     ExpungeVmInstance,
@@ -59,6 +60,7 @@ from core.vm.api import (
     StartVmInstance,
     StopVmInstance,
 )
+from core.vm.change_offering import change_instance_offering
 from core.vm.console import add_console_routes
 from core.vm.create_flows import CHAIN as CREATE_CHAIN
 from core.vm.create_flows import DEFAULT_FLOWS as CREATE_FLOWS
@@ -68,8 +70,10 @@ from core.vm.lifecycle_flows import CHAINS as LIFECYCLE_CHAINS
 from core.vm.lifecycle_flows import RESUMABLE, VmOperationData
 from core.vm.models import VmInstanceVO
 from core.vm.spec import VmInstanceSpec
+from core.volume import resize
 from core.volume.files import data_disk_sizes
 from core.volume.global_config import DATA_VOLUME_MAX_NUM
+from core.volume.resize_api import ResizeDataVolume, ResizeRootVolume
 
 # Tables, for Core statements on hot paths (see Base.inventory_columns).
 _vms = cast(Table, VmInstanceVO.__table__)  # a Table (typed FromClause): insert and update it
@@ -108,6 +112,9 @@ class VmPlugin(
         node.declare_chain(ALLOCATOR_CHAIN, ALLOCATOR_FLOWS, HostAllocationData)
         for name, flows in LIFECYCLE_CHAINS.items():
             node.declare_chain(name, flows, VmOperationData, resumable=name in RESUMABLE)
+        node.declare_chain(
+            resize.CHAIN, resize.DEFAULT_FLOWS, resize.ResizeVolumeData, resumable=True
+        )
         node.rest.on_report(kvm.REPORT_VM_STATE, self._on_state_report)
         self._creating: set[str] = set()  # creates have no per-VM queue: tracked here
         self._expunger = PeriodicTask(
@@ -490,6 +497,22 @@ class VmPlugin(
 
     async def _expunge(self, vm: dict[str, Any]) -> None:
         await self._run("expungeVm", vm)  # its last step forgets the row
+
+    # -- sizes: offering, volumes (code in core.vm.change_offering, core.volume.resize) ------
+
+    @handles(ChangeInstanceOffering)
+    async def change_offering(self, msg: ChangeInstanceOffering) -> dict[str, Any]:
+        return await self.node.db.run(
+            lambda s: change_instance_offering(s, msg.vm_instance_uuid, msg.instance_offering_uuid)
+        )
+
+    @handles(ResizeRootVolume)
+    async def resize_root_volume(self, msg: ResizeRootVolume) -> dict[str, Any]:
+        return await resize.resize_volume(self.node, msg.uuid, msg.size, "Root")
+
+    @handles(ResizeDataVolume)
+    async def resize_data_volume(self, msg: ResizeDataVolume) -> dict[str, Any]:
+        return await resize.resize_volume(self.node, msg.uuid, msg.size, "Data")
 
     def add_local_api_routes(self, app: web.Application) -> None:
         """``/v1/console/{vmUuid}``: a VM's serial console for clients of the node's socket."""
