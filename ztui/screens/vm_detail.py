@@ -27,7 +27,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static, TabbedContent, TabPane
 
 from core.kernel.errors import OperationError
-from ztui import vm_reach, vm_verbs
+from ztui import vm_disks, vm_reach, vm_verbs
 from ztui.addressing import NO_DHCP, SERVICE_REFS, Services, dns_names, shown_ip
 from ztui.columns import Column, Kind
 from ztui.formatting import Formatter
@@ -215,7 +215,7 @@ async def console_tail(session: NodeSession, vm_uuid: str) -> bytes:
 class VmDetailScreen(ZtuiScreen):
     """Tabs overview / NICs / tags / operations / console of one VM."""
 
-    MUTATING = frozenset({"verb", "port_forward", "eip"})
+    MUTATING = frozenset({"verb", "port_forward", "eip", "root_snapshot", "root_image"})
 
     DEFAULT_CSS = """
     VmDetailScreen TabbedContent {
@@ -264,6 +264,7 @@ class VmDetailScreen(ZtuiScreen):
         Binding("escape", "back", "Back", id="ztui.back"),
         *verb_bindings("ztui.vm.detail"),
         *vm_reach.reach_bindings("ztui.vm.detail"),
+        *vm_disks.disk_bindings("ztui.vm.detail"),
         Binding("c", "console", "Console", id="ztui.vm.detail.console"),
         Binding("right_square_bracket", "next_tab(1)", "Next tab", id="ztui.vm.detail.tab.next"),
         Binding(
@@ -563,7 +564,9 @@ class VmDetailScreen(ZtuiScreen):
     # -- verbs and leaving --------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("verb", "console", "port_forward", "eip") and (self.gone or self.vm is None):
+        if action in ("verb", "console", "port_forward", "eip", "root_snapshot", "root_image") and (
+            self.gone or self.vm is None
+        ):
             return False
         return super().check_action(action, parameters)
 
@@ -585,6 +588,14 @@ class VmDetailScreen(ZtuiScreen):
     def action_eip(self) -> None:
         """Give this VM an EIP, or take it away (binding ``ztui.vm.detail.eip``)."""
         vm_reach.toggle_eip(self, self.vm)
+
+    def action_root_snapshot(self) -> None:
+        """Snapshot this VM's root volume (binding ``ztui.vm.detail.snapshot``)."""
+        vm_disks.snapshot(self, self.vm)
+
+    def action_root_image(self) -> None:
+        """Make an image of this VM's root volume (binding ``ztui.vm.detail.image``)."""
+        vm_disks.create_image(self, self.vm)
 
     def action_console(self) -> None:
         """Attach to the VM's serial console (binding ``ztui.vm.detail.console``)."""
