@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, Label, Select, SelectionList
+from textual.widgets import Input, Label, ProgressBar, Select, SelectionList
 
 from core.kernel.api import ApiReply
 from core.kernel.errors import ErrorCode, SysErrors
@@ -31,6 +31,8 @@ from ztui.dialogs.confirm import ConfirmDialog
 from ztui.dialogs.create_vm import CreateVmDialog
 from ztui.dialogs.volume import NameDialog, NewVolumeDialog, PickDialog, check_new_volume
 from ztui.formatting import Formatter
+from ztui.screens.images import ImagesScreen
+from ztui.screens.vm_detail import VmDetailScreen
 from ztui.screens.vms import VmsScreen
 from ztui.screens.volumes import VolumesScreen
 from ztui.volumes import VolumeData, device_name, parse_size, snapshot_trees
@@ -395,6 +397,37 @@ async def test_the_vm_verbs_on_a_root_volume(vol: VolLab) -> None:
         text = await error_shown(pilot, screen)
         assert text.startswith("CreateRootVolumeTemplateFromRootVolume: ")
         assert await ok(node, "QueryImage", conditions=["name=web-image"]) == []
+
+        # The same keys in db's detail view.
+        assert screen.table.select_key(vol.db["uuid"])
+        await pilot.press("enter")
+        detail = await shown(pilot, VmDetailScreen)
+        await pilot.press("z")
+        dialog = await shown(pilot, NameDialog)
+        dialog.query_one("#name", Input).value = "db-snap-2"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "took" in detail.status.text, what="the snapshot")
+        snaps = await ok(node, "QueryVolumeSnapshot", conditions=["name=db-snap-2"])
+        assert [s["volumeUuid"] for s in snaps] == [vol.db["rootVolumeUuid"]]
+
+
+async def test_an_image_being_made_gets_a_progress_bar(vol: VolLab) -> None:
+    """CreateRootVolumeTemplateFromRootVolume reports its copy's progress as a download's:
+    the images view shows a Creating image's bar as a Downloading one's."""
+    app = app_on(vol.node)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.press("3")
+        screen = await shown(pilot, ImagesScreen)
+        image = {"uuid": "i" * 32, "name": "db-image", "status": "Creating", "size": 1}
+        screen.apply_image(image)
+        app.dispatch_event(
+            "/image/download/progress",
+            {"imageUuid": image["uuid"], "backupStorageUuid": "b", "progress": 5, "total": 10},
+        )
+        await pilot.pause()
+        [bar] = screen.query(ProgressBar)
+        assert (bar.progress, bar.total) == (5, 10)
+        assert screen.table.rows_by_key[image["uuid"]]["size"] is None  # not known yet
 
 
 async def test_the_create_vm_dialog_adds_data_disks(vol: VolLab) -> None:

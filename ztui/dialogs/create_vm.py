@@ -194,9 +194,14 @@ class CreateVmDialog(FormDialog[VmRequest]):
 
     @work(exclusive=True, group="choices", exit_on_error=False)
     async def _load_choices(self) -> None:
-        context = context_of(self.app)
-        images, offerings, networks = await _choices(context)
-        self.image_sizes, disks = await _disk_choices(context)
+        found = await _choices(context_of(self.app))
+        images, offerings, networks, disks = (
+            found.images,
+            found.offerings,
+            found.networks,
+            found.disks,
+        )
+        self.image_sizes = found.image_sizes
         image_select = self.query_one("#image", Select)
         image_select.set_options(images)
         image_select.prompt = "choose an image" if images else "no image is Ready: see :image"
@@ -270,11 +275,28 @@ class CreateVmDialog(FormDialog[VmRequest]):
         ]
 
 
-async def _choices(
-    context: ZtuiContext,
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
-    """Ready images, offerings and the networks a VM may join (private first; one without
-    DHCP says the address must be configured in the guest)."""
+Options = list[tuple[str, str]]
+"""(what is shown, the uuid sent), for a Select or a SelectionList."""
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the form offers, from the node."""
+
+    images: Options
+    """Ready images a VM boots from (no data volume template)."""
+    image_sizes: dict[str, Any]
+    """Image uuid -> its virtual size: the root disk a VM of it gets."""
+    offerings: Options
+    networks: Options
+    """The networks a VM may join (private first; one without DHCP says the address must
+    be configured in the guest)."""
+    disks: Options
+    """Disk offerings, by name: a data disk each."""
+
+
+async def _choices(context: ZtuiContext) -> Choices:
+    """What the form offers, as the node has it now (a query that fails offers nothing)."""
     session, fmt = context.session, context.formatter
     images = await session.call(
         "QueryImage",
@@ -283,27 +305,22 @@ async def _choices(
     offerings = await session.call("QueryInstanceOffering", {"limit": 10000})
     l3s = await session.call("QueryL3Network", {"limit": 10000})
     refs = await session.call(SERVICE_REFS, {"limit": 1_000_000})
+    disk_offerings = await session.call("QueryDiskOffering", {"limit": 10000})
 
     def rows(reply: Any) -> list[dict[str, Any]]:
         return list(reply.inventories or []) if reply.success else []
 
-    image_options = [(str(i["name"]), str(i["uuid"])) for i in rows(images)]
     offering_options = [
         (f"{o['name']} ({o['cpuNum']} vCPU, {fmt.size(o['memorySize'])})", str(o["uuid"]))
         for o in rows(offerings)
     ]
     networks = sorted(rows(l3s), key=lambda n: (n.get("category") != "Private", str(n["name"])))
     services = Services.of(rows(refs))
-    network_options = [(network_label(n, services), str(n["uuid"])) for n in networks]
-    return image_options, offering_options, network_options
-
-
-async def _disk_choices(context: ZtuiContext) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """Each Ready image's size (its root disk), and the disk offerings, by name."""
-    session, fmt = context.session, context.formatter
-    images = await session.call("QueryImage", {"conditions": ["status=Ready"], "limit": 10000})
-    offerings = await session.call("QueryDiskOffering", {"limit": 10000})
-    sizes = {str(i["uuid"]): i.get("size") for i in (images.inventories or [])}
-    found = sorted(offerings.inventories or [], key=lambda o: str(o.get("name")))
-    disks = [(f"{o['name']} ({fmt.size(o.get('diskSize'))})", str(o["uuid"])) for o in found]
-    return sizes, disks
+    disks = sorted(rows(disk_offerings), key=lambda o: str(o.get("name")))
+    return Choices(
+        images=[(str(i["name"]), str(i["uuid"])) for i in rows(images)],
+        image_sizes={str(i["uuid"]): i.get("size") for i in rows(images)},
+        offerings=offering_options,
+        networks=[(network_label(n, services), str(n["uuid"])) for n in networks],
+        disks=[(f"{o['name']} ({fmt.size(o.get('diskSize'))})", str(o["uuid"])) for o in disks],
+    )
