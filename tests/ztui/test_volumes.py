@@ -32,7 +32,7 @@ from ztui.dialogs.create_vm import CreateVmDialog
 from ztui.dialogs.volume import NameDialog, NewVolumeDialog, PickDialog, check_new_volume
 from ztui.formatting import Formatter
 from ztui.screens.images import ImagesScreen
-from ztui.screens.vm_detail import VmDetailScreen
+from ztui.screens.vm_detail import VmDetailScreen, disks_line
 from ztui.screens.vms import VmsScreen
 from ztui.screens.volumes import VolumesScreen
 from ztui.volumes import VolumeData, device_name, parse_size, snapshot_trees
@@ -153,6 +153,13 @@ def test_sizes_devices_trees_and_forms() -> None:
     assert check_new_volume("", "10G", None) == "name: required"
     assert check_new_volume("data", "10G", "o1").startswith("size: give a size or")  # type: ignore[union-attr]
     assert check_new_volume("data", "lots", None).startswith("size: like 10G")  # type: ignore[union-attr]
+
+    volumes = [
+        {"deviceId": 1, "size": GiB, "type": "Data", "name": "logs"},
+        {"deviceId": 0, "size": 64 << 20, "type": "Root", "name": "ROOT-for-web"},
+    ]
+    assert disks_line(volumes, fmt) == "vda 64M · vdb 1G logs"
+    assert disks_line([], fmt) == "none"
 
     data = VolumeData(vms=[{"uuid": "v", "name": "web"}])
     assert data.row({"uuid": "x", "vmInstanceUuid": "v", "deviceId": 1})["device"] == "vdb"
@@ -402,6 +409,7 @@ async def test_the_vm_verbs_on_a_root_volume(vol: VolLab) -> None:
         assert screen.table.select_key(vol.db["uuid"])
         await pilot.press("enter")
         detail = await shown(pilot, VmDetailScreen)
+        assert detail.found["disks"] == "vda 64M"
         await pilot.press("z")
         dialog = await shown(pilot, NameDialog)
         dialog.query_one("#name", Input).value = "db-snap-2"
