@@ -1,6 +1,6 @@
 """Volumes in ztui, on a simulator lab: the volumes view (every volume with its VM and
 device, the snapshot tree of the one under the cursor, the snapshot the volume stands on
-marked), its data-volume verbs (new, attach, detach, delete, recover, expunge) and
+marked), its data-volume verbs (new, attach, detach, grow, delete, recover, expunge) and
 snapshot verbs (take, revert, delete) through their dialogs, a refusal of the node shown
 with nothing else changed, the VM verbs on a root volume (snapshot, image), the create-VM
 dialog's data disks, a node without the snapshot APIs and read-only mode; each checked
@@ -29,7 +29,14 @@ from tests.ztui.conftest import SMALL, app_on, shown, wait_until
 from tests.ztui.test_keys import notifications
 from ztui.dialogs.confirm import ConfirmDialog
 from ztui.dialogs.create_vm import CreateVmDialog
-from ztui.dialogs.volume import NameDialog, NewVolumeDialog, PickDialog, check_new_volume
+from ztui.dialogs.volume import (
+    NameDialog,
+    NewVolumeDialog,
+    PickDialog,
+    SizeDialog,
+    check_new_size,
+    check_new_volume,
+)
 from ztui.formatting import Formatter
 from ztui.screens.images import ImagesScreen
 from ztui.screens.vm_detail import VmDetailScreen, disks_line
@@ -161,6 +168,10 @@ def test_sizes_devices_trees_and_forms() -> None:
     assert disks_line(volumes, fmt) == "vda 64M · vdb 1G logs"
     assert disks_line([], fmt) == "none"
 
+    assert check_new_size("2G", GiB) == 2 * GiB
+    assert check_new_size("1G", GiB) == "size: larger than now (1G): a volume only grows"
+    assert check_new_size("big", GiB) == "size: like 20G or 1.5T"
+
     data = VolumeData(vms=[{"uuid": "v", "name": "web"}])
     assert data.row({"uuid": "x", "vmInstanceUuid": "v", "deviceId": 1})["device"] == "vdb"
     row = data.row({"uuid": "x", "vmInstanceUuid": None, "lastVmInstanceUuid": "v"})
@@ -256,6 +267,18 @@ async def test_the_data_volume_verbs_through_their_dialogs(vol: VolLab) -> None:
         detached = await volume(node, logs["uuid"])
         assert detached is not None and detached["vmInstanceUuid"] is None
         assert table.rows_by_key[logs["uuid"]]["vmName"] == "(db)"
+
+        # Grow it: never smaller (said in the dialog), then to 2G.
+        await pilot.press("plus")
+        size_dialog = await shown(pilot, SizeDialog)
+        await pilot.press(*"512M", "enter")
+        assert size_dialog.error_text == "size: larger than now (1G): a volume only grows"
+        size_dialog.query_one("#size", Input).value = "2G"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: "grew" in screen.status.text, what="the growth")
+        assert screen.status.text == "grew logs to 2G"
+        assert (await volume(node, logs["uuid"]) or {}).get("size") == 2 * GiB
+        assert table.rows_by_key[logs["uuid"]]["size"] == 2 * GiB
 
         # Delete (after a question; the policy is Delay: it is kept Deleted), recover it,
         # delete it again and expunge it.
@@ -494,8 +517,8 @@ async def test_read_only_disables_the_volume_verbs(vol: VolLab) -> None:
     app = app_on(vol.node, read_only=True)
     async with app.run_test(size=SMALL) as pilot:
         screen = await volumes_view(pilot)
-        for action in ("create", "attach", "detach", "volume_verb", "snapshot", "revert",
-                       "delete_snapshot"):  # fmt: skip
+        for action in ("create", "attach", "detach", "volume_verb", "grow", "snapshot",
+                       "revert", "delete_snapshot"):  # fmt: skip
             assert screen.check_action(action, ()) is None
         await pilot.press("n")
         await pilot.pause(0.2)

@@ -1,6 +1,6 @@
 """The dialogs of the volume verbs: a new data volume (name, a size like ``10G`` or a
-disk offering), a name for what a verb makes (a snapshot, an image), and a choice among a
-few things (the VM to attach a volume to).
+disk offering), a volume's new (larger) size, a name for what a verb makes (a snapshot, an
+image), and a choice among a few things (the VM to attach a volume to).
 
 Each is dismissed with what to send, or None when cancelled; the view calls the APIs.
 """
@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from ztui.dialogs.create_vm import spelled
 from ztui.dialogs.form import FormDialog
+from ztui.formatting import Formatter
 from ztui.volumes import parse_size
 
 Choice = tuple[str, str]
@@ -127,6 +128,49 @@ class NewVolumeDialog(VolumeDialog):
             self.query_one("#size", Input).value,
             None if offering is Select.NULL else str(offering),
         )
+        if isinstance(found, str):
+            self.problem(found)
+            return
+        self.dismiss(found)
+
+
+def check_new_size(text: str, current: int) -> int | str:
+    """The new size in bytes, or why it cannot be sent (a volume only grows)."""
+    size = parse_size(text)
+    if size is None:
+        return "size: like 20G or 1.5T"
+    if size <= current:
+        return f"size: larger than now ({_size_text(current)}): a volume only grows"
+    return size
+
+
+def _size_text(size: int) -> str:
+    return Formatter().size(size)
+
+
+class SizeDialog(VolumeDialog):
+    """A volume's new size: dismissed with it in bytes."""
+
+    verb = "Grow"
+
+    def __init__(self, name: str, current: int) -> None:
+        super().__init__()
+        self.current = current
+        self.form_title = f"Grow {name}"
+        self.what = (
+            f"Now {_size_text(current)}. The disk grows (live if its VM runs); the guest's "
+            "partitions and file systems are its own to grow."
+        )
+
+    def fields(self) -> ComposeResult:
+        yield Label("New size (20G, 1.5T…)")
+        yield Input("", id="size", max_length=16, placeholder=_size_text(self.current * 2))
+
+    def on_mount(self) -> None:
+        self.query_one("#size", Input).focus()
+
+    def action_submit(self) -> None:
+        found = check_new_size(self.query_one("#size", Input).value, self.current)
         if isinstance(found, str):
             self.problem(found)
             return

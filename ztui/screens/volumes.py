@@ -3,7 +3,8 @@ VM and device it is attached as; under it, the snapshots of the volume under the
 as a tree, the snapshot the volume's active file stands on marked.
 
 Verbs on data volumes: new (a size or a disk offering), attach to a VM, detach, delete
-(as volume.deletionPolicy says), recover and expunge a Deleted one.  Verbs on snapshots:
+(as volume.deletionPolicy says), recover and expunge a Deleted one; on any volume: grow
+it (ResizeRootVolume / ResizeDataVolume).  Verbs on snapshots:
 take one of the volume under the cursor, revert the volume to the snapshot under the
 tree's cursor (its VM must be stopped: the node refuses otherwise, and says why), delete
 that snapshot.  Everything goes through the node's API; a refusal is shown as every view
@@ -28,7 +29,7 @@ from textual.widgets import Input, Static
 
 from ztui.columns import Column, Kind
 from ztui.dialogs.confirm import ConfirmDialog, Wording, question
-from ztui.dialogs.volume import NameDialog, NewVolumeDialog, PickDialog
+from ztui.dialogs.volume import NameDialog, NewVolumeDialog, PickDialog, SizeDialog
 from ztui.screens.base import ResourceScreen
 from ztui.volumes import (
     DATA,
@@ -86,7 +87,16 @@ class VolumesScreen(ResourceScreen):
     COLUMNS = VOLUME_COLUMNS
     MARKABLE = True
     MUTATING = frozenset(
-        {"create", "attach", "detach", "volume_verb", "snapshot", "revert", "delete_snapshot"}
+        {
+            "create",
+            "attach",
+            "detach",
+            "volume_verb",
+            "grow",
+            "snapshot",
+            "revert",
+            "delete_snapshot",
+        }
     )
 
     DEFAULT_CSS = """
@@ -114,6 +124,7 @@ class VolumesScreen(ResourceScreen):
         Binding("d", "volume_verb('delete')", "Delete", id="ztui.volume.delete"),
         Binding("R", "volume_verb('recover')", "Recover", id="ztui.volume.recover", show=False),
         Binding("E", "volume_verb('expunge')", "Expunge", id="ztui.volume.expunge", show=False),
+        Binding("plus", "grow", "Grow", id="ztui.volume.grow", show=False),
         Binding("z", "snapshot", "Snapshot", id="ztui.volume.snapshot.create"),
         Binding("v", "revert", "Revert", id="ztui.volume.snapshot.revert"),
         Binding("D", "delete_snapshot", "Del snap", id="ztui.volume.snapshot.delete"),
@@ -374,6 +385,32 @@ class VolumesScreen(ResourceScreen):
             self.status.show_error(refusal)
         else:
             self.status.show_info(f"{', '.join(done)} {VOLUME_VERB_PAST[name]}")
+
+    def action_grow(self) -> None:
+        """Grow the volume under the cursor to a size asked in a dialog (binding
+        ``ztui.volume.grow``)."""
+        volume = self.cursor_volume()
+        if volume is None:
+            return
+        if volume.get("status") == DELETED:
+            self.notify(f"{volume['name']} is Deleted: recover it first (R).", severity="warning")
+            return
+
+        def answered(size: int | None) -> None:
+            if size is not None:
+                self.grow(volume, size)
+
+        dialog = SizeDialog(str(volume["name"]), int(volume.get("size") or 0))
+        self.app.push_screen(dialog, answered)
+
+    @work(group="verbs", exit_on_error=False)
+    async def grow(self, volume: Row, size: int) -> None:
+        api = "ResizeDataVolume" if volume.get("type") == DATA else "ResizeRootVolume"
+        self.status.show_info(f"growing {volume['name']} to {self.fmt.size(size)}…")
+        if await self.api_call(api, {"uuid": volume["uuid"], "size": size}) is None:
+            return
+        await self.read()
+        self.status.show_info(f"grew {volume['name']} to {self.fmt.size(size)}")
 
     # -- the snapshot verbs ---------------------------------------------------------
 
