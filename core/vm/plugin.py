@@ -306,9 +306,7 @@ class VmPlugin(
             st.CREATED if msg.strategy == "JustCreate" else st.next_state(st.CREATED, "starting")
         )
 
-        max_data_disks = self.node.plugin(GlobalConfigPlugin).value(
-            "kvm", DATA_VOLUME_MAX_NUM.name
-        )
+        max_data_disks = self.node.plugin(GlobalConfigPlugin).value("kvm", DATA_VOLUME_MAX_NUM.name)
 
         def create_row(session: Session) -> tuple[dict[str, Any], VmInstanceSpec]:
             offering = session.execute(_OFFERING, {"offering": msg.instance_offering_uuid}).one()

@@ -120,14 +120,18 @@ async def test_attach_to_a_stopped_vm_plugs_it_at_start_and_detach_keeps_it(lab:
     detached = await ok(node, "DetachDataVolumeFromVm", uuid=volume["uuid"])
     assert detached["vmInstanceUuid"] is None and detached["lastVmInstanceUuid"] == machine["uuid"]
     assert Path(detached["installPath"]).is_file()
-    assert "not attached" in await fails(node, "DetachDataVolumeFromVm", OPERATION, uuid=volume["uuid"])
+    assert "not attached" in await fails(
+        node, "DetachDataVolumeFromVm", OPERATION, uuid=volume["uuid"]
+    )
 
 
 async def test_a_running_vm_gets_the_disk_hot_plugged(lab: Lab) -> None:
     node = lab.node
     machine = await vm(lab)
     volume = await ok(node, "CreateDataVolume", name="d", diskSize=8 * MiB)
-    await ok(node, "AttachDataVolumeToVm", volumeUuid=volume["uuid"], vmInstanceUuid=machine["uuid"])
+    await ok(
+        node, "AttachDataVolumeToVm", volumeUuid=volume["uuid"], vmInstanceUuid=machine["uuid"]
+    )
     await ok(node, "DetachDataVolumeFromVm", uuid=volume["uuid"])
 
 
@@ -157,7 +161,9 @@ async def test_delete_follows_the_deletion_policy(lab: Lab, policy: str) -> None
     room = await storage_room(lab)
     machine = await vm(lab, strategy="CreateStopped")
     volume = await ok(node, "CreateDataVolume", name="d", diskSize=8 * MiB)
-    await ok(node, "AttachDataVolumeToVm", volumeUuid=volume["uuid"], vmInstanceUuid=machine["uuid"])
+    await ok(
+        node, "AttachDataVolumeToVm", volumeUuid=volume["uuid"], vmInstanceUuid=machine["uuid"]
+    )
     room_with_vm = await storage_room(lab)
     await ok(node, "DeleteDataVolume", uuid=volume["uuid"])
     path = Path(volume["installPath"])
