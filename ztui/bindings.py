@@ -35,6 +35,7 @@ def dialog_types() -> list[type[DOMNode]]:
     from ztui.dialogs.import_image import ImportImageDialog
     from ztui.dialogs.port_forward import PortForwardDialog
     from ztui.dialogs.security_group import SgDialog
+    from ztui.dialogs.volume import VolumeDialog
     from ztui.screens.console import ConsoleScreen
     from ztui.screens.vm_detail import VmDetailScreen
 
@@ -44,6 +45,7 @@ def dialog_types() -> list[type[DOMNode]]:
         CreateVmDialog,
         PortForwardDialog,
         SgDialog,
+        VolumeDialog,
         ImportImageDialog,
         EditConfigDialog,
         VmDetailScreen,
@@ -55,8 +57,9 @@ def widget_types() -> list[tuple[str, type[DOMNode]]]:
     """``(where, class)`` of the widgets that declare bindings of ztui (``j``/``k`` in every
     table)."""
     from ztui.widgets.resource_table import ResourceTable
+    from ztui.widgets.snapshot_tree import SnapshotTree
 
-    return [("tables", ResourceTable)]
+    return [("tables", ResourceTable), ("snapshot trees", SnapshotTree)]
 
 
 def ztui_bindings(node_type: type[DOMNode]) -> Iterator[Binding]:

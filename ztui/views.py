@@ -76,6 +76,13 @@ VIEWS: tuple[View, ...] = (
         "ztui.screens.operations:OperationsScreen",
     ),
     View("gc", "GC jobs", ("garbage", "gcjob", "cleanup"), "8", "ztui.screens.gc:GcScreen"),
+    View(
+        "volumes",
+        "Volumes",
+        ("volume", "vol", "vols"),
+        "9",
+        "ztui.screens.volumes:VolumesScreen",
+    ),
     View("help", "Help", ("h", "keys", "?"), "question_mark", "ztui.screens.help:HelpScreen"),
 )
 """Every view, in the order of their keys."""

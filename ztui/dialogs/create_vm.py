@@ -1,4 +1,5 @@
-"""The create-VM dialog: name, image, offering, networks, how many, and a user-data file.
+"""The create-VM dialog: name, image (with the size of the root disk it gives), offering,
+networks, data disks (a disk offering each), how many, and a user-data file.
 
 Its border says what it is and which keys create and cancel (as the keymap has them);
 a network without DHCP says the address must be configured in the guest, and the
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.segment import Segment
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -24,6 +25,7 @@ from textual.widgets import Button, Input, Label, Select, SelectionList
 from ztui.addressing import SERVICE_REFS, Services, network_label
 from ztui.context import ZtuiContext, context_of
 from ztui.dialogs.form import FormDialog
+from ztui.formatting import Formatter
 
 MAX_COUNT = 50
 TITLE = "New VM"
@@ -41,6 +43,8 @@ class VmRequest:
     l3_network_uuids: list[str] = field(default_factory=list)
     user_data: str = ""
     """base64 of the user-data file, "" for none (the userdata plugin's ``userData``)."""
+    data_disk_offering_uuids: list[str] = field(default_factory=list)
+    """A data volume of each disk offering, attached as vdb, vdc… in this order."""
 
     def params(self, name: str) -> dict[str, Any]:
         return {
@@ -49,6 +53,11 @@ class VmRequest:
             "instanceOfferingUuid": self.instance_offering_uuid,
             "l3NetworkUuids": self.l3_network_uuids,
             **({"userData": self.user_data} if self.user_data else {}),
+            **(
+                {"dataDiskOfferingUuids": self.data_disk_offering_uuids}
+                if self.data_disk_offering_uuids
+                else {}
+            ),
         }
 
 
@@ -118,6 +127,13 @@ class NetworkList(SelectionList[str]):
         return Strip(segments, line.cell_length)
 
 
+def root_disk_text(size: Any, fmt: Formatter) -> str:
+    """What the image gives the VM: ``root disk 64M (the image's size)``."""
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        return "root disk: the image's size (unknown yet)"
+    return f"root disk {fmt.size(size)} (the image's size)"
+
+
 class CreateVmDialog(FormDialog[VmRequest]):
     """Dismissed with a :class:`VmRequest`, or None when cancelled."""
 
@@ -125,6 +141,10 @@ class CreateVmDialog(FormDialog[VmRequest]):
     CreateVmDialog SelectionList {
         height: auto;
         max-height: 6;
+    }
+    CreateVmDialog #root-disk {
+        margin-top: 0;
+        color: $text-muted;
     }
     """
 
@@ -137,6 +157,8 @@ class CreateVmDialog(FormDialog[VmRequest]):
         super().__init__()
         self.loaded = False
         """True once images, offerings and networks are in the form (tests wait on it)."""
+        self.image_sizes: dict[str, Any] = {}
+        """Image uuid -> its (virtual) size: the root disk a VM of it gets."""
 
     def compose(self) -> ComposeResult:
         from ztui.screens.help import keys_of
@@ -150,10 +172,13 @@ class CreateVmDialog(FormDialog[VmRequest]):
             yield Input(placeholder="web", id="name")
             yield Label("Image")
             yield Select[str]([], prompt="loading…", id="image")
+            yield Label("", id="root-disk")
             yield Label("Instance offering")
             yield Select[str]([], prompt="loading…", id="offering")
             yield Label("Networks (the first marked is the default)")
             yield NetworkList(id="networks")
+            yield Label("Data disks (a disk offering each: vdb, vdc…)", id="disks-label")
+            yield NetworkList(id="disks")
             yield Label("Count")
             yield Input("1", id="count", restrict=r"[0-9]*", max_length=3)
             yield Label("User data file (optional: a script or #cloud-config for the guest)")
@@ -169,7 +194,14 @@ class CreateVmDialog(FormDialog[VmRequest]):
 
     @work(exclusive=True, group="choices", exit_on_error=False)
     async def _load_choices(self) -> None:
-        images, offerings, networks = await _choices(context_of(self.app))
+        found = await _choices(context_of(self.app))
+        images, offerings, networks, disks = (
+            found.images,
+            found.offerings,
+            found.networks,
+            found.disks,
+        )
+        self.image_sizes = found.image_sizes
         image_select = self.query_one("#image", Select)
         image_select.set_options(images)
         image_select.prompt = "choose an image" if images else "no image is Ready: see :image"
@@ -184,7 +216,30 @@ class CreateVmDialog(FormDialog[VmRequest]):
         network_list.clear_options()
         for index, (label, uuid) in enumerate(networks):
             network_list.add_option((label, uuid, index == 0))
+        disk_list = self.query_one("#disks", SelectionList)
+        disk_list.clear_options()
+        for label, uuid in disks:
+            disk_list.add_option((label, uuid, False))
+        if not disks:
+            disk_list.display = False
+            self.query_one("#disks-label", Label).update(
+                "Data disks: none (no disk offering yet: CreateDiskOffering makes one)"
+            )
+        self._show_root_disk()
         self.loaded = True
+
+    @on(Select.Changed, "#image")
+    def _image_changed(self) -> None:
+        self._show_root_disk()
+
+    def _show_root_disk(self) -> None:
+        image = self.query_one("#image", Select).value
+        label = self.query_one("#root-disk", Label)
+        if not isinstance(image, str):
+            label.update("")
+            return
+        fmt = context_of(self.app).formatter
+        label.update(root_disk_text(self.image_sizes.get(image), fmt))
 
     def _show_error(self, text: str) -> None:
         self.query_one("#error", Label).update(text)
@@ -204,29 +259,68 @@ class CreateVmDialog(FormDialog[VmRequest]):
             self._show_error(problem)
             return
         networks = list(self.query_one("#networks", SelectionList).selected)
-        self.dismiss(VmRequest(names_for(name, int(count)), image, offering, networks, user_data))
+        disks = self.disk_offerings()
+        self.dismiss(
+            VmRequest(names_for(name, int(count)), image, offering, networks, user_data, disks)
+        )
+
+    def disk_offerings(self) -> list[str]:
+        """The marked disk offerings, in the list's order (the order of the disks)."""
+        disk_list = self.query_one("#disks", SelectionList)
+        marked = set(disk_list.selected)
+        return [
+            str(disk_list.get_option_at_index(i).value)
+            for i in range(disk_list.option_count)
+            if disk_list.get_option_at_index(i).value in marked
+        ]
 
 
-async def _choices(
-    context: ZtuiContext,
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
-    """Ready images, offerings and the networks a VM may join (private first; one without
-    DHCP says the address must be configured in the guest)."""
+Options = list[tuple[str, str]]
+"""(what is shown, the uuid sent), for a Select or a SelectionList."""
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the form offers, from the node."""
+
+    images: Options
+    """Ready images a VM boots from (no data volume template)."""
+    image_sizes: dict[str, Any]
+    """Image uuid -> its virtual size: the root disk a VM of it gets."""
+    offerings: Options
+    networks: Options
+    """The networks a VM may join (private first; one without DHCP says the address must
+    be configured in the guest)."""
+    disks: Options
+    """Disk offerings, by name: a data disk each."""
+
+
+async def _choices(context: ZtuiContext) -> Choices:
+    """What the form offers, as the node has it now (a query that fails offers nothing)."""
     session, fmt = context.session, context.formatter
-    images = await session.call("QueryImage", {"conditions": ["status=Ready"], "limit": 10000})
+    images = await session.call(
+        "QueryImage",
+        {"conditions": ["status=Ready", "mediaType!=DataVolumeTemplate"], "limit": 10000},
+    )
     offerings = await session.call("QueryInstanceOffering", {"limit": 10000})
     l3s = await session.call("QueryL3Network", {"limit": 10000})
     refs = await session.call(SERVICE_REFS, {"limit": 1_000_000})
+    disk_offerings = await session.call("QueryDiskOffering", {"limit": 10000})
 
     def rows(reply: Any) -> list[dict[str, Any]]:
         return list(reply.inventories or []) if reply.success else []
 
-    image_options = [(str(i["name"]), str(i["uuid"])) for i in rows(images)]
     offering_options = [
         (f"{o['name']} ({o['cpuNum']} vCPU, {fmt.size(o['memorySize'])})", str(o["uuid"]))
         for o in rows(offerings)
     ]
     networks = sorted(rows(l3s), key=lambda n: (n.get("category") != "Private", str(n["name"])))
     services = Services.of(rows(refs))
-    network_options = [(network_label(n, services), str(n["uuid"])) for n in networks]
-    return image_options, offering_options, network_options
+    disks = sorted(rows(disk_offerings), key=lambda o: str(o.get("name")))
+    return Choices(
+        images=[(str(i["name"]), str(i["uuid"])) for i in rows(images)],
+        image_sizes={str(i["uuid"]): i.get("size") for i in rows(images)},
+        offerings=offering_options,
+        networks=[(network_label(n, services), str(n["uuid"])) for n in networks],
+        disks=[(f"{o['name']} ({fmt.size(o.get('diskSize'))})", str(o["uuid"])) for o in disks],
+    )

@@ -1,6 +1,7 @@
 """The images view: every image with its status in colour, format, sizes and age; imports
 from a file or an http(s) URL with a progress bar per download (from the
-``/image/download/progress`` events); delete, recover and expunge where they apply.
+``/image/download/progress`` events, which an image made from a volume reports too: it
+gets its bar while Creating); delete, recover and expunge where they apply.
 
 A download started elsewhere (``zcli``, another ztui) gets its bar too: its row
 is fetched when its first progress report arrives, and the images still
@@ -31,7 +32,10 @@ from ztui.widgets.resource_table import ResourceTable
 Row = Mapping[str, Any]
 
 PROGRESS_EVENT = "/image/download/progress"
-DOWNLOADING, READY, DELETED = "Downloading", "Ready", "Deleted"
+DOWNLOADING, CREATING, READY, DELETED = "Downloading", "Creating", "Ready", "Deleted"
+IN_PROGRESS = frozenset({DOWNLOADING, CREATING})
+"""The statuses of an image being made: downloaded (AddImage) or exported from a volume
+(CreateRootVolumeTemplateFromRootVolume…), each with a bar from its progress reports."""
 WATCH_INTERVAL = 2.0
 """Seconds between two looks at the images still Downloading."""
 
@@ -49,7 +53,7 @@ IMAGE_COLUMNS = (
 
 def image_row(inventory: Row) -> Row:
     """An image inventory as the table shows it: no sizes until it is downloaded."""
-    if inventory.get("status") == DOWNLOADING:
+    if inventory.get("status") in IN_PROGRESS:
         return {**inventory, "size": None, "actualSize": None}
     return inventory
 
@@ -165,7 +169,7 @@ class ImagesScreen(ResourceScreen):
 
     def _sync_downloads(self, images: Iterable[Row]) -> None:
         """A bar for each Downloading image; none for the others."""
-        downloading = {str(i["uuid"]): i for i in images if i.get("status") == DOWNLOADING}
+        downloading = {str(i["uuid"]): i for i in images if i.get("status") in IN_PROGRESS}
         for uuid in list(self.downloads):
             if uuid not in downloading:
                 self._drop_download(uuid)
@@ -179,7 +183,7 @@ class ImagesScreen(ResourceScreen):
             return
         uuid = str(data["imageUuid"])
         row = self.table.rows_by_key.get(uuid)
-        if row is not None and row.get("status") != DOWNLOADING:
+        if row is not None and row.get("status") not in IN_PROGRESS:
             return  # a late report of a download that has ended
         download = self._download(uuid, str(row["name"]) if row else "")
         storage = str(data.get("backupStorageUuid", ""))
@@ -257,7 +261,7 @@ class ImagesScreen(ResourceScreen):
         """Show one image's new inventory (its row, and its bar while it downloads)."""
         uuid = str(image["uuid"])
         self.table.upsert(image_row(image))
-        if image.get("status") == DOWNLOADING:
+        if image.get("status") in IN_PROGRESS:
             self._download(uuid, str(image.get("name", "")))
         else:
             self._drop_download(uuid)

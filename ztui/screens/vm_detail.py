@@ -27,7 +27,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static, TabbedContent, TabPane
 
 from core.kernel.errors import OperationError
-from ztui import vm_reach, vm_verbs
+from ztui import vm_disks, vm_reach, vm_verbs
 from ztui.addressing import NO_DHCP, SERVICE_REFS, Services, dns_names, shown_ip
 from ztui.columns import Column, Kind
 from ztui.formatting import Formatter
@@ -45,6 +45,7 @@ from ztui.screens.operations import (
 )
 from ztui.session import NodeSession, NotConnected
 from ztui.vm_verbs import Verb, verb_bindings
+from ztui.volumes import device_name
 from ztui.widgets.operation_detail import OperationDetail
 from ztui.widgets.resource_table import ResourceTable
 from ztui.widgets.serial_terminal import SerialTerminal, mask_plain
@@ -157,8 +158,8 @@ def render_overview(
     addresses: Sequence[tuple[str, str | Text]] = (),
 ) -> Table:
     """The VM's inventory, one field a line; ``found`` holds the names of its host,
-    image, offering and default L3 network (keys ``host``, ``image``…), ``addresses``
-    the lines of :func:`address_lines`."""
+    image, offering and default L3 network (keys ``host``, ``image``…) and its disks
+    (``disks``: :func:`disks_line`), ``addresses`` the lines of :func:`address_lines`."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -183,6 +184,7 @@ def render_overview(
             ),
         ),
         ("root volume", fmt.volatile(vm.get("rootVolumeUuid"), "uuid")),
+        ("disks", found.get("disks", "")),
         ("created", fmt.date(vm.get("createDate"))),
         ("last changed", fmt.date(vm.get("lastOpDate"))),
     ]
@@ -191,6 +193,17 @@ def render_overview(
     for label, value in lines:
         grid.add_row(label, value)
     return grid
+
+
+def disks_line(volumes: Sequence[Inventory], fmt: Formatter) -> str:
+    """``vda 64M · vdb 1G data-1``: the VM's volumes by device, a data volume named."""
+    parts = []
+    for volume in sorted(volumes, key=lambda v: int(v.get("deviceId") or 0)):
+        part = f"{device_name(volume.get('deviceId'))} {fmt.size(volume.get('size'))}"
+        if volume.get("type") != "Root":
+            part += f" {volume.get('name')}"
+        parts.append(part)
+    return " · ".join(parts) if parts else "none"
 
 
 async def console_tail(session: NodeSession, vm_uuid: str) -> bytes:
@@ -215,7 +228,7 @@ async def console_tail(session: NodeSession, vm_uuid: str) -> bytes:
 class VmDetailScreen(ZtuiScreen):
     """Tabs overview / NICs / tags / operations / console of one VM."""
 
-    MUTATING = frozenset({"verb", "port_forward", "eip"})
+    MUTATING = frozenset({"verb", "port_forward", "eip", "root_snapshot", "root_image"})
 
     DEFAULT_CSS = """
     VmDetailScreen TabbedContent {
@@ -264,6 +277,7 @@ class VmDetailScreen(ZtuiScreen):
         Binding("escape", "back", "Back", id="ztui.back"),
         *verb_bindings("ztui.vm.detail"),
         *vm_reach.reach_bindings("ztui.vm.detail"),
+        *vm_disks.disk_bindings("ztui.vm.detail"),
         Binding("c", "console", "Console", id="ztui.vm.detail.console"),
         Binding("right_square_bracket", "next_tab(1)", "Next tab", id="ztui.vm.detail.tab.next"),
         Binding(
@@ -375,6 +389,7 @@ class VmDetailScreen(ZtuiScreen):
             l3s,
             l2s,
             refs,
+            volumes,
         ) = await asyncio.gather(
             self.api_query("QueryVmInstance", {"conditions": [f"uuid={uuid}"]}),
             self.api_query("QueryVmNic", {"conditions": [f"vmInstanceUuid={uuid}"]}),
@@ -391,6 +406,7 @@ class VmDetailScreen(ZtuiScreen):
             self.api_query("QueryL3Network"),
             self.api_query("QueryL2Network"),
             self.api_query(SERVICE_REFS),
+            self.api_query("QueryVolume", {"conditions": [f"vmInstanceUuid={uuid}"]}),
         )
         if not vms:
             if not self.load_failed:
@@ -404,6 +420,7 @@ class VmDetailScreen(ZtuiScreen):
             "image": names(images).get(str(vm.get("imageUuid")), ""),
             "offering": names(offerings).get(str(vm.get("instanceOfferingUuid")), ""),
             "l3": names(l3s).get(str(vm.get("defaultL3NetworkUuid")), ""),
+            "disks": disks_line(volumes, self.fmt),
         }
         self.hosts = names(hosts)
         self.services = Services.of(refs)
@@ -563,7 +580,9 @@ class VmDetailScreen(ZtuiScreen):
     # -- verbs and leaving --------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("verb", "console", "port_forward", "eip") and (self.gone or self.vm is None):
+        if action in ("verb", "console", "port_forward", "eip", "root_snapshot", "root_image") and (
+            self.gone or self.vm is None
+        ):
             return False
         return super().check_action(action, parameters)
 
@@ -585,6 +604,14 @@ class VmDetailScreen(ZtuiScreen):
     def action_eip(self) -> None:
         """Give this VM an EIP, or take it away (binding ``ztui.vm.detail.eip``)."""
         vm_reach.toggle_eip(self, self.vm)
+
+    def action_root_snapshot(self) -> None:
+        """Snapshot this VM's root volume (binding ``ztui.vm.detail.snapshot``)."""
+        vm_disks.snapshot(self, self.vm)
+
+    def action_root_image(self) -> None:
+        """Make an image of this VM's root volume (binding ``ztui.vm.detail.image``)."""
+        vm_disks.create_image(self, self.vm)
 
     def action_console(self) -> None:
         """Attach to the VM's serial console (binding ``ztui.vm.detail.console``)."""

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.binding import Binding, BindingType
 
-from ztui import vm_reach, vm_verbs
+from ztui import vm_disks, vm_reach, vm_verbs
 from ztui.addressing import SERVICE_REFS, Services, shown_ip
 from ztui.columns import VM_COLUMNS
 from ztui.dialogs.create_vm import CreateVmDialog, VmRequest
@@ -53,12 +53,13 @@ class VmsScreen(ResourceScreen):
     VIEW = "vms"
     COLUMNS = VM_COLUMNS
     MARKABLE = True
-    MUTATING = frozenset({"create", "verb", "port_forward", "eip"})
+    MUTATING = frozenset({"create", "verb", "port_forward", "eip", "root_snapshot", "root_image"})
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "create", "New", id="ztui.vm.create"),
         *verb_bindings("ztui.vm"),
         *vm_reach.reach_bindings("ztui.vm"),
+        *vm_disks.disk_bindings("ztui.vm"),
         Binding("c", "console", "Console", id="ztui.vm.console"),
         Binding("enter", "details", "Details", id="ztui.vm.details", show=False),
     ]
@@ -163,6 +164,15 @@ class VmsScreen(ResourceScreen):
     def action_eip(self) -> None:
         """Give the VM under the cursor an EIP, or take it away (binding ``ztui.vm.eip``)."""
         vm_reach.toggle_eip(self, self.table.cursor_row_data)
+
+    def action_root_snapshot(self) -> None:
+        """Snapshot the root volume of the VM under the cursor (binding ``ztui.vm.snapshot``)."""
+        vm_disks.snapshot(self, self.table.cursor_row_data)
+
+    def action_root_image(self) -> None:
+        """Make an image of the root volume of the VM under the cursor (binding
+        ``ztui.vm.image``)."""
+        vm_disks.create_image(self, self.table.cursor_row_data)
 
     def action_console(self) -> None:
         """Attach to the serial console of the VM under the cursor (binding ``ztui.vm.console``)."""
