@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from agent import images, volume_chain
 from contracts import kvm as p
 from tests.agent.crafted_images import host_secret
 from tests.agent.helpers import AgentCaller, wait_until
@@ -363,6 +364,7 @@ async def test_files_outside_the_storage_and_hostile_backing_names_are_refused(
             (p.VOLUME_REBASE, op(storage, path)),
             (p.VOLUME_RESIZE, op(storage, path, size=2 * MIB)),
             (p.VOLUME_CHAIN, {"storagePath": str(storage), "installPaths": [str(path)]}),
+            (p.VOLUME_DELETE, op(storage, inside, keepIfBacking=[str(path)])),
         ):
             await refused(caller, command, body, reason)
         assert not Path(new).exists()
@@ -400,6 +402,37 @@ async def test_files_outside_the_storage_and_hostile_backing_names_are_refused(
         p.VOLUME_CHAIN, {"storagePath": str(storage), "installPaths": [missing, str(inside)]}
     )
     assert answer["chains"] == {missing: [], str(inside): []} and answer["missing"] == [missing]
+
+
+async def test_the_delete_guard_follows_headers_down_and_runs_no_qemu_img(
+    caller: AgentCaller, storage: Path, vol_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, c, d = await three_deep(caller, storage, vol_dir)
+
+    async def no_qemu_img(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"the delete guard ran qemu-img {args}")
+
+    monkeypatch.setattr(images, "backing_chain", no_qemu_img)
+    monkeypatch.setattr(images, "run_qemu_img", no_qemu_img)
+    # a is held two (and three) levels down: by c and d, though b is not kept.
+    error = await refused(caller, p.VOLUME_DELETE, op(storage, a, keepIfBacking=[str(d)]), str(d))
+    assert "stands on it" in error
+    error = await refused(
+        caller, p.VOLUME_DELETE, op(storage, a, keepIfBacking=[str(c), str(d)]), " on it"
+    )
+    assert f"{c}, {d} stand on it" in error
+    assert await volume_chain.holders(str(b), [str(a), str(c), str(d)], str(storage)) == [
+        str(c),
+        str(d),
+    ]
+    assert await volume_chain.holders(str(d), [str(a), str(b), str(c)], str(storage)) == []
+    assert a.exists()
+    # A kept file whose chain loops is refused, not followed for ever.
+    loop, other = make_qcow2(vol_dir / "loop.qcow2"), vol_dir / "other.qcow2"
+    make_qcow2(other, backing=loop)
+    run("qemu-img", "rebase", "-q", "-u", "-F", "qcow2", "-b", str(other), str(loop))
+    await refused(caller, p.VOLUME_DELETE, op(storage, a, keepIfBacking=[str(loop)]), "loops")
+    assert a.exists()
 
 
 # -- the simulator: data volumes of (fake) VMs ------------------------------------------------
