@@ -439,7 +439,7 @@ class LibvirtBackend(LocalFileStorage, Backend):
         if acceleration not in DOMAIN_TYPES:
             raise ArgumentError(f"acceleration must be kvm or tcg, got {acceleration!r}")
         # QEMU follows the root volume's header: it must name only the project's files.
-        await images.check_root_volume(spec.root_volume_path, spec.root_volume_format)
+        await volume_chain.check_root_volume(spec.root_volume_path, spec.root_volume_format)
         for volume in spec.data_volumes:  # and every data volume's chain its storage's
             storage = volume_chain.storage_of_data_volume(volume.install_path)
             await volume_chain.read_chain(volume.install_path, storage, volume.format)
@@ -691,6 +691,8 @@ class LibvirtBackend(LocalFileStorage, Backend):
         await self._wait_block_job(dom, op)  # a pull a lost answer left running
         chain = await self._call(self._disk_chain, dom, op)
         if (chain[1] if len(chain) > 1 else "") == backing_file:
+            # A repeat: the first attempt may have ended before its flush.
+            await self._call(self._flush_disk, dom, op, chain[0])
             return backing_file
         files = await volume_chain.read_chain(op.install_path, op.storage_path)
         if backing_file and backing_file not in [f.path for f in files[2:]]:

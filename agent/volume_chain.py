@@ -35,6 +35,10 @@ MAX_CHAIN = 256
 CHAIN_FORMATS = ("qcow2", "raw")
 DATA_VOLUMES_DIR = "datavolumes"
 """The subdirectory of a primary storage with the data volumes (``vol-<uuid>/``)."""
+ROOT_VOLUMES_DIR = "rootvolumes"
+"""The subdirectory of a primary storage with the root volumes (``vm-<uuid>/``)."""
+IMAGE_CACHE_DIR = "imagecache"
+"""The subdirectory of a primary storage with the images root volumes stand on."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,21 @@ def storage_of_data_volume(install_path: str) -> str:
     raise ArgumentError(
         f"data volume {install_path} is not in a primary storage's {DATA_VOLUMES_DIR}/ directory"
     )
+
+
+def storage_of_root_volume(install_path: str) -> str | None:
+    """The primary storage a root volume's file is on: the directory holding the
+    ``rootvolumes`` directory of its ``vm-<uuid>`` directory (the core's layout); None for
+    a file elsewhere."""
+    parts = Path(install_path).parts
+    if (
+        len(parts) >= 4
+        and parts[-3] == ROOT_VOLUMES_DIR
+        and parts[-2].startswith("vm-")
+        and os.path.isabs(install_path)
+    ):
+        return str(Path(*parts[:-3]))
+    return None
 
 
 def in_storage(path: str, root: str) -> bool:
@@ -182,6 +201,48 @@ async def read_chain(path: str, storage_path: str, fmt: str = "") -> list[ChainF
         )
         current = header.backing_file
     return chain
+
+
+async def check_root_volume(install_path: str, fmt: str) -> None:
+    """Before QEMU opens a root volume (VM_START): its chain must be one the project makes;
+    an AgentError naming what is wrong otherwise.
+
+    A root volume in its primary storage's ``rootvolumes/vm-<uuid>/`` is checked as every
+    chain here (``read_chain``): its active file may stand on snapshot files, all in its
+    own directory, and the chain may end on one image of that storage's ``imagecache/``,
+    which stands on nothing (an image is standalone: ``images.download`` made it so); a raw
+    image there must look like a disk (MBR/GPT), as ``images.check_root_volume`` asks.
+    Elsewhere (a file not in that layout): ``images.check_root_volume``, an overlay on a
+    standalone image and nothing more."""
+    storage = storage_of_root_volume(install_path)
+    if storage is None:
+        await images.check_root_volume(install_path, fmt)
+        return
+    chain = await read_chain(install_path, storage_root(storage))
+    label = f"root volume {install_path}"
+    if chain[0].format != fmt:
+        raise AgentError(f"{label} is a {chain[0].format} file, not {fmt}")
+    own = os.path.realpath(os.path.dirname(install_path))
+    cache = os.path.join(storage_root(storage), IMAGE_CACHE_DIR)
+    for i, file in enumerate(chain):
+        where = os.path.dirname(os.path.realpath(file.path))
+        if where == own:
+            continue
+        if where != cache or i == 0:
+            raise AgentError(
+                f"{file.path} (in the chain of {label}) is neither in the volume's directory "
+                f"nor an image of {cache}; refused"
+            )
+        if file.backing_file:
+            raise AgentError(
+                f"the image {file.path} (in the chain of {label}) has a backing file "
+                f"{file.backing_file!r}; refused (an image stands on nothing)"
+            )
+        if file.format == "raw" and await asyncio.to_thread(images.sniff_raw, file.path) != "raw":
+            raise AgentError(
+                f"the image {file.path} (in the chain of {label}) is not a disk image "
+                "(no MBR/GPT boot signature); refused"
+            )
 
 
 # -- offline operations (no running domain holds the file) ------------------------------
