@@ -448,7 +448,7 @@ async def check_root_volume(path: str, fmt: str) -> None:
     found = await _inspect(backing, f"the backing file {backing} of root volume {path}")
     if found.format != header.backing_format:
         raise AgentError(f"{what} recorded as {header.backing_format}; it is {found.format}")
-    if found.format == "raw" and await asyncio.to_thread(_sniff_raw, backing) != "raw":
+    if found.format == "raw" and await asyncio.to_thread(sniff_raw, backing) != "raw":
         raise AgentError(f"{what}, which is not a disk image (no MBR/GPT boot signature)")
 
 
@@ -780,7 +780,7 @@ async def _image_format(path: str, url: str) -> tuple[str, ImageInfo]:
         raise AgentError(f"{url} is a qcow2 image with a backing file ({found.backing_file})")
     if header.format == "qcow2":
         return "qcow2", found
-    kind = await asyncio.to_thread(_sniff_raw, path)
+    kind = await asyncio.to_thread(sniff_raw, path)
     if kind is None:
         raise AgentError(
             f"{url} is not a disk image: qemu-img sees plain data, with no qcow2 header, "
@@ -789,7 +789,7 @@ async def _image_format(path: str, url: str) -> tuple[str, ImageInfo]:
     return kind, found
 
 
-def _sniff_raw(path: str) -> str | None:
+def sniff_raw(path: str) -> str | None:
     with open(path, "rb") as f:
         head = f.read(512)
         f.seek(0x8001)

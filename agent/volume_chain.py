@@ -35,6 +35,10 @@ MAX_CHAIN = 256
 CHAIN_FORMATS = ("qcow2", "raw")
 DATA_VOLUMES_DIR = "datavolumes"
 """The subdirectory of a primary storage with the data volumes (``vol-<uuid>/``)."""
+ROOT_VOLUMES_DIR = "rootvolumes"
+"""The subdirectory of a primary storage with the root volumes (``vm-<uuid>/``)."""
+IMAGE_CACHE_DIR = "imagecache"
+"""The subdirectory of a primary storage with the images root volumes stand on."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,21 @@ def storage_of_data_volume(install_path: str) -> str:
     raise ArgumentError(
         f"data volume {install_path} is not in a primary storage's {DATA_VOLUMES_DIR}/ directory"
     )
+
+
+def storage_of_root_volume(install_path: str) -> str | None:
+    """The primary storage a root volume's file is on: the directory holding the
+    ``rootvolumes`` directory of its ``vm-<uuid>`` directory (the core's layout); None for
+    a file elsewhere."""
+    parts = Path(install_path).parts
+    if (
+        len(parts) >= 4
+        and parts[-3] == ROOT_VOLUMES_DIR
+        and parts[-2].startswith("vm-")
+        and os.path.isabs(install_path)
+    ):
+        return str(Path(*parts[:-3]))
+    return None
 
 
 def in_storage(path: str, root: str) -> bool:
@@ -108,41 +127,50 @@ def _check_headers(path: str, root: str, fmt: str = "") -> list[image_header.Hea
     A file known to be raw (``fmt``, or its overlay's recorded backing format) is not
     read: a guest writes all of a raw disk, a qcow2 header too.  Blocking."""
     headers: list[image_header.Header] = []
-    current, label = path, f"volume file {path}"
+    current, label, known = path, f"volume file {path}", fmt
     seen: set[str] = set()
-    known = fmt
     while True:
-        require_in_storage(current, root, label)
-        real = os.path.realpath(current)
-        if real in seen:
-            raise AgentError(f"the backing chain of {path} loops at {current}")
-        seen.add(real)
-        if len(headers) >= MAX_CHAIN:
-            raise AgentError(f"the backing chain of {path} is longer than {MAX_CHAIN} files")
-        if known == "raw":
-            headers.append(image_header.Header("raw"))
-            return headers
-        header = image_header.inspect(current, label, allow_backing=True)
-        if known and header.format != known:
-            raise AgentError(f"{label} is a {header.format} file, not {known}; refused")
+        header = _step(path, current, label, known, root, seen, len(headers))
         headers.append(header)
-        backing = header.backing_file
-        if not backing:
+        if not header.backing_file:
             return headers
-        what = f"{current} (in the chain of {path}) has the backing file {backing!r}"
-        if backing.startswith("json:") or not os.path.isabs(backing) or ":" in backing:
-            raise AgentError(f"{what}: not an absolute plain file path; refused")
-        if header.backing_format not in CHAIN_FORMATS:
-            raise AgentError(
-                f"{what} of format {header.backing_format or 'unrecorded'}; refused "
-                "(only a recorded qcow2 or raw backing file is followed)"
-            )
-        if not in_storage(backing, root):
-            raise AgentError(
-                f"{what}, which is not a regular file under the primary storage {root}; refused"
-            )
-        current, label = backing, f"backing file {backing} of {path}"
+        current, label = header.backing_file, f"backing file {header.backing_file} of {path}"
         known = header.backing_format
+
+
+def _step(
+    path: str, current: str, label: str, known: str, root: str, seen: set[str], depth: int
+) -> image_header.Header:
+    """The header of ``current``, the file at ``depth`` in ``path``'s chain (``seen``: the
+    real paths above it, ``current``'s added), its backing name checked (see the module)."""
+    require_in_storage(current, root, label)
+    real = os.path.realpath(current)
+    if real in seen:
+        raise AgentError(f"the backing chain of {path} loops at {current}")
+    seen.add(real)
+    if depth >= MAX_CHAIN:
+        raise AgentError(f"the backing chain of {path} is longer than {MAX_CHAIN} files")
+    if known == "raw":
+        return image_header.Header("raw")
+    header = image_header.inspect(current, label, allow_backing=True)
+    if known and header.format != known:
+        raise AgentError(f"{label} is a {header.format} file, not {known}; refused")
+    backing = header.backing_file
+    if not backing:
+        return header
+    what = f"{current} (in the chain of {path}) has the backing file {backing!r}"
+    if backing.startswith("json:") or not os.path.isabs(backing) or ":" in backing:
+        raise AgentError(f"{what}: not an absolute plain file path; refused")
+    if header.backing_format not in CHAIN_FORMATS:
+        raise AgentError(
+            f"{what} of format {header.backing_format or 'unrecorded'}; refused "
+            "(only a recorded qcow2 or raw backing file is followed)"
+        )
+    if not in_storage(backing, root):
+        raise AgentError(
+            f"{what}, which is not a regular file under the primary storage {root}; refused"
+        )
+    return header
 
 
 async def read_chain(path: str, storage_path: str, fmt: str = "") -> list[ChainFile]:
@@ -173,6 +201,48 @@ async def read_chain(path: str, storage_path: str, fmt: str = "") -> list[ChainF
         )
         current = header.backing_file
     return chain
+
+
+async def check_root_volume(install_path: str, fmt: str) -> None:
+    """Before QEMU opens a root volume (VM_START): its chain must be one the project makes;
+    an AgentError naming what is wrong otherwise.
+
+    A root volume in its primary storage's ``rootvolumes/vm-<uuid>/`` is checked as every
+    chain here (``read_chain``): its active file may stand on snapshot files, all in its
+    own directory, and the chain may end on one image of that storage's ``imagecache/``,
+    which stands on nothing (an image is standalone: ``images.download`` made it so); a raw
+    image there must look like a disk (MBR/GPT), as ``images.check_root_volume`` asks.
+    Elsewhere (a file not in that layout): ``images.check_root_volume``, an overlay on a
+    standalone image and nothing more."""
+    storage = storage_of_root_volume(install_path)
+    if storage is None:
+        await images.check_root_volume(install_path, fmt)
+        return
+    chain = await read_chain(install_path, storage_root(storage))
+    label = f"root volume {install_path}"
+    if chain[0].format != fmt:
+        raise AgentError(f"{label} is a {chain[0].format} file, not {fmt}")
+    own = os.path.realpath(os.path.dirname(install_path))
+    cache = os.path.join(storage_root(storage), IMAGE_CACHE_DIR)
+    for i, file in enumerate(chain):
+        where = os.path.dirname(os.path.realpath(file.path))
+        if where == own:
+            continue
+        if where != cache or i == 0:
+            raise AgentError(
+                f"{file.path} (in the chain of {label}) is neither in the volume's directory "
+                f"nor an image of {cache}; refused"
+            )
+        if file.backing_file:
+            raise AgentError(
+                f"the image {file.path} (in the chain of {label}) has a backing file "
+                f"{file.backing_file!r}; refused (an image stands on nothing)"
+            )
+        if file.format == "raw" and await asyncio.to_thread(images.sniff_raw, file.path) != "raw":
+            raise AgentError(
+                f"the image {file.path} (in the chain of {label}) is not a disk image "
+                "(no MBR/GPT boot signature); refused"
+            )
 
 
 # -- offline operations (no running domain holds the file) ------------------------------
@@ -277,18 +347,46 @@ async def chains(storage_path: str, paths: list[str]) -> tuple[dict[str, list[st
 
 
 async def holders(install_path: str, candidates: list[str], storage_path: str) -> list[str]:
-    """The files of ``candidates`` (those that exist) whose chains hold ``install_path``."""
+    """The files of ``candidates`` (those that exist) whose chains hold ``install_path``.
+
+    The delete guard: each chain is followed through the files' headers alone, checked as
+    ``read_chain`` checks them (a hostile name is refused, not followed), each header read
+    once however many chains share it; no ``qemu-img`` (one run per kept file made the
+    guard quadratic over a volume's snapshots)."""
     if not candidates:
         return []
     root = storage_root(storage_path)
+    return await asyncio.to_thread(_holders, install_path, candidates, root)
+
+
+def _holders(install_path: str, candidates: list[str], root: str) -> list[str]:
     real = os.path.realpath(install_path)
+    backing_of: dict[tuple[str, str], tuple[str, str]] = {}
+    """(real path, format known) -> (backing file, its recorded format)."""
     found = []
     for path in candidates:
         if not os.path.lexists(path) or os.path.realpath(path) == real:
             continue
-        chain = await read_chain(path, root)
-        if any(os.path.realpath(c.path) == real for c in chain[1:]):
-            found.append(path)
+        current, label, known = path, f"volume file {path}", ""
+        seen: set[str] = set()
+        while True:
+            key = (os.path.realpath(current), known)
+            if key in backing_of and key[0] not in seen:
+                seen.add(key[0])
+                if len(seen) > MAX_CHAIN:
+                    raise AgentError(
+                        f"the backing chain of {path} is longer than {MAX_CHAIN} files"
+                    )
+            else:
+                header = _step(path, current, label, known, root, seen, len(seen))
+                backing_of[key] = (header.backing_file, header.backing_format)
+            backing, known = backing_of[key]
+            if not backing:
+                break
+            if os.path.realpath(backing) == real:
+                found.append(path)
+                break
+            current, label = backing, f"backing file {backing} of {path}"
     return found
 
 

@@ -55,7 +55,11 @@ for a running domain.  Each NIC is a virtio ``<interface type='bridge'>`` on
 for a virtual port) whose tap is ``deviceName`` (required, ``zsl``-prefixed, at most 15
 characters, chosen by the core, e.g. ``zslt<9 hex><n>``); with ``virtualPortType`` a
 ``<virtualport>`` of that type (libvirt plugs the tap), with ``vlanId`` an access port
-of that VLAN."""
+of that VLAN.  The root volume's chain is checked before QEMU opens it: in a primary
+storage's ``rootvolumes/vm-<uuid>/`` it is read as every volume chain below (the active
+file may stand on the volume's snapshot files, in that directory, down to one standalone
+image of that storage's ``imagecache/``, a raw one with an MBR/GPT signature); a file
+elsewhere may only be an overlay on a standalone image."""
 
 VM_STOP: Final = "/vm/stop"
 """ASYNC {vmUuid, type: "grace"|"cold"|"force", timeout (s)} -> {vmUuid, state}.
@@ -123,11 +127,12 @@ VOLUME_DELETE: Final = "/volume/delete"
 """{installPath, storagePath, keepIfBacking: [str]} -> {}: succeeds if the file does not
 exist.  What a creation or download to that path cut short left (``.<name>.creating``,
 ``.<name>.part``) goes too, and so does the directory it was in when that is a volume's
-directory (``vm-<vmUuid>``, ``vol-<volumeUuid>``) left empty.  With ``keepIfBacking``,
-the file is deleted only if no chain of those files (``qemu-img info --backing-chain``)
-holds it, and is refused otherwise, naming the file that stands on it; so is (whenever
-``storagePath`` or ``keepIfBacking`` is given) a file a running domain's disk reads.
-A listed file whose chain the agent refuses to read (see below) refuses the delete too."""
+directory (``vm-<vmUuid>``, ``vol-<volumeUuid>``) left empty.  With ``keepIfBacking``, the
+file is deleted only if no chain of those files holds it (each followed through the files'
+qcow2 headers, checked as below; no ``qemu-img`` run), and is refused otherwise, naming
+the file that stands on it; so is (whenever ``storagePath`` or ``keepIfBacking`` is given)
+a file a running domain's disk reads.  A listed file whose chain the agent refuses to read
+(see below) refuses the delete too."""
 
 IMAGE_DOWNLOAD: Final = "/image/download"
 """ASYNC {url (http(s) or file path), installPath, checksum ("sha256:<hex>"|"md5:<hex>"|""),
@@ -190,27 +195,36 @@ newInstallPath, size, actualSize}: the volume's active file ``installPath`` beco
 snapshot (never written again) and a new qcow2 overlay ``newInstallPath`` on it the active
 file.  Live: the overlay is made first, then ``snapshotCreateXML`` (external, disk-only,
 no metadata, reuse-ext) switches the disk to it (consistent for the guest, who goes on
-writing); otherwise ``qemu-img create``.  ``full``: the active file is first made
-standalone (its chain pulled into it: ``blockRebase`` with no base live, ``qemu-img
-rebase -b ""`` otherwise), so the snapshot starts a new chain.  Idempotent: a repeat
-finding the disk already on ``newInstallPath`` over ``installPath`` answers as made (an
-overlay a cut-short attempt left at ``newInstallPath`` is used).  ``newInstallPath`` must
-be under ``storagePath``; offline, a file a running domain reads is refused."""
+writing; QEMU flushes the old active file as it reopens it read-only, so the snapshot's
+file reads on disk, when the answer comes, what the guest wrote: checked on QEMU 7.2 with
+``qemu-img convert -U`` of a cluster first written just before); otherwise ``qemu-img
+create``.  ``full``: the active file is first made standalone (its chain pulled into it:
+``blockRebase`` with no base live, ``qemu-img rebase -b ""`` otherwise), so the snapshot
+starts a new chain.  Idempotent: a repeat finding the disk already on ``newInstallPath``
+over ``installPath`` answers as made (an overlay a cut-short attempt left at
+``newInstallPath`` is used).  ``newInstallPath`` must be under ``storagePath``; offline, a
+file a running domain reads is refused."""
 
 VOLUME_REBASE: Final = "/volume/rebase"
-"""{vmUuid, deviceId, storagePath, installPath, backingFile} -> {installPath, backingFile}:
-make ``installPath`` stand on ``backingFile`` (a file of its chain below its current
-backing file, or "" for none) without changing what it reads: the data of the files
-skipped is copied into it first.  Live when ``installPath`` is the running disk's active
-file (``blockRebase`` with that base, waited for; a job already running for the disk is
-waited for); otherwise ``qemu-img rebase`` (safe mode) on a file no running domain uses
-(a file of a running disk's chain that is not its active file is refused).  Idempotent:
-a file already on ``backingFile`` answers at once."""
+"""{vmUuid, deviceId, storagePath, installPath, backingFile} -> {installPath,
+backingFile}: make ``installPath`` stand on ``backingFile`` (a file of its chain below its
+current backing file, or "" for none) without changing what it reads: the data of the
+files skipped is copied into it first.  Live when ``installPath`` is the running disk's
+active file (``blockRebase`` with that base, waited for; a job already running for the
+disk is waited for; then QEMU is made to flush the file, so that the data pulled in is on
+the disk, qcow2 metadata included, before the answer: without it QEMU 7.2 keeps the new L2
+entries in its cache and the file on disk reads zeros there until a guest flush, while the
+core deletes the skipped files.  HMP ``qemu-io <node> "flush"``, else a pause and resume
+of a running domain: see agent.libvirt_backend ``_flush_disk``); otherwise ``qemu-img
+rebase`` (safe mode) on a file no running domain uses (a file of a running disk's chain
+that is not its active file is refused).  Idempotent: a file already on ``backingFile``
+answers at once."""
 
 VOLUME_RESIZE: Final = "/volume/resize"
-"""{vmUuid, deviceId, storagePath, installPath, size} -> {size}: grow the volume's
-virtual size to ``size`` bytes (live ``blockResize``, else ``qemu-img resize``); a size
-smaller than the current one is refused, the same size is fine.  Offline, a file a
+"""{vmUuid, deviceId, storagePath, installPath, size} -> {size}: grow the volume's virtual
+size to ``size`` bytes (live ``blockResize``, whose qcow2 header update QEMU writes
+synchronously: the size on disk is the new one at the answer; else ``qemu-img resize``); a
+size smaller than the current one is refused, the same size is fine.  Offline, a file a
 running domain reads is refused (live, a backing file of the running disk)."""
 
 VOLUME_CHAIN: Final = "/volume/chain"

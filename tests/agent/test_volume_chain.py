@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from agent import images, volume_chain
+from agentkit.errors import AgentError
 from contracts import kvm as p
 from tests.agent.crafted_images import host_secret
 from tests.agent.helpers import AgentCaller, wait_until
@@ -363,6 +366,7 @@ async def test_files_outside_the_storage_and_hostile_backing_names_are_refused(
             (p.VOLUME_REBASE, op(storage, path)),
             (p.VOLUME_RESIZE, op(storage, path, size=2 * MIB)),
             (p.VOLUME_CHAIN, {"storagePath": str(storage), "installPaths": [str(path)]}),
+            (p.VOLUME_DELETE, op(storage, inside, keepIfBacking=[str(path)])),
         ):
             await refused(caller, command, body, reason)
         assert not Path(new).exists()
@@ -400,6 +404,118 @@ async def test_files_outside_the_storage_and_hostile_backing_names_are_refused(
         p.VOLUME_CHAIN, {"storagePath": str(storage), "installPaths": [missing, str(inside)]}
     )
     assert answer["chains"] == {missing: [], str(inside): []} and answer["missing"] == [missing]
+
+
+async def test_the_delete_guard_follows_headers_down_and_runs_no_qemu_img(
+    caller: AgentCaller, storage: Path, vol_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, c, d = await three_deep(caller, storage, vol_dir)
+
+    async def no_qemu_img(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"the delete guard ran qemu-img {args}")
+
+    monkeypatch.setattr(images, "backing_chain", no_qemu_img)
+    monkeypatch.setattr(images, "run_qemu_img", no_qemu_img)
+    # a is held two (and three) levels down: by c and d, though b is not kept.
+    error = await refused(caller, p.VOLUME_DELETE, op(storage, a, keepIfBacking=[str(d)]), str(d))
+    assert "stands on it" in error
+    error = await refused(
+        caller, p.VOLUME_DELETE, op(storage, a, keepIfBacking=[str(c), str(d)]), " on it"
+    )
+    assert f"{c}, {d} stand on it" in error
+    assert await volume_chain.holders(str(b), [str(a), str(c), str(d)], str(storage)) == [
+        str(c),
+        str(d),
+    ]
+    assert await volume_chain.holders(str(d), [str(a), str(b), str(c)], str(storage)) == []
+    assert a.exists()
+    # A kept file whose chain loops is refused, not followed for ever.
+    loop, other = make_qcow2(vol_dir / "loop.qcow2"), vol_dir / "other.qcow2"
+    make_qcow2(other, backing=loop)
+    run("qemu-img", "rebase", "-q", "-u", "-F", "qcow2", "-b", str(other), str(loop))
+    await refused(caller, p.VOLUME_DELETE, op(storage, a, keepIfBacking=[str(loop)]), "loops")
+    assert a.exists()
+
+
+async def test_a_root_volume_may_stand_on_snapshots_on_its_image_and_nothing_hostile(
+    storage: Path, tmp_path: Path
+) -> None:
+    """What VM_START checks before QEMU opens a root volume (volume_chain.check_root_volume):
+    the chain a root volume's snapshots make (active file on snapshot files on the image
+    cache) passes; a chain naming anything else is refused."""
+    image = make_qcow2(storage / "imagecache" / "img.qcow2")
+
+    def vm_dir() -> Path:
+        return storage / "rootvolumes" / f"vm-{uuid.uuid4().hex}"
+
+    def overlay(path: Path, backing: str, fmt: str = "qcow2") -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run(
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-F",
+            fmt,
+            "-b",
+            backing,
+            str(path),
+            "1M",
+        )
+        return path
+
+    files = [make_qcow2(vm_dir() / "root.qcow2", backing=image)]
+    for k in range(3):  # three snapshots of the root volume: 4 files on the image
+        files.append(make_qcow2(files[0].parent / f"s{k}.qcow2", backing=files[-1]))
+    await volume_chain.check_root_volume(str(files[-1]), "qcow2")
+    blank = make_qcow2(vm_dir() / "blank.qcow2")
+    await volume_chain.check_root_volume(str(blank), "qcow2")
+
+    secret = host_secret(tmp_path / "host")
+    raw_secret = storage / "imagecache" / "secret.raw"
+    raw_secret.write_bytes(secret.read_bytes())
+    chained_image = make_qcow2(storage / "imagecache" / "chained.qcow2", backing=image)
+    data = make_qcow2(storage / "datavolumes" / "vol-1" / "d.qcow2")
+    (files[0].parent / "link.qcow2").symlink_to(files[1])
+    data_file = vm_dir() / "datafile.qcow2"
+    data_file.parent.mkdir(parents=True)
+    run(
+        *("qemu-img", "create", "-q", "-f", "qcow2"),
+        *("-o", f"data_file={tmp_path / 'd.bin'}", str(data_file), "1M"),
+    )
+
+    def on(backing: str | Path, fmt: str = "qcow2") -> Path:
+        """A snapshot of a new root volume on ``backing``: root -> snap -> backing."""
+        directory = vm_dir()
+        snap = overlay(directory / "snap.qcow2", str(backing), fmt)
+        return overlay(directory / "root.qcow2", str(snap))
+
+    refusals = {
+        on(secret, "raw"): "not a regular file under the primary storage",
+        on("json:{}", "raw"): "not an absolute plain file path",
+        on(files[0].parent / "link.qcow2"): "not a regular file under the primary storage",
+        on(data): "neither in the volume's directory nor an image",
+        on(files[1]): "neither in the volume's directory nor an image",  # another VM's
+        on(chained_image): "has a backing file",
+        on(raw_secret, "raw"): "not a disk image",
+        on(image, "raw"): "not a disk image",  # a qcow2 image recorded as raw
+        data_file: "external data file",
+    }
+    for path, reason in refusals.items():
+        with pytest.raises(AgentError, match=re.escape(reason)):
+            await volume_chain.check_root_volume(str(path), "qcow2")
+    with pytest.raises(AgentError, match="is a qcow2 file, not raw"):
+        await volume_chain.check_root_volume(str(files[-1]), "raw")
+    # Not in a primary storage's rootvolumes/vm-<uuid>/: the strict rule of images, an
+    # overlay on a standalone image only.
+    elsewhere = make_qcow2(tmp_path / "vol" / "root.qcow2", backing=files[0])
+    with pytest.raises(AgentError, match="with a backing file"):
+        await volume_chain.check_root_volume(str(elsewhere), "qcow2")
+    await volume_chain.check_root_volume(
+        str(make_qcow2(tmp_path / "vol" / "ok.qcow2", backing=image)), "qcow2"
+    )
 
 
 # -- the simulator: data volumes of (fake) VMs ------------------------------------------------

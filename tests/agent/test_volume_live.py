@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -112,6 +113,17 @@ def reads_at(path: Path, sector: int, length: int = 16) -> bytes:
             return f.read(length)
     finally:
         raw.unlink()
+
+
+def virtual_size(path: Path) -> int:
+    """The virtual size ``path``'s header on disk gives, read beside QEMU (-U)."""
+    out = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return int(json.loads(out)["virtual-size"])
 
 
 def qcow2(path: Path, size: int) -> Path:
@@ -235,13 +247,18 @@ async def test_a_data_volume_lives_through_plug_snapshot_pull_resize_and_unplug(
     assert await backend.volume_snapshot(lab.op(s0, 2), str(s1), False) == made  # a repeat
     assert lab.disks()["vdc"] == (str(s1), str(s0))
     assert lab.defined()["vdc"] == str(s1)  # libvirt moved the definition along
+    # The frozen file reads on disk what the guest wrote (QEMU flushes it as it freezes it).
+    assert reads_at(s0, 8).startswith(b"MARK-ONE\n")
     await guest.write_marker("vdc", 8, "MARK-TWO")
     await guest.write_marker("vdc", 16, "SECOND-1")
     assert reads_at(s0, 8).startswith(b"MARK-ONE\n")
     assert reads_at(s1, 8).startswith(b"MARK-TWO\n")
     assert reads_at(s1, 16).startswith(b"SECOND-1\n")
 
-    # A second snapshot, then a live pull of the active file onto s0 (s1 skipped).
+    # A second snapshot, then a live pull of the active file onto s0 (s1 skipped).  The
+    # marker in a cluster of s1 the active file never had must be on s2's disk as soon as
+    # the pull answers (QEMU's qcow2 metadata cache flushed): s1 may be deleted then.
+    await guest.write_marker("vdc", 4096, "PULLED-4")
     s2 = directory / "s2.qcow2"
     await backend.volume_snapshot(lab.op(s1, 2), str(s2), False)
     await guest.write_marker("vdc", 24, "THIRD-22")
@@ -251,6 +268,7 @@ async def test_a_data_volume_lives_through_plug_snapshot_pull_resize_and_unplug(
     with pytest.raises(AgentError, match=re.escape(f"{s2} stands on it")):
         await backend.volume_delete(str(s1), str(lab.storage), (str(s2),))
     assert await backend.volume_rebase(lab.op(s2, 2), str(s0)) == str(s0)
+    assert reads_at(s2, 4096).startswith(b"PULLED-4\n")  # on disk at once
     assert lab.disks()["vdc"] == (str(s2), str(s0))  # libvirt's live chain skips s1 now
     assert lab.defined()["vdc"] == str(s2)
     assert await backend.volume_rebase(lab.op(s2, 2), str(s0)) == str(s0)  # at once
@@ -267,6 +285,7 @@ async def test_a_data_volume_lives_through_plug_snapshot_pull_resize_and_unplug(
 
     # Live resize: the guest sees the new size; a shrink is refused.
     assert await backend.volume_resize(lab.op(s2, 2), 12 * MIB) == 12 * MIB
+    assert virtual_size(s2) == 12 * MIB  # the header on disk says so at once
     assert await backend.volume_resize(lab.op(s2, 2), 12 * MIB) == 12 * MIB
     with pytest.raises(AgentError, match="only grows"):
         await backend.volume_resize(lab.op(s2, 2), 4 * MIB)

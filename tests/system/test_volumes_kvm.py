@@ -7,6 +7,7 @@ in the guests (their serial consoles, through the core) and on the host (qemu-im
 - the snapshots of a 3-deep chain of a running VM's volume deleted in every order: the
   running disk and the other snapshots still read what they held, and ``qemu-img check``
   passes on every file left;
+- a VM whose root volume has snapshots is stopped, started again and boots;
 - an image made from a VM boots a new VM that shows the first VM's marker file.
 
 The node, the tiny guest image and the teardown are test_vm_libvirt's."""
@@ -234,12 +235,28 @@ async def test_volumes_snapshots_and_images_in_real_guests(node: ManagementNode)
             "&& umount /boot && sync && echo ok"
         )
         assert written.endswith("ok"), written
-        await shell_a.close()
-        shells.remove(shell_a)
-        await ok(node, "StopVmInstance", uuid=a["uuid"])
+        # A VM whose root volume has snapshots starts again (its active file stands on
+        # snapshot files on the image cache) and boots from it.
         root = (await ok(node, "QueryVmInstance", conditions=[f"uuid={a['uuid']}"]))[0][
             "rootVolumeUuid"
         ]
+        for k in range(2):
+            await ok(node, "CreateVolumeSnapshot", volumeUuid=root, name=f"root-{k}")
+        assert len(backing_chain((await volume(node, root))["installPath"])) == 4
+        await shell_a.close()
+        shells.remove(shell_a)
+        await ok(node, "StopVmInstance", uuid=a["uuid"])
+        await ok(node, "StartVmInstance", uuid=a["uuid"])
+        shell_a = await Shell.of(node, a)
+        shells.append(shell_a)
+        shown = await shell_a.run(
+            "mkdir -p /boot && mount -t vfat /dev/vda1 /boot && cat /boot/MARKER.TXT "
+            "&& umount /boot"
+        )
+        assert "from-vm-a" in shown, shown
+        await shell_a.close()
+        shells.remove(shell_a)
+        await ok(node, "StopVmInstance", uuid=a["uuid"])
         template = await ok(
             node, "CreateRootVolumeTemplateFromRootVolume", rootVolumeUuid=root, name="from-a"
         )
