@@ -60,7 +60,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from contracts import kvm
-from core.host.plugin import HostPlugin
 from core.kernel.errors import operr
 from core.kernel.flow import Flow, NoRollbackFlow
 from core.kernel.flow_data import FlowData
@@ -70,7 +69,7 @@ from core.storage.capacity import reserve_primary_capacity, return_primary_capac
 from core.storage.models import PrimaryStorageVO
 from core.vm.spec import human_size
 from core.volume.models import VolumeVO
-from core.volume.spi import files_of
+from core.volume.spi import files_of, volume_agent
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +121,7 @@ class SnapshotData(FlowData):
 
 
 async def agent_of(data: SnapshotData) -> AgentClient:
-    hosts = data.node.plugin(HostPlugin)
-    if data.host_uuid:
-        return await hosts.agent_of(data.host_uuid)
-    return await hosts.local_agent(data.zone_uuid)
+    return await volume_agent(data.node, data.host_uuid, data.zone_uuid)
 
 
 def file_op(data: SnapshotData, install_path: str, *, live: bool) -> dict[str, Any]:

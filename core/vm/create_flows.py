@@ -498,7 +498,7 @@ def _delete(session: Session, model: Any, uuid: str) -> None:
 
 
 DEFAULT_FLOWS = [
-    f"{__name__}.{cls.__name__}"
+    f"{cls.__module__}.{cls.__name__}"
     for cls in (
         VmInstanceRowFlow,
         VmAllocateHostFlow,

@@ -27,7 +27,7 @@ from core.storage.models import BackupStorageVO, PrimaryStorageVO
 from core.vm.models import VmInstanceVO
 from core.volume.files import DATA, data_volume_path, expunge_volume
 from core.volume.models import VolumeVO
-from core.volume.spi import LIVE_STATES
+from core.volume.spi import LIVE_STATES, volume_agent
 
 CREATE, ATTACH, DETACH, EXPUNGE = (
     "createDataVolume",
@@ -126,7 +126,7 @@ class DataVolumeInstantiateFlow(Flow):
         reserved = data.reserved
         assert reserved is not None
         node = data.node
-        agent = await _storage_agent(node, reserved["zone"])
+        agent = await volume_agent(node, None, reserved["zone"])
         backing = ""
         image_uuid = data.image_uuid
         if image_uuid:
@@ -159,17 +159,11 @@ class DataVolumeInstantiateFlow(Flow):
         reserved = data.reserved
         if reserved is None:
             return
-        agent = await _storage_agent(data.node, reserved["zone"])
+        agent = await volume_agent(data.node, None, reserved["zone"])
         # Deleting a file that was never made (or is gone already) succeeds.
         await agent.send(
             kvm.DeleteVolumeCmd(install_path=reserved["path"], storage_path=reserved["url"])
         )
-
-
-async def _storage_agent(node: Any, zone_uuid: str) -> Any:
-    from core.host.plugin import HostPlugin
-
-    return await node.plugin(HostPlugin).local_agent(zone_uuid)
 
 
 def _image_copy(session: Session, image_uuid: str, zone_uuid: str) -> str:
@@ -221,13 +215,7 @@ async def _disk(data: VolumeVmData) -> tuple[Any, kvm.DataVolumeTO] | None:
     if found is None:
         return None
     vm, disk = found
-    return await _vm_agent(node, vm), disk
-
-
-async def _vm_agent(node: Any, vm: dict[str, Any]) -> Any:
-    from core.host.plugin import HostPlugin
-
-    return await node.plugin(HostPlugin).agent_of(vm["hostUuid"])
+    return await volume_agent(node, vm["hostUuid"], ""), disk
 
 
 class DataVolumeAttachRowFlow(Flow):
@@ -308,7 +296,7 @@ class DataVolumeExpungeFlow(NoRollbackFlow):
         if zone_uuid is None:  # gone already (a repeat), or never on a storage
             await node.db.run(lambda s: _delete_row(s, data.volume_uuid))
             return
-        await expunge_volume(node, await _storage_agent(node, zone_uuid), data.volume_uuid)
+        await expunge_volume(node, await volume_agent(node, None, zone_uuid), data.volume_uuid)
 
 
 def _delete_row(session: Session, volume_uuid: str) -> None:

@@ -32,7 +32,7 @@ from core.kernel.operation import name_subject
 from core.storage.capacity import reserve_primary_capacity, return_primary_capacity
 from core.storage.models import PrimaryStorageVO
 from core.volume.models import VolumeVO
-from core.volume.spi import VolumeSite, volume_locked
+from core.volume.spi import VolumeSite, volume_agent, volume_locked
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +163,9 @@ class VolumeResizeOnHypervisorFlow(Flow):
     """The host grows the file; the volume's size recorded (written down with it)."""
 
     async def run(self, data: ResizeVolumeData) -> None:  # type: ignore[override]
-        from core.host.plugin import HostPlugin
-
         if data.resized:
             return
-        hosts = data.node.plugin(HostPlugin)
-        agent = await (
-            hosts.agent_of(data.host_uuid) if data.host_uuid else hosts.local_agent(data.zone_uuid)
-        )
+        agent = await volume_agent(data.node, data.host_uuid, data.zone_uuid)
         try:
             await agent.send(kvm.ResizeVolumeCmd(**data.file_op, size=data.size), timeout=300)
         except OperationError as exc:

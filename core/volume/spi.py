@@ -28,9 +28,9 @@ from core.volume.models import VolumeVO
 __all__ = [
     "LIVE_STATES",
     "VolumeSite",
-    "agent_for",
     "files_of",
     "read_site",
+    "volume_agent",
     "volume_and_vm_locked",
     "volume_locked",
     "volume_signature",
@@ -127,16 +127,16 @@ async def volume_and_vm_locked(node: Any, volume_uuid: str, vm_uuid: str) -> Asy
         yield
 
 
-async def agent_for(node: Any, site: VolumeSite) -> AgentClient:
-    """The agent that works on the volume's files: its VM's host's while the VM has one
-    (a live operation must go there), else a local host's in the storage's zone."""
+async def volume_agent(node: Any, host_uuid: str | None, zone_uuid: str) -> AgentClient:
+    """The agent that works on a volume's files: its VM's host's while the VM has one
+    (``host_uuid``: a live operation must go there), else a local host's in the zone of
+    the volume's primary storage."""
     from core.host.plugin import HostPlugin
 
     hosts = node.plugin(HostPlugin)
-    if site.vm is not None and site.vm.get("hostUuid"):
-        client: AgentClient = await hosts.agent_of(site.vm["hostUuid"])
-        return client
-    client = await hosts.local_agent(site.zone_uuid)
+    client: AgentClient = await (
+        hosts.agent_of(host_uuid) if host_uuid else hosts.local_agent(zone_uuid)
+    )
     return client
 
 

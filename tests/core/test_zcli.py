@@ -311,7 +311,7 @@ def test_output_formats(lab: ServiceLab) -> None:
     )
     assert piped.rc == 0 and piped.json()["inventories"][0]["uuid"] == z1["uuid"]  # JSON
     assert as_table.rc == 0 and as_table.out.splitlines()[0].split() == ["name", "uuid", "state"]
-    assert count.out == "total  2\n"
+    assert count.out == "total  3\n"
     assert as_yaml.rc == 0
     lines = as_yaml.out.splitlines()
     assert lines[:3] == ["success: true", "inventories:", "- state: Enabled"]

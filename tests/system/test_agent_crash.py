@@ -82,6 +82,9 @@ class Names:
         self.public_bridge = f"zslbr-d{self.hex}"
         self.tap = f"zslc{self.hex}0"
         self.volume = str(self.root / "ps" / f"vm-{self.vm_uuid}" / "root.qcow2")
+        self.volume_top = str(self.root / "ps" / f"vm-{self.vm_uuid}" / "top.qcow2")
+        """The root volume's new active file once a snapshot froze ``volume``."""
+        self.data_volume = str(self.root / "ps" / "datavolumes" / f"vol-{self.vm_uuid}" / "d.qcow2")
         self.console_log = str(self.root / "logs" / f"{self.vm_uuid}.log")
         self.image = str(self.root / "ps" / "imagecache" / f"{self.hex}.qcow2")
         self.storage = str(self.root / f"ps-{self.hex}")
@@ -441,6 +444,65 @@ def kvm_step(path: str, body: Callable[[Names], dict[str, Any]]) -> Step:
     return step
 
 
+# -- data volumes and snapshots ----------------------------------------------------------------
+def disk(n: Names) -> dict[str, Any]:
+    return {"uuid": n.vm_uuid, "installPath": n.data_volume, "format": "qcow2", "deviceId": 1}
+
+
+def storage_path(n: Names) -> str:
+    return str(n.root / "ps")
+
+
+async def data_volume(lab: Lab, n: Names) -> None:
+    await lab.agent.call(kvm.VOLUME_CREATE, {"installPath": n.data_volume, "size": 16 * MiB})
+
+
+async def data_volume_gone(lab: Lab, n: Names) -> None:
+    await lab.agent.call(kvm.VOLUME_DELETE, {"installPath": n.data_volume})
+
+
+async def booted(lab: Lab, n: Names) -> None:
+    """The guest's shell runs (its kernel answers ACPI, so a disk can be unplugged)."""
+    log = Path(n.console_log)
+    for _ in range(600):
+        if log.exists() and b"built-in shell" in log.read_bytes():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the guest of {n.vm_uuid} did not come up")
+
+
+async def attach(lab: Lab, n: Names) -> Any:
+    body = {"vmUuid": n.vm_uuid, "volume": disk(n)}
+    return await lab.agent.call(kvm.VM_ATTACH_VOLUME, body, timeout=60)
+
+
+async def detach(lab: Lab, n: Names) -> Any:
+    body = {"vmUuid": n.vm_uuid, "volume": disk(n), "timeout": 30}
+    return await lab.agent.call(kvm.VM_DETACH_VOLUME, body, timeout=90)
+
+
+async def snapshot(lab: Lab, n: Names) -> Any:
+    body = {"storagePath": storage_path(n), "installPath": n.volume, "newInstallPath": n.volume_top}
+    return await lab.agent.call(kvm.VOLUME_SNAPSHOT, body, timeout=60)
+
+
+async def snapshot_gone(lab: Lab, n: Names) -> None:
+    await lab.agent.call(kvm.VOLUME_DELETE, {"installPath": n.volume_top})
+    await volume_gone(lab, n)
+
+
+def volume_step(path: str, extra: Callable[[Names], dict[str, Any]]) -> Step:
+    """A command on the root volume's file (or, with ``installPath`` in ``extra``, another)."""
+    return kvm_step(
+        path, lambda n: {"storagePath": storage_path(n), "installPath": n.volume, **extra(n)}
+    )
+
+
+async def export(lab: Lab, n: Names) -> Any:
+    body = {"storagePath": storage_path(n), "installPath": n.volume, "targetPath": n.image}
+    return await lab.agent.call_async(kvm.VOLUME_EXPORT, body, timeout=CALL_TIMEOUT)
+
+
 def then(*steps: Step) -> Step:
     async def step(lab: Lab, n: Names) -> None:
         for one in steps:
@@ -499,6 +561,36 @@ CASES: dict[str, Case] = {
     kvm.VM_CONSOLE: Case(
         kvm_step(kvm.VM_CONSOLE, lambda n: {"vmUuid": n.vm_uuid}), running_vm, vm_gone
     ),
+    kvm.VM_ATTACH_VOLUME: Case(
+        attach, then(running_vm, data_volume), then(vm_gone, data_volume_gone)
+    ),
+    kvm.VM_DETACH_VOLUME: Case(
+        detach, then(running_vm, data_volume, booted, attach), then(vm_gone, data_volume_gone)
+    ),
+    kvm.VOLUME_SNAPSHOT: Case(snapshot, volume, snapshot_gone),
+    kvm.VOLUME_REBASE: Case(
+        volume_step(
+            kvm.VOLUME_REBASE,
+            lambda n: {
+                "installPath": n.volume_top,
+                "backingFile": str(n.root / "ps" / "imagecache" / "base.qcow2"),
+            },
+        ),
+        then(volume, snapshot),
+        snapshot_gone,
+    ),
+    kvm.VOLUME_RESIZE: Case(
+        volume_step(kvm.VOLUME_RESIZE, lambda _n: {"size": 1024 * MiB}), volume, volume_gone
+    ),
+    kvm.VOLUME_CHAIN: Case(
+        kvm_step(
+            kvm.VOLUME_CHAIN,
+            lambda n: {"storagePath": storage_path(n), "installPaths": [n.volume]},
+        ),
+        volume,
+        volume_gone,
+    ),
+    kvm.VOLUME_EXPORT: Case(export, volume, then(image_gone, volume_gone)),
     kvm.VOLUME_CREATE: Case(volume, undo=volume_gone),
     kvm.VOLUME_DELETE: Case(volume_gone, volume),
     kvm.IMAGE_DOWNLOAD: Case(download, undo=image_gone),

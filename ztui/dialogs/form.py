@@ -3,11 +3,13 @@ Esc or the button ``#cancel`` closes the dialog with None."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input
+from textual.widgets import Button, Input, Label, Static
 
 T = TypeVar("T")
 
@@ -40,6 +42,10 @@ class FormDialog(ModalScreen[T | None]):
         color: $text-error;
         margin-top: 0;
     }
+    FormDialog #what {
+        margin-top: 1;
+        color: $text-muted;
+    }
     FormDialog Horizontal {
         height: auto;
         align-horizontal: right;
@@ -48,6 +54,45 @@ class FormDialog(ModalScreen[T | None]):
         margin-left: 1;
     }
     """
+
+    form_title: ClassVar[str] = ""
+    verb: ClassVar[str] = "OK"
+    what: ClassVar[str] = ""
+    """A line under the title that says what the verb does ("": none)."""
+    binding_group: ClassVar[str] = ""
+    """The id prefix of the dialog's ``submit`` and ``cancel`` bindings
+    (``ztui.volume-dialog``): :meth:`compose` shows the keys the keymap gives them."""
+
+    def keys(self) -> tuple[str, str]:
+        """The keys that send and cancel the form, as a newcomer reads them."""
+        from ztui.dialogs.create_vm import spelled
+        from ztui.screens.help import keys_of
+
+        return (
+            spelled(keys_of(self.app, f"{self.binding_group}.submit", "ctrl+s")),
+            spelled(keys_of(self.app, f"{self.binding_group}.cancel", "esc")),
+        )
+
+    def compose(self) -> ComposeResult:
+        """The title, :attr:`what`, the :meth:`fields`, the error line and the buttons."""
+        submit, cancel = self.keys()
+        with VerticalScroll() as box:
+            box.border_title = self.form_title
+            box.border_subtitle = f"{submit} {self.verb.lower()} · {cancel} cancel"
+            if self.what:
+                yield Static(self.what, id="what", markup=False)
+            yield from self.fields()
+            yield Label("", id="error")
+            with Horizontal():
+                yield Button(f"Cancel ({cancel})", id="cancel")
+                yield Button(f"{self.verb} ({submit})", variant="primary", id="ok")
+
+    def fields(self) -> ComposeResult:
+        yield from ()
+
+    def problem(self, text: str) -> None:
+        """Say on the error line what is wrong with the form."""
+        self.query_one("#error", Label).update(text)
 
     def action_submit(self) -> None:
         raise NotImplementedError

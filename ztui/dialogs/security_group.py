@@ -12,10 +12,9 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Label, Select
 
-from ztui.dialogs.create_vm import spelled
 from ztui.dialogs.form import FormDialog
 from ztui.security_groups import DIRECTIONS, PORT_MAX, PORTED, PROTOCOLS, parse_ports
 
@@ -36,10 +35,6 @@ class SgDialog(FormDialog[Any]):
     SgDialog > VerticalScroll {
         width: 64;
     }
-    SgDialog #what {
-        margin-top: 1;
-        color: $text-muted;
-    }
     SgDialog #kind {
         align-horizontal: left;
     }
@@ -57,33 +52,7 @@ class SgDialog(FormDialog[Any]):
         Binding("ctrl+s", "submit", "OK", id="ztui.security-group.submit"),
     ]
 
-    form_title = ""
-    verb = "OK"
-
-    def keys(self) -> tuple[str, str]:
-        from ztui.screens.help import keys_of
-
-        return (
-            spelled(keys_of(self.app, "ztui.security-group.submit", "ctrl+s")),
-            spelled(keys_of(self.app, "ztui.security-group.cancel", "esc")),
-        )
-
-    def compose(self) -> ComposeResult:
-        submit, cancel = self.keys()
-        with VerticalScroll() as box:
-            box.border_title = self.form_title
-            box.border_subtitle = f"{submit} {self.verb.lower()} · {cancel} cancel"
-            yield from self.fields()
-            yield Label("", id="error")
-            with Horizontal():
-                yield Button(f"Cancel ({cancel})", id="cancel")
-                yield Button(f"{self.verb} ({submit})", variant="primary", id="ok")
-
-    def fields(self) -> ComposeResult:
-        yield from ()
-
-    def problem(self, text: str) -> None:
-        self.query_one("#error", Label).update(text)
+    binding_group = "ztui.security-group"
 
 
 class NewGroupDialog(SgDialog):
@@ -210,7 +179,6 @@ class ChoiceDialog(SgDialog):
         self.form_title, self.what, self.choices, self.verb = title, what, choices, verb
 
     def fields(self) -> ComposeResult:
-        yield Static(self.what, id="what", markup=False)
         yield Select[str](self.choices, value=self.choices[0][1], allow_blank=False, id="choice")
 
     def on_mount(self) -> None:

@@ -11,10 +11,8 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Input, Label, Select
 
-from ztui.dialogs.create_vm import spelled
 from ztui.dialogs.form import FormDialog
 from ztui.formatting import Formatter
 from ztui.volumes import parse_size
@@ -30,10 +28,6 @@ class VolumeDialog(FormDialog[Any]):
     VolumeDialog > VerticalScroll {
         width: 64;
     }
-    VolumeDialog #what {
-        margin-top: 1;
-        color: $text-muted;
-    }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -41,37 +35,7 @@ class VolumeDialog(FormDialog[Any]):
         Binding("ctrl+s", "submit", "OK", id="ztui.volume-dialog.submit"),
     ]
 
-    form_title = ""
-    verb = "OK"
-    what = ""
-    """A line under the title that says what the verb does."""
-
-    def keys(self) -> tuple[str, str]:
-        from ztui.screens.help import keys_of
-
-        return (
-            spelled(keys_of(self.app, "ztui.volume-dialog.submit", "ctrl+s")),
-            spelled(keys_of(self.app, "ztui.volume-dialog.cancel", "esc")),
-        )
-
-    def compose(self) -> ComposeResult:
-        submit, cancel = self.keys()
-        with VerticalScroll() as box:
-            box.border_title = self.form_title
-            box.border_subtitle = f"{submit} {self.verb.lower()} · {cancel} cancel"
-            if self.what:
-                yield Static(self.what, id="what", markup=False)
-            yield from self.fields()
-            yield Label("", id="error")
-            with Horizontal():
-                yield Button(f"Cancel ({cancel})", id="cancel")
-                yield Button(f"{self.verb} ({submit})", variant="primary", id="ok")
-
-    def fields(self) -> ComposeResult:
-        yield from ()
-
-    def problem(self, text: str) -> None:
-        self.query_one("#error", Label).update(text)
+    binding_group = "ztui.volume-dialog"
 
     @property
     def error_text(self) -> str:

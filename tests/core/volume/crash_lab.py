@@ -42,6 +42,11 @@ async def act(node: ManagementNode, vm: dict[str, Any], action: str) -> None:
         return
     if action == "create":
         await ok(node, "CreateDataVolume", name="doomed", diskSize=MiB)
+    elif action == "create-vm":
+        offering = await ok(node, "CreateDiskOffering", name="disk", diskSize=MiB)
+        await ok(node, "CreateVmInstance", name="doomed-vm",
+                 instanceOfferingUuid=vm["instanceOfferingUuid"], imageUuid=vm["imageUuid"],
+                 dataDiskOfferingUuids=[offering["uuid"]] * 2)  # fmt: skip
     elif action == "export":
         await ok(node, "CreateRootVolumeTemplateFromRootVolume",
                  rootVolumeUuid=vm["rootVolumeUuid"], name="doomed")  # fmt: skip

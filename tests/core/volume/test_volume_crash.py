@@ -13,22 +13,34 @@ from pathlib import Path
 import pytest
 
 from core.kernel.flow import FlowChainStatus
+from core.vm.create_flows import DEFAULT_FLOWS as VM_FLOWS
 from core.volume import flows
+from core.volume.vm_flows import VmAllocateDataVolumesFlow
 from tests import faults
 from tests.conftest import ok, write_config
 from tests.core.virtual_router.crash_lab import lab_node
+from tests.faults import path_of
 
+CREATE_VM = "createVm"
+DATA_DISKS_AT = VM_FLOWS.index(path_of(VmAllocateDataVolumesFlow))
 ACTIONS = {
+    CREATE_VM: "create-vm",
     flows.CREATE: "create",
     flows.ATTACH: "attach",
     flows.DETACH: "detach",
     flows.EXPUNGE: "expunge",
 }
 CASES = [
-    (chain, cut)
-    for chain, action in ACTIONS.items()
-    for cut in range(len(flows.CHAINS[chain][0]) + 1)
+    *((CREATE_VM, cut) for cut in (DATA_DISKS_AT, DATA_DISKS_AT + 1, len(VM_FLOWS) - 1)),
+    *(
+        (chain, cut)
+        for chain in ACTIONS
+        if chain != CREATE_VM
+        for cut in range(len(flows.CHAINS[chain][0]) + 1)
+    ),
 ]
+"""Every step of the volume chains; a VM made with data disks killed before, and after,
+they are made, and before it runs."""
 
 
 def _run_node(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -61,7 +73,7 @@ def data_files(config: Path) -> list[str]:
 async def test_a_node_killed_in_a_volume_chain_leaves_db_and_files_agreeing(
     lab_config: Path, chain: str, cut: int
 ) -> None:
-    flow_list = flows.CHAINS[chain][0]
+    flow_list = VM_FLOWS if chain == CREATE_VM else flows.CHAINS[chain][0]
     faulty = [*flow_list[:cut], faults.KILL, *flow_list[cut:]]
     before = room(lab_config)
     write_config(lab_config.parent, f"[chains]\n{chain} = {json.dumps(faulty)}\n")
@@ -83,6 +95,8 @@ async def test_a_node_killed_in_a_volume_chain_leaves_db_and_files_agreeing(
         volumes = await ok(node, "QueryVolume", conditions=["type=Data"])
         assert all(v["vmInstanceUuid"] is None for v in volumes), volumes
         assert all(v["status"] == "Ready" for v in volumes), volumes
+        vms = await ok(node, "QueryVmInstance")
+        assert [vm["name"] for vm in vms] == ["keeper"], vms
         if chain in (flows.CREATE, flows.EXPUNGE):
             assert not [v for v in volumes if v["name"] in ("doomed", "v-expunge")], volumes
         # Every file is a volume's, every volume has its file.
