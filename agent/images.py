@@ -158,12 +158,12 @@ async def create_volume(
         return await _existing_volume(install_path, backing_file, size)
     make_directories(Path(install_path).parent)
     creating = _creating_path(install_path)
-    _remove_quietly(creating)  # left by an agent that died making it
+    remove_quietly(creating)  # left by an agent that died making it
     key = _overlay_templates.key(backing_file, size) if backing_file else None
     template = _overlay_templates.get(key)
     if template is not None:
         _overlay_templates.write(creating, template)
-        _put_in_place(creating, install_path)
+        put_in_place(creating, install_path)
         return VolumeInfo(install_path, template.virtual_size, _allocated(install_path))
     args = ["create", "-q", "-f", fmt]
     if backing_file:
@@ -181,9 +181,9 @@ async def create_volume(
         created = await info(creating, "qcow2")
         if key is not None:
             _overlay_templates.remember(key, creating, created.size)
-        _put_in_place(creating, install_path)
+        put_in_place(creating, install_path)
     except BaseException:
-        _remove_quietly(creating)
+        remove_quietly(creating)
         raise
     return VolumeInfo(install_path, created.size, created.actual_size)
 
@@ -201,7 +201,7 @@ async def create_overlay(
         raise ArgumentError(f"backing format {backing_format!r} is not qcow2 or raw")
     make_directories(Path(install_path).parent)
     creating = _creating_path(install_path)
-    _remove_quietly(creating)  # left by an agent that died making it
+    remove_quietly(creating)  # left by an agent that died making it
     try:
         await run_qemu_img(
             "create",
@@ -217,9 +217,9 @@ async def create_overlay(
             str(size),
         )
         created = await info(creating, "qcow2")
-        _put_in_place(creating, install_path)
+        put_in_place(creating, install_path)
     except BaseException:
-        _remove_quietly(creating)
+        remove_quietly(creating)
         raise
     return VolumeInfo(install_path, created.size, created.actual_size)
 
@@ -309,20 +309,6 @@ def md5_of(path: str) -> str:
     return _digests(path, "")[0]
 
 
-def put_in_place(made: str, install_path: str) -> None:
-    """Link the finished ``made`` to ``install_path`` (never over a file there), drop it."""
-    _put_in_place(made, install_path)
-
-
-def remove_quietly(path: str) -> None:
-    _remove_quietly(path)
-
-
-def part_path(install_path: str) -> str:
-    """The temporary file beside ``install_path`` a download or export writes to."""
-    return _part_path(install_path)
-
-
 async def _existing_volume(install_path: str, backing_file: str, size: int) -> VolumeInfo:
     """The volume at ``install_path`` if it is the one asked for; an AgentError otherwise."""
     refused = f"{install_path} already exists"
@@ -343,7 +329,7 @@ async def _existing_volume(install_path: str, backing_file: str, size: int) -> V
     return VolumeInfo(install_path, found.size, found.actual_size)
 
 
-def _put_in_place(made: str, install_path: str) -> None:
+def put_in_place(made: str, install_path: str) -> None:
     """Link the finished ``made`` to ``install_path`` (never over a file there), drop ``made``."""
     try:
         os.link(made, install_path)
@@ -357,7 +343,8 @@ def _creating_path(install_path: str) -> str:
     return str(path.parent / f".{path.name}.creating")
 
 
-def _part_path(install_path: str) -> str:
+def part_path(install_path: str) -> str:
+    """The temporary file beside ``install_path`` a download or export writes to."""
     path = Path(install_path)
     return str(path.parent / f".{path.name}.part")
 
@@ -367,7 +354,7 @@ def in_progress_paths(install_path: str) -> list[str]:
     ``install_path`` is written before it is put in place: one name per target, so a
     command sent again after the agent died overwrites what the dead one left, and a
     delete of the target removes it."""
-    return [_creating_path(install_path), _part_path(install_path)]
+    return [_creating_path(install_path), part_path(install_path)]
 
 
 @dataclass(frozen=True)
@@ -409,7 +396,7 @@ class _OverlayTemplates:
             with os.fdopen(fd, "wb") as out:
                 out.write(template.content)
         except BaseException:
-            _remove_quietly(path)
+            remove_quietly(path)
             raise
 
 
@@ -483,7 +470,7 @@ async def delete_file(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         raise AgentError(f"{path} is a directory; only files are deleted")
     for leftover in in_progress_paths(path):
-        await asyncio.to_thread(_remove_quietly, leftover)
+        await asyncio.to_thread(remove_quietly, leftover)
     await asyncio.to_thread(Path(path).unlink, missing_ok=True)
 
 
@@ -577,7 +564,7 @@ async def download(
                 )
         fmt, found = await _image_format(part.path, url)
         os.chmod(part.path, DISK_MODE)
-        _put_in_place(part.path, install_path)
+        put_in_place(part.path, install_path)
     except BaseException:
         part.remove()
         raise
@@ -638,7 +625,7 @@ class _PartFile:
             )
         # One name per target (not a random one): what an agent that died while
         # downloading left is overwritten by the repeat, and removed by delete_file.
-        self.path = _part_path(str(self.target))
+        self.path = part_path(str(self.target))
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, DISK_MODE)
         self._file = os.fdopen(fd, "wb")
         return self._file
@@ -650,7 +637,7 @@ class _PartFile:
     def remove(self) -> None:
         self.close()
         if self.path:
-            _remove_quietly(self.path)
+            remove_quietly(self.path)
 
 
 def _bytes(count: int) -> str:
@@ -807,7 +794,7 @@ def _require_absolute(path: str) -> None:
         raise ArgumentError(f"path {path!r} must be absolute")
 
 
-def _remove_quietly(path: str) -> None:
+def remove_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -44,8 +44,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.guest_image import build as guest_image
 from core.host.local_agent import free_port
@@ -323,19 +324,26 @@ async def run(lab: Lab) -> None:
         )
 
 
-async def main() -> int:
+L = TypeVar("L", bound="Lab")
+
+
+async def on_libvirt(
+    title: str, prefix: str, make_lab: Callable[[Path], L], run: Callable[[L], Awaitable[None]]
+) -> int:
+    """Run a benchmark on a lab of ``make_lab`` in a fresh directory (removed afterwards,
+    whatever happens), after the tiny guest image is built and the versions printed."""
     logging.basicConfig(level=logging.ERROR)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if guest_image.main(["--output", str(IMAGE)]) != 0:  # builds only if missing or stale
         return 1
     version = virsh("version", "--daemon").strip().splitlines()
     print(
-        f"VM benchmark on {URI}: Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+        f"{title} on {URI}: Python {platform.python_version()}, {os.cpu_count()} CPUs; "
         + "; ".join(line.strip() for line in version if "Running" in line or "daemon" in line)
     )
-    root = Path(tempfile.mkdtemp(prefix="zsl-bench-vm-", dir="/var/tmp"))
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     root.chmod(0o755)  # QEMU (libvirt-qemu) must reach the volumes beneath
-    lab = Lab(root)
+    lab = make_lab(root)
     try:
         await run(lab)
     finally:
@@ -344,6 +352,10 @@ async def main() -> int:
         finally:
             shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+async def main() -> int:
+    return await on_libvirt("VM benchmark", "zsl-bench-vm-", Lab, run)
 
 
 if __name__ == "__main__":

@@ -47,21 +47,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
-import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from vm_libvirt import IMAGE, URI, BenchError, Lab, median_ms, ok, virsh
+from vm_libvirt import BenchError, Lab, median_ms, ok, on_libvirt, virsh
 
 from agent.domain_xml import disks_of
-from agent.guest_image import build as guest_image
 
 MiB = 1024**2
 ROUNDS = 10
@@ -418,27 +413,7 @@ async def run(lab: SnapLab) -> None:
 
 
 async def main() -> int:
-    logging.basicConfig(level=logging.ERROR)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    if guest_image.main(["--output", str(IMAGE)]) != 0:  # builds only if missing or stale
-        return 1
-    version = virsh("version", "--daemon").strip().splitlines()
-    print(
-        f"volume snapshot benchmark on {URI}: Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs; "
-        + "; ".join(line.strip() for line in version if "Running" in line or "daemon" in line)
-    )
-    root = Path(tempfile.mkdtemp(prefix="zsl-bench-snap-", dir="/var/tmp"))
-    root.chmod(0o755)  # QEMU (libvirt-qemu) must reach the volumes beneath
-    lab = SnapLab(root)
-    try:
-        await run(lab)
-    finally:
-        try:
-            await lab.close()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-    return 0
+    return await on_libvirt("volume snapshot benchmark", "zsl-bench-snap-", SnapLab, run)
 
 
 if __name__ == "__main__":

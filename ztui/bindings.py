@@ -28,6 +28,7 @@ def declared_bindings(node_type: type[DOMNode]) -> Iterator[Binding]:
 def dialog_types() -> list[type[DOMNode]]:
     """The dialogs and pushed screens whose bindings the help lists (imported here: they
     import widgets)."""
+    from ztui.dialogs.choice import ChoiceDialog
     from ztui.dialogs.command_prompt import CommandPrompt
     from ztui.dialogs.confirm import ConfirmDialog
     from ztui.dialogs.create_vm import CreateVmDialog
@@ -46,6 +47,7 @@ def dialog_types() -> list[type[DOMNode]]:
         PortForwardDialog,
         SgDialog,
         VolumeDialog,
+        ChoiceDialog,
         ImportImageDialog,
         EditConfigDialog,
         VmDetailScreen,

@@ -35,7 +35,7 @@ from contracts import kvm
 from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.image.rows import forget_image
 from core.kernel.db import new_uuid
-from core.kernel.errors import ErrorCode, OperationError, SysErrors, operr
+from core.kernel.errors import OperationError, argerr, operr, stateerr
 from core.kernel.flow import Flow, NoRollbackFlow, checkpointer
 from core.kernel.flow_data import FlowData
 from core.kernel.operation import name_subject
@@ -118,18 +118,15 @@ def check_exportable(site: VolumeSite, media_type: str) -> None:
     volume = site.volume
     what = f"cannot create an image from volume {volume['name']}"
     if media_type == ROOT_TEMPLATE and volume["type"] != "Root":
-        raise OperationError(
-            ErrorCode(
-                SysErrors.INVALID_ARGUMENT,
-                f"{what}: it is a {volume['type']} volume, not a root volume",
-                "make a data volume's image with CreateDataVolumeTemplateFromVolume",
-            )
+        raise argerr(
+            f"{what}: it is a {volume['type']} volume, not a root volume",
+            "make a data volume's image with CreateDataVolumeTemplateFromVolume",
         )
     if volume["status"] != "Ready" or not volume["installPath"]:
-        raise _invalid_state(f"{what}: it is {volume['status']}", "only a Ready volume is read")
+        raise stateerr(f"{what}: it is {volume['status']}", "only a Ready volume is read")
     vm = site.vm
     if vm is not None and vm["state"] != "Stopped":
-        raise _invalid_state(
+        raise stateerr(
             f"{what}: its VM {vm['name']} is {vm['state']}; stop it first (StopVmInstance)",
             "the volume is copied as it is on disk, which a VM that runs keeps changing"
             + ("" if volume["type"] == "Root" else "; or detach the volume from it"),
@@ -299,10 +296,6 @@ def _chosen_storages(session: Session, uuids: list[str], zone_uuid: str) -> list
             )
         )
     return usable
-
-
-def _invalid_state(description: str, details: str = "") -> OperationError:
-    return OperationError(ErrorCode(SysErrors.INVALID_STATE, description, details))
 
 
 def _path(cls: type) -> str:

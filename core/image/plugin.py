@@ -54,7 +54,7 @@ from core.image.models import ImageBackupStorageRefVO, ImageVO
 from core.image.rows import forget_image
 from core.kernel.db import InTransaction, new_uuid
 from core.kernel.deletion import expunge_expired
-from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found, operr
+from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found, operr, stateerr
 from core.kernel.extensions import Component, Plugin
 from core.kernel.periodic import PeriodicTask
 from core.kernel.rest import AgentClient
@@ -362,12 +362,12 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         def mark_deleted(session: Session) -> None:
             image = _image(session, msg.uuid)
             if image.status == DOWNLOADING:
-                raise _invalid_state(
+                raise stateerr(
                     f"cannot delete image {image.name}: it is being downloaded",
                     "a failed download removes the image by itself",
                 )
             if image.status == CREATING:
-                raise _invalid_state(
+                raise stateerr(
                     f"cannot delete image {image.name}: it is being made from a volume",
                     "a failed export removes the image by itself",
                 )
@@ -383,7 +383,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         def recover(session: Session) -> dict[str, Any]:
             image = _image(session, msg.uuid)
             if image.status != DELETED:
-                raise _invalid_state(
+                raise stateerr(
                     f"cannot recover image {image.name}: it is {image.status}",
                     "only a Deleted image can be recovered",
                 )
@@ -411,7 +411,7 @@ class ImagePlugin(Plugin, GlobalConfigProvider, Service, Component):
         def check(session: Session) -> None:
             image = _image(session, msg.uuid)
             if image.status != DELETED:
-                raise _invalid_state(
+                raise stateerr(
                     f"cannot expunge image {image.name}: it is {image.status}",
                     "only a Deleted image can be expunged; delete it first (DeleteImage)",
                 )
@@ -494,12 +494,12 @@ def ready_image(session: InTransaction, image_uuid: str) -> Row[*tuple[Any, ...]
     if image is None:
         raise not_found(ImageVO.resource_type, image_uuid)
     if image.status != READY:
-        raise _invalid_state(
+        raise stateerr(
             f"image {image.name} cannot be used: it is {image.status}",
             "only a Ready image can be used",
         )
     if image.state != "Enabled":
-        raise _invalid_state(f"image {image.name} cannot be used: it is {image.state}")
+        raise stateerr(f"image {image.name} cannot be used: it is {image.state}")
     return image
 
 
@@ -648,7 +648,3 @@ def _answered_failure(error: ErrorCode) -> bool:
     """Whether an AgentClient error is the agent's own failure answer (``success: false``),
     rather than no answer (unreachable, timed out) whose outcome is unknown."""
     return error.code == SysErrors.OPERATION_ERROR and error.cause is None
-
-
-def _invalid_state(description: str, details: str = "") -> OperationError:
-    return OperationError(ErrorCode(SysErrors.INVALID_STATE, description, details))

@@ -105,6 +105,11 @@ def operr(description: str, details: str = "", cause: ErrorCode | None = None) -
     return OperationError(ErrorCode(SysErrors.OPERATION_ERROR, description, details, cause))
 
 
+def stateerr(description: str, details: str = "") -> OperationError:
+    """A resource not in a state the operation can take (a running VM's revert, ...)."""
+    return OperationError(ErrorCode(SysErrors.INVALID_STATE, description, details))
+
+
 def inerr(description: str, details: str = "") -> OperationError:
     """A bug or an unexpected condition inside the system (ZStack's ``inerr``)."""
     return OperationError(ErrorCode(SysErrors.INTERNAL, description, details))

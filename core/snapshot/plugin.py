@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core.config.definitions import GlobalConfigDef, GlobalConfigProvider
 from core.config.plugin import GlobalConfigPlugin
 from core.kernel.db import new_uuid
-from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found
+from core.kernel.errors import not_found, stateerr
 from core.kernel.extensions import Plugin
 from core.kernel.operation import name_subject
 from core.kernel.service import Service, handles
@@ -32,10 +32,6 @@ SNAPSHOT_STATES = ("Running", "Paused", "Stopped")
 """States of a VM whose volumes can be snapshotted (live in the first two)."""
 DELETE_STATES = (*SNAPSHOT_STATES, "Destroyed")
 """States of a VM whose volumes' snapshots can be deleted."""
-
-
-def invalid_state(description: str, details: str = "") -> OperationError:
-    return OperationError(ErrorCode(SysErrors.INVALID_STATE, description, details))
 
 
 class SnapshotPlugin(Plugin, GlobalConfigProvider, Service):
@@ -96,7 +92,7 @@ class SnapshotPlugin(Plugin, GlobalConfigProvider, Service):
             volume = site.volume
             _check_volume(site, "revert")
             if site.vm is not None and site.vm["state"] != "Stopped":
-                raise invalid_state(
+                raise stateerr(
                     f"cannot revert volume {volume['name']} from a snapshot: its VM "
                     f"{site.vm['name']} is {site.vm['state']}",
                     "stop the VM (or detach the volume) first",
@@ -221,7 +217,7 @@ def _data(site: VolumeSite, snapshot_uuid: str, **fields: Any) -> SnapshotData:
 def _check_volume(site: VolumeSite, operation: str) -> None:
     volume = site.volume
     if volume["status"] != "Ready" or not volume["installPath"]:
-        raise invalid_state(
+        raise stateerr(
             f"cannot {operation} volume {volume['name']}: it is {volume['status']}",
             "only a Ready volume (one with its file) has snapshots",
         )
@@ -230,7 +226,7 @@ def _check_volume(site: VolumeSite, operation: str) -> None:
 def _check_vm(site: VolumeSite, operation: str, states: tuple[str, ...]) -> None:
     vm = site.vm
     if vm is not None and vm["state"] not in states:
-        raise invalid_state(
+        raise stateerr(
             f"cannot {operation} volume {site.volume['name']}: its VM {vm['name']} is "
             f"{vm['state']}",
             f"the VM must be {', '.join(states[:-1])} or {states[-1]}",
@@ -261,7 +257,7 @@ def _ready(session: Session, uuid: str, volume_uuid: str, operation: str) -> Vol
     if row is None or row.volume_uuid != volume_uuid:
         raise not_found(VolumeSnapshotVO.resource_type, uuid)
     if row.status != READY:
-        raise invalid_state(
+        raise stateerr(
             f"cannot {operation} volume snapshot {row.name}: it is {row.status}",
             "wait for the operation on it to end",
         )

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from core.host.capacity import approximate_size
 from core.host.models import HostVO
-from core.kernel.errors import ErrorCode, OperationError, SysErrors, not_found
+from core.kernel.errors import not_found, operr, stateerr
 from core.kernel.operation import name_subject
 from core.offering.models import InstanceOfferingVO
 from core.vm import state as st
@@ -42,18 +42,11 @@ def change_instance_offering(session: Session, vm_uuid: str, offering_uuid: str)
         raise not_found(InstanceOfferingVO.resource_type, offering_uuid)
     what = f"cannot change the instance offering of VM {vm.name}"
     if offering.state != "Enabled":
-        raise OperationError(
-            ErrorCode(
-                SysErrors.INVALID_STATE, f"{what}: offering {offering.name} is {offering.state}"
-            )
-        )
+        raise stateerr(f"{what}: offering {offering.name} is {offering.state}")
     if vm.state not in CHANGEABLE_STATES:
-        raise OperationError(
-            ErrorCode(
-                SysErrors.INVALID_STATE,
-                f"{what}: it is {vm.state}; stop it first (StopVmInstance)",
-                "CPU and memory change while a VM is Stopped (no hotplug here)",
-            )
+        raise stateerr(
+            f"{what}: it is {vm.state}; stop it first (StopVmInstance)",
+            "CPU and memory change while a VM is Stopped (no hotplug here)",
         )
     _check_fits_a_host(session, vm, offering, what)
     vm.instance_offering_uuid = offering.uuid
@@ -91,14 +84,11 @@ def _check_fits_a_host(
             f"{approximate_size(memory)}"
         )
     if too_big:
-        raise OperationError(
-            ErrorCode(
-                SysErrors.OPERATION_ERROR,
-                f"{what}: offering {offering.name} is larger than {scope} can ever take: "
-                + "; ".join(too_big),
-                "host capacity is counted after host.cpu.overProvisioning.ratio and the "
-                "memory reserved on each host",
-            )
+        raise operr(
+            f"{what}: offering {offering.name} is larger than {scope} can ever take: "
+            + "; ".join(too_big),
+            "host capacity is counted after host.cpu.overProvisioning.ratio and the "
+            "memory reserved on each host",
         )
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from contracts import kvm
 from core.host.capacity import approximate_size
-from core.kernel.errors import ErrorCode, OperationError, SysErrors, argerr, operr
+from core.kernel.errors import OperationError, argerr, operr, stateerr
 from core.kernel.flow import Flow, checkpointer
 from core.kernel.flow_data import FlowData
 from core.kernel.operation import name_subject
@@ -104,9 +104,9 @@ def check_resizable(site: VolumeSite, size: int, volume_type: str) -> None:
         other = "ResizeDataVolume" if volume["type"] == "Data" else "ResizeRootVolume"
         raise argerr(f"{what}: it is a {volume['type']} volume; use {other}")
     if volume["status"] != "Ready" or not volume["installPath"]:
-        raise _invalid_state(f"{what}: it is {volume['status']}", "only a Ready volume grows")
+        raise stateerr(f"{what}: it is {volume['status']}", "only a Ready volume grows")
     if vm is not None and vm["state"] not in RESIZABLE_VM_STATES:
-        raise _invalid_state(
+        raise stateerr(
             f"{what}: its VM {vm['name']} is {vm['state']}",
             "a volume grows while its VM is Running, Paused or Stopped",
         )
@@ -201,10 +201,6 @@ class VolumeResizeOnHypervisorFlow(Flow):
             save(session.connection())
 
         await data.node.db.run(keep)
-
-
-def _invalid_state(description: str, details: str = "") -> OperationError:
-    return OperationError(ErrorCode(SysErrors.INVALID_STATE, description, details))
 
 
 DEFAULT_FLOWS = [

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ from agent.domain_xml import disks_of
 from agent.guest_image.build import DEFAULT_OUTPUT, build_image
 from agent.libvirt_backend import LibvirtBackend
 from agentkit.errors import AgentError
+from tests.system.net_lab import why_not_libvirt
 from tests.system.test_guest_image import ConsoleReader
 
 pytestmark = pytest.mark.system
@@ -44,18 +44,9 @@ SHELL_TIMEOUT = 90.0
 SECTOR = 512
 
 
-def _why_not() -> str:
-    if os.geteuid() != 0:
-        return "needs root"
-    try:
-        libvirt.open(URI).close()
-    except libvirt.libvirtError as exc:
-        return f"no libvirtd on {URI} ({exc}); run `make services`"
-    return ""
-
-
-if _why_not():
-    pytest.skip(_why_not(), allow_module_level=True)
+_why_not = why_not_libvirt("live volume operations")
+if _why_not:
+    pytest.skip(_why_not, allow_module_level=True)
 
 
 class Guest:

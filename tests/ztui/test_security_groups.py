@@ -22,8 +22,9 @@ from tests.conftest import ok
 from tests.core.vm.conftest import Lab, make_lab
 from tests.ztui.conftest import SMALL, app_on, shown, wait_until
 from tests.ztui.test_keys import notifications
+from ztui.dialogs.choice import ChoiceDialog
 from ztui.dialogs.confirm import ConfirmDialog
-from ztui.dialogs.security_group import ChoiceDialog, NewGroupDialog, RuleDialog, check_rule
+from ztui.dialogs.security_group import NewGroupDialog, RuleDialog, check_rule
 from ztui.screens.networks import NetworksScreen
 from ztui.security_groups import parse_ports, rule_ports
 from ztui.widgets.resource_table import ResourceTable

@@ -26,12 +26,12 @@ from tests.conftest import ok
 from tests.core.vm.conftest import Lab, make_lab
 from tests.ztui.conftest import SMALL, app_on, shown, wait_until
 from tests.ztui.test_keys import notifications
+from ztui.dialogs.choice import ChoiceDialog
 from ztui.dialogs.confirm import ConfirmDialog
 from ztui.dialogs.create_vm import CreateVmDialog
 from ztui.dialogs.volume import (
     NameDialog,
     NewVolumeDialog,
-    PickDialog,
     SizeDialog,
     check_new_size,
     check_new_volume,
@@ -247,7 +247,7 @@ async def test_the_data_volume_verbs_through_their_dialogs(vol: VolLab) -> None:
 
         # Attach it to db (chosen in the dialog), then detach it.
         await pilot.press("a")
-        pick = await shown(pilot, PickDialog)
+        pick = await shown(pilot, ChoiceDialog)
         assert [label for label, _ in pick.choices] == ["db (Stopped)", "web (Running)"]
         pick.query_one("#choice", Select).value = vol.db["uuid"]
         await pilot.press("ctrl+s")

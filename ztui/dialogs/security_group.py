@@ -15,11 +15,9 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select
 
+from ztui.dialogs.choice import Choice
 from ztui.dialogs.form import FormDialog
 from ztui.security_groups import DIRECTIONS, PORT_MAX, PORTED, PROTOCOLS, parse_ports
-
-Choice = tuple[str, str]
-"""(what is shown, the value sent)."""
 
 
 @dataclass(frozen=True)
@@ -169,20 +167,3 @@ class RuleDialog(SgDialog):
             self.problem(found)
             return
         self.dismiss(found)
-
-
-class ChoiceDialog(SgDialog):
-    """One of a few things (a rule, a NIC): dismissed with its value."""
-
-    def __init__(self, title: str, what: str, choices: list[Choice], verb: str) -> None:
-        super().__init__()
-        self.form_title, self.what, self.choices, self.verb = title, what, choices, verb
-
-    def fields(self) -> ComposeResult:
-        yield Select[str](self.choices, value=self.choices[0][1], allow_blank=False, id="choice")
-
-    def on_mount(self) -> None:
-        self.query_one("#choice", Select).focus()
-
-    def action_submit(self) -> None:
-        self.dismiss(str(self.query_one("#choice", Select).value))

@@ -13,12 +13,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Input, Label, Select
 
+from ztui.dialogs.choice import Choice
 from ztui.dialogs.form import FormDialog
 from ztui.formatting import Formatter
 from ztui.volumes import parse_size
-
-Choice = tuple[str, str]
-"""(what is shown, the value sent)."""
 
 
 class VolumeDialog(FormDialog[Any]):
@@ -161,20 +159,3 @@ class NameDialog(VolumeDialog):
             self.problem("name: required")
             return
         self.dismiss(name)
-
-
-class PickDialog(VolumeDialog):
-    """One of a few things (the VM to attach a volume to): dismissed with its value."""
-
-    def __init__(self, title: str, what: str, choices: list[Choice], verb: str) -> None:
-        super().__init__()
-        self.form_title, self.what, self.choices, self.verb = title, what, choices, verb
-
-    def fields(self) -> ComposeResult:
-        yield Select[str](self.choices, value=self.choices[0][1], allow_blank=False, id="choice")
-
-    def on_mount(self) -> None:
-        self.query_one("#choice", Select).focus()
-
-    def action_submit(self) -> None:
-        self.dismiss(str(self.query_one("#choice", Select).value))

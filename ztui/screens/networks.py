@@ -36,8 +36,9 @@ from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 from core.network.l3.nics import VM_NIC
 from core.virtual_router.sync import GUEST, PUBLIC, SERVED_STATES, hostname_of
 from ztui.columns import Column, Kind
+from ztui.dialogs.choice import ChoiceDialog
 from ztui.dialogs.confirm import ConfirmDialog, Wording, question
-from ztui.dialogs.security_group import ChoiceDialog, NewGroup, NewGroupDialog, RuleDialog
+from ztui.dialogs.security_group import NewGroup, NewGroupDialog, RuleDialog
 from ztui.formatting import Formatter
 from ztui.reach import KIND_EIP, KIND_PF, KIND_VIP, REACH_APIS, ReachData
 from ztui.screens.base import ResourceScreen

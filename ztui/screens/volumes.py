@@ -28,8 +28,9 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Input, Static
 
 from ztui.columns import Column, Kind
+from ztui.dialogs.choice import ChoiceDialog
 from ztui.dialogs.confirm import ConfirmDialog, Wording, question
-from ztui.dialogs.volume import NameDialog, NewVolumeDialog, PickDialog, SizeDialog
+from ztui.dialogs.volume import NameDialog, NewVolumeDialog, SizeDialog
 from ztui.screens.base import ResourceScreen
 from ztui.volumes import (
     DATA,
@@ -304,7 +305,7 @@ class VolumesScreen(ResourceScreen):
             if vm_uuid is not None:
                 self.attach(volume, vm_uuid)
 
-        dialog = PickDialog(
+        dialog = ChoiceDialog(
             f"Attach {volume['name']}",
             "The VM to attach it to (a running VM gets it at once, a stopped one when it starts):",
             choices,
@@ -332,7 +333,7 @@ class VolumesScreen(ResourceScreen):
         if volume is None:
             return
         if volume.get("type") != DATA or not volume.get("vmInstanceUuid"):
-            self.notify(f"{volume['name']} is no attached data volume.", severity="warning")
+            self.notify(f"{volume['name']} is not an attached data volume.", severity="warning")
             return
         self.detach(volume)
 

@@ -14,6 +14,7 @@ import pytest
 
 from contracts import kvm
 from core.host.plugin import HostPlugin
+from core.kernel.errors import OperationError
 from core.kernel.node import ManagementNode
 from core.volume import flows
 from core.volume.models import VolumeVO
@@ -129,10 +130,13 @@ async def test_a_running_vm_gets_the_disk_hot_plugged(lab: Lab) -> None:
     node = lab.node
     machine = await vm(lab)
     volume = await ok(node, "CreateDataVolume", name="d", diskSize=8 * MiB)
+    assert not await plugged(lab, volume)
     await ok(
         node, "AttachDataVolumeToVm", volumeUuid=volume["uuid"], vmInstanceUuid=machine["uuid"]
     )
+    assert await plugged(lab, volume)
     await ok(node, "DetachDataVolumeFromVm", uuid=volume["uuid"])
+    assert not await plugged(lab, volume)
 
 
 async def test_the_data_volume_limit_is_the_global_config(lab: Lab) -> None:
@@ -276,10 +280,10 @@ async def test_a_fault_in_create_or_attach_leaves_nothing(lab: Lab) -> None:
             )
             assert not reply.success and "injected fault" in str(reply.error)
             assert await leaks(lab) == before, faulty
-            domains = await _domain_disks(lab)
-            assert spare["installPath"] not in domains
+            assert not await plugged(lab, spare), faulty
     node.chains.build_all({}, [])
     await ok(node, "AttachDataVolumeToVm", volumeUuid=spare["uuid"], vmInstanceUuid=running["uuid"])
+    assert await plugged(lab, spare)
 
 
 async def test_a_fault_in_a_vm_create_with_data_disks_leaves_nothing(lab: Lab) -> None:
@@ -304,7 +308,19 @@ async def test_a_fault_in_a_vm_create_with_data_disks_leaves_nothing(lab: Lab) -
         assert await leaks(lab) == before, faulty
 
 
-async def _domain_disks(lab: Lab) -> str:
-    """What the simulator host knows of its VMs (their disks show in it once attached)."""
+async def plugged(lab: Lab, volume: dict[str, Any]) -> bool:
+    """Whether a running domain of the simulator host has the volume as a disk: the host
+    refuses an offline operation on such a file (here a resize to its own size, which
+    changes nothing otherwise)."""
     agent = lab.node.plugin(HostPlugin)._agents[lab.host["uuid"]]
-    return json.dumps(await agent.call(kvm.VM_SYNC, {}))
+    body = {
+        "storagePath": str(lab.primary_url),
+        "installPath": volume["installPath"],
+        "size": volume["size"],
+    }
+    try:
+        await agent.call(kvm.VOLUME_RESIZE, body)
+    except OperationError as exc:
+        assert "the running VM" in str(exc), exc
+        return True
+    return False
